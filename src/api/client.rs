@@ -1,0 +1,233 @@
+//! The HTTP client: one shared `reqwest::Client` with keep-alive, the three
+//! headers, and every answer sorted into accepted, refused, unreachable or ambiguous.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+
+use super::wire::{Accepted, ApiError, ContactMessage};
+use crate::config::ApiKey;
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The API answered with an error status: the message was not queued.
+    #[error("HTTP {http_status}: {message}")]
+    Refused {
+        http_status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// No connection could be made: the message certainly did not leave.
+    #[error("cannot reach the API: {0}")]
+    Unreachable(String),
+    /// The request may have reached the API (a timeout or a lost connection
+    /// while waiting, or an answer that cannot be read): sending it again
+    /// could deliver the card twice.
+    #[error("{detail}")]
+    Ambiguous {
+        http_status: Option<u16>,
+        detail: String,
+    },
+}
+
+impl SendError {
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            SendError::Refused { http_status, .. } => Some(*http_status),
+            SendError::Ambiguous { http_status, .. } => *http_status,
+            SendError::Unreachable(_) => None,
+        }
+    }
+}
+
+/// Could not build the client (bad key characters, TLS set-up).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the API key contains characters that cannot go in an HTTP header")]
+    BadKey,
+    #[error("cannot set up the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    endpoint: Url,
+}
+
+impl ApiClient {
+    pub fn new(base_url: &Url, api_key: &ApiKey, timeout: Duration) -> Result<Self, ClientError> {
+        let mut authorization =
+            HeaderValue::from_str(api_key.expose()).map_err(|_| ClientError::BadKey)?;
+        // Keeps the key out of reqwest's and hyper's own debug output.
+        authorization.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, authorization);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("interacto-bulk/", env!("CARGO_PKG_VERSION")))
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(ApiClient {
+            http,
+            endpoint: endpoint(base_url),
+        })
+    }
+
+    /// Sends one contact card through one instance.
+    pub async fn send(
+        &self,
+        instance_id: &str,
+        message: &ContactMessage<'_>,
+    ) -> Result<Accepted, SendError> {
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .header("Instance-Id", instance_id)
+            .json(message)
+            .send()
+            .await
+            .map_err(classify_transport_error)?;
+
+        let status = response.status();
+        let retry_after = retry_after_seconds(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| SendError::Ambiguous {
+                http_status: Some(status.as_u16()),
+                detail: format!("the answer was cut off: {}", describe(error)),
+            })?;
+
+        if status.is_success() {
+            return serde_json::from_slice::<Accepted>(&body).map_err(|error| {
+                SendError::Ambiguous {
+                    http_status: Some(status.as_u16()),
+                    detail: format!("HTTP {status} with an answer that cannot be read: {error}"),
+                }
+            });
+        }
+        Err(SendError::Refused {
+            http_status: status.as_u16(),
+            message: error_message(status, &body),
+            retry_after,
+        })
+    }
+}
+
+/// `https://host/v1` and `https://host/v1/` both give `https://host/v1/message/contact`.
+fn endpoint(base_url: &Url) -> Url {
+    let mut base = base_url.clone();
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    base.join("message/contact")
+        .expect("a relative path always joins")
+}
+
+fn classify_transport_error(error: reqwest::Error) -> SendError {
+    if error.is_connect() {
+        SendError::Unreachable(describe(error))
+    } else if error.is_timeout() {
+        SendError::Ambiguous {
+            http_status: None,
+            detail: "no answer before the timeout; the API may have queued the message".to_string(),
+        }
+    } else {
+        SendError::Ambiguous {
+            http_status: None,
+            detail: format!(
+                "the connection failed while waiting for the answer: {}",
+                describe(error)
+            ),
+        }
+    }
+}
+
+/// The error with its causes, which reqwest keeps apart.
+fn describe(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The API's own words where it gave them, else the start of the body.
+fn error_message(status: StatusCode, body: &[u8]) -> String {
+    let parsed: Option<ApiError> = serde_json::from_slice(body).ok();
+    let words = parsed
+        .and_then(|error| match (error.message, error.error) {
+            (Some(message), _) if !message.is_empty() => Some(message),
+            (_, Some(error)) if !error.is_empty() => Some(error),
+            _ => None,
+        })
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_string()
+        });
+    if words.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("no message")
+            .to_string()
+    } else {
+        words
+    }
+}
+
+fn retry_after_seconds(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_keeps_a_base_path() {
+        for base in ["https://api.example/v1", "https://api.example/v1/"] {
+            let url = endpoint(&Url::parse(base).unwrap());
+            assert_eq!(url.as_str(), "https://api.example/v1/message/contact");
+        }
+        assert_eq!(
+            endpoint(&Url::parse("http://127.0.0.1:9").unwrap()).as_str(),
+            "http://127.0.0.1:9/message/contact"
+        );
+    }
+
+    #[test]
+    fn error_messages_prefer_the_api_words() {
+        assert_eq!(
+            error_message(
+                StatusCode::BAD_REQUEST,
+                br#"{"statusCode":400,"message":"bad to"}"#
+            ),
+            "bad to"
+        );
+        assert_eq!(
+            error_message(StatusCode::BAD_GATEWAY, b"<html>oops</html>"),
+            "<html>oops</html>"
+        );
+        assert_eq!(
+            error_message(StatusCode::SERVICE_UNAVAILABLE, b""),
+            "Service Unavailable"
+        );
+    }
+}

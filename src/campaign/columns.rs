@@ -1,0 +1,296 @@
+//! Which header holds which column, resolved once from the header row.
+
+use std::fmt;
+
+/// A column the tool understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Column {
+    To,
+    ContactName,
+    ContactPhone,
+    Delay,
+    Typing,
+    Priority,
+    Tags,
+    /// A JSON object of metadata.
+    Metadata,
+    /// One metadata entry, from a `metadata.<key>` column.
+    MetadataEntry(String),
+}
+
+const NAMED: [(&str, Column); 8] = [
+    ("to", Column::To),
+    ("contact_name", Column::ContactName),
+    ("contact_phone", Column::ContactPhone),
+    ("delay", Column::Delay),
+    ("typing", Column::Typing),
+    ("priority", Column::Priority),
+    ("tags", Column::Tags),
+    ("metadata", Column::Metadata),
+];
+
+impl Column {
+    /// The names accepted as `[campaign.columns]` keys, for error messages.
+    pub const CONFIG_KEYS: &'static str =
+        "to, contact_name, contact_phone, delay, typing, priority, tags, metadata, metadata.<key>";
+
+    /// The column a header (or a config key) names, ignoring case, spaces, `_`, `-` and `.`.
+    pub fn from_name(name: &str) -> Option<Column> {
+        let name = name.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+        if let Some(key) = strip_prefix_ignore_case(name, "metadata.") {
+            let key = key.trim();
+            return (!key.is_empty()).then(|| Column::MetadataEntry(key.to_string()));
+        }
+        let wanted = match_key(name);
+        NAMED
+            .iter()
+            .find(|(canonical, _)| match_key(canonical) == wanted)
+            .map(|(_, column)| column.clone())
+    }
+}
+
+impl fmt::Display for Column {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Column::MetadataEntry(key) => write!(f, "metadata.{key}"),
+            named => {
+                let (name, _) = NAMED
+                    .iter()
+                    .find(|(_, column)| column == named)
+                    .expect("every named column is in NAMED");
+                f.write_str(name)
+            }
+        }
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// The form headers are compared in: lower case, without spaces, `_`, `-` and `.`.
+pub fn match_key(header: &str) -> String {
+    header
+        .chars()
+        .filter(|c| !(c.is_whitespace() || matches!(c, '_' | '-' | '.' | '\u{feff}')))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Where each column sits in a record.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub to: usize,
+    pub contact_name: usize,
+    pub contact_phone: usize,
+    pub delay: Option<usize>,
+    pub typing: Option<usize>,
+    pub priority: Option<usize>,
+    pub tags: Option<usize>,
+    pub metadata: Option<usize>,
+    pub metadata_entries: Vec<(String, usize)>,
+    /// The `key_column`, when the campaign carries its own job ids.
+    pub key: Option<usize>,
+    /// Headers that hold nothing the tool uses.
+    pub unknown: Vec<String>,
+    /// How many fields a record should have.
+    pub width: usize,
+}
+
+/// A header row the campaign cannot be read with.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("the campaign has no header row")]
+    NoHeader,
+    #[error(
+        "the header has no {missing} column (required: to, contact_name, contact_phone); \
+         it has: {found}. Map other names in [campaign.columns], for example to = \"telefone\""
+    )]
+    Missing { missing: String, found: String },
+    #[error("the headers `{first}` and `{second}` both hold the column {column}")]
+    Twice {
+        column: Column,
+        first: String,
+        second: String,
+    },
+    #[error("campaign.key_column `{0}` is not a header of the campaign")]
+    NoKeyColumn(String),
+}
+
+impl Layout {
+    /// Matches headers to columns: first the `[campaign.columns]` mapping, then the canonical names.
+    pub fn resolve(
+        headers: &[String],
+        mapping: &[(String, Column)],
+        key_column: Option<&str>,
+    ) -> Result<Layout, LayoutError> {
+        if headers.iter().all(|header| match_key(header).is_empty()) {
+            return Err(LayoutError::NoHeader);
+        }
+        let mut assigned: Vec<(Column, usize)> = Vec::new();
+        let mut layout = Layout {
+            width: headers.len(),
+            ..Layout::default()
+        };
+        for (index, header) in headers.iter().enumerate() {
+            let key = match_key(header);
+            let mapped = mapping
+                .iter()
+                .find(|(name, _)| match_key(name) == key)
+                .map(|(_, column)| column.clone());
+            let Some(column) = mapped.or_else(|| Column::from_name(header)) else {
+                if key_column.is_none_or(|wanted| match_key(wanted) != key) {
+                    layout.unknown.push(header.trim().to_string());
+                }
+                continue;
+            };
+            if let Some((_, first)) = assigned.iter().find(|(taken, _)| *taken == column) {
+                return Err(LayoutError::Twice {
+                    column,
+                    first: headers[*first].trim().to_string(),
+                    second: header.trim().to_string(),
+                });
+            }
+            assigned.push((column, index));
+        }
+
+        let missing: Vec<String> = [Column::To, Column::ContactName, Column::ContactPhone]
+            .into_iter()
+            .filter(|required| !assigned.iter().any(|(column, _)| column == required))
+            .map(|column| column.to_string())
+            .collect();
+        if !missing.is_empty() {
+            let found = headers
+                .iter()
+                .map(|h| format!("`{}`", h.trim()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(LayoutError::Missing {
+                missing: missing.join(", "),
+                found,
+            });
+        }
+
+        for (column, index) in assigned {
+            match column {
+                Column::To => layout.to = index,
+                Column::ContactName => layout.contact_name = index,
+                Column::ContactPhone => layout.contact_phone = index,
+                Column::Delay => layout.delay = Some(index),
+                Column::Typing => layout.typing = Some(index),
+                Column::Priority => layout.priority = Some(index),
+                Column::Tags => layout.tags = Some(index),
+                Column::Metadata => layout.metadata = Some(index),
+                Column::MetadataEntry(key) => layout.metadata_entries.push((key, index)),
+            }
+        }
+        if let Some(wanted) = key_column {
+            let wanted_key = match_key(wanted);
+            layout.key = headers
+                .iter()
+                .position(|header| match_key(header) == wanted_key);
+            if layout.key.is_none() {
+                return Err(LayoutError::NoKeyColumn(wanted.to_string()));
+            }
+        }
+        Ok(layout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn headers_match_ignoring_case_spaces_and_separators() {
+        let layout = Layout::resolve(
+            &headers(&["\u{feff}TO", " Contact Name ", "contact-phone", "De.lay"]),
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                layout.to,
+                layout.contact_name,
+                layout.contact_phone,
+                layout.delay
+            ),
+            (0, 1, 2, Some(3))
+        );
+    }
+
+    #[test]
+    fn metadata_columns_keep_their_key_as_written() {
+        let layout = Layout::resolve(
+            &headers(&["to", "contact_name", "contact_phone", "Metadata.leadId"]),
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(layout.metadata_entries, vec![("leadId".to_string(), 3)]);
+    }
+
+    #[test]
+    fn the_config_mapping_names_other_headers() {
+        let mapping = vec![
+            ("Telefone".to_string(), Column::To),
+            ("nome".to_string(), Column::ContactName),
+            ("fone contato".to_string(), Column::ContactPhone),
+        ];
+        let layout = Layout::resolve(
+            &headers(&["nome", "telefone", "Fone_Contato", "cidade"]),
+            &mapping,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (layout.to, layout.contact_name, layout.contact_phone),
+            (1, 0, 2)
+        );
+        assert_eq!(layout.unknown, vec!["cidade"]);
+    }
+
+    #[test]
+    fn a_missing_required_column_is_named_with_what_was_found() {
+        let error = Layout::resolve(&headers(&["to", "name", "phone"]), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("contact_name, contact_phone"), "{error}");
+        assert!(error.contains("`name`, `phone`"), "{error}");
+    }
+
+    #[test]
+    fn two_headers_for_one_column_are_refused() {
+        let error = Layout::resolve(
+            &headers(&["to", "TO", "contact_name", "contact_phone"]),
+            &[],
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                LayoutError::Twice {
+                    column: Column::To,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_key_column_must_exist_and_is_not_reported_unknown() {
+        let names = headers(&["id", "to", "contact_name", "contact_phone"]);
+        let layout = Layout::resolve(&names, &[], Some("ID")).unwrap();
+        assert_eq!((layout.key, layout.unknown.len()), (Some(0), 0));
+        assert!(Layout::resolve(&names, &[], Some("lead")).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! The command line: flags only. `config` turns them into checked settings.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::pacing::Rate;
+
+/// Send WhatsApp contact-card messages in bulk through the Interacto API,
+/// paced so that the sending number is not blocked.
+#[derive(Debug, Parser)]
+#[command(name = "interacto-bulk", version, propagate_version = true)]
+#[command(
+    after_help = "Start with `interacto-bulk send samples/campaign.csv --mock`: \
+the whole pipeline against a local copy of the API, nothing leaves the machine.\n\
+The API key is read from INTERACTO_API_KEY or the config file, never from a flag."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate, pace and send every row of a campaign CSV; write a results CSV
+    Send(SendArgs),
+    /// Check a campaign CSV without sending anything (the same as `send --dry-run`)
+    Validate(ValidateArgs),
+    /// Serve the Interacto API locally, with optional faults, for rehearsals and tests
+    MockServer(MockServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Validate and write the results file, but send nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Send to an embedded mock API on 127.0.0.1 instead of the real one (no credentials needed)
+    #[arg(long)]
+    pub mock: bool,
+
+    /// Messages per instance, as N/s, N/min or N/h [config: pacing.rate]
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<Rate>,
+
+    /// Requests in flight at once [config: pacing.concurrency]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<NonZeroUsize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Flags shared by `send` and `validate`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The campaign CSV, or `-` for standard input
+    #[arg(value_name = "CAMPAIGN")]
+    pub campaign: PathBuf,
+
+    /// Config file (TOML); see config.example.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Results CSV [default: <campaign stem>.results.csv in the working directory]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Replace an existing results file (it is never replaced without this)
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Read only the first N data rows of the campaign
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Do not draw the progress bar (it is only drawn on a terminal anyway)
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// How to print the final summary on stdout
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub summary: SummaryFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct MockServerArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+
+    /// Only accept this API key (any non-empty key is accepted without it)
+    #[arg(long, value_name = "KEY")]
+    pub require_key: Option<String>,
+
+    /// Share of requests answered 500, from 0 to 1
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
+    pub failure_rate: f64,
+
+    /// Share of requests answered 429 with Retry-After, from 0 to 1
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
+    pub throttle_rate: f64,
+
+    /// Seconds in the Retry-After header of a 429
+    #[arg(long, default_value_t = 1, value_name = "SECONDS")]
+    pub retry_after: u64,
+
+    /// Milliseconds to wait before answering each request
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub latency_ms: u64,
+
+    /// Answer 401 to every request after the first N accepted messages
+    #[arg(long, value_name = "N")]
+    pub auth_fail_after: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// More log detail on stderr (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log detail on stderr (-q warnings only, -qq errors only)
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub quiet: u8,
+
+    /// Log line format on stderr
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

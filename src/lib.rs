@@ -1,0 +1,234 @@
+//! interacto-bulk: send WhatsApp contact cards in bulk through the Interacto
+//! API, paced so that the sending number is not blocked.
+//!
+//! Layout, in the order data flows:
+//! `cli` (flags) → `config` (file + env + flags → checked `Settings`) →
+//! `campaign` (CSV rows → validated `Job`s, on a blocking thread) →
+//! `pacing` (delay/typing floors, per-instance clock) → `dispatch` (worker
+//! pool) → `api` (HTTP client, wire types, embedded mock) → `results` (one
+//! thread writes the results CSV) → `report` (progress, summary, exit code).
+
+pub mod api;
+pub mod campaign;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
+pub mod pacing;
+pub mod report;
+pub mod results;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::MultiProgress;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use api::{ApiClient, MockOptions, MockServer};
+use campaign::{Campaign, CampaignError, Job, Row, Source};
+use config::{ApiKey, Settings};
+use dispatch::Lane;
+use pacing::InstancePacer;
+use report::{Progress, Summary};
+use results::{Outcome, ResultsError, Status};
+
+/// What to run, beyond the settings.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub source: Source,
+    pub results_path: PathBuf,
+    pub overwrite: bool,
+    pub dry_run: bool,
+    /// Send to an embedded mock API on loopback.
+    pub mock: bool,
+    pub limit: Option<u64>,
+}
+
+/// Why a run could not start or finish. Every one of them means exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Campaign(#[from] CampaignError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error(transparent)]
+    Client(#[from] api::ClientError),
+    #[error("cannot start the mock API: {0}")]
+    Mock(std::io::Error),
+}
+
+/// Where the messages go.
+struct Target {
+    client: Arc<ApiClient>,
+    instance_id: String,
+    /// Kept alive for the run when sending to the embedded mock.
+    _mock: Option<MockServer>,
+}
+
+/// Runs one campaign: reads, checks, paces and sends every row, and writes
+/// the results file. `shutdown` stops it taking new rows.
+pub async fn run(
+    settings: Settings,
+    request: RunRequest,
+    progress_area: &MultiProgress,
+    shutdown: CancellationToken,
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let target = if request.dry_run {
+        None
+    } else {
+        Some(connect(&settings, request.mock).await?)
+    };
+    let instance_id = target
+        .as_ref()
+        .map(|target| target.instance_id.clone())
+        .or_else(|| settings.api.instance_id.clone())
+        .unwrap_or_default();
+
+    let campaign = Campaign::open(
+        &request.source,
+        &settings.campaign,
+        settings.pacing.floors,
+        request.limit,
+    )?;
+    if !campaign.layout().unknown.is_empty() {
+        warn!(columns = %campaign.layout().unknown.join(", "), "ignoring columns the tool does not use");
+    }
+    let results_file = results::create(&request.results_path, request.overwrite)?;
+    info!(
+        campaign = %request.source.describe(),
+        results = %request.results_path.display(),
+        dry_run = request.dry_run,
+        rate = %settings.pacing.rate,
+        "starting"
+    );
+
+    let progress = match request.source.count_rows() {
+        Some(total) if !progress_area.is_hidden() => Progress::new(
+            progress_area,
+            Some(request.limit.map_or(total, |limit| limit.min(total))),
+        ),
+        _ if !progress_area.is_hidden() => Progress::new(progress_area, None),
+        _ => Progress::hidden(),
+    };
+    let (outcomes, writer) =
+        results::spawn_writer(results_file, request.results_path.clone(), progress.clone());
+
+    let (jobs, queued) = mpsc::channel::<Job>(256);
+    let reader = {
+        let outcomes = outcomes.clone();
+        let instance_id = instance_id.clone();
+        let jobs = (!request.dry_run).then_some(jobs);
+        tokio::task::spawn_blocking(move || read_campaign(campaign, jobs, outcomes, &instance_id))
+    };
+
+    if let Some(target) = &target {
+        let lane = Lane {
+            instance_id: target.instance_id.clone(),
+            pacer: InstancePacer::new(
+                settings.pacing.rate,
+                settings.pacing.burst,
+                settings.pacing.pace_by_message,
+            ),
+        };
+        dispatch::dispatch(
+            queued,
+            lane,
+            target.client.clone(),
+            settings.pacing.concurrency,
+            outcomes.clone(),
+            shutdown,
+        )
+        .await;
+    } else {
+        drop(queued);
+    }
+    let read = reader.await.expect("the campaign reader does not panic");
+    drop(outcomes);
+    let tally = writer.await.expect("the results writer does not panic")?;
+    progress.finish();
+    read?;
+
+    Ok(Summary::new(
+        request.source.describe(),
+        request.results_path.display().to_string(),
+        request.dry_run,
+        &tally,
+        started.elapsed(),
+    ))
+}
+
+/// Builds the HTTP client for the real API, or starts the embedded mock and points at it.
+async fn connect(settings: &Settings, mock: bool) -> Result<Target, RunError> {
+    let timeout = settings.api.timeout;
+    if mock {
+        let server = MockServer::start(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            MockOptions::default(),
+        )
+        .await
+        .map_err(RunError::Mock)?;
+        info!(address = %server.base_url(), "sending to the embedded mock API");
+        let base_url = server
+            .base_url()
+            .parse()
+            .expect("a socket address makes a URL");
+        let client = ApiClient::new(&base_url, &ApiKey::new("mock-key"), timeout)?;
+        return Ok(Target {
+            client: Arc::new(client),
+            instance_id: settings
+                .api
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| "mock-instance".to_string()),
+            _mock: Some(server),
+        });
+    }
+    let api_key = settings.api.api_key.as_ref().ok_or_else(|| {
+        RunError::Config("no API key: set INTERACTO_API_KEY (or api.api_key in the config file), or use --mock to rehearse".to_string())
+    })?;
+    let instance_id = settings.api.instance_id.clone().ok_or_else(|| {
+        RunError::Config(
+            "no instance: set INTERACTO_INSTANCE_ID (or api.instance_id in the config file)"
+                .to_string(),
+        )
+    })?;
+    let client = ApiClient::new(&settings.api.base_url, api_key, timeout)?;
+    Ok(Target {
+        client: Arc::new(client),
+        instance_id,
+        _mock: None,
+    })
+}
+
+/// Reads every row (on a blocking thread): rejected rows go straight to the
+/// results, jobs to the dispatcher, or, in a dry run (`jobs` is `None`), to
+/// the results as `VALID`.
+fn read_campaign(
+    campaign: Campaign,
+    jobs: Option<mpsc::Sender<Job>>,
+    outcomes: mpsc::Sender<Outcome>,
+    instance_id: &str,
+) -> Result<(), CampaignError> {
+    for row in campaign {
+        let delivered = match (row?, &jobs) {
+            (Row::Rejected(rejected), _) => {
+                outcomes.blocking_send(Outcome::rejected(rejected)).is_ok()
+            }
+            (Row::Job(job), Some(jobs)) => jobs.blocking_send(job).is_ok(),
+            (Row::Job(job), None) => outcomes
+                .blocking_send(Outcome::for_job(&job, instance_id, Status::Valid))
+                .is_ok(),
+        };
+        if !delivered {
+            // The run is stopping; the rows not read are left for a later run.
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use interacto_bulk::api::{MockOptions, MockServer};
+use interacto_bulk::campaign::Source;
+use interacto_bulk::cli::{
+    Cli, Command, LogArgs, LogFormat, MockServerArgs, RunArgs, SummaryFormat,
+};
+use interacto_bulk::config::{Environment, Overrides, Settings};
+use interacto_bulk::report::{self, LogWriter};
+use interacto_bulk::RunRequest;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let wants_progress = match &cli.command {
+        Command::Send(args) => !args.run.no_progress,
+        Command::Validate(args) => !args.run.no_progress,
+        Command::MockServer(_) => false,
+    };
+    let progress_area = report::progress_area(wants_progress);
+    init_logging(&cli.log, LogWriter::new(progress_area.clone()));
+
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Send(args) => {
+                let overrides = Overrides {
+                    rate: args.rate,
+                    concurrency: args.concurrency,
+                };
+                run_campaign(args.run, overrides, args.dry_run, args.mock, &progress_area).await
+            }
+            Command::Validate(args) => {
+                run_campaign(args.run, Overrides::default(), true, false, &progress_area).await
+            }
+            Command::MockServer(args) => serve_mock(args).await.map(|()| 0),
+        }
+    });
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::from(report::ExitCode::Usage.code())
+        }
+    }
+}
+
+async fn run_campaign(
+    args: RunArgs,
+    overrides: Overrides,
+    dry_run: bool,
+    mock: bool,
+    progress_area: &indicatif::MultiProgress,
+) -> anyhow::Result<u8> {
+    let settings = Settings::load(
+        args.config.as_deref(),
+        Environment::from_process(),
+        overrides,
+    )?;
+    let source = Source::from_arg(&args.campaign);
+    let request = RunRequest {
+        results_path: args.out.unwrap_or_else(|| source.default_results_path()),
+        source,
+        overwrite: args.overwrite,
+        dry_run,
+        mock,
+        limit: args.limit,
+    };
+    let summary =
+        interacto_bulk::run(settings, request, progress_area, CancellationToken::new()).await?;
+    match args.summary {
+        SummaryFormat::Text => print!("{}", summary.text()),
+        SummaryFormat::Json => println!("{}", summary.json()),
+    }
+    Ok(summary.exit_code)
+}
+
+async fn serve_mock(args: MockServerArgs) -> anyhow::Result<()> {
+    for (flag, ratio) in [
+        ("--failure-rate", args.failure_rate),
+        ("--throttle-rate", args.throttle_rate),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&ratio),
+            "{flag} must be between 0 and 1, not {ratio}"
+        );
+    }
+    let options = MockOptions {
+        require_key: args.require_key,
+        failure_rate: args.failure_rate,
+        throttle_rate: args.throttle_rate,
+        retry_after: args.retry_after,
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        auth_fail_after: args.auth_fail_after,
+        record: false,
+    };
+    let server = MockServer::start(args.listen, options)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("mock Interacto API listening on {}", server.base_url());
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    server.serve_until(stop).await?;
+    Ok(())
+}
+
+/// Logs go to stderr; `RUST_LOG` wins over `-v`/`-q`.
+fn init_logging(args: &LogArgs, writer: LogWriter) {
+    let level = match (args.verbose, args.quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v >= 2 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,interacto_bulk={level}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false);
+    match args.log_format {
+        LogFormat::Text => builder.with_ansi(wants_colour()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn wants_colour() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+}

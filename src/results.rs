@@ -1,0 +1,291 @@
+//! The results CSV: one line per input row, written by one thread and flushed
+//! as outcomes arrive, so a run that dies loses nothing already known.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::api::wire::Accepted;
+use crate::api::SendError;
+use crate::campaign::{Job, Rejected, Rejection};
+use crate::report::{Progress, Tally};
+
+/// The tool's verdict on one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// The API accepted the message.
+    Sent,
+    /// The API refused it, or it could not be sent.
+    Failed,
+    /// The row did not pass validation; not sent.
+    Invalid,
+    /// The same job as an earlier row; not sent.
+    Duplicate,
+    /// The message may or may not have reached the API.
+    Unknown,
+    /// Dry run: the row would be sent.
+    Valid,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Sent,
+        Status::Failed,
+        Status::Invalid,
+        Status::Duplicate,
+        Status::Unknown,
+        Status::Valid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Sent => "SENT",
+            Status::Failed => "FAILED",
+            Status::Invalid => "INVALID",
+            Status::Duplicate => "DUPLICATE",
+            Status::Unknown => "UNKNOWN",
+            Status::Valid => "VALID",
+        }
+    }
+}
+
+/// The columns of the results file, in order.
+pub const COLUMNS: [&str; 15] = [
+    "row",
+    "key",
+    "to",
+    "contact_name",
+    "contact_phone",
+    "instance_id",
+    "status",
+    "api_status",
+    "message_id",
+    "http_status",
+    "attempts",
+    "delay",
+    "typing",
+    "error",
+    "finished_at",
+];
+
+/// One line of the results file.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub row: u64,
+    pub key: String,
+    pub to: String,
+    pub contact_name: String,
+    pub contact_phone: String,
+    pub instance_id: String,
+    pub status: Status,
+    pub api_status: String,
+    pub message_id: String,
+    pub http_status: Option<u16>,
+    pub attempts: u32,
+    pub delay: Option<f64>,
+    pub typing: Option<f64>,
+    pub error: String,
+    pub finished_at: jiff::Timestamp,
+}
+
+impl Outcome {
+    /// A row that failed validation or repeats an earlier one.
+    pub fn rejected(rejected: Rejected) -> Self {
+        Outcome {
+            row: rejected.row,
+            key: rejected.key,
+            to: rejected.to,
+            contact_name: rejected.contact_name,
+            contact_phone: rejected.contact_phone,
+            instance_id: String::new(),
+            status: match rejected.reason {
+                Rejection::Invalid => Status::Invalid,
+                Rejection::Duplicate => Status::Duplicate,
+            },
+            api_status: String::new(),
+            message_id: String::new(),
+            http_status: None,
+            attempts: 0,
+            delay: None,
+            typing: None,
+            error: rejected.error,
+            finished_at: jiff::Timestamp::now(),
+        }
+    }
+
+    /// A job with no answer yet: a dry run's `VALID` line, or the base of a send's line.
+    pub fn for_job(job: &Job, instance_id: &str, status: Status) -> Self {
+        Outcome {
+            row: job.row,
+            key: job.key.clone(),
+            to: job.to.clone(),
+            contact_name: job.contact_name.clone(),
+            contact_phone: job.contact_phone.clone(),
+            instance_id: instance_id.to_string(),
+            status,
+            api_status: String::new(),
+            message_id: String::new(),
+            http_status: None,
+            attempts: 0,
+            delay: Some(job.timing.delay),
+            typing: Some(job.timing.typing),
+            error: job.timing.note.clone().unwrap_or_default(),
+            finished_at: jiff::Timestamp::now(),
+        }
+    }
+
+    /// What one request to the API came to.
+    pub fn sent(job: &Job, instance_id: &str, answer: Result<Accepted, SendError>) -> Self {
+        let status = match &answer {
+            Ok(_) => Status::Sent,
+            Err(SendError::Ambiguous { .. }) => Status::Unknown,
+            Err(SendError::Refused { .. } | SendError::Unreachable(_)) => Status::Failed,
+        };
+        let mut outcome = Outcome::for_job(job, instance_id, status);
+        outcome.attempts = 1;
+        match answer {
+            Ok(accepted) => {
+                outcome.http_status = Some(201);
+                outcome.api_status = accepted.data.status;
+                outcome.message_id = accepted.data.id;
+            }
+            Err(error) => {
+                outcome.http_status = error.http_status();
+                let note = std::mem::take(&mut outcome.error);
+                outcome.error = [error.to_string(), note]
+                    .iter()
+                    .filter(|part| !part.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ");
+            }
+        }
+        outcome
+    }
+
+    fn record(&self) -> [String; 15] {
+        let number =
+            |value: Option<f64>| value.map(|seconds| seconds.to_string()).unwrap_or_default();
+        [
+            self.row.to_string(),
+            spreadsheet_safe(&self.key),
+            spreadsheet_safe(&self.to),
+            spreadsheet_safe(&self.contact_name),
+            spreadsheet_safe(&self.contact_phone),
+            spreadsheet_safe(&self.instance_id),
+            self.status.as_str().to_string(),
+            spreadsheet_safe(&self.api_status),
+            spreadsheet_safe(&self.message_id),
+            self.http_status
+                .map(|status| status.to_string())
+                .unwrap_or_default(),
+            self.attempts.to_string(),
+            number(self.delay),
+            number(self.typing),
+            spreadsheet_safe(&self.error),
+            self.finished_at
+                .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string(),
+        ]
+    }
+}
+
+/// A cell a spreadsheet would run as a formula gets a leading `'`
+/// (OWASP's advice for CSV injection).
+fn spreadsheet_safe(cell: &str) -> String {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        _ => cell.to_string(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("the results file {0} already exists: pass --overwrite to replace it, or --out to write elsewhere")]
+    Exists(PathBuf),
+    #[error("cannot write the results file {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Creates the results file and writes its header. An existing file is only
+/// replaced with `overwrite`; the check and the creation are one step, so two
+/// runs cannot both pass it.
+pub fn create(path: &Path, overwrite: bool) -> Result<csv::Writer<BufWriter<File>>, ResultsError> {
+    let io_error = |source| ResultsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = OpenOptions::new();
+    options.write(true);
+    if overwrite {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let file = options.open(path).map_err(|error| match error.kind() {
+        io::ErrorKind::AlreadyExists => ResultsError::Exists(path.to_path_buf()),
+        _ => io_error(error),
+    })?;
+    let mut writer = csv::Writer::from_writer(BufWriter::new(file));
+    writer
+        .write_record(COLUMNS)
+        .map_err(|error| io_error(error.into()))?;
+    writer.flush().map_err(io_error)?;
+    Ok(writer)
+}
+
+/// Starts the one thread that writes the results file. Send it outcomes; it
+/// ends when every sender is dropped, returning the counts.
+pub fn spawn_writer(
+    mut writer: csv::Writer<BufWriter<File>>,
+    path: PathBuf,
+    progress: Progress,
+) -> (
+    mpsc::Sender<Outcome>,
+    tokio::task::JoinHandle<Result<Tally, ResultsError>>,
+) {
+    let (sender, mut outcomes) = mpsc::channel::<Outcome>(1024);
+    let task = tokio::task::spawn_blocking(move || {
+        let io_error = |source| ResultsError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut tally = Tally::default();
+        while let Some(outcome) = outcomes.blocking_recv() {
+            writer
+                .write_record(outcome.record())
+                .map_err(|error| io_error(error.into()))?;
+            tally.add(outcome.status);
+            // Batch whatever else is already waiting, then flush once.
+            while let Ok(outcome) = outcomes.try_recv() {
+                writer
+                    .write_record(outcome.record())
+                    .map_err(|error| io_error(error.into()))?;
+                tally.add(outcome.status);
+            }
+            writer.flush().map_err(io_error)?;
+            progress.show(&tally);
+        }
+        writer.flush().map_err(io_error)?;
+        Ok(tally)
+    });
+    (sender, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_like_cells_are_neutralised() {
+        assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(spreadsheet_safe("+5511999999999"), "'+5511999999999");
+        assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(spreadsheet_safe("5511999999999"), "5511999999999");
+        assert_eq!(spreadsheet_safe("João"), "João");
+    }
+}
