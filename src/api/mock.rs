@@ -47,12 +47,15 @@ pub struct Received {
     pub body: Value,
     /// The HTTP status the mock answered with.
     pub answered: u16,
+    /// When the request arrived.
     pub at: std::time::Instant,
 }
 
 struct MockState {
     options: MockOptions,
     accepted: AtomicU64,
+    in_flight: AtomicU64,
+    most_in_flight: AtomicU64,
     received: Mutex<Vec<Received>>,
     /// First half of every message id, so ids differ between mock runs.
     id_prefix: u32,
@@ -74,6 +77,8 @@ impl MockServer {
         let state = Arc::new(MockState {
             options,
             accepted: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            most_in_flight: AtomicU64::new(0),
             received: Mutex::new(Vec::new()),
             id_prefix: jiff::Timestamp::now().as_second() as u32,
         });
@@ -107,6 +112,11 @@ impl MockServer {
     /// How many messages were answered 201.
     pub fn accepted(&self) -> u64 {
         self.state.accepted.load(Ordering::Relaxed)
+    }
+
+    /// The most requests that were being answered at one moment.
+    pub fn most_in_flight(&self) -> u64 {
+        self.state.most_in_flight.load(Ordering::Relaxed)
     }
 
     /// Every request so far (only with `record`).
@@ -149,6 +159,8 @@ async fn send_contact(
     body: Bytes,
 ) -> Response {
     let options = &state.options;
+    let _counted = InFlight::enter(&state);
+    let at = std::time::Instant::now();
     if !options.latency.is_zero() {
         tokio::time::sleep(options.latency).await;
     }
@@ -170,10 +182,27 @@ async fn send_contact(
                 authorization: text("authorization"),
                 body: parsed.unwrap_or(Value::Null),
                 answered: response.status().as_u16(),
-                at: std::time::Instant::now(),
+                at,
             });
     }
     response
+}
+
+/// Counts a request as in flight until it is answered or its client goes away.
+struct InFlight<'a>(&'a MockState);
+
+impl<'a> InFlight<'a> {
+    fn enter(state: &'a MockState) -> Self {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn answer(state: &MockState, headers: &HeaderMap, body: Option<&Value>) -> Response {

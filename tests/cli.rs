@@ -1,0 +1,312 @@
+//! The command line as a user meets it: help, config errors, bad campaign files, `--mock`.
+
+mod common;
+
+use std::path::Path;
+
+use common::{code, stderr, stdout, Workspace};
+use interacto_bulk::config::{Environment, Overrides, Settings};
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_example_config_loads_and_documents_every_key() {
+    let path = repo("config.example.toml");
+    let settings = Settings::load(
+        Some(Path::new(&path)),
+        Environment::default(),
+        Overrides::default(),
+    )
+    .expect("config.example.toml is a valid config");
+    assert_eq!(settings.pacing.rate.to_string(), "20/min");
+    assert!(settings.pacing.pace_by_message);
+
+    let text = std::fs::read_to_string(path).unwrap();
+    let documented: Vec<&str> = text
+        .lines()
+        .filter_map(|line| {
+            line.trim_start_matches('#')
+                .trim()
+                .split_once(" = ")
+                .map(|(key, _)| key.trim())
+        })
+        .collect();
+    for key in [
+        "base_url",
+        "api_key",
+        "instance_id",
+        "timeout",
+        "allow_insecure_http",
+        "rate",
+        "burst",
+        "concurrency",
+        "min_delay",
+        "min_typing",
+        "default_delay",
+        "default_typing",
+        "jitter",
+        "pace_by_message",
+        "default_region",
+        "key_column",
+        "to",
+        "contact_name",
+    ] {
+        assert!(
+            documented.contains(&key),
+            "config.example.toml does not show `{key}`"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sample_campaign_runs_end_to_end_against_the_embedded_mock() {
+    let work = Workspace::new();
+    let output = work
+        .run_with_env(
+            &[
+                "send",
+                &repo("samples/campaign.csv"),
+                "--mock",
+                "--config",
+                &repo("samples/rehearsal.toml"),
+                "--summary",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 10);
+    assert!(results
+        .iter()
+        .all(|line| line["status"] == "SENT" && line["message_id"].len() == 24));
+    assert!(results
+        .iter()
+        .all(|line| line["instance_id"] == "mock-instance"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
+    let work = Workspace::new();
+    let output = work
+        .run(&["validate", &repo("samples/campaign-with-errors.csv")])
+        .await;
+
+    assert_eq!(code(&output), 1, "not every row is valid");
+    let results = work.results("campaign-with-errors.results.csv");
+    assert_eq!(results.len(), 9);
+    let expected = [
+        ("2", "VALID", ""),
+        (
+            "3",
+            "INVALID",
+            "to: `5.511987654321E+12` looks like a number in scientific notation",
+        ),
+        ("4", "INVALID", "to: `(21) 1234-5` is not"),
+        ("5", "INVALID", "contact_name: is empty"),
+        ("6", "INVALID", "delay: `rápido` is not a number"),
+        ("7", "DUPLICATE", "the same to and contact_phone as row 2"),
+        ("8", "INVALID", "metadata: not valid JSON"),
+        ("9", "INVALID", "the row has 2 fields, the header has 7"),
+        ("10", "INVALID", "typing: `-1` is not a number of seconds"),
+    ];
+    for (row, status, error) in expected {
+        let line = common::line(&results, row.parse().unwrap());
+        assert_eq!(line["status"], status, "row {row}");
+        assert!(
+            line["error"].starts_with(error),
+            "row {row}: {}",
+            line["error"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_with_an_unknown_key_is_refused_naming_the_key() {
+    let work = Workspace::new();
+    let config = work.write(
+        "config.toml",
+        "[pacing]\nrate = \"10/min\"\nmax_speed = 3\n",
+    );
+    work.write("campaign.csv", &common::campaign(1));
+
+    let output = work
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .await;
+
+    assert_eq!(code(&output), 2);
+    assert!(stderr(&output).contains("max_speed"), "{}", stderr(&output));
+    assert!(!work.path("campaign.results.csv").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn defaults_below_the_floors_are_refused_at_start() {
+    let work = Workspace::new();
+    let config = work.write(
+        "config.toml",
+        "[pacing]\nmin_typing = 4\ndefault_typing = 1\n",
+    );
+    work.write("campaign.csv", &common::campaign(1));
+
+    let output = work
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .await;
+
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("pacing.default_typing"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_rate_flag_is_a_usage_error() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(1));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--mock", "--rate", "fast"])
+        .await;
+
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("20/min"),
+        "the error shows an example: {}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_to_another_host_is_refused() {
+    let work = Workspace::new();
+    let config = work.write(
+        "config.toml",
+        "[api]\nbase_url = \"http://api.interacto.io\"\n",
+    );
+    work.write("campaign.csv", &common::campaign(1));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("allow_insecure_http"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_without_a_required_column_is_refused_naming_it() {
+    let work = Workspace::new();
+    work.write("campaign.csv", "phone,name\n11987654321,Ana\n");
+
+    let output = work.run(&["send", "campaign.csv", "--mock"]).await;
+
+    assert_eq!(code(&output), 2);
+    let error = stderr(&output);
+    assert!(error.contains("to, contact_name, contact_phone"), "{error}");
+    assert!(error.contains("[campaign.columns]"), "{error}");
+    assert!(
+        !work.path("campaign.results.csv").exists(),
+        "nothing is written for a file that cannot be read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_campaign_file_is_an_input_error() {
+    let work = Workspace::new();
+    let output = work.run(&["validate", "nowhere.csv"]).await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("nowhere.csv"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_columns_are_named_in_one_warning() {
+    let work = Workspace::new();
+    work.write(
+        "campaign.csv",
+        "to,contact_name,contact_phone,cidade,idade\n11987654321,Ana,551130034000,Recife,30\n",
+    );
+
+    let output = work.run(&["validate", "campaign.csv"]).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let warnings: Vec<_> = stderr(&output)
+        .lines()
+        .filter(|line| line.contains("WARN"))
+        .map(String::from)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("cidade, idade"), "{}", warnings[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn help_lists_the_commands_and_flags() {
+    let work = Workspace::new();
+    let output = work.run(&["send", "--help"]).await;
+    assert_eq!(code(&output), 0);
+    for flag in [
+        "--config",
+        "--out",
+        "--overwrite",
+        "--dry-run",
+        "--mock",
+        "--limit",
+        "--rate",
+        "--concurrency",
+        "--no-progress",
+        "--summary",
+        "--log-format",
+    ] {
+        assert!(stdout(&output).contains(flag), "send --help lacks {flag}");
+    }
+    let output = work.run(&["--help"]).await;
+    for command in ["send", "validate", "mock-server"] {
+        assert!(stdout(&output).contains(command), "--help lacks {command}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(1));
+
+    let output = work
+        .run(&["validate", "campaign.csv", "--log-format", "json"])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let lines: Vec<&str> = std::str::from_utf8(&output.stderr)
+        .unwrap()
+        .lines()
+        .collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|_| panic!("not JSON: {line}"));
+    }
+}

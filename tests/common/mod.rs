@@ -1,0 +1,128 @@
+//! Helpers for tests that run the real binary against a server on 127.0.0.1.
+#![allow(dead_code)] // each test file uses its own part of these helpers
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+pub const API_KEY: &str = "test-key-5f2c9a81d0e4";
+
+/// A scratch directory the binary runs in.
+pub struct Workspace {
+    pub dir: TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Workspace {
+            dir: tempfile::tempdir().expect("a temporary directory"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("the test file is written");
+        path
+    }
+
+    /// A config that sends to `base_url` quickly: the floors stay, the waits go.
+    pub fn fast_config(&self, base_url: &str, extra: &str) -> PathBuf {
+        self.write(
+            "config.toml",
+            &format!(
+                "[api]\nbase_url = \"{base_url}\"\ninstance_id = \"inst-1\"\ntimeout = 5\n\n\
+                 [pacing]\nrate = \"200/s\"\nburst = 1\nconcurrency = 4\npace_by_message = false\n{extra}"
+            ),
+        )
+    }
+
+    /// Runs the binary here with the test key in its environment and no other `INTERACTO_*`.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        self.run_with_env(args, &[("INTERACTO_API_KEY", API_KEY)])
+            .await
+    }
+
+    pub async fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("INTERACTO_API_KEY")
+            .env_remove("INTERACTO_INSTANCE_ID")
+            .env_remove("INTERACTO_BASE_URL")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .expect("the binary finishes within a minute")
+            .expect("the binary runs")
+    }
+
+    /// The results file as one map per line, by column name.
+    pub fn results(&self, name: &str) -> Vec<HashMap<String, String>> {
+        read_results(&self.path(name))
+    }
+}
+
+pub fn read_results(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).expect("the results file opens");
+    let headers = reader
+        .headers()
+        .expect("the results file has a header")
+        .clone();
+    reader
+        .records()
+        .map(|record| {
+            let record = record.expect("every results line parses");
+            headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The line for spreadsheet row `row`.
+pub fn line(results: &[HashMap<String, String>], row: u64) -> &HashMap<String, String> {
+    results
+        .iter()
+        .find(|line| line["row"] == row.to_string())
+        .unwrap_or_else(|| panic!("no results line for row {row}"))
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn code(output: &Output) -> i32 {
+    output.status.code().expect("the binary exits, not killed")
+}
+
+/// A small valid campaign: `rows` recipients, all with the same contact card.
+pub fn campaign(rows: usize) -> String {
+    let mut text = String::from("to,contact_name,contact_phone\n");
+    for n in 0..rows {
+        text.push_str(&format!(
+            "+55 11 9{:04}-{:04},Pessoa {n},+55 11 3003-4000\n",
+            8000 + n / 10000,
+            n % 10000
+        ));
+    }
+    text
+}

@@ -1,0 +1,638 @@
+//! `send` end to end: the real binary against a real HTTP server on 127.0.0.1.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wiremock::matchers::{body_partial_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use common::{code, line, stderr, stdout, Workspace, API_KEY};
+use interacto_bulk::api::{MockOptions, MockServer as Embedded};
+
+fn accepted(id: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({
+        "statusCode": 201, "message": "request successful",
+        "data": {"id": id, "status": "QUEUED", "sended": false}
+    }))
+}
+
+async fn embedded(options: MockOptions) -> Embedded {
+    let options = MockOptions {
+        record: true,
+        ..options
+    };
+    Embedded::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), options)
+        .await
+        .expect("the mock starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_row_is_sent_once_with_the_headers_and_body_of_the_contract() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/message/contact"))
+        .and(header("Authorization", API_KEY))
+        .and(header("Instance-Id", "inst-1"))
+        .and(header("Content-Type", "application/json"))
+        .respond_with(accepted("66b3c041eac929f51c6f160f"))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.uri(), "");
+    work.write(
+        "campaign.csv",
+        "to,contact_name,contact_phone,delay,typing,priority,tags,metadata,metadata.city\n\
+         (11) 98765-4321,Ana Souza,+55 11 3003-4000,3,6,2,urgente|lead,\"{\"\"leadId\"\": \"\"1234533\"\"}\",Recife\n\
+         +55 21 99876-5432,João Silva,+55 11 3003-4000,,,,,,\n\
+         5531988887777,Maria Santos,551130034000,\"2,5\",,,\"[\"\"a\"\"]\",,\n",
+    );
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let mut bodies: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|request| request.body_json().unwrap())
+        .collect();
+    bodies.sort_by_key(|body| body["to"].as_str().unwrap().to_string());
+    assert_eq!(
+        bodies,
+        vec![
+            json!({"to": "5511987654321", "contact": {"name": "Ana Souza", "phone": "551130034000"},
+                   "delay": 3, "typing": 6, "priority": 2, "tags": ["urgente", "lead"],
+                   "metadata": {"leadId": "1234533", "city": "Recife"}}),
+            json!({"to": "5521998765432", "contact": {"name": "João Silva", "phone": "551130034000"},
+                   "delay": 2, "typing": 5}),
+            json!({"to": "5531988887777", "contact": {"name": "Maria Santos", "phone": "551130034000"},
+                   "delay": 2.5, "typing": 5, "tags": ["a"]}),
+        ]
+    );
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 3);
+    for line in &results {
+        assert_eq!(line["status"], "SENT");
+        assert_eq!(line["message_id"], "66b3c041eac929f51c6f160f");
+        assert_eq!(line["api_status"], "QUEUED");
+        assert_eq!(line["http_status"], "201");
+        assert_eq!(line["attempts"], "1");
+        assert_eq!(line["instance_id"], "inst-1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.fast_config(
+        &server.base_url(),
+        "min_delay = 4\nmin_typing = 6\ndefault_delay = 5\ndefault_typing = 7\n",
+    );
+    work.write(
+        "campaign.csv",
+        "to,contact_name,contact_phone,delay,typing\n\
+         11987654321,Ana,551130034000,1,2\n\
+         11987654322,Bia,551130034000,,\n\
+         11987654323,Caio,551130034000,9,9\n",
+    );
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let timing = |to: &str| {
+        let body = server
+            .received()
+            .into_iter()
+            .map(|request| request.body)
+            .find(|body| body["to"] == to)
+            .expect("the row was sent");
+        (
+            body["delay"].as_f64().unwrap(),
+            body["typing"].as_f64().unwrap(),
+        )
+    };
+    assert_eq!(timing("5511987654321"), (4.0, 6.0));
+    assert_eq!(timing("5511987654322"), (5.0, 7.0));
+    assert_eq!(timing("5511987654323"), (9.0, 9.0));
+    let results = work.results("campaign.results.csv");
+    let raised = line(&results, 2);
+    assert_eq!(
+        (raised["delay"].as_str(), raised["typing"].as_str()),
+        ("4", "6")
+    );
+    assert!(
+        raised["error"].contains("delay raised from 1"),
+        "{}",
+        raised["error"]
+    );
+    assert_eq!(line(&results, 4)["error"], "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_and_duplicate_rows_are_never_sent_and_are_reported() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    work.write(
+        "campaign.csv",
+        "to,contact_name,contact_phone,delay\n\
+         11987654321,Ana,551130034000,\n\
+         12345,Bia,551130034000,\n\
+         11987654322,,551130034000,\n\
+         (11) 98765-4321,Ana again,+55 11 3003 4000,\n\
+         11987654323,Caio,551130034000,soon\n\
+         11987654324,Duda,551130034000,\n",
+    );
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(
+        code(&output),
+        1,
+        "some rows were not sent: {}",
+        stderr(&output)
+    );
+    let sent: HashSet<String> = server
+        .received()
+        .into_iter()
+        .map(|r| r.body["to"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        sent,
+        HashSet::from(["5511987654321".to_string(), "5511987654324".to_string()])
+    );
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 6, "one line per input row");
+    let status = |row| line(&results, row)["status"].clone();
+    let error = |row| line(&results, row)["error"].clone();
+    assert_eq!((status(2), status(7)), ("SENT".into(), "SENT".into()));
+    assert_eq!(status(3), "INVALID");
+    assert!(error(3).starts_with("to:"), "{}", error(3));
+    assert_eq!(status(4), "INVALID");
+    assert_eq!(error(4), "contact_name: is empty");
+    assert_eq!(status(5), "DUPLICATE");
+    assert!(error(5).contains("row 2"), "{}", error(5));
+    assert_eq!(status(6), "INVALID");
+    assert!(
+        error(6).contains("delay: `soon` is not a number"),
+        "{}",
+        error(6)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_sends_nothing_and_marks_rows_valid() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(accepted("x"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.uri(), "");
+    work.write("campaign.csv", &common::campaign(5));
+
+    for args in [
+        vec!["send", "campaign.csv", "--dry-run"],
+        vec!["validate", "campaign.csv", "--overwrite"],
+    ] {
+        let mut args = args;
+        args.extend(["--config", config.to_str().unwrap()]);
+        let output = work.run(&args).await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert!(stdout(&output).contains("dry run"), "{}", stdout(&output));
+        let results = work.results("campaign.results.csv");
+        assert_eq!(results.len(), 5);
+        assert!(results
+            .iter()
+            .all(|line| line["status"] == "VALID" && line["message_id"].is_empty()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_sent() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(accepted("x"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.uri(), "");
+    work.write("campaign.csv", &common::campaign(2));
+    work.write("campaign.results.csv", "precious earlier results\n");
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("--overwrite"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.path("campaign.results.csv")).unwrap(),
+        "precious earlier results\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn overwrite_replaces_the_results_file() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    work.write("campaign.csv", &common::campaign(2));
+    work.write("out.csv", "old\n");
+
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            "out.csv",
+            "--overwrite",
+        ])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(work.results("out.csv").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_messages_are_failed_with_the_http_status_and_the_api_message() {
+    let server = MockServer::start().await;
+    Mock::given(body_partial_json(json!({"to": "5511987654321"})))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"statusCode": 400, "message": "number not on WhatsApp"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(body_partial_json(json!({"to": "5511987654322"})))
+        .respond_with(ResponseTemplate::new(201).set_body_string("not json"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(accepted("ok-1"))
+        .mount(&server)
+        .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.uri(), "");
+    work.write(
+        "campaign.csv",
+        "to,contact_name,contact_phone\n11987654321,Ana,551130034000\n11987654322,Bia,551130034000\n11987654323,Caio,551130034000\n",
+    );
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 1);
+    let results = work.results("campaign.results.csv");
+    let refused = line(&results, 2);
+    assert_eq!(
+        (refused["status"].as_str(), refused["http_status"].as_str()),
+        ("FAILED", "400")
+    );
+    assert!(
+        refused["error"].contains("number not on WhatsApp"),
+        "{}",
+        refused["error"]
+    );
+    let unreadable = line(&results, 3);
+    assert_eq!(
+        unreadable["status"], "UNKNOWN",
+        "a 201 we cannot read may still have been queued"
+    );
+    assert_eq!(line(&results, 4)["status"], "SENT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_api_that_cannot_be_reached_fails_the_rows_and_the_run_ends() {
+    // Bind and drop a listener to get a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let work = Workspace::new();
+    let config = work.fast_config(&format!("http://127.0.0.1:{port}"), "");
+    work.write("campaign.csv", &common::campaign(2));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 1);
+    let results = work.results("campaign.results.csv");
+    assert!(results
+        .iter()
+        .all(|line| line["status"] == "FAILED" && line["error"].contains("cannot reach")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_spaces_requests_at_the_server() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    work.write("campaign.csv", &common::campaign(6));
+
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            config.to_str().unwrap(),
+            "--rate",
+            "10/s",
+        ])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let mut arrivals: Vec<_> = server
+        .received()
+        .into_iter()
+        .map(|request| request.at)
+        .collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 6);
+    // 10/s with burst 1: one request every 100 ms; allow 10% for clock and scheduling.
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(90),
+            "requests {gap:?} apart at 10/s"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pace_by_message_waits_for_each_message_delay_and_typing() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.write(
+        "config.toml",
+        &format!(
+            "[api]\nbase_url = \"{}\"\ninstance_id = \"inst-1\"\n[pacing]\nrate = \"200/s\"\npace_by_message = true\n\
+             min_delay = 0\nmin_typing = 0\ndefault_delay = 0.2\ndefault_typing = 0.1\n",
+            server.base_url()
+        ),
+    );
+    work.write("campaign.csv", &common::campaign(4));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let mut arrivals: Vec<_> = server
+        .received()
+        .into_iter()
+        .map(|request| request.at)
+        .collect();
+    arrivals.sort();
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(270),
+            "requests {gap:?} apart, each message takes 300 ms"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrency_bounds_the_requests_in_flight() {
+    let server = embedded(MockOptions {
+        latency: Duration::from_millis(150),
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    work.write("campaign.csv", &common::campaign(12));
+
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            config.to_str().unwrap(),
+            "--concurrency",
+            "3",
+        ])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 12);
+    assert!(
+        server.most_in_flight() <= 3,
+        "{} in flight",
+        server.most_in_flight()
+    );
+    assert!(
+        server.most_in_flight() >= 2,
+        "the pool did run requests side by side"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_key_appears_in_no_output_or_file_even_at_trace_level() {
+    let server = embedded(MockOptions {
+        require_key: Some(API_KEY.to_string()),
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    work.write(
+        "campaign.csv",
+        &format!("{}12345,Bad Row,551130034000\n", common::campaign(3)),
+    );
+
+    let output = work
+        .run_with_env(
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                config.to_str().unwrap(),
+                "-vv",
+                "--summary",
+                "json",
+            ],
+            &[("INTERACTO_API_KEY", API_KEY), ("RUST_LOG", "trace")],
+        )
+        .await;
+
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 3, "the key reached the server");
+    let results = std::fs::read_to_string(work.path("campaign.results.csv")).unwrap();
+    for (place, text) in [
+        ("stdout", stdout(&output)),
+        ("stderr", stderr(&output)),
+        ("results", results),
+    ] {
+        assert!(!text.contains(API_KEY), "the API key leaked into {place}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_key_is_taken_from_the_config_file_when_the_environment_has_none() {
+    let server = embedded(MockOptions {
+        require_key: Some("file-key".to_string()),
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.write(
+        "config.toml",
+        &format!(
+            "[api]\nbase_url = \"{}\"\ninstance_id = \"inst-1\"\napi_key = \"file-key\"\n[pacing]\nrate = \"100/s\"\npace_by_message = false\n",
+            server.base_url()
+        ),
+    );
+    work.write("campaign.csv", &common::campaign(1));
+
+    let output = work
+        .run_with_env(
+            &["send", "campaign.csv", "--config", config.to_str().unwrap()],
+            &[],
+        )
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(
+        server.received()[0].authorization.as_deref(),
+        Some("file-key")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sending_without_credentials_stops_before_anything_is_written() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(1));
+
+    let output = work
+        .run_with_env(
+            &["send", "campaign.csv"],
+            &[("INTERACTO_INSTANCE_ID", "inst-1")],
+        )
+        .await;
+
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("INTERACTO_API_KEY"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!work.path("campaign.results.csv").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limit_reads_only_the_first_rows() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    work.write("campaign.csv", &common::campaign(10));
+
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            config.to_str().unwrap(),
+            "--limit",
+            "4",
+        ])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 4);
+    let rows: Vec<String> = work
+        .results("campaign.results.csv")
+        .iter()
+        .map(|line| line["row"].clone())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    assert!(rows
+        .iter()
+        .all(|row| ["2", "3", "4", "5"].contains(&row.as_str())));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_campaign_can_come_from_standard_input() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    let campaign = work.write("campaign.csv", &common::campaign(3));
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"));
+    command
+        .args([
+            "send",
+            "-",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            "piped.csv",
+        ])
+        .current_dir(work.dir.path())
+        .env("INTERACTO_API_KEY", API_KEY)
+        .env_remove("RUST_LOG")
+        .stdin(std::fs::File::open(campaign).unwrap());
+
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(work.results("piped.csv").len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_json_summary_counts_every_status() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    work.write(
+        "campaign.csv",
+        &format!("{}bad,X,551130034000\n", common::campaign(2)),
+    );
+
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            config.to_str().unwrap(),
+            "--summary",
+            "json",
+        ])
+        .await;
+
+    let summary: Value =
+        serde_json::from_str(stdout(&output).trim()).expect("stdout is one JSON object");
+    assert_eq!(summary["counts"]["SENT"], 2);
+    assert_eq!(summary["counts"]["INVALID"], 1);
+    assert_eq!(summary["rows"], 3);
+    assert_eq!(summary["exit_code"], 1);
+    assert_eq!(summary["results"], "campaign.results.csv");
+    assert_eq!(code(&output), 1);
+}
