@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde::Serialize;
 
 use crate::results::Status;
@@ -54,18 +54,25 @@ impl Progress {
     /// A bar over `total` rows (unknown for standard input), inside `multi`
     /// so log lines print above it instead of through it.
     pub fn new(multi: &MultiProgress, total: Option<u64>) -> Self {
-        let bar = match total {
-            Some(total) => ProgressBar::new(total).with_style(
-                ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} rows · {per_sec} · ETA {eta} · {msg}",
-                )
-                .expect("the template is valid"),
+        let (bar, template) = match total {
+            Some(total) => (
+                ProgressBar::new(total),
+                "{bar:30} {pos}/{len} rows · {rate} · ETA {eta} · {msg}",
             ),
-            None => ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{spinner} {pos} rows · {per_sec} · {msg}")
-                    .expect("the template is valid"),
+            None => (
+                ProgressBar::new_spinner(),
+                "{spinner} {pos} rows · {rate} · {msg}",
             ),
         };
+        let style = ProgressStyle::with_template(template)
+            .expect("the template is valid")
+            .with_key(
+                "rate",
+                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let _ = write!(out, "{:.1} rows/s", state.per_sec());
+                },
+            );
+        let bar = bar.with_style(style);
         let bar = multi.add(bar);
         bar.enable_steady_tick(Duration::from_millis(200));
         Progress { bar }
@@ -174,6 +181,8 @@ pub struct Summary {
     pub counts: BTreeMap<&'static str, u64>,
     pub elapsed_seconds: f64,
     pub exit_code: u8,
+    #[serde(skip)]
+    tally: Tally,
 }
 
 impl Summary {
@@ -201,21 +210,12 @@ impl Summary {
                 .collect(),
             elapsed_seconds: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
             exit_code: exit.code(),
+            tally: tally.clone(),
         }
     }
 
     pub fn text(&self) -> String {
-        let counts: Vec<String> = self
-            .counts
-            .iter()
-            .filter(|(_, count)| **count > 0)
-            .map(|(status, count)| format!("{status} {count}"))
-            .collect();
-        let counts = if counts.is_empty() {
-            "no rows".to_string()
-        } else {
-            counts.join(" · ")
-        };
+        let counts = self.tally.line();
         let what = if self.dry_run {
             "checked (dry run, nothing sent)"
         } else {

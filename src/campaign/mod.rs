@@ -102,11 +102,12 @@ impl Source {
         };
         let mut reader = csv_reader(Box::new(File::open(path).ok()?));
         let mut record = ByteRecord::new();
-        let mut rows = 0;
+        let mut records: u64 = 0;
         while reader.read_byte_record(&mut record).ok()? {
-            rows += 1;
+            records += 1;
         }
-        Some(rows)
+        // The first record is the header.
+        Some(records.saturating_sub(1))
     }
 
     pub fn describe(&self) -> String {
@@ -570,6 +571,20 @@ mod tests {
             Row::Rejected(rejected) => rejected,
             Row::Job(job) => panic!("row {} accepted", job.row),
         }
+    }
+
+    #[test]
+    fn the_row_count_for_the_progress_bar_leaves_out_the_header() {
+        let path =
+            std::env::temp_dir().join(format!("interacto-bulk-count-{}.csv", std::process::id()));
+        std::fs::write(
+            &path,
+            "to,contact_name,contact_phone\na,b,c\n\"multi\nline\",b,c\n",
+        )
+        .unwrap();
+        assert_eq!(Source::File(path.clone()).count_rows(), Some(2));
+        assert_eq!(Source::Stdin.count_rows(), None);
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]
