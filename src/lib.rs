@@ -108,13 +108,14 @@ pub async fn run(
         "starting"
     );
 
-    let progress = match request.source.count_rows() {
-        Some(total) if !progress_area.is_hidden() => Progress::new(
-            progress_area,
-            Some(request.limit.map_or(total, |limit| limit.min(total))),
-        ),
-        _ if !progress_area.is_hidden() => Progress::new(progress_area, None),
-        _ => Progress::hidden(),
+    let progress = if progress_area.is_hidden() {
+        Progress::hidden()
+    } else {
+        let total = request
+            .source
+            .count_rows()
+            .map(|rows| request.limit.map_or(rows, |limit| limit.min(rows)));
+        Progress::new(progress_area, total)
     };
     let (outcomes, writer) =
         results::spawn_writer(results_file, request.results_path.clone(), progress.clone());

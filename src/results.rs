@@ -5,7 +5,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::api::wire::Accepted;
@@ -14,8 +13,7 @@ use crate::campaign::{Job, Rejected, Rejection};
 use crate::report::{Progress, Tally};
 
 /// The tool's verdict on one row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Status {
     /// The API accepted the message.
     Sent,
