@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
 use phonenumber::country;
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::campaign::Column;
+use crate::campaign::{Column, DelimiterChoice, EncodingChoice};
 use crate::pacing::{Floors, Rate};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.interacto.io";
@@ -77,6 +78,8 @@ pub struct PacingSection {
 #[serde(default, deny_unknown_fields)]
 pub struct CampaignSection {
     pub default_region: Option<String>,
+    pub encoding: Option<String>,
+    pub delimiter: Option<String>,
     pub key_column: Option<String>,
     /// Canonical column -> the header used in the campaign file.
     pub columns: BTreeMap<String, String>,
@@ -180,6 +183,8 @@ pub struct CampaignSettings {
     pub key_column: Option<String>,
     /// Header in the file -> the canonical column it holds.
     pub columns: Vec<(String, Column)>,
+    pub encoding: EncodingChoice,
+    pub delimiter: DelimiterChoice,
 }
 
 impl Settings {
@@ -371,12 +376,24 @@ fn resolve_campaign(campaign: CampaignSection) -> Result<CampaignSettings, Confi
         columns.push((header, column));
     }
     Ok(CampaignSettings {
+        encoding: parse_or_default("campaign.encoding", campaign.encoding)?,
+        delimiter: parse_or_default("campaign.delimiter", campaign.delimiter)?,
         default_region,
         key_column: campaign
             .key_column
             .filter(|column| !column.trim().is_empty()),
         columns,
     })
+}
+
+fn parse_or_default<T>(key: &str, value: Option<String>) -> Result<T, ConfigError>
+where
+    T: FromStr<Err = String> + Default,
+{
+    match value {
+        Some(text) => text.parse().map_err(|problem| invalid(key, problem)),
+        None => Ok(T::default()),
+    }
 }
 
 #[cfg(test)]

@@ -111,10 +111,9 @@ pub async fn run(
     let progress = if progress_area.is_hidden() {
         Progress::hidden()
     } else {
-        let total = request
-            .source
-            .count_rows()
-            .map(|rows| request.limit.map_or(rows, |limit| limit.min(rows)));
+        let total =
+            campaign::count_rows(&request.source, campaign.encoding(), campaign.delimiter())
+                .map(|rows| request.limit.map_or(rows, |limit| limit.min(rows)));
         Progress::new(progress_area, total)
     };
     let (outcomes, writer) =

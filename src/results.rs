@@ -93,6 +93,7 @@ pub struct Outcome {
 impl Outcome {
     /// A row that failed validation or repeats an earlier one.
     pub fn rejected(rejected: Rejected) -> Self {
+        let error = rejected.error();
         Outcome {
             row: rejected.row,
             key: rejected.key,
@@ -110,7 +111,7 @@ impl Outcome {
             attempts: 0,
             delay: None,
             typing: None,
-            error: rejected.error,
+            error,
             finished_at: jiff::Timestamp::now(),
         }
     }

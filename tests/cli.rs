@@ -109,12 +109,16 @@ async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
             "INVALID",
             "to: `5.511987654321E+12` looks like a number in scientific notation",
         ),
-        ("4", "INVALID", "to: `(21) 1234-5` is not"),
+        ("4", "INVALID", "to: `(21) 1234-5` is too short for BR"),
         ("5", "INVALID", "contact_name: is empty"),
         ("6", "INVALID", "delay: `rápido` is not a number"),
         ("7", "DUPLICATE", "the same to and contact_phone as row 2"),
         ("8", "INVALID", "metadata: not valid JSON"),
-        ("9", "INVALID", "the row has 2 fields, the header has 7"),
+        (
+            "9",
+            "INVALID",
+            "line 9: the row has 2 fields, the header has 7",
+        ),
         ("10", "INVALID", "typing: `-1` is not a number of seconds"),
     ];
     for (row, status, error) in expected {

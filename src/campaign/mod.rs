@@ -2,22 +2,26 @@
 //! turned into a [`Job`] or a [`Rejected`] line. A bad row is data, not an error.
 
 mod columns;
+mod fields;
+pub mod input;
 pub mod phone;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
-use phonenumber::country;
 use serde_json::{Map, Value};
+use tracing::{debug, info};
 
 pub use columns::{Column, Layout, LayoutError};
+pub use fields::Problem;
+pub use input::{DelimiterChoice, EncodingChoice, TextEncoding};
 
 use crate::config::CampaignSettings;
 use crate::pacing::{Floors, Timing};
+use fields::{Fields, PhoneBook};
 
 /// One message to send: a row that passed every check, normalised.
 #[derive(Debug, Clone)]
@@ -38,12 +42,26 @@ pub struct Job {
 #[derive(Debug, Clone)]
 pub struct Rejected {
     pub row: u64,
+    /// The line of the file the row starts on (differs from `row` after
+    /// quoted fields that span lines).
+    pub line: u64,
     pub key: String,
     pub to: String,
     pub contact_name: String,
     pub contact_phone: String,
     pub reason: Rejection,
-    pub error: String,
+    pub problems: Vec<Problem>,
+}
+
+impl Rejected {
+    /// Every problem, for the results file.
+    pub fn error(&self) -> String {
+        self.problems
+            .iter()
+            .map(Problem::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +97,7 @@ impl Source {
     pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         Ok(match self {
             Source::Stdin => Box::new(io::stdin()),
-            Source::File(path) => Box::new(File::open(path)?),
+            Source::File(path) => Box::new(std::fs::File::open(path)?),
         })
     }
 
@@ -92,22 +110,6 @@ impl Source {
                 .map_or_else(|| "campaign".into(), |stem| stem.to_string_lossy()),
         };
         PathBuf::from(format!("{stem}.results.csv"))
-    }
-
-    /// Counts data rows with a quick pass over the file, for the progress bar's ETA.
-    /// Standard input can be read only once, so it has no count.
-    pub fn count_rows(&self) -> Option<u64> {
-        let Source::File(path) = self else {
-            return None;
-        };
-        let mut reader = csv_reader(Box::new(File::open(path).ok()?));
-        let mut record = ByteRecord::new();
-        let mut records: u64 = 0;
-        while reader.read_byte_record(&mut record).ok()? {
-            records += 1;
-        }
-        // The first record is the header.
-        Some(records.saturating_sub(1))
     }
 
     pub fn describe(&self) -> String {
@@ -133,31 +135,87 @@ pub enum CampaignError {
     },
 }
 
-fn csv_reader(input: Box<dyn Read + Send>) -> csv::Reader<BufReader<Box<dyn Read + Send>>> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        // Rows of the wrong width are reported as INVALID, not refused by the reader.
-        .flexible(true)
-        .from_reader(BufReader::with_capacity(64 * 1024, input))
+/// Records as a spreadsheet shows them: blank rows skipped but counted, a
+/// quoted field that spans lines still one row.
+struct Records {
+    reader: csv::Reader<BufReader<Box<dyn Read + Send>>>,
+    /// Line breaks inside quoted fields so far.
+    breaks_in_fields: u64,
+}
+
+impl Records {
+    fn new(input: Box<dyn Read + Send>, delimiter: u8) -> Self {
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .delimiter(delimiter)
+            // Rows of the wrong width are reported as INVALID, not refused by the reader.
+            .flexible(true)
+            .from_reader(BufReader::with_capacity(64 * 1024, input));
+        Records {
+            reader,
+            breaks_in_fields: 0,
+        }
+    }
+
+    /// Reads the next record that is not blank into `record`; returns its row and line.
+    fn next(&mut self, record: &mut ByteRecord) -> Result<Option<(u64, u64)>, csv::Error> {
+        loop {
+            if !self.reader.read_byte_record(record)? {
+                return Ok(None);
+            }
+            let line = record.position().map_or(1, csv::Position::line);
+            let row = line - self.breaks_in_fields;
+            self.breaks_in_fields += record
+                .as_slice()
+                .iter()
+                .filter(|byte| **byte == b'\n')
+                .count() as u64;
+            // Spreadsheets export rows of empty cells (`,,,`); they are not jobs.
+            if !record.iter().all(|field| field.trim_ascii().is_empty()) {
+                return Ok(Some((row, line)));
+            }
+        }
+    }
+}
+
+/// Counts data rows with a quick pass over the file, for the progress bar's ETA.
+/// Standard input can be read only once, so it has no count.
+pub fn count_rows(source: &Source, encoding: TextEncoding, delimiter: u8) -> Option<u64> {
+    let Source::File(_) = source else { return None };
+    let opened = input::open(
+        source,
+        EncodingChoice::Fixed(encoding),
+        DelimiterChoice::Fixed(delimiter),
+    )
+    .ok()?;
+    let mut records = Records::new(opened.reader, delimiter);
+    let mut record = ByteRecord::new();
+    let mut count: u64 = 0;
+    while records.next(&mut record).ok()?.is_some() {
+        count += 1;
+    }
+    // The first record is the header.
+    Some(count.saturating_sub(1))
 }
 
 /// Reads rows one at a time; memory stays flat whatever the file size,
 /// but for one fingerprint per distinct job, kept to spot duplicates.
 pub struct Campaign {
-    reader: csv::Reader<BufReader<Box<dyn Read + Send>>>,
+    records: Records,
     source_name: String,
     layout: Layout,
-    region: country::Id,
+    encoding: TextEncoding,
+    delimiter: u8,
+    phones: PhoneBook,
     floors: Floors,
     record: ByteRecord,
-    next_row: u64,
     rows_left: u64,
     /// Fingerprint of a job -> the row it was first seen on.
     seen: HashMap<u64, u64>,
 }
 
 impl Campaign {
-    /// Opens the campaign and resolves its header.
+    /// Opens the campaign, settles its encoding and delimiter, and resolves its header.
     pub fn open(
         source: &Source,
         settings: &CampaignSettings,
@@ -169,32 +227,44 @@ impl Campaign {
             source_name: source_name.clone(),
             error,
         };
-        let input = source.open().map_err(|error| read_error(error.into()))?;
-        let mut reader = csv_reader(input);
+        let layout_error = |error| CampaignError::Layout {
+            source_name: source_name.clone(),
+            error,
+        };
+        let opened = input::open(source, settings.encoding, settings.delimiter)
+            .map_err(|error| read_error(error.into()))?;
+        let (encoding, delimiter) = (opened.encoding, opened.delimiter);
+        if opened.from_utf16 {
+            info!("the campaign is UTF-16; converting it to UTF-8 while reading");
+        }
+        debug!(%encoding, delimiter = %char::from(delimiter).escape_default(), "reading the campaign");
+        let mut records = Records::new(opened.reader, delimiter);
+
         let mut header = ByteRecord::new();
-        if !reader.read_byte_record(&mut header).map_err(read_error)? {
-            return Err(CampaignError::Layout {
-                source_name,
-                error: LayoutError::NoHeader,
-            });
+        if records.next(&mut header).map_err(read_error)?.is_none() {
+            return Err(layout_error(LayoutError::NoHeader));
         }
         let headers: Vec<String> = header
             .iter()
-            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .map(|name| match encoding.decode(name) {
+                Some(name) => name.into_owned(),
+                None => String::from_utf8_lossy(name).into_owned(),
+            })
             .collect();
         let layout = Layout::resolve(&headers, &settings.columns, settings.key_column.as_deref())
-            .map_err(|error| CampaignError::Layout {
-            source_name: source_name.clone(),
-            error,
-        })?;
+            .map_err(layout_error)?;
+        if layout.width == 1 && delimiter != b'\t' {
+            info!("the header has a single column; set campaign.delimiter if the file uses another separator");
+        }
         Ok(Campaign {
-            reader,
+            records,
             source_name,
             layout,
-            region: settings.default_region,
+            encoding,
+            delimiter,
+            phones: PhoneBook::new(settings.default_region),
             floors,
             record: ByteRecord::new(),
-            next_row: 2,
             rows_left: limit.unwrap_or(u64::MAX),
             seen: HashMap::new(),
         })
@@ -204,75 +274,85 @@ impl Campaign {
         &self.layout
     }
 
+    /// The encoding the file is read in (detected, or set in the config).
+    pub fn encoding(&self) -> TextEncoding {
+        self.encoding
+    }
+
+    /// The field separator (detected, or set in the config).
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
     /// The next data row, checked; `None` at the end of the file (or of `--limit`).
     pub fn next_row(&mut self) -> Option<Result<Row, CampaignError>> {
         if self.rows_left == 0 {
             return None;
         }
-        match self.reader.read_byte_record(&mut self.record) {
-            Ok(true) => {}
-            Ok(false) => return None,
+        let (row, line) = match self.records.next(&mut self.record) {
+            Ok(Some(position)) => position,
+            Ok(None) => return None,
             Err(error) => {
                 return Some(Err(CampaignError::Read {
                     source_name: self.source_name.clone(),
                     error,
                 }))
             }
-        }
+        };
         self.rows_left -= 1;
-        let row = self.next_row;
-        self.next_row += 1;
-        Some(Ok(self.check(row)))
+        Some(Ok(self.check(row, line)))
     }
 
-    fn check(&mut self, row: u64) -> Row {
+    fn check(&mut self, row: u64, line: u64) -> Row {
         let fields = Fields {
             record: &self.record,
             layout: &self.layout,
+            encoding: self.encoding,
         };
-        let raw = |index| fields.lossy(index);
-        let reject = |reason, error: String| {
-            let key = match self.layout.key {
-                Some(index) => raw(Some(index)),
+        let layout = &self.layout;
+        let reject = |problems: Vec<Problem>| {
+            let key = match layout.key {
+                Some(index) => fields.lossy(Some(index)).trim().to_string(),
                 None => format!(
                     "{}:{}",
-                    raw(Some(self.layout.to)).trim(),
-                    raw(Some(self.layout.contact_phone)).trim()
+                    fields.lossy(Some(layout.to)).trim(),
+                    fields.lossy(Some(layout.contact_phone)).trim()
                 ),
             };
             Row::Rejected(Rejected {
                 row,
+                line,
                 key,
-                to: raw(Some(self.layout.to)),
-                contact_name: raw(Some(self.layout.contact_name)),
-                contact_phone: raw(Some(self.layout.contact_phone)),
-                reason,
-                error,
+                to: fields.lossy(Some(layout.to)),
+                contact_name: fields.lossy(Some(layout.contact_name)),
+                contact_phone: fields.lossy(Some(layout.contact_phone)),
+                reason: Rejection::Invalid,
+                problems,
             })
         };
 
-        if self.record.len() != self.layout.width {
-            let error = format!(
-                "the row has {} fields, the header has {}",
+        if self.record.len() != layout.width {
+            let message = format!(
+                "line {line}: the row has {} fields, the header has {}",
                 self.record.len(),
-                self.layout.width
+                layout.width
             );
-            return reject(Rejection::Invalid, error);
+            return reject(vec![Problem::of_row("wrong number of fields", message)]);
         }
-        let checked = match check_fields(&fields, self.region, self.floors) {
+        let checked = match fields::check(&fields, &mut self.phones, self.floors) {
             Ok(checked) => checked,
-            Err(problems) => return reject(Rejection::Invalid, problems.join("; ")),
+            Err(problems) => return reject(problems),
         };
-
-        let key = match self.layout.key {
-            Some(index) => match fields.text(index) {
-                Ok(key) if !key.trim().is_empty() => key.trim().to_string(),
-                _ => return reject(Rejection::Invalid, "the key column is empty".to_string()),
+        let key = match layout.key {
+            Some(index) => match fields.key(index) {
+                Ok(key) => key,
+                Err(problem) => return reject(vec![problem]),
             },
             None => format!("{}:{}", checked.to, checked.contact_phone),
         };
+
         let job_print = fingerprint(("job", &checked.to, &checked.contact_phone));
-        let key_print = self.layout.key.map(|_| fingerprint(("key", &key)));
+        let key_print = layout.key.map(|_| fingerprint(("key", &key)));
         let duplicate_of = match (
             self.seen.get(&job_print),
             key_print.and_then(|print| self.seen.get(&print)),
@@ -281,15 +361,16 @@ impl Campaign {
             (None, Some(first)) => Some(format!("the same key as row {first}")),
             (None, None) => None,
         };
-        if let Some(error) = duplicate_of {
+        if let Some(message) = duplicate_of {
             return Row::Rejected(Rejected {
                 row,
+                line,
                 key,
                 to: checked.to,
                 contact_name: checked.contact_name,
                 contact_phone: checked.contact_phone,
                 reason: Rejection::Duplicate,
-                error,
+                problems: vec![Problem::of_row("duplicate", message)],
             });
         }
         self.seen.insert(job_print, row);
@@ -328,203 +409,6 @@ fn fingerprint(value: impl Hash) -> u64 {
     hasher.finish()
 }
 
-/// The fields of one record, by column.
-struct Fields<'a> {
-    record: &'a ByteRecord,
-    layout: &'a Layout,
-}
-
-impl Fields<'_> {
-    fn text(&self, index: usize) -> Result<&str, String> {
-        std::str::from_utf8(self.record.get(index).unwrap_or_default())
-            .map_err(|_| "is not valid UTF-8 text".to_string())
-    }
-
-    fn lossy(&self, index: Option<usize>) -> String {
-        index
-            .and_then(|index| self.record.get(index))
-            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// An optional column's text, `None` when the column is absent or the cell blank.
-    fn optional(&self, index: Option<usize>) -> Result<Option<&str>, String> {
-        match index {
-            None => Ok(None),
-            Some(index) => self
-                .text(index)
-                .map(|text| Some(text.trim()).filter(|text| !text.is_empty())),
-        }
-    }
-}
-
-struct Checked {
-    to: String,
-    contact_name: String,
-    contact_phone: String,
-    timing: Timing,
-    priority: Option<i64>,
-    tags: Vec<String>,
-    metadata: Map<String, Value>,
-}
-
-/// The problems found in one row, each prefixed with its field.
-#[derive(Default)]
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
-        result
-            .map_err(|problem| self.0.push(format!("{field}: {problem}")))
-            .ok()
-    }
-}
-
-/// Checks every field, collecting all problems so one pass shows them all.
-fn check_fields(
-    fields: &Fields,
-    region: country::Id,
-    floors: Floors,
-) -> Result<Checked, Vec<String>> {
-    let layout = fields.layout;
-    let mut problems = Problems::default();
-    let phone = |index| {
-        fields
-            .text(index)
-            .and_then(|text| phone::normalize(text, region).map_err(|error| error.to_string()))
-    };
-    let optional = |index, parse: fn(&str) -> Result<_, String>| {
-        fields
-            .optional(index)
-            .and_then(|text| text.map(parse).transpose())
-    };
-
-    let to = problems.check("to", phone(layout.to));
-    let contact_name = problems.check(
-        "contact_name",
-        fields.text(layout.contact_name).and_then(clean_name),
-    );
-    let contact_phone = problems.check("contact_phone", phone(layout.contact_phone));
-    let delay = problems.check("delay", optional(layout.delay, seconds));
-    let typing = problems.check("typing", optional(layout.typing, seconds));
-    let priority = problems.check(
-        "priority",
-        fields
-            .optional(layout.priority)
-            .and_then(|text| text.map(integer).transpose()),
-    );
-    let tags = problems.check(
-        "tags",
-        fields
-            .optional(layout.tags)
-            .and_then(|text| text.map(tags).transpose()),
-    );
-    let mut metadata = problems.check(
-        "metadata",
-        fields
-            .optional(layout.metadata)
-            .and_then(|text| text.map(json_object).transpose()),
-    );
-    for (key, index) in &layout.metadata_entries {
-        let name = format!("metadata.{key}");
-        let Some(value) = problems
-            .check(&name, fields.optional(Some(*index)))
-            .flatten()
-        else {
-            continue;
-        };
-        // `None` here means the metadata column itself was bad, already reported.
-        let Some(map) = metadata.as_mut() else {
-            continue;
-        };
-        let map = map.get_or_insert_with(Map::new);
-        if map.contains_key(key) {
-            problems.check::<()>(
-                &name,
-                Err(format!("`{key}` is also in the metadata column")),
-            );
-        } else {
-            map.insert(key.clone(), Value::String(value.to_string()));
-        }
-    }
-
-    match (
-        to,
-        contact_name,
-        contact_phone,
-        delay,
-        typing,
-        priority,
-        tags,
-        metadata,
-    ) {
-        (
-            Some(to),
-            Some(contact_name),
-            Some(contact_phone),
-            Some(delay),
-            Some(typing),
-            Some(priority),
-            Some(tags),
-            Some(metadata),
-        ) if problems.0.is_empty() => Ok(Checked {
-            to,
-            contact_name,
-            contact_phone,
-            timing: floors.apply(delay, typing),
-            priority,
-            tags: tags.unwrap_or_default(),
-            metadata: metadata.unwrap_or_default(),
-        }),
-        _ => Err(problems.0),
-    }
-}
-
-fn clean_name(text: &str) -> Result<String, String> {
-    let name: String = text.trim().chars().filter(|c| !c.is_control()).collect();
-    if name.is_empty() {
-        Err("is empty".to_string())
-    } else {
-        Ok(name)
-    }
-}
-
-/// Seconds, with `.` or `,` as the decimal mark.
-fn seconds(text: &str) -> Result<f64, String> {
-    match text.replace(',', ".").parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        Ok(_) => Err(format!("`{text}` is not a number of seconds (0 or more)")),
-        Err(_) => Err(format!("`{text}` is not a number")),
-    }
-}
-
-fn integer(text: &str) -> Result<i64, String> {
-    text.parse()
-        .map_err(|_| format!("`{text}` is not a whole number"))
-}
-
-/// `a|b|c`, or a JSON array of strings.
-fn tags(text: &str) -> Result<Vec<String>, String> {
-    if text.starts_with('[') {
-        return serde_json::from_str::<Vec<String>>(text)
-            .map_err(|error| format!("not a JSON array of strings: {error}"));
-    }
-    Ok(text
-        .split('|')
-        .map(str::trim)
-        .filter(|tag| !tag.is_empty())
-        .map(String::from)
-        .collect())
-}
-
-fn json_object(text: &str) -> Result<Map<String, Value>, String> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err("must be a JSON object, like {\"leadId\": \"123\"}".to_string()),
-        Err(error) => Err(format!("not valid JSON: {error}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,9 +431,11 @@ mod tests {
         ));
         std::fs::write(&path, csv).unwrap();
         let settings = CampaignSettings {
-            default_region: country::Id::BR,
+            default_region: phonenumber::country::Id::BR,
             key_column: None,
             columns: Vec::new(),
+            encoding: EncodingChoice::Auto,
+            delimiter: DelimiterChoice::Auto,
         };
         let rows = Campaign::open(&Source::File(path.clone()), &settings, floors(), None)
             .unwrap()
@@ -562,7 +448,9 @@ mod tests {
     fn job(row: &Row) -> &Job {
         match row {
             Row::Job(job) => job,
-            Row::Rejected(rejected) => panic!("row {} rejected: {}", rejected.row, rejected.error),
+            Row::Rejected(rejected) => {
+                panic!("row {} rejected: {}", rejected.row, rejected.error())
+            }
         }
     }
 
@@ -582,8 +470,11 @@ mod tests {
             "to,contact_name,contact_phone\na,b,c\n\"multi\nline\",b,c\n",
         )
         .unwrap();
-        assert_eq!(Source::File(path.clone()).count_rows(), Some(2));
-        assert_eq!(Source::Stdin.count_rows(), None);
+        assert_eq!(
+            count_rows(&Source::File(path.clone()), TextEncoding::Utf8, b','),
+            Some(2)
+        );
+        assert_eq!(count_rows(&Source::Stdin, TextEncoding::Utf8, b','), None);
         std::fs::remove_file(path).unwrap();
     }
 
@@ -614,7 +505,7 @@ mod tests {
     fn every_bad_field_of_a_row_is_named() {
         let rows =
             read("to,contact_name,contact_phone,delay,priority\n123,,5511999999999,-1,high\n");
-        let error = &rejected(&rows[0]).error;
+        let error = &rejected(&rows[0]).error();
         for field in ["to:", "contact_name: is empty", "delay:", "priority:"] {
             assert!(error.contains(field), "{error}");
         }
@@ -627,20 +518,20 @@ mod tests {
         job(&rows[0]);
         let duplicate = rejected(&rows[1]);
         assert_eq!(duplicate.reason, Rejection::Duplicate);
-        assert!(duplicate.error.contains("row 2"), "{}", duplicate.error);
+        assert!(duplicate.error().contains("row 2"), "{}", duplicate.error());
     }
 
     #[test]
     fn a_row_of_the_wrong_width_is_invalid_and_the_next_row_still_counts() {
         let rows =
             read("to,contact_name,contact_phone\n11988887777,A\n11988887776,B,5511999999999\n");
-        assert!(rejected(&rows[0]).error.contains("2 fields"));
+        assert!(rejected(&rows[0]).error().contains("2 fields"));
         assert_eq!(job(&rows[1]).row, 3);
     }
 
     #[test]
     fn a_metadata_entry_clashing_with_the_metadata_object_is_refused() {
         let rows = read("to,contact_name,contact_phone,metadata,metadata.a\n11988887777,A,5511999999999,\"{\"\"a\"\":1}\",2\n");
-        assert!(rejected(&rows[0]).error.contains("metadata.a"));
+        assert!(rejected(&rows[0]).error().contains("metadata.a"));
     }
 }

@@ -1,6 +1,7 @@
 //! Phone numbers to the API's form: E.164 digits without the `+`.
 
-use phonenumber::{country, Mode};
+use phonenumber::metadata::DATABASE;
+use phonenumber::{country, Metadata, Mode, ParseError, PhoneNumber};
 
 /// Why a phone field cannot be sent to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -12,17 +13,49 @@ pub enum PhoneError {
     #[error("`{text}` contains `{bad}`, which is not part of a phone number")]
     BadCharacter { text: String, bad: char },
     #[error("`{text}` is not a phone number: {reason}")]
-    Unparsable { text: String, reason: String },
-    #[error("`{text}` is not a valid number for {region}")]
-    NotValid { text: String, region: String },
+    Unparsable {
+        text: String,
+        kind: &'static str,
+        reason: String,
+    },
+    #[error("`{text}` is {kind} for {region}: {digits} digits after the country code, {region} numbers have {expected}")]
+    Length {
+        text: String,
+        kind: &'static str,
+        region: String,
+        digits: usize,
+        expected: String,
+    },
+    #[error("`{text}` is not a valid {region} number: no {region} number starts like this{}", hint.map(|hint| format!(" ({hint})")).unwrap_or_default())]
+    NotValid {
+        text: String,
+        region: String,
+        hint: Option<&'static str>,
+    },
+}
+
+impl PhoneError {
+    /// The same words for every row with this kind of problem, for the dry-run report.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PhoneError::Empty => "empty",
+            PhoneError::ScientificNotation(_) => "scientific notation",
+            PhoneError::BadCharacter { .. } => "not a phone number",
+            PhoneError::Unparsable { kind, .. } | PhoneError::Length { kind, .. } => kind,
+            PhoneError::NotValid { .. } => "not a valid number for its country",
+        }
+    }
 }
 
 /// Normalises a phone as written in a spreadsheet.
 ///
 /// Spaces, `-`, `.`, `(`, `)` and `/` are dropped; a leading `+` or `00` makes
 /// it international. Digits alone are first read as a national number of
-/// `region`, then, if that is not valid, as an international number written
-/// without its `+` (the API's own form, `5511999999999`).
+/// `region` (with libphonenumber's national and carrier prefixes), then, if
+/// that is not valid, as an international number written without its `+`
+/// (the API's own form, `5511999999999`). The number must be valid for its
+/// country in libphonenumber's metadata: a Brazilian mobile without its
+/// ninth digit, for one, is not.
 pub fn normalize(raw: &str, region: country::Id) -> Result<String, PhoneError> {
     let text = raw.trim();
     if text.is_empty() {
@@ -54,44 +87,115 @@ pub fn normalize(raw: &str, region: country::Id) -> Result<String, PhoneError> {
     }
 
     if international {
-        return parse_valid(&format!("+{digits}"), None)
-            .map_err(|reason| reason.for_text(text, "its country"));
+        return parse_valid(&format!("+{digits}"), None, text);
     }
-    match parse_valid(&digits, Some(region)) {
+    match parse_valid(&digits, Some(region), text) {
         Ok(e164) => Ok(e164),
-        Err(national) => parse_valid(&format!("+{digits}"), None)
-            .map_err(|_| national.for_text(text, region.as_ref())),
+        Err(national) => parse_valid(&format!("+{digits}"), None, text).map_err(|_| national),
     }
 }
 
-enum Rejection {
-    Unparsable(String),
-    NotValid,
-}
-
-impl Rejection {
-    fn for_text(self, text: &str, region: &str) -> PhoneError {
-        match self {
-            Rejection::Unparsable(reason) => PhoneError::Unparsable {
-                text: text.to_string(),
-                reason,
-            },
-            Rejection::NotValid => PhoneError::NotValid {
-                text: text.to_string(),
-                region: region.to_string(),
-            },
-        }
-    }
-}
-
-fn parse_valid(number: &str, region: Option<country::Id>) -> Result<String, Rejection> {
-    let parsed = phonenumber::parse(region, number)
-        .map_err(|error| Rejection::Unparsable(error.to_string()))?;
+fn parse_valid(
+    number: &str,
+    region: Option<country::Id>,
+    text: &str,
+) -> Result<String, PhoneError> {
+    let parsed = phonenumber::parse(region, number).map_err(|error| unparsable(error, text))?;
     if !phonenumber::is_valid(&parsed) {
-        return Err(Rejection::NotValid);
+        return Err(why_not_valid(&parsed, text));
     }
     let e164 = parsed.format().mode(Mode::E164).to_string();
     Ok(e164.trim_start_matches('+').to_string())
+}
+
+fn unparsable(error: ParseError, text: &str) -> PhoneError {
+    let kind = match error {
+        ParseError::TooShortAfterIdd | ParseError::TooShortNsn => "too short",
+        ParseError::TooLong => "too long",
+        ParseError::InvalidCountryCode => "unknown country code",
+        _ => "not a phone number",
+    };
+    PhoneError::Unparsable {
+        text: text.to_string(),
+        kind,
+        reason: error.to_string(),
+    }
+}
+
+/// Says what is wrong with a well-formed number libphonenumber does not accept:
+/// its length for the country, or a start no number of that country has.
+fn why_not_valid(parsed: &PhoneNumber, text: &str) -> PhoneError {
+    let main_region = DATABASE
+        .by_code(&parsed.code().value())
+        .and_then(|regions| regions.into_iter().next());
+    let Some(metadata) = main_region else {
+        return unparsable(ParseError::InvalidCountryCode, text);
+    };
+    let region = metadata.id().to_string();
+    let digits = parsed.national().to_string().len();
+    let lengths = possible_lengths(metadata);
+    let (shortest, longest) = (lengths.iter().min(), lengths.iter().max());
+    let kind = match (shortest, longest) {
+        (Some(&shortest), _) if digits < usize::from(shortest) => Some("too short"),
+        (_, Some(&longest)) if digits > usize::from(longest) => Some("too long"),
+        _ if !lengths.iter().any(|&length| usize::from(length) == digits) => {
+            Some("of the wrong length")
+        }
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        return PhoneError::Length {
+            text: text.to_string(),
+            kind,
+            region,
+            digits,
+            expected: spoken_list(&lengths),
+        };
+    }
+    let national = parsed.national().to_string();
+    // Before 2016 Brazilian mobiles had eight digits; the old form is still common in old lists.
+    let hint = (region == "BR" && digits == 10 && matches!(national.as_bytes()[2], b'6'..=b'9'))
+        .then_some("Brazilian mobiles have nine digits after the area code, starting with 9");
+    PhoneError::NotValid {
+        text: text.to_string(),
+        region,
+        hint,
+    }
+}
+
+/// The lengths numbers of a country can have, over every kind of number.
+fn possible_lengths(metadata: &Metadata) -> Vec<u16> {
+    let descriptors = metadata.descriptors();
+    let mut lengths: Vec<u16> = [
+        descriptors.fixed_line(),
+        descriptors.mobile(),
+        descriptors.toll_free(),
+        descriptors.premium_rate(),
+        descriptors.shared_cost(),
+        descriptors.personal_number(),
+        descriptors.voip(),
+        descriptors.pager(),
+        descriptors.uan(),
+        descriptors.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|descriptor| descriptor.possible_length().iter().copied())
+    .chain(descriptors.general().possible_length().iter().copied())
+    .collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    lengths
+}
+
+/// `[10, 11]` as `10 or 11`.
+fn spoken_list(lengths: &[u16]) -> String {
+    let mut words: Vec<String> = lengths.iter().map(u16::to_string).collect();
+    match words.pop() {
+        None => "no fixed length".to_string(),
+        Some(last) if words.is_empty() => last,
+        Some(last) => format!("{} or {last}", words.join(", ")),
+    }
 }
 
 /// `5.511999999999E+12`, `5,51E+12`: what Excel shows for a long number in a general cell.
@@ -165,12 +269,75 @@ mod tests {
             Err(PhoneError::BadCharacter { bad: 'x', .. })
         ));
         assert!(matches!(
-            br("12345"),
-            Err(PhoneError::NotValid { .. } | PhoneError::Unparsable { .. })
+            br("+55 11 1234"),
+            Err(PhoneError::Length {
+                kind: "too short",
+                ..
+            })
         ));
         assert!(matches!(
-            br("+55 11 1234"),
-            Err(PhoneError::NotValid { .. } | PhoneError::Unparsable { .. })
+            br("+999 1234 5678"),
+            Err(PhoneError::Unparsable {
+                kind: "unknown country code",
+                ..
+            })
         ));
+    }
+
+    #[test]
+    fn a_brazilian_mobile_without_its_ninth_digit_is_refused_with_a_hint() {
+        let error = br("(11) 8765-4321").unwrap_err();
+        assert_eq!(error.kind(), "not a valid number for its country");
+        assert!(
+            error
+                .to_string()
+                .contains("nine digits after the area code"),
+            "{error}"
+        );
+        assert_eq!(br("(11) 98765-4321").as_deref(), Ok("5511987654321"));
+    }
+
+    #[test]
+    fn a_wrong_length_names_the_lengths_of_the_country() {
+        let error = br("(21) 1234-5").unwrap_err();
+        assert!(
+            error.to_string().contains("BR numbers have 8, 9, 10 or 11"),
+            "{error}"
+        );
+        assert_eq!(error.kind(), "too short");
+        let error = br("+55 11 98765 43210 1").unwrap_err();
+        assert_eq!(error.kind(), "too long");
+    }
+
+    #[test]
+    fn national_and_carrier_prefixes_are_dropped_as_libphonenumber_does() {
+        assert_eq!(br("011 98765-4321").as_deref(), Ok("5511987654321"));
+        assert_eq!(br("0 15 11 98765-4321").as_deref(), Ok("5511987654321"));
+    }
+
+    #[test]
+    fn real_numbers_from_several_countries() {
+        for (raw, region, e164) in [
+            ("+54 9 11 2345-6789", country::Id::AR, "5491123456789"),
+            ("030 901820", country::Id::DE, "4930901820"),
+            ("+49 30 901820", country::Id::BR, "4930901820"),
+            ("912 345 678", country::Id::PT, "351912345678"),
+            ("+91 98765 43210", country::Id::BR, "919876543210"),
+            ("07400 123456", country::Id::GB, "447400123456"),
+            ("55 1234 5678", country::Id::MX, "525512345678"),
+            ("+1 (212) 555-0123", country::Id::BR, "12125550123"),
+        ] {
+            assert_eq!(
+                normalize(raw, region).as_deref(),
+                Ok(e164),
+                "{raw} in {region:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_number_valid_elsewhere_is_not_valid_for_the_wrong_country() {
+        // A German landline written nationally, read as Brazilian.
+        assert!(br("030 901820").is_err());
     }
 }

@@ -1,0 +1,407 @@
+//! Checking the fields of one row: every problem is collected, so one pass
+//! over the file shows them all.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use csv::ByteRecord;
+use phonenumber::country;
+use serde_json::{Map, Value};
+
+use super::input::TextEncoding;
+use super::phone::{self, PhoneError};
+use super::Layout;
+use crate::pacing::{Floors, Timing};
+
+/// One thing wrong with a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The column, or empty for a problem of the whole row.
+    pub field: String,
+    /// The same words for every row with this kind of problem, for grouping.
+    pub kind: &'static str,
+    /// What is wrong in this row.
+    pub message: String,
+}
+
+impl Problem {
+    pub fn of_row(kind: &'static str, message: String) -> Self {
+        Problem {
+            field: String::new(),
+            kind,
+            message,
+        }
+    }
+
+    /// `to: too short`, the label the dry-run report groups by.
+    pub fn label(&self) -> String {
+        if self.field.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{}: {}", self.field, self.kind)
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// A problem before it is tied to its field.
+struct Flaw {
+    kind: &'static str,
+    message: String,
+}
+
+fn flaw(kind: &'static str, message: impl Into<String>) -> Flaw {
+    Flaw {
+        kind,
+        message: message.into(),
+    }
+}
+
+type Check<T> = Result<T, Flaw>;
+
+/// Remembers recent phone normalisations: the contact phone is often the
+/// same on every row, and libphonenumber's rules are not free.
+pub struct PhoneBook {
+    region: country::Id,
+    known: HashMap<Box<str>, Result<String, PhoneError>>,
+}
+
+impl PhoneBook {
+    const CAPACITY: usize = 4096;
+
+    pub fn new(region: country::Id) -> Self {
+        PhoneBook {
+            region,
+            known: HashMap::new(),
+        }
+    }
+
+    fn normalize(&mut self, raw: &str) -> Result<String, PhoneError> {
+        if let Some(known) = self.known.get(raw) {
+            return known.clone();
+        }
+        let result = phone::normalize(raw, self.region);
+        if self.known.len() >= Self::CAPACITY {
+            // Forgetting everything at once keeps this simple and bounded.
+            self.known.clear();
+        }
+        self.known.insert(raw.into(), result.clone());
+        result
+    }
+}
+
+/// The fields of one record, by column, in the campaign's encoding.
+pub struct Fields<'a> {
+    pub record: &'a ByteRecord,
+    pub layout: &'a Layout,
+    pub encoding: TextEncoding,
+}
+
+impl<'a> Fields<'a> {
+    fn text(&self, index: usize) -> Check<Cow<'a, str>> {
+        let bytes = self.record.get(index).unwrap_or_default();
+        self.encoding.decode(bytes).ok_or_else(|| {
+            flaw(
+                "not valid UTF-8 text",
+                "is not valid UTF-8 text (if the file comes from Excel, set campaign.encoding = \"windows-1252\")",
+            )
+        })
+    }
+
+    /// The field as written, for results lines of rows that are not sent.
+    pub fn lossy(&self, index: Option<usize>) -> String {
+        let Some(bytes) = index.and_then(|index| self.record.get(index)) else {
+            return String::new();
+        };
+        match self.encoding.decode(bytes) {
+            Some(text) => text.into_owned(),
+            None => String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+
+    /// An optional column's text: `None` when the column is absent or the cell blank.
+    fn optional(&self, index: Option<usize>) -> Check<Option<Cow<'a, str>>> {
+        let Some(index) = index else { return Ok(None) };
+        let text = self.text(index)?;
+        Ok((!text.trim().is_empty()).then_some(text))
+    }
+
+    /// The key column's value, trimmed.
+    pub fn key(&self, index: usize) -> Result<String, Problem> {
+        let to_problem = |flaw: Flaw| Problem {
+            field: "key".to_string(),
+            kind: flaw.kind,
+            message: flaw.message,
+        };
+        let key = self.text(index).map_err(to_problem)?;
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(to_problem(flaw("empty", "the key column is empty")));
+        }
+        Ok(key.to_string())
+    }
+}
+
+/// A row that passed every check.
+pub struct Checked {
+    pub to: String,
+    pub contact_name: String,
+    pub contact_phone: String,
+    pub timing: Timing,
+    pub priority: Option<i64>,
+    pub tags: Vec<String>,
+    pub metadata: Map<String, Value>,
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn check<T>(&mut self, field: &str, result: Check<T>) -> Option<T> {
+        result
+            .map_err(|flaw| {
+                self.0.push(Problem {
+                    field: field.to_string(),
+                    kind: flaw.kind,
+                    message: flaw.message,
+                })
+            })
+            .ok()
+    }
+}
+
+/// Checks and normalises every field of one row.
+pub fn check(
+    fields: &Fields,
+    phones: &mut PhoneBook,
+    floors: Floors,
+) -> Result<Checked, Vec<Problem>> {
+    let layout = fields.layout;
+    let mut problems = Problems::default();
+    let mut phone = |index| -> Check<String> {
+        let text = fields.text(index)?;
+        phones
+            .normalize(&text)
+            .map_err(|error| flaw(error.kind(), error.to_string()))
+    };
+
+    let to = problems.check("to", phone(layout.to));
+    let contact_phone = problems.check("contact_phone", phone(layout.contact_phone));
+    let contact_name = problems.check(
+        "contact_name",
+        fields
+            .text(layout.contact_name)
+            .and_then(|text| clean_name(&text)),
+    );
+    let delay = problems.check("delay", parse_optional(fields, layout.delay, seconds));
+    let typing = problems.check("typing", parse_optional(fields, layout.typing, seconds));
+    let priority = problems.check("priority", parse_optional(fields, layout.priority, integer));
+    let tags = problems.check("tags", parse_optional(fields, layout.tags, tags));
+    let mut metadata = problems.check(
+        "metadata",
+        parse_optional(fields, layout.metadata, json_object),
+    );
+    for (key, index) in &layout.metadata_entries {
+        let name = format!("metadata.{key}");
+        let Some(value) = problems
+            .check(&name, fields.optional(Some(*index)))
+            .flatten()
+        else {
+            continue;
+        };
+        // `None` here means the metadata column itself was bad, already reported.
+        let Some(map) = metadata.as_mut() else {
+            continue;
+        };
+        let map = map.get_or_insert_with(Map::new);
+        if map.contains_key(key) {
+            problems.check::<()>(
+                &name,
+                Err(flaw(
+                    "also in metadata",
+                    format!("`{key}` is also in the metadata column"),
+                )),
+            );
+        } else {
+            map.insert(key.clone(), Value::String(value.trim().to_string()));
+        }
+    }
+
+    match (
+        to,
+        contact_name,
+        contact_phone,
+        delay,
+        typing,
+        priority,
+        tags,
+        metadata,
+    ) {
+        (
+            Some(to),
+            Some(contact_name),
+            Some(contact_phone),
+            Some(delay),
+            Some(typing),
+            Some(priority),
+            Some(tags),
+            Some(metadata),
+        ) if problems.0.is_empty() => Ok(Checked {
+            to,
+            contact_name,
+            contact_phone,
+            timing: floors.apply(delay, typing),
+            priority,
+            tags: tags.unwrap_or_default(),
+            metadata: metadata.unwrap_or_default(),
+        }),
+        _ => Err(problems.0),
+    }
+}
+
+fn parse_optional<T>(
+    fields: &Fields,
+    index: Option<usize>,
+    parse: fn(&str) -> Check<T>,
+) -> Check<Option<T>> {
+    fields
+        .optional(index)?
+        .map(|text| parse(text.trim()))
+        .transpose()
+}
+
+fn clean_name(text: &str) -> Check<String> {
+    let name: String = text.trim().chars().filter(|c| !c.is_control()).collect();
+    if name.is_empty() {
+        Err(flaw("empty", "is empty"))
+    } else {
+        Ok(name)
+    }
+}
+
+/// Seconds, with `.` or `,` as the decimal mark.
+fn seconds(text: &str) -> Check<f64> {
+    match text.replace(',', ".").parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        Ok(_) => Err(flaw(
+            "negative",
+            format!("`{}` is not a number of seconds (0 or more)", shown(text)),
+        )),
+        Err(_) => Err(flaw(
+            "not a number",
+            format!("`{}` is not a number", shown(text)),
+        )),
+    }
+}
+
+fn integer(text: &str) -> Check<i64> {
+    text.parse().map_err(|_| {
+        flaw(
+            "not a whole number",
+            format!("`{}` is not a whole number", shown(text)),
+        )
+    })
+}
+
+/// `a|b|c`, or a JSON array of strings.
+fn tags(text: &str) -> Check<Vec<String>> {
+    if text.starts_with('[') {
+        return serde_json::from_str::<Vec<String>>(text).map_err(|error| {
+            flaw(
+                "not a JSON array of strings",
+                format!("not a JSON array of strings: {error}"),
+            )
+        });
+    }
+    Ok(text
+        .split('|')
+        .map(str::trim)
+        .filter(|tag| !tag.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+fn json_object(text: &str) -> Check<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(flaw(
+            "not a JSON object",
+            "must be a JSON object, like {\"leadId\": \"123\"}",
+        )),
+        Err(error) => Err(flaw("not valid JSON", format!("not valid JSON: {error}"))),
+    }
+}
+
+/// A value quoted in a message, cut short if it is long.
+pub fn shown(text: &str) -> Cow<'_, str> {
+    const MOST: usize = 60;
+    match text.char_indices().nth(MOST) {
+        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
+        None => Cow::Borrowed(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_take_either_decimal_mark() {
+        assert_eq!(seconds("2,5").ok(), Some(2.5));
+        assert_eq!(seconds("2.5").ok(), Some(2.5));
+        assert_eq!(seconds("0").ok(), Some(0.0));
+        assert_eq!(seconds("-1").err().map(|flaw| flaw.kind), Some("negative"));
+        assert_eq!(seconds("NaN").err().map(|flaw| flaw.kind), Some("negative"));
+        assert_eq!(
+            seconds("soon").err().map(|flaw| flaw.kind),
+            Some("not a number")
+        );
+    }
+
+    #[test]
+    fn tags_split_on_bars_or_parse_as_json() {
+        assert_eq!(
+            tags(" vip | lead ||").ok(),
+            Some(vec!["vip".to_string(), "lead".to_string()])
+        );
+        assert_eq!(
+            tags(r#"["a|b", "c"]"#).ok(),
+            Some(vec!["a|b".to_string(), "c".to_string()])
+        );
+        assert!(tags("[1, 2]").is_err());
+    }
+
+    #[test]
+    fn names_lose_control_characters_and_must_keep_something() {
+        assert_eq!(
+            clean_name("  Ana\u{7}  Souza 🎉 ").ok().as_deref(),
+            Some("Ana  Souza 🎉")
+        );
+        assert!(clean_name(" \u{1} ").is_err());
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let long = "9".repeat(500);
+        assert_eq!(shown(&long).chars().count(), 61);
+        assert_eq!(shown("short"), "short");
+    }
+
+    #[test]
+    fn the_phone_book_gives_the_same_answer_from_memory() {
+        let mut phones = PhoneBook::new(country::Id::BR);
+        let first = phones.normalize("+55 11 3003-4000");
+        assert_eq!(phones.normalize("+55 11 3003-4000"), first);
+        assert_eq!(phones.known.len(), 1);
+    }
+}
