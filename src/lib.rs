@@ -31,8 +31,8 @@ use api::{ApiClient, MockOptions, MockServer};
 use campaign::{Campaign, CampaignError, Job, Row, Source};
 use config::{ApiKey, Settings};
 use dispatch::Lane;
-use pacing::InstancePacer;
-use report::{Progress, Summary};
+use pacing::{Estimate, InstancePacer};
+use report::{CheckReport, Progress, Summary};
 use results::{Outcome, ResultsError, Status};
 
 /// What to run, beyond the settings.
@@ -124,7 +124,14 @@ pub async fn run(
         let outcomes = outcomes.clone();
         let instance_id = instance_id.clone();
         let jobs = (!request.dry_run).then_some(jobs);
-        tokio::task::spawn_blocking(move || read_campaign(campaign, jobs, outcomes, &instance_id))
+        let check = CheckReport::new(
+            campaign.encoding(),
+            campaign.delimiter(),
+            Estimate::new(settings.pacing.rate, settings.pacing.pace_by_message),
+        );
+        tokio::task::spawn_blocking(move || {
+            read_campaign(campaign, check, jobs, outcomes, &instance_id)
+        })
     };
 
     if let Some(target) = &target {
@@ -152,7 +159,7 @@ pub async fn run(
     drop(outcomes);
     let tally = writer.await.expect("the results writer does not panic")?;
     progress.finish();
-    read?;
+    let check = read?;
 
     Ok(Summary::new(
         request.source.describe(),
@@ -160,6 +167,7 @@ pub async fn run(
         request.dry_run,
         &tally,
         started.elapsed(),
+        check,
     ))
 }
 
@@ -208,15 +216,18 @@ async fn connect(settings: &Settings, mock: bool) -> Result<Target, RunError> {
 
 /// Reads every row (on a blocking thread): rejected rows go straight to the
 /// results, jobs to the dispatcher, or, in a dry run (`jobs` is `None`), to
-/// the results as `VALID`.
+/// the results as `VALID`. Returns what the rows came to.
 fn read_campaign(
-    campaign: Campaign,
+    mut campaign: Campaign,
+    mut check: CheckReport,
     jobs: Option<mpsc::Sender<Job>>,
     outcomes: mpsc::Sender<Outcome>,
     instance_id: &str,
-) -> Result<(), CampaignError> {
-    for row in campaign {
-        let delivered = match (row?, &jobs) {
+) -> Result<CheckReport, CampaignError> {
+    for row in &mut campaign {
+        let row = row?;
+        check.add(&row);
+        let delivered = match (row, &jobs) {
             (Row::Rejected(rejected), _) => {
                 outcomes.blocking_send(Outcome::rejected(rejected)).is_ok()
             }
@@ -230,5 +241,5 @@ fn read_campaign(
             break;
         }
     }
-    Ok(())
+    Ok(check)
 }
