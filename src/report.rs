@@ -243,7 +243,7 @@ impl CheckReport {
     /// The most common problems first.
     fn sort(&mut self) {
         self.problems
-            .sort_by(|a, b| b.rows_affected.cmp(&a.rows_affected));
+            .sort_by_key(|group| std::cmp::Reverse(group.rows_affected));
     }
 
     fn text(&self, dry_run: bool) -> String {

@@ -5,10 +5,12 @@ mod columns;
 mod fields;
 pub mod input;
 pub mod phone;
+mod records;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
@@ -22,6 +24,7 @@ pub use input::{DelimiterChoice, EncodingChoice, TextEncoding};
 use crate::config::CampaignSettings;
 use crate::pacing::{Floors, Timing};
 use fields::{Fields, PhoneBook};
+use records::{Place, Records};
 
 /// One message to send: a row that passed every check, normalised.
 #[derive(Debug, Clone)]
@@ -135,49 +138,6 @@ pub enum CampaignError {
     },
 }
 
-/// Records as a spreadsheet shows them: blank rows skipped but counted, a
-/// quoted field that spans lines still one row.
-struct Records {
-    reader: csv::Reader<BufReader<Box<dyn Read + Send>>>,
-    /// Line breaks inside quoted fields so far.
-    breaks_in_fields: u64,
-}
-
-impl Records {
-    fn new(input: Box<dyn Read + Send>, delimiter: u8) -> Self {
-        let reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .delimiter(delimiter)
-            // Rows of the wrong width are reported as INVALID, not refused by the reader.
-            .flexible(true)
-            .from_reader(BufReader::with_capacity(64 * 1024, input));
-        Records {
-            reader,
-            breaks_in_fields: 0,
-        }
-    }
-
-    /// Reads the next record that is not blank into `record`; returns its row and line.
-    fn next(&mut self, record: &mut ByteRecord) -> Result<Option<(u64, u64)>, csv::Error> {
-        loop {
-            if !self.reader.read_byte_record(record)? {
-                return Ok(None);
-            }
-            let line = record.position().map_or(1, csv::Position::line);
-            let row = line - self.breaks_in_fields;
-            self.breaks_in_fields += record
-                .as_slice()
-                .iter()
-                .filter(|byte| **byte == b'\n')
-                .count() as u64;
-            // Spreadsheets export rows of empty cells (`,,,`); they are not jobs.
-            if !record.iter().all(|field| field.trim_ascii().is_empty()) {
-                return Ok(Some((row, line)));
-            }
-        }
-    }
-}
-
 /// Counts data rows with a quick pass over the file, for the progress bar's ETA.
 /// Standard input can be read only once, so it has no count.
 pub fn count_rows(source: &Source, encoding: TextEncoding, delimiter: u8) -> Option<u64> {
@@ -289,8 +249,8 @@ impl Campaign {
         if self.rows_left == 0 {
             return None;
         }
-        let (row, line) = match self.records.next(&mut self.record) {
-            Ok(Some(position)) => position,
+        let Place { row, line } = match self.records.next(&mut self.record) {
+            Ok(Some(place)) => place,
             Ok(None) => return None,
             Err(error) => {
                 return Some(Err(CampaignError::Read {
@@ -400,6 +360,15 @@ impl Iterator for Campaign {
     }
 }
 
+/// A value quoted in a message, cut short if it is long.
+pub fn shown(text: &str) -> Cow<'_, str> {
+    const MOST: usize = 60;
+    match text.char_indices().nth(MOST) {
+        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
+        None => Cow::Borrowed(text),
+    }
+}
+
 /// A 64-bit fingerprint: 16 bytes per job instead of the strings themselves.
 /// Two different jobs collide with a chance of about 1 in 10^7 in a
 /// 1,000,000-row campaign, and the cost of one would be a row marked DUPLICATE.
@@ -459,6 +428,13 @@ mod tests {
             Row::Rejected(rejected) => rejected,
             Row::Job(job) => panic!("row {} accepted", job.row),
         }
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let long = "9".repeat(500);
+        assert_eq!(shown(&long).chars().count(), 61);
+        assert_eq!(shown("short"), "short");
     }
 
     #[test]

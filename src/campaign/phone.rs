@@ -1,6 +1,8 @@
 //! Phone numbers to the API's form: E.164 digits without the `+`.
 
 use phonenumber::metadata::DATABASE;
+
+use super::shown;
 use phonenumber::{country, Metadata, Mode, ParseError, PhoneNumber};
 
 /// Why a phone field cannot be sent to.
@@ -62,7 +64,7 @@ pub fn normalize(raw: &str, region: country::Id) -> Result<String, PhoneError> {
         return Err(PhoneError::Empty);
     }
     if looks_scientific(text) {
-        return Err(PhoneError::ScientificNotation(text.to_string()));
+        return Err(PhoneError::ScientificNotation(shown(text).into_owned()));
     }
     let mut digits = String::with_capacity(text.len());
     let mut international = false;
@@ -73,7 +75,7 @@ pub fn normalize(raw: &str, region: country::Id) -> Result<String, PhoneError> {
             ' ' | '-' | '.' | '(' | ')' | '/' | '\u{a0}' => {}
             bad => {
                 return Err(PhoneError::BadCharacter {
-                    text: text.to_string(),
+                    text: shown(text).into_owned(),
                     bad,
                 })
             }
@@ -116,7 +118,7 @@ fn unparsable(error: ParseError, text: &str) -> PhoneError {
         _ => "not a phone number",
     };
     PhoneError::Unparsable {
-        text: text.to_string(),
+        text: shown(text).into_owned(),
         kind,
         reason: error.to_string(),
     }
@@ -145,7 +147,7 @@ fn why_not_valid(parsed: &PhoneNumber, text: &str) -> PhoneError {
     };
     if let Some(kind) = kind {
         return PhoneError::Length {
-            text: text.to_string(),
+            text: shown(text).into_owned(),
             kind,
             region,
             digits,
@@ -157,7 +159,7 @@ fn why_not_valid(parsed: &PhoneNumber, text: &str) -> PhoneError {
     let hint = (region == "BR" && digits == 10 && matches!(national.as_bytes()[2], b'6'..=b'9'))
         .then_some("Brazilian mobiles have nine digits after the area code, starting with 9");
     PhoneError::NotValid {
-        text: text.to_string(),
+        text: shown(text).into_owned(),
         region,
         hint,
     }
