@@ -2,8 +2,8 @@
 //! record starts on, and its row as a spreadsheet shows it (blank lines are
 //! rows there, a quoted field spanning lines is not more than one).
 //!
-//! The csv crate's own line numbers skip blank lines and lag behind CRLF
-//! line ends, so the bytes it reads are kept on a short tape (from the
+//! The csv crate's own line numbers skip blank lines, lag behind CRLF line
+//! ends and ignore a lone CR, so the bytes it reads are kept on a short tape (from the
 //! current record on) and the line breaks counted here.
 
 use std::collections::VecDeque;
@@ -65,10 +65,9 @@ impl Records {
                 line,
             };
             self.breaks_in_fields += record
-                .as_slice()
                 .iter()
-                .filter(|byte| **byte == b'\n')
-                .count() as u64;
+                .map(|field| line_breaks(field.iter()))
+                .sum::<u64>();
             // Spreadsheets export rows of empty cells (`,,,`); they are not jobs.
             if !record.iter().all(|field| field.trim_ascii().is_empty()) {
                 return Ok(Some(place));
@@ -101,15 +100,27 @@ impl Tape {
             .take_while(|byte| matches!(byte, b'\r' | b'\n'))
             .count();
         let content = from + blank;
-        self.breaks += self
-            .bytes
-            .range(..content)
-            .filter(|byte| **byte == b'\n')
-            .count() as u64;
+        // `bytes[content]` is not a line end, so a `\r` at the end of the range is whole.
+        self.breaks += line_breaks(self.bytes.range(..content));
         self.bytes.drain(..content);
         self.offset += content as u64;
         self.breaks + 1
     }
+}
+
+/// Line breaks as spreadsheets count them: `\n`, `\r\n`, and a lone `\r`.
+fn line_breaks<'a>(bytes: impl Iterator<Item = &'a u8>) -> u64 {
+    let mut breaks = 0;
+    let mut after_cr = false;
+    for &byte in bytes {
+        match byte {
+            b'\n' if after_cr => {}
+            b'\n' | b'\r' => breaks += 1,
+            _ => {}
+        }
+        after_cr = byte == b'\r';
+    }
+    breaks
 }
 
 /// The input, copying what it reads onto the tape.
@@ -152,6 +163,15 @@ mod tests {
             vec![(1, 1), (2, 2), (3, 3)]
         );
         assert_eq!(places(b"h,h\r\na,b\r\nc,d"), vec![(1, 1), (2, 2), (3, 3)]);
+    }
+
+    #[test]
+    fn an_old_mac_line_end_is_a_line_too() {
+        assert_eq!(places(b"h,h\ra,b\r\rc,d\r"), vec![(1, 1), (2, 2), (4, 4)]);
+        assert_eq!(
+            places(b"h,h\n\"a\rb\",x\nd,e\n"),
+            vec![(1, 1), (2, 2), (3, 4)]
+        );
     }
 
     #[test]
