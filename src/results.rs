@@ -39,6 +39,12 @@ impl Status {
         Status::Valid,
     ];
 
+    /// An answer from (or about) the API, as opposed to a verdict on the file:
+    /// flushed without delay, since it records what happened to a real message.
+    pub fn is_an_answer(self) -> bool {
+        matches!(self, Status::Sent | Status::Failed | Status::Unknown)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Sent => "SENT",
@@ -237,6 +243,9 @@ pub fn create(path: &Path, overwrite: bool) -> Result<csv::Writer<BufWriter<File
     Ok(writer)
 }
 
+/// How long the writer lets validation-only lines gather before the next batch.
+const VALIDATION_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Starts the one thread that writes the results file. Send it outcomes; it
 /// ends when every sender is dropped, returning the counts.
 pub fn spawn_writer(
@@ -254,20 +263,25 @@ pub fn spawn_writer(
             source,
         };
         let mut tally = Tally::default();
-        while let Some(outcome) = outcomes.blocking_recv() {
-            writer
-                .write_record(outcome.record())
-                .map_err(|error| io_error(error.into()))?;
-            tally.add(outcome.status);
-            // Batch whatever else is already waiting, then flush once.
-            while let Ok(outcome) = outcomes.try_recv() {
+        while let Some(first) = outcomes.blocking_recv() {
+            let mut answers = false;
+            // Write whatever else is already waiting too, then flush once.
+            for outcome in
+                std::iter::once(first).chain(std::iter::from_fn(|| outcomes.try_recv().ok()))
+            {
+                answers |= outcome.status.is_an_answer();
+                tally.add(outcome.status);
                 writer
                     .write_record(outcome.record())
                     .map_err(|error| io_error(error.into()))?;
-                tally.add(outcome.status);
             }
             writer.flush().map_err(io_error)?;
             progress.show(&tally);
+            if !answers {
+                // Only validation lines: let more gather, so a dry run of a big
+                // file is not one write and one wake-up per row.
+                std::thread::sleep(VALIDATION_BATCH_WAIT);
+            }
         }
         writer.flush().map_err(io_error)?;
         Ok(tally)
