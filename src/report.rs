@@ -301,13 +301,14 @@ fn counted(count: u64, noun: &str) -> String {
     }
 }
 
-/// `2 h 05 min`, `4 min 10 s`, `12 s`.
+/// `62 days 19 h`, `2 h 05 min`, `4 min 10 s`, `12 s`.
 pub fn human_duration(duration: Duration) -> String {
     let seconds = duration.as_secs_f64().round() as u64;
     match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
         (0, 0, s) => format!("{s} s"),
         (0, m, s) => format!("{m} min {s:02} s"),
-        (h, m, _) => format!("{h} h {m:02} min"),
+        (h, m, _) if h < 48 => format!("{h} h {m:02} min"),
+        (h, _, _) => format!("{} days {} h", h / 24, h % 24),
     }
 }
 
@@ -488,6 +489,10 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(12)), "12 s");
         assert_eq!(human_duration(Duration::from_secs(250)), "4 min 10 s");
         assert_eq!(human_duration(Duration::from_secs(7500)), "2 h 05 min");
+        assert_eq!(
+            human_duration(Duration::from_secs(5_425_200)),
+            "62 days 19 h"
+        );
     }
 
     #[test]

@@ -52,6 +52,8 @@ fn the_example_config_loads_and_documents_every_key() {
         "jitter",
         "pace_by_message",
         "default_region",
+        "encoding",
+        "delimiter",
         "key_column",
         "to",
         "contact_name",
