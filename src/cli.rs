@@ -78,8 +78,18 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
 
     /// Replace an existing results file (it is never replaced without this)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+
+    /// Add to an existing results file: skip rows an earlier run SENT (or
+    /// left UNKNOWN), try the rest again
+    #[arg(long)]
+    pub resume: bool,
+
+    /// With --resume: send again the rows an earlier run left UNKNOWN (they
+    /// may reach the person twice)
+    #[arg(long, requires = "resume")]
+    pub resend_unknown: bool,
 
     /// Read only the first N data rows of the campaign
     #[arg(long, value_name = "N")]

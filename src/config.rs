@@ -48,6 +48,7 @@ pub struct ConfigFile {
     pub api: ApiSection,
     pub pacing: PacingSection,
     pub campaign: CampaignSection,
+    pub retry: RetrySection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +84,17 @@ pub struct CampaignSection {
     pub key_column: Option<String>,
     /// Canonical column -> the header used in the campaign file.
     pub columns: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySection {
+    pub max_attempts: Option<u32>,
+    pub retry_ambiguous: Option<bool>,
+    pub max_failure_ratio: Option<f64>,
+    pub min_attempts_before_halt: Option<u64>,
+    pub initial_backoff: Option<f64>,
+    pub max_backoff: Option<f64>,
 }
 
 impl ConfigFile {
@@ -156,6 +168,36 @@ pub struct Settings {
     pub api: ApiSettings,
     pub pacing: PacingSettings,
     pub campaign: CampaignSettings,
+    pub retry: RetrySettings,
+}
+
+/// When a failed send is tried again, and when the whole run stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetrySettings {
+    /// Tries per message, the first one included.
+    pub max_attempts: u32,
+    /// Try again after an answer that may have been lost (risks a duplicate card).
+    pub retry_ambiguous: bool,
+    /// Halt when more than this share of the messages tried failed…
+    pub max_failure_ratio: f64,
+    /// …once at least this many were tried.
+    pub min_attempts_before_halt: u64,
+    /// The first backoff's ceiling; it doubles each try up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 5,
+            retry_ambiguous: false,
+            max_failure_ratio: 0.5,
+            min_attempts_before_halt: 20,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -198,6 +240,7 @@ impl Settings {
             api: resolve_api(file.api, env)?,
             pacing: resolve_pacing(file.pacing, flags)?,
             campaign: resolve_campaign(file.campaign)?,
+            retry: resolve_retry(file.retry)?,
         })
     }
 
@@ -383,6 +426,56 @@ fn resolve_campaign(campaign: CampaignSection) -> Result<CampaignSettings, Confi
             .key_column
             .filter(|column| !column.trim().is_empty()),
         columns,
+    })
+}
+
+fn resolve_retry(retry: RetrySection) -> Result<RetrySettings, ConfigError> {
+    let defaults = RetrySettings::default();
+    let max_attempts = retry.max_attempts.unwrap_or(defaults.max_attempts);
+    if max_attempts == 0 {
+        return Err(invalid(
+            "retry.max_attempts",
+            "must be at least 1 (the first try)",
+        ));
+    }
+    let max_failure_ratio = retry
+        .max_failure_ratio
+        .unwrap_or(defaults.max_failure_ratio);
+    if !(0.0..=1.0).contains(&max_failure_ratio) {
+        return Err(invalid(
+            "retry.max_failure_ratio",
+            format!("{max_failure_ratio} is not between 0 and 1"),
+        ));
+    }
+    let seconds = |key: &str, value: Option<f64>, default: Duration| match value {
+        None => Ok(default),
+        Some(value) if value.is_finite() && value >= 0.0 => Ok(Duration::from_secs_f64(value)),
+        Some(value) => Err(invalid(
+            key,
+            format!("{value} is not a number of seconds (0 or more)"),
+        )),
+    };
+    let initial_backoff = seconds(
+        "retry.initial_backoff",
+        retry.initial_backoff,
+        defaults.initial_backoff,
+    )?;
+    let max_backoff = seconds("retry.max_backoff", retry.max_backoff, defaults.max_backoff)?;
+    if max_backoff < initial_backoff {
+        return Err(invalid(
+            "retry.max_backoff",
+            "is below retry.initial_backoff",
+        ));
+    }
+    Ok(RetrySettings {
+        max_attempts,
+        retry_ambiguous: retry.retry_ambiguous.unwrap_or(defaults.retry_ambiguous),
+        max_failure_ratio,
+        min_attempts_before_halt: retry
+            .min_attempts_before_halt
+            .unwrap_or(defaults.min_attempts_before_halt),
+        initial_backoff,
+        max_backoff,
     })
 }
 

@@ -30,24 +30,31 @@ use tracing::{info, warn};
 use api::{ApiClient, MockOptions, MockServer};
 use campaign::{Campaign, CampaignError, Job, Row, Source};
 use config::{ApiKey, Settings};
-use dispatch::Lane;
+use dispatch::{Lane, RunControl};
 use pacing::{Estimate, InstancePacer};
-use report::{CheckReport, Progress, Summary};
-use results::{Outcome, ResultsError, Status};
+use report::{CheckReport, ExitCode, Progress, Summary};
+use results::{Journal, LockError, Outcome, Previous, ResultsError, RunLock, Status, WriteGate};
 
 /// What to run, beyond the settings.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
     pub source: Source,
     pub results_path: PathBuf,
+    /// Replace an existing results file.
     pub overwrite: bool,
+    /// Add to an existing results file, skipping what earlier runs sent.
+    pub resume: bool,
+    /// With `resume`: send again the messages earlier runs left `UNKNOWN`.
+    pub resend_unknown: bool,
     pub dry_run: bool,
     /// Send to an embedded mock API on loopback.
     pub mock: bool,
     pub limit: Option<u64>,
+    /// Held while the results file is written, so an abort never cuts a line.
+    pub results_gate: WriteGate,
 }
 
-/// Why a run could not start or finish. Every one of them means exit code 2.
+/// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
@@ -62,6 +69,15 @@ pub enum RunError {
     Mock(std::io::Error),
 }
 
+impl RunError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            RunError::Results(ResultsError::Lock(LockError::Held { .. })) => ExitCode::Locked,
+            _ => ExitCode::Usage,
+        }
+    }
+}
+
 /// Where the messages go.
 struct Target {
     client: Arc<ApiClient>,
@@ -71,7 +87,8 @@ struct Target {
 }
 
 /// Runs one campaign: reads, checks, paces and sends every row, and writes
-/// the results file. `shutdown` stops it taking new rows.
+/// the results file. Cancelling `shutdown` stops it taking new rows; rows
+/// not sent are written `DEFERRED`.
 pub async fn run(
     settings: Settings,
     request: RunRequest,
@@ -99,11 +116,35 @@ pub async fn run(
     if !campaign.layout().unknown.is_empty() {
         warn!(columns = %campaign.layout().unknown.join(", "), "ignoring columns the tool does not use");
     }
-    let results_file = results::create(&request.results_path, request.overwrite)?;
+
+    // The lock first: a second run must not even read the results file.
+    let lock = RunLock::acquire(&request.results_path).map_err(ResultsError::from)?;
+    let (results_file, previous, results_from) = if request.resume {
+        let (writer, previous, from) = results::open_for_resume(&request.results_path)?;
+        (writer, Some(previous), from)
+    } else {
+        (
+            results::create(&request.results_path, request.overwrite)?,
+            None,
+            0,
+        )
+    };
+    let journal = match &target {
+        Some(_) => Some(Arc::new(
+            Journal::start(&request.results_path, results_from).map_err(|source| {
+                ResultsError::Io {
+                    path: request.results_path.clone(),
+                    source,
+                }
+            })?,
+        )),
+        None => None,
+    };
     info!(
         campaign = %request.source.describe(),
         results = %request.results_path.display(),
         dry_run = request.dry_run,
+        resume = request.resume,
         rate = %settings.pacing.rate,
         "starting"
     );
@@ -116,25 +157,33 @@ pub async fn run(
                 .map(|rows| request.limit.map_or(rows, |limit| limit.min(rows)));
         Progress::new(progress_area, total)
     };
-    let (outcomes, writer) =
-        results::spawn_writer(results_file, request.results_path.clone(), progress.clone());
+    let (outcomes, writer) = results::spawn_writer(
+        results_file,
+        request.results_path.clone(),
+        progress.clone(),
+        request.results_gate.clone(),
+    );
 
+    let control = RunControl::new(shutdown, settings.retry);
     let (jobs, queued) = mpsc::channel::<Job>(256);
     let reader = {
-        let outcomes = outcomes.clone();
-        let instance_id = instance_id.clone();
-        let jobs = (!request.dry_run).then_some(jobs);
         let check = CheckReport::new(
             campaign.encoding(),
             campaign.delimiter(),
             Estimate::new(settings.pacing.rate, settings.pacing.pace_by_message),
         );
-        tokio::task::spawn_blocking(move || {
-            read_campaign(campaign, check, jobs, outcomes, &instance_id)
-        })
+        let reading = Reading {
+            jobs: (!request.dry_run).then_some(jobs),
+            outcomes: outcomes.clone(),
+            instance_id: instance_id.clone(),
+            previous,
+            resend_unknown: request.resend_unknown,
+            stop: control.stopping().clone(),
+        };
+        tokio::task::spawn_blocking(move || reading.read(campaign, check))
     };
 
-    if let Some(target) = &target {
+    if let (Some(target), Some(journal)) = (&target, &journal) {
         let lane = Lane {
             instance_id: target.instance_id.clone(),
             pacer: InstancePacer::new(
@@ -148,8 +197,9 @@ pub async fn run(
             lane,
             target.client.clone(),
             settings.pacing.concurrency,
+            journal.clone(),
             outcomes.clone(),
-            shutdown,
+            control.clone(),
         )
         .await;
     } else {
@@ -159,6 +209,13 @@ pub async fn run(
     drop(outcomes);
     let tally = writer.await.expect("the results writer does not panic")?;
     progress.finish();
+    // Every message sent now has its line: the journal has done its work.
+    if let Some(journal) = journal.and_then(Arc::into_inner) {
+        if let Err(error) = journal.finish() {
+            warn!("cannot remove the journal: {error}");
+        }
+    }
+    drop(lock);
     let check = read?;
 
     Ok(Summary::new(
@@ -168,6 +225,7 @@ pub async fn run(
         &tally,
         started.elapsed(),
         check,
+        control.reason(),
     ))
 }
 
@@ -214,32 +272,68 @@ async fn connect(settings: &Settings, mock: bool) -> Result<Target, RunError> {
     })
 }
 
-/// Reads every row (on a blocking thread): rejected rows go straight to the
-/// results, jobs to the dispatcher, or, in a dry run (`jobs` is `None`), to
-/// the results as `VALID`. Returns what the rows came to.
-fn read_campaign(
-    mut campaign: Campaign,
-    mut check: CheckReport,
+/// The reading side of a run, on a blocking thread: rejected rows go
+/// straight to the results, jobs to the dispatcher, or, in a dry run (`jobs`
+/// is `None`), to the results as `VALID`. With `--resume`, jobs earlier runs
+/// sent are `SKIPPED` and those they may have sent `UNKNOWN`.
+struct Reading {
     jobs: Option<mpsc::Sender<Job>>,
     outcomes: mpsc::Sender<Outcome>,
-    instance_id: &str,
-) -> Result<CheckReport, CampaignError> {
-    for row in &mut campaign {
-        let row = row?;
-        check.add(&row);
-        let delivered = match (row, &jobs) {
-            (Row::Rejected(rejected), _) => {
-                outcomes.blocking_send(Outcome::rejected(rejected)).is_ok()
+    instance_id: String,
+    previous: Option<Previous>,
+    resend_unknown: bool,
+    stop: CancellationToken,
+}
+
+impl Reading {
+    fn read(
+        self,
+        mut campaign: Campaign,
+        mut check: CheckReport,
+    ) -> Result<CheckReport, CampaignError> {
+        for row in &mut campaign {
+            let row = row?;
+            let earlier = match &row {
+                Row::Job(job) => self.earlier_verdict(job),
+                Row::Rejected(_) => None,
+            };
+            if earlier.is_none() {
+                check.add(&row);
             }
-            (Row::Job(job), Some(jobs)) => jobs.blocking_send(job).is_ok(),
-            (Row::Job(job), None) => outcomes
-                .blocking_send(Outcome::for_job(&job, instance_id, Status::Valid))
-                .is_ok(),
-        };
-        if !delivered {
-            // The run is stopping; the rows not read are left for a later run.
-            break;
+            let delivered = match (row, &self.jobs, earlier) {
+                (Row::Rejected(rejected), _, _) => self
+                    .outcomes
+                    .blocking_send(Outcome::rejected(rejected))
+                    .is_ok(),
+                (Row::Job(_), _, Some(outcome)) => self.outcomes.blocking_send(outcome).is_ok(),
+                (Row::Job(job), Some(jobs), None) => jobs.blocking_send(job).is_ok(),
+                (Row::Job(job), None, None) => self
+                    .outcomes
+                    .blocking_send(Outcome::for_job(&job, &self.instance_id, Status::Valid))
+                    .is_ok(),
+            };
+            // A dry run just stops on a signal; a send goes on so that every
+            // row gets its line (DEFERRED from the dispatcher).
+            if !delivered || (self.jobs.is_none() && self.stop.is_cancelled()) {
+                break;
+            }
         }
+        Ok(check)
     }
-    Ok(check)
+
+    fn earlier_verdict(&self, job: &Job) -> Option<Outcome> {
+        let (status, error) = match self.previous.as_ref()?.verdict(&job.key)? {
+            Status::Sent => (Status::Skipped, "already sent by an earlier run"),
+            Status::Unknown if !self.resend_unknown => (
+                Status::Unknown,
+                "an earlier run may have delivered it; not sent again (--resend-unknown sends it)",
+            ),
+            _ => return None,
+        };
+        let mut outcome = Outcome::for_job(job, &self.instance_id, status);
+        outcome.delay = None;
+        outcome.typing = None;
+        outcome.error = error.to_string();
+        Some(outcome)
+    }
 }

@@ -12,7 +12,8 @@ use interacto_bulk::cli::{
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::report::{self, LogWriter};
-use interacto_bulk::RunRequest;
+use interacto_bulk::results::WriteGate;
+use interacto_bulk::{RunError, RunRequest};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,35 +27,92 @@ fn main() -> ExitCode {
 
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     let outcome = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let gate = WriteGate::default();
+        tokio::spawn(watch_signals(shutdown.clone(), gate.clone()));
         match cli.command {
             Command::Send(args) => {
                 let overrides = Overrides {
                     rate: args.rate,
                     concurrency: args.concurrency,
                 };
-                run_campaign(args.run, overrides, args.dry_run, args.mock, &progress_area).await
+                let mode = Mode {
+                    dry_run: args.dry_run,
+                    mock: args.mock,
+                };
+                run_campaign(args.run, overrides, mode, &progress_area, shutdown, gate).await
             }
             Command::Validate(args) => {
-                run_campaign(args.run, Overrides::default(), true, false, &progress_area).await
+                let mode = Mode {
+                    dry_run: true,
+                    mock: false,
+                };
+                run_campaign(
+                    args.run,
+                    Overrides::default(),
+                    mode,
+                    &progress_area,
+                    shutdown,
+                    gate,
+                )
+                .await
             }
-            Command::MockServer(args) => serve_mock(args).await.map(|()| 0),
+            Command::MockServer(args) => serve_mock(args, shutdown).await.map(|()| 0),
         }
     });
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             tracing::error!("{error:#}");
-            ExitCode::from(report::ExitCode::Usage.code())
+            let code = match error.downcast_ref::<RunError>() {
+                Some(error) => error.exit_code(),
+                None => report::ExitCode::Usage,
+            };
+            ExitCode::from(code.code())
         }
     }
+}
+
+/// The first SIGINT or SIGTERM stops the run taking rows; the second aborts
+/// at once, after any results line being written is whole.
+async fn watch_signals(shutdown: CancellationToken, gate: WriteGate) {
+    signal_received().await;
+    tracing::warn!("stopping: no new messages; those in flight get their answer (signal again to abort at once)");
+    shutdown.cancel();
+    signal_received().await;
+    tracing::error!("aborting; the results file stays valid and --resume carries on");
+    let _whole_lines = gate.hold();
+    std::process::exit(report::ExitCode::Interrupted.code().into());
+}
+
+#[cfg(unix)]
+async fn signal_received() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM can be watched");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn signal_received() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `send --dry-run`, `validate` and `send --mock` differ only in these.
+struct Mode {
+    dry_run: bool,
+    mock: bool,
 }
 
 async fn run_campaign(
     args: RunArgs,
     overrides: Overrides,
-    dry_run: bool,
-    mock: bool,
+    Mode { dry_run, mock }: Mode,
     progress_area: &indicatif::MultiProgress,
+    shutdown: CancellationToken,
+    results_gate: WriteGate,
 ) -> anyhow::Result<u8> {
     let settings = Settings::load(
         args.config.as_deref(),
@@ -66,12 +124,14 @@ async fn run_campaign(
         results_path: args.out.unwrap_or_else(|| source.default_results_path()),
         source,
         overwrite: args.overwrite,
+        resume: args.resume,
+        resend_unknown: args.resend_unknown,
         dry_run,
         mock,
         limit: args.limit,
+        results_gate,
     };
-    let summary =
-        interacto_bulk::run(settings, request, progress_area, CancellationToken::new()).await?;
+    let summary = interacto_bulk::run(settings, request, progress_area, shutdown).await?;
     match args.summary {
         SummaryFormat::Text => print!("{}", summary.text()),
         SummaryFormat::Json => println!("{}", summary.json()),
@@ -79,7 +139,7 @@ async fn run_campaign(
     Ok(summary.exit_code)
 }
 
-async fn serve_mock(args: MockServerArgs) -> anyhow::Result<()> {
+async fn serve_mock(args: MockServerArgs, stop: CancellationToken) -> anyhow::Result<()> {
     for (flag, ratio) in [
         ("--failure-rate", args.failure_rate),
         ("--throttle-rate", args.throttle_rate),
@@ -102,12 +162,6 @@ async fn serve_mock(args: MockServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("mock Interacto API listening on {}", server.base_url());
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        on_signal.cancel();
-    });
     server.serve_until(stop).await?;
     Ok(())
 }

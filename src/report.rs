@@ -9,6 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, P
 use serde::Serialize;
 
 use crate::campaign::{Problem, Row, TextEncoding};
+use crate::dispatch::StopReason;
 use crate::pacing::Estimate;
 use crate::results::Status;
 
@@ -322,6 +323,12 @@ pub enum ExitCode {
     NotAllSent = 1,
     /// Usage, config or campaign-file error: nothing was sent.
     Usage = 2,
+    /// Halted: the API refused the credentials, or too many messages failed.
+    Halted = 3,
+    /// Another run holds the lock on the results file.
+    Locked = 4,
+    /// Interrupted by SIGINT or SIGTERM; `--resume` carries on.
+    Interrupted = 130,
 }
 
 impl ExitCode {
@@ -340,6 +347,8 @@ pub struct Summary {
     pub counts: BTreeMap<&'static str, u64>,
     pub elapsed_seconds: f64,
     pub exit_code: u8,
+    /// Why the run stopped before the end, if it did.
+    pub stopped: Option<String>,
     pub check: CheckReport,
     #[serde(skip)]
     tally: Tally,
@@ -353,14 +362,22 @@ impl Summary {
         tally: &Tally,
         elapsed: Duration,
         mut check: CheckReport,
+        stopped: Option<StopReason>,
     ) -> Self {
         check.sort();
         let wanted = if dry_run { Status::Valid } else { Status::Sent };
-        let exit = if tally.get(wanted) == tally.rows() {
-            ExitCode::Success
-        } else {
-            ExitCode::NotAllSent
+        let exit = match &stopped {
+            Some(StopReason::Halted(_)) => ExitCode::Halted,
+            Some(StopReason::Interrupted) => ExitCode::Interrupted,
+            None if tally.get(wanted) == tally.rows() => ExitCode::Success,
+            None => ExitCode::NotAllSent,
         };
+        let stopped = stopped.map(|reason| match reason {
+            StopReason::Halted(why) => format!("halted: {why}"),
+            StopReason::Interrupted => {
+                "interrupted: run again with --resume to carry on".to_string()
+            }
+        });
         Summary {
             campaign,
             results,
@@ -372,6 +389,7 @@ impl Summary {
                 .collect(),
             elapsed_seconds: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
             exit_code: exit.code(),
+            stopped,
             check,
             tally: tally.clone(),
         }
@@ -430,6 +448,7 @@ mod tests {
             &tally(&[Status::Sent, Status::Sent]),
             Duration::ZERO,
             check(),
+            None,
         );
         assert_eq!(all_sent.exit_code, 0);
         let one_invalid = Summary::new(
@@ -439,6 +458,7 @@ mod tests {
             &tally(&[Status::Sent, Status::Invalid]),
             Duration::ZERO,
             check(),
+            None,
         );
         assert_eq!(one_invalid.exit_code, 1);
         let dry_run = Summary::new(
@@ -448,6 +468,7 @@ mod tests {
             &tally(&[Status::Valid]),
             Duration::ZERO,
             check(),
+            None,
         );
         assert_eq!(dry_run.exit_code, 0);
     }
@@ -504,6 +525,7 @@ mod tests {
             &tally(&[Status::Sent]),
             Duration::from_millis(1500),
             check(),
+            None,
         );
         let json: serde_json::Value = serde_json::from_str(&summary.json()).unwrap();
         assert_eq!(json["counts"]["SENT"], 1);

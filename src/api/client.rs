@@ -94,7 +94,7 @@ impl ApiClient {
             .map_err(classify_transport_error)?;
 
         let status = response.status();
-        let retry_after = retry_after_seconds(response.headers());
+        let retry_after = retry_after(response.headers());
         let body = response
             .bytes()
             .await
@@ -185,15 +185,17 @@ fn error_message(status: StatusCode, body: &[u8]) -> String {
     }
 }
 
-fn retry_after_seconds(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
+/// `Retry-After` as seconds or as an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 #[cfg(test)]
@@ -210,6 +212,29 @@ mod tests {
             endpoint(&Url::parse("http://127.0.0.1:9").unwrap()).as_str(),
             "http://127.0.0.1:9/message/contact"
         );
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        let header = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            retry_after(&headers)
+        };
+        assert_eq!(header("7"), Some(Duration::from_secs(7)));
+        let in_a_minute =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(60));
+        let wait = header(&in_a_minute).unwrap();
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert_eq!(
+            header("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "a date passed means now"
+        );
+        assert_eq!(header("soon"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
@@ -11,6 +12,14 @@ use crate::api::wire::Accepted;
 use crate::api::SendError;
 use crate::campaign::{Job, Rejected, Rejection};
 use crate::report::{Progress, Tally};
+
+mod journal;
+mod lock;
+mod resume;
+
+pub use journal::Journal;
+pub use lock::{LockError, RunLock};
+pub use resume::{open_for_resume, Previous};
 
 /// The tool's verdict on one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -25,17 +34,23 @@ pub enum Status {
     Duplicate,
     /// The message may or may not have reached the API.
     Unknown,
+    /// Already sent by an earlier run (`--resume`).
+    Skipped,
+    /// Not sent: the run stopped first; a later `--resume` sends it.
+    Deferred,
     /// Dry run: the row would be sent.
     Valid,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 8] = [
         Status::Sent,
         Status::Failed,
         Status::Invalid,
         Status::Duplicate,
         Status::Unknown,
+        Status::Skipped,
+        Status::Deferred,
         Status::Valid,
     ];
 
@@ -52,8 +67,16 @@ impl Status {
             Status::Invalid => "INVALID",
             Status::Duplicate => "DUPLICATE",
             Status::Unknown => "UNKNOWN",
+            Status::Skipped => "SKIPPED",
+            Status::Deferred => "DEFERRED",
             Status::Valid => "VALID",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
     }
 }
 
@@ -143,33 +166,50 @@ impl Outcome {
         }
     }
 
-    /// What one request to the API came to.
-    pub fn sent(job: &Job, instance_id: &str, answer: Result<Accepted, SendError>) -> Self {
-        let status = match &answer {
-            Ok(_) => Status::Sent,
-            Err(SendError::Ambiguous { .. }) => Status::Unknown,
-            Err(SendError::Refused { .. } | SendError::Unreachable(_)) => Status::Failed,
-        };
-        let mut outcome = Outcome::for_job(job, instance_id, status);
-        outcome.attempts = 1;
-        match answer {
-            Ok(accepted) => {
-                outcome.http_status = Some(201);
-                outcome.api_status = accepted.data.status;
-                outcome.message_id = accepted.data.id;
-            }
-            Err(error) => {
-                outcome.http_status = error.http_status();
-                let note = std::mem::take(&mut outcome.error);
-                outcome.error = [error.to_string(), note]
-                    .iter()
-                    .filter(|part| !part.is_empty())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ");
-            }
+    /// A message the API accepted.
+    pub fn accepted(
+        job: &Job,
+        instance_id: &str,
+        accepted: Accepted,
+        attempts: u32,
+        maybe_twice: bool,
+    ) -> Self {
+        let mut outcome = Outcome::for_job(job, instance_id, Status::Sent);
+        outcome.attempts = attempts;
+        outcome.http_status = Some(201);
+        outcome.api_status = accepted.data.status;
+        outcome.message_id = accepted.data.id;
+        if maybe_twice {
+            outcome.add_error(
+                "an earlier try may also have been delivered (retry_ambiguous)".to_string(),
+            );
         }
         outcome
+    }
+
+    /// A message not accepted, after `attempts` tries, ending in `error`.
+    pub fn refused(
+        job: &Job,
+        instance_id: &str,
+        status: Status,
+        error: &SendError,
+        attempts: u32,
+    ) -> Self {
+        let mut outcome = Outcome::for_job(job, instance_id, status);
+        outcome.attempts = attempts;
+        outcome.http_status = error.http_status();
+        outcome.add_error(error.to_string());
+        outcome
+    }
+
+    /// Adds to the error column, first things first.
+    pub fn add_error(&mut self, error: String) {
+        let note = std::mem::take(&mut self.error);
+        self.error = [error, note]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
     }
 
     fn record(&self) -> [String; 15] {
@@ -199,13 +239,19 @@ impl Outcome {
     }
 }
 
-/// A cell a spreadsheet would run as a formula gets a leading `'`
-/// (OWASP's advice for CSV injection).
+/// A cell a spreadsheet would run as a formula gets a leading `'` (OWASP's
+/// advice for CSV injection). A cell that starts with `'` gets one too, so
+/// [`cell_value`] gives back exactly what was written, as `--resume` needs.
 fn spreadsheet_safe(cell: &str) -> String {
     match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\'') => format!("'{cell}"),
         _ => cell.to_string(),
     }
+}
+
+/// The value a results cell was written from.
+pub fn cell_value(cell: &str) -> &str {
+    cell.strip_prefix('\'').unwrap_or(cell)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +260,15 @@ pub enum ResultsError {
     Exists(PathBuf),
     #[error("cannot write the results file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("{0} is not a results file of this tool (its header differs); pick another --out")]
+    NotResults(PathBuf),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+/// The length of the header line, where the first run's lines start.
+fn header_len() -> u64 {
+    COLUMNS.join(",").len() as u64 + 1
 }
 
 /// Creates the results file and writes its header. An existing file is only
@@ -243,6 +298,20 @@ pub fn create(path: &Path, overwrite: bool) -> Result<csv::Writer<BufWriter<File
     Ok(writer)
 }
 
+/// Held by the writer while it writes and flushes, and by an abort before
+/// the process exits, so the results file never ends in half a line.
+#[derive(Debug, Clone, Default)]
+pub struct WriteGate(Arc<Mutex<()>>);
+
+impl WriteGate {
+    pub fn hold(&self) -> MutexGuard<'_, ()> {
+        // A writer that panicked holding it left no half line: flushes are whole.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// How long the writer lets validation-only lines gather before the next batch.
 const VALIDATION_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -252,6 +321,7 @@ pub fn spawn_writer(
     mut writer: csv::Writer<BufWriter<File>>,
     path: PathBuf,
     progress: Progress,
+    gate: WriteGate,
 ) -> (
     mpsc::Sender<Outcome>,
     tokio::task::JoinHandle<Result<Tally, ResultsError>>,
@@ -264,6 +334,7 @@ pub fn spawn_writer(
         };
         let mut tally = Tally::default();
         while let Some(first) = outcomes.blocking_recv() {
+            let _writing = gate.hold();
             let mut answers = false;
             // Write whatever else is already waiting too, then flush once.
             for outcome in
@@ -276,6 +347,7 @@ pub fn spawn_writer(
                     .map_err(|error| io_error(error.into()))?;
             }
             writer.flush().map_err(io_error)?;
+            drop(_writing);
             progress.show(&tally);
             if !answers {
                 // Only validation lines: let more gather, so a dry run of a big
@@ -300,5 +372,12 @@ mod tests {
         assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(spreadsheet_safe("5511999999999"), "5511999999999");
         assert_eq!(spreadsheet_safe("João"), "João");
+        for cell in ["=1+1", "'quoted", "''", "-", "plain", ""] {
+            assert_eq!(
+                cell_value(&spreadsheet_safe(cell)),
+                cell,
+                "round trip of {cell:?}"
+            );
+        }
     }
 }

@@ -1,0 +1,105 @@
+//! Crash safety: a line in `<results>.journal` is written (and flushed to
+//! the operating system) before each message leaves. After a `kill -9`, a
+//! message in the journal with no results line may have been delivered, so
+//! `--resume` reports it `UNKNOWN` instead of sending it again.
+//!
+//! Format, one entry a line: `run <results file length at start>`, then
+//! `send <row> <key as a JSON string>` per message.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::campaign::Job;
+
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+/// What a journal left by an earlier run says.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Left {
+    /// Where that run's lines start in the results file.
+    pub results_from: u64,
+    /// The keys of the messages that run started to send.
+    pub keys: Vec<String>,
+}
+
+impl Journal {
+    /// Starts a fresh journal for a run whose lines start at `results_from`.
+    pub fn start(results_path: &Path, results_from: u64) -> io::Result<Journal> {
+        let path = journal_path(results_path);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        writeln!(file, "run {results_from}")?;
+        Ok(Journal {
+            path,
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Records that `job` is about to be sent.
+    pub fn sending(&self, job: &Job) -> io::Result<()> {
+        let key = serde_json::to_string(&job.key).expect("a string always serialises");
+        let line = format!("send {} {key}\n", job.row);
+        // One write call per line, so a crash cannot interleave two lines.
+        self.file
+            .lock()
+            .expect("no journal write panics")
+            .write_all(line.as_bytes())
+    }
+
+    /// Removes the journal once every message sent has its results line.
+    pub fn finish(self) -> io::Result<()> {
+        fs::remove_file(&self.path)
+    }
+}
+
+pub fn journal_path(results_path: &Path) -> PathBuf {
+    let mut name = results_path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// Reads the journal an earlier run left, if any. A last line cut by a
+/// crash is ignored: its message had not been sent.
+pub fn read_left(results_path: &Path) -> io::Result<Option<Left>> {
+    let file = match File::open(journal_path(results_path)) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let mut left = Left::default();
+    let mut reader = BufReader::new(file);
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 0 {
+        if line.ends_with('\n') {
+            if let Some(offset) = line.trim_end().strip_prefix("run ") {
+                left.results_from = offset.parse().unwrap_or(0);
+            } else if let Some(key) = line
+                .trim_end()
+                .strip_prefix("send ")
+                .and_then(|rest| rest.split_once(' '))
+                .map(|(_, key)| key)
+            {
+                if let Ok(key) = serde_json::from_str::<String>(key) {
+                    left.keys.push(key);
+                }
+            }
+        }
+        line.clear();
+    }
+    Ok(Some(left))
+}
+
+pub fn remove_left(results_path: &Path) -> io::Result<()> {
+    match fs::remove_file(journal_path(results_path)) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}

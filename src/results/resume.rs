@@ -1,0 +1,163 @@
+//! `--resume`: what earlier runs recorded in the results file (and the
+//! journal a crashed run left), so that no card is sent to a person twice.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use tracing::warn;
+
+use super::journal::{self, Left};
+use super::{ResultsError, Status, COLUMNS};
+
+/// The keys earlier runs sent, or may have sent.
+#[derive(Debug, Default)]
+pub struct Previous {
+    sent: HashSet<u64>,
+    unknown: HashSet<u64>,
+}
+
+impl Previous {
+    /// `Sent` for a key with a `SENT` line, `Unknown` for one that may have
+    /// been delivered (an `UNKNOWN` line, or in flight when a run was killed).
+    pub fn verdict(&self, key: &str) -> Option<Status> {
+        let print = fingerprint(key);
+        if self.sent.contains(&print) {
+            Some(Status::Sent)
+        } else if self.unknown.contains(&print) {
+            Some(Status::Unknown)
+        } else {
+            None
+        }
+    }
+}
+
+fn fingerprint(key: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Opens the results file to add this run's lines after the earlier ones,
+/// reading what they say first. A missing file is created; a last line cut
+/// by a crash is cut off.
+pub fn open_for_resume(
+    path: &Path,
+) -> Result<(csv::Writer<BufWriter<File>>, Previous, u64), ResultsError> {
+    let io_error = |source| ResultsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !path.exists() {
+        let writer = super::create(path, false)?;
+        journal::remove_left(path).map_err(io_error)?;
+        return Ok((writer, Previous::default(), super::header_len()));
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_error)?;
+    let length = cut_partial_line(&mut file).map_err(io_error)?;
+    file.seek(SeekFrom::Start(0)).map_err(io_error)?;
+
+    let left = journal::read_left(path).map_err(io_error)?;
+    let mut previous = Previous::default();
+    let mut written_since_left = HashSet::new();
+    let mut reader = csv::Reader::from_reader(io::BufReader::new(&mut file));
+    let headers = reader
+        .byte_headers()
+        .map_err(|error| io_error(error.into()))?
+        .clone();
+    if headers
+        .iter()
+        .ne(COLUMNS.iter().map(|column| column.as_bytes()))
+    {
+        return Err(ResultsError::NotResults(path.to_path_buf()));
+    }
+    let (key_at, status_at) = (1, 6);
+    let mut record = csv::ByteRecord::new();
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|error| io_error(error.into()))?
+    {
+        let key = String::from_utf8_lossy(record.get(key_at).unwrap_or_default());
+        let key = super::cell_value(&key);
+        let status = std::str::from_utf8(record.get(status_at).unwrap_or_default())
+            .ok()
+            .and_then(Status::parse);
+        match status {
+            Some(Status::Sent) => {
+                previous.sent.insert(fingerprint(key));
+            }
+            Some(Status::Unknown) => {
+                previous.unknown.insert(fingerprint(key));
+            }
+            _ => {}
+        }
+        if let Some(left) = &left {
+            if record
+                .position()
+                .is_some_and(|position| position.byte() >= left.results_from)
+            {
+                written_since_left.insert(fingerprint(key));
+            }
+        }
+    }
+    drop(reader);
+
+    if let Some(Left { keys, .. }) = left {
+        let in_flight: Vec<&String> = keys
+            .iter()
+            .filter(|key| !written_since_left.contains(&fingerprint(key)))
+            .collect();
+        if !in_flight.is_empty() {
+            warn!(
+                messages = in_flight.len(),
+                "an earlier run stopped while sending; those messages may have been delivered and are reported UNKNOWN"
+            );
+        }
+        previous
+            .unknown
+            .extend(in_flight.into_iter().map(|key| fingerprint(key)));
+    }
+
+    file.seek(SeekFrom::End(0)).map_err(io_error)?;
+    let writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(BufWriter::new(file));
+    Ok((writer, previous, length))
+}
+
+/// Cuts the file back to its last complete line; returns the new length.
+fn cut_partial_line(file: &mut File) -> io::Result<u64> {
+    let length = file.metadata()?.len();
+    let tail_size = length.min(64 * 1024);
+    file.seek(SeekFrom::Start(length - tail_size))?;
+    let mut tail = Vec::with_capacity(tail_size as usize);
+    file.read_to_end(&mut tail)?;
+    if tail.last().is_none_or(|byte| *byte == b'\n') {
+        return Ok(length);
+    }
+    let keep = match tail.iter().rposition(|byte| *byte == b'\n') {
+        Some(newline) => length - tail_size + newline as u64 + 1,
+        None if tail_size == length => 0,
+        // A line longer than the tail: read the whole file to find its start.
+        None => {
+            let mut all = Vec::new();
+            file.seek(SeekFrom::Start(0))?;
+            file.read_to_end(&mut all)?;
+            all.iter()
+                .rposition(|byte| *byte == b'\n')
+                .map_or(0, |newline| newline as u64 + 1)
+        }
+    };
+    warn!(
+        bytes = length - keep,
+        "the results file ends in a cut line (a crash?); cutting it off"
+    );
+    file.set_len(keep)?;
+    Ok(keep)
+}
