@@ -130,6 +130,10 @@ pub struct MockServerArgs {
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub latency_ms: u64,
 
+    /// Share of requests queued but answered with a cut-off connection, from 0 to 1
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
+    pub drop_rate: f64,
+
     /// Answer 401 to every request after the first N accepted messages
     #[arg(long, value_name = "N")]
     pub auth_fail_after: Option<u64>,

@@ -156,6 +156,7 @@ async fn serve_mock(args: MockServerArgs, stop: CancellationToken) -> anyhow::Re
         retry_after: args.retry_after,
         latency: std::time::Duration::from_millis(args.latency_ms),
         auth_fail_after: args.auth_fail_after,
+        drop_rate: args.drop_rate,
         record: false,
     };
     let server = MockServer::start(args.listen, options)

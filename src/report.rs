@@ -406,8 +406,13 @@ impl Summary {
             "{}, `{}`-separated",
             self.check.encoding, self.check.delimiter
         );
+        let stopped = self
+            .stopped
+            .as_ref()
+            .map(|why| format!("STOPPED, {why}\n"))
+            .unwrap_or_default();
         format!(
-            "{}: {} rows {what} in {:.1} s ({file})\n  {counts}\n{}results: {}\n",
+            "{}: {} rows {what} in {:.1} s ({file})\n  {counts}\n{}{stopped}results: {}\n",
             self.campaign,
             self.rows,
             self.elapsed_seconds,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +35,9 @@ pub struct MockOptions {
     pub latency: Duration,
     /// Answer 401 to everything once this many messages were accepted.
     pub auth_fail_after: Option<u64>,
+    /// Share of requests whose message is queued but whose answer is cut off
+    /// (the connection drops after the headers): the client cannot know.
+    pub drop_rate: f64,
     /// Keep every request, for tests that inspect them.
     pub record: bool,
 }
@@ -54,6 +57,7 @@ pub struct Received {
 struct MockState {
     options: MockOptions,
     accepted: AtomicU64,
+    requests: AtomicU64,
     in_flight: AtomicU64,
     most_in_flight: AtomicU64,
     received: Mutex<Vec<Received>>,
@@ -77,6 +81,7 @@ impl MockServer {
         let state = Arc::new(MockState {
             options,
             accepted: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             most_in_flight: AtomicU64::new(0),
             received: Mutex::new(Vec::new()),
@@ -112,6 +117,11 @@ impl MockServer {
     /// How many messages were answered 201.
     pub fn accepted(&self) -> u64 {
         self.state.accepted.load(Ordering::Relaxed)
+    }
+
+    /// How many requests arrived, answered or not.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
     }
 
     /// The most requests that were being answered at one moment.
@@ -193,6 +203,7 @@ struct InFlight<'a>(&'a MockState);
 
 impl<'a> InFlight<'a> {
     fn enter(state: &'a MockState) -> Self {
+        state.requests.fetch_add(1, Ordering::SeqCst);
         let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         state.most_in_flight.fetch_max(now, Ordering::SeqCst);
         InFlight(state)
@@ -263,6 +274,13 @@ fn answer(state: &MockState, headers: &HeaderMap, body: Option<&Value>) -> Respo
     }
 
     let serial = state.accepted.fetch_add(1, Ordering::Relaxed);
+    if fastrand::f64() < options.drop_rate {
+        // Queued, but the answer never arrives whole.
+        let cut = futures_util::stream::once(async {
+            Err::<Bytes, _>(std::io::Error::other("connection dropped by the mock"))
+        });
+        return (StatusCode::CREATED, Body::from_stream(cut)).into_response();
+    }
     let accepted = Accepted {
         status_code: 201,
         message: "request successful".to_string(),

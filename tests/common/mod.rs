@@ -38,7 +38,8 @@ impl Workspace {
             "config.toml",
             &format!(
                 "[api]\nbase_url = \"{base_url}\"\ninstance_id = \"inst-1\"\ntimeout = 5\n\n\
-                 [pacing]\nrate = \"200/s\"\nburst = 1\nconcurrency = 4\npace_by_message = false\n{extra}"
+                 [retry]\ninitial_backoff = 0.01\nmax_backoff = 0.05\n\n\
+                 [pacing]\nrate = \"200/s\"\nburst = 1\npace_by_message = false\n{extra}"
             ),
         )
     }

@@ -1,0 +1,539 @@
+//! Delivery you can trust: retries, ambiguous sends, halts, signals, the
+//! lock and `--resume`, each against a real server on 127.0.0.1 and bounded
+//! in time.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use common::{code, line, stderr, stdout, Workspace, API_KEY};
+use interacto_bulk::api::{MockOptions, MockServer as Embedded};
+
+fn accepted() -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({
+        "statusCode": 201, "message": "request successful", "data": {"id": "m-1", "status": "QUEUED"}
+    }))
+}
+
+async fn embedded(options: MockOptions) -> Embedded {
+    let options = MockOptions {
+        record: true,
+        ..options
+    };
+    Embedded::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), options)
+        .await
+        .unwrap()
+}
+
+/// How many times the mock queued each recipient (answers cut off included).
+fn queued_per_recipient(server: &Embedded) -> HashMap<String, usize> {
+    let mut queued = HashMap::new();
+    for request in server
+        .received()
+        .into_iter()
+        .filter(|request| request.answered == 201)
+    {
+        *queued
+            .entry(request.body["to"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    queued
+}
+
+fn statuses(results: &[HashMap<String, String>]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for line in results {
+        *counts.entry(line["status"].clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Starts the binary in the background, for tests that signal or kill it.
+fn spawn(work: &Workspace, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"))
+        .args(args)
+        .current_dir(work.dir.path())
+        .env("INTERACTO_API_KEY", API_KEY)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("still running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_failures_are_retried_and_the_attempts_counted() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(accepted())
+        .mount(&server)
+        .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.uri(), "concurrency = 1\n");
+    work.write("campaign.csv", &common::campaign(1));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let results = work.results("campaign.results.csv");
+    assert_eq!(
+        (
+            results[0]["status"].as_str(),
+            results[0]["attempts"].as_str()
+        ),
+        ("SENT", "3")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_is_honoured() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(accepted())
+        .mount(&server)
+        .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.uri(), "");
+    work.write("campaign.csv", &common::campaign(1));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results[0]["attempts"], "2");
+    // The backoff alone would be under 50 ms; the server asked for a second.
+    assert!(
+        output_took_at_least(&output, Duration::from_millis(900)),
+        "the second try waited for Retry-After: {}",
+        stdout(&output)
+    );
+}
+
+/// Whether the run's own elapsed time, from its text summary, is at least `least`.
+fn output_took_at_least(output: &std::process::Output, least: Duration) -> bool {
+    let text = stdout(output);
+    let seconds: f64 = text
+        .split(" in ")
+        .nth(1)
+        .and_then(|rest| rest.split(" s").next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or(0.0);
+    seconds >= least.as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_refusal_is_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({"message": "bad number"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.uri(), "");
+    work.write("campaign.csv", &common::campaign(1));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 1);
+    let results = work.results("campaign.results.csv");
+    assert_eq!(
+        (
+            results[0]["status"].as_str(),
+            results[0]["attempts"].as_str()
+        ),
+        ("FAILED", "1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
+    let server = embedded(MockOptions {
+        latency: Duration::from_millis(1500),
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(2));
+    let config = work.fast_config(&server.base_url(), "");
+    let config_text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("timeout = 5", "timeout = 0.4");
+    std::fs::write(&config, &config_text).unwrap();
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 1);
+    let results = work.results("campaign.results.csv");
+    assert!(results
+        .iter()
+        .all(|line| line["status"] == "UNKNOWN" && line["attempts"] == "1"));
+    assert_eq!(server.requests(), 2, "one request per row, none repeated");
+
+    let opted_in = config_text.replace(
+        "[retry]\n",
+        "[retry]\nretry_ambiguous = true\nmax_attempts = 2\n",
+    );
+    std::fs::write(&config, opted_in).unwrap();
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            config.to_str().unwrap(),
+            "--overwrite",
+        ])
+        .await;
+    assert_eq!(code(&output), 1);
+    let results = work.results("campaign.results.csv");
+    assert!(results
+        .iter()
+        .all(|line| line["status"] == "UNKNOWN" && line["attempts"] == "2"));
+    assert_eq!(server.requests(), 2 + 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_halts_the_run_at_once_and_the_rest_is_deferred() {
+    let server = embedded(MockOptions {
+        auth_fail_after: Some(3),
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "concurrency = 1\n");
+    work.write("campaign.csv", &common::campaign(10));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert!(stdout(&output).contains("halted"), "{}", stdout(&output));
+    assert!(stderr(&output).contains("401"), "{}", stderr(&output));
+    assert_eq!(server.received().len(), 4, "no request after the 401");
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 10, "every row has its line");
+    let counts = statuses(&results);
+    assert_eq!(
+        (counts["SENT"], counts["FAILED"], counts["DEFERRED"]),
+        (3, 1, 6)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_failures_halt_the_run() {
+    let server = embedded(MockOptions {
+        failure_rate: 1.0,
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "concurrency = 1\n");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[retry]\n",
+        "[retry]\nmax_attempts = 2\nmin_attempts_before_halt = 5\nmax_failure_ratio = 0.5\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    work.write("campaign.csv", &common::campaign(30));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("max_failure_ratio"),
+        "{}",
+        stdout(&output)
+    );
+    let counts = statuses(&work.results("campaign.results.csv"));
+    assert_eq!(counts["FAILED"], 5);
+    assert_eq!(counts["DEFERRED"], 25);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fault_soak_ends_every_row_with_one_status_and_never_delivers_twice() {
+    let server = embedded(MockOptions {
+        failure_rate: 0.03,
+        throttle_rate: 0.03,
+        retry_after: 0,
+        drop_rate: 0.02,
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "concurrency = 8\n");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("rate = \"200/s\"", "rate = \"5000/s\"");
+    std::fs::write(&config, text).unwrap();
+    let rows = 2000;
+    work.write("campaign.csv", &common::campaign(rows));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
+        .await;
+
+    assert_eq!(
+        code(&output),
+        1,
+        "dropped answers leave rows UNKNOWN: {}",
+        stderr(&output)
+    );
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), rows);
+    let rows_seen: HashSet<&str> = results.iter().map(|line| line["row"].as_str()).collect();
+    assert_eq!(rows_seen.len(), rows, "exactly one line per row");
+    let queued = queued_per_recipient(&server);
+    assert!(
+        queued.values().all(|count| *count == 1),
+        "a recipient was queued twice"
+    );
+    for line in &results {
+        let times = queued.get(&line["to"]).copied().unwrap_or(0);
+        match line["status"].as_str() {
+            "SENT" => assert_eq!(times, 1),
+            "UNKNOWN" => assert!(times <= 1),
+            "FAILED" => assert_eq!(times, 0, "a FAILED row was queued: {line:?}"),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let counts = statuses(&results);
+    assert!(counts["SENT"] > rows * 9 / 10, "{counts:?}");
+    assert!(
+        counts.get("UNKNOWN").copied().unwrap_or(0) > 0,
+        "the soak did drop answers: {counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    let rows = 60;
+    work.write("campaign.csv", &common::campaign(rows));
+    let config = config.to_str().unwrap().to_string();
+
+    let child = spawn(
+        &work,
+        &[
+            "send",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--rate",
+            "20/s",
+        ],
+    );
+    wait_for("a few messages", || server.accepted() >= 5).await;
+    terminate(&child);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    let first = work.results("campaign.results.csv");
+    assert_eq!(
+        first.len(),
+        rows,
+        "every row has its line after a clean stop"
+    );
+    let sent_first = statuses(&first)["SENT"];
+    assert!(
+        sent_first >= 5 && sent_first < rows,
+        "{:?}",
+        statuses(&first)
+    );
+    assert_eq!(statuses(&first)["DEFERRED"], rows - sent_first);
+    assert!(
+        !work.path("campaign.results.csv.journal").exists(),
+        "a clean stop leaves no journal"
+    );
+    assert!(!work.path("campaign.results.csv.lock").exists());
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", &config, "--resume"])
+        .await;
+
+    assert_eq!(
+        code(&output),
+        1,
+        "skipped rows are not sent by this run: {}",
+        stderr(&output)
+    );
+    let all = work.results("campaign.results.csv");
+    assert_eq!(all.len(), rows * 2, "the resume run adds one line per row");
+    let second = statuses(&all[rows..]);
+    assert_eq!(second["SKIPPED"], sent_first);
+    assert_eq!(second["SENT"], rows - sent_first);
+    assert_eq!(server.accepted() as usize, rows);
+    assert!(queued_per_recipient(&server)
+        .values()
+        .all(|count| *count == 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
+    let server = embedded(MockOptions {
+        latency: Duration::from_millis(300),
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "concurrency = 4\n");
+    let rows = 40;
+    work.write("campaign.csv", &common::campaign(rows));
+    let config = config.to_str().unwrap().to_string();
+
+    let mut child = spawn(
+        &work,
+        &[
+            "send",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--rate",
+            "40/s",
+        ],
+    );
+    wait_for("messages in flight", || server.accepted() >= 6).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    assert!(
+        work.path("campaign.results.csv.journal").exists(),
+        "the journal survives the kill"
+    );
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", &config, "--resume"])
+        .await;
+
+    assert_eq!(
+        code(&output),
+        1,
+        "rows in flight at the kill are UNKNOWN: {}",
+        stderr(&output)
+    );
+    // Let the handlers of the killed run's requests finish before counting.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let queued = queued_per_recipient(&server);
+    assert!(
+        queued.values().all(|count| *count == 1),
+        "a recipient was queued twice: {queued:?}"
+    );
+    let all = work.results("campaign.results.csv");
+    let sent_before: HashSet<String> = all
+        .iter()
+        .filter(|line| line["status"] == "SENT")
+        .map(|line| line["row"].clone())
+        .collect();
+    let last_run = &all[all.len() - rows..];
+    let rows_seen: HashSet<&str> = last_run.iter().map(|line| line["row"].as_str()).collect();
+    assert_eq!(
+        rows_seen.len(),
+        rows,
+        "the resume run accounts for every row"
+    );
+    let counts = statuses(last_run);
+    assert!(
+        counts.get("UNKNOWN").copied().unwrap_or(0) > 0,
+        "in-flight rows are UNKNOWN: {counts:?}"
+    );
+    for line in last_run {
+        let times = queued.get(&line["to"]).copied().unwrap_or(0);
+        match line["status"].as_str() {
+            "SENT" | "SKIPPED" => assert_eq!(times, 1, "{line:?}"),
+            "UNKNOWN" => assert!(times <= 1),
+            other => panic!("unexpected status {other}: {line:?}"),
+        }
+    }
+    assert!(
+        sent_before.len() >= rows - counts["UNKNOWN"],
+        "every row not UNKNOWN is sent once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    work.write("campaign.csv", &common::campaign(20));
+    let config = config.to_str().unwrap().to_string();
+    let first = spawn(
+        &work,
+        &["send", "campaign.csv", "--config", &config, "--rate", "5/s"],
+    );
+    wait_for("the first run to start sending", || server.accepted() >= 1).await;
+    let accepted_before = server.accepted();
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", &config, "--resume"])
+        .await;
+
+    assert_eq!(code(&output), 4, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("pid {}", first.id().unwrap())),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        server.accepted() <= accepted_before + 1,
+        "the second run sent nothing"
+    );
+    terminate(&first);
+    let output = first.wait_with_output().await.unwrap();
+    assert_eq!(code(&output), 130);
+    let line_for_row_2 = line(&work.results("campaign.results.csv"), 2).clone();
+    assert_eq!(line_for_row_2["status"], "SENT");
+}
