@@ -515,10 +515,16 @@ async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
         &["send", "campaign.csv", "--config", &config, "--rate", "5/s"],
     );
     wait_for("the first run to start sending", || server.accepted() >= 1).await;
-    let accepted_before = server.accepted();
 
+    // The second run sends as another instance, so its requests would show.
     let output = work
-        .run(&["send", "campaign.csv", "--config", &config, "--resume"])
+        .run_with_env(
+            &["send", "campaign.csv", "--config", &config, "--resume"],
+            &[
+                ("INTERACTO_API_KEY", API_KEY),
+                ("INTERACTO_INSTANCE_ID", "second-run"),
+            ],
+        )
         .await;
 
     assert_eq!(code(&output), 4, "{}", stderr(&output));
@@ -527,13 +533,72 @@ async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
         "{}",
         stderr(&output)
     );
-    assert!(
-        server.accepted() <= accepted_before + 1,
-        "the second run sent nothing"
-    );
+    let from_second = server
+        .received()
+        .into_iter()
+        .filter(|request| request.instance_id.as_deref() == Some("second-run"))
+        .count();
+    assert_eq!(from_second, 0, "the second run sent nothing");
     terminate(&first);
     let output = first.wait_with_output().await.unwrap();
     assert_eq!(code(&output), 130);
     let line_for_row_2 = line(&work.results("campaign.results.csv"), 2).clone();
     assert_eq!(line_for_row_2["status"], "SENT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
+    let server = embedded(MockOptions {
+        latency: Duration::from_secs(3),
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "concurrency = 4\n");
+    work.write("campaign.csv", &common::campaign(50));
+    let config = config.to_str().unwrap().to_string();
+
+    let child = spawn(&work, &["send", "campaign.csv", "--config", &config]);
+    wait_for("requests in flight", || server.requests() >= 4).await;
+    terminate(&child);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    terminate(&child);
+    let started = Instant::now();
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "it did not wait for the answers"
+    );
+    assert!(stderr(&output).contains("aborting"), "{}", stderr(&output));
+    // Every line parses; the rows in flight have none, and the journal remembers them.
+    let results = work.results("campaign.results.csv");
+    assert!(results.iter().all(|line| line["status"] != "SENT"));
+    assert!(work.path("campaign.results.csv.journal").exists());
+
+    // The resume talks to a quick server, to keep the test short.
+    let quick = embedded(MockOptions::default()).await;
+    let quick_config = work.fast_config(&quick.base_url(), "concurrency = 4\n");
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            quick_config.to_str().unwrap(),
+            "--resume",
+        ])
+        .await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_eq!(quick.accepted(), 46);
+    let all = work.results("campaign.results.csv");
+    let last_run = statuses(&all[all.len() - 50..]);
+    assert_eq!(
+        last_run["UNKNOWN"], 4,
+        "the four in flight at the abort: {last_run:?}"
+    );
+    assert_eq!(last_run["SENT"], 46);
 }
