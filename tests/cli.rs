@@ -57,6 +57,12 @@ fn the_example_config_loads_and_documents_every_key() {
         "key_column",
         "to",
         "contact_name",
+        "max_attempts",
+        "retry_ambiguous",
+        "max_failure_ratio",
+        "min_attempts_before_halt",
+        "initial_backoff",
+        "max_backoff",
     ] {
         assert!(
             documented.contains(&key),
