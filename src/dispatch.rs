@@ -168,8 +168,11 @@ pub async fn dispatch(
                 Status::Sent => debug!(row = job.row, message_id = %outcome.message_id, attempts = outcome.attempts, "sent"),
                 _ => warn!(row = job.row, status = outcome.status.as_str(), error = %outcome.error, "not sent"),
             }
-            // The writer only goes away when the run is over.
-            let _ = outcomes.send(outcome).await;
+            // The writer only goes away early when it cannot write: then
+            // no more messages may leave, since their outcome would be lost.
+            if outcomes.send(outcome).await.is_err() {
+                control.halt("the results file cannot be written".to_string());
+            }
         });
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufWriter, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use tracing::warn;
@@ -60,23 +60,22 @@ pub fn open_for_resume(
         .write(true)
         .open(path)
         .map_err(io_error)?;
+    // Only a results file of this tool is touched, let alone cut.
+    let mut first_line = String::new();
+    io::BufReader::new(&mut file)
+        .read_line(&mut first_line)
+        .map_err(io_error)?;
+    if first_line.trim_end_matches(['\r', '\n']) != COLUMNS.join(",") {
+        return Err(ResultsError::NotResults(path.to_path_buf()));
+    }
     let length = cut_partial_line(&mut file).map_err(io_error)?;
     file.seek(SeekFrom::Start(0)).map_err(io_error)?;
 
     let left = journal::read_left(path).map_err(io_error)?;
     let mut previous = Previous::default();
     let mut written_since_left = HashSet::new();
+    // The header was checked above; the csv reader skips it.
     let mut reader = csv::Reader::from_reader(io::BufReader::new(&mut file));
-    let headers = reader
-        .byte_headers()
-        .map_err(|error| io_error(error.into()))?
-        .clone();
-    if headers
-        .iter()
-        .ne(COLUMNS.iter().map(|column| column.as_bytes()))
-    {
-        return Err(ResultsError::NotResults(path.to_path_buf()));
-    }
     let (key_at, status_at) = (1, 6);
     let mut record = csv::ByteRecord::new();
     while reader
@@ -160,4 +159,111 @@ fn cut_partial_line(file: &mut File) -> io::Result<u64> {
     );
     file.set_len(keep)?;
     Ok(keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn results_file(dir: &Path, lines: &str) -> std::path::PathBuf {
+        let path = dir.join("out.csv");
+        std::fs::write(&path, format!("{}\n{lines}", COLUMNS.join(","))).unwrap();
+        path
+    }
+
+    fn line(key: &str, status: &str) -> String {
+        format!("2,{key},5511987654321,Ana,551130034000,i,{status},,,,1,2,5,,2026-01-01T00:00:00.000Z\n")
+    }
+
+    #[test]
+    fn sent_and_unknown_keys_are_remembered_and_the_rest_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = [
+            line("a", "SENT"),
+            line("b", "UNKNOWN"),
+            line("c", "FAILED"),
+            line("'=d", "SENT"),
+        ]
+        .concat();
+        let path = results_file(dir.path(), &lines);
+
+        let (_, previous, _) = open_for_resume(&path).unwrap();
+
+        assert_eq!(previous.verdict("a"), Some(Status::Sent));
+        assert_eq!(previous.verdict("b"), Some(Status::Unknown));
+        assert_eq!(previous.verdict("c"), None);
+        assert_eq!(
+            previous.verdict("=d"),
+            Some(Status::Sent),
+            "the spreadsheet guard is taken off"
+        );
+    }
+
+    #[test]
+    fn a_line_cut_by_a_crash_is_cut_off_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = line("a", "SENT");
+        let path = results_file(dir.path(), &format!("{whole}3,b,55119876"));
+
+        let (_, previous, length) = open_for_resume(&path).unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with(&whole), "{text}");
+        assert_eq!(length, text.len() as u64);
+        assert_eq!(previous.verdict("b"), None);
+    }
+
+    #[test]
+    fn a_message_in_the_journal_without_a_results_line_is_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = results_file(dir.path(), &line("a", "SENT"));
+        let from = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(line("b", "SENT").as_bytes())
+            .unwrap();
+        std::fs::write(
+            journal::journal_path(&path),
+            format!("run {from}\nsend 3 \"b\"\nsend 4 \"c\"\nsend 5 \"d"),
+        )
+        .unwrap();
+
+        let (_, previous, _) = open_for_resume(&path).unwrap();
+
+        assert_eq!(previous.verdict("b"), Some(Status::Sent));
+        assert_eq!(
+            previous.verdict("c"),
+            Some(Status::Unknown),
+            "sent, then the process died"
+        );
+        assert_eq!(
+            previous.verdict("d"),
+            None,
+            "a journal line cut short was never followed by a send"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_results_file_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("campaign.csv");
+        std::fs::write(
+            &path,
+            "to,contact_name,contact_phone\n5511987654321,Ana,55113",
+        )
+        .unwrap();
+
+        assert!(matches!(
+            open_for_resume(&path),
+            Err(ResultsError::NotResults(_))
+        ));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "to,contact_name,contact_phone\n5511987654321,Ana,55113"
+        );
+    }
 }
