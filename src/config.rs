@@ -355,12 +355,21 @@ fn resolve_pacing(pacing: PacingSection, flags: Overrides) -> Result<PacingSetti
             ))
         }
     };
+    let defaults = Floors::default();
     let floors = Floors {
-        min_delay: seconds("pacing.min_delay", pacing.min_delay, 2.0)?,
-        min_typing: seconds("pacing.min_typing", pacing.min_typing, 3.0)?,
-        default_delay: seconds("pacing.default_delay", pacing.default_delay, 2.0)?,
-        default_typing: seconds("pacing.default_typing", pacing.default_typing, 5.0)?,
-        jitter: seconds("pacing.jitter", pacing.jitter, 0.0)?,
+        min_delay: seconds("pacing.min_delay", pacing.min_delay, defaults.min_delay)?,
+        min_typing: seconds("pacing.min_typing", pacing.min_typing, defaults.min_typing)?,
+        default_delay: seconds(
+            "pacing.default_delay",
+            pacing.default_delay,
+            defaults.default_delay,
+        )?,
+        default_typing: seconds(
+            "pacing.default_typing",
+            pacing.default_typing,
+            defaults.default_typing,
+        )?,
+        jitter: seconds("pacing.jitter", pacing.jitter, defaults.jitter)?,
     };
     if floors.default_delay < floors.min_delay {
         return Err(invalid(

@@ -95,6 +95,19 @@ impl Timing {
     }
 }
 
+impl Default for Floors {
+    /// The defaults of `[pacing]`.
+    fn default() -> Self {
+        Floors {
+            min_delay: 2.0,
+            min_typing: 3.0,
+            default_delay: 2.0,
+            default_typing: 5.0,
+            jitter: 0.0,
+        }
+    }
+}
+
 impl Floors {
     /// Fills in defaults and raises values below the floors.
     pub fn apply(&self, delay: Option<f64>, typing: Option<f64>) -> Timing {
@@ -227,13 +240,7 @@ mod tests {
     use super::*;
 
     fn floors() -> Floors {
-        Floors {
-            min_delay: 2.0,
-            min_typing: 3.0,
-            default_delay: 2.0,
-            default_typing: 5.0,
-            jitter: 0.0,
-        }
+        Floors::default()
     }
 
     #[test]

@@ -23,13 +23,7 @@ fn settings() -> CampaignSettings {
 }
 
 fn floors() -> Floors {
-    Floors {
-        min_delay: 2.0,
-        min_typing: 3.0,
-        default_delay: 2.0,
-        default_typing: 5.0,
-        jitter: 0.0,
-    }
+    Floors::default()
 }
 
 /// Every row the campaign yields, as (row number, was it a job).

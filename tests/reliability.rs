@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -13,23 +12,13 @@ use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use common::{code, line, stderr, stdout, Workspace, API_KEY};
+use common::{code, embedded, line, stderr, stdout, Workspace, API_KEY};
 use interacto_bulk::api::{MockOptions, MockServer as Embedded};
 
 fn accepted() -> ResponseTemplate {
     ResponseTemplate::new(201).set_body_json(json!({
         "statusCode": 201, "message": "request successful", "data": {"id": "m-1", "status": "QUEUED"}
     }))
-}
-
-async fn embedded(options: MockOptions) -> Embedded {
-    let options = MockOptions {
-        record: true,
-        ..options
-    };
-    Embedded::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), options)
-        .await
-        .unwrap()
 }
 
 /// How many times the mock queued each recipient (answers cut off included).

@@ -3,31 +3,20 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use common::{code, line, stderr, stdout, Workspace, API_KEY};
-use interacto_bulk::api::{MockOptions, MockServer as Embedded};
+use common::{code, embedded, line, stderr, stdout, Workspace, API_KEY};
+use interacto_bulk::api::MockOptions;
 
 fn accepted(id: &str) -> ResponseTemplate {
     ResponseTemplate::new(201).set_body_json(json!({
         "statusCode": 201, "message": "request successful",
         "data": {"id": id, "status": "QUEUED", "sended": false}
     }))
-}
-
-async fn embedded(options: MockOptions) -> Embedded {
-    let options = MockOptions {
-        record: true,
-        ..options
-    };
-    Embedded::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), options)
-        .await
-        .expect("the mock starts")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -383,13 +383,7 @@ mod tests {
     use super::*;
 
     fn floors() -> Floors {
-        Floors {
-            min_delay: 2.0,
-            min_typing: 3.0,
-            default_delay: 2.0,
-            default_typing: 5.0,
-            jitter: 0.0,
-        }
+        Floors::default()
     }
 
     fn read(csv: &str) -> Vec<Row> {

@@ -2,13 +2,27 @@
 #![allow(dead_code)] // each test file uses its own part of these helpers
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
+use interacto_bulk::api::{MockOptions, MockServer};
+
 pub const API_KEY: &str = "test-key-5f2c9a81d0e4";
+
+/// The embedded mock on a free port of 127.0.0.1, keeping every request.
+pub async fn embedded(options: MockOptions) -> MockServer {
+    let options = MockOptions {
+        record: true,
+        ..options
+    };
+    MockServer::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), options)
+        .await
+        .expect("the mock starts")
+}
 
 /// A scratch directory the binary runs in.
 pub struct Workspace {
