@@ -51,6 +51,11 @@ pub struct SendArgs {
     #[arg(long, value_name = "RATE")]
     pub rate: Option<Rate>,
 
+    /// An instance (WhatsApp number) to send through; repeat for several
+    /// [config: api.instances; env: INTERACTO_INSTANCE_ID]
+    #[arg(long, value_name = "ID")]
+    pub instance: Vec<String>,
+
     /// Requests in flight at once [config: pacing.concurrency]
     #[arg(long, value_name = "N")]
     pub concurrency: Option<NonZeroUsize>,

@@ -57,6 +57,7 @@ pub struct ApiSection {
     pub base_url: Option<String>,
     pub api_key: Option<String>,
     pub instance_id: Option<String>,
+    pub instances: Option<Vec<String>>,
     pub timeout: Option<f64>,
     pub allow_insecure_http: Option<bool>,
 }
@@ -139,6 +140,8 @@ impl Environment {
 pub struct Overrides {
     pub rate: Option<Rate>,
     pub concurrency: Option<NonZeroUsize>,
+    /// `--instance`, repeated.
+    pub instances: Vec<String>,
 }
 
 /// The API key. Never printed: `Debug` and `Display` show a placeholder.
@@ -204,7 +207,8 @@ impl Default for RetrySettings {
 pub struct ApiSettings {
     pub base_url: Url,
     pub api_key: Option<ApiKey>,
-    pub instance_id: Option<String>,
+    /// The WhatsApp numbers that send, each its own pace; empty until set.
+    pub instances: Vec<String>,
     pub timeout: Duration,
     pub allow_insecure_http: bool,
 }
@@ -237,7 +241,7 @@ impl Settings {
         flags: Overrides,
     ) -> Result<Self, ConfigError> {
         Ok(Settings {
-            api: resolve_api(file.api, env)?,
+            api: resolve_api(file.api, env, &flags.instances)?,
             pacing: resolve_pacing(file.pacing, flags)?,
             campaign: resolve_campaign(file.campaign)?,
             retry: resolve_retry(file.retry)?,
@@ -258,7 +262,11 @@ impl Settings {
     }
 }
 
-fn resolve_api(api: ApiSection, env: Environment) -> Result<ApiSettings, ConfigError> {
+fn resolve_api(
+    api: ApiSection,
+    env: Environment,
+    flag_instances: &[String],
+) -> Result<ApiSettings, ConfigError> {
     let base_url = env
         .base_url
         .or(api.base_url)
@@ -283,17 +291,55 @@ fn resolve_api(api: ApiSection, env: Environment) -> Result<ApiSettings, ConfigE
         .api_key
         .or(api.api_key)
         .filter(|key| !key.trim().is_empty());
-    let instance_id = env
-        .instance_id
-        .or(api.instance_id)
-        .filter(|id| !id.trim().is_empty());
+    let instances = resolve_instances(
+        flag_instances,
+        env.instance_id,
+        api.instance_id,
+        api.instances,
+    )?;
     Ok(ApiSettings {
         base_url,
         api_key: api_key.map(ApiKey),
-        instance_id,
+        instances,
         timeout: Duration::from_secs_f64(timeout),
         allow_insecure_http,
     })
+}
+
+/// `--instance` flags, else `INTERACTO_INSTANCE_ID`, else the file's
+/// `instance_id` or `instances` (not both).
+fn resolve_instances(
+    flags: &[String],
+    env: Option<String>,
+    single: Option<String>,
+    several: Option<Vec<String>>,
+) -> Result<Vec<String>, ConfigError> {
+    let (key, instances) = match (flags, env, single, several) {
+        ([_, ..], _, _, _) => ("--instance", flags.to_vec()),
+        ([], Some(id), _, _) => ("INTERACTO_INSTANCE_ID", vec![id]),
+        ([], None, Some(_), Some(_)) => {
+            return Err(invalid(
+                "api.instances",
+                "set api.instance_id or api.instances, not both",
+            ))
+        }
+        ([], None, Some(id), None) => ("api.instance_id", vec![id]),
+        ([], None, None, Some(ids)) => ("api.instances", ids),
+        ([], None, None, None) => return Ok(Vec::new()),
+    };
+    let mut seen = std::collections::HashSet::new();
+    for id in &instances {
+        if id.trim().is_empty() {
+            return Err(invalid(key, "an instance id is empty"));
+        }
+        if !seen.insert(id.trim()) {
+            return Err(invalid(key, format!("the instance `{id}` is listed twice")));
+        }
+    }
+    Ok(instances
+        .into_iter()
+        .map(|id| id.trim().to_string())
+        .collect())
 }
 
 /// The key travels only over HTTPS, unless the server is on this machine or
@@ -552,12 +598,33 @@ mod tests {
         };
         let flags = Overrides {
             rate: Some("7/min".parse().unwrap()),
-            concurrency: None,
+            ..Overrides::default()
         };
         let settings = Settings::resolve(file, env, flags).unwrap();
         assert_eq!(settings.pacing.rate.to_string(), "7/min");
-        assert_eq!(settings.api.instance_id.as_deref(), Some("env"));
+        assert_eq!(settings.api.instances, vec!["env"]);
         assert_eq!(settings.api.base_url.host_str(), Some("file.example"));
+    }
+
+    #[test]
+    fn several_instances_come_from_the_file_or_from_repeated_flags() {
+        let settings = parse("[api]\ninstances = [\"a\", \"b\"]\n").unwrap();
+        assert_eq!(settings.api.instances, vec!["a", "b"]);
+        let error = parse("[api]\ninstance_id = \"a\"\ninstances = [\"b\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not both"), "{error}");
+        let error = parse("[api]\ninstances = [\"a\", \"a\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("twice"), "{error}");
+        let file: ConfigFile = toml::from_str("[api]\ninstances = [\"a\"]\n").unwrap();
+        let flags = Overrides {
+            instances: vec!["x".into(), "y".into()],
+            ..Overrides::default()
+        };
+        let settings = Settings::resolve(file, Environment::default(), flags).unwrap();
+        assert_eq!(settings.api.instances, vec!["x", "y"]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! results writer. Halts and signals stop it taking new jobs.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,12 +24,33 @@ pub struct Lane {
     pub pacer: InstancePacer,
 }
 
+/// Picks the instance for a recipient by rendezvous hashing of the
+/// normalised `to`: a conversation stays on one number across runs, and
+/// adding or removing a number moves only that number's share.
+pub fn assign<S: AsRef<str>>(to: &str, instances: &[S]) -> usize {
+    (0..instances.len())
+        .max_by_key(|&index| stable_hash(instances[index].as_ref(), to))
+        .unwrap_or(0)
+}
+
+/// FNV-1a, then a 64-bit finaliser (splitmix64): the same on every machine
+/// and every version, unlike the standard library's hasher.
+fn stable_hash(instance: &str, to: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in instance.bytes().chain([0xff]).chain(to.bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
+}
+
 /// Why the run stopped taking rows before the end of the campaign.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
     /// SIGINT or SIGTERM.
     Interrupted,
-    /// Every further message would fail the same way, or too many failed.
+    /// No instance is left: every further message would fail the same way.
     Halted(String),
 }
 
@@ -43,14 +64,13 @@ impl StopReason {
 }
 
 /// What the workers share to stop the run: the signal token from outside,
-/// a halt that any worker can call, and the failure count behind it.
+/// and a halt that any worker can call.
 pub struct RunControl {
     signal: CancellationToken,
     stop: CancellationToken,
     halted: Mutex<Option<String>>,
     retry: RetrySettings,
-    finished: AtomicU64,
-    failed: AtomicU64,
+    lanes_left: AtomicUsize,
 }
 
 impl RunControl {
@@ -60,8 +80,7 @@ impl RunControl {
             signal,
             halted: Mutex::new(None),
             retry,
-            finished: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            lanes_left: AtomicUsize::new(usize::MAX),
         })
     }
 
@@ -93,46 +112,180 @@ impl RunControl {
         }
     }
 
-    /// Counts a finished message and halts when too many failed.
-    fn count(&self, status: Status) {
-        let finished = self.finished.fetch_add(1, Ordering::SeqCst) + 1;
-        let failed = self
-            .failed
-            .fetch_add(u64::from(status != Status::Sent), Ordering::SeqCst)
-            + u64::from(status != Status::Sent);
-        let ratio = failed as f64 / finished as f64;
-        if finished >= self.retry.min_attempts_before_halt && ratio > self.retry.max_failure_ratio {
-            self.halt(format!(
-                "{failed} of {finished} messages failed, above retry.max_failure_ratio = {}",
-                self.retry.max_failure_ratio
-            ));
+    /// Takes an instance out of rotation; the run halts when none is left.
+    fn retire(&self, lane: &LaneHealth, reason: String) {
+        {
+            let mut why = lane
+                .retired_why
+                .lock()
+                .expect("no retire panics holding the lock");
+            if why.is_some() {
+                return;
+            }
+            error!(instance = %lane.instance_id, "taking the instance out of rotation: {reason}");
+            *why = Some(reason.clone());
+        }
+        lane.retired.cancel();
+        if self.lanes_left.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.halt(format!("no instance left; the last one: {reason}"));
         }
     }
 }
 
-/// Sends every job from `jobs` through `lane`, at most `concurrency`
-/// requests in flight. Once the run stops, the jobs still coming are
-/// written `DEFERRED` for a later `--resume`. Returns when every request it
-/// started has its outcome sent on.
+/// How one instance is doing.
+struct LaneHealth {
+    instance_id: Arc<str>,
+    retired: CancellationToken,
+    retired_why: Mutex<Option<String>>,
+    finished: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl LaneHealth {
+    fn new(instance_id: Arc<str>) -> Self {
+        LaneHealth {
+            instance_id,
+            retired: CancellationToken::new(),
+            retired_why: Mutex::new(None),
+            finished: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a finished message; too many failures retire the instance.
+    fn count(&self, control: &RunControl, status: Status) {
+        let failure = u64::from(status != Status::Sent);
+        let finished = self.finished.fetch_add(1, Ordering::SeqCst) + 1;
+        let failed = self.failed.fetch_add(failure, Ordering::SeqCst) + failure;
+        let retry = &control.retry;
+        if finished >= retry.min_attempts_before_halt
+            && failed as f64 / finished as f64 > retry.max_failure_ratio
+        {
+            control.retire(
+                self,
+                format!(
+                    "{failed} of {finished} messages failed, above retry.max_failure_ratio = {}",
+                    retry.max_failure_ratio
+                ),
+            );
+        }
+    }
+
+    fn why(&self) -> String {
+        self.retired_why
+            .lock()
+            .expect("no retire panics holding the lock")
+            .clone()
+            .unwrap_or_default()
+    }
+}
+
+/// What every lane shares.
+struct Shared {
+    client: Arc<ApiClient>,
+    in_flight: Arc<Semaphore>,
+    journal: Arc<Journal>,
+    outcomes: mpsc::Sender<Outcome>,
+    control: Arc<RunControl>,
+    requests: TaskTracker,
+}
+
+/// Jobs queued per instance; small, so a stopped run leaves little to mark.
+const LANE_QUEUE: usize = 64;
+
+/// Sends every job from `jobs` through the instance it is assigned to, at
+/// most `concurrency` requests in flight overall. Jobs of an instance taken
+/// out of rotation are `FAILED` (never moved to another number); once the
+/// run stops, the jobs still coming are `DEFERRED` for a later `--resume`.
+/// Returns when every request it started has its outcome sent on.
 pub async fn dispatch(
     mut jobs: mpsc::Receiver<Job>,
-    mut lane: Lane,
+    lanes: Vec<Lane>,
     client: Arc<ApiClient>,
     concurrency: NonZeroUsize,
     journal: Arc<Journal>,
     outcomes: mpsc::Sender<Outcome>,
     control: Arc<RunControl>,
 ) {
-    let in_flight = Arc::new(Semaphore::new(concurrency.get()));
-    let requests = TaskTracker::new();
-    let instance_id: Arc<str> = lane.instance_id.into();
+    control.lanes_left.store(lanes.len(), Ordering::SeqCst);
+    let shared = Arc::new(Shared {
+        client,
+        in_flight: Arc::new(Semaphore::new(concurrency.get())),
+        journal,
+        outcomes: outcomes.clone(),
+        control: control.clone(),
+        requests: TaskTracker::new(),
+    });
+    let ids: Vec<Arc<str>> = lanes
+        .iter()
+        .map(|lane| Arc::from(lane.instance_id.as_str()))
+        .collect();
+    let mut queues = Vec::new();
+    let mut health = Vec::new();
+    let lane_tasks = TaskTracker::new();
+    for (lane, id) in lanes.into_iter().zip(&ids) {
+        let (queue, queued) = mpsc::channel(LANE_QUEUE);
+        let lane_health = Arc::new(LaneHealth::new(id.clone()));
+        lane_tasks.spawn(run_lane(
+            queued,
+            lane.pacer,
+            lane_health.clone(),
+            shared.clone(),
+        ));
+        queues.push(queue);
+        health.push(lane_health);
+    }
+    lane_tasks.close();
+
+    while let Some(job) = jobs.recv().await {
+        let index = assign(&job.to, &ids);
+        let job = match queues[index].send(job).await {
+            Ok(()) => continue,
+            Err(refused) => refused.0,
+        };
+        // The lane has stopped (retired, or the run is stopping).
+        let _ = outcomes
+            .send(not_sent(&job, &health[index], &control))
+            .await;
+    }
+    drop(queues);
+    lane_tasks.wait().await;
+    shared.requests.close();
+    shared.requests.wait().await;
+}
+
+/// The line of a job that will not be sent by this run.
+fn not_sent(job: &Job, lane: &LaneHealth, control: &RunControl) -> Outcome {
+    match control.reason() {
+        Some(reason) => deferred(job, &lane.instance_id, &reason.why()),
+        None => {
+            let mut outcome = Outcome::for_job(job, &lane.instance_id, Status::Failed);
+            outcome.add_error(format!(
+                "not sent: instance {} is out of rotation ({})",
+                lane.instance_id,
+                lane.why()
+            ));
+            outcome
+        }
+    }
+}
+
+/// One instance's loop: waits for its turn and a free slot, then sends.
+async fn run_lane(
+    mut queued: mpsc::Receiver<Job>,
+    mut pacer: InstancePacer,
+    lane: Arc<LaneHealth>,
+    shared: Arc<Shared>,
+) {
+    let control = &shared.control;
     let stop = control.stopping().clone();
     let mut held_back = None;
     loop {
         let job = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            job = jobs.recv() => match job {
+            _ = lane.retired.cancelled() => break,
+            job = queued.recv() => match job {
                 Some(job) => job,
                 None => break,
             },
@@ -141,28 +294,25 @@ pub async fn dispatch(
         let permit = tokio::select! {
             biased;
             _ = stop.cancelled() => None,
+            _ = lane.retired.cancelled() => None,
             permit = async {
-                lane.pacer.wait_turn(&job.timing).await;
-                in_flight.clone().acquire_owned().await.expect("the semaphore is never closed")
+                pacer.wait_turn(&job.timing).await;
+                shared.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed")
             } => Some(permit),
         };
         let Some(permit) = permit else {
             held_back = Some(job);
             break;
         };
-        if let Err(error) = journal.sending(&job) {
+        if let Err(error) = shared.journal.sending(&job) {
             control.halt(format!("cannot write the journal: {error}"));
             held_back = Some(job);
             break;
         }
-        let (client, outcomes, instance_id, control) = (
-            client.clone(),
-            outcomes.clone(),
-            instance_id.clone(),
-            control.clone(),
-        );
-        requests.spawn(async move {
-            let outcome = send_with_retries(&client, &instance_id, &job, &control).await;
+        let (shared_for_task, lane_for_task) = (shared.clone(), lane.clone());
+        shared.requests.spawn(async move {
+            let shared = shared_for_task;
+            let outcome = send_with_retries(&shared.client, &job, &shared.control, &lane_for_task).await;
             drop(permit);
             match outcome.status {
                 Status::Sent => debug!(row = job.row, message_id = %outcome.message_id, attempts = outcome.attempts, "sent"),
@@ -170,25 +320,20 @@ pub async fn dispatch(
             }
             // The writer only goes away early when it cannot write: then
             // no more messages may leave, since their outcome would be lost.
-            if outcomes.send(outcome).await.is_err() {
-                control.halt("the results file cannot be written".to_string());
+            if shared.outcomes.send(outcome).await.is_err() {
+                shared.control.halt("the results file cannot be written".to_string());
             }
         });
     }
 
-    // Stopped (or done): every job not sent still gets its line.
-    let why = control
-        .reason()
-        .map(|reason| reason.why())
-        .unwrap_or_default();
-    if let Some(job) = held_back {
-        let _ = outcomes.send(deferred(&job, &instance_id, &why)).await;
+    // Stopped, retired or done: every job not sent still gets its line.
+    queued.close();
+    for job in held_back
+        .into_iter()
+        .chain(std::iter::from_fn(|| queued.try_recv().ok()))
+    {
+        let _ = shared.outcomes.send(not_sent(&job, &lane, control)).await;
     }
-    while let Some(job) = jobs.recv().await {
-        let _ = outcomes.send(deferred(&job, &instance_id, &why)).await;
-    }
-    requests.close();
-    requests.wait().await;
 }
 
 fn deferred(job: &Job, instance_id: &str, why: &str) -> Outcome {
@@ -235,11 +380,12 @@ pub fn backoff(retry: &RetrySettings, failed_tries: u32) -> Duration {
 /// Sends one job, retrying transient failures, and says how it ended.
 async fn send_with_retries(
     client: &ApiClient,
-    instance_id: &str,
     job: &Job,
     control: &RunControl,
+    lane: &LaneHealth,
 ) -> Outcome {
     let retry = &control.retry;
+    let instance_id = &*lane.instance_id;
     let message = ContactMessage::from(job);
     let mut maybe_delivered = false;
     let mut attempts = 0;
@@ -256,39 +402,44 @@ async fn send_with_retries(
             ..
         } = error
         {
-            control.halt(format!("the API refused the credentials: {error}"));
+            control.retire(lane, format!("the API refused the credentials: {error}"));
             break Outcome::refused(job, instance_id, Status::Failed, &error, attempts);
         }
         maybe_delivered |= matches!(error, SendError::Ambiguous { .. });
+        let given_up = if maybe_delivered {
+            Status::Unknown
+        } else {
+            Status::Failed
+        };
         let wait = match next_step(&error, retry) {
             Next::Give(status) => {
                 break Outcome::refused(job, instance_id, status, &error, attempts)
             }
-            Next::Retry(_)
-                if attempts >= retry.max_attempts || control.stopping().is_cancelled() =>
-            {
-                let status = if maybe_delivered {
-                    Status::Unknown
-                } else {
-                    Status::Failed
-                };
-                break Outcome::refused(job, instance_id, status, &error, attempts);
+            Next::Retry(_) if attempts >= retry.max_attempts => {
+                break Outcome::refused(job, instance_id, given_up, &error, attempts)
             }
             Next::Retry(retry_after) => retry_after.unwrap_or_else(|| backoff(retry, attempts)),
         };
         debug!(row = job.row, attempt = attempts, wait_ms = wait.as_millis() as u64, %error, "retrying");
-        tokio::select! {
-            _ = control.stopping().cancelled() => {
-                let status = if maybe_delivered { Status::Unknown } else { Status::Deferred };
-                let mut outcome = Outcome::refused(job, instance_id, status, &error, attempts);
-                outcome.add_error("stopped while waiting to try again".to_string());
-                break outcome;
-            }
-            _ = tokio::time::sleep(wait) => {}
+        let stopped = tokio::select! {
+            _ = control.stopping().cancelled() => true,
+            _ = lane.retired.cancelled() => true,
+            _ = tokio::time::sleep(wait) => false,
+        };
+        if stopped {
+            // Not tried again: the run is stopping (DEFERRED, resume sends it)
+            // or the instance is out of rotation (FAILED).
+            let status = match given_up {
+                Status::Failed if control.stopping().is_cancelled() => Status::Deferred,
+                status => status,
+            };
+            let mut outcome = Outcome::refused(job, instance_id, status, &error, attempts);
+            outcome.add_error("stopped while waiting to try again".to_string());
+            break outcome;
         }
     };
     if outcome.status != Status::Deferred {
-        control.count(outcome.status);
+        lane.count(control, outcome.status);
     }
     outcome
 }
@@ -360,7 +511,7 @@ mod tests {
     }
 
     #[test]
-    fn too_many_failures_halt_the_run_once_enough_were_tried() {
+    fn too_many_failures_retire_the_instance_and_with_the_last_one_halt_the_run() {
         let control = RunControl::new(
             CancellationToken::new(),
             RetrySettings {
@@ -369,13 +520,62 @@ mod tests {
                 ..retry()
             },
         );
+        control.lanes_left.store(2, Ordering::SeqCst);
+        let (first, second) = (LaneHealth::new("a".into()), LaneHealth::new("b".into()));
         for status in [Status::Failed, Status::Failed, Status::Sent] {
-            control.count(status);
+            first.count(&control, status);
         }
-        assert!(control.reason().is_none(), "3 tried is below the minimum");
-        control.count(Status::Unknown);
-        assert!(matches!(control.reason(), Some(StopReason::Halted(_))));
+        assert!(
+            !first.retired.is_cancelled(),
+            "3 tried is below the minimum"
+        );
+        first.count(&control, Status::Unknown);
+        assert!(first.retired.is_cancelled());
+        assert!(control.reason().is_none(), "another instance is left");
+        control.retire(&second, "HTTP 401".to_string());
+        assert!(
+            matches!(control.reason(), Some(StopReason::Halted(why)) if why.contains("HTTP 401"))
+        );
         assert!(control.stopping().is_cancelled());
+    }
+
+    const FIXED_ASSIGNMENT: [usize; 3] = [2, 1, 1];
+
+    #[test]
+    fn a_recipient_always_goes_to_the_same_instance_and_all_instances_get_some() {
+        let instances = ["inst-a", "inst-b", "inst-c"];
+        let mut per_instance = [0; 3];
+        for n in 0..3000 {
+            let to = format!("55119{n:08}");
+            let index = assign(&to, &instances);
+            assert_eq!(assign(&to, &instances), index);
+            per_instance[index] += 1;
+        }
+        assert!(
+            per_instance
+                .iter()
+                .all(|count| (800..=1200).contains(count)),
+            "{per_instance:?}"
+        );
+        // Fixed answers: the assignment must never change between versions.
+        let fixed: Vec<usize> = ["5511987654321", "5521998765432", "5531988887777"]
+            .iter()
+            .map(|to| assign(to, &instances))
+            .collect();
+        assert_eq!(fixed, FIXED_ASSIGNMENT);
+    }
+
+    #[test]
+    fn removing_an_instance_moves_only_its_own_recipients() {
+        let three = ["a", "b", "c"];
+        let two = ["a", "c"];
+        for n in 0..500 {
+            let to = format!("55219{n:08}");
+            let before = three[assign(&to, &three)];
+            if before != "b" {
+                assert_eq!(two[assign(&to, &two)], before, "{to}");
+            }
+        }
     }
 
     #[test]

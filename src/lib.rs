@@ -81,7 +81,8 @@ impl RunError {
 /// Where the messages go.
 struct Target {
     client: Arc<ApiClient>,
-    instance_id: String,
+    /// The WhatsApp numbers that send; never empty.
+    instances: Vec<String>,
     /// Kept alive for the run when sending to the embedded mock.
     _mock: Option<MockServer>,
 }
@@ -101,11 +102,10 @@ pub async fn run(
     } else {
         Some(connect(&settings, request.mock).await?)
     };
-    let instance_id = target
-        .as_ref()
-        .map(|target| target.instance_id.clone())
-        .or_else(|| settings.api.instance_id.clone())
-        .unwrap_or_default();
+    let instances = match &target {
+        Some(target) => target.instances.clone(),
+        None => settings.api.instances.clone(),
+    };
 
     let campaign = Campaign::open(
         &request.source,
@@ -175,7 +175,7 @@ pub async fn run(
         let reading = Reading {
             jobs: (!request.dry_run).then_some(jobs),
             outcomes: outcomes.clone(),
-            instance_id: instance_id.clone(),
+            instances: instances.clone(),
             previous,
             resend_unknown: request.resend_unknown,
             stop: control.stopping().clone(),
@@ -184,17 +184,18 @@ pub async fn run(
     };
 
     if let (Some(target), Some(journal)) = (&target, &journal) {
-        let lane = Lane {
-            instance_id: target.instance_id.clone(),
-            pacer: InstancePacer::new(
-                settings.pacing.rate,
-                settings.pacing.burst,
-                settings.pacing.pace_by_message,
-            ),
-        };
+        let pacing = &settings.pacing;
+        let lanes = target
+            .instances
+            .iter()
+            .map(|instance_id| Lane {
+                instance_id: instance_id.clone(),
+                pacer: InstancePacer::new(pacing.rate, pacing.burst, pacing.pace_by_message),
+            })
+            .collect();
         dispatch::dispatch(
             queued,
-            lane,
+            lanes,
             target.client.clone(),
             settings.pacing.concurrency,
             journal.clone(),
@@ -247,27 +248,26 @@ async fn connect(settings: &Settings, mock: bool) -> Result<Target, RunError> {
         let client = ApiClient::new(&base_url, &ApiKey::new("mock-key"), timeout)?;
         return Ok(Target {
             client: Arc::new(client),
-            instance_id: settings
-                .api
-                .instance_id
-                .clone()
-                .unwrap_or_else(|| "mock-instance".to_string()),
+            instances: match settings.api.instances.is_empty() {
+                true => vec!["mock-instance".to_string()],
+                false => settings.api.instances.clone(),
+            },
             _mock: Some(server),
         });
     }
     let api_key = settings.api.api_key.as_ref().ok_or_else(|| {
         RunError::Config("no API key: set INTERACTO_API_KEY (or api.api_key in the config file), or use --mock to rehearse".to_string())
     })?;
-    let instance_id = settings.api.instance_id.clone().ok_or_else(|| {
-        RunError::Config(
-            "no instance: set INTERACTO_INSTANCE_ID (or api.instance_id in the config file)"
+    if settings.api.instances.is_empty() {
+        return Err(RunError::Config(
+            "no instance: set INTERACTO_INSTANCE_ID, --instance, or api.instance_id / api.instances in the config file"
                 .to_string(),
-        )
-    })?;
+        ));
+    }
     let client = ApiClient::new(&settings.api.base_url, api_key, timeout)?;
     Ok(Target {
         client: Arc::new(client),
-        instance_id,
+        instances: settings.api.instances.clone(),
         _mock: None,
     })
 }
@@ -279,7 +279,8 @@ async fn connect(settings: &Settings, mock: bool) -> Result<Target, RunError> {
 struct Reading {
     jobs: Option<mpsc::Sender<Job>>,
     outcomes: mpsc::Sender<Outcome>,
-    instance_id: String,
+    /// The instances rows are assigned to, for the lines this side writes.
+    instances: Vec<String>,
     previous: Option<Previous>,
     resend_unknown: bool,
     stop: CancellationToken,
@@ -309,7 +310,11 @@ impl Reading {
                 (Row::Job(job), Some(jobs), None) => jobs.blocking_send(job).is_ok(),
                 (Row::Job(job), None, None) => self
                     .outcomes
-                    .blocking_send(Outcome::for_job(&job, &self.instance_id, Status::Valid))
+                    .blocking_send(Outcome::for_job(
+                        &job,
+                        self.instance_for(&job),
+                        Status::Valid,
+                    ))
                     .is_ok(),
             };
             // A dry run just stops on a signal; a send goes on so that every
@@ -321,6 +326,14 @@ impl Reading {
         Ok(check)
     }
 
+    /// The instance that sends (or would send) `job`; empty when none is set.
+    fn instance_for(&self, job: &Job) -> &str {
+        match self.instances.as_slice() {
+            [] => "",
+            instances => &instances[dispatch::assign(&job.to, instances)],
+        }
+    }
+
     fn earlier_verdict(&self, job: &Job) -> Option<Outcome> {
         let (status, error) = match self.previous.as_ref()?.verdict(&job.key)? {
             Status::Sent => (Status::Skipped, "already sent by an earlier run"),
@@ -330,7 +343,7 @@ impl Reading {
             ),
             _ => return None,
         };
-        let mut outcome = Outcome::for_job(job, &self.instance_id, status);
+        let mut outcome = Outcome::for_job(job, self.instance_for(job), status);
         outcome.delay = None;
         outcome.typing = None;
         outcome.error = error.to_string();

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
                 let overrides = Overrides {
                     rate: args.rate,
                     concurrency: args.concurrency,
+                    instances: args.instance,
                 };
                 let mode = Mode {
                     dry_run: args.dry_run,
