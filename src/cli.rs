@@ -139,6 +139,10 @@ pub struct MockServerArgs {
     #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
     pub drop_rate: f64,
 
+    /// Answer 401 to every request for this instance; repeat for several
+    #[arg(long, value_name = "ID")]
+    pub revoke_instance: Vec<String>,
+
     /// Answer 401 to every request after the first N accepted messages
     #[arg(long, value_name = "N")]
     pub auth_fail_after: Option<u64>,

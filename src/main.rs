@@ -157,6 +157,7 @@ async fn serve_mock(args: MockServerArgs, stop: CancellationToken) -> anyhow::Re
         retry_after: args.retry_after,
         latency: std::time::Duration::from_millis(args.latency_ms),
         auth_fail_after: args.auth_fail_after,
+        revoked_instances: args.revoke_instance,
         drop_rate: args.drop_rate,
         record: false,
     };

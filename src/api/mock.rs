@@ -35,6 +35,8 @@ pub struct MockOptions {
     pub latency: Duration,
     /// Answer 401 to everything once this many messages were accepted.
     pub auth_fail_after: Option<u64>,
+    /// Instances whose requests are answered 401 (a number that was disconnected).
+    pub revoked_instances: Vec<String>,
     /// Share of requests whose message is queued but whose answer is cut off
     /// (the connection drops after the headers): the client cannot know.
     pub drop_rate: f64,
@@ -244,6 +246,13 @@ fn answer(state: &MockState, headers: &HeaderMap, body: Option<&Value>) -> Respo
     let instance_id = header_text("instance-id");
     if instance_id.is_empty() {
         return error(StatusCode::BAD_REQUEST, "missing Instance-Id header");
+    }
+    if options
+        .revoked_instances
+        .iter()
+        .any(|revoked| revoked == instance_id)
+    {
+        return error(StatusCode::UNAUTHORIZED, "instance disconnected");
     }
     if !header_text(header::CONTENT_TYPE.as_str()).starts_with("application/json") {
         return error(

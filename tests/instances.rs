@@ -1,0 +1,217 @@
+//! Several WhatsApp numbers: each paced on its own, a recipient always on
+//! the same number, and a number that fails taken out of rotation.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{code, embedded, stderr, stdout, Workspace};
+use interacto_bulk::api::MockOptions;
+
+const INSTANCES: &str = "instances = [\"inst-a\", \"inst-b\", \"inst-c\"]\n";
+
+/// A config with three instances (and no single `instance_id`).
+fn three_instances(work: &Workspace, base_url: &str, pacing: &str) -> String {
+    let config = work.fast_config(base_url, pacing);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("instance_id = \"inst-1\"\n", INSTANCES);
+    std::fs::write(&config, text).unwrap();
+    config.to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_instance_keeps_its_own_rate() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = three_instances(&work, &server.base_url(), "concurrency = 6\n");
+    work.write("campaign.csv", &common::campaign(36));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", &config, "--rate", "5/s"])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let mut arrivals: HashMap<String, Vec<std::time::Instant>> = HashMap::new();
+    for request in server.received() {
+        arrivals
+            .entry(request.instance_id.unwrap())
+            .or_default()
+            .push(request.at);
+    }
+    assert_eq!(arrivals.len(), 3, "every instance sent");
+    for (instance, mut times) in arrivals {
+        times.sort();
+        for pair in times.windows(2) {
+            let gap = pair[1] - pair[0];
+            // 5/s with burst 1: 200 ms apart on each number; 10% for scheduling.
+            assert!(
+                gap >= Duration::from_millis(180),
+                "{instance}: requests {gap:?} apart"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recipient_always_goes_through_the_same_instance() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = three_instances(&work, &server.base_url(), "");
+    work.write("campaign.csv", &common::campaign(30));
+
+    let mut seen_runs = Vec::new();
+    for _ in 0..2 {
+        let output = work
+            .run(&["send", "campaign.csv", "--config", &config, "--overwrite"])
+            .await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        let by_recipient: HashMap<String, String> = work
+            .results("campaign.results.csv")
+            .into_iter()
+            .map(|line| (line["to"].clone(), line["instance_id"].clone()))
+            .collect();
+        seen_runs.push(by_recipient);
+    }
+
+    assert_eq!(
+        seen_runs[0], seen_runs[1],
+        "the same assignment in both runs"
+    );
+    let used: std::collections::HashSet<&String> = seen_runs[0].values().collect();
+    assert_eq!(used.len(), 3, "all three instances get recipients");
+    for request in server.received() {
+        let to = request.body["to"].as_str().unwrap();
+        assert_eq!(
+            request.instance_id.as_ref(),
+            seen_runs[0].get(to),
+            "sent through its own instance"
+        );
+    }
+
+    // A dry run shows the same assignment before anything is sent.
+    let output = work
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--out",
+            "check.csv",
+        ])
+        .await;
+    assert_eq!(code(&output), 0);
+    for line in work.results("check.csv") {
+        assert_eq!(Some(&line["instance_id"]), seen_runs[0].get(&line["to"]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_fail_without_moving() {
+    let server = embedded(MockOptions {
+        revoked_instances: vec!["inst-b".to_string()],
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = three_instances(&work, &server.base_url(), "");
+    work.write("campaign.csv", &common::campaign(30));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", &config])
+        .await;
+
+    assert_eq!(
+        code(&output),
+        1,
+        "the run goes on with two instances: {}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("out of rotation"),
+        "{}",
+        stderr(&output)
+    );
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 30);
+    for line in &results {
+        match line["instance_id"].as_str() {
+            "inst-b" => {
+                assert_eq!(line["status"], "FAILED", "{line:?}");
+                assert!(
+                    line["error"].contains("inst-b") || line["http_status"] == "401",
+                    "{line:?}"
+                );
+            }
+            _ => assert_eq!(line["status"], "SENT", "{line:?}"),
+        }
+    }
+    let requests_for_b = server
+        .received()
+        .iter()
+        .filter(|request| request.instance_id.as_deref() == Some("inst-b"))
+        .count();
+    // One refusal takes the instance out; only requests already in flight (4 at most) were sent.
+    assert!(
+        (1..=4).contains(&requests_for_b),
+        "{requests_for_b} requests for inst-b"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_halts_only_when_no_instance_is_left() {
+    let server = embedded(MockOptions {
+        revoked_instances: vec![
+            "inst-a".to_string(),
+            "inst-b".to_string(),
+            "inst-c".to_string(),
+        ],
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = three_instances(&work, &server.base_url(), "concurrency = 1\n");
+    work.write("campaign.csv", &common::campaign(30));
+
+    let output = work
+        .run(&["send", "campaign.csv", "--config", &config])
+        .await;
+
+    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("no instance left"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(work.results("campaign.results.csv").len(), 30);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_can_be_given_as_repeated_flags() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.fast_config(&server.base_url(), "");
+    work.write("campaign.csv", &common::campaign(20));
+
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            config.to_str().unwrap(),
+            "--instance",
+            "x",
+            "--instance",
+            "y",
+        ])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let instances: std::collections::HashSet<String> = server
+        .received()
+        .into_iter()
+        .filter_map(|r| r.instance_id)
+        .collect();
+    assert_eq!(instances, ["x".to_string(), "y".to_string()].into());
+}
