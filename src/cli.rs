@@ -47,6 +47,10 @@ pub struct SendArgs {
     #[arg(long)]
     pub mock: bool,
 
+    /// Outside the send window, stop at once (rows DEFERRED, exit 5) instead of waiting
+    #[arg(long)]
+    pub no_wait: bool,
+
     /// Messages per instance, as N/s, N/min or N/h [config: pacing.rate]
     #[arg(long, value_name = "RATE")]
     pub rate: Option<Rate>,

@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use crate::campaign::{Column, DelimiterChoice, EncodingChoice};
 use crate::pacing::{Floors, Rate};
+use crate::schedule::{DailyCap, Schedule};
+use jiff::tz::TimeZone;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.interacto.io";
 
@@ -49,6 +51,16 @@ pub struct ConfigFile {
     pub pacing: PacingSection,
     pub campaign: CampaignSection,
     pub retry: RetrySection,
+    pub schedule: ScheduleSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSection {
+    pub window: Option<String>,
+    pub timezone: Option<String>,
+    pub daily_cap: Option<u64>,
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +184,14 @@ pub struct Settings {
     pub pacing: PacingSettings,
     pub campaign: CampaignSettings,
     pub retry: RetrySettings,
+    pub schedule: ScheduleSettings,
+}
+
+/// When messages may go: a send window and a daily cap, both optional.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleSettings {
+    pub window: Option<Schedule>,
+    pub daily_cap: Option<DailyCap>,
 }
 
 /// When a failed send is tried again, and when the whole run stops.
@@ -245,6 +265,7 @@ impl Settings {
             pacing: resolve_pacing(file.pacing, flags)?,
             campaign: resolve_campaign(file.campaign)?,
             retry: resolve_retry(file.retry)?,
+            schedule: resolve_schedule(file.schedule)?,
         })
     }
 
@@ -484,6 +505,53 @@ fn resolve_campaign(campaign: CampaignSection) -> Result<CampaignSettings, Confi
     })
 }
 
+fn resolve_schedule(schedule: ScheduleSection) -> Result<ScheduleSettings, ConfigError> {
+    let timezone = match &schedule.timezone {
+        Some(name) => TimeZone::get(name.trim()).map_err(|_| {
+            invalid(
+                "schedule.timezone",
+                format!("`{name}` is not an IANA time zone name, like America/Sao_Paulo"),
+            )
+        })?,
+        None => TimeZone::system(),
+    };
+    let window = match schedule.window {
+        Some(text) => Some(Schedule {
+            window: text
+                .parse()
+                .map_err(|problem| invalid("schedule.window", problem))?,
+            timezone: timezone.clone(),
+        }),
+        None => None,
+    };
+    let daily_cap = match schedule.daily_cap {
+        None => None,
+        Some(0) => {
+            return Err(invalid(
+                "schedule.daily_cap",
+                "must be at least 1; leave it out for no cap",
+            ))
+        }
+        Some(cap) => {
+            let state_dir = schedule
+                .state_dir
+                .or_else(DailyCap::default_state_dir)
+                .ok_or_else(|| {
+                    invalid(
+                        "schedule.state_dir",
+                        "this platform has no state directory; set one for the daily-cap ledger",
+                    )
+                })?;
+            Some(DailyCap {
+                cap,
+                state_dir,
+                timezone,
+            })
+        }
+    };
+    Ok(ScheduleSettings { window, daily_cap })
+}
+
 fn resolve_retry(retry: RetrySection) -> Result<RetrySettings, ConfigError> {
     let defaults = RetrySettings::default();
     let max_attempts = retry.max_attempts.unwrap_or(defaults.max_attempts);
@@ -625,6 +693,25 @@ mod tests {
         };
         let settings = Settings::resolve(file, Environment::default(), flags).unwrap();
         assert_eq!(settings.api.instances, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn the_schedule_is_checked_at_start() {
+        let settings = parse("[schedule]\nwindow = \"08:00-20:00\"\ntimezone = \"America/Sao_Paulo\"\ndaily_cap = 100\nstate_dir = \"/tmp/x\"\n").unwrap();
+        assert_eq!(
+            settings.schedule.window.unwrap().window.to_string(),
+            "08:00-20:00"
+        );
+        assert_eq!(settings.schedule.daily_cap.unwrap().cap, 100);
+        let error = parse("[schedule]\ntimezone = \"Mars/Olympus\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("schedule.timezone"), "{error}");
+        let error = parse("[schedule]\nwindow = \"8h-20h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("schedule.window"), "{error}");
+        assert!(parse("[schedule]\ndaily_cap = 0\n").is_err());
     }
 
     #[test]

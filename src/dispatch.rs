@@ -7,16 +7,18 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jiff::Timestamp;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::api::{ApiClient, ContactMessage, SendError};
 use crate::campaign::Job;
 use crate::config::RetrySettings;
 use crate::pacing::InstancePacer;
 use crate::results::{Journal, Outcome, Status};
+use crate::schedule::{DailyCap, Schedule};
 
 /// One WhatsApp number and its pacing.
 pub struct Lane {
@@ -52,6 +54,8 @@ pub enum StopReason {
     Interrupted,
     /// No instance is left: every further message would fail the same way.
     Halted(String),
+    /// Held back by the send window (`--no-wait`) or the daily cap.
+    Deferred(String),
 }
 
 impl StopReason {
@@ -59,18 +63,21 @@ impl StopReason {
         match self {
             StopReason::Interrupted => "the run was interrupted".to_string(),
             StopReason::Halted(reason) => format!("the run halted ({reason})"),
+            StopReason::Deferred(reason) => reason.clone(),
         }
     }
 }
 
 /// What the workers share to stop the run: the signal token from outside,
-/// and a halt that any worker can call.
+/// and the halts and holds that any worker can call.
 pub struct RunControl {
     signal: CancellationToken,
     stop: CancellationToken,
-    halted: Mutex<Option<String>>,
+    stopped: Mutex<Option<StopReason>>,
+    /// Set when an instance reached its daily cap, though others go on.
+    capped: Mutex<Option<String>>,
     retry: RetrySettings,
-    lanes_left: AtomicUsize,
+    lanes_open: AtomicUsize,
 }
 
 impl RunControl {
@@ -78,9 +85,10 @@ impl RunControl {
         Arc::new(RunControl {
             stop: signal.child_token(),
             signal,
-            halted: Mutex::new(None),
+            stopped: Mutex::new(None),
+            capped: Mutex::new(None),
             retry,
-            lanes_left: AtomicUsize::new(usize::MAX),
+            lanes_open: AtomicUsize::new(usize::MAX),
         })
     }
 
@@ -89,45 +97,68 @@ impl RunControl {
         &self.stop
     }
 
-    /// Stops the run for `reason`; the first halt's reason is kept.
+    /// Stops the run: every further message would fail (exit 3).
     pub fn halt(&self, reason: String) {
-        let mut halted = self.halted.lock().expect("no halt panics holding the lock");
-        if halted.is_none() {
-            error!("halting: {reason}");
-            *halted = Some(reason);
-        }
+        error!("halting: {reason}");
+        self.stop_for(StopReason::Halted(reason));
+    }
+
+    /// Stops the run until later: the window is closed (exit 5).
+    fn hold(&self, reason: String) {
+        warn!("stopping: {reason}");
+        self.stop_for(StopReason::Deferred(reason));
+    }
+
+    fn stop_for(&self, reason: StopReason) {
+        let mut stopped = self
+            .stopped
+            .lock()
+            .expect("no stop panics holding the lock");
+        stopped.get_or_insert(reason);
         self.stop.cancel();
     }
 
     pub fn reason(&self) -> Option<StopReason> {
-        let halted = self
-            .halted
+        let stopped = self
+            .stopped
             .lock()
-            .expect("no halt panics holding the lock")
+            .expect("no stop panics holding the lock")
             .clone();
-        match halted {
-            Some(reason) => Some(StopReason::Halted(reason)),
-            None if self.signal.is_cancelled() => Some(StopReason::Interrupted),
-            None => None,
+        let capped = self
+            .capped
+            .lock()
+            .expect("no cap panics holding the lock")
+            .clone();
+        match (stopped, capped) {
+            (Some(reason), _) => Some(reason),
+            (None, _) if self.signal.is_cancelled() => Some(StopReason::Interrupted),
+            (None, Some(reason)) => Some(StopReason::Deferred(reason)),
+            (None, None) => None,
         }
     }
 
-    /// Takes an instance out of rotation; the run halts when none is left.
+    /// Takes an instance out of rotation: its rows are FAILED, never moved
+    /// to another number. The run halts when no instance is left.
     fn retire(&self, lane: &LaneHealth, reason: String) {
-        {
-            let mut why = lane
-                .retired_why
-                .lock()
-                .expect("no retire panics holding the lock");
-            if why.is_some() {
-                return;
-            }
+        if lane.close(Status::Failed, &reason) {
             error!(instance = %lane.instance_id, "taking the instance out of rotation: {reason}");
-            *why = Some(reason.clone());
+            if self.lanes_open.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.halt(format!("no instance left; the last one: {reason}"));
+            }
         }
-        lane.retired.cancel();
-        if self.lanes_left.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.halt(format!("no instance left; the last one: {reason}"));
+    }
+
+    /// An instance reached its daily cap: its rows are DEFERRED.
+    fn cap(&self, lane: &LaneHealth, reason: String) {
+        if lane.close(Status::Deferred, &reason) {
+            warn!(instance = %lane.instance_id, "{reason}");
+            self.capped
+                .lock()
+                .expect("no cap panics holding the lock")
+                .get_or_insert(reason.clone());
+            if self.lanes_open.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.hold(reason);
+            }
         }
     }
 }
@@ -135,8 +166,10 @@ impl RunControl {
 /// How one instance is doing.
 struct LaneHealth {
     instance_id: Arc<str>,
-    retired: CancellationToken,
-    retired_why: Mutex<Option<String>>,
+    /// Cancelled when the instance takes no more messages in this run.
+    closed: CancellationToken,
+    /// What its remaining rows become, and why.
+    closed_as: Mutex<Option<(Status, String)>>,
     finished: AtomicU64,
     failed: AtomicU64,
 }
@@ -145,11 +178,25 @@ impl LaneHealth {
     fn new(instance_id: Arc<str>) -> Self {
         LaneHealth {
             instance_id,
-            retired: CancellationToken::new(),
-            retired_why: Mutex::new(None),
+            closed: CancellationToken::new(),
+            closed_as: Mutex::new(None),
             finished: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         }
+    }
+
+    /// Closes the lane; false if it was closed already.
+    fn close(&self, status: Status, reason: &str) -> bool {
+        let mut closed_as = self
+            .closed_as
+            .lock()
+            .expect("no close panics holding the lock");
+        if closed_as.is_some() {
+            return false;
+        }
+        *closed_as = Some((status, reason.to_string()));
+        self.closed.cancel();
+        true
     }
 
     /// Counts a finished message; too many failures retire the instance.
@@ -170,18 +217,70 @@ impl LaneHealth {
             );
         }
     }
+}
 
-    fn why(&self) -> String {
-        self.retired_why
-            .lock()
-            .expect("no retire panics holding the lock")
-            .clone()
-            .unwrap_or_default()
+/// What the dispatcher sends with.
+pub struct Sending {
+    pub client: Arc<ApiClient>,
+    /// Requests in flight at once, all instances together.
+    pub concurrency: NonZeroUsize,
+    pub journal: Arc<Journal>,
+    pub outcomes: mpsc::Sender<Outcome>,
+    pub control: Arc<RunControl>,
+    pub gates: Gates,
+}
+
+/// When an instance may send: the send window and the daily cap.
+#[derive(Debug, Clone, Default)]
+pub struct Gates {
+    pub window: Option<Schedule>,
+    pub daily_cap: Option<DailyCap>,
+    /// Outside the window, stop the run (rows DEFERRED) instead of waiting.
+    pub no_wait: bool,
+}
+
+impl Gates {
+    /// Returns at once inside the window; outside it, waits for it to open,
+    /// or with `no_wait` stops the run and returns `None`.
+    async fn wait_for_window(&self, instance_id: &str, control: &RunControl) -> Option<()> {
+        let Some(schedule) = &self.window else {
+            return Some(());
+        };
+        while let Some(opening) = schedule.closed_until(Timestamp::now()) {
+            let when = opening.strftime("%Y-%m-%d %H:%M %Z");
+            if self.no_wait {
+                control.hold(format!(
+                    "outside the send window {} (it opens {when})",
+                    schedule.window
+                ));
+                return None;
+            }
+            info!(
+                instance = instance_id,
+                "outside the send window {}; waiting until {when}", schedule.window
+            );
+            tokio::time::sleep(
+                schedule
+                    .wait(Timestamp::now())
+                    .max(Duration::from_millis(100)),
+            )
+            .await;
+        }
+        Some(())
+    }
+
+    /// Counts one message against the instance's daily cap; false once reached.
+    fn within_daily_cap(&self, instance_id: &str) -> std::io::Result<bool> {
+        match &self.daily_cap {
+            Some(cap) => cap.reserve(instance_id, Timestamp::now()),
+            None => Ok(true),
+        }
     }
 }
 
 /// What every lane shares.
 struct Shared {
+    gates: Gates,
     client: Arc<ApiClient>,
     in_flight: Arc<Semaphore>,
     journal: Arc<Journal>,
@@ -198,17 +297,18 @@ const LANE_QUEUE: usize = 64;
 /// out of rotation are `FAILED` (never moved to another number); once the
 /// run stops, the jobs still coming are `DEFERRED` for a later `--resume`.
 /// Returns when every request it started has its outcome sent on.
-pub async fn dispatch(
-    mut jobs: mpsc::Receiver<Job>,
-    lanes: Vec<Lane>,
-    client: Arc<ApiClient>,
-    concurrency: NonZeroUsize,
-    journal: Arc<Journal>,
-    outcomes: mpsc::Sender<Outcome>,
-    control: Arc<RunControl>,
-) {
-    control.lanes_left.store(lanes.len(), Ordering::SeqCst);
+pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, lanes: Vec<Lane>, sending: Sending) {
+    let Sending {
+        client,
+        concurrency,
+        journal,
+        outcomes,
+        control,
+        gates,
+    } = sending;
+    control.lanes_open.store(lanes.len(), Ordering::SeqCst);
     let shared = Arc::new(Shared {
+        gates,
         client,
         in_flight: Arc::new(Semaphore::new(concurrency.get())),
         journal,
@@ -256,18 +356,33 @@ pub async fn dispatch(
 
 /// The line of a job that will not be sent by this run.
 fn not_sent(job: &Job, lane: &LaneHealth, control: &RunControl) -> Outcome {
-    match control.reason() {
-        Some(reason) => deferred(job, &lane.instance_id, &reason.why()),
-        None => {
-            let mut outcome = Outcome::for_job(job, &lane.instance_id, Status::Failed);
-            outcome.add_error(format!(
-                "not sent: instance {} is out of rotation ({})",
-                lane.instance_id,
-                lane.why()
-            ));
-            outcome
-        }
-    }
+    let closed_as = lane
+        .closed_as
+        .lock()
+        .expect("no close panics holding the lock")
+        .clone();
+    let (status, why) = match (control.stopping().is_cancelled(), closed_as) {
+        (true, _) | (false, None) => (
+            Status::Deferred,
+            control
+                .reason()
+                .map(|reason| reason.why())
+                .unwrap_or_default(),
+        ),
+        (false, Some((Status::Failed, why))) => (
+            Status::Failed,
+            format!("instance {} is out of rotation ({why})", lane.instance_id),
+        ),
+        (false, Some((status, why))) => (status, why),
+    };
+    let mut outcome = Outcome::for_job(job, &lane.instance_id, status);
+    let resume = if status == Status::Deferred {
+        "; --resume sends it"
+    } else {
+        ""
+    };
+    outcome.add_error(format!("not sent: {why}{resume}"));
+    outcome
 }
 
 /// One instance's loop: waits for its turn and a free slot, then sends.
@@ -284,26 +399,47 @@ async fn run_lane(
         let job = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            _ = lane.retired.cancelled() => break,
+            _ = lane.closed.cancelled() => break,
             job = queued.recv() => match job {
                 Some(job) => job,
                 None => break,
             },
         };
-        // Pacing first: a job waiting for its instance's turn must not hold a slot.
+        // The window first, then pacing: a job waiting for its turn must not hold a slot.
         let permit = tokio::select! {
             biased;
             _ = stop.cancelled() => None,
-            _ = lane.retired.cancelled() => None,
+            _ = lane.closed.cancelled() => None,
             permit = async {
+                shared.gates.wait_for_window(&lane.instance_id, control).await?;
                 pacer.wait_turn(&job.timing).await;
-                shared.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed")
-            } => Some(permit),
+                Some(shared.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed"))
+            } => permit,
         };
         let Some(permit) = permit else {
             held_back = Some(job);
             break;
         };
+        match shared.gates.within_daily_cap(&lane.instance_id) {
+            Ok(true) => {}
+            Ok(false) => {
+                let cap = shared.gates.daily_cap.as_ref().map_or(0, |cap| cap.cap);
+                control.cap(
+                    &lane,
+                    format!(
+                        "instance {} reached its daily cap of {cap} messages",
+                        lane.instance_id
+                    ),
+                );
+                held_back = Some(job);
+                break;
+            }
+            Err(error) => {
+                control.halt(format!("cannot update the daily-cap ledger: {error}"));
+                held_back = Some(job);
+                break;
+            }
+        }
         if let Err(error) = shared.journal.sending(&job) {
             control.halt(format!("cannot write the journal: {error}"));
             held_back = Some(job);
@@ -334,12 +470,6 @@ async fn run_lane(
     {
         let _ = shared.outcomes.send(not_sent(&job, &lane, control)).await;
     }
-}
-
-fn deferred(job: &Job, instance_id: &str, why: &str) -> Outcome {
-    let mut outcome = Outcome::for_job(job, instance_id, Status::Deferred);
-    outcome.add_error(format!("not sent: {why}; --resume sends it"));
-    outcome
 }
 
 /// What to do after one failed try.
@@ -423,7 +553,7 @@ async fn send_with_retries(
         debug!(row = job.row, attempt = attempts, wait_ms = wait.as_millis() as u64, %error, "retrying");
         let stopped = tokio::select! {
             _ = control.stopping().cancelled() => true,
-            _ = lane.retired.cancelled() => true,
+            _ = lane.closed.cancelled() => true,
             _ = tokio::time::sleep(wait) => false,
         };
         if stopped {
@@ -520,17 +650,14 @@ mod tests {
                 ..retry()
             },
         );
-        control.lanes_left.store(2, Ordering::SeqCst);
+        control.lanes_open.store(2, Ordering::SeqCst);
         let (first, second) = (LaneHealth::new("a".into()), LaneHealth::new("b".into()));
         for status in [Status::Failed, Status::Failed, Status::Sent] {
             first.count(&control, status);
         }
-        assert!(
-            !first.retired.is_cancelled(),
-            "3 tried is below the minimum"
-        );
+        assert!(!first.closed.is_cancelled(), "3 tried is below the minimum");
         first.count(&control, Status::Unknown);
-        assert!(first.retired.is_cancelled());
+        assert!(first.closed.is_cancelled());
         assert!(control.reason().is_none(), "another instance is left");
         control.retire(&second, "HTTP 401".to_string());
         assert!(

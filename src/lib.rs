@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod pacing;
 pub mod report;
 pub mod results;
+pub mod schedule;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ use tracing::{info, warn};
 use api::{ApiClient, MockOptions, MockServer};
 use campaign::{Campaign, CampaignError, Job, Row, Source};
 use config::{ApiKey, Settings};
-use dispatch::{Lane, RunControl};
+use dispatch::{Gates, Lane, RunControl, Sending};
 use pacing::{Estimate, InstancePacer};
 use report::{CheckReport, ExitCode, Progress, Summary};
 use results::{Journal, LockError, Outcome, Previous, ResultsError, RunLock, Status, WriteGate};
@@ -49,6 +50,8 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Send to an embedded mock API on loopback.
     pub mock: bool,
+    /// Outside the send window, stop (rows DEFERRED) instead of waiting.
+    pub no_wait: bool,
     pub limit: Option<u64>,
     /// Held while the results file is written, so an abort never cuts a line.
     pub results_gate: WriteGate,
@@ -193,16 +196,19 @@ pub async fn run(
                 pacer: InstancePacer::new(pacing.rate, pacing.burst, pacing.pace_by_message),
             })
             .collect();
-        dispatch::dispatch(
-            queued,
-            lanes,
-            target.client.clone(),
-            settings.pacing.concurrency,
-            journal.clone(),
-            outcomes.clone(),
-            control.clone(),
-        )
-        .await;
+        let sending = Sending {
+            client: target.client.clone(),
+            concurrency: settings.pacing.concurrency,
+            journal: journal.clone(),
+            outcomes: outcomes.clone(),
+            control: control.clone(),
+            gates: Gates {
+                window: settings.schedule.window.clone(),
+                daily_cap: settings.schedule.daily_cap.clone(),
+                no_wait: request.no_wait,
+            },
+        };
+        dispatch::dispatch(queued, lanes, sending).await;
     } else {
         drop(queued);
     }

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
                 let mode = Mode {
                     dry_run: args.dry_run,
                     mock: args.mock,
+                    no_wait: args.no_wait,
                 };
                 run_campaign(args.run, overrides, mode, &progress_area, shutdown, gate).await
             }
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
                 let mode = Mode {
                     dry_run: true,
                     mock: false,
+                    no_wait: false,
                 };
                 run_campaign(
                     args.run,
@@ -105,12 +107,17 @@ async fn signal_received() {
 struct Mode {
     dry_run: bool,
     mock: bool,
+    no_wait: bool,
 }
 
 async fn run_campaign(
     args: RunArgs,
     overrides: Overrides,
-    Mode { dry_run, mock }: Mode,
+    Mode {
+        dry_run,
+        mock,
+        no_wait,
+    }: Mode,
     progress_area: &indicatif::MultiProgress,
     shutdown: CancellationToken,
     results_gate: WriteGate,
@@ -129,6 +136,7 @@ async fn run_campaign(
         resend_unknown: args.resend_unknown,
         dry_run,
         mock,
+        no_wait,
         limit: args.limit,
         results_gate,
     };

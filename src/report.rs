@@ -327,6 +327,8 @@ pub enum ExitCode {
     Halted = 3,
     /// Another run holds the lock on the results file.
     Locked = 4,
+    /// Held back by the send window or the daily cap; rows are DEFERRED.
+    Deferred = 5,
     /// Interrupted by SIGINT or SIGTERM; `--resume` carries on.
     Interrupted = 130,
 }
@@ -369,6 +371,7 @@ impl Summary {
         let exit = match &stopped {
             Some(StopReason::Halted(_)) => ExitCode::Halted,
             Some(StopReason::Interrupted) => ExitCode::Interrupted,
+            Some(StopReason::Deferred(_)) => ExitCode::Deferred,
             None if tally.get(wanted) == tally.rows() => ExitCode::Success,
             None => ExitCode::NotAllSent,
         };
@@ -376,6 +379,9 @@ impl Summary {
             StopReason::Halted(why) => format!("halted: {why}"),
             StopReason::Interrupted => {
                 "interrupted: run again with --resume to carry on".to_string()
+            }
+            StopReason::Deferred(why) => {
+                format!("deferred: {why}; --resume sends the DEFERRED rows")
             }
         });
         Summary {
