@@ -17,6 +17,7 @@ use crate::api::{ApiClient, ContactMessage, SendError};
 use crate::campaign::Job;
 use crate::config::RetrySettings;
 use crate::pacing::InstancePacer;
+use crate::report::Progress;
 use crate::results::{Journal, Outcome, Status};
 use crate::schedule::{DailyCap, Schedule};
 
@@ -231,12 +232,14 @@ pub struct Sending {
 }
 
 /// When an instance may send: the send window and the daily cap.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct Gates {
     pub window: Option<Schedule>,
     pub daily_cap: Option<DailyCap>,
     /// Outside the window, stop the run (rows DEFERRED) instead of waiting.
     pub no_wait: bool,
+    /// Where a wait for the window is shown.
+    pub progress: Progress,
 }
 
 impl Gates {
@@ -259,12 +262,15 @@ impl Gates {
                 instance = instance_id,
                 "outside the send window {}; waiting until {when}", schedule.window
             );
+            self.progress
+                .note(Some(&format!("waiting for the send window until {when}")));
             tokio::time::sleep(
                 schedule
                     .wait(Timestamp::now())
                     .max(Duration::from_millis(100)),
             )
             .await;
+            self.progress.note(None);
         }
         Some(())
     }

@@ -206,6 +206,7 @@ pub async fn run(
                 window: settings.schedule.window.clone(),
                 daily_cap: settings.schedule.daily_cap.clone(),
                 no_wait: request.no_wait,
+                progress: progress.clone(),
             },
         };
         dispatch::dispatch(queued, lanes, sending).await;

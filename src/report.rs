@@ -60,11 +60,11 @@ impl Progress {
         let (bar, template) = match total {
             Some(total) => (
                 ProgressBar::new(total),
-                "{bar:30} {pos}/{len} rows · {rate} · ETA {eta} · {msg}",
+                "{prefix}{bar:30} {pos}/{len} rows · {rate} · ETA {eta} · {msg}",
             ),
             None => (
                 ProgressBar::new_spinner(),
-                "{spinner} {pos} rows · {rate} · {msg}",
+                "{prefix}{spinner} {pos} rows · {rate} · {msg}",
             ),
         };
         let style = ProgressStyle::with_template(template)
@@ -90,6 +90,12 @@ impl Progress {
     pub fn show(&self, tally: &Tally) {
         self.bar.set_position(tally.rows());
         self.bar.set_message(tally.line());
+    }
+
+    /// A note before the bar, such as why it is not moving; `None` clears it.
+    pub fn note(&self, note: Option<&str>) {
+        self.bar
+            .set_prefix(note.map(|note| format!("[{note}] ")).unwrap_or_default());
     }
 
     pub fn finish(&self) {
