@@ -63,6 +63,11 @@ fn the_example_config_loads_and_documents_every_key() {
         "min_attempts_before_halt",
         "initial_backoff",
         "max_backoff",
+        "instances",
+        "window",
+        "timezone",
+        "daily_cap",
+        "state_dir",
     ] {
         assert!(
             documented.contains(&key),
@@ -293,6 +298,10 @@ async fn help_lists_the_commands_and_flags() {
         "--no-progress",
         "--summary",
         "--log-format",
+        "--resume",
+        "--resend-unknown",
+        "--instance",
+        "--no-wait",
     ] {
         assert!(stdout(&output).contains(flag), "send --help lacks {flag}");
     }
