@@ -122,27 +122,11 @@ pub async fn run(
 
     // The lock first: a second run must not even read the results file.
     let lock = RunLock::acquire(&request.results_path).map_err(ResultsError::from)?;
-    let (results_file, previous, results_from) = if request.resume {
-        let (writer, previous, from) = results::open_for_resume(&request.results_path)?;
-        (writer, Some(previous), from)
-    } else {
-        (
-            results::create(&request.results_path, request.overwrite)?,
-            None,
-            0,
-        )
-    };
-    let journal = match &target {
-        Some(_) => Some(Arc::new(
-            Journal::start(&request.results_path, results_from).map_err(|source| {
-                ResultsError::Io {
-                    path: request.results_path.clone(),
-                    source,
-                }
-            })?,
-        )),
-        None => None,
-    };
+    let OpenedResults {
+        writer: results_file,
+        previous,
+        journal,
+    } = open_results(&request, target.is_some())?;
     info!(
         campaign = %request.source.describe(),
         results = %request.results_path.display(),
@@ -235,6 +219,39 @@ pub async fn run(
         check,
         control.reason(),
     ))
+}
+
+/// The results file of a run, what earlier runs recorded in it, and the
+/// journal when messages will be sent.
+struct OpenedResults {
+    writer: results::ResultsWriter,
+    previous: Option<Previous>,
+    journal: Option<Arc<Journal>>,
+}
+
+/// Opens the results file as the request asks: new, replaced, or resumed.
+fn open_results(request: &RunRequest, sending: bool) -> Result<OpenedResults, RunError> {
+    let path = &request.results_path;
+    let (writer, previous, results_from) = if request.resume {
+        let (writer, previous, from) = results::open_for_resume(path)?;
+        (writer, Some(previous), from)
+    } else {
+        (results::create(path, request.overwrite)?, None, 0)
+    };
+    let journal = match sending {
+        true => Some(Arc::new(Journal::start(path, results_from).map_err(
+            |source| ResultsError::Io {
+                path: path.clone(),
+                source,
+            },
+        )?)),
+        false => None,
+    };
+    Ok(OpenedResults {
+        writer,
+        previous,
+        journal,
+    })
 }
 
 /// Builds the HTTP client for the real API, or starts the embedded mock and points at it.

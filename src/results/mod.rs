@@ -80,6 +80,9 @@ impl Status {
     }
 }
 
+/// The results file, written through the csv crate.
+pub type ResultsWriter = csv::Writer<BufWriter<File>>;
+
 /// The columns of the results file, in order.
 pub const COLUMNS: [&str; 15] = [
     "row",
@@ -274,7 +277,7 @@ fn header_len() -> u64 {
 /// Creates the results file and writes its header. An existing file is only
 /// replaced with `overwrite`; the check and the creation are one step, so two
 /// runs cannot both pass it.
-pub fn create(path: &Path, overwrite: bool) -> Result<csv::Writer<BufWriter<File>>, ResultsError> {
+pub fn create(path: &Path, overwrite: bool) -> Result<ResultsWriter, ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_path_buf(),
         source,
@@ -318,7 +321,7 @@ const VALIDATION_BATCH_WAIT: std::time::Duration = std::time::Duration::from_mil
 /// Starts the one thread that writes the results file. Send it outcomes; it
 /// ends when every sender is dropped, returning the counts.
 pub fn spawn_writer(
-    mut writer: csv::Writer<BufWriter<File>>,
+    mut writer: ResultsWriter,
     path: PathBuf,
     progress: Progress,
     gate: WriteGate,

@@ -43,9 +43,7 @@ fn fingerprint(key: &str) -> u64 {
 /// Opens the results file to add this run's lines after the earlier ones,
 /// reading what they say first. A missing file is created; a last line cut
 /// by a crash is cut off.
-pub fn open_for_resume(
-    path: &Path,
-) -> Result<(csv::Writer<BufWriter<File>>, Previous, u64), ResultsError> {
+pub fn open_for_resume(path: &Path) -> Result<(super::ResultsWriter, Previous, u64), ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_path_buf(),
         source,
