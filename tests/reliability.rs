@@ -5,14 +5,13 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use common::{code, embedded, line, stderr, stdout, Workspace, API_KEY};
+use common::{code, embedded, line, stderr, stdout, terminate, wait_for, Workspace, API_KEY};
 use interacto_bulk::api::{MockOptions, MockServer as Embedded};
 
 fn accepted() -> ResponseTemplate {
@@ -42,38 +41,6 @@ fn statuses(results: &[HashMap<String, String>]) -> HashMap<String, usize> {
         *counts.entry(line["status"].clone()).or_insert(0) += 1;
     }
     counts
-}
-
-/// Starts the binary in the background, for tests that signal or kill it.
-fn spawn(work: &Workspace, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"))
-        .args(args)
-        .current_dir(work.dir.path())
-        .env("INTERACTO_API_KEY", API_KEY)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn terminate(child: &tokio::process::Child) {
-    let pid = child.id().expect("still running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -352,17 +319,14 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
     work.write("campaign.csv", &common::campaign(rows));
     let config = config.to_str().unwrap().to_string();
 
-    let child = spawn(
-        &work,
-        &[
-            "send",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--rate",
-            "20/s",
-        ],
-    );
+    let child = work.spawn(&[
+        "send",
+        "campaign.csv",
+        "--config",
+        &config,
+        "--rate",
+        "20/s",
+    ]);
     wait_for("a few messages", || server.accepted() >= 5).await;
     terminate(&child);
     let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
@@ -424,17 +388,14 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
     work.write("campaign.csv", &common::campaign(rows));
     let config = config.to_str().unwrap().to_string();
 
-    let mut child = spawn(
-        &work,
-        &[
-            "send",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--rate",
-            "40/s",
-        ],
-    );
+    let mut child = work.spawn(&[
+        "send",
+        "campaign.csv",
+        "--config",
+        &config,
+        "--rate",
+        "40/s",
+    ]);
     wait_for("messages in flight", || server.accepted() >= 6).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
@@ -499,10 +460,7 @@ async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
     let config = work.fast_config(&server.base_url(), "");
     work.write("campaign.csv", &common::campaign(20));
     let config = config.to_str().unwrap().to_string();
-    let first = spawn(
-        &work,
-        &["send", "campaign.csv", "--config", &config, "--rate", "5/s"],
-    );
+    let first = work.spawn(&["send", "campaign.csv", "--config", &config, "--rate", "5/s"]);
     wait_for("the first run to start sending", || server.accepted() >= 1).await;
 
     // The second run sends as another instance, so its requests would show.
@@ -547,7 +505,7 @@ async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
     work.write("campaign.csv", &common::campaign(50));
     let config = config.to_str().unwrap().to_string();
 
-    let child = spawn(&work, &["send", "campaign.csv", "--config", &config]);
+    let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
     wait_for("requests in flight", || server.requests() >= 4).await;
     terminate(&child);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -88,23 +88,10 @@ async fn outside_the_window_the_run_waits_and_says_until_when() {
         &server.base_url(),
         &format!("window = \"{closed}\"\n"),
     );
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"))
-        .args(["send", "campaign.csv", "--config", &config])
-        .current_dir(work.dir.path())
-        .env("INTERACTO_API_KEY", common::API_KEY)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    common::terminate(&child);
     let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
         .unwrap()

@@ -84,6 +84,21 @@ impl Workspace {
             .expect("the binary runs")
     }
 
+    /// Starts the binary here in the background, for tests that signal or kill it.
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("INTERACTO_API_KEY", API_KEY)
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the binary starts")
+    }
+
     /// The results file as one map per line, by column name.
     pub fn results(&self, name: &str) -> Vec<HashMap<String, String>> {
         read_results(&self.path(name))
@@ -127,6 +142,28 @@ pub fn stderr(output: &Output) -> String {
 
 pub fn code(output: &Output) -> i32 {
     output.status.code().expect("the binary exits, not killed")
+}
+
+/// Sends SIGTERM, as `kill` or systemd would.
+pub fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("still running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Polls `done` until it holds, for at most 20 seconds.
+pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A small valid campaign: `rows` recipients, all with the same contact card.
