@@ -238,13 +238,16 @@ fn open_results(request: &RunRequest, sending: bool) -> Result<OpenedResults, Ru
     } else {
         (results::create(path, request.overwrite)?, None, 0)
     };
+    let in_flight = previous
+        .as_ref()
+        .map_or(&[][..], |previous| &previous.in_flight[..]);
     let journal = match sending {
-        true => Some(Arc::new(Journal::start(path, results_from).map_err(
-            |source| ResultsError::Io {
+        true => Some(Arc::new(
+            Journal::start(path, results_from, in_flight).map_err(|source| ResultsError::Io {
                 path: path.clone(),
                 source,
-            },
-        )?)),
+            })?,
+        )),
         false => None,
     };
     Ok(OpenedResults {

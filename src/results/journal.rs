@@ -28,15 +28,28 @@ pub struct Left {
 }
 
 impl Journal {
-    /// Starts a fresh journal for a run whose lines start at `results_from`.
-    pub fn start(results_path: &Path, results_from: u64) -> io::Result<Journal> {
+    /// Starts a fresh journal for a run whose lines start at `results_from`,
+    /// carrying on the keys an earlier killed run left in flight (until this
+    /// run writes their `UNKNOWN` lines, the journal is all that knows them).
+    pub fn start(
+        results_path: &Path,
+        results_from: u64,
+        in_flight: &[String],
+    ) -> io::Result<Journal> {
         let path = journal_path(results_path);
+        let mut text = format!("run {results_from}\n");
+        for key in in_flight {
+            text.push_str(&format!(
+                "send 0 {}\n",
+                serde_json::to_string(key).expect("a string always serialises")
+            ));
+        }
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&path)?;
-        writeln!(file, "run {results_from}")?;
+        file.write_all(text.as_bytes())?;
         Ok(Journal {
             path,
             file: Mutex::new(file),

@@ -17,6 +17,9 @@ use super::{ResultsError, Status, COLUMNS};
 pub struct Previous {
     sent: HashSet<u64>,
     unknown: HashSet<u64>,
+    /// Keys a killed run was sending with no results line: the next journal
+    /// carries them on, so that a resume killed in turn still knows them.
+    pub in_flight: Vec<String>,
 }
 
 impl Previous {
@@ -118,7 +121,8 @@ pub fn open_for_resume(path: &Path) -> Result<(super::ResultsWriter, Previous, u
         }
         previous
             .unknown
-            .extend(in_flight.into_iter().map(|key| fingerprint(key)));
+            .extend(in_flight.iter().map(|key| fingerprint(key)));
+        previous.in_flight = in_flight.into_iter().cloned().collect();
     }
 
     file.seek(SeekFrom::End(0)).map_err(io_error)?;
@@ -238,11 +242,31 @@ mod tests {
             Some(Status::Unknown),
             "sent, then the process died"
         );
+        assert_eq!(previous.in_flight, vec!["c"]);
         assert_eq!(
             previous.verdict("d"),
             None,
             "a journal line cut short was never followed by a send"
         );
+    }
+
+    #[test]
+    fn a_resume_killed_in_turn_still_knows_what_the_first_run_had_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = results_file(dir.path(), &line("a", "SENT"));
+        let from = std::fs::metadata(&path).unwrap().len();
+        std::fs::write(
+            journal::journal_path(&path),
+            format!("run {from}\nsend 3 \"c\"\n"),
+        )
+        .unwrap();
+
+        // The resume starts its own journal, then dies before writing any line.
+        let (_, previous, length) = open_for_resume(&path).unwrap();
+        journal::Journal::start(&path, length, &previous.in_flight).unwrap();
+        let (_, again, _) = open_for_resume(&path).unwrap();
+
+        assert_eq!(again.verdict("c"), Some(Status::Unknown));
     }
 
     #[test]
