@@ -166,6 +166,31 @@ pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Checks requests that arrived at a server were paced `interval` apart
+/// (burst 1). Arrival times carry scheduling jitter, so instead of each gap
+/// it checks the span (each permit is an interval after the last, minus
+/// jitter at the two ends) and that no three arrived within one interval.
+pub fn assert_paced(times: &mut [std::time::Instant], interval: Duration, what: &str) {
+    times.sort();
+    let jitter = Duration::from_millis(50);
+    if let (Some(first), Some(last)) = (times.first(), times.last()) {
+        let least = interval * (times.len() as u32 - 1);
+        assert!(
+            *last - *first + jitter >= least,
+            "{what}: {} requests in {:?}, at least {least:?} expected",
+            times.len(),
+            *last - *first
+        );
+    }
+    for three in times.windows(3) {
+        assert!(
+            three[2] - three[0] >= interval,
+            "{what}: three requests within {:?}",
+            three[2] - three[0]
+        );
+    }
+}
+
 /// A small valid campaign: `rows` recipients, all with the same contact card.
 pub fn campaign(rows: usize) -> String {
     let mut text = String::from("to,contact_name,contact_phone\n");
