@@ -1,6 +1,7 @@
-//! The worker pool: jobs wait for their instance's turn and a free slot, are
-//! sent (and retried when that is safe), and their outcome goes to the
-//! results writer. Halts and signals stop it taking new jobs.
+//! The worker pool: each job goes to the instance its recipient is assigned
+//! to, waits for the send window, the instance's turn and a free slot, is
+//! sent (and retried when that is safe), and its outcome goes to the results
+//! writer. Halts, signals, a closed window and daily caps stop new sends.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

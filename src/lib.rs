@@ -4,9 +4,11 @@
 //! Layout, in the order data flows:
 //! `cli` (flags) → `config` (file + env + flags → checked `Settings`) →
 //! `campaign` (CSV rows → validated `Job`s, on a blocking thread) →
-//! `pacing` (delay/typing floors, per-instance clock) → `dispatch` (worker
-//! pool) → `api` (HTTP client, wire types, embedded mock) → `results` (one
-//! thread writes the results CSV) → `report` (progress, summary, exit code).
+//! `pacing` (delay/typing floors, per-instance clock) → `schedule` (send
+//! window, daily cap) → `dispatch` (instances, worker pool, retries, halts) →
+//! `api` (HTTP client, wire types, embedded mock) → `results` (one thread
+//! writes the results CSV; lock, journal, resume) → `report` (progress,
+//! summary, exit code).
 
 pub mod api;
 pub mod campaign;
