@@ -28,9 +28,7 @@ async fn each_instance_keeps_its_own_rate() {
     let config = three_instances(&work, &server.base_url(), "concurrency = 6\n");
     work.write("campaign.csv", &common::campaign(36));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", &config, "--rate", "5/s"])
-        .await;
+    let output = work.send(&config, &["--rate", "5/s"]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let mut arrivals: HashMap<String, Vec<std::time::Instant>> = HashMap::new();
@@ -56,9 +54,7 @@ async fn a_recipient_always_goes_through_the_same_instance() {
 
     let mut seen_runs = Vec::new();
     for _ in 0..2 {
-        let output = work
-            .run(&["send", "campaign.csv", "--config", &config, "--overwrite"])
-            .await;
+        let output = work.send(&config, &["--overwrite"]).await;
         assert_eq!(code(&output), 0, "{}", stderr(&output));
         let by_recipient: HashMap<String, String> = work
             .results("campaign.results.csv")
@@ -111,9 +107,7 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_fail_without_m
     let config = three_instances(&work, &server.base_url(), "");
     work.write("campaign.csv", &common::campaign(30));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", &config])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(
         code(&output),
@@ -167,9 +161,7 @@ async fn the_run_halts_only_when_no_instance_is_left() {
     let config = three_instances(&work, &server.base_url(), "concurrency = 1\n");
     work.write("campaign.csv", &common::campaign(30));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", &config])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 3, "{}", stderr(&output));
     assert!(
@@ -188,16 +180,7 @@ async fn instances_can_be_given_as_repeated_flags() {
     work.write("campaign.csv", &common::campaign(20));
 
     let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            config.to_str().unwrap(),
-            "--instance",
-            "x",
-            "--instance",
-            "y",
-        ])
+        .send(&config, &["--instance", "x", "--instance", "y"])
         .await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));

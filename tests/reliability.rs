@@ -60,9 +60,7 @@ async fn transient_failures_are_retried_and_the_attempts_counted() {
     let config = work.fast_config(&server.uri(), "concurrency = 1\n");
     work.write("campaign.csv", &common::campaign(1));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let results = work.results("campaign.results.csv");
@@ -92,9 +90,7 @@ async fn retry_after_is_honoured() {
     let config = work.fast_config(&server.uri(), "");
     work.write("campaign.csv", &common::campaign(1));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let requests = server.received_requests().await.unwrap();
@@ -133,9 +129,7 @@ async fn a_permanent_refusal_is_not_retried() {
     let config = work.fast_config(&server.uri(), "");
     work.write("campaign.csv", &common::campaign(1));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 1);
     let results = work.results("campaign.results.csv");
@@ -163,9 +157,7 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
         .replace("timeout = 5", "timeout = 0.4");
     std::fs::write(&config, &config_text).unwrap();
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 1);
     let results = work.results("campaign.results.csv");
@@ -179,15 +171,7 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
         "[retry]\nretry_ambiguous = true\nmax_attempts = 2\n",
     );
     std::fs::write(&config, opted_in).unwrap();
-    let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            config.to_str().unwrap(),
-            "--overwrite",
-        ])
-        .await;
+    let output = work.send(&config, &["--overwrite"]).await;
     assert_eq!(code(&output), 1);
     let results = work.results("campaign.results.csv");
     assert!(results
@@ -207,9 +191,7 @@ async fn a_401_halts_the_run_at_once_and_the_rest_is_deferred() {
     let config = work.fast_config(&server.base_url(), "concurrency = 1\n");
     work.write("campaign.csv", &common::campaign(10));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 3, "{}", stderr(&output));
     assert!(stdout(&output).contains("halted"), "{}", stdout(&output));
@@ -240,9 +222,7 @@ async fn too_many_failures_halt_the_run() {
     std::fs::write(&config, text).unwrap();
     work.write("campaign.csv", &common::campaign(30));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 3, "{}", stderr(&output));
     assert!(
@@ -274,9 +254,7 @@ async fn a_fault_soak_ends_every_row_with_one_status_and_never_delivers_twice() 
     let rows = 2000;
     work.write("campaign.csv", &common::campaign(rows));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(
         code(&output),
@@ -354,9 +332,7 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
     );
     assert!(!work.path("campaign.results.csv.lock").exists());
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", &config, "--resume"])
-        .await;
+    let output = work.send(&config, &["--resume"]).await;
 
     assert_eq!(
         code(&output),
@@ -404,9 +380,7 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
         "the journal survives the kill"
     );
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", &config, "--resume"])
-        .await;
+    let output = work.send(&config, &["--resume"]).await;
 
     assert_eq!(
         code(&output),

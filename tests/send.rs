@@ -41,9 +41,7 @@ async fn every_row_is_sent_once_with_the_headers_and_body_of_the_contract() {
          5531988887777,Maria Santos,551130034000,\"2,5\",,,\"[\"\"a\"\"]\",,\n",
     );
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let mut bodies: Vec<Value> = server
@@ -94,9 +92,7 @@ async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
          11987654323,Caio,551130034000,9,9\n",
     );
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let timing = |to: &str| {
@@ -144,9 +140,7 @@ async fn invalid_and_duplicate_rows_are_never_sent_and_are_reported() {
          11987654324,Duda,551130034000,\n",
     );
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(
         code(&output),
@@ -224,9 +218,7 @@ async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_se
     work.write("campaign.csv", &common::campaign(2));
     work.write("campaign.results.csv", "precious earlier results\n");
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 2);
     assert!(
@@ -249,15 +241,7 @@ async fn overwrite_replaces_the_results_file() {
     work.write("out.csv", "old\n");
 
     let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            "out.csv",
-            "--overwrite",
-        ])
+        .send(&config, &["--out", "out.csv", "--overwrite"])
         .await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -289,9 +273,7 @@ async fn refused_messages_are_failed_with_the_http_status_and_the_api_message() 
         "to,contact_name,contact_phone\n11987654321,Ana,551130034000\n11987654322,Bia,551130034000\n11987654323,Caio,551130034000\n",
     );
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 1);
     let results = work.results("campaign.results.csv");
@@ -325,9 +307,7 @@ async fn an_api_that_cannot_be_reached_fails_the_rows_and_the_run_ends() {
     let config = work.fast_config(&format!("http://127.0.0.1:{port}"), "");
     work.write("campaign.csv", &common::campaign(2));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 1);
     let results = work.results("campaign.results.csv");
@@ -343,16 +323,7 @@ async fn the_rate_limit_spaces_requests_at_the_server() {
     let config = work.fast_config(&server.base_url(), "");
     work.write("campaign.csv", &common::campaign(6));
 
-    let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            config.to_str().unwrap(),
-            "--rate",
-            "10/s",
-        ])
-        .await;
+    let output = work.send(&config, &["--rate", "10/s"]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let mut arrivals: Vec<_> = server
@@ -379,9 +350,7 @@ async fn pace_by_message_waits_for_each_message_delay_and_typing() {
     );
     work.write("campaign.csv", &common::campaign(4));
 
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let output = work.send(&config, &[]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let mut arrivals: Vec<_> = server
@@ -404,16 +373,7 @@ async fn concurrency_bounds_the_requests_in_flight() {
     let config = work.fast_config(&server.base_url(), "");
     work.write("campaign.csv", &common::campaign(12));
 
-    let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            config.to_str().unwrap(),
-            "--concurrency",
-            "3",
-        ])
-        .await;
+    let output = work.send(&config, &["--concurrency", "3"]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(server.accepted(), 12);
@@ -528,16 +488,7 @@ async fn limit_reads_only_the_first_rows() {
     let config = work.fast_config(&server.base_url(), "");
     work.write("campaign.csv", &common::campaign(10));
 
-    let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            config.to_str().unwrap(),
-            "--limit",
-            "4",
-        ])
-        .await;
+    let output = work.send(&config, &["--limit", "4"]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(server.accepted(), 4);
@@ -592,16 +543,7 @@ async fn the_json_summary_counts_every_status() {
         &format!("{}bad,X,551130034000\n", common::campaign(2)),
     );
 
-    let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            config.to_str().unwrap(),
-            "--summary",
-            "json",
-        ])
-        .await;
+    let output = work.send(&config, &["--summary", "json"]).await;
 
     let summary: Value =
         serde_json::from_str(stdout(&output).trim()).expect("stdout is one JSON object");

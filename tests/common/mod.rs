@@ -84,6 +84,18 @@ impl Workspace {
             .expect("the binary runs")
     }
 
+    /// Runs `send campaign.csv --config <config>` with `extra` flags.
+    pub async fn send(&self, config: impl AsRef<Path>, extra: &[&str]) -> Output {
+        let config = config
+            .as_ref()
+            .to_str()
+            .expect("test paths are UTF-8")
+            .to_string();
+        let mut args = vec!["send", "campaign.csv", "--config", &config];
+        args.extend_from_slice(extra);
+        self.run(&args).await
+    }
+
     /// Starts the binary here in the background, for tests that signal or kill it.
     pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"))
