@@ -8,7 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use phonenumber::country;
+use crate::campaign::phone::Region;
 use reqwest::Url;
 use serde::Deserialize;
 
@@ -244,13 +244,20 @@ pub struct PacingSettings {
 
 #[derive(Debug, Clone)]
 pub struct CampaignSettings {
-    pub default_region: country::Id,
+    pub default_region: Region,
     /// A column whose value identifies a job across runs, instead of `to:contact_phone`.
     pub key_column: Option<String>,
     /// Header in the file -> the canonical column it holds.
     pub columns: Vec<(String, Column)>,
     pub encoding: EncodingChoice,
     pub delimiter: DelimiterChoice,
+}
+
+impl Default for CampaignSettings {
+    /// What an empty `[campaign]` section means.
+    fn default() -> Self {
+        resolve_campaign(CampaignSection::default()).expect("the defaults are valid")
+    }
 }
 
 impl Settings {
@@ -470,7 +477,7 @@ fn resolve_campaign(campaign: CampaignSection) -> Result<CampaignSettings, Confi
     let default_region = region
         .trim()
         .to_ascii_uppercase()
-        .parse::<country::Id>()
+        .parse::<Region>()
         .map_err(|_| {
             invalid(
                 "campaign.default_region",
@@ -631,7 +638,7 @@ mod tests {
         assert!(settings.pacing.pace_by_message);
         assert_eq!(settings.pacing.floors.min_delay, 2.0);
         assert_eq!(settings.api.base_url.as_str(), "https://api.interacto.io/");
-        assert_eq!(settings.campaign.default_region, country::Id::BR);
+        assert_eq!(settings.campaign.default_region, Region::BR);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use phonenumber::country;
+use interacto_bulk::campaign::phone::Region;
 use proptest::prelude::*;
 
 use interacto_bulk::campaign::{phone, Campaign, DelimiterChoice, EncodingChoice, Row, Source};
@@ -14,7 +14,7 @@ const HEADER: &str = "to,contact_name,contact_phone,delay,typing,priority,tags,m
 
 fn settings() -> CampaignSettings {
     CampaignSettings {
-        default_region: country::Id::BR,
+        default_region: Region::BR,
         key_column: None,
         columns: Vec::new(),
         encoding: EncodingChoice::Auto,
@@ -125,7 +125,7 @@ proptest! {
 
     #[test]
     fn a_normalised_phone_always_meets_the_api_pattern(raw in any_field()) {
-        if let Ok(e164) = phone::normalize(&raw, country::Id::BR) {
+        if let Ok(e164) = phone::normalize(&raw, Region::BR) {
             prop_assert!((8..=15).contains(&e164.len()), "{}", e164);
             prop_assert!(!e164.starts_with('0'), "{}", e164);
             prop_assert!(e164.bytes().all(|byte| byte.is_ascii_digit()), "{}", e164);

@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use std::fmt;
 
 use csv::ByteRecord;
-use phonenumber::country;
 use serde_json::{Map, Value};
 
 use super::input::TextEncoding;
-use super::phone::{self, PhoneError};
+use super::phone::{self, PhoneError, Region};
 use super::{shown, Layout};
 use crate::pacing::{Floors, Timing};
 
@@ -72,14 +71,14 @@ type Check<T> = Result<T, Flaw>;
 /// Remembers recent phone normalisations: the contact phone is often the
 /// same on every row, and libphonenumber's rules are not free.
 pub struct PhoneBook {
-    region: country::Id,
+    region: Region,
     known: HashMap<Box<str>, Result<String, PhoneError>>,
 }
 
 impl PhoneBook {
     const CAPACITY: usize = 4096;
 
-    pub fn new(region: country::Id) -> Self {
+    pub fn new(region: Region) -> Self {
         PhoneBook {
             region,
             known: HashMap::new(),
@@ -392,7 +391,7 @@ mod tests {
 
     #[test]
     fn the_phone_book_gives_the_same_answer_from_memory() {
-        let mut phones = PhoneBook::new(country::Id::BR);
+        let mut phones = PhoneBook::new(Region::BR);
         let first = phones.normalize("+55 11 3003-4000");
         assert_eq!(phones.normalize("+55 11 3003-4000"), first);
         assert_eq!(phones.known.len(), 1);

@@ -394,7 +394,7 @@ mod tests {
         ));
         std::fs::write(&path, csv).unwrap();
         let settings = CampaignSettings {
-            default_region: phonenumber::country::Id::BR,
+            default_region: phone::Region::BR,
             key_column: None,
             columns: Vec::new(),
             encoding: EncodingChoice::Auto,

@@ -215,6 +215,11 @@ impl Outcome {
             .join("; ");
     }
 
+    /// Writes this outcome as one line of a results file.
+    pub fn write_to<W: io::Write>(&self, writer: &mut csv::Writer<W>) -> csv::Result<()> {
+        writer.write_record(self.record())
+    }
+
     fn record(&self) -> [String; 15] {
         let number =
             |value: Option<f64>| value.map(|seconds| seconds.to_string()).unwrap_or_default();
@@ -345,8 +350,8 @@ pub fn spawn_writer(
             {
                 answers |= outcome.status.is_an_answer();
                 tally.add(outcome.status);
-                writer
-                    .write_record(outcome.record())
+                outcome
+                    .write_to(&mut writer)
                     .map_err(|error| io_error(error.into()))?;
             }
             writer.flush().map_err(io_error)?;
