@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use interacto_bulk::campaign::{phone, Campaign, Row, Source};
 use interacto_bulk::config::CampaignSettings;
 use interacto_bulk::pacing::Floors;
-use interacto_bulk::results::{Outcome, Status};
+use interacto_bulk::results::{LineFormat, Outcome, Status};
 
 /// Phones as Brazilian exports write them, each one distinct, as in `gen_campaign.py`.
 fn messy_phones(count: usize) -> Vec<String> {
@@ -107,12 +107,14 @@ fn results_lines(c: &mut Criterion) {
     group.throughput(Throughput::Elements(ROWS as u64));
     group.bench_function("write 10k VALID lines", |b| {
         b.iter_batched_ref(
-            || csv::Writer::from_writer(Vec::with_capacity(ROWS * 128)),
-            |writer| {
+            || {
+                let writer = csv::Writer::from_writer(Vec::with_capacity(ROWS * 128));
+                (writer, LineFormat::default())
+            },
+            |(writer, lines)| {
                 for job in &jobs {
-                    Outcome::for_job(job, "instance-a", Status::Valid)
-                        .write_to(writer)
-                        .unwrap();
+                    let outcome = Outcome::for_job(job, "instance-a", Status::Valid);
+                    lines.write(&outcome, writer).unwrap();
                 }
             },
             BatchSize::LargeInput,
