@@ -354,6 +354,8 @@ impl WriteGate {
 
 /// How long the writer lets validation-only lines gather before the next batch.
 const VALIDATION_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+/// The same after a batch with answers from the API.
+const ANSWER_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Starts the one thread that writes the results file. Send it outcomes; it
 /// ends when every sender is dropped, returning the counts.
@@ -390,11 +392,13 @@ pub fn spawn_writer(
             writer.flush().map_err(io_error)?;
             drop(_writing);
             progress.show(&tally);
-            if !answers {
-                // Only validation lines: let more gather, so a dry run of a big
-                // file is not one write and one wake-up per row.
-                std::thread::sleep(VALIDATION_BATCH_WAIT);
-            }
+            // Let more lines gather, so a fast run is not one write and one
+            // wake-up per row. Answers wait less: until their line is
+            // flushed, a `kill -9` leaves them UNKNOWN.
+            std::thread::sleep(match answers {
+                true => ANSWER_BATCH_WAIT,
+                false => VALIDATION_BATCH_WAIT,
+            });
         }
         writer.flush().map_err(io_error)?;
         Ok(tally)
