@@ -43,6 +43,9 @@ async fn main() -> anyhow::Result<()> {
         .count()
         .await;
     let seconds = started.elapsed().as_secs_f64();
-    println!("{answered} of {requests} answered 201 in {seconds:.2} s: {:.0} requests/s", answered as f64 / seconds);
+    println!(
+        "{answered} of {requests} answered 201 in {seconds:.2} s: {:.0} requests/s",
+        answered as f64 / seconds
+    );
     Ok(())
 }

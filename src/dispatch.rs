@@ -344,16 +344,21 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, lanes: Vec<Lane>, sending: 
     }
     lane_tasks.close();
 
-    while let Some(job) = jobs.recv().await {
-        let index = assign(&job.to, &ids);
-        let job = match queues[index].send(job).await {
-            Ok(()) => continue,
-            Err(refused) => refused.0,
-        };
-        // The lane has stopped (retired, or the run is stopping).
-        let _ = outcomes
-            .send(not_sent(&job, &health[index], &control))
-            .await;
+    // Jobs are taken from the reader a batch at a time: the reader then
+    // wakes once per batch, not once per job.
+    let mut batch = Vec::with_capacity(LANE_QUEUE);
+    while jobs.recv_many(&mut batch, LANE_QUEUE).await > 0 {
+        for job in batch.drain(..) {
+            let index = assign(&job.to, &ids);
+            let job = match queues[index].send(job).await {
+                Ok(()) => continue,
+                Err(refused) => refused.0,
+            };
+            // The lane has stopped (retired, or the run is stopping).
+            let _ = outcomes
+                .send(not_sent(&job, &health[index], &control))
+                .await;
+        }
     }
     drop(queues);
     lane_tasks.wait().await;
@@ -402,16 +407,26 @@ async fn run_lane(
     let control = &shared.control;
     let stop = control.stopping().clone();
     let mut held_back = None;
+    // Taken from the queue a batch at a time, so the router is woken once per batch.
+    let mut waiting = Vec::with_capacity(LANE_QUEUE);
     loop {
-        let job = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            _ = lane.closed.cancelled() => break,
-            job = queued.recv() => match job {
-                Some(job) => job,
-                None => break,
-            },
-        };
+        if waiting.is_empty() {
+            let taken = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                _ = lane.closed.cancelled() => break,
+                taken = queued.recv_many(&mut waiting, LANE_QUEUE) => taken,
+            };
+            if taken == 0 {
+                break;
+            }
+            // Oldest last, for `pop`.
+            waiting.reverse();
+        }
+        if stop.is_cancelled() || lane.closed.is_cancelled() {
+            break;
+        }
+        let job = waiting.pop().expect("a batch was just taken");
         // The window first, then pacing: a job waiting for its turn must not hold a slot.
         let permit = tokio::select! {
             biased;
@@ -473,6 +488,7 @@ async fn run_lane(
     queued.close();
     for job in held_back
         .into_iter()
+        .chain(waiting.into_iter().rev())
         .chain(std::iter::from_fn(|| queued.try_recv().ok()))
     {
         let _ = shared.outcomes.send(not_sent(&job, &lane, control)).await;
