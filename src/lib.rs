@@ -337,14 +337,12 @@ impl Reading {
                     .is_ok(),
                 (Row::Job(_), _, Some(outcome)) => self.outcomes.blocking_send(outcome).is_ok(),
                 (Row::Job(job), Some(jobs), None) => jobs.blocking_send(job).is_ok(),
-                (Row::Job(job), None, None) => self
-                    .outcomes
-                    .blocking_send(Outcome::for_job(
-                        &job,
-                        self.instance_for(&job),
-                        Status::Valid,
-                    ))
-                    .is_ok(),
+                (Row::Job(job), None, None) => {
+                    let instance_id = self.instance_for(&job);
+                    self.outcomes
+                        .blocking_send(Outcome::valid(job, instance_id))
+                        .is_ok()
+                }
             };
             // A dry run just stops on a signal; a send goes on so that every
             // row gets its line (DEFERRED from the dispatcher).

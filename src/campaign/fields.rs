@@ -68,8 +68,9 @@ fn flaw(kind: &'static str, message: impl Into<String>) -> Flaw {
 
 type Check<T> = Result<T, Flaw>;
 
-/// Remembers recent phone normalisations: the contact phone is often the
-/// same on every row, and libphonenumber's rules are not free.
+/// Remembers recent contact phones: the contact card is often the same on
+/// every row, and libphonenumber's rules are not free. (A `to` is looked up
+/// afresh: each is on one row, but for duplicates.)
 pub struct PhoneBook {
     region: Region,
     known: HashMap<Box<str>, Result<String, PhoneError>>,
@@ -166,7 +167,8 @@ pub struct Checked {
 struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn check<T>(&mut self, field: &str, result: Check<T>) -> Option<T> {
+    /// `field` is made a string only for a problem.
+    fn check<T>(&mut self, field: impl fmt::Display, result: Check<T>) -> Option<T> {
         result
             .map_err(|flaw| {
                 self.0.push(Problem {
@@ -187,15 +189,16 @@ pub fn check(
 ) -> Result<Checked, Vec<Problem>> {
     let layout = fields.layout;
     let mut problems = Problems::default();
-    let mut phone = |index| -> Check<String> {
-        let text = fields.text(index)?;
-        phones
-            .normalize(&text)
-            .map_err(|error| flaw(error.kind(), error.to_string()))
-    };
+    let phone_flaw = |error: PhoneError| flaw(error.kind(), error.to_string());
+    let to = fields
+        .text(layout.to)
+        .and_then(|text| phone::normalize(&text, phones.region).map_err(phone_flaw));
+    let contact_phone = fields
+        .text(layout.contact_phone)
+        .and_then(|text| phones.normalize(&text).map_err(phone_flaw));
 
-    let to = problems.check("to", phone(layout.to));
-    let contact_phone = problems.check("contact_phone", phone(layout.contact_phone));
+    let to = problems.check("to", to);
+    let contact_phone = problems.check("contact_phone", contact_phone);
     let contact_name = problems.check(
         "contact_name",
         fields
@@ -211,9 +214,9 @@ pub fn check(
         parse_optional(fields, layout.metadata, json_object),
     );
     for (key, index) in &layout.metadata_entries {
-        let name = format!("metadata.{key}");
+        let name = format_args!("metadata.{key}");
         let Some(value) = problems
-            .check(&name, fields.optional(Some(*index)))
+            .check(name, fields.optional(Some(*index)))
             .flatten()
         else {
             continue;
@@ -225,7 +228,7 @@ pub fn check(
         let map = map.get_or_insert_with(Map::new);
         if map.contains_key(key) {
             problems.check::<()>(
-                &name,
+                name,
                 Err(flaw(
                     "also in metadata",
                     format!("`{key}` is also in the metadata column"),
@@ -281,13 +284,17 @@ fn parse_optional<T>(
 
 /// Line breaks and runs of spaces become one space; other control characters go.
 fn clean_name(text: &str) -> Check<String> {
-    let name: String = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
+    let mut name = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        let mut letters = word.chars().filter(|c| !c.is_control()).peekable();
+        if letters.peek().is_none() {
+            continue;
+        }
+        if !name.is_empty() {
+            name.push(' ');
+        }
+        name.extend(letters);
+    }
     if name.is_empty() {
         Err(flaw("empty", "is empty"))
     } else {
@@ -297,7 +304,12 @@ fn clean_name(text: &str) -> Check<String> {
 
 /// Seconds, with `.` or `,` as the decimal mark.
 fn seconds(text: &str) -> Check<f64> {
-    match text.replace(',', ".").parse::<f64>() {
+    let text_with_dot = if text.contains(',') {
+        Cow::Owned(text.replace(',', "."))
+    } else {
+        Cow::Borrowed(text)
+    };
+    match text_with_dot.parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
         Ok(_) => Err(flaw(
             "negative",

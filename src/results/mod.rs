@@ -150,14 +150,37 @@ impl Outcome {
         }
     }
 
-    /// A job with no answer yet: a dry run's `VALID` line, or the base of a send's line.
+    /// A job with no answer yet: the base of a send's line.
     pub fn for_job(job: &Job, instance_id: &str, status: Status) -> Self {
         Outcome {
-            row: job.row,
             key: job.key.clone(),
             to: job.to.clone(),
             contact_name: job.contact_name.clone(),
             contact_phone: job.contact_phone.clone(),
+            ..Outcome::without_strings(job, instance_id, status)
+        }
+    }
+
+    /// A dry run's `VALID` line, taking the job's strings rather than copying them.
+    pub fn valid(job: Job, instance_id: &str) -> Self {
+        let outcome = Outcome::without_strings(&job, instance_id, Status::Valid);
+        Outcome {
+            key: job.key,
+            to: job.to,
+            contact_name: job.contact_name,
+            contact_phone: job.contact_phone,
+            ..outcome
+        }
+    }
+
+    /// A job's line but for its key, phones and name.
+    fn without_strings(job: &Job, instance_id: &str, status: Status) -> Self {
+        Outcome {
+            row: job.row,
+            key: String::new(),
+            to: String::new(),
+            contact_name: String::new(),
+            contact_phone: String::new(),
             instance_id: instance_id.to_string(),
             status,
             api_status: String::new(),
