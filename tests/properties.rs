@@ -6,21 +6,11 @@ use std::io::Write;
 use interacto_bulk::campaign::phone::Region;
 use proptest::prelude::*;
 
-use interacto_bulk::campaign::{phone, Campaign, DelimiterChoice, EncodingChoice, Row, Source};
+use interacto_bulk::campaign::{phone, Campaign, Row, Source};
 use interacto_bulk::config::CampaignSettings;
 use interacto_bulk::pacing::Floors;
 
 const HEADER: &str = "to,contact_name,contact_phone,delay,typing,priority,tags,metadata\n";
-
-fn settings() -> CampaignSettings {
-    CampaignSettings {
-        default_region: Region::BR,
-        key_column: None,
-        columns: Vec::new(),
-        encoding: EncodingChoice::Auto,
-        delimiter: DelimiterChoice::Auto,
-    }
-}
 
 fn floors() -> Floors {
     Floors::default()
@@ -32,7 +22,7 @@ fn read_all(bytes: &[u8]) -> Vec<(u64, bool)> {
     file.write_all(bytes).unwrap();
     let campaign = Campaign::open(
         &Source::File(file.path().to_path_buf()),
-        &settings(),
+        &CampaignSettings::default(),
         floors(),
         None,
     )

@@ -533,13 +533,7 @@ mod tests {
             fastrand::u64(..)
         ));
         std::fs::write(&path, csv).unwrap();
-        let settings = CampaignSettings {
-            default_region: phone::Region::BR,
-            key_column: None,
-            columns: Vec::new(),
-            encoding: EncodingChoice::Auto,
-            delimiter: DelimiterChoice::Auto,
-        };
+        let settings = CampaignSettings::default();
         let rows = Campaign::open(&Source::File(path.clone()), &settings, floors(), limit)
             .unwrap()
             .map(Result::unwrap)

@@ -418,9 +418,10 @@ pub fn spawn_writer(
             // Let more lines gather, so a fast run is not one write and one
             // wake-up per row. Answers wait less: until their line is
             // flushed, a `kill -9` leaves them UNKNOWN.
-            std::thread::sleep(match answers {
-                true => ANSWER_BATCH_WAIT,
-                false => VALIDATION_BATCH_WAIT,
+            std::thread::sleep(if answers {
+                ANSWER_BATCH_WAIT
+            } else {
+                VALIDATION_BATCH_WAIT
             });
         }
         writer.flush().map_err(io_error)?;
