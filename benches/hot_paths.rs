@@ -9,10 +9,10 @@ use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use interacto_bulk::campaign::{phone, Campaign, Row, Source};
-use interacto_bulk::config::CampaignSettings;
-use interacto_bulk::pacing::Floors;
-use interacto_bulk::results::{LineFormat, Outcome, Status};
+use interacto_bulk::campaign::{phone, Campaign, CampaignSettings, Source};
+use interacto_bulk::pacing::PacingSettings;
+use interacto_bulk::results::LineFormat;
+use interacto_bulk::types::{Outcome, Row, Status};
 
 /// Phones as Brazilian exports write them, each one distinct, as in `gen_campaign.py`.
 fn messy_phones(count: usize) -> Vec<String> {
@@ -70,13 +70,13 @@ fn campaign(c: &mut Criterion) {
     const ROWS: usize = 10_000;
     let file = campaign_file(ROWS);
     let source = Source::File(file.path().to_path_buf());
-    let settings = CampaignSettings::default();
+    let (settings, pacing) = (CampaignSettings::default(), PacingSettings::default());
     let mut group = c.benchmark_group("campaign");
     group.throughput(Throughput::Elements(ROWS as u64));
     group.sample_size(20);
     group.bench_function("read and check 10k rows", |b| {
         b.iter(|| {
-            let campaign = Campaign::open(&source, &settings, Floors::default(), None).unwrap();
+            let campaign = Campaign::open(&source, &settings, &pacing, None).unwrap();
             let jobs = campaign
                 .map(|row| matches!(row.unwrap(), Row::Job(_)))
                 .filter(|&job| job)
@@ -94,7 +94,7 @@ fn results_lines(c: &mut Criterion) {
     let jobs: Vec<_> = Campaign::open(
         &source,
         &CampaignSettings::default(),
-        Floors::default(),
+        &PacingSettings::default(),
         None,
     )
     .unwrap()

@@ -124,11 +124,11 @@ pub struct MockServerArgs {
     pub require_key: Option<String>,
 
     /// Share of requests answered 500, from 0 to 1
-    #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = ratio)]
     pub failure_rate: f64,
 
     /// Share of requests answered 429 with Retry-After, from 0 to 1
-    #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = ratio)]
     pub throttle_rate: f64,
 
     /// Seconds in the Retry-After header of a 429
@@ -140,7 +140,7 @@ pub struct MockServerArgs {
     pub latency_ms: u64,
 
     /// Share of requests queued but answered with a cut-off connection, from 0 to 1
-    #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = ratio)]
     pub drop_rate: f64,
 
     /// Answer 401 to every request for this instance; repeat for several
@@ -150,6 +150,14 @@ pub struct MockServerArgs {
     /// Answer 401 to every request after the first N accepted messages
     #[arg(long, value_name = "N")]
     pub auth_fail_after: Option<u64>,
+}
+
+/// A share of requests, from 0 to 1.
+fn ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("must be a number between 0 and 1, not {text}")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,5 @@
-use std::process::ExitCode;
+//! flags → logging → run → exit code.
 
-use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -11,11 +10,12 @@ use interacto_bulk::cli::{
     Cli, Command, LogArgs, LogFormat, MockServerArgs, RunArgs, SummaryFormat,
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
+use interacto_bulk::exit::{ExitCode, RunError};
 use interacto_bulk::report::{self, LogWriter};
 use interacto_bulk::results::WriteGate;
-use interacto_bulk::{RunError, RunRequest};
+use interacto_bulk::RunRequest;
 
-fn main() -> ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let wants_progress = match &cli.command {
         Command::Send(args) => !args.run.no_progress,
@@ -60,20 +60,16 @@ fn main() -> ExitCode {
                 )
                 .await
             }
-            Command::MockServer(args) => serve_mock(args, shutdown).await.map(|()| 0),
+            Command::MockServer(args) => {
+                serve_mock(args, shutdown).await.map(|()| ExitCode::Success)
+            }
         }
     });
-    match outcome {
-        Ok(code) => ExitCode::from(code),
-        Err(error) => {
-            tracing::error!("{error:#}");
-            let code = match error.downcast_ref::<RunError>() {
-                Some(error) => error.exit_code(),
-                None => report::ExitCode::Usage,
-            };
-            ExitCode::from(code.code())
-        }
-    }
+    let code = outcome.unwrap_or_else(|error| {
+        tracing::error!("{error}");
+        ExitCode::of_error(&error)
+    });
+    std::process::ExitCode::from(code.code())
 }
 
 /// The first SIGINT or SIGTERM stops the run taking rows; the second aborts
@@ -85,7 +81,7 @@ async fn watch_signals(shutdown: CancellationToken, gate: WriteGate) {
     signal_received().await;
     tracing::error!("aborting; the results file stays valid and --resume carries on");
     let _whole_lines = gate.hold();
-    std::process::exit(report::ExitCode::Interrupted.code().into());
+    std::process::exit(ExitCode::of_abort().code().into());
 }
 
 #[cfg(unix)]
@@ -121,7 +117,7 @@ async fn run_campaign(
     progress_area: &indicatif::MultiProgress,
     shutdown: CancellationToken,
     results_gate: WriteGate,
-) -> anyhow::Result<u8> {
+) -> Result<ExitCode, RunError> {
     let settings = Settings::load(
         args.config.as_deref(),
         Environment::from_process(),
@@ -145,19 +141,10 @@ async fn run_campaign(
         SummaryFormat::Text => print!("{}", summary.text()),
         SummaryFormat::Json => println!("{}", summary.json()),
     }
-    Ok(summary.exit_code)
+    Ok(summary.exit)
 }
 
-async fn serve_mock(args: MockServerArgs, stop: CancellationToken) -> anyhow::Result<()> {
-    for (flag, ratio) in [
-        ("--failure-rate", args.failure_rate),
-        ("--throttle-rate", args.throttle_rate),
-    ] {
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&ratio),
-            "{flag} must be between 0 and 1, not {ratio}"
-        );
-    }
+async fn serve_mock(args: MockServerArgs, stop: CancellationToken) -> Result<(), RunError> {
     let options = MockOptions {
         require_key: args.require_key,
         failure_rate: args.failure_rate,
@@ -171,10 +158,9 @@ async fn serve_mock(args: MockServerArgs, stop: CancellationToken) -> anyhow::Re
     };
     let server = MockServer::start(args.listen, options)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .map_err(RunError::Mock)?;
     println!("mock Interacto API listening on {}", server.base_url());
-    server.serve_until(stop).await?;
-    Ok(())
+    server.serve_until(stop).await.map_err(RunError::Mock)
 }
 
 /// Logs go to stderr; `RUST_LOG` wins over `-v`/`-q`.

@@ -8,7 +8,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 
 use super::wire::{Accepted, ApiError, ContactMessage};
-use crate::config::ApiKey;
+use super::ApiKey;
 
 /// Why a message was not accepted.
 #[derive(Debug, thiserror::Error)]

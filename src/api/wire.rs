@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::campaign::Job;
+use crate::types::Job;
 
 /// The request body.
 #[derive(Debug, Serialize)]
@@ -31,10 +31,10 @@ pub struct Contact<'a> {
 impl<'a> From<&'a Job> for ContactMessage<'a> {
     fn from(job: &'a Job) -> Self {
         ContactMessage {
-            to: &job.to,
+            to: &job.recipient.to,
             contact: Contact {
-                name: &job.contact_name,
-                phone: &job.contact_phone,
+                name: &job.recipient.contact_name,
+                phone: &job.recipient.contact_phone,
             },
             delay: job.timing.delay,
             typing: job.timing.typing,

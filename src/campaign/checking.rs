@@ -16,7 +16,8 @@ use csv::ByteRecord;
 
 use super::fields::PhoneBook;
 use super::records::Place;
-use super::{Row, RowRules};
+use super::rules::RowRules;
+use crate::types::Row;
 
 /// Rows a batch holds: enough that handing one over costs little per row,
 /// few enough that the first rows are not kept waiting.

@@ -11,62 +11,11 @@ use serde_json::{Map, Value};
 use super::input::TextEncoding;
 use super::phone::{self, PhoneError, Region};
 use super::{shown, Layout};
-use crate::pacing::{Floors, Timing};
+use crate::pacing::PacingSettings;
+use crate::types::{Job, Problem, Recipient};
 
-/// One thing wrong with a row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The column, or empty for a problem of the whole row.
-    pub field: String,
-    /// The same words for every row with this kind of problem, for grouping.
-    pub kind: &'static str,
-    /// What is wrong in this row.
-    pub message: String,
-}
-
-impl Problem {
-    pub fn of_row(kind: &'static str, message: String) -> Self {
-        Problem {
-            field: String::new(),
-            kind,
-            message,
-        }
-    }
-
-    /// `to: too short`, the label the dry-run report groups by.
-    pub fn label(&self) -> String {
-        if self.field.is_empty() {
-            self.kind.to_string()
-        } else {
-            format!("{}: {}", self.field, self.kind)
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
-    }
-}
-
-/// A problem before it is tied to its field.
-struct Flaw {
-    kind: &'static str,
-    message: String,
-}
-
-fn flaw(kind: &'static str, message: impl Into<String>) -> Flaw {
-    Flaw {
-        kind,
-        message: message.into(),
-    }
-}
-
-type Check<T> = Result<T, Flaw>;
+/// A check of one value; the problem's field is named by [`Problems::check`].
+type Check<T> = Result<T, Problem>;
 
 /// Remembers recent contact phones: the contact card is often the same on
 /// every row, and libphonenumber's rules are not free. (A `to` is looked up
@@ -111,7 +60,7 @@ impl<'a> Fields<'a> {
     fn text(&self, index: usize) -> Check<Cow<'a, str>> {
         let bytes = self.record.get(index).unwrap_or_default();
         self.encoding.decode(bytes).ok_or_else(|| {
-            flaw(
+            Problem::new(
                 "not valid UTF-8 text",
                 "is not valid UTF-8 text (if the file comes from Excel, set campaign.encoding = \"windows-1252\")",
             )
@@ -137,30 +86,14 @@ impl<'a> Fields<'a> {
     }
 
     /// The key column's value, trimmed.
-    pub fn key(&self, index: usize) -> Result<String, Problem> {
-        let to_problem = |flaw: Flaw| Problem {
-            field: "key".to_string(),
-            kind: flaw.kind,
-            message: flaw.message,
-        };
-        let key = self.text(index).map_err(to_problem)?;
+    fn key(&self, index: usize) -> Check<String> {
+        let key = self.text(index)?;
         let key = key.trim();
         if key.is_empty() {
-            return Err(to_problem(flaw("empty", "the key column is empty")));
+            return Err(Problem::new("empty", "the key column is empty"));
         }
         Ok(key.to_string())
     }
-}
-
-/// A row that passed every check.
-pub struct Checked {
-    pub to: String,
-    pub contact_name: String,
-    pub contact_phone: String,
-    pub timing: Timing,
-    pub priority: Option<i64>,
-    pub tags: Vec<String>,
-    pub metadata: Map<String, Value>,
 }
 
 #[derive(Default)]
@@ -170,26 +103,21 @@ impl Problems {
     /// `field` is made a string only for a problem.
     fn check<T>(&mut self, field: impl fmt::Display, result: Check<T>) -> Option<T> {
         result
-            .map_err(|flaw| {
-                self.0.push(Problem {
-                    field: field.to_string(),
-                    kind: flaw.kind,
-                    message: flaw.message,
-                })
-            })
+            .map_err(|problem| self.0.push(problem.in_field(field)))
             .ok()
     }
 }
 
-/// Checks and normalises every field of one row.
+/// Checks and normalises every field of the record on `row`, and makes it a job.
 pub fn check(
     fields: &Fields,
     phones: &mut PhoneBook,
-    floors: Floors,
-) -> Result<Checked, Vec<Problem>> {
+    pacing: &PacingSettings,
+    row: u64,
+) -> Result<Job, Vec<Problem>> {
     let layout = fields.layout;
     let mut problems = Problems::default();
-    let phone_flaw = |error: PhoneError| flaw(error.kind(), error.to_string());
+    let phone_flaw = |error: PhoneError| Problem::new(error.kind(), error.to_string());
     let to = fields
         .text(layout.to)
         .and_then(|text| phone::normalize(&text, phones.region).map_err(phone_flaw));
@@ -229,7 +157,7 @@ pub fn check(
         if map.contains_key(key) {
             problems.check::<()>(
                 name,
-                Err(flaw(
+                Err(Problem::new(
                     "also in metadata",
                     format!("`{key}` is also in the metadata column"),
                 )),
@@ -238,6 +166,11 @@ pub fn check(
             map.insert(key.clone(), Value::String(value.trim().to_string()));
         }
     }
+
+    // With a key column the key is its value; else the job's phones.
+    let key_column = layout
+        .key
+        .map(|index| problems.check("key", fields.key(index)));
 
     match (
         to,
@@ -258,11 +191,18 @@ pub fn check(
             Some(priority),
             Some(tags),
             Some(metadata),
-        ) if problems.0.is_empty() => Ok(Checked {
-            to,
-            contact_name,
-            contact_phone,
-            timing: floors.apply(delay, typing),
+        ) if problems.0.is_empty() => Ok(Job {
+            recipient: Recipient {
+                row,
+                key: match key_column.flatten() {
+                    Some(key) => key,
+                    None => format!("{to}:{contact_phone}"),
+                },
+                to,
+                contact_name,
+                contact_phone,
+            },
+            timing: pacing.timing(delay, typing),
             priority,
             tags: tags.unwrap_or_default(),
             metadata: metadata.unwrap_or_default(),
@@ -296,7 +236,7 @@ fn clean_name(text: &str) -> Check<String> {
         name.extend(letters);
     }
     if name.is_empty() {
-        Err(flaw("empty", "is empty"))
+        Err(Problem::new("empty", "is empty"))
     } else {
         Ok(name)
     }
@@ -311,11 +251,11 @@ fn seconds(text: &str) -> Check<f64> {
     };
     match text_with_dot.parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        Ok(_) => Err(flaw(
+        Ok(_) => Err(Problem::new(
             "negative",
             format!("`{}` is not a number of seconds (0 or more)", shown(text)),
         )),
-        Err(_) => Err(flaw(
+        Err(_) => Err(Problem::new(
             "not a number",
             format!("`{}` is not a number", shown(text)),
         )),
@@ -324,7 +264,7 @@ fn seconds(text: &str) -> Check<f64> {
 
 fn integer(text: &str) -> Check<i64> {
     text.parse().map_err(|_| {
-        flaw(
+        Problem::new(
             "not a whole number",
             format!("`{}` is not a whole number", shown(text)),
         )
@@ -335,7 +275,7 @@ fn integer(text: &str) -> Check<i64> {
 fn tags(text: &str) -> Check<Vec<String>> {
     if text.starts_with('[') {
         return serde_json::from_str::<Vec<String>>(text).map_err(|error| {
-            flaw(
+            Problem::new(
                 "not a JSON array of strings",
                 format!("not a JSON array of strings: {error}"),
             )
@@ -352,11 +292,14 @@ fn tags(text: &str) -> Check<Vec<String>> {
 fn json_object(text: &str) -> Check<Map<String, Value>> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(flaw(
+        Ok(_) => Err(Problem::new(
             "not a JSON object",
             "must be a JSON object, like {\"leadId\": \"123\"}",
         )),
-        Err(error) => Err(flaw("not valid JSON", format!("not valid JSON: {error}"))),
+        Err(error) => Err(Problem::new(
+            "not valid JSON",
+            format!("not valid JSON: {error}"),
+        )),
     }
 }
 
@@ -369,10 +312,16 @@ mod tests {
         assert_eq!(seconds("2,5").ok(), Some(2.5));
         assert_eq!(seconds("2.5").ok(), Some(2.5));
         assert_eq!(seconds("0").ok(), Some(0.0));
-        assert_eq!(seconds("-1").err().map(|flaw| flaw.kind), Some("negative"));
-        assert_eq!(seconds("NaN").err().map(|flaw| flaw.kind), Some("negative"));
         assert_eq!(
-            seconds("soon").err().map(|flaw| flaw.kind),
+            seconds("-1").err().map(|problem| problem.kind),
+            Some("negative")
+        );
+        assert_eq!(
+            seconds("NaN").err().map(|problem| problem.kind),
+            Some("negative")
+        );
+        assert_eq!(
+            seconds("soon").err().map(|problem| problem.kind),
             Some("not a number")
         );
     }

@@ -9,13 +9,25 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::thread::{self, JoinHandle};
 
-use crate::campaign::Job;
+use tokio::sync::{mpsc, oneshot};
 
+use crate::types::Job;
+
+/// The journal of one run, written by a thread of its own so that the
+/// workers never wait on the file: each line is handed over and the sender
+/// told once it is written. Lines that arrive together go out in one write.
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<File>,
+    entries: mpsc::UnboundedSender<Entry>,
+    writer: JoinHandle<()>,
+}
+
+/// One line to write, and who waits for it.
+struct Entry {
+    line: String,
+    written: oneshot::Sender<Result<(), (io::ErrorKind, String)>>,
 }
 
 /// What a journal left by an earlier run says.
@@ -39,10 +51,7 @@ impl Journal {
         let path = journal_path(results_path);
         let mut text = format!("run {results_from}\n");
         for key in in_flight {
-            text.push_str(&format!(
-                "send 0 {}\n",
-                serde_json::to_string(key).expect("a string always serialises")
-            ));
+            text.push_str(&format!("send 0 {}\n", json_string(key)));
         }
         let mut file = OpenOptions::new()
             .write(true)
@@ -50,27 +59,65 @@ impl Journal {
             .truncate(true)
             .open(&path)?;
         file.write_all(text.as_bytes())?;
+        let (entries, waiting) = mpsc::unbounded_channel();
+        let writer = thread::Builder::new()
+            .name("journal".to_string())
+            .spawn(move || write_entries(file, waiting))?;
         Ok(Journal {
             path,
-            file: Mutex::new(file),
+            entries,
+            writer,
         })
     }
 
-    /// Records that `job` is about to be sent.
-    pub fn sending(&self, job: &Job) -> io::Result<()> {
-        let key = serde_json::to_string(&job.key).expect("a string always serialises");
-        let line = format!("send {} {key}\n", job.row);
-        // One write call per line, so a crash cannot interleave two lines.
-        self.file
-            .lock()
-            .expect("no journal write panics")
-            .write_all(line.as_bytes())
+    /// Records that `job` is about to be sent; returns once the line is
+    /// with the operating system.
+    pub async fn sending(&self, job: &Job) -> io::Result<()> {
+        let recipient = &job.recipient;
+        let line = format!("send {} {}\n", recipient.row, json_string(&recipient.key));
+        let (written, done) = oneshot::channel();
+        let stopped = || io::Error::other("the journal writer has stopped");
+        self.entries
+            .send(Entry { line, written })
+            .map_err(|_| stopped())?;
+        match done.await {
+            Ok(result) => result.map_err(|(kind, message)| io::Error::new(kind, message)),
+            Err(_) => Err(stopped()),
+        }
     }
 
     /// Removes the journal once every message sent has its results line.
     pub fn finish(self) -> io::Result<()> {
+        drop(self.entries);
+        if self.writer.join().is_err() {
+            return Err(io::Error::other("the journal writer panicked"));
+        }
         fs::remove_file(&self.path)
     }
+}
+
+/// The journal thread: writes what is waiting in one call (a crash cannot
+/// interleave two lines, and cuts at most the last), then tells each sender.
+fn write_entries(mut file: File, mut waiting: mpsc::UnboundedReceiver<Entry>) {
+    let mut batch = Vec::new();
+    let mut text = Vec::new();
+    while waiting.blocking_recv_many(&mut batch, 1024) > 0 {
+        text.clear();
+        for entry in &batch {
+            text.extend_from_slice(entry.line.as_bytes());
+        }
+        let result = file
+            .write_all(&text)
+            .map_err(|error| (error.kind(), error.to_string()));
+        for entry in batch.drain(..) {
+            // A sender that stopped waiting needs no answer.
+            let _ = entry.written.send(result.clone());
+        }
+    }
+}
+
+fn json_string(key: &str) -> String {
+    serde_json::to_string(key).expect("a string always serialises")
 }
 
 pub fn journal_path(results_path: &Path) -> PathBuf {

@@ -10,7 +10,8 @@ use std::path::Path;
 use tracing::warn;
 
 use super::journal::{self, Left};
-use super::{ResultsError, Status, COLUMNS};
+use super::{ResultsError, COLUMNS};
+use crate::types::Status;
 
 /// The keys earlier runs sent, or may have sent.
 #[derive(Debug, Default)]

@@ -1,7 +1,5 @@
 //! `send` end to end: the real binary against a real HTTP server on 127.0.0.1.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -9,7 +7,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use common::{code, embedded, line, stderr, stdout, Workspace, API_KEY};
+use crate::common::{self, code, embedded, line, stderr, stdout, Workspace, API_KEY};
 use interacto_bulk::api::MockOptions;
 
 fn accepted(id: &str) -> ResponseTemplate {

@@ -1,11 +1,9 @@
 //! Send windows and daily caps, for cron: what is held back is DEFERRED
 //! (exit 5), and a later `--resume` sends it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{code, embedded, stderr, stdout, Workspace};
+use crate::common::{self, code, embedded, stderr, stdout, Workspace};
 use interacto_bulk::api::MockOptions;
 
 /// A two-hour window open now and a one-hour window closed now, in UTC.

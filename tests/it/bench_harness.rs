@@ -3,14 +3,12 @@
 //! claim, and one goes through an unthrottled send with every row accounted
 //! for. (The figures come from the harness itself, never from tests.)
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Command;
 
 use interacto_bulk::api::MockOptions;
 
-use common::{code, embedded, stdout, Workspace};
+use crate::common::{code, embedded, stdout, Workspace};
 
 /// `python3 benches/gen_campaign.py rows`, as the harness runs it.
 fn generated_campaign(rows: usize) -> String {

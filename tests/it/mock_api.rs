@@ -1,7 +1,5 @@
 //! The embedded mock API, spoken to over real HTTP on 127.0.0.1.
 
-mod common;
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -9,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use common::{code, stderr, Workspace};
+use crate::common::{code, stderr, Workspace};
 use interacto_bulk::api::{MockOptions, MockServer};
 
 fn body() -> Value {

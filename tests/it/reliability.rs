@@ -2,8 +2,6 @@
 //! lock and `--resume`, each against a real server on 127.0.0.1 and bounded
 //! in time.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -11,7 +9,9 @@ use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use common::{code, embedded, line, stderr, stdout, terminate, wait_for, Workspace, API_KEY};
+use crate::common::{
+    self, code, embedded, line, stderr, stdout, terminate, wait_for, Workspace, API_KEY,
+};
 use interacto_bulk::api::{MockOptions, MockServer as Embedded};
 
 fn accepted() -> ResponseTemplate {

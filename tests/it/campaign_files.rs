@@ -1,11 +1,9 @@
 //! Awkward campaign files (tests/corpus) through `validate`: the exact status
 //! and error of every row, and that nothing panics.
 
-mod common;
-
 use std::path::Path;
 
-use common::{code, line, stderr, stdout, Workspace};
+use crate::common::{code, line, stderr, stdout, Workspace};
 
 fn corpus(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

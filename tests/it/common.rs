@@ -1,5 +1,4 @@
 //! Helpers for tests that run the real binary against a server on 127.0.0.1.
-#![allow(dead_code)] // each test file uses its own part of these helpers
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -3,18 +3,21 @@
 
 use std::io::Write;
 
-use interacto_bulk::campaign::phone::Region;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
-use interacto_bulk::campaign::{phone, Campaign, Row, Source};
-use interacto_bulk::config::CampaignSettings;
-use interacto_bulk::pacing::Floors;
+use interacto_bulk::campaign::phone::{self, Region};
+use interacto_bulk::campaign::{Campaign, CampaignSettings, Source};
+use interacto_bulk::pacing::PacingSettings;
+use interacto_bulk::types::Row;
+
+/// Seeds of cases that failed once; proptest runs them before new ones.
+const REGRESSIONS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/it/properties.proptest-regressions"
+);
 
 const HEADER: &str = "to,contact_name,contact_phone,delay,typing,priority,tags,metadata\n";
-
-fn floors() -> Floors {
-    Floors::default()
-}
 
 /// Every row the campaign yields, as (row number, was it a job).
 fn read_all(bytes: &[u8]) -> Vec<(u64, bool)> {
@@ -23,7 +26,7 @@ fn read_all(bytes: &[u8]) -> Vec<(u64, bool)> {
     let campaign = Campaign::open(
         &Source::File(file.path().to_path_buf()),
         &CampaignSettings::default(),
-        floors(),
+        &PacingSettings::default(),
         None,
     )
     .expect("a file with a valid header opens");
@@ -35,11 +38,11 @@ fn read_all(bytes: &[u8]) -> Vec<(u64, bool)> {
                         job.timing.delay >= 2.0 && job.timing.typing >= 3.0,
                         "floors hold"
                     );
-                    (job.row, true)
+                    (job.recipient.row, true)
                 }
                 Row::Rejected(rejected) => {
                     assert!(!rejected.error().is_empty(), "a rejected row says why");
-                    (rejected.row, false)
+                    (rejected.recipient.row, false)
                 }
             },
         )
@@ -81,7 +84,11 @@ fn any_field() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+    // Cases that failed once are run again first, from the file beside this one.
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(REGRESSIONS))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn arbitrary_bytes_after_a_header_never_panic_and_every_record_is_a_row(body in proptest::collection::vec(any::<u8>(), 0..2000)) {
@@ -121,4 +128,13 @@ proptest! {
             prop_assert!(e164.bytes().all(|byte| byte.is_ascii_digit()), "{}", e164);
         }
     }
+}
+
+#[test]
+fn the_saved_failure_cases_are_where_proptest_reads_them() {
+    let saved = std::fs::read_to_string(REGRESSIONS).expect("the regressions file is there");
+    assert!(
+        saved.lines().any(|line| line.starts_with("cc ")),
+        "it holds at least one saved case"
+    );
 }

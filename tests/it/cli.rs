@@ -1,10 +1,8 @@
 //! The command line as a user meets it: help, config errors, bad campaign files, `--mock`.
 
-mod common;
-
 use std::path::Path;
 
-use common::{code, stderr, stdout, Workspace};
+use crate::common::{self, code, stderr, stdout, Workspace};
 use interacto_bulk::config::{Environment, Overrides, Settings};
 
 fn repo(path: &str) -> String {

@@ -1,12 +1,10 @@
 //! Several WhatsApp numbers: each paced on its own, a recipient always on
 //! the same number, and a number that fails taken out of rotation.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{code, embedded, stderr, stdout, Workspace};
+use crate::common::{self, code, embedded, stderr, stdout, Workspace};
 use interacto_bulk::api::MockOptions;
 
 const INSTANCES: &str = "instances = [\"inst-a\", \"inst-b\", \"inst-c\"]\n";

@@ -1,0 +1,205 @@
+//! Stopping a run: the signal from outside, halts and holds any worker can
+//! call, and the health of each instance, which leaves rotation when it
+//! fails too often.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use crate::retry::RetrySettings;
+use crate::types::{Status, StopReason};
+
+/// What the workers share to stop the run: the signal token from outside,
+/// and the halts and holds that any worker can call.
+pub struct RunControl {
+    signal: CancellationToken,
+    stop: CancellationToken,
+    stopped: Mutex<Option<StopReason>>,
+    /// Set when an instance reached its daily cap, though others go on.
+    capped: Mutex<Option<String>>,
+    pub(super) retry: RetrySettings,
+    /// Instances still in rotation.
+    pub(super) lanes_open: AtomicUsize,
+}
+
+impl RunControl {
+    pub fn new(signal: CancellationToken, retry: RetrySettings) -> Arc<Self> {
+        Arc::new(RunControl {
+            stop: signal.child_token(),
+            signal,
+            stopped: Mutex::new(None),
+            capped: Mutex::new(None),
+            retry,
+            lanes_open: AtomicUsize::new(usize::MAX),
+        })
+    }
+
+    /// Cancelled when the run must stop taking rows, for whatever reason.
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    /// Stops the run: every further message would fail (exit 3).
+    pub fn halt(&self, reason: String) {
+        error!("halting: {reason}");
+        self.stop_for(StopReason::Halted(reason));
+    }
+
+    /// Stops the run until later: the window is closed (exit 5).
+    pub(super) fn hold(&self, reason: String) {
+        warn!("stopping: {reason}");
+        self.stop_for(StopReason::Deferred(reason));
+    }
+
+    fn stop_for(&self, reason: StopReason) {
+        let mut stopped = self
+            .stopped
+            .lock()
+            .expect("no stop panics holding the lock");
+        stopped.get_or_insert(reason);
+        self.stop.cancel();
+    }
+
+    pub fn reason(&self) -> Option<StopReason> {
+        let stopped = self
+            .stopped
+            .lock()
+            .expect("no stop panics holding the lock")
+            .clone();
+        let capped = self
+            .capped
+            .lock()
+            .expect("no cap panics holding the lock")
+            .clone();
+        match (stopped, capped) {
+            (Some(reason), _) => Some(reason),
+            (None, _) if self.signal.is_cancelled() => Some(StopReason::Interrupted),
+            (None, Some(reason)) => Some(StopReason::Deferred(reason)),
+            (None, None) => None,
+        }
+    }
+
+    /// Takes an instance out of rotation: its rows are FAILED, never moved
+    /// to another number. The run halts when no instance is left.
+    pub(super) fn retire(&self, lane: &LaneHealth, reason: String) {
+        if lane.close(Status::Failed, &reason) {
+            error!(instance = %lane.instance_id, "taking the instance out of rotation: {reason}");
+            if self.lanes_open.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.halt(format!("no instance left; the last one: {reason}"));
+            }
+        }
+    }
+
+    /// An instance reached its daily cap: its rows are DEFERRED.
+    pub(super) fn cap(&self, lane: &LaneHealth, reason: String) {
+        if lane.close(Status::Deferred, &reason) {
+            warn!(instance = %lane.instance_id, "{reason}");
+            self.capped
+                .lock()
+                .expect("no cap panics holding the lock")
+                .get_or_insert(reason.clone());
+            if self.lanes_open.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.hold(reason);
+            }
+        }
+    }
+}
+
+/// How one instance is doing.
+pub(super) struct LaneHealth {
+    pub(super) instance_id: Arc<str>,
+    /// Cancelled when the instance takes no more messages in this run.
+    pub(super) closed: CancellationToken,
+    /// What its remaining rows become, and why.
+    pub(super) closed_as: Mutex<Option<(Status, String)>>,
+    finished: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl LaneHealth {
+    pub(super) fn new(instance_id: Arc<str>) -> Self {
+        LaneHealth {
+            instance_id,
+            closed: CancellationToken::new(),
+            closed_as: Mutex::new(None),
+            finished: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Closes the lane; false if it was closed already.
+    pub(super) fn close(&self, status: Status, reason: &str) -> bool {
+        let mut closed_as = self
+            .closed_as
+            .lock()
+            .expect("no close panics holding the lock");
+        if closed_as.is_some() {
+            return false;
+        }
+        *closed_as = Some((status, reason.to_string()));
+        self.closed.cancel();
+        true
+    }
+
+    /// Counts a finished message; too many failures retire the instance.
+    pub(super) fn count(&self, control: &RunControl, status: Status) {
+        let failure = u64::from(status != Status::Sent);
+        let finished = self.finished.fetch_add(1, Ordering::SeqCst) + 1;
+        let failed = self.failed.fetch_add(failure, Ordering::SeqCst) + failure;
+        let retry = &control.retry;
+        if finished >= retry.min_attempts_before_halt
+            && failed as f64 / finished as f64 > retry.max_failure_ratio
+        {
+            control.retire(
+                self,
+                format!(
+                    "{failed} of {finished} messages failed, above retry.max_failure_ratio = {}",
+                    retry.max_failure_ratio
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry() -> RetrySettings {
+        RetrySettings {
+            min_attempts_before_halt: 4,
+            max_failure_ratio: 0.5,
+            ..RetrySettings::default()
+        }
+    }
+
+    #[test]
+    fn too_many_failures_retire_the_instance_and_with_the_last_one_halt_the_run() {
+        let control = RunControl::new(CancellationToken::new(), retry());
+        control.lanes_open.store(2, Ordering::SeqCst);
+        let (first, second) = (LaneHealth::new("a".into()), LaneHealth::new("b".into()));
+        for status in [Status::Failed, Status::Failed, Status::Sent] {
+            first.count(&control, status);
+        }
+        assert!(!first.closed.is_cancelled(), "3 tried is below the minimum");
+        first.count(&control, Status::Unknown);
+        assert!(first.closed.is_cancelled());
+        assert!(control.reason().is_none(), "another instance is left");
+        control.retire(&second, "HTTP 401".to_string());
+        assert!(
+            matches!(control.reason(), Some(StopReason::Halted(why)) if why.contains("HTTP 401"))
+        );
+        assert!(control.stopping().is_cancelled());
+    }
+
+    #[test]
+    fn a_signal_stops_the_run_as_interrupted() {
+        let signal = CancellationToken::new();
+        let control = RunControl::new(signal.clone(), retry());
+        signal.cancel();
+        assert!(control.stopping().is_cancelled());
+        assert_eq!(control.reason(), Some(StopReason::Interrupted));
+    }
+}

@@ -1,0 +1,188 @@
+//! The worker pool: each job goes to the instance its recipient is assigned
+//! to, waits there for the send window, the instance's turn and a free slot
+//! ([`lane`]), is journalled, sent and retried when that is safe ([`send`]),
+//! and its outcome goes to the results writer. Halts, signals, a closed
+//! window and daily caps stop new sends ([`control`]).
+
+mod control;
+mod lane;
+mod send;
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::task::TaskTracker;
+
+pub use control::RunControl;
+pub use lane::Gates;
+
+use crate::api::ApiClient;
+use crate::pacing::InstancePacer;
+use crate::results::Journal;
+use crate::types::{Job, Outcome};
+use control::LaneHealth;
+
+/// One WhatsApp number and its pacing.
+pub struct Lane {
+    pub instance_id: String,
+    pub pacer: InstancePacer,
+}
+
+/// What the dispatcher sends with.
+pub struct Sending {
+    pub client: Arc<ApiClient>,
+    /// Requests in flight at once, all instances together.
+    pub concurrency: NonZeroUsize,
+    pub journal: Arc<Journal>,
+    pub outcomes: mpsc::Sender<Outcome>,
+    pub control: Arc<RunControl>,
+    pub gates: Gates,
+}
+
+/// What every lane shares.
+struct Shared {
+    gates: Gates,
+    client: Arc<ApiClient>,
+    in_flight: Arc<Semaphore>,
+    journal: Arc<Journal>,
+    outcomes: mpsc::Sender<Outcome>,
+    control: Arc<RunControl>,
+    requests: TaskTracker,
+}
+
+/// Jobs queued per instance; small, so a stopped run leaves little to mark.
+const LANE_QUEUE: usize = 64;
+
+/// Sends every job from `jobs` through the instance it is assigned to, at
+/// most `concurrency` requests in flight overall. Jobs of an instance taken
+/// out of rotation are `FAILED` (never moved to another number); once the
+/// run stops, the jobs still coming are `DEFERRED` for a later `--resume`.
+/// Returns when every request it started has its outcome sent on.
+pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, lanes: Vec<Lane>, sending: Sending) {
+    let Sending {
+        client,
+        concurrency,
+        journal,
+        outcomes,
+        control,
+        gates,
+    } = sending;
+    control.lanes_open.store(lanes.len(), Ordering::SeqCst);
+    let shared = Arc::new(Shared {
+        gates,
+        client,
+        in_flight: Arc::new(Semaphore::new(concurrency.get())),
+        journal,
+        outcomes: outcomes.clone(),
+        control: control.clone(),
+        requests: TaskTracker::new(),
+    });
+    let ids: Vec<Arc<str>> = lanes
+        .iter()
+        .map(|lane| Arc::from(lane.instance_id.as_str()))
+        .collect();
+    let mut queues = Vec::new();
+    let mut health = Vec::new();
+    let lane_tasks = TaskTracker::new();
+    for (lane, id) in lanes.into_iter().zip(&ids) {
+        let (queue, queued) = mpsc::channel(LANE_QUEUE);
+        let lane_health = Arc::new(LaneHealth::new(id.clone()));
+        lane_tasks.spawn(lane::run_lane(
+            queued,
+            lane.pacer,
+            lane_health.clone(),
+            shared.clone(),
+        ));
+        queues.push(queue);
+        health.push(lane_health);
+    }
+    lane_tasks.close();
+
+    // Jobs are taken from the reader a batch at a time: the reader then
+    // wakes once per batch, not once per job.
+    let mut batch = Vec::with_capacity(LANE_QUEUE);
+    while jobs.recv_many(&mut batch, LANE_QUEUE).await > 0 {
+        for job in batch.drain(..) {
+            let index = assign(&job.recipient.to, &ids);
+            let job = match queues[index].send(job).await {
+                Ok(()) => continue,
+                Err(refused) => refused.0,
+            };
+            // The lane has stopped (retired, or the run is stopping).
+            let _ = outcomes
+                .send(send::not_sent(&job, &health[index], &control))
+                .await;
+        }
+    }
+    drop(queues);
+    lane_tasks.wait().await;
+    shared.requests.close();
+    shared.requests.wait().await;
+}
+
+/// Picks the instance for a recipient by rendezvous hashing of the
+/// normalised `to`: a conversation stays on one number across runs, and
+/// adding or removing a number moves only that number's share.
+pub fn assign<S: AsRef<str>>(to: &str, instances: &[S]) -> usize {
+    (0..instances.len())
+        .max_by_key(|&index| stable_hash(instances[index].as_ref(), to))
+        .unwrap_or(0)
+}
+
+/// FNV-1a, then a 64-bit finaliser (splitmix64): the same on every machine
+/// and every version, unlike the standard library's hasher.
+fn stable_hash(instance: &str, to: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in instance.bytes().chain([0xff]).chain(to.bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXED_ASSIGNMENT: [usize; 3] = [2, 1, 1];
+
+    #[test]
+    fn a_recipient_always_goes_to_the_same_instance_and_all_instances_get_some() {
+        let instances = ["inst-a", "inst-b", "inst-c"];
+        let mut per_instance = [0; 3];
+        for n in 0..3000 {
+            let to = format!("55119{n:08}");
+            let index = assign(&to, &instances);
+            assert_eq!(assign(&to, &instances), index);
+            per_instance[index] += 1;
+        }
+        assert!(
+            per_instance
+                .iter()
+                .all(|count| (800..=1200).contains(count)),
+            "{per_instance:?}"
+        );
+        // Fixed answers: the assignment must never change between versions.
+        let fixed: Vec<usize> = ["5511987654321", "5521998765432", "5531988887777"]
+            .iter()
+            .map(|to| assign(to, &instances))
+            .collect();
+        assert_eq!(fixed, FIXED_ASSIGNMENT);
+    }
+
+    #[test]
+    fn removing_an_instance_moves_only_its_own_recipients() {
+        let three = ["a", "b", "c"];
+        let two = ["a", "c"];
+        for n in 0..500 {
+            let to = format!("55219{n:08}");
+            let before = three[assign(&to, &three)];
+            if before != "b" {
+                assert_eq!(two[assign(&to, &two)], before, "{to}");
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! How a run ends: the errors that stop it before it can start, and the
+//! process exit code of every end, decided here and nowhere else.
+
+use crate::api::ClientError;
+use crate::campaign::CampaignError;
+use crate::config::ConfigError;
+use crate::results::{LockError, ResultsError};
+use crate::types::{Status, StopReason, Tally};
+
+/// Why a run could not start, or could not finish writing its results.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A flag or a missing setting: the message says what to do.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Campaign(#[from] CampaignError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot start the mock API: {0}")]
+    Mock(std::io::Error),
+}
+
+/// How a run ended, as the process exit code (the README's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Every row was SENT (VALID in a dry run).
+    Success = 0,
+    /// The run finished, but some rows were not sent.
+    NotAllSent = 1,
+    /// Usage, config or campaign-file error: nothing was sent.
+    Usage = 2,
+    /// Halted: the API refused the credentials, or too many messages failed.
+    Halted = 3,
+    /// Another run holds the lock on the results file.
+    Locked = 4,
+    /// Held back by the send window or the daily cap; rows are DEFERRED.
+    Deferred = 5,
+    /// Interrupted by SIGINT or SIGTERM; `--resume` carries on.
+    Interrupted = 130,
+}
+
+impl ExitCode {
+    /// A run that went through its campaign, or stopped for `stopped`.
+    pub fn of_run(stopped: Option<&StopReason>, tally: &Tally, dry_run: bool) -> Self {
+        let wanted = if dry_run { Status::Valid } else { Status::Sent };
+        match stopped {
+            Some(StopReason::Halted(_)) => ExitCode::Halted,
+            Some(StopReason::Interrupted) => ExitCode::Interrupted,
+            Some(StopReason::Deferred(_)) => ExitCode::Deferred,
+            None if tally.get(wanted) == tally.rows() => ExitCode::Success,
+            None => ExitCode::NotAllSent,
+        }
+    }
+
+    /// A run that could not start: another run's lock, or anything the user must fix.
+    pub fn of_error(error: &RunError) -> Self {
+        match error {
+            RunError::Results(ResultsError::Lock(LockError::Held { .. })) => ExitCode::Locked,
+            _ => ExitCode::Usage,
+        }
+    }
+
+    /// A run aborted by a second signal.
+    pub fn of_abort() -> Self {
+        ExitCode::Interrupted
+    }
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(statuses: &[Status]) -> Tally {
+        let mut tally = Tally::default();
+        statuses.iter().for_each(|status| tally.add(*status));
+        tally
+    }
+
+    #[test]
+    fn every_row_sent_exits_zero_and_anything_else_one() {
+        let all_sent = tally(&[Status::Sent, Status::Sent]);
+        assert_eq!(ExitCode::of_run(None, &all_sent, false), ExitCode::Success);
+        let one_invalid = tally(&[Status::Sent, Status::Invalid]);
+        assert_eq!(
+            ExitCode::of_run(None, &one_invalid, false),
+            ExitCode::NotAllSent
+        );
+        let dry_run = tally(&[Status::Valid]);
+        assert_eq!(ExitCode::of_run(None, &dry_run, true), ExitCode::Success);
+    }
+
+    #[test]
+    fn a_stopped_run_exits_with_the_code_of_its_stop() {
+        let rows = tally(&[Status::Sent]);
+        for (stop, code) in [
+            (StopReason::Interrupted, 130),
+            (StopReason::Halted("401".into()), 3),
+            (StopReason::Deferred("window".into()), 5),
+        ] {
+            assert_eq!(ExitCode::of_run(Some(&stop), &rows, false).code(), code);
+        }
+    }
+
+    #[test]
+    fn a_held_lock_exits_4_and_other_errors_2() {
+        let held = RunError::Results(ResultsError::Lock(LockError::Held {
+            path: "x.lock".into(),
+            holder: "pid 1".into(),
+        }));
+        assert_eq!(ExitCode::of_error(&held), ExitCode::Locked);
+        let usage = RunError::Usage("no API key".into());
+        assert_eq!(ExitCode::of_error(&usage), ExitCode::Usage);
+    }
+}

@@ -1,0 +1,12 @@
+//! What the user sees: the progress bar and the log lines on stderr, the
+//! dry-run report and the summary on stdout.
+
+mod check;
+mod log;
+mod progress;
+mod summary;
+
+pub use check::{human_duration, CheckReport, ProblemGroup};
+pub use log::{LogLine, LogWriter};
+pub use progress::{progress_area, Progress};
+pub use summary::Summary;

@@ -1,0 +1,178 @@
+//! When a failed send is tried again, after how long, and when failures
+//! are so many that the run halts: `[retry]` and the policy it drives.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::api::SendError;
+use crate::setting::{self, invalid, InvalidSetting};
+use crate::types::Status;
+
+/// `[retry]`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Tries per message, the first one included.
+    pub max_attempts: u32,
+    /// Try again after an answer that may have been lost (risks a duplicate card).
+    pub retry_ambiguous: bool,
+    /// Halt when more than this share of the messages tried failed…
+    pub max_failure_ratio: f64,
+    /// …once at least this many were tried.
+    pub min_attempts_before_halt: u64,
+    /// The first backoff's ceiling; it doubles each try up to `max_backoff`.
+    #[serde(deserialize_with = "setting::seconds")]
+    pub initial_backoff: Duration,
+    #[serde(deserialize_with = "setting::seconds")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 5,
+            retry_ambiguous: false,
+            max_failure_ratio: 0.5,
+            min_attempts_before_halt: 20,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetrySettings {
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        if self.max_attempts == 0 {
+            return Err(invalid(
+                "retry.max_attempts",
+                "must be at least 1 (the first try)",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.max_failure_ratio) {
+            return Err(invalid(
+                "retry.max_failure_ratio",
+                format!("{} is not between 0 and 1", self.max_failure_ratio),
+            ));
+        }
+        if self.max_backoff < self.initial_backoff {
+            return Err(invalid(
+                "retry.max_backoff",
+                "is below retry.initial_backoff",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What to do after one failed try.
+#[derive(Debug)]
+pub enum Next {
+    /// Try again, after at least this long (the server's `Retry-After`).
+    Retry(Option<Duration>),
+    /// Final: this status.
+    Give(Status),
+}
+
+/// Whether a failure is worth another try: not when the API said no for
+/// good, and not when the card may already have arrived (unless the user
+/// accepts a duplicate).
+pub fn next_step(error: &SendError, retry: &RetrySettings) -> Next {
+    match error {
+        SendError::Refused {
+            http_status,
+            retry_after,
+            ..
+        } => match http_status {
+            429 | 500 | 502 | 503 | 504 => Next::Retry(*retry_after),
+            _ => Next::Give(Status::Failed),
+        },
+        SendError::Unreachable(_) => Next::Retry(None),
+        SendError::Ambiguous { .. } if retry.retry_ambiguous => Next::Retry(None),
+        SendError::Ambiguous { .. } => Next::Give(Status::Unknown),
+    }
+}
+
+/// Exponential backoff with full jitter: a random wait up to a ceiling that
+/// doubles each try, so many failing clients do not retry in step.
+pub fn backoff(retry: &RetrySettings, failed_tries: u32) -> Duration {
+    let doubling = 2f64.powi(failed_tries.saturating_sub(1).min(30) as i32);
+    let ceiling = retry
+        .initial_backoff
+        .mul_f64(doubling)
+        .min(retry.max_backoff);
+    ceiling.mul_f64(fastrand::f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry() -> RetrySettings {
+        RetrySettings {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            ..RetrySettings::default()
+        }
+    }
+
+    #[test]
+    fn backoff_spreads_up_to_a_ceiling_that_doubles_each_try() {
+        fastrand::seed(11);
+        for (tries, ceiling) in [(1, 100), (3, 400), (30, 1000)] {
+            let ceiling = Duration::from_millis(ceiling);
+            let waits: Vec<Duration> = (0..200).map(|_| backoff(&retry(), tries)).collect();
+            let longest = *waits.iter().max().unwrap();
+            let shortest = *waits.iter().min().unwrap();
+            assert!(longest <= ceiling, "try {tries}: {longest:?}");
+            // Full jitter: the waits reach near the ceiling and near zero.
+            assert!(longest > ceiling * 9 / 10, "try {tries}: {longest:?}");
+            assert!(shortest < ceiling / 10, "try {tries}: {shortest:?}");
+        }
+    }
+
+    #[test]
+    fn transient_answers_are_retried_and_permanent_ones_are_not() {
+        let refused = |http_status| SendError::Refused {
+            http_status,
+            message: String::new(),
+            retry_after: None,
+        };
+        for status in [429, 500, 502, 503, 504] {
+            assert!(
+                matches!(next_step(&refused(status), &retry()), Next::Retry(_)),
+                "{status}"
+            );
+        }
+        for status in [400, 404, 409, 422] {
+            assert!(
+                matches!(
+                    next_step(&refused(status), &retry()),
+                    Next::Give(Status::Failed)
+                ),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            next_step(&SendError::Unreachable(String::new()), &retry()),
+            Next::Retry(None)
+        ));
+    }
+
+    #[test]
+    fn an_ambiguous_answer_is_unknown_unless_the_user_opts_in() {
+        let lost = SendError::Ambiguous {
+            http_status: None,
+            detail: String::new(),
+        };
+        assert!(matches!(
+            next_step(&lost, &retry()),
+            Next::Give(Status::Unknown)
+        ));
+        let opted_in = RetrySettings {
+            retry_ambiguous: true,
+            ..retry()
+        };
+        assert!(matches!(next_step(&lost, &opted_in), Next::Retry(None)));
+    }
+}

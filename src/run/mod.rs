@@ -1,0 +1,261 @@
+//! One run of a campaign, as one pipeline: where the messages go, the
+//! campaign and its results file opened, one thread writing results, one
+//! reading rows, the dispatcher sending, and the summary at the end.
+
+mod reading;
+mod target;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::MultiProgress;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::campaign::{self, Campaign, Source};
+use crate::config::Settings;
+use crate::dispatch::{self, Gates, Lane, RunControl, Sending};
+use crate::exit::RunError;
+use crate::pacing::{Estimate, InstancePacer};
+use crate::report::{CheckReport, Progress, Summary};
+use crate::results::{self, Journal, Previous, ResultsError, ResultsWriter, RunLock, WriteGate};
+use crate::types::Job;
+use reading::Reading;
+use target::Target;
+
+/// What to run, beyond the settings.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub source: Source,
+    pub results_path: PathBuf,
+    /// Replace an existing results file.
+    pub overwrite: bool,
+    /// Add to an existing results file, skipping what earlier runs sent.
+    pub resume: bool,
+    /// With `resume`: send again the messages earlier runs left `UNKNOWN`.
+    pub resend_unknown: bool,
+    pub dry_run: bool,
+    /// Send to an embedded mock API on loopback.
+    pub mock: bool,
+    /// Outside the send window, stop (rows DEFERRED) instead of waiting.
+    pub no_wait: bool,
+    pub limit: Option<u64>,
+    /// Held while the results file is written, so an abort never cuts a line.
+    pub results_gate: WriteGate,
+}
+
+/// Runs one campaign: reads, checks, paces and sends every row, and writes
+/// the results file. Cancelling `shutdown` stops it taking new rows; rows
+/// not sent are written `DEFERRED`.
+pub async fn run(
+    settings: Settings,
+    request: RunRequest,
+    progress_area: &MultiProgress,
+    shutdown: CancellationToken,
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+
+    // Target: the API or the embedded mock; nowhere in a dry run. Missing
+    // credentials stop the run here, before any file is touched.
+    let target = match request.dry_run {
+        true => None,
+        false => Some(Target::connect(&settings, request.mock).await?),
+    };
+    let instances = match &target {
+        Some(target) => target.instances.clone(),
+        None => settings.api.senders(),
+    };
+
+    // Open: the campaign, the lock, the results file and the journal; these
+    // read and write files, so off the async workers.
+    let Opened {
+        campaign,
+        lock,
+        results_file,
+        previous,
+        journal,
+        total_rows,
+    } = {
+        let (settings, request) = (settings.clone(), request.clone());
+        let (sending, counting) = (target.is_some(), !progress_area.is_hidden());
+        tokio::task::spawn_blocking(move || Opened::open(&settings, &request, sending, counting))
+            .await
+            .expect("opening the campaign does not panic")?
+    };
+    info!(
+        campaign = %request.source.describe(),
+        results = %request.results_path.display(),
+        dry_run = request.dry_run,
+        resume = request.resume,
+        rate = %settings.pacing.rate,
+        "starting"
+    );
+
+    // Results: one thread writes every line, and moves the progress bar.
+    let progress = match progress_area.is_hidden() {
+        true => Progress::hidden(),
+        false => Progress::new(progress_area, total_rows),
+    };
+    let (outcomes, writer) = {
+        let progress = progress.clone();
+        results::spawn_writer(
+            results_file,
+            request.results_path.clone(),
+            move |tally| progress.show(tally),
+            request.results_gate.clone(),
+        )
+    };
+
+    // Read: rows checked on a blocking thread; jobs go on to the dispatcher,
+    // every other row straight to the results.
+    let control = RunControl::new(shutdown, settings.retry);
+    let (jobs, queued) = mpsc::channel::<Job>(256);
+    let reader = {
+        let pacing = &settings.pacing;
+        let check = CheckReport::new(
+            campaign.encoding(),
+            campaign.delimiter(),
+            Estimate::new(pacing.rate, pacing.pace_by_message),
+        );
+        let reading = Reading {
+            jobs: (!request.dry_run).then_some(jobs),
+            outcomes: outcomes.clone(),
+            instances,
+            previous,
+            resend_unknown: request.resend_unknown,
+            stop: control.stopping().clone(),
+        };
+        tokio::task::spawn_blocking(move || reading.read(campaign, check))
+    };
+
+    // Send: one lane per instance, each paced on its own, `concurrency`
+    // requests in flight over all of them.
+    match (&target, &journal) {
+        (Some(target), Some(journal)) => {
+            let pacing = &settings.pacing;
+            let lanes = target
+                .instances
+                .iter()
+                .map(|instance_id| Lane {
+                    instance_id: instance_id.clone(),
+                    pacer: InstancePacer::new(pacing.rate, pacing.burst, pacing.pace_by_message),
+                })
+                .collect();
+            let sending = Sending {
+                client: target.client.clone(),
+                concurrency: pacing.concurrency,
+                journal: journal.clone(),
+                outcomes: outcomes.clone(),
+                control: control.clone(),
+                gates: Gates {
+                    window: settings.schedule.send_window(),
+                    daily_cap: settings.schedule.daily_cap(),
+                    no_wait: request.no_wait,
+                    progress: progress.clone(),
+                },
+            };
+            dispatch::dispatch(queued, lanes, sending).await;
+        }
+        _ => drop(queued),
+    }
+
+    // Finish: every row has its line; then the journal has done its work
+    // and the lock can go.
+    let read = reader.await.expect("the campaign reader does not panic");
+    drop(outcomes);
+    let tally = writer.await.expect("the results writer does not panic")?;
+    progress.finish();
+    let journal = journal.and_then(Arc::into_inner);
+    tokio::task::spawn_blocking(move || {
+        if let Some(Err(error)) = journal.map(Journal::finish) {
+            warn!("cannot remove the journal: {error}");
+        }
+        drop(lock);
+    })
+    .await
+    .expect("removing the journal does not panic");
+    let check = read?;
+
+    // Report.
+    Ok(Summary::new(
+        request.source.describe(),
+        request.results_path.display().to_string(),
+        request.dry_run,
+        &tally,
+        started.elapsed(),
+        check,
+        control.reason(),
+    ))
+}
+
+/// A run's files, opened: the campaign, the lock on its results file, the
+/// results file with what earlier runs recorded in it, and the journal
+/// when messages will be sent.
+struct Opened {
+    campaign: Campaign,
+    lock: RunLock,
+    results_file: ResultsWriter,
+    previous: Option<Previous>,
+    journal: Option<Arc<Journal>>,
+    /// Data rows in the campaign, for the progress bar; counted only for it.
+    total_rows: Option<u64>,
+}
+
+impl Opened {
+    fn open(
+        settings: &Settings,
+        request: &RunRequest,
+        sending: bool,
+        counting: bool,
+    ) -> Result<Self, RunError> {
+        let campaign = Campaign::open(
+            &request.source,
+            &settings.campaign,
+            &settings.pacing,
+            request.limit,
+        )?;
+        if !campaign.layout().unknown.is_empty() {
+            warn!(columns = %campaign.layout().unknown.join(", "), "ignoring columns the tool does not use");
+        }
+        // The lock first: a second run must not even read the results file.
+        let path = &request.results_path;
+        let lock = RunLock::acquire(path).map_err(ResultsError::from)?;
+        let (results_file, previous, results_from) = if request.resume {
+            let (writer, previous, from) = results::open_for_resume(path)?;
+            (writer, Some(previous), from)
+        } else {
+            (results::create(path, request.overwrite)?, None, 0)
+        };
+        let journal = match sending {
+            true => {
+                let in_flight = previous
+                    .as_ref()
+                    .map_or(&[][..], |previous| &previous.in_flight[..]);
+                let journal = Journal::start(path, results_from, in_flight).map_err(|source| {
+                    ResultsError::Io {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+                Some(Arc::new(journal))
+            }
+            false => None,
+        };
+        let total_rows = counting
+            .then(|| {
+                campaign::count_rows(&request.source, campaign.encoding(), campaign.delimiter())
+            })
+            .flatten()
+            .map(|rows| request.limit.map_or(rows, |limit| limit.min(rows)));
+        Ok(Opened {
+            campaign,
+            lock,
+            results_file,
+            previous,
+            journal,
+            total_rows,
+        })
+    }
+}

@@ -1,0 +1,90 @@
+//! The reading side of a run, on a blocking thread: every row of the
+//! campaign goes on as a job to the dispatcher, or straight to the results
+//! as a line (rejected, already sent by an earlier run, or `VALID` in a dry run).
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::campaign::{Campaign, CampaignError};
+use crate::dispatch;
+use crate::report::CheckReport;
+use crate::results::Previous;
+use crate::types::{Job, Outcome, Row, Status};
+
+/// The reading side of a run: rejected rows go straight to the results,
+/// jobs to the dispatcher, or, in a dry run (`jobs` is `None`), to the
+/// results as `VALID`. With `--resume`, jobs earlier runs sent are `SKIPPED`
+/// and those they may have sent `UNKNOWN`.
+pub struct Reading {
+    pub jobs: Option<mpsc::Sender<Job>>,
+    pub outcomes: mpsc::Sender<Outcome>,
+    /// The instances rows are assigned to, for the lines this side writes.
+    pub instances: Vec<String>,
+    pub previous: Option<Previous>,
+    pub resend_unknown: bool,
+    pub stop: CancellationToken,
+}
+
+impl Reading {
+    pub fn read(
+        self,
+        mut campaign: Campaign,
+        mut check: CheckReport,
+    ) -> Result<CheckReport, CampaignError> {
+        for row in &mut campaign {
+            let row = row?;
+            let earlier = match &row {
+                Row::Job(job) => self.earlier_verdict(job),
+                Row::Rejected(_) => None,
+            };
+            if earlier.is_none() {
+                check.add(&row);
+            }
+            let delivered = match (row, &self.jobs, earlier) {
+                (Row::Rejected(rejected), _, _) => self
+                    .outcomes
+                    .blocking_send(Outcome::rejected(rejected))
+                    .is_ok(),
+                (Row::Job(_), _, Some(outcome)) => self.outcomes.blocking_send(outcome).is_ok(),
+                (Row::Job(job), Some(jobs), None) => jobs.blocking_send(job).is_ok(),
+                (Row::Job(job), None, None) => {
+                    let instance_id = self.instance_for(&job);
+                    self.outcomes
+                        .blocking_send(Outcome::valid(job, instance_id))
+                        .is_ok()
+                }
+            };
+            // A dry run just stops on a signal; a send goes on so that every
+            // row gets its line (DEFERRED from the dispatcher).
+            if !delivered || (self.jobs.is_none() && self.stop.is_cancelled()) {
+                break;
+            }
+        }
+        Ok(check)
+    }
+
+    /// The instance that sends (or would send) `job`; empty when none is set.
+    fn instance_for(&self, job: &Job) -> &str {
+        match self.instances.as_slice() {
+            [] => "",
+            instances => &instances[dispatch::assign(&job.recipient.to, instances)],
+        }
+    }
+
+    fn earlier_verdict(&self, job: &Job) -> Option<Outcome> {
+        let verdict = self.previous.as_ref()?.verdict(&job.recipient.key)?;
+        let (status, error) = match verdict {
+            Status::Sent => (Status::Skipped, "already sent by an earlier run"),
+            Status::Unknown if !self.resend_unknown => (
+                Status::Unknown,
+                "an earlier run may have delivered it; not sent again (--resend-unknown sends it)",
+            ),
+            _ => return None,
+        };
+        let mut outcome = Outcome::for_job(job, self.instance_for(job), status);
+        outcome.delay = None;
+        outcome.typing = None;
+        outcome.error = error.to_string();
+        Some(outcome)
+    }
+}

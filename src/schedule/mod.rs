@@ -1,0 +1,84 @@
+//! When messages may go: the send window in the campaign's time zone, and
+//! the daily cap per instance, counted across runs.
+
+mod daily_cap;
+mod window;
+
+use std::path::PathBuf;
+
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Deserializer};
+
+pub use daily_cap::DailyCap;
+pub use window::{Schedule, Window};
+
+use crate::setting::{self, invalid, InvalidSetting};
+
+/// `[schedule]`: every key optional; without them messages go at any hour,
+/// with no cap.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Local times messages may go between.
+    #[serde(deserialize_with = "setting::optional_from_text")]
+    pub window: Option<Window>,
+    /// The zone of the window and of the daily cap's day; `None`: the machine's.
+    #[serde(deserialize_with = "time_zone")]
+    pub timezone: Option<TimeZone>,
+    /// Messages per instance per day, across every run on the machine.
+    pub daily_cap: Option<u64>,
+    /// Where the daily-cap ledger lives; `None`: the platform's state directory.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl ScheduleSettings {
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        match self.daily_cap {
+            Some(0) => Err(invalid(
+                "schedule.daily_cap",
+                "must be at least 1; leave it out for no cap",
+            )),
+            Some(_) if self.ledger_dir().is_none() => Err(invalid(
+                "schedule.state_dir",
+                "this platform has no state directory; set one for the daily-cap ledger",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The zone local times are read in.
+    pub fn time_zone(&self) -> TimeZone {
+        self.timezone.clone().unwrap_or_else(TimeZone::system)
+    }
+
+    /// The send window with its time zone, when one is set.
+    pub fn send_window(&self) -> Option<Schedule> {
+        self.window.map(|window| Schedule {
+            window,
+            timezone: self.time_zone(),
+        })
+    }
+
+    /// The daily cap with its ledger, when one is set.
+    pub fn daily_cap(&self) -> Option<DailyCap> {
+        Some(DailyCap {
+            cap: self.daily_cap?,
+            state_dir: self.ledger_dir()?,
+            timezone: self.time_zone(),
+        })
+    }
+
+    fn ledger_dir(&self) -> Option<PathBuf> {
+        self.state_dir.clone().or_else(DailyCap::default_state_dir)
+    }
+}
+
+/// An IANA time zone name, like `America/Sao_Paulo`.
+fn time_zone<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<TimeZone>, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    TimeZone::get(name.trim()).map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{name}` is not an IANA time zone name, like America/Sao_Paulo"
+        ))
+    })
+}

@@ -1,0 +1,17 @@
+//! The records that cross stages: a campaign row as read, what became of it,
+//! the counts of a run and why it stopped. This module imports no stage;
+//! every stage may import it.
+
+mod outcome;
+mod problem;
+mod row;
+mod status;
+mod stop;
+mod tally;
+
+pub use outcome::Outcome;
+pub use problem::Problem;
+pub use row::{Job, Recipient, Rejected, Row, Timing};
+pub use status::Status;
+pub use stop::StopReason;
+pub use tally::Tally;

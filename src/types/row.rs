@@ -1,0 +1,75 @@
+//! A campaign row as the stages after reading see it: one [`Recipient`],
+//! shared by the job that is sent, the row that is not, and its results line.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{Problem, Status};
+
+/// Who a row is for, as every results line names it: the row, its key, and
+/// the three fields of the card (normalised for a job, as written for a row
+/// that is not sent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recipient {
+    /// The row as a spreadsheet numbers it: the header is row 1.
+    pub row: u64,
+    /// What identifies the job across runs: the `key_column`'s value, else
+    /// `to:contact_phone` after normalisation.
+    pub key: String,
+    pub to: String,
+    pub contact_name: String,
+    pub contact_phone: String,
+}
+
+/// One message to send: a row that passed every check, normalised.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub recipient: Recipient,
+    pub timing: Timing,
+    pub priority: Option<i64>,
+    pub tags: Vec<String>,
+    pub metadata: Map<String, Value>,
+}
+
+/// A row that will not be sent: `INVALID` or `DUPLICATE`, with every problem.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub recipient: Recipient,
+    pub status: Status,
+    pub problems: Vec<Problem>,
+}
+
+impl Rejected {
+    /// Every problem, for the results file.
+    pub fn error(&self) -> String {
+        self.problems
+            .iter()
+            .map(Problem::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// What one data row became.
+#[derive(Debug, Clone)]
+pub enum Row {
+    Job(Job),
+    Rejected(Rejected),
+}
+
+/// The delay and typing one message is sent with, and why they differ from the row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    pub delay: f64,
+    pub typing: f64,
+    /// Set when a row's own value was raised to a floor.
+    pub note: Option<String>,
+}
+
+impl Timing {
+    /// How long the phone itself takes over this message.
+    pub fn phone_time(&self) -> Duration {
+        Duration::from_secs_f64(self.delay + self.typing)
+    }
+}

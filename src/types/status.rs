@@ -1,0 +1,60 @@
+//! The tool's verdict on one row, as the results file writes it.
+
+/// The tool's verdict on one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// The API accepted the message.
+    Sent,
+    /// The API refused it, or it could not be sent.
+    Failed,
+    /// The row did not pass validation; not sent.
+    Invalid,
+    /// The same job as an earlier row; not sent.
+    Duplicate,
+    /// The message may or may not have reached the API.
+    Unknown,
+    /// Already sent by an earlier run (`--resume`).
+    Skipped,
+    /// Not sent: the run stopped first; a later `--resume` sends it.
+    Deferred,
+    /// Dry run: the row would be sent.
+    Valid,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Sent,
+        Status::Failed,
+        Status::Invalid,
+        Status::Duplicate,
+        Status::Unknown,
+        Status::Skipped,
+        Status::Deferred,
+        Status::Valid,
+    ];
+
+    /// An answer from (or about) the API, as opposed to a verdict on the file:
+    /// flushed without delay, since it records what happened to a real message.
+    pub fn is_an_answer(self) -> bool {
+        matches!(self, Status::Sent | Status::Failed | Status::Unknown)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Sent => "SENT",
+            Status::Failed => "FAILED",
+            Status::Invalid => "INVALID",
+            Status::Duplicate => "DUPLICATE",
+            Status::Unknown => "UNKNOWN",
+            Status::Skipped => "SKIPPED",
+            Status::Deferred => "DEFERRED",
+            Status::Valid => "VALID",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+}

@@ -1,0 +1,15 @@
+//! The integration tests, as one binary (as xsv does): the real binary and
+//! the library against servers on 127.0.0.1, each test in temporary
+//! directories and every spawned binary in a cleared environment.
+
+mod common;
+
+mod bench_harness;
+mod campaign_files;
+mod cli;
+mod instances;
+mod mock_api;
+mod properties;
+mod reliability;
+mod schedule;
+mod send;
