@@ -3,16 +3,18 @@
 //! claim, and one goes through an unthrottled send with every row accounted
 //! for. (The figures come from the harness itself, never from tests.)
 
-use std::collections::HashMap;
 use std::process::Command;
 
 use interacto_bulk::api::MockOptions;
 
-use crate::common::{code, embedded, stdout, Workspace};
+use crate::common::{code, embedded, statuses, stdout, Workspace};
 
-/// `python3 benches/gen_campaign.py rows`, as the harness runs it.
+/// `python3 benches/gen_campaign.py rows`, as the harness runs it, in a
+/// cleared environment but for the system's own `PATH`.
 fn generated_campaign(rows: usize) -> String {
     let output = Command::new("python3")
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/benches/gen_campaign.py"
@@ -26,14 +28,6 @@ fn generated_campaign(rows: usize) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("the generator writes UTF-8")
-}
-
-fn count_statuses(results: &[HashMap<String, String>]) -> HashMap<&str, usize> {
-    let mut counts = HashMap::new();
-    for line in results {
-        *counts.entry(line["status"].as_str()).or_default() += 1;
-    }
-    counts
 }
 
 #[tokio::test]
@@ -59,7 +53,7 @@ async fn generated_campaigns_have_the_mix_they_claim() {
     );
     // The generator's docstring: about 1% invalid, 0.5% duplicates, and the
     // messy forms of every other number all normalise.
-    let counts = count_statuses(&results);
+    let counts = statuses(&results);
     let invalid = counts["INVALID"];
     let duplicate = counts["DUPLICATE"];
     assert!((rows / 200..=rows / 50).contains(&invalid), "{counts:?}");
@@ -92,7 +86,7 @@ async fn a_generated_campaign_goes_through_an_unthrottled_send() {
     let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     let results = workspace.results("campaign.results.csv");
     assert_eq!(results.len(), rows);
-    let counts = count_statuses(&results);
+    let counts = statuses(&results);
     assert_eq!(summary["counts"]["SENT"], counts["SENT"]);
     assert_eq!(
         counts["SENT"] + counts["INVALID"] + counts["DUPLICATE"],

@@ -1,12 +1,18 @@
 //! Helpers for tests that run the real binary against a server on 127.0.0.1.
+//! Every binary a test starts begins from a cleared environment: nothing of
+//! the shell running the tests (an `INTERACTO_*` variable, `RUST_LOG`, a home
+//! directory) reaches it, only what the test sets.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use serde_json::json;
 use tempfile::TempDir;
+use tokio::process::{Child, Command};
 
 use interacto_bulk::api::{MockOptions, MockServer};
 
@@ -23,15 +29,91 @@ pub async fn embedded(options: MockOptions) -> MockServer {
         .expect("the mock starts")
 }
 
-/// A scratch directory the binary runs in.
+/// The API's 201 answer, for wiremock.
+pub fn accepted(id: &str) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(201).set_body_json(json!({
+        "statusCode": 201, "message": "request successful",
+        "data": {"id": id, "status": "QUEUED", "sended": false}
+    }))
+}
+
+/// How many times the mock queued each recipient (answers cut off included).
+pub fn queued_per_recipient(server: &MockServer) -> HashMap<String, usize> {
+    let mut queued = HashMap::new();
+    for request in server
+        .received()
+        .into_iter()
+        .filter(|request| request.answered == 201)
+    {
+        let to = request.body["to"].as_str().expect("a request has a `to`");
+        *queued.entry(to.to_string()).or_insert(0) += 1;
+    }
+    queued
+}
+
+/// A test's config file, section by section: it starts from
+/// [`Config::fast`] and changes keys one at a time.
+#[derive(Clone)]
+pub struct Config {
+    /// `section.key` -> the value as TOML writes it.
+    keys: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Sends to `base_url` through `inst-1` quickly: the floors stay, the waits go.
+    pub fn fast(base_url: &str) -> Self {
+        Config {
+            keys: BTreeMap::new(),
+        }
+        .set("api.base_url", &format!("{base_url:?}"))
+        .set("api.instance_id", "\"inst-1\"")
+        .set("api.timeout", "5")
+        .set("retry.initial_backoff", "0.01")
+        .set("retry.max_backoff", "0.05")
+        .set("pacing.rate", "\"200/s\"")
+        .set("pacing.burst", "1")
+        .set("pacing.pace_by_message", "false")
+    }
+
+    /// Sets `section.key` to `value`, written as TOML (`"5/s"` with its quotes).
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.keys.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn unset(mut self, key: &str) -> Self {
+        self.keys.remove(key);
+        self
+    }
+
+    fn toml(&self) -> String {
+        let mut sections: BTreeMap<&str, String> = BTreeMap::new();
+        for (key, value) in &self.keys {
+            let (section, name) = key.rsplit_once('.').expect("keys are section.key");
+            sections
+                .entry(section)
+                .or_default()
+                .push_str(&format!("{name} = {value}\n"));
+        }
+        sections
+            .iter()
+            .map(|(section, keys)| format!("[{section}]\n{keys}\n"))
+            .collect()
+    }
+}
+
+/// A scratch directory the binary runs in, with its own home.
 pub struct Workspace {
     pub dir: TempDir,
+    /// Config files written so far, so that each gets a name of its own.
+    configs: Cell<u32>,
 }
 
 impl Workspace {
     pub fn new() -> Self {
         Workspace {
             dir: tempfile::tempdir().expect("a temporary directory"),
+            configs: Cell::new(0),
         }
     }
 
@@ -45,67 +127,56 @@ impl Workspace {
         path
     }
 
-    /// A config that sends to `base_url` quickly: the floors stay, the waits go.
-    pub fn fast_config(&self, base_url: &str, extra: &str) -> PathBuf {
-        self.write(
-            "config.toml",
-            &format!(
-                "[api]\nbase_url = \"{base_url}\"\ninstance_id = \"inst-1\"\ntimeout = 5\n\n\
-                 [retry]\ninitial_backoff = 0.01\nmax_backoff = 0.05\n\n\
-                 [pacing]\nrate = \"200/s\"\nburst = 1\npace_by_message = false\n{extra}"
-            ),
-        )
+    /// Writes `config` as a file of its own; returns its path, as a flag takes it.
+    pub fn config(&self, config: &Config) -> String {
+        self.configs.set(self.configs.get() + 1);
+        let name = format!("config-{}.toml", self.configs.get());
+        let path = self.write(&name, &config.toml());
+        path.to_str().expect("test paths are UTF-8").to_string()
     }
 
-    /// Runs the binary here with the test key in its environment and no other `INTERACTO_*`.
+    /// The binary with `args`, run here, in a cleared environment but for a
+    /// home of its own in this workspace, `NO_COLOR` and `env`.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_interacto-bulk"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("HOME", self.path("home"))
+            .env("XDG_STATE_HOME", self.path("home/state"))
+            .env("XDG_CONFIG_HOME", self.path("home/config"))
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs the binary here with the test key in its environment.
     pub async fn run(&self, args: &[&str]) -> Output {
         self.run_with_env(args, &[("INTERACTO_API_KEY", API_KEY)])
             .await
     }
 
+    /// Runs the binary here with `env` and nothing else in its environment.
     pub async fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"));
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("INTERACTO_API_KEY")
-            .env_remove("INTERACTO_INSTANCE_ID")
-            .env_remove("INTERACTO_BASE_URL")
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .kill_on_drop(true);
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        tokio::time::timeout(Duration::from_secs(60), command.output())
-            .await
-            .expect("the binary finishes within a minute")
-            .expect("the binary runs")
+        finish(self.command(args, env)).await
     }
 
     /// Runs `send campaign.csv --config <config>` with `extra` flags.
     pub async fn send(&self, config: impl AsRef<Path>, extra: &[&str]) -> Output {
-        let config = config
-            .as_ref()
-            .to_str()
-            .expect("test paths are UTF-8")
-            .to_string();
-        let mut args = vec!["send", "campaign.csv", "--config", &config];
+        let config = config.as_ref().to_str().expect("test paths are UTF-8");
+        let mut args = vec!["send", "campaign.csv", "--config", config];
         args.extend_from_slice(extra);
         self.run(&args).await
     }
 
-    /// Starts the binary here in the background, for tests that signal or kill it.
-    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("INTERACTO_API_KEY", API_KEY)
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
+    /// Starts the binary here in the background with the test key, for
+    /// tests that signal or kill it.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args, &[("INTERACTO_API_KEY", API_KEY)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("the binary starts")
     }
@@ -114,6 +185,39 @@ impl Workspace {
     pub fn results(&self, name: &str) -> Vec<HashMap<String, String>> {
         read_results(&self.path(name))
     }
+}
+
+/// Runs `command` to its end, within a minute.
+pub async fn finish(mut command: Command) -> Output {
+    tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("the binary finishes within a minute")
+        .expect("the binary runs")
+}
+
+/// Waits for a spawned binary to end, within 30 seconds.
+pub async fn ended(child: Child) -> Output {
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the binary ends within 30 seconds")
+        .expect("the binary's output is read")
+}
+
+/// Rows counted by their status.
+pub fn statuses(results: &[HashMap<String, String>]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for line in results {
+        *counts.entry(line["status"].clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// How many rows have `status` (0 when none).
+pub fn count(results: &[HashMap<String, String>], status: &str) -> usize {
+    results
+        .iter()
+        .filter(|line| line["status"] == status)
+        .count()
 }
 
 pub fn read_results(path: &Path) -> Vec<HashMap<String, String>> {
@@ -156,13 +260,12 @@ pub fn code(output: &Output) -> i32 {
 }
 
 /// Sends SIGTERM, as `kill` or systemd would.
-pub fn terminate(child: &tokio::process::Child) {
-    let pid = child.id().expect("still running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+pub fn terminate(child: &Child) {
+    let pid = child.id().expect("still running");
+    let pid = libc::pid_t::try_from(pid).expect("a pid fits");
+    // SAFETY: kill(2) with a pid this test spawned and a valid signal number.
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0, "SIGTERM was delivered");
 }
 
 /// Polls `done` until it holds, for at most 20 seconds.

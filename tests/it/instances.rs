@@ -4,26 +4,21 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::{self, code, embedded, stderr, stdout, Workspace};
+use crate::common::{self, code, embedded, stderr, stdout, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 
-const INSTANCES: &str = "instances = [\"inst-a\", \"inst-b\", \"inst-c\"]\n";
-
-/// A config with three instances (and no single `instance_id`).
-fn three_instances(work: &Workspace, base_url: &str, pacing: &str) -> String {
-    let config = work.fast_config(base_url, pacing);
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("instance_id = \"inst-1\"\n", INSTANCES);
-    std::fs::write(&config, text).unwrap();
-    config.to_str().unwrap().to_string()
+/// A quick config with three instances (and no single `instance_id`).
+fn three_instances(base_url: &str) -> Config {
+    Config::fast(base_url)
+        .unset("api.instance_id")
+        .set("api.instances", r#"["inst-a", "inst-b", "inst-c"]"#)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_instance_keeps_its_own_rate() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = three_instances(&work, &server.base_url(), "concurrency = 6\n");
+    let config = work.config(&three_instances(&server.base_url()).set("pacing.concurrency", "6"));
     work.write("campaign.csv", &common::campaign(36));
 
     let output = work.send(&config, &["--rate", "5/s"]).await;
@@ -47,7 +42,7 @@ async fn each_instance_keeps_its_own_rate() {
 async fn a_recipient_always_goes_through_the_same_instance() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = three_instances(&work, &server.base_url(), "");
+    let config = work.config(&three_instances(&server.base_url()));
     work.write("campaign.csv", &common::campaign(30));
 
     let mut seen_runs = Vec::new();
@@ -102,7 +97,7 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_fail_without_m
     })
     .await;
     let work = Workspace::new();
-    let config = three_instances(&work, &server.base_url(), "");
+    let config = work.config(&three_instances(&server.base_url()));
     work.write("campaign.csv", &common::campaign(30));
 
     let output = work.send(&config, &[]).await;
@@ -156,7 +151,7 @@ async fn the_run_halts_only_when_no_instance_is_left() {
     })
     .await;
     let work = Workspace::new();
-    let config = three_instances(&work, &server.base_url(), "concurrency = 1\n");
+    let config = work.config(&three_instances(&server.base_url()).set("pacing.concurrency", "1"));
     work.write("campaign.csv", &common::campaign(30));
 
     let output = work.send(&config, &[]).await;
@@ -174,7 +169,7 @@ async fn the_run_halts_only_when_no_instance_is_left() {
 async fn instances_can_be_given_as_repeated_flags() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()));
     work.write("campaign.csv", &common::campaign(20));
 
     let output = work

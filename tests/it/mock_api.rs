@@ -140,16 +140,19 @@ async fn latency_delays_each_answer() {
 
 #[tokio::test]
 async fn the_mock_server_command_prints_its_address_and_serves() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"))
-        .args([
-            "mock-server",
-            "--listen",
-            "127.0.0.1:0",
-            "--require-key",
-            "k",
-        ])
+    let work = Workspace::new();
+    let mut child = work
+        .command(
+            &[
+                "mock-server",
+                "--listen",
+                "127.0.0.1:0",
+                "--require-key",
+                "k",
+            ],
+            &[],
+        )
         .stdout(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the binary starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -2,7 +2,7 @@
 //! lock and `--resume`, each against a real server on 127.0.0.1 and bounded
 //! in time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -10,38 +10,10 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::{
-    self, code, embedded, line, stderr, stdout, terminate, wait_for, Workspace, API_KEY,
+    self, accepted, code, embedded, ended, line, queued_per_recipient, statuses, stderr, stdout,
+    terminate, wait_for, Config, Workspace, API_KEY,
 };
-use interacto_bulk::api::{MockOptions, MockServer as Embedded};
-
-fn accepted() -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({
-        "statusCode": 201, "message": "request successful", "data": {"id": "m-1", "status": "QUEUED"}
-    }))
-}
-
-/// How many times the mock queued each recipient (answers cut off included).
-fn queued_per_recipient(server: &Embedded) -> HashMap<String, usize> {
-    let mut queued = HashMap::new();
-    for request in server
-        .received()
-        .into_iter()
-        .filter(|request| request.answered == 201)
-    {
-        *queued
-            .entry(request.body["to"].as_str().unwrap().to_string())
-            .or_insert(0) += 1;
-    }
-    queued
-}
-
-fn statuses(results: &[HashMap<String, String>]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for line in results {
-        *counts.entry(line["status"].clone()).or_insert(0) += 1;
-    }
-    counts
-}
+use interacto_bulk::api::MockOptions;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_failures_are_retried_and_the_attempts_counted() {
@@ -53,11 +25,11 @@ async fn transient_failures_are_retried_and_the_attempts_counted() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(accepted())
+        .respond_with(accepted("m-1"))
         .mount(&server)
         .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.uri(), "concurrency = 1\n");
+    let config = work.config(&Config::fast(&server.uri()).set("pacing.concurrency", "1"));
     work.write("campaign.csv", &common::campaign(1));
 
     let output = work.send(&config, &[]).await;
@@ -83,11 +55,11 @@ async fn retry_after_is_honoured() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(accepted())
+        .respond_with(accepted("m-1"))
         .mount(&server)
         .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.uri(), "");
+    let config = work.config(&Config::fast(&server.uri()));
     work.write("campaign.csv", &common::campaign(1));
 
     let output = work.send(&config, &[]).await;
@@ -126,7 +98,7 @@ async fn a_permanent_refusal_is_not_retried() {
         .mount(&server)
         .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.uri(), "");
+    let config = work.config(&Config::fast(&server.uri()));
     work.write("campaign.csv", &common::campaign(1));
 
     let output = work.send(&config, &[]).await;
@@ -151,11 +123,8 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
     .await;
     let work = Workspace::new();
     work.write("campaign.csv", &common::campaign(2));
-    let config = work.fast_config(&server.base_url(), "");
-    let config_text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("timeout = 5", "timeout = 0.4");
-    std::fs::write(&config, &config_text).unwrap();
+    let quick_timeout = Config::fast(&server.base_url()).set("api.timeout", "0.4");
+    let config = work.config(&quick_timeout);
 
     let output = work.send(&config, &[]).await;
 
@@ -166,11 +135,11 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
         .all(|line| line["status"] == "UNKNOWN" && line["attempts"] == "1"));
     assert_eq!(server.requests(), 2, "one request per row, none repeated");
 
-    let opted_in = config_text.replace(
-        "[retry]\n",
-        "[retry]\nretry_ambiguous = true\nmax_attempts = 2\n",
+    let config = work.config(
+        &quick_timeout
+            .set("retry.retry_ambiguous", "true")
+            .set("retry.max_attempts", "2"),
     );
-    std::fs::write(&config, opted_in).unwrap();
     let output = work.send(&config, &["--overwrite"]).await;
     assert_eq!(code(&output), 1);
     let results = work.results("campaign.results.csv");
@@ -188,7 +157,7 @@ async fn a_401_halts_the_run_at_once_and_the_rest_is_deferred() {
     })
     .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "concurrency = 1\n");
+    let config = work.config(&Config::fast(&server.base_url()).set("pacing.concurrency", "1"));
     work.write("campaign.csv", &common::campaign(10));
 
     let output = work.send(&config, &[]).await;
@@ -214,12 +183,13 @@ async fn too_many_failures_halt_the_run() {
     })
     .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "concurrency = 1\n");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[retry]\n",
-        "[retry]\nmax_attempts = 2\nmin_attempts_before_halt = 5\nmax_failure_ratio = 0.5\n",
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("pacing.concurrency", "1")
+            .set("retry.max_attempts", "2")
+            .set("retry.min_attempts_before_halt", "5")
+            .set("retry.max_failure_ratio", "0.5"),
     );
-    std::fs::write(&config, text).unwrap();
     work.write("campaign.csv", &common::campaign(30));
 
     let output = work.send(&config, &[]).await;
@@ -246,11 +216,11 @@ async fn a_fault_soak_ends_every_row_with_one_status_and_never_delivers_twice() 
     })
     .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "concurrency = 8\n");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("rate = \"200/s\"", "rate = \"5000/s\"");
-    std::fs::write(&config, text).unwrap();
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("pacing.concurrency", "8")
+            .set("pacing.rate", "\"5000/s\""),
+    );
     let rows = 2000;
     work.write("campaign.csv", &common::campaign(rows));
 
@@ -275,7 +245,8 @@ async fn a_fault_soak_ends_every_row_with_one_status_and_never_delivers_twice() 
         let times = queued.get(&line["to"]).copied().unwrap_or(0);
         match line["status"].as_str() {
             "SENT" => assert_eq!(times, 1),
-            "UNKNOWN" => assert!(times <= 1),
+            // The soak's UNKNOWN rows are answers it cut off: queued, once.
+            "UNKNOWN" => assert_eq!(times, 1, "an UNKNOWN row was not queued: {line:?}"),
             "FAILED" => assert_eq!(times, 0, "a FAILED row was queued: {line:?}"),
             other => panic!("unexpected status {other}"),
         }
@@ -292,10 +263,9 @@ async fn a_fault_soak_ends_every_row_with_one_status_and_never_delivers_twice() 
 async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()));
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
-    let config = config.to_str().unwrap().to_string();
 
     let child = work.spawn(&[
         "send",
@@ -307,10 +277,7 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
     ]);
     wait_for("a few messages", || server.accepted() >= 5).await;
     terminate(&child);
-    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let output = ended(child).await;
 
     assert_eq!(code(&output), 130, "{}", stderr(&output));
     let first = work.results("campaign.results.csv");
@@ -359,10 +326,9 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
     })
     .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "concurrency = 4\n");
+    let config = work.config(&Config::fast(&server.base_url()).set("pacing.concurrency", "4"));
     let rows = 40;
     work.write("campaign.csv", &common::campaign(rows));
-    let config = config.to_str().unwrap().to_string();
 
     let mut child = work.spawn(&[
         "send",
@@ -417,7 +383,9 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
         let times = queued.get(&line["to"]).copied().unwrap_or(0);
         match line["status"].as_str() {
             "SENT" | "SKIPPED" => assert_eq!(times, 1, "{line:?}"),
-            "UNKNOWN" => assert!(times <= 1),
+            // In flight at the kill: it may or may not have arrived, and
+            // either is right, as long as it was not sent again (above).
+            "UNKNOWN" => {}
             other => panic!("unexpected status {other}: {line:?}"),
         }
     }
@@ -431,9 +399,8 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
 async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()));
     work.write("campaign.csv", &common::campaign(20));
-    let config = config.to_str().unwrap().to_string();
     let first = work.spawn(&["send", "campaign.csv", "--config", &config, "--rate", "5/s"]);
     wait_for("the first run to start sending", || server.accepted() >= 1).await;
 
@@ -461,7 +428,7 @@ async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
         .count();
     assert_eq!(from_second, 0, "the second run sent nothing");
     terminate(&first);
-    let output = first.wait_with_output().await.unwrap();
+    let output = ended(first).await;
     assert_eq!(code(&output), 130);
     let line_for_row_2 = line(&work.results("campaign.results.csv"), 2).clone();
     assert_eq!(line_for_row_2["status"], "SENT");
@@ -475,9 +442,8 @@ async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
     })
     .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "concurrency = 4\n");
+    let config = work.config(&Config::fast(&server.base_url()).set("pacing.concurrency", "4"));
     work.write("campaign.csv", &common::campaign(50));
-    let config = config.to_str().unwrap().to_string();
 
     let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
     wait_for("requests in flight", || server.requests() >= 4).await;
@@ -485,10 +451,7 @@ async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     terminate(&child);
     let started = Instant::now();
-    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let output = ended(child).await;
 
     assert_eq!(code(&output), 130, "{}", stderr(&output));
     assert!(
@@ -503,13 +466,13 @@ async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
 
     // The resume talks to a quick server, to keep the test short.
     let quick = embedded(MockOptions::default()).await;
-    let quick_config = work.fast_config(&quick.base_url(), "concurrency = 4\n");
+    let quick_config = work.config(&Config::fast(&quick.base_url()).set("pacing.concurrency", "4"));
     let output = work
         .run(&[
             "send",
             "campaign.csv",
             "--config",
-            quick_config.to_str().unwrap(),
+            &quick_config,
             "--resume",
         ])
         .await;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::common::{self, code, embedded, stderr, stdout, Workspace};
+use crate::common::{self, code, count, embedded, ended, stderr, stdout, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 
 /// A two-hour window open now and a one-hour window closed now, in UTC.
@@ -18,14 +18,25 @@ fn windows() -> (String, String) {
     )
 }
 
-fn with_schedule(work: &Workspace, base_url: &str, schedule: &str) -> String {
-    let config = work.fast_config(base_url, "");
-    let text = format!(
-        "{}\n[schedule]\ntimezone = \"UTC\"\n{schedule}",
-        std::fs::read_to_string(&config).unwrap()
-    );
-    std::fs::write(&config, text).unwrap();
-    config.to_str().unwrap().to_string()
+/// A quick config with `[schedule]` in UTC and `key = value`.
+fn with_schedule(base_url: &str, key: &str, value: &str) -> Config {
+    Config::fast(base_url)
+        .set("schedule.timezone", "\"UTC\"")
+        .set(&format!("schedule.{key}"), value)
+}
+
+/// A fixed-offset IANA zone where it is now about noon, so that no local
+/// midnight falls within a test that counts a day.
+fn zone_at_noon() -> String {
+    let utc_hour = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .hour();
+    // Etc/GMT-N is N hours ahead of UTC (POSIX signs are reversed).
+    match 12 - utc_hour {
+        0 => "Etc/GMT".to_string(),
+        ahead if ahead > 0 => format!("Etc/GMT-{ahead}"),
+        behind => format!("Etc/GMT+{}", -behind),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -34,11 +45,11 @@ async fn outside_the_window_no_wait_defers_everything_and_a_resume_inside_it_sen
     let work = Workspace::new();
     let (open, closed) = windows();
     work.write("campaign.csv", &common::campaign(8));
-    let closed_config = with_schedule(
-        &work,
+    let closed_config = work.config(&with_schedule(
         &server.base_url(),
-        &format!("window = \"{closed}\"\n"),
-    );
+        "window",
+        &format!("{closed:?}"),
+    ));
 
     let output = work
         .run(&[
@@ -64,7 +75,11 @@ async fn outside_the_window_no_wait_defers_everything_and_a_resume_inside_it_sen
         "{results:?}"
     );
 
-    let open_config = with_schedule(&work, &server.base_url(), &format!("window = \"{open}\"\n"));
+    let open_config = work.config(&with_schedule(
+        &server.base_url(),
+        "window",
+        &format!("{open:?}"),
+    ));
     let output = work
         .run(&["send", "campaign.csv", "--config", &open_config, "--resume"])
         .await;
@@ -81,19 +96,16 @@ async fn outside_the_window_the_run_waits_and_says_until_when() {
     let work = Workspace::new();
     let (_, closed) = windows();
     work.write("campaign.csv", &common::campaign(3));
-    let config = with_schedule(
-        &work,
+    let config = work.config(&with_schedule(
         &server.base_url(),
-        &format!("window = \"{closed}\"\n"),
-    );
+        "window",
+        &format!("{closed:?}"),
+    ));
     let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     common::terminate(&child);
-    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let output = ended(child).await;
 
     assert_eq!(code(&output), 130);
     assert_eq!(server.requests(), 0, "nothing is sent outside the window");
@@ -115,8 +127,14 @@ async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
     let state = work.path("state");
-    let schedule = format!("daily_cap = 5\nstate_dir = \"{}\"\n", state.display());
-    let config = with_schedule(&work, &server.base_url(), &schedule);
+    let config = work.config(
+        &with_schedule(&server.base_url(), "daily_cap", "5")
+            .set("schedule.timezone", &format!("{:?}", zone_at_noon()))
+            .set(
+                "schedule.state_dir",
+                &format!("{:?}", state.display().to_string()),
+            ),
+    );
     work.write("first.csv", &common::campaign(3));
     let second: String = common::campaign(10)
         .lines()
@@ -140,14 +158,8 @@ async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
         stdout(&output)
     );
     let results = work.results("second.results.csv");
-    let count = |status: &str| {
-        results
-            .iter()
-            .filter(|line| line["status"] == status)
-            .count()
-    };
     assert_eq!(
-        (count("SENT"), count("DEFERRED")),
+        (count(&results, "SENT"), count(&results, "DEFERRED")),
         (2, 5),
         "7 rows, 2 left under the cap"
     );

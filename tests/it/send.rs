@@ -1,21 +1,18 @@
 //! `send` end to end: the real binary against a real HTTP server on 127.0.0.1.
 
 use std::collections::HashSet;
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::common::{self, code, embedded, line, stderr, stdout, Workspace, API_KEY};
+use crate::common::{
+    self, accepted, code, embedded, ended, finish, line, stderr, stdout, wait_for, Config,
+    Workspace, API_KEY,
+};
 use interacto_bulk::api::MockOptions;
-
-fn accepted(id: &str) -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({
-        "statusCode": 201, "message": "request successful",
-        "data": {"id": id, "status": "QUEUED", "sended": false}
-    }))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_row_is_sent_once_with_the_headers_and_body_of_the_contract() {
@@ -30,7 +27,7 @@ async fn every_row_is_sent_once_with_the_headers_and_body_of_the_contract() {
         .mount(&server)
         .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.uri(), "");
+    let config = work.config(&Config::fast(&server.uri()));
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay,typing,priority,tags,metadata,metadata.city\n\
@@ -78,9 +75,12 @@ async fn every_row_is_sent_once_with_the_headers_and_body_of_the_contract() {
 async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.fast_config(
-        &server.base_url(),
-        "min_delay = 4\nmin_typing = 6\ndefault_delay = 5\ndefault_typing = 7\n",
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("pacing.min_delay", "4")
+            .set("pacing.min_typing", "6")
+            .set("pacing.default_delay", "5")
+            .set("pacing.default_typing", "7"),
     );
     work.write(
         "campaign.csv",
@@ -126,7 +126,7 @@ async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
 async fn invalid_and_duplicate_rows_are_never_sent_and_are_reported() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()));
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay\n\
@@ -183,7 +183,7 @@ async fn a_dry_run_sends_nothing_and_marks_rows_valid() {
         .mount(&server)
         .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.uri(), "");
+    let config = work.config(&Config::fast(&server.uri()));
     work.write("campaign.csv", &common::campaign(5));
 
     for args in [
@@ -191,7 +191,7 @@ async fn a_dry_run_sends_nothing_and_marks_rows_valid() {
         vec!["validate", "campaign.csv", "--overwrite"],
     ] {
         let mut args = args;
-        args.extend(["--config", config.to_str().unwrap()]);
+        args.extend(["--config", &config]);
         let output = work.run(&args).await;
         assert_eq!(code(&output), 0, "{}", stderr(&output));
         assert!(stdout(&output).contains("dry run"), "{}", stdout(&output));
@@ -212,7 +212,7 @@ async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_se
         .mount(&server)
         .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.uri(), "");
+    let config = work.config(&Config::fast(&server.uri()));
     work.write("campaign.csv", &common::campaign(2));
     work.write("campaign.results.csv", "precious earlier results\n");
 
@@ -234,7 +234,7 @@ async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_se
 async fn overwrite_replaces_the_results_file() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()));
     work.write("campaign.csv", &common::campaign(2));
     work.write("out.csv", "old\n");
 
@@ -265,7 +265,7 @@ async fn refused_messages_are_failed_with_the_http_status_and_the_api_message() 
         .mount(&server)
         .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.uri(), "");
+    let config = work.config(&Config::fast(&server.uri()));
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone\n11987654321,Ana,551130034000\n11987654322,Bia,551130034000\n11987654323,Caio,551130034000\n",
@@ -302,7 +302,7 @@ async fn an_api_that_cannot_be_reached_fails_the_rows_and_the_run_ends() {
         .unwrap()
         .port();
     let work = Workspace::new();
-    let config = work.fast_config(&format!("http://127.0.0.1:{port}"), "");
+    let config = work.config(&Config::fast(&format!("http://127.0.0.1:{port}")));
     work.write("campaign.csv", &common::campaign(2));
 
     let output = work.send(&config, &[]).await;
@@ -318,7 +318,7 @@ async fn an_api_that_cannot_be_reached_fails_the_rows_and_the_run_ends() {
 async fn the_rate_limit_spaces_requests_at_the_server() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()));
     work.write("campaign.csv", &common::campaign(6));
 
     let output = work.send(&config, &["--rate", "10/s"]).await;
@@ -338,13 +338,13 @@ async fn the_rate_limit_spaces_requests_at_the_server() {
 async fn pace_by_message_waits_for_each_message_delay_and_typing() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.write(
-        "config.toml",
-        &format!(
-            "[api]\nbase_url = \"{}\"\ninstance_id = \"inst-1\"\n[pacing]\nrate = \"200/s\"\npace_by_message = true\n\
-             min_delay = 0\nmin_typing = 0\ndefault_delay = 0.2\ndefault_typing = 0.1\n",
-            server.base_url()
-        ),
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("pacing.pace_by_message", "true")
+            .set("pacing.min_delay", "0")
+            .set("pacing.min_typing", "0")
+            .set("pacing.default_delay", "0.2")
+            .set("pacing.default_typing", "0.1"),
     );
     work.write("campaign.csv", &common::campaign(4));
 
@@ -368,7 +368,7 @@ async fn concurrency_bounds_the_requests_in_flight() {
     })
     .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()));
     work.write("campaign.csv", &common::campaign(12));
 
     let output = work.send(&config, &["--concurrency", "3"]).await;
@@ -388,40 +388,49 @@ async fn concurrency_bounds_the_requests_in_flight() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_key_appears_in_no_output_or_file_even_at_trace_level() {
+    // Slow answers keep the run going while its journal and lock file are read.
     let server = embedded(MockOptions {
         require_key: Some(API_KEY.to_string()),
+        latency: Duration::from_millis(300),
         ..MockOptions::default()
     })
     .await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()).set("pacing.concurrency", "1"));
     work.write(
         "campaign.csv",
         &format!("{}12345,Bad Row,551130034000\n", common::campaign(3)),
     );
-
-    let output = work
-        .run_with_env(
-            &[
-                "send",
-                "campaign.csv",
-                "--config",
-                config.to_str().unwrap(),
-                "-vv",
-                "--summary",
-                "json",
-            ],
+    let args = ["send", "campaign.csv", "--config", &config];
+    let child = work
+        .command(
+            &[&args[..], &["-vv", "--summary", "json"]].concat(),
             &[("INTERACTO_API_KEY", API_KEY), ("RUST_LOG", "trace")],
         )
-        .await;
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+
+    wait_for("a request in flight", || server.requests() >= 1).await;
+    let journal = std::fs::read_to_string(work.path("campaign.results.csv.journal")).unwrap();
+    let lock = std::fs::read_to_string(work.path("campaign.results.csv.lock")).unwrap();
+    let output = ended(child).await;
 
     assert_eq!(code(&output), 1, "{}", stderr(&output));
     assert_eq!(server.accepted(), 3, "the key reached the server");
+    assert!(
+        journal.contains("send 2 "),
+        "the journal was read mid-run: {journal}"
+    );
+    assert!(lock.contains("pid"), "the lock was read mid-run: {lock}");
     let results = std::fs::read_to_string(work.path("campaign.results.csv")).unwrap();
     for (place, text) in [
         ("stdout", stdout(&output)),
         ("stderr", stderr(&output)),
         ("results", results),
+        ("journal", journal),
+        ("lock file", lock),
     ] {
         assert!(!text.contains(API_KEY), "the API key leaked into {place}");
     }
@@ -435,20 +444,11 @@ async fn the_api_key_is_taken_from_the_config_file_when_the_environment_has_none
     })
     .await;
     let work = Workspace::new();
-    let config = work.write(
-        "config.toml",
-        &format!(
-            "[api]\nbase_url = \"{}\"\ninstance_id = \"inst-1\"\napi_key = \"file-key\"\n[pacing]\nrate = \"100/s\"\npace_by_message = false\n",
-            server.base_url()
-        ),
-    );
+    let config = work.config(&Config::fast(&server.base_url()).set("api.api_key", "\"file-key\""));
     work.write("campaign.csv", &common::campaign(1));
 
     let output = work
-        .run_with_env(
-            &["send", "campaign.csv", "--config", config.to_str().unwrap()],
-            &[],
-        )
+        .run_with_env(&["send", "campaign.csv", "--config", &config], &[])
         .await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
@@ -483,7 +483,7 @@ async fn sending_without_credentials_stops_before_anything_is_written() {
 async fn limit_reads_only_the_first_rows() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()));
     work.write("campaign.csv", &common::campaign(10));
 
     let output = work.send(&config, &["--limit", "4"]).await;
@@ -505,27 +505,15 @@ async fn limit_reads_only_the_first_rows() {
 async fn the_campaign_can_come_from_standard_input() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()));
     let campaign = work.write("campaign.csv", &common::campaign(3));
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_interacto-bulk"));
-    command
-        .args([
-            "send",
-            "-",
-            "--config",
-            config.to_str().unwrap(),
-            "--out",
-            "piped.csv",
-        ])
-        .current_dir(work.dir.path())
-        .env("INTERACTO_API_KEY", API_KEY)
-        .env_remove("RUST_LOG")
-        .stdin(std::fs::File::open(campaign).unwrap());
+    let mut command = work.command(
+        &["send", "-", "--config", &config, "--out", "piped.csv"],
+        &[("INTERACTO_API_KEY", API_KEY)],
+    );
+    command.stdin(std::fs::File::open(campaign).unwrap());
 
-    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
-        .await
-        .unwrap()
-        .unwrap();
+    let output = finish(command).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(work.results("piped.csv").len(), 3);
@@ -535,7 +523,7 @@ async fn the_campaign_can_come_from_standard_input() {
 async fn the_json_summary_counts_every_status() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.fast_config(&server.base_url(), "");
+    let config = work.config(&Config::fast(&server.base_url()));
     work.write(
         "campaign.csv",
         &format!("{}bad,X,551130034000\n", common::campaign(2)),
