@@ -163,3 +163,75 @@ pub fn remove_left(results_path: &Path) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::Map;
+
+    use super::*;
+    use crate::types::{Recipient, Timing};
+
+    fn job(row: u64) -> Job {
+        Job {
+            recipient: Recipient {
+                row,
+                key: format!("key \"{row}\""),
+                ..Recipient::default()
+            },
+            timing: Timing {
+                delay: 2.0,
+                typing: 5.0,
+                note: None,
+            },
+            priority: None,
+            tags: Vec::new(),
+            metadata: Map::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_message_recorded_at_once_is_in_the_journal_before_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("out.csv");
+        let journal = Arc::new(Journal::start(&results, 42, &["left".to_string()]).unwrap());
+        let sends: Vec<_> = (2..202)
+            .map(|row| {
+                let journal = journal.clone();
+                tokio::spawn(async move { journal.sending(&job(row)).await })
+            })
+            .collect();
+        for send in sends {
+            send.await.unwrap().unwrap();
+        }
+
+        let left = read_left(&results).unwrap().expect("the journal is there");
+        assert_eq!(left.results_from, 42);
+        assert_eq!(left.keys.len(), 201, "the key carried over and every send");
+        assert_eq!(left.keys[0], "left");
+        for row in 2..202 {
+            assert!(left.keys.contains(&format!("key \"{row}\"")), "row {row}");
+        }
+        Arc::into_inner(journal).unwrap().finish().unwrap();
+        assert!(!journal_path(&results).exists(), "finish removes it");
+    }
+
+    #[tokio::test]
+    async fn a_journal_that_cannot_be_written_says_so_to_the_sender() {
+        // A full disk, as Linux offers one: every write fails with ENOSPC.
+        let results = Path::new("/dev/full");
+        let file = OpenOptions::new().write(true).open(results).unwrap();
+        let (entries, waiting) = mpsc::unbounded_channel();
+        let writer = thread::spawn(move || write_entries(file, waiting));
+        let journal = Journal {
+            path: results.to_path_buf(),
+            entries,
+            writer,
+        };
+
+        let error = journal.sending(&job(2)).await.unwrap_err();
+
+        assert_eq!(error.kind(), io::ErrorKind::StorageFull, "{error}");
+    }
+}

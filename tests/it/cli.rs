@@ -3,75 +3,12 @@
 use std::path::Path;
 
 use crate::common::{self, code, stderr, stdout, Workspace};
-use interacto_bulk::config::{Environment, Overrides, Settings};
 
-fn repo(path: &str) -> String {
+pub fn repo(path: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(path)
         .display()
         .to_string()
-}
-
-#[test]
-fn the_example_config_loads_and_documents_every_key() {
-    let path = repo("config.example.toml");
-    let settings = Settings::load(
-        Some(Path::new(&path)),
-        Environment::default(),
-        Overrides::default(),
-    )
-    .expect("config.example.toml is a valid config");
-    assert_eq!(settings.pacing.rate.to_string(), "20/min");
-    assert!(settings.pacing.pace_by_message);
-
-    let text = std::fs::read_to_string(path).unwrap();
-    let documented: Vec<&str> = text
-        .lines()
-        .filter_map(|line| {
-            line.trim_start_matches('#')
-                .trim()
-                .split_once(" = ")
-                .map(|(key, _)| key.trim())
-        })
-        .collect();
-    for key in [
-        "base_url",
-        "api_key",
-        "instance_id",
-        "timeout",
-        "allow_insecure_http",
-        "rate",
-        "burst",
-        "concurrency",
-        "min_delay",
-        "min_typing",
-        "default_delay",
-        "default_typing",
-        "jitter",
-        "pace_by_message",
-        "default_region",
-        "encoding",
-        "delimiter",
-        "key_column",
-        "to",
-        "contact_name",
-        "max_attempts",
-        "retry_ambiguous",
-        "max_failure_ratio",
-        "min_attempts_before_halt",
-        "initial_backoff",
-        "max_backoff",
-        "instances",
-        "window",
-        "timezone",
-        "daily_cap",
-        "state_dir",
-    ] {
-        assert!(
-            documented.contains(&key),
-            "config.example.toml does not show `{key}`"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,6 +3,7 @@
 //! directories and every spawned binary in a cleared environment.
 
 mod common;
+mod documentation;
 
 mod bench_harness;
 mod campaign_files;

@@ -2,7 +2,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -124,7 +126,9 @@ async fn faults_can_be_injected() {
     assert_eq!(statuses.map(|status| status.as_u16()), [201, 201, 401]);
 }
 
-#[tokio::test]
+// The clock is paused: it moves only when every task waits, as far as the
+// next timer, so the mock's wait is measured without taking real time.
+#[tokio::test(start_paused = true)]
 async fn latency_delays_each_answer() {
     let server = start(MockOptions {
         latency: Duration::from_millis(200),
