@@ -146,6 +146,18 @@ impl CheckReport {
     }
 }
 
+#[cfg(test)]
+impl CheckReport {
+    /// An empty report of a UTF-8, comma-separated campaign at 20/min.
+    pub(crate) fn at_20_a_minute() -> Self {
+        CheckReport::new(
+            TextEncoding::Utf8,
+            b',',
+            Estimate::new("20/min".parse().unwrap(), true),
+        )
+    }
+}
+
 /// `1 row`, `2 rows`.
 fn counted(count: u64, noun: &str) -> String {
     if count == 1 {
@@ -171,11 +183,7 @@ mod tests {
     use super::*;
 
     fn check() -> CheckReport {
-        CheckReport::new(
-            TextEncoding::Utf8,
-            b',',
-            Estimate::new("20/min".parse().unwrap(), true),
-        )
+        CheckReport::at_20_a_minute()
     }
 
     #[test]

@@ -102,16 +102,6 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::campaign::TextEncoding;
-    use crate::pacing::Estimate;
-
-    fn check() -> CheckReport {
-        CheckReport::new(
-            TextEncoding::Utf8,
-            b',',
-            Estimate::new("20/min".parse().unwrap(), true),
-        )
-    }
 
     #[test]
     fn the_json_summary_has_every_status() {
@@ -123,7 +113,7 @@ mod tests {
             false,
             &tally,
             Duration::from_millis(1500),
-            check(),
+            CheckReport::at_20_a_minute(),
             None,
         );
         let json: serde_json::Value = serde_json::from_str(&summary.json()).unwrap();

@@ -70,14 +70,7 @@ pub async fn run(
 
     // Open: the campaign, the lock, the results file and the journal; these
     // read and write files, so off the async workers.
-    let Opened {
-        campaign,
-        lock,
-        results_file,
-        previous,
-        journal,
-        total_rows,
-    } = {
+    let opened = {
         let (settings, request) = (settings.clone(), request.clone());
         let (sending, counting) = (target.is_some(), !progress_area.is_hidden());
         tokio::task::spawn_blocking(move || Opened::open(&settings, &request, sending, counting))
@@ -96,12 +89,12 @@ pub async fn run(
     // Results: one thread writes every line, and moves the progress bar.
     let progress = match progress_area.is_hidden() {
         true => Progress::hidden(),
-        false => Progress::new(progress_area, total_rows),
+        false => Progress::new(progress_area, opened.total_rows),
     };
     let (outcomes, writer) = {
         let progress = progress.clone();
         results::spawn_writer(
-            results_file,
+            opened.results_file,
             request.results_path.clone(),
             move |tally| progress.show(tally),
             request.results_gate.clone(),
@@ -115,23 +108,25 @@ pub async fn run(
     let reader = {
         let pacing = &settings.pacing;
         let check = CheckReport::new(
-            campaign.encoding(),
-            campaign.delimiter(),
+            opened.campaign.encoding(),
+            opened.campaign.delimiter(),
             Estimate::new(pacing.rate, pacing.pace_by_message),
         );
         let reading = Reading {
             jobs: (!request.dry_run).then_some(jobs),
             outcomes: outcomes.clone(),
             instances,
-            previous,
+            previous: opened.previous,
             resend_unknown: request.resend_unknown,
             stop: control.stopping().clone(),
         };
+        let campaign = opened.campaign;
         tokio::task::spawn_blocking(move || reading.read(campaign, check))
     };
 
     // Send: one lane per instance, each paced on its own, `concurrency`
     // requests in flight over all of them.
+    let (journal, lock) = (opened.journal, opened.lock);
     match (&target, &journal) {
         (Some(target), Some(journal)) => {
             let pacing = &settings.pacing;

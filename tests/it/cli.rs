@@ -1,6 +1,7 @@
 //! The command line as a user meets it: help, config errors, bad campaign files, `--mock`.
 
 use std::path::Path;
+use std::process::Output;
 
 use crate::common::{self, code, stderr, stdout, Workspace};
 
@@ -80,23 +81,22 @@ async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
     }
 }
 
+/// Runs `command campaign.csv` on a one-row campaign with a config file of `text`.
+async fn run_with_config(command: &str, text: &str) -> (Workspace, Output) {
+    let work = Workspace::new();
+    let config = work.write("config.toml", text);
+    work.write("campaign.csv", &common::campaign(1));
+    let config = config.to_str().expect("test paths are UTF-8");
+    let output = work
+        .run(&[command, "campaign.csv", "--config", config])
+        .await;
+    (work, output)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_config_with_an_unknown_key_is_refused_naming_the_key() {
-    let work = Workspace::new();
-    let config = work.write(
-        "config.toml",
-        "[pacing]\nrate = \"10/min\"\nmax_speed = 3\n",
-    );
-    work.write("campaign.csv", &common::campaign(1));
-
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .await;
+    let (work, output) =
+        run_with_config("validate", "[pacing]\nrate = \"10/min\"\nmax_speed = 3\n").await;
 
     assert_eq!(code(&output), 2);
     assert!(stderr(&output).contains("max_speed"), "{}", stderr(&output));
@@ -105,21 +105,8 @@ async fn a_config_with_an_unknown_key_is_refused_naming_the_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn defaults_below_the_floors_are_refused_at_start() {
-    let work = Workspace::new();
-    let config = work.write(
-        "config.toml",
-        "[pacing]\nmin_typing = 4\ndefault_typing = 1\n",
-    );
-    work.write("campaign.csv", &common::campaign(1));
-
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .await;
+    let (work, output) =
+        run_with_config("validate", "[pacing]\nmin_typing = 4\ndefault_typing = 1\n").await;
 
     assert_eq!(code(&output), 2);
     assert!(
@@ -127,6 +114,7 @@ async fn defaults_below_the_floors_are_refused_at_start() {
         "{}",
         stderr(&output)
     );
+    assert!(!work.path("campaign.results.csv").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,16 +136,8 @@ async fn a_bad_rate_flag_is_a_usage_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plain_http_to_another_host_is_refused() {
-    let work = Workspace::new();
-    let config = work.write(
-        "config.toml",
-        "[api]\nbase_url = \"http://api.interacto.io\"\n",
-    );
-    work.write("campaign.csv", &common::campaign(1));
-
-    let output = work
-        .run(&["send", "campaign.csv", "--config", config.to_str().unwrap()])
-        .await;
+    let (work, output) =
+        run_with_config("send", "[api]\nbase_url = \"http://api.interacto.io\"\n").await;
 
     assert_eq!(code(&output), 2);
     assert!(
@@ -165,6 +145,7 @@ async fn plain_http_to_another_host_is_refused() {
         "{}",
         stderr(&output)
     );
+    assert!(!work.path("campaign.results.csv").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]

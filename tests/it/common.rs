@@ -37,6 +37,17 @@ pub fn accepted(id: &str) -> wiremock::ResponseTemplate {
     }))
 }
 
+/// A wiremock server that fails the test if any request reaches it.
+pub async fn server_expecting_no_request() -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(accepted("never"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    server
+}
+
 /// How many times the mock queued each recipient (answers cut off included).
 pub fn queued_per_recipient(server: &MockServer) -> HashMap<String, usize> {
     let mut queued = HashMap::new();

@@ -2,7 +2,8 @@
 //! lock and `--resume`, each against a real server on 127.0.0.1 and bounded
 //! in time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -15,12 +16,13 @@ use crate::common::{
 };
 use interacto_bulk::api::MockOptions;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn transient_failures_are_retried_and_the_attempts_counted() {
+/// A wiremock server that answers `first` to the first `times` requests
+/// and accepts every one after.
+async fn answering_first(first: ResponseTemplate, times: u64) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(2)
+        .respond_with(first)
+        .up_to_n_times(times)
         .with_priority(1)
         .mount(&server)
         .await;
@@ -28,47 +30,43 @@ async fn transient_failures_are_retried_and_the_attempts_counted() {
         .respond_with(accepted("m-1"))
         .mount(&server)
         .await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.uri()).set("pacing.concurrency", "1"));
-    work.write("campaign.csv", &common::campaign(1));
+    server
+}
 
+/// Sends a one-row campaign with `config`: the run's output and the row's line.
+async fn send_one_row(config: &Config) -> (Output, HashMap<String, String>) {
+    let work = Workspace::new();
+    let config = work.config(config);
+    work.write("campaign.csv", &common::campaign(1));
     let output = work.send(&config, &[]).await;
+    let line = line(&work.results("campaign.results.csv"), 2).clone();
+    (output, line)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_failures_are_retried_and_the_attempts_counted() {
+    let server = answering_first(ResponseTemplate::new(503), 2).await;
+
+    let (output, line) = send_one_row(&Config::fast(&server.uri())).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let results = work.results("campaign.results.csv");
     assert_eq!(
-        (
-            results[0]["status"].as_str(),
-            results[0]["attempts"].as_str()
-        ),
+        (line["status"].as_str(), line["attempts"].as_str()),
         ("SENT", "3")
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_is_honoured() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(accepted("m-1"))
-        .mount(&server)
-        .await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.uri()));
-    work.write("campaign.csv", &common::campaign(1));
+    let throttled = ResponseTemplate::new(429).insert_header("Retry-After", "1");
+    let server = answering_first(throttled, 1).await;
 
-    let output = work.send(&config, &[]).await;
+    let (output, line) = send_one_row(&Config::fast(&server.uri())).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 2);
-    let results = work.results("campaign.results.csv");
-    assert_eq!(results[0]["attempts"], "2");
+    assert_eq!(line["attempts"], "2");
     // The backoff alone would be under 50 ms; the server asked for a second.
     assert!(
         output_took_at_least(&output, Duration::from_millis(900)),
@@ -78,7 +76,7 @@ async fn retry_after_is_honoured() {
 }
 
 /// Whether the run's own elapsed time, from its text summary, is at least `least`.
-fn output_took_at_least(output: &std::process::Output, least: Duration) -> bool {
+fn output_took_at_least(output: &Output, least: Duration) -> bool {
     let text = stdout(output);
     let seconds: f64 = text
         .split(" in ")
@@ -97,19 +95,12 @@ async fn a_permanent_refusal_is_not_retried() {
         .expect(1)
         .mount(&server)
         .await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.uri()));
-    work.write("campaign.csv", &common::campaign(1));
 
-    let output = work.send(&config, &[]).await;
+    let (output, line) = send_one_row(&Config::fast(&server.uri())).await;
 
     assert_eq!(code(&output), 1);
-    let results = work.results("campaign.results.csv");
     assert_eq!(
-        (
-            results[0]["status"].as_str(),
-            results[0]["attempts"].as_str()
-        ),
+        (line["status"].as_str(), line["attempts"].as_str()),
         ("FAILED", "1")
     );
 }

@@ -9,8 +9,8 @@ use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::{
-    self, accepted, code, embedded, ended, finish, line, stderr, stdout, wait_for, Config,
-    Workspace, API_KEY,
+    self, accepted, code, embedded, ended, finish, line, server_expecting_no_request, stderr,
+    stdout, wait_for, Config, Workspace, API_KEY,
 };
 use interacto_bulk::api::MockOptions;
 
@@ -176,12 +176,7 @@ async fn invalid_and_duplicate_rows_are_never_sent_and_are_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dry_run_sends_nothing_and_marks_rows_valid() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(accepted("x"))
-        .expect(0)
-        .mount(&server)
-        .await;
+    let server = server_expecting_no_request().await;
     let work = Workspace::new();
     let config = work.config(&Config::fast(&server.uri()));
     work.write("campaign.csv", &common::campaign(5));
@@ -205,12 +200,7 @@ async fn a_dry_run_sends_nothing_and_marks_rows_valid() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_sent() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(accepted("x"))
-        .expect(0)
-        .mount(&server)
-        .await;
+    let server = server_expecting_no_request().await;
     let work = Workspace::new();
     let config = work.config(&Config::fast(&server.uri()));
     work.write("campaign.csv", &common::campaign(2));
