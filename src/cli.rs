@@ -124,11 +124,11 @@ pub struct MockServerArgs {
     pub require_key: Option<String>,
 
     /// Share of requests answered 500, from 0 to 1
-    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = ratio)]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = ratio, allow_negative_numbers = true)]
     pub failure_rate: f64,
 
     /// Share of requests answered 429 with Retry-After, from 0 to 1
-    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = ratio)]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = ratio, allow_negative_numbers = true)]
     pub throttle_rate: f64,
 
     /// Seconds in the Retry-After header of a 429
@@ -140,7 +140,7 @@ pub struct MockServerArgs {
     pub latency_ms: u64,
 
     /// Share of requests queued but answered with a cut-off connection, from 0 to 1
-    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = ratio)]
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO", value_parser = ratio, allow_negative_numbers = true)]
     pub drop_rate: f64,
 
     /// Answer 401 to every request for this instance; repeat for several

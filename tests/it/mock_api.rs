@@ -182,21 +182,19 @@ async fn the_mock_server_command_prints_its_address_and_serves() {
 }
 
 #[tokio::test]
-async fn the_mock_server_refuses_a_failure_rate_outside_zero_to_one() {
+async fn the_mock_server_refuses_every_rate_outside_zero_to_one() {
     let work = Workspace::new();
-    let output = work
-        .run(&[
-            "mock-server",
-            "--listen",
-            "127.0.0.1:0",
-            "--failure-rate",
-            "2",
-        ])
-        .await;
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("--failure-rate"),
-        "{}",
-        stderr(&output)
-    );
+    for flag in ["--failure-rate", "--throttle-rate", "--drop-rate"] {
+        for value in ["2", "-0.1", "NaN", "often"] {
+            let output = work
+                .run(&["mock-server", "--listen", "127.0.0.1:0", flag, value])
+                .await;
+            assert_eq!(code(&output), 2, "{flag} {value}");
+            let error = stderr(&output);
+            assert!(
+                error.contains(flag) && error.contains("between 0 and 1"),
+                "{error}"
+            );
+        }
+    }
 }
