@@ -1,6 +1,7 @@
 //! One instance's loop, step by step: take the next job, wait for the send
 //! window, the instance's turn and a free slot, count it against the daily
-//! cap, and start its request. A job the loop does not start gets its line.
+//! cap, journal it, and start its request. A job the loop does not start
+//! gets its line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,13 @@ pub struct Gates {
 }
 
 impl Gates {
+    /// Whether messages may go right now.
+    fn window_open_now(&self) -> bool {
+        self.window
+            .as_ref()
+            .is_none_or(|schedule| schedule.closed_until(Timestamp::now()).is_none())
+    }
+
     /// Returns at once inside the window; outside it, waits for it to open,
     /// or with `no_wait` stops the run and returns `None`.
     async fn wait_for_window(&self, instance_id: &str, control: &RunControl) -> Option<()> {
@@ -71,18 +79,27 @@ pub(super) async fn run_lane(
     // Taken from the queue a batch at a time, so the router is woken once
     // per batch; oldest last, for `pop`.
     let mut waiting = Vec::with_capacity(LANE_QUEUE);
-    let held_back = loop {
+    let mut held_back = Vec::new();
+    loop {
         let Some(job) = next_job(&mut queued, &mut waiting, &lane, &shared.control).await else {
-            break None;
+            break;
         };
         let Some(permit) = wait_for_turn(&job, &mut pacer, &lane, &shared).await else {
-            break Some(job);
+            held_back.push(job);
+            break;
         };
-        if !within_daily_cap(&lane, &shared).await {
-            break Some(job);
+        let mut turn = vec![(job, permit)];
+        if shared.gates.daily_cap.is_none() {
+            take_ready(&mut waiting, &mut pacer, &lane, &shared, &mut turn);
         }
-        send::start(job, permit, &lane, &shared);
-    };
+        if !within_daily_cap(&lane, &shared).await || !journalled(&turn, &shared).await {
+            held_back.extend(turn.into_iter().map(|(job, _)| job));
+            break;
+        }
+        for (job, permit) in turn {
+            send::start(job, permit, &lane, &shared);
+        }
+    }
 
     // Stopped, retired or done: every job not sent still gets its line.
     queued.close();
@@ -142,6 +159,48 @@ async fn wait_for_turn(
             pacer.wait_turn(&job.timing).await;
             Some(shared.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed"))
         } => permit,
+    }
+}
+
+/// Jobs after the first whose turn and slot are there already, without
+/// waiting: a busy run then journals them with one write. (With a daily
+/// cap, each message is counted on its own instead.)
+fn take_ready(
+    waiting: &mut Vec<Job>,
+    pacer: &mut InstancePacer,
+    lane: &LaneHealth,
+    shared: &Shared,
+    turn: &mut Vec<(Job, OwnedSemaphorePermit)>,
+) {
+    let stop = shared.control.stopping();
+    while turn.len() < LANE_QUEUE && !stop.is_cancelled() && !lane.closed.is_cancelled() {
+        let Some(job) = waiting.last() else { return };
+        if !shared.gates.window_open_now() {
+            return;
+        }
+        let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
+            return;
+        };
+        if !pacer.try_turn(&job.timing) {
+            return;
+        }
+        let job = waiting.pop().expect("a job was just looked at");
+        turn.push((job, permit));
+    }
+}
+
+/// Writes the journal lines of the jobs about to be sent: once a request
+/// may have left, a crash must not forget it. A journal that cannot be
+/// written halts the run.
+async fn journalled(turn: &[(Job, OwnedSemaphorePermit)], shared: &Shared) -> bool {
+    let jobs = turn.iter().map(|(job, _)| job);
+    match shared.journal.sending(jobs).await {
+        Ok(()) => true,
+        Err(error) => {
+            let control = &shared.control;
+            control.halt(format!("cannot write the journal: {error}"));
+            false
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! One message from its slot to its results line: journalled, sent,
-//! retried while that cannot deliver it twice, and turned into an outcome.
+//! One message from its slot to its results line: sent, retried while that
+//! cannot deliver it twice, and turned into an outcome.
 
 use std::sync::Arc;
 
@@ -13,8 +13,8 @@ use crate::api::{ApiClient, ContactMessage, SendError};
 use crate::retry::{backoff, next_step, Next};
 use crate::types::{Job, Outcome, Status};
 
-/// Starts the request of a job that has its turn and its slot. The journal
-/// line goes first: once a request may have left, a crash must not forget it.
+/// Starts the request of a job that has its turn, its slot and its journal
+/// line; its outcome goes to the results writer.
 pub(super) fn start(
     job: Job,
     permit: OwnedSemaphorePermit,
@@ -22,26 +22,29 @@ pub(super) fn start(
     shared: &Arc<Shared>,
 ) {
     let (lane, shared) = (lane.clone(), shared.clone());
-    shared.clone().requests.spawn(async move {
-        let control = &shared.control;
-        let outcome = match shared.journal.sending(&job).await {
-            Ok(()) => send_with_retries(&shared.client, &job, control, &lane).await,
-            Err(error) => {
-                control.halt(format!("cannot write the journal: {error}"));
-                not_sent(&job, &lane, control)
-            }
-        };
-        drop(permit);
-        match outcome.status {
-            Status::Sent => debug!(row = job.recipient.row, message_id = %outcome.message_id, attempts = outcome.attempts, "sent"),
-            _ => warn!(row = job.recipient.row, status = outcome.status.as_str(), error = %outcome.error, "not sent"),
+    shared
+        .clone()
+        .requests
+        .spawn(send(job, permit, lane, shared));
+}
+
+async fn send(job: Job, permit: OwnedSemaphorePermit, lane: Arc<LaneHealth>, shared: Arc<Shared>) {
+    let control = &shared.control;
+    let outcome = send_with_retries(&shared.client, &job, control, &lane).await;
+    drop(permit);
+    match outcome.status {
+        Status::Sent => {
+            debug!(row = job.recipient.row, message_id = %outcome.message_id, attempts = outcome.attempts, "sent")
         }
-        // The writer only goes away early when it cannot write: then
-        // no more messages may leave, since their outcome would be lost.
-        if shared.outcomes.send(outcome).await.is_err() {
-            control.halt("the results file cannot be written".to_string());
+        _ => {
+            warn!(row = job.recipient.row, status = outcome.status.as_str(), error = %outcome.error, "not sent")
         }
-    });
+    }
+    // The writer only goes away early when it cannot write: then no more
+    // messages may leave, since their outcome would be lost.
+    if shared.outcomes.send(outcome).await.is_err() {
+        control.halt("the results file cannot be written".to_string());
+    }
 }
 
 /// The line of a job that will not be sent by this run.

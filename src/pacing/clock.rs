@@ -38,6 +38,23 @@ impl InstancePacer {
             tokio::time::sleep_until(self.phone_free_at).await;
         }
         self.limiter.until_ready().await;
+        self.book_phone(timing);
+    }
+
+    /// Takes the turn for a message of this timing if it is there now,
+    /// without waiting; false (and nothing taken) if it is not.
+    pub fn try_turn(&mut self, timing: &Timing) -> bool {
+        if self.pace_by_message && Instant::now() < self.phone_free_at {
+            return false;
+        }
+        if self.limiter.check().is_err() {
+            return false;
+        }
+        self.book_phone(timing);
+        true
+    }
+
+    fn book_phone(&mut self, timing: &Timing) {
         if self.pace_by_message {
             self.phone_free_at = Instant::now() + timing.phone_time();
         }
@@ -64,5 +81,31 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    /// governor keeps its own clock, so the rate is seen in real time.
+    #[test]
+    fn a_turn_taken_without_waiting_keeps_the_rate() {
+        let mut pacer = InstancePacer::new("10/s".parse().unwrap(), NonZeroU32::MIN, false);
+        let timing = PacingSettings::default().timing(None, None);
+        assert!(pacer.try_turn(&timing), "the first turn is there");
+        assert!(!pacer.try_turn(&timing), "the next one is 100 ms away");
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(pacer.try_turn(&timing));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_taken_without_waiting_waits_for_the_phone() {
+        let burst = NonZeroU32::new(1000).unwrap();
+        let mut pacer = InstancePacer::new("1000000/s".parse().unwrap(), burst, true);
+        let timing = PacingSettings::default().timing(None, None);
+        assert!(pacer.try_turn(&timing));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(
+            !pacer.try_turn(&timing),
+            "the phone is still on the 7 s message"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(pacer.try_turn(&timing));
     }
 }
