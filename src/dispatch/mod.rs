@@ -19,7 +19,7 @@ pub use control::RunControl;
 pub use lane::Gates;
 
 use crate::api::ApiClient;
-use crate::pacing::InstancePacer;
+use crate::pacing::{InstancePacer, PacingSettings};
 use crate::results::Journal;
 use crate::types::{Job, Outcome};
 use control::LaneHealth;
@@ -28,6 +28,19 @@ use control::LaneHealth;
 pub struct Lane {
     pub instance_id: String,
     pub pacer: InstancePacer,
+}
+
+impl Lane {
+    /// A lane for each instance, each with its own clock.
+    pub fn each(instances: &[String], pacing: &PacingSettings) -> Vec<Lane> {
+        instances
+            .iter()
+            .map(|instance_id| Lane {
+                instance_id: instance_id.clone(),
+                pacer: InstancePacer::new(pacing.rate, pacing.burst, pacing.pace_by_message),
+            })
+            .collect()
+    }
 }
 
 /// What the dispatcher sends with.

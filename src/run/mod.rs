@@ -18,7 +18,7 @@ use crate::campaign::{self, Campaign, Source};
 use crate::config::Settings;
 use crate::dispatch::{self, Gates, Lane, RunControl, Sending};
 use crate::exit::RunError;
-use crate::pacing::{Estimate, InstancePacer};
+use crate::pacing::Estimate;
 use crate::report::{CheckReport, Progress, Summary};
 use crate::results::{self, Journal, Previous, ResultsError, ResultsWriter, RunLock, WriteGate};
 use crate::types::Job;
@@ -129,18 +129,10 @@ pub async fn run(
     let (journal, lock) = (opened.journal, opened.lock);
     match (&target, &journal) {
         (Some(target), Some(journal)) => {
-            let pacing = &settings.pacing;
-            let lanes = target
-                .instances
-                .iter()
-                .map(|instance_id| Lane {
-                    instance_id: instance_id.clone(),
-                    pacer: InstancePacer::new(pacing.rate, pacing.burst, pacing.pace_by_message),
-                })
-                .collect();
+            let lanes = Lane::each(&target.instances, &settings.pacing);
             let sending = Sending {
                 client: target.client.clone(),
-                concurrency: pacing.concurrency,
+                concurrency: settings.pacing.concurrency,
                 journal: journal.clone(),
                 outcomes: outcomes.clone(),
                 control: control.clone(),
