@@ -193,6 +193,29 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_value_is_named_by_its_file_line_and_key() {
+        let error = parse("# pacing\n[pacing]\nburst = 2\nrate = \"fast\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("config file test.toml, line 4: pacing.rate: `fast` is not a rate"),
+            "{error}"
+        );
+        let error = parse("[retry]\ninitial_backoff = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 2: retry.initial_backoff: -1 is not"),
+            "{error}"
+        );
+        let error = parse("[pacing\n").unwrap_err().to_string();
+        assert!(
+            error.starts_with("config file test.toml, line 1: "),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_by_name() {
         let error = parse("[pacing]\nrte = \"1/s\"\n").unwrap_err().to_string();
         assert!(error.contains("rte"), "{error}");

@@ -1,7 +1,6 @@
 //! The command line as a user meets it: help, config errors, bad campaign files, `--mock`.
 
 use std::path::Path;
-use std::process::Output;
 
 use crate::common::{self, code, stderr, stdout, Workspace};
 
@@ -81,40 +80,40 @@ async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
     }
 }
 
-/// Runs `command campaign.csv` on a one-row campaign with a config file of `text`.
-async fn run_with_config(command: &str, text: &str) -> (Workspace, Output) {
+/// Runs `command campaign.csv` on a one-row campaign with a config file of
+/// `text`: it must stop at start (exit 2, no results file) with an error
+/// that names `named`.
+async fn assert_config_refused(command: &str, text: &str, named: &str) {
     let work = Workspace::new();
     let config = work.write("config.toml", text);
     work.write("campaign.csv", &common::campaign(1));
     let config = config.to_str().expect("test paths are UTF-8");
+
     let output = work
         .run(&[command, "campaign.csv", "--config", config])
         .await;
-    (work, output)
+
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(stderr(&output).contains(named), "{}", stderr(&output));
+    assert!(!work.path("campaign.results.csv").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_config_with_an_unknown_key_is_refused_naming_the_key() {
-    let (work, output) =
-        run_with_config("validate", "[pacing]\nrate = \"10/min\"\nmax_speed = 3\n").await;
-
-    assert_eq!(code(&output), 2);
-    assert!(stderr(&output).contains("max_speed"), "{}", stderr(&output));
-    assert!(!work.path("campaign.results.csv").exists());
+    let text = "[pacing]\nrate = \"10/min\"\nmax_speed = 3\n";
+    assert_config_refused("validate", text, "max_speed").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn defaults_below_the_floors_are_refused_at_start() {
-    let (work, output) =
-        run_with_config("validate", "[pacing]\nmin_typing = 4\ndefault_typing = 1\n").await;
+    let text = "[pacing]\nmin_typing = 4\ndefault_typing = 1\n";
+    assert_config_refused("validate", text, "pacing.default_typing").await;
+}
 
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("pacing.default_typing"),
-        "{}",
-        stderr(&output)
-    );
-    assert!(!work.path("campaign.results.csv").exists());
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_to_another_host_is_refused() {
+    let text = "[api]\nbase_url = \"http://api.interacto.io\"\n";
+    assert_config_refused("send", text, "allow_insecure_http").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,20 +131,6 @@ async fn a_bad_rate_flag_is_a_usage_error() {
         "the error shows an example: {}",
         stderr(&output)
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn plain_http_to_another_host_is_refused() {
-    let (work, output) =
-        run_with_config("send", "[api]\nbase_url = \"http://api.interacto.io\"\n").await;
-
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("allow_insecure_http"),
-        "{}",
-        stderr(&output)
-    );
-    assert!(!work.path("campaign.results.csv").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
