@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::types::Job;
 
-/// The journal of one run, written by a thread of its own so that the
-/// workers never wait on the file: each line is handed over and the sender
-/// told once it is written. Lines that arrive together go out in one write.
+/// The journal of one run, written by a thread of its own so that no async
+/// worker ever blocks on the file: lines are handed over and the sender told
+/// once they are written. Lines that arrive together go out in one write.
 pub struct Journal {
     path: PathBuf,
     entries: mpsc::UnboundedSender<Entry>,
