@@ -9,6 +9,9 @@ use crate::api::SendError;
 use crate::setting::{self, invalid, InvalidSetting};
 use crate::types::Status;
 
+/// The longest backoff, in seconds: a longer wait is a reason to stop, not to wait.
+pub const BACKOFF_MAX: f64 = 3600.0;
+
 /// `[retry]`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -54,6 +57,12 @@ impl RetrySettings {
                 "retry.max_failure_ratio",
                 format!("{} is not between 0 and 1", self.max_failure_ratio),
             ));
+        }
+        for (key, value) in [
+            ("retry.initial_backoff", self.initial_backoff),
+            ("retry.max_backoff", self.max_backoff),
+        ] {
+            setting::check_duration(key, value, BACKOFF_MAX)?;
         }
         if self.max_backoff < self.initial_backoff {
             return Err(invalid(

@@ -64,14 +64,24 @@ pub fn seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D
         .map_err(|_| D::Error::custom(format!("{value:e} seconds is longer than any wait")))
 }
 
-/// Checks a number of seconds given as a plain number.
-pub fn check_seconds(key: &str, value: f64) -> Result<(), InvalidSetting> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(())
-    } else {
-        Err(invalid(
+/// Checks a number of seconds, from 0 to `most`.
+pub fn check_seconds(key: &str, value: f64, most: f64) -> Result<(), InvalidSetting> {
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(invalid(
             key,
             format!("{value} is not a number of seconds (0 or more)"),
-        ))
+        ));
     }
+    if value > most {
+        return Err(invalid(
+            key,
+            format!("{value:e} seconds is more than {most}, the most it may be"),
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_seconds`] for a duration.
+pub fn check_duration(key: &str, value: Duration, most: f64) -> Result<(), InvalidSetting> {
+    check_seconds(key, value.as_secs_f64(), most)
 }

@@ -11,6 +11,9 @@ use crate::setting::{self, invalid, InvalidSetting};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.interacto.io";
 
+/// The longest wait for one answer, in seconds.
+pub const TIMEOUT_MAX: f64 = 600.0;
+
 /// `[api]`, with the environment and `--instance` laid over it by `config`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -51,6 +54,7 @@ impl ApiSettings {
                 "must be a number of seconds above zero",
             ));
         }
+        setting::check_duration("api.timeout", self.timeout, TIMEOUT_MAX)?;
         check_transport(&self.base_url, self.allow_insecure_http)?;
         if self.instance_id.is_some() && !self.instances.is_empty() {
             return Err(invalid(

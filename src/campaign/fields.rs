@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::input::TextEncoding;
 use super::phone::{self, PhoneError, Region};
 use super::{shown, Layout};
-use crate::pacing::PacingSettings;
+use crate::pacing::{PacingSettings, MESSAGE_SECONDS_MAX};
 use crate::types::{Job, Problem, Recipient};
 
 /// A check of one value; the problem's field is named by [`Problems::check`].
@@ -250,6 +250,13 @@ fn seconds(text: &str) -> Check<f64> {
         Cow::Borrowed(text)
     };
     match text_with_dot.parse::<f64>() {
+        Ok(value) if value > MESSAGE_SECONDS_MAX => Err(Problem::new(
+            "too long",
+            format!(
+                "`{}` seconds is more than {MESSAGE_SECONDS_MAX}, the most one message may wait",
+                shown(text)
+            ),
+        )),
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
         Ok(_) => Err(Problem::new(
             "negative",
@@ -324,6 +331,14 @@ mod tests {
             seconds("soon").err().map(|problem| problem.kind),
             Some("not a number")
         );
+        for huge in ["600.001", "1e20", "99999999999999999999", "inf"] {
+            assert_eq!(
+                seconds(huge).err().map(|problem| problem.kind),
+                Some("too long"),
+                "{huge}"
+            );
+        }
+        assert_eq!(seconds("600").ok(), Some(600.0));
     }
 
     #[test]

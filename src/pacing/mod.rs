@@ -8,4 +8,4 @@ mod settings;
 
 pub use clock::InstancePacer;
 pub use estimate::Estimate;
-pub use settings::{PacingSettings, Rate};
+pub use settings::{PacingSettings, Rate, CONCURRENCY_MAX, MESSAGE_SECONDS_MAX};

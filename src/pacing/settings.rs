@@ -11,6 +11,14 @@ use serde::Deserialize;
 use crate::setting::{self, invalid, InvalidSetting};
 use crate::types::Timing;
 
+/// The most seconds of delay, or of typing, one message may carry (and of
+/// the floors and jitter that make them): the API's examples use 2 and 8,
+/// and no person waits ten minutes for one card.
+pub const MESSAGE_SECONDS_MAX: f64 = 600.0;
+
+/// The most requests in flight at once.
+pub const CONCURRENCY_MAX: usize = 1000;
+
 /// How fast an instance may send, and the delay and typing every request
 /// must carry.
 ///
@@ -70,7 +78,16 @@ impl PacingSettings {
             ("pacing.default_typing", self.default_typing),
             ("pacing.jitter", self.jitter),
         ] {
-            setting::check_seconds(key, value)?;
+            setting::check_seconds(key, value, MESSAGE_SECONDS_MAX)?;
+        }
+        if self.concurrency.get() > CONCURRENCY_MAX {
+            return Err(invalid(
+                "pacing.concurrency",
+                format!(
+                    "{} is more than {CONCURRENCY_MAX} requests in flight",
+                    self.concurrency
+                ),
+            ));
         }
         for (field, default, floor) in [
             ("delay", self.default_delay, self.min_delay),

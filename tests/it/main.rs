@@ -4,6 +4,7 @@
 
 mod common;
 mod documentation;
+mod hostile;
 
 mod bench_harness;
 mod campaign_files;
