@@ -13,6 +13,8 @@ use std::thread::{self, JoinHandle};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::paths::no_follow;
+use super::ResultsError;
 use crate::types::Job;
 
 /// The journal of one run, written by a thread of its own so that no async
@@ -53,12 +55,23 @@ impl Journal {
         for key in in_flight {
             text.push_str(&format!("send 0 {}\n", json_string(key)));
         }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
-        file.write_all(text.as_bytes())?;
+        // Written beside the old journal and renamed over it: a crash before
+        // the rename leaves the old one whole, and a symbolic link where the
+        // journal goes is replaced, not written through.
+        let mut name = path.clone().into_os_string();
+        name.push(format!(".new-{}", std::process::id()));
+        let fresh = PathBuf::from(name);
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        let mut file = no_follow(options).open(&fresh)?;
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_data())
+            .and_then(|()| fs::rename(&fresh, &path));
+        if let Err(error) = written {
+            let _ = fs::remove_file(&fresh);
+            return Err(error);
+        }
         let (entries, waiting) = mpsc::unbounded_channel();
         let writer = thread::Builder::new()
             .name("journal".to_string())
@@ -142,7 +155,9 @@ pub fn journal_path(results_path: &Path) -> PathBuf {
 /// Reads the journal an earlier run left, if any. A last line cut by a
 /// crash is ignored: its message had not been sent.
 pub fn read_left(results_path: &Path) -> io::Result<Option<Left>> {
-    let file = match File::open(journal_path(results_path)) {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    let file = match no_follow(options).open(journal_path(results_path)) {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error),
@@ -170,11 +185,19 @@ pub fn read_left(results_path: &Path) -> io::Result<Option<Left>> {
     Ok(Some(left))
 }
 
-pub fn remove_left(results_path: &Path) -> io::Result<()> {
-    match fs::remove_file(journal_path(results_path)) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
-        _ => Ok(()),
+/// A journal whose results file is gone knows of messages that may have
+/// been delivered, and nothing else does: a reason to stop, never to start
+/// afresh.
+pub fn refuse_left_alone(results_path: &Path) -> Result<(), ResultsError> {
+    let journal = journal_path(results_path);
+    let exists = |path: &Path| fs::symlink_metadata(path).is_ok();
+    if exists(&journal) && !exists(results_path) {
+        return Err(ResultsError::JournalWithoutResults {
+            journal,
+            results: results_path.to_path_buf(),
+        });
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -228,6 +251,27 @@ mod tests {
         }
         Arc::into_inner(journal).unwrap().finish().unwrap();
         assert!(!journal_path(&results).exists(), "finish removes it");
+    }
+
+    #[test]
+    fn a_new_journal_replaces_the_old_one_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("out.csv");
+        let old = "run 100\nsend 3 \"in flight\"\n";
+        fs::write(journal_path(&results), old).unwrap();
+        // The new journal cannot be written beside the old one.
+        let mut fresh = journal_path(&results).into_os_string();
+        fresh.push(format!(".new-{}", std::process::id()));
+        fs::create_dir(&fresh).unwrap();
+
+        assert!(Journal::start(&results, 200, &[]).is_err());
+        assert_eq!(fs::read_to_string(journal_path(&results)).unwrap(), old);
+
+        fs::remove_dir(&fresh).unwrap();
+        let journal = Journal::start(&results, 200, &["in flight".to_string()]).unwrap();
+        let left = read_left(&results).unwrap().unwrap();
+        assert_eq!((left.results_from, left.keys), (200, vec!["in flight".to_string()]));
+        journal.finish().unwrap();
     }
 
     #[tokio::test]

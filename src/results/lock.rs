@@ -6,6 +6,8 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::paths::no_follow;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("another run holds the lock {path} ({holder}); nothing was sent")]
@@ -29,13 +31,10 @@ impl RunLock {
             source,
         };
         loop {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(io_error)?;
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).create(true).truncate(false);
+            // A symbolic link here would make the lock write to its target.
+            let mut file = no_follow(options).open(&path).map_err(io_error)?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {

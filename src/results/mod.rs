@@ -13,11 +13,13 @@ use crate::types::{Outcome, Tally};
 mod journal;
 mod line;
 mod lock;
+mod paths;
 mod resume;
 
 pub use journal::Journal;
 pub use line::{cell_value, LineFormat};
 pub use lock::{LockError, RunLock};
+pub use paths::{refuse_campaign, resolve};
 pub use resume::{open_for_resume, Previous};
 
 /// The results file, written through the csv crate.
@@ -52,6 +54,15 @@ pub enum ResultsError {
     NotResults(PathBuf),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error("{path} is the campaign {campaign} itself; pick another --out")]
+    IsCampaign { path: PathBuf, campaign: PathBuf },
+    #[error(
+        "{journal} is the journal of a run that was sending when it stopped, but its results \
+         file {results} is gone: those messages may have been delivered, and starting afresh \
+         would send them again. Put the results file back and run with --resume; or, if you are \
+         sure, move the journal away"
+    )]
+    JournalWithoutResults { journal: PathBuf, results: PathBuf },
 }
 
 /// The length of the header line, where the first run's lines start.
@@ -60,24 +71,35 @@ fn header_len() -> u64 {
 }
 
 /// Creates the results file and writes its header. An existing file is only
-/// replaced with `overwrite`; the check and the creation are one step, so two
-/// runs cannot both pass it.
+/// replaced with `overwrite`, and then only once no other run writes it; a
+/// symbolic link there is replaced, not written through. A journal left
+/// without its results file stops the run: see [`ResultsError::JournalWithoutResults`].
 pub fn create(path: &Path, overwrite: bool) -> Result<ResultsWriter, ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_path_buf(),
         source,
     };
+    journal::refuse_left_alone(path)?;
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink());
+    if overwrite && is_link {
+        std::fs::remove_file(path).map_err(io_error)?;
+    }
     let mut options = OpenOptions::new();
     options.write(true);
     if overwrite {
-        options.create(true).truncate(true);
+        options.create(true);
     } else {
         options.create_new(true);
     }
-    let file = options.open(path).map_err(|error| match error.kind() {
-        io::ErrorKind::AlreadyExists => ResultsError::Exists(path.to_path_buf()),
-        _ => io_error(error),
-    })?;
+    let file = paths::no_follow(options)
+        .open(path)
+        .map_err(|error| match error.kind() {
+            io::ErrorKind::AlreadyExists => ResultsError::Exists(path.to_path_buf()),
+            _ => io_error(error),
+        })?;
+    paths::lock_results(&file, path)?;
+    // Emptied only now that no other run can be writing it.
+    file.set_len(0).map_err(io_error)?;
     let mut writer = csv::Writer::from_writer(BufWriter::new(file));
     writer
         .write_record(COLUMNS)

@@ -2,7 +2,7 @@
 //! journal a crashed run left), so that no card is sent to a person twice.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, BufRead, BufWriter, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -10,7 +10,7 @@ use std::path::Path;
 use tracing::warn;
 
 use super::journal::{self, Left};
-use super::{ResultsError, COLUMNS};
+use super::{paths, ResultsError, COLUMNS};
 use crate::types::Status;
 
 /// The keys earlier runs sent, or may have sent.
@@ -52,16 +52,14 @@ pub fn open_for_resume(path: &Path) -> Result<(super::ResultsWriter, Previous, u
         path: path.to_path_buf(),
         source,
     };
-    if !path.exists() {
+    if fs::symlink_metadata(path).is_err() {
         let writer = super::create(path, false)?;
-        journal::remove_left(path).map_err(io_error)?;
         return Ok((writer, Previous::default(), super::header_len()));
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io_error)?;
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    let mut file = paths::no_follow(options).open(path).map_err(io_error)?;
+    paths::lock_results(&file, path)?;
     // Only a results file of this tool is touched, let alone cut.
     let mut first_line = String::new();
     io::BufReader::new(&mut file)

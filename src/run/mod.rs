@@ -206,8 +206,12 @@ impl Opened {
         if !campaign.layout().unknown.is_empty() {
             warn!(columns = %campaign.layout().unknown.join(", "), "ignoring columns the tool does not use");
         }
-        // The lock first: a second run must not even read the results file.
-        let path = &request.results_path;
+        // The results file by its real name, and never the campaign; then
+        // the lock: a second run must not even read the results file.
+        let path = &results::resolve(&request.results_path, request.overwrite)?;
+        if let Source::File(campaign) = &request.source {
+            results::refuse_campaign(campaign, path)?;
+        }
         let lock = RunLock::acquire(path).map_err(ResultsError::from)?;
         let (results_file, previous, results_from) = if request.resume {
             let (writer, previous, from) = results::open_for_resume(path)?;
@@ -222,7 +226,7 @@ impl Opened {
                     .map_or(&[][..], |previous| &previous.in_flight[..]);
                 let journal = Journal::start(path, results_from, in_flight).map_err(|source| {
                     ResultsError::Io {
-                        path: path.clone(),
+                        path: path.to_path_buf(),
                         source,
                     }
                 })?;
