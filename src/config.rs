@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 
 use serde::Deserialize;
+use tracing::warn;
 
 use crate::api::{self, ApiKey, ApiSettings};
 use crate::campaign::CampaignSettings;
@@ -102,7 +103,14 @@ impl Settings {
             path: shown.clone(),
             error,
         })?;
-        Settings::from_toml(&text, &shown)
+        let settings = Settings::from_toml(&text, &shown)?;
+        if settings.api.api_key.is_some() && readable_by_others(path) {
+            warn!(
+                "{shown} holds the API key and other users can read it: `chmod 600 {shown}`, \
+                 or set INTERACTO_API_KEY instead"
+            );
+        }
+        Ok(settings)
     }
 
     /// Parses a config file's text; errors name `path`, the line and the key.
@@ -115,6 +123,7 @@ impl Settings {
                 "" | "." => error.message().to_string(),
                 key => format!("{key}: {}", error.message()),
             };
+            let problem = without_api_key(text, problem);
             ConfigError::File {
                 path: path.to_string(),
                 line,
@@ -164,6 +173,35 @@ impl Settings {
         self.retry.check()?;
         self.schedule.check()
     }
+}
+
+/// A message about the config file with whatever `api_key` is set to taken
+/// out: a parser may quote the value it could not read.
+fn without_api_key(text: &str, mut message: String) -> String {
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if key.trim().trim_matches('"') != "api_key" {
+            continue;
+        }
+        let value = value.trim().trim_matches(['"', '\'']).trim();
+        if value.len() >= 4 {
+            message = message.replace(value, "<the API key>");
+        }
+    }
+    message
+}
+
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o044 != 0)
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_: &Path) -> bool {
+    false
 }
 
 #[cfg(test)]

@@ -93,10 +93,11 @@ pub fn next_step(error: &SendError, retry: &RetrySettings) -> Next {
             retry_after,
             ..
         } => match http_status {
-            429 | 500 | 502 | 503 | 504 => Next::Retry(*retry_after),
+            429 | 500 | 502 | 503 => Next::Retry(*retry_after),
             _ => Next::Give(Status::Failed),
         },
         SendError::Unreachable(_) => Next::Retry(None),
+        SendError::NotSent(_) => Next::Give(Status::Failed),
         SendError::Ambiguous { .. } if retry.retry_ambiguous => Next::Retry(None),
         SendError::Ambiguous { .. } => Next::Give(Status::Unknown),
     }
@@ -147,13 +148,13 @@ mod tests {
             message: String::new(),
             retry_after: None,
         };
-        for status in [429, 500, 502, 503, 504] {
+        for status in [429, 500, 502, 503] {
             assert!(
                 matches!(next_step(&refused(status), &retry()), Next::Retry(_)),
                 "{status}"
             );
         }
-        for status in [400, 404, 409, 422] {
+        for status in [301, 307, 400, 404, 409, 422] {
             assert!(
                 matches!(
                     next_step(&refused(status), &retry()),

@@ -4,7 +4,8 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
+use reqwest::redirect::Policy;
 use reqwest::{StatusCode, Url};
 
 use super::wire::{Accepted, ApiError, ContactMessage};
@@ -23,6 +24,10 @@ pub enum SendError {
     /// No connection could be made: the message certainly did not leave.
     #[error("cannot reach the API: {0}")]
     Unreachable(String),
+    /// The request could not even be built: it never left, and trying again
+    /// would not help.
+    #[error("the request could not be made: {0}")]
+    NotSent(String),
     /// The request may have reached the API (a timeout or a lost connection
     /// while waiting, or an answer that cannot be read): sending it again
     /// could deliver the card twice.
@@ -38,7 +43,7 @@ impl SendError {
         match self {
             SendError::Refused { http_status, .. } => Some(*http_status),
             SendError::Ambiguous { http_status, .. } => *http_status,
-            SendError::Unreachable(_) => None,
+            SendError::Unreachable(_) | SendError::NotSent(_) => None,
         }
     }
 }
@@ -55,7 +60,22 @@ pub enum ClientError {
 pub struct ApiClient {
     http: reqwest::Client,
     endpoint: Url,
+    /// Kept only to take it out of any text a server sends back.
+    key: ApiKey,
 }
+
+/// What proves a message was queued: a 2xx answer naming it.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub http_status: u16,
+    /// The API's `data.id`.
+    pub message_id: String,
+    /// The API's `data.status`, such as `QUEUED`.
+    pub api_status: String,
+}
+
+/// The most of an answer that is read: the API's own are a few hundred bytes.
+pub const ANSWER_BYTES_MAX: usize = 64 * 1024;
 
 impl ApiClient {
     pub fn new(base_url: &Url, api_key: &ApiKey, timeout: Duration) -> Result<Self, ClientError> {
@@ -65,16 +85,24 @@ impl ApiClient {
         authorization.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, authorization);
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("interacto-bulk/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
+            // The API has no reason to redirect, and a redirect would carry
+            // the card (or lose the body) to somewhere else.
+            .redirect(Policy::none());
+        if base_url.scheme() == "http" {
+            // Plain http goes straight to this machine, never through a
+            // proxy that would read the key.
+            http = http.no_proxy();
+        }
         Ok(ApiClient {
-            http,
+            http: http.build()?,
             endpoint: endpoint(base_url),
+            key: api_key.clone(),
         })
     }
 
@@ -83,7 +111,7 @@ impl ApiClient {
         &self,
         instance_id: &str,
         message: &ContactMessage<'_>,
-    ) -> Result<Accepted, SendError> {
+    ) -> Result<Queued, SendError> {
         let response = self
             .http
             .post(self.endpoint.clone())
@@ -94,29 +122,95 @@ impl ApiClient {
             .map_err(classify_transport_error)?;
 
         let status = response.status();
+        let http_status = status.as_u16();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("nowhere");
+            return Err(SendError::Refused {
+                http_status,
+                message: self.redact(format!(
+                    "the API redirected to {location}; redirects are not followed"
+                )),
+                retry_after: None,
+            });
+        }
+        if status == StatusCode::GATEWAY_TIMEOUT {
+            return Err(SendError::Ambiguous {
+                http_status: Some(http_status),
+                detail: "HTTP 504: a gateway gave up waiting, and the API behind it may have queued the message".to_string(),
+            });
+        }
         let retry_after = retry_after(response.headers());
-        let body = response
-            .bytes()
+        let (body, cut_short) = read_capped(response, ANSWER_BYTES_MAX)
             .await
             .map_err(|error| SendError::Ambiguous {
-                http_status: Some(status.as_u16()),
+                http_status: Some(http_status),
                 detail: format!("the answer was cut off: {}", describe(error)),
             })?;
 
         if status.is_success() {
-            return serde_json::from_slice::<Accepted>(&body).map_err(|error| {
-                SendError::Ambiguous {
-                    http_status: Some(status.as_u16()),
-                    detail: format!("HTTP {status} with an answer that cannot be read: {error}"),
-                }
+            let ambiguous = |detail: String| SendError::Ambiguous {
+                http_status: Some(http_status),
+                detail: self.redact(format!("HTTP {status} {detail}")),
+            };
+            if cut_short {
+                return Err(ambiguous(format!(
+                    "with an answer longer than {ANSWER_BYTES_MAX} bytes"
+                )));
+            }
+            let accepted = serde_json::from_slice::<Accepted>(&body).map_err(|error| {
+                ambiguous(format!("with an answer that cannot be read: {error}"))
+            })?;
+            let data = accepted.data;
+            if data.id.trim().is_empty() {
+                return Err(ambiguous("without a message id".to_string()));
+            }
+            if let Some(other) = data.instance_id.filter(|id| id != instance_id) {
+                return Err(ambiguous(format!(
+                    "for instance {other}, not {instance_id}"
+                )));
+            }
+            return Ok(Queued {
+                http_status,
+                message_id: data.id,
+                api_status: data.status,
             });
         }
         Err(SendError::Refused {
-            http_status: status.as_u16(),
-            message: error_message(status, &body),
+            http_status,
+            message: self.redact(error_message(status, &body)),
             retry_after,
         })
     }
+
+    /// `text` with the API key taken out: a server may echo the request back.
+    fn redact(&self, text: String) -> String {
+        let key = self.key.expose();
+        if key.is_empty() || !text.contains(key) {
+            return text;
+        }
+        text.replace(key, "<the API key>")
+    }
+}
+
+/// The answer's body, up to `most` bytes; true when there was more.
+async fn read_capped(
+    mut response: reqwest::Response,
+    most: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = most - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
 }
 
 /// `https://host/v1` and `https://host/v1/` both give `https://host/v1/message/contact`.
@@ -130,7 +224,9 @@ fn endpoint(base_url: &Url) -> Url {
 }
 
 fn classify_transport_error(error: reqwest::Error) -> SendError {
-    if error.is_connect() {
+    if error.is_builder() {
+        SendError::NotSent(describe(error))
+    } else if error.is_connect() {
         SendError::Unreachable(describe(error))
     } else if error.is_timeout() {
         SendError::Ambiguous {

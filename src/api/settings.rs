@@ -86,6 +86,20 @@ pub fn check_instances(key: &str, ids: &[String]) -> Result<(), InvalidSetting> 
         if id.trim().is_empty() {
             return Err(invalid(key, "an instance id is empty"));
         }
+        if let Some(bad) = id
+            .trim()
+            .chars()
+            .find(|c| !(c.is_ascii_graphic() || *c == ' '))
+        {
+            return Err(invalid(
+                key,
+                format!(
+                    "the instance `{}` holds U+{:04X}, which cannot go in an HTTP header",
+                    id.escape_debug(),
+                    u32::from(bad)
+                ),
+            ));
+        }
         if !seen.insert(id.trim()) {
             return Err(invalid(key, format!("the instance `{id}` is listed twice")));
         }

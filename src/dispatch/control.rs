@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+use crate::pacing::InstancePacer;
 use crate::retry::RetrySettings;
 use crate::types::{Status, StopReason};
 
@@ -17,7 +18,8 @@ pub struct RunControl {
     signal: CancellationToken,
     stop: CancellationToken,
     stopped: Mutex<Option<StopReason>>,
-    /// Set when an instance reached its daily cap, though others go on.
+    /// Set when an instance stopped for now (its daily cap, a long
+    /// Retry-After), though others go on.
     capped: Mutex<Option<String>>,
     pub(super) retry: RetrySettings,
     /// Instances still in rotation.
@@ -81,10 +83,15 @@ impl RunControl {
         }
     }
 
-    /// Takes an instance out of rotation: its rows are FAILED, never moved
-    /// to another number. The run halts when no instance is left.
+    /// Takes an instance out of rotation: its rows not yet tried are
+    /// DEFERRED, never moved to another number. The run halts when no
+    /// instance is left.
     pub(super) fn retire(&self, lane: &LaneHealth, reason: String) {
-        if lane.close(Status::Failed, &reason) {
+        let closed_for = format!(
+            "instance {} is out of rotation ({reason})",
+            lane.instance_id
+        );
+        if lane.close(&closed_for) {
             error!(instance = %lane.instance_id, "taking the instance out of rotation: {reason}");
             if self.lanes_open.fetch_sub(1, Ordering::SeqCst) == 1 {
                 self.halt(format!("no instance left; the last one: {reason}"));
@@ -92,9 +99,11 @@ impl RunControl {
         }
     }
 
-    /// An instance reached its daily cap: its rows are DEFERRED.
-    pub(super) fn cap(&self, lane: &LaneHealth, reason: String) {
-        if lane.close(Status::Deferred, &reason) {
+    /// An instance may send no more for now (its daily cap, or the API
+    /// asking it to wait longer than `retry.max_backoff`): its rows are
+    /// DEFERRED, and when no instance is left the run stops until later.
+    pub(super) fn defer(&self, lane: &LaneHealth, reason: String) {
+        if lane.close(&reason) {
             warn!(instance = %lane.instance_id, "{reason}");
             self.capped
                 .lock()
@@ -107,38 +116,41 @@ impl RunControl {
     }
 }
 
-/// How one instance is doing.
+/// One instance in a run: its clock, and how it is doing.
 pub(super) struct LaneHealth {
     pub(super) instance_id: Arc<str>,
+    /// Its pace, for first tries and retries alike.
+    pub(super) pacer: InstancePacer,
     /// Cancelled when the instance takes no more messages in this run.
     pub(super) closed: CancellationToken,
-    /// What its remaining rows become, and why.
-    pub(super) closed_as: Mutex<Option<(Status, String)>>,
+    /// Why it takes no more messages, once it does not.
+    pub(super) closed_for: Mutex<Option<String>>,
     finished: AtomicU64,
     failed: AtomicU64,
 }
 
 impl LaneHealth {
-    pub(super) fn new(instance_id: Arc<str>) -> Self {
+    pub(super) fn new(instance_id: Arc<str>, pacer: InstancePacer) -> Self {
         LaneHealth {
             instance_id,
+            pacer,
             closed: CancellationToken::new(),
-            closed_as: Mutex::new(None),
+            closed_for: Mutex::new(None),
             finished: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         }
     }
 
     /// Closes the lane; false if it was closed already.
-    pub(super) fn close(&self, status: Status, reason: &str) -> bool {
-        let mut closed_as = self
-            .closed_as
+    pub(super) fn close(&self, reason: &str) -> bool {
+        let mut closed_for = self
+            .closed_for
             .lock()
             .expect("no close panics holding the lock");
-        if closed_as.is_some() {
+        if closed_for.is_some() {
             return false;
         }
-        *closed_as = Some((status, reason.to_string()));
+        *closed_for = Some(reason.to_string());
         self.closed.cancel();
         true
     }
@@ -165,6 +177,8 @@ impl LaneHealth {
 
 #[cfg(test)]
 mod tests {
+    use std::num::NonZeroU32;
+
     use super::*;
 
     fn retry() -> RetrySettings {
@@ -179,7 +193,13 @@ mod tests {
     fn too_many_failures_retire_the_instance_and_with_the_last_one_halt_the_run() {
         let control = RunControl::new(CancellationToken::new(), retry());
         control.lanes_open.store(2, Ordering::SeqCst);
-        let (first, second) = (LaneHealth::new("a".into()), LaneHealth::new("b".into()));
+        let lane = |id: &str| {
+            LaneHealth::new(
+                id.into(),
+                InstancePacer::new("1/s".parse().unwrap(), NonZeroU32::MIN, false),
+            )
+        };
+        let (first, second) = (lane("a"), lane("b"));
         for status in [Status::Failed, Status::Failed, Status::Sent] {
             first.count(&control, status);
         }

@@ -12,7 +12,6 @@ use tracing::info;
 
 use super::control::{LaneHealth, RunControl};
 use super::{send, Shared, LANE_QUEUE};
-use crate::pacing::InstancePacer;
 use crate::report::Progress;
 use crate::schedule::{DailyCap, Schedule};
 use crate::types::Job;
@@ -72,7 +71,6 @@ impl Gates {
 /// One instance's loop: waits for its turn and a free slot, then sends.
 pub(super) async fn run_lane(
     mut queued: mpsc::Receiver<Job>,
-    mut pacer: InstancePacer,
     lane: Arc<LaneHealth>,
     shared: Arc<Shared>,
 ) {
@@ -84,13 +82,13 @@ pub(super) async fn run_lane(
         let Some(job) = next_job(&mut queued, &mut waiting, &lane, &shared.control).await else {
             break;
         };
-        let Some(permit) = wait_for_turn(&job, &mut pacer, &lane, &shared).await else {
+        let Some(permit) = wait_for_turn(&job, &lane, &shared).await else {
             held_back.push(job);
             break;
         };
         let mut turn = vec![(job, permit)];
         if shared.gates.daily_cap.is_none() {
-            take_ready(&mut waiting, &mut pacer, &lane, &shared, &mut turn);
+            take_ready(&mut waiting, &lane, &shared, &mut turn);
         }
         if !within_daily_cap(&lane, &shared).await || !journalled(&turn, &shared).await {
             held_back.extend(turn.into_iter().map(|(job, _)| job));
@@ -145,7 +143,6 @@ async fn next_job(
 /// stops or the instance leaves rotation meanwhile.
 async fn wait_for_turn(
     job: &Job,
-    pacer: &mut InstancePacer,
     lane: &LaneHealth,
     shared: &Shared,
 ) -> Option<OwnedSemaphorePermit> {
@@ -156,7 +153,7 @@ async fn wait_for_turn(
         _ = lane.closed.cancelled() => None,
         permit = async {
             shared.gates.wait_for_window(&lane.instance_id, control).await?;
-            pacer.wait_turn(&job.timing).await;
+            lane.pacer.wait_turn(&job.timing).await;
             Some(shared.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed"))
         } => permit,
     }
@@ -167,7 +164,6 @@ async fn wait_for_turn(
 /// cap, each message is counted on its own instead.)
 fn take_ready(
     waiting: &mut Vec<Job>,
-    pacer: &mut InstancePacer,
     lane: &LaneHealth,
     shared: &Shared,
     turn: &mut Vec<(Job, OwnedSemaphorePermit)>,
@@ -181,7 +177,7 @@ fn take_ready(
         let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
             return;
         };
-        if !pacer.try_turn(&job.timing) {
+        if !lane.pacer.try_turn(&job.timing) {
             return;
         }
         let job = waiting.pop().expect("a job was just looked at");
@@ -219,7 +215,7 @@ async fn within_daily_cap(lane: &LaneHealth, shared: &Shared) -> bool {
         Ok(Ok(true)) => true,
         Ok(Ok(false)) => {
             let cap = shared.gates.daily_cap.as_ref().map_or(0, |cap| cap.cap);
-            control.cap(
+            control.defer(
                 lane,
                 format!(
                     "instance {} reached its daily cap of {cap} messages",

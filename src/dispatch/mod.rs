@@ -101,13 +101,8 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, lanes: Vec<Lane>, sending: 
     let lane_tasks = TaskTracker::new();
     for (lane, id) in lanes.into_iter().zip(&ids) {
         let (queue, queued) = mpsc::channel(LANE_QUEUE);
-        let lane_health = Arc::new(LaneHealth::new(id.clone()));
-        lane_tasks.spawn(lane::run_lane(
-            queued,
-            lane.pacer,
-            lane_health.clone(),
-            shared.clone(),
-        ));
+        let lane_health = Arc::new(LaneHealth::new(id.clone(), lane.pacer));
+        lane_tasks.spawn(lane::run_lane(queued, lane_health.clone(), shared.clone()));
         queues.push(queue);
         health.push(lane_health);
     }

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{debug, warn};
+
+use tracing::{debug, info, warn};
 
 use super::control::{LaneHealth, RunControl};
 use super::Shared;
-use crate::api::wire::Accepted;
-use crate::api::{ApiClient, ContactMessage, SendError};
+use crate::api::{ContactMessage, Queued, SendError};
 use crate::retry::{backoff, next_step, Next};
 use crate::types::{Job, Outcome, Status};
 
@@ -30,7 +31,7 @@ pub(super) fn start(
 
 async fn send(job: Job, permit: OwnedSemaphorePermit, lane: Arc<LaneHealth>, shared: Arc<Shared>) {
     let control = &shared.control;
-    let outcome = send_with_retries(&shared.client, &job, control, &lane).await;
+    let outcome = send_with_retries(&shared, &job, &lane).await;
     drop(permit);
     match outcome.status {
         Status::Sent => {
@@ -47,44 +48,32 @@ async fn send(job: Job, permit: OwnedSemaphorePermit, lane: Arc<LaneHealth>, sha
     }
 }
 
-/// The line of a job that will not be sent by this run.
+/// The line of a job this run did not try: `DEFERRED`, whatever stopped it
+/// (the run, or its instance leaving rotation), so a later `--resume` tries it.
 pub(super) fn not_sent(job: &Job, lane: &LaneHealth, control: &RunControl) -> Outcome {
-    let closed_as = lane
-        .closed_as
+    let closed_for = lane
+        .closed_for
         .lock()
         .expect("no close panics holding the lock")
         .clone();
-    let (status, why) = match (control.stopping().is_cancelled(), closed_as) {
-        (true, _) | (false, None) => (
-            Status::Deferred,
-            control
-                .reason()
-                .map(|reason| reason.why())
-                .unwrap_or_default(),
-        ),
-        (false, Some((Status::Failed, why))) => (
-            Status::Failed,
-            format!("instance {} is out of rotation ({why})", lane.instance_id),
-        ),
-        (false, Some((status, why))) => (status, why),
+    let why = match (control.stopping().is_cancelled(), closed_for) {
+        (false, Some(why)) => why,
+        _ => control
+            .reason()
+            .map(|reason| reason.why())
+            .unwrap_or_default(),
     };
-    let mut outcome = Outcome::for_job(job, &lane.instance_id, status);
-    let resume = if status == Status::Deferred {
-        "; --resume sends it"
-    } else {
-        ""
-    };
-    outcome.add_error(format!("not sent: {why}{resume}"));
+    let mut outcome = Outcome::for_job(job, &lane.instance_id, Status::Deferred);
+    outcome.add_error(format!("not sent: {why}; --resume sends it"));
     outcome
 }
 
+/// Waits longer than this are logged and shown on the progress bar.
+const NOTEWORTHY_WAIT: Duration = Duration::from_secs(5);
+
 /// Sends one job, retrying transient failures, and says how it ended.
-async fn send_with_retries(
-    client: &ApiClient,
-    job: &Job,
-    control: &RunControl,
-    lane: &LaneHealth,
-) -> Outcome {
+async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Outcome {
+    let control = &shared.control;
     let retry = &control.retry;
     let instance_id = &*lane.instance_id;
     let message = ContactMessage::from(job);
@@ -92,10 +81,8 @@ async fn send_with_retries(
     let mut attempts = 0;
     let outcome = loop {
         attempts += 1;
-        let error = match client.send(instance_id, &message).await {
-            Ok(accepted) => {
-                break accepted_line(job, instance_id, accepted, attempts, maybe_delivered)
-            }
+        let error = match shared.client.send(instance_id, &message).await {
+            Ok(queued) => break accepted_line(job, instance_id, queued, attempts, maybe_delivered),
             Err(error) => error,
         };
         if let SendError::Refused {
@@ -117,20 +104,58 @@ async fn send_with_retries(
             Next::Retry(_) if attempts >= retry.max_attempts => {
                 break refused_line(job, instance_id, given_up, &error, attempts)
             }
+            Next::Retry(Some(asked)) if asked > retry.max_backoff => {
+                // Waiting that long would hold a slot and the lock for it:
+                // the instance stops for now, as at a daily cap.
+                let reason = format!(
+                    "the API asked instance {instance_id} to wait until {} (Retry-After: {} s), \
+                     longer than retry.max_backoff = {} s",
+                    after(asked),
+                    asked.as_secs(),
+                    retry.max_backoff.as_secs_f64()
+                );
+                control.defer(lane, reason.clone());
+                let status = if maybe_delivered {
+                    Status::Unknown
+                } else {
+                    Status::Deferred
+                };
+                let mut outcome = refused_line(job, instance_id, status, &error, attempts);
+                outcome.add_error(format!("not sent again: {reason}"));
+                break outcome;
+            }
             Next::Retry(retry_after) => retry_after.unwrap_or_else(|| backoff(retry, attempts)),
         };
-        debug!(row = job.recipient.row, attempt = attempts, wait_ms = wait.as_millis() as u64, %error, "retrying");
+        if wait > NOTEWORTHY_WAIT {
+            info!(row = job.recipient.row, instance = instance_id, %error, "retrying in {} s", wait.as_secs());
+            shared
+                .gates
+                .progress
+                .note(Some(&format!("retrying in {} s", wait.as_secs())));
+        } else {
+            debug!(row = job.recipient.row, attempt = attempts, wait_ms = wait.as_millis() as u64, %error, "retrying");
+        }
+        // The backoff, then the instance's own clock, as for a first try:
+        // a retry never goes around the number's pacing.
         let stopped = tokio::select! {
             _ = control.stopping().cancelled() => true,
             _ = lane.closed.cancelled() => true,
-            _ = tokio::time::sleep(wait) => false,
+            () = async {
+                tokio::time::sleep(wait).await;
+                lane.pacer.wait_turn(&job.timing).await;
+            } => false,
         };
+        if wait > NOTEWORTHY_WAIT {
+            shared.gates.progress.note(None);
+        }
         if stopped {
-            // Not tried again: the run is stopping (DEFERRED, resume sends it)
-            // or the instance is out of rotation (FAILED).
-            let status = match given_up {
-                Status::Failed if control.stopping().is_cancelled() => Status::Deferred,
-                status => status,
+            // Not tried again: the run is stopping, or the instance took no
+            // more messages. DEFERRED, so a later --resume sends it; unless
+            // an earlier try may have been delivered.
+            let status = if maybe_delivered {
+                Status::Unknown
+            } else {
+                Status::Deferred
             };
             let mut outcome = refused_line(job, instance_id, status, &error, attempts);
             outcome.add_error("stopped while waiting to try again".to_string());
@@ -143,19 +168,30 @@ async fn send_with_retries(
     outcome
 }
 
-/// The line of a message the API accepted.
+/// The time `wait` from now, as a log line shows it.
+fn after(wait: Duration) -> String {
+    jiff::SignedDuration::try_from(wait)
+        .ok()
+        .and_then(|wait| jiff::Timestamp::now().checked_add(wait).ok())
+        .map_or_else(
+            || "a time past any calendar".to_string(),
+            |at| at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )
+}
+
+/// The line of a message the API queued.
 fn accepted_line(
     job: &Job,
     instance_id: &str,
-    accepted: Accepted,
+    queued: Queued,
     attempts: u32,
     maybe_twice: bool,
 ) -> Outcome {
     let mut outcome = Outcome::for_job(job, instance_id, Status::Sent);
     outcome.attempts = attempts;
-    outcome.http_status = Some(201);
-    outcome.api_status = accepted.data.status;
-    outcome.message_id = accepted.data.id;
+    outcome.http_status = Some(queued.http_status);
+    outcome.api_status = queued.api_status;
+    outcome.message_id = queued.message_id;
     if maybe_twice {
         outcome
             .add_error("an earlier try may also have been delivered (retry_ambiguous)".to_string());

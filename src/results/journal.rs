@@ -270,7 +270,10 @@ mod tests {
         fs::remove_dir(&fresh).unwrap();
         let journal = Journal::start(&results, 200, &["in flight".to_string()]).unwrap();
         let left = read_left(&results).unwrap().unwrap();
-        assert_eq!((left.results_from, left.keys), (200, vec!["in flight".to_string()]));
+        assert_eq!(
+            (left.results_from, left.keys),
+            (200, vec!["in flight".to_string()])
+        );
         journal.finish().unwrap();
     }
 

@@ -2,8 +2,17 @@
 //! are other files, servers that misbehave. Nothing makes the tool panic,
 //! hang, send twice, clobber a file or leak the key.
 
+use std::collections::HashMap;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::json;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
 use crate::common::{
-    self, code, embedded, ended, line, stderr, terminate, wait_for, Config, Workspace,
+    self, code, count, embedded, ended, line, stderr, stdout, terminate, wait_for, Config,
+    RawServer, Workspace, API_KEY,
 };
 use interacto_bulk::api::MockOptions;
 
@@ -217,4 +226,309 @@ async fn symbolic_links_where_its_files_go_are_never_written_through() {
         .await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(precious(), "precious\n");
+}
+
+/// Sends a three-row campaign to a wiremock server that answers every
+/// request with `answer`; returns the output, the results and the server.
+async fn send_three_rows_to(
+    answer: ResponseTemplate,
+    extra: &[(&str, &str)],
+) -> (Output, Vec<HashMap<String, String>>, MockServer) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(answer)
+        .mount(&server)
+        .await;
+    let work = Workspace::new();
+    let mut config = Config::fast(&server.uri()).set("pacing.concurrency", "1");
+    for (key, value) in extra {
+        config = config.set(key, value);
+    }
+    let config = work.config(&config);
+    work.write("campaign.csv", &common::campaign(3));
+    let output = work.send(&config, &[]).await;
+    let results = work.results("campaign.results.csv");
+    (output, results, server)
+}
+
+fn body(id: &str, instance: &str) -> serde_json::Value {
+    json!({"statusCode": 201, "message": "request successful",
+           "data": {"id": id, "status": "QUEUED", "instanceId": instance}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_longer_than_max_backoff_stops_the_instance_for_now() {
+    let in_a_day = ResponseTemplate::new(429).insert_header("Retry-After", "86400");
+    let year_9999 =
+        ResponseTemplate::new(429).insert_header("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT");
+    for answer in [in_a_day, year_9999] {
+        let (output, results, server) = send_three_rows_to(answer, &[]).await;
+
+        assert_eq!(code(&output), 5, "{}", stderr(&output));
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        assert_eq!(count(&results, "DEFERRED"), 3, "{results:?}");
+        assert!(
+            results[0]["error"].contains("Retry-After")
+                || results[1]["error"].contains("Retry-After"),
+            "{results:?}"
+        );
+        assert!(
+            stdout(&output).contains("retry.max_backoff"),
+            "{}",
+            stdout(&output)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_504_may_have_been_queued_so_it_is_unknown_and_not_sent_again() {
+    let (output, results, server) = send_three_rows_to(ResponseTemplate::new(504), &[]).await;
+
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        3,
+        "one request a row"
+    );
+    for line in &results {
+        assert_eq!(
+            (
+                line["status"].as_str(),
+                line["http_status"].as_str(),
+                line["attempts"].as_str()
+            ),
+            ("UNKNOWN", "504", "1"),
+            "{line:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirects_are_not_followed_and_the_row_fails_naming_where() {
+    for status in [301, 302, 303, 307, 308] {
+        let away =
+            ResponseTemplate::new(status).insert_header("Location", "http://127.0.0.1:9/elsewhere");
+        let (output, results, server) = send_three_rows_to(away, &[]).await;
+
+        assert_eq!(code(&output), 1, "{status}: {}", stderr(&output));
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            3,
+            "{status}"
+        );
+        for line in &results {
+            assert_eq!(line["status"], "FAILED", "{status}: {line:?}");
+            assert!(line["error"].contains("127.0.0.1:9/elsewhere"), "{line:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_an_answer_that_names_this_message_counts_as_sent() {
+    let ok = ResponseTemplate::new(200).set_body_json(body("m-200", "inst-1"));
+    let (output, results, _) = send_three_rows_to(ok, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(results
+        .iter()
+        .all(|line| line["status"] == "SENT" && line["http_status"] == "200"));
+
+    for (answer, why) in [
+        (body("", "inst-1"), "without a message id"),
+        (
+            body("m-1", "another-instance"),
+            "for instance another-instance",
+        ),
+    ] {
+        let (output, results, server) =
+            send_three_rows_to(ResponseTemplate::new(201).set_body_json(answer), &[]).await;
+
+        assert_eq!(code(&output), 1, "{why}: {}", stderr(&output));
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            3,
+            "not sent again"
+        );
+        for line in &results {
+            assert_eq!(line["status"], "UNKNOWN", "{line:?}");
+            assert!(line["error"].contains(why), "{line:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_id_that_cannot_go_in_a_header_is_refused_at_start() {
+    let server = MockServer::start().await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.uri()));
+    work.write("campaign.csv", &common::campaign(3));
+
+    let output = work.send(&config, &["--instance", "bad\u{1}id"]).await;
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--instance") && stderr(&output).contains("U+0001"),
+        "{}",
+        stderr(&output)
+    );
+
+    let config = work.config(&Config::fast(&server.uri()).set("api.instance_id", "\"bad\\nid\""));
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("api.instance_id"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_wait_for_the_instances_clock() {
+    let server = embedded(MockOptions {
+        failure_rate: 0.5,
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("pacing.rate", "\"8/s\"")
+            .set("pacing.concurrency", "4")
+            .set("retry.max_attempts", "6"),
+    );
+    work.write("campaign.csv", &common::campaign(10));
+
+    let output = work.send(&config, &[]).await;
+
+    assert!([0, 1].contains(&code(&output)), "{}", stderr(&output));
+    let mut arrivals: Vec<_> = server
+        .received()
+        .into_iter()
+        .map(|request| request.at)
+        .collect();
+    assert!(
+        arrivals.len() > 10,
+        "some first tries failed and were retried"
+    );
+    common::assert_paced(
+        &mut arrivals,
+        Duration::from_millis(125),
+        "8/s with retries",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_answer_is_cut_off_and_the_row_is_unknown() {
+    let endless = RawServer::start(
+        "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        true,
+    )
+    .await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&endless.base_url()));
+    work.write("campaign.csv", &common::campaign(2));
+
+    let output = work.send(&config, &[]).await;
+
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    for line in work.results("campaign.results.csv") {
+        assert_eq!(line["status"], "UNKNOWN", "{line:?}");
+        assert!(
+            line["error"].contains("longer than 65536 bytes"),
+            "{line:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_to_loopback_never_goes_through_a_proxy() {
+    let proxy = RawServer::start(
+        "HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n",
+        false,
+    )
+    .await;
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()));
+    work.write("campaign.csv", &common::campaign(2));
+    let proxy_url = proxy.base_url();
+
+    let output = work
+        .run_with_env(
+            &["send", "campaign.csv", "--config", &config],
+            &[
+                ("INTERACTO_API_KEY", API_KEY),
+                ("HTTP_PROXY", &proxy_url),
+                ("http_proxy", &proxy_url),
+                ("ALL_PROXY", &proxy_url),
+            ],
+        )
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 2);
+    assert_eq!(proxy.connections(), 0, "the proxy saw nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_is_taken_out_of_whatever_a_server_or_a_parser_says() {
+    let echo = ResponseTemplate::new(400).set_body_string(format!(
+        "bad request; headers were Authorization: {API_KEY}"
+    ));
+    let (output, results, _) = send_three_rows_to(echo, &[]).await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    for line in &results {
+        assert!(line["error"].contains("<the API key>"), "{line:?}");
+    }
+    let written = format!("{results:?}{}{}", stdout(&output), stderr(&output));
+    assert!(!written.contains(API_KEY), "the key leaked: {written}");
+
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(1));
+    for text in [
+        format!("[api]\napi_key = \"{API_KEY}\n"),
+        format!("[api]\napi_key = {API_KEY}\n"),
+        "[api]\napi_key = 987654321\n".to_string(),
+    ] {
+        let config = work.write("config.toml", &text);
+        let output = work
+            .run_with_env(
+                &[
+                    "validate",
+                    "campaign.csv",
+                    "--config",
+                    config.to_str().unwrap(),
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(code(&output), 2, "{}", stderr(&output));
+        assert!(
+            !stderr(&output).contains(API_KEY) && !stderr(&output).contains("987654321"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_file_with_the_key_that_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(1));
+    let config = work.write("config.toml", &format!("[api]\napi_key = \"{API_KEY}\"\n"));
+    let path = config.to_str().unwrap();
+    let args = ["validate", "campaign.csv", "--config", path, "--overwrite"];
+    let run = || work.run_with_env(&args, &[]);
+
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = run().await;
+    assert!(stderr(&output).contains("chmod 600"), "{}", stderr(&output));
+
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = run().await;
+    assert!(
+        !stderr(&output).contains("chmod 600"),
+        "{}",
+        stderr(&output)
+    );
 }

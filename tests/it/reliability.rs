@@ -57,11 +57,13 @@ async fn transient_failures_are_retried_and_the_attempts_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn retry_after_is_honoured() {
+async fn retry_after_is_honoured_up_to_max_backoff() {
     let throttled = ResponseTemplate::new(429).insert_header("Retry-After", "1");
     let server = answering_first(throttled, 1).await;
+    // A longer wait than max_backoff stops the instance instead (see hostile.rs).
+    let config = Config::fast(&server.uri()).set("retry.max_backoff", "2");
 
-    let (output, line) = send_one_row(&Config::fast(&server.uri())).await;
+    let (output, line) = send_one_row(&config).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let requests = server.received_requests().await.unwrap();
