@@ -65,6 +65,9 @@ fn main() -> std::process::ExitCode {
             }
         }
     });
+    // A blocking read that never returns (a FIFO nobody writes to) must not
+    // keep the process from ending once the run is over.
+    runtime.shutdown_background();
     let code = outcome.unwrap_or_else(|error| {
         tracing::error!("{error}");
         ExitCode::of_error(&error)
@@ -72,8 +75,19 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(code.code())
 }
 
-/// The first SIGINT or SIGTERM stops the run taking rows; the second aborts
-/// at once, after any results line being written is whole.
+/// Writes to stdout; a reader that went away (`… | head`) is not an error
+/// of the run, whose exit code stands.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// The first SIGINT, SIGTERM or SIGHUP (a closed terminal) stops the run
+/// taking rows; the second aborts at once, after any results line being
+/// written is whole.
 async fn watch_signals(shutdown: CancellationToken, gate: WriteGate) {
     signal_received().await;
     tracing::warn!("stopping: no new messages; those in flight get their answer (signal again to abort at once)");
@@ -88,9 +102,11 @@ async fn watch_signals(shutdown: CancellationToken, gate: WriteGate) {
 async fn signal_received() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM can be watched");
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP can be watched");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+        _ = hangup.recv() => {}
     }
 }
 
@@ -138,8 +154,8 @@ async fn run_campaign(
     };
     let summary = interacto_bulk::run(settings, request, progress_area, shutdown).await?;
     match args.summary {
-        SummaryFormat::Text => print!("{}", summary.text()),
-        SummaryFormat::Json => println!("{}", summary.json()),
+        SummaryFormat::Text => print_out(&summary.text()),
+        SummaryFormat::Json => print_out(&format!("{}\n", summary.json())),
     }
     Ok(summary.exit)
 }
@@ -159,7 +175,10 @@ async fn serve_mock(args: MockServerArgs, stop: CancellationToken) -> Result<(),
     let server = MockServer::start(args.listen, options)
         .await
         .map_err(RunError::Mock)?;
-    println!("mock Interacto API listening on {}", server.base_url());
+    print_out(&format!(
+        "mock Interacto API listening on {}\n",
+        server.base_url()
+    ));
     server.serve_until(stop).await.map_err(RunError::Mock)
 }
 

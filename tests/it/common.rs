@@ -275,11 +275,16 @@ pub fn code(output: &Output) -> i32 {
 
 /// Sends SIGTERM, as `kill` or systemd would.
 pub fn terminate(child: &Child) {
+    signal(child, libc::SIGTERM);
+}
+
+/// Sends `signal` to a spawned binary.
+pub fn signal(child: &Child, signal: libc::c_int) {
     let pid = child.id().expect("still running");
     let pid = libc::pid_t::try_from(pid).expect("a pid fits");
     // SAFETY: kill(2) with a pid this test spawned and a valid signal number.
-    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(sent, 0, "SIGTERM was delivered");
+    let sent = unsafe { libc::kill(pid, signal) };
+    assert_eq!(sent, 0, "signal {signal} was delivered");
 }
 
 /// Polls `done` until it holds, for at most 20 seconds.

@@ -532,3 +532,60 @@ async fn a_config_file_with_the_key_that_others_can_read_is_warned_about() {
         stderr(&output)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hangup_stops_the_run_like_sigterm() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()));
+    work.write("campaign.csv", &common::campaign(30));
+    let child = work.spawn(&[
+        "send",
+        "campaign.csv",
+        "--config",
+        &config,
+        "--rate",
+        "20/s",
+    ]);
+    wait_for("a few messages", || server.accepted() >= 3).await;
+
+    common::signal(&child, libc::SIGHUP);
+    let output = ended(child).await;
+
+    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 30, "every row has its line");
+    assert!(count(&results, "DEFERRED") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_is_no_reason_to_panic() {
+    let work = Workspace::new();
+    work.write(
+        "campaign.csv",
+        &format!("{}bad,X,551130034000\n", common::campaign(2)),
+    );
+    for summary in ["text", "json"] {
+        let mut child = work
+            .command(
+                &[
+                    "validate",
+                    "campaign.csv",
+                    "--overwrite",
+                    "--summary",
+                    summary,
+                ],
+                &[],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+
+        let output = ended(child).await;
+
+        assert_eq!(code(&output), 1, "the run's own code: {}", stderr(&output));
+        assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    }
+}
