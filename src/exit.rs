@@ -23,6 +23,9 @@ pub enum RunError {
     Client(#[from] ClientError),
     #[error("cannot start the mock API: {0}")]
     Mock(std::io::Error),
+    /// A signal came before the run could start.
+    #[error("interrupted before anything was sent")]
+    Interrupted,
 }
 
 /// How a run ended, as the process exit code (the README's table).
@@ -62,6 +65,7 @@ impl ExitCode {
     pub fn of_error(error: &RunError) -> Self {
         match error {
             RunError::Results(ResultsError::Lock(LockError::Held { .. })) => ExitCode::Locked,
+            RunError::Interrupted => ExitCode::Interrupted,
             _ => ExitCode::Usage,
         }
     }

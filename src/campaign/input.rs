@@ -110,6 +110,7 @@ pub fn open(
     let mut input = source.open()?;
     let mut head = Vec::new();
     input.by_ref().take(SNIFF_BYTES).read_to_end(&mut head)?;
+    check_header_line(&head)?;
 
     if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
         // Excel's "Unicode text": UTF-16 with a BOM, usually tab-separated.
@@ -119,6 +120,7 @@ pub fn open(
             .build(utf16);
         let mut head = Vec::new();
         decoded.by_ref().take(SNIFF_BYTES).read_to_end(&mut head)?;
+        check_header_line(&head)?;
         let delimiter = settle_delimiter(delimiter, &head);
         return Ok(Opened {
             reader: Box::new(Cursor::new(head).chain(decoded)),
@@ -144,6 +146,20 @@ pub fn open(
         delimiter,
         from_utf16: false,
     })
+}
+
+/// The header line must end within the first megabyte: a file without one
+/// (`/dev/zero` through a pipe, a binary file) is not a campaign, and its
+/// "header" would fill memory and the error message.
+fn check_header_line(head: &[u8]) -> io::Result<()> {
+    let full = head.len() as u64 == SNIFF_BYTES;
+    if full && !head.iter().any(|byte| matches!(byte, b'\n' | b'\r')) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no line ends in its first megabyte, so it has no header line: is it a CSV file?",
+        ));
+    }
+    Ok(())
 }
 
 fn settle_delimiter(choice: DelimiterChoice, head: &[u8]) -> u8 {
@@ -188,7 +204,7 @@ pub fn detect_delimiter(head: &[u8]) -> u8 {
 fn detect_encoding(source: &Source, head: &[u8]) -> io::Result<TextEncoding> {
     let mut evidence = Utf8Evidence::default();
     match source {
-        Source::File(path) => {
+        Source::File(path) if source.is_regular_file() => {
             let mut file = File::open(path)?;
             let mut buffer = vec![0; 256 * 1024];
             loop {
@@ -199,7 +215,8 @@ fn detect_encoding(source: &Source, head: &[u8]) -> io::Result<TextEncoding> {
                 evidence.scan(&buffer[..read]);
             }
         }
-        Source::Stdin => evidence.scan(head),
+        // A pipe can be read only once: judged by its first megabyte.
+        _ => evidence.scan(head),
     }
     evidence.finish();
 

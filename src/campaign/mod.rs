@@ -49,9 +49,11 @@ pub enum CampaignError {
 }
 
 /// Counts data rows with a quick pass over the file, for the progress bar's ETA.
-/// Standard input can be read only once, so it has no count.
+/// Standard input and pipes can be read only once, so they have no count.
 pub fn count_rows(source: &Source, encoding: TextEncoding, delimiter: u8) -> Option<u64> {
-    let Source::File(_) = source else { return None };
+    if !source.is_regular_file() {
+        return None;
+    }
     let opened = input::open(
         source,
         EncodingChoice::Fixed(encoding),

@@ -20,11 +20,33 @@ impl Source {
         }
     }
 
+    /// Opens the campaign: standard input, a file, or a pipe. A device, a
+    /// directory or a socket is refused: `/dev/zero` would be read forever.
     pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         Ok(match self {
             Source::Stdin => Box::new(io::stdin()),
-            Source::File(path) => Box::new(std::fs::File::open(path)?),
+            Source::File(path) => {
+                let file = std::fs::File::open(path)?;
+                let kind = file.metadata()?.file_type();
+                if !(kind.is_file() || is_fifo(&kind)) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "not a regular file (a device, a directory or a socket); \
+                         a campaign is a file, a pipe, or `-` for standard input",
+                    ));
+                }
+                Box::new(file)
+            }
         })
+    }
+
+    /// A regular file: it can be read again (to detect its encoding, to
+    /// count its rows), and it ends.
+    pub fn is_regular_file(&self) -> bool {
+        match self {
+            Source::Stdin => false,
+            Source::File(path) => std::fs::metadata(path).is_ok_and(|meta| meta.is_file()),
+        }
     }
 
     /// `<campaign stem>.results.csv` in the working directory.
@@ -44,4 +66,15 @@ impl Source {
             Source::File(path) => path.display().to_string(),
         }
     }
+}
+
+#[cfg(unix)]
+fn is_fifo(kind: &std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    kind.is_fifo()
+}
+
+#[cfg(not(unix))]
+fn is_fifo(_: &std::fs::FileType) -> bool {
+    false
 }

@@ -70,12 +70,18 @@ pub async fn run(
 
     // Open: the campaign, the lock, the results file and the journal; these
     // read and write files, so off the async workers.
+    // A pipe nobody writes to blocks its opening: a signal ends the wait.
     let opened = {
         let (settings, request) = (settings.clone(), request.clone());
         let (sending, counting) = (target.is_some(), !progress_area.is_hidden());
-        tokio::task::spawn_blocking(move || Opened::open(&settings, &request, sending, counting))
-            .await
-            .expect("opening the campaign does not panic")?
+        let opening = tokio::task::spawn_blocking(move || {
+            Opened::open(&settings, &request, sending, counting)
+        });
+        tokio::select! {
+            biased;
+            opened = opening => opened.expect("opening the campaign does not panic")?,
+            () = shutdown.cancelled() => return Err(RunError::Interrupted),
+        }
     };
     info!(
         campaign = %request.source.describe(),
@@ -119,6 +125,7 @@ pub async fn run(
             previous: opened.previous,
             resend_unknown: request.resend_unknown,
             stop: control.stopping().clone(),
+            source_ends: request.source.is_regular_file(),
         };
         let campaign = opened.campaign;
         tokio::task::spawn_blocking(move || reading.read(campaign, check))

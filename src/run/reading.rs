@@ -23,6 +23,10 @@ pub struct Reading {
     pub previous: Option<Previous>,
     pub resend_unknown: bool,
     pub stop: CancellationToken,
+    /// The campaign is a regular file: once the run stops, its remaining
+    /// rows are still read, to be written DEFERRED. A pipe may never end,
+    /// so reading it stops with the run.
+    pub source_ends: bool,
 }
 
 impl Reading {
@@ -54,9 +58,10 @@ impl Reading {
                         .is_ok()
                 }
             };
-            // A dry run just stops on a signal; a send goes on so that every
+            // A dry run just stops; a send of a file goes on so that every
             // row gets its line (DEFERRED from the dispatcher).
-            if !delivered || (self.jobs.is_none() && self.stop.is_cancelled()) {
+            let stops_here = self.jobs.is_none() || !self.source_ends;
+            if !delivered || (stops_here && self.stop.is_cancelled()) {
                 break;
             }
         }

@@ -589,3 +589,114 @@ async fn a_closed_stdout_is_no_reason_to_panic() {
         assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
     }
 }
+
+/// A named pipe at `path`, as `mkfifo` makes.
+fn fifo(path: &std::path::Path) {
+    let name = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path the test owns.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_is_not_a_campaign() {
+    let work = Workspace::new();
+    for device in ["/dev/zero", "/dev/urandom", "/dev/null", "/tmp"] {
+        let output = work
+            .run(&["validate", device, "--out", "out.csv", "--overwrite"])
+            .await;
+
+        assert_eq!(code(&output), 2, "{device}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("not a regular file"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipe_nobody_writes_to_gives_way_to_a_signal() {
+    let work = Workspace::new();
+    fifo(&work.path("campaign.csv"));
+    let child = work.spawn(&["validate", "campaign.csv"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    terminate(&child);
+    let output = ended(child).await;
+
+    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("interrupted"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipe_without_a_header_line_is_refused_with_a_short_error() {
+    let work = Workspace::new();
+    let path = work.path("campaign.csv");
+    fifo(&path);
+    let child = work.spawn(&["validate", "campaign.csv"]);
+    // Zeros and no line end, like /dev/zero through a pipe.
+    let writer = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        for _ in 0..64 {
+            if pipe.write_all(&[0; 64 * 1024]).is_err() {
+                return;
+            }
+        }
+    });
+
+    let output = ended(child).await;
+    writer.await.unwrap();
+
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no line ends"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).len() < 2000,
+        "a short error: {} bytes",
+        stderr(&output).len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipe_that_never_ends_stops_being_read_on_a_signal() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"50/s\""));
+    let path = work.path("campaign.csv");
+    fifo(&path);
+    let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    // Rows for as long as the run reads them (at most a million).
+    let writer = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        let _ = pipe.write_all(b"to,contact_name,contact_phone\n");
+        for n in 0..1_000_000 {
+            let row = format!("+55 11 9{:08},Pessoa,+55 11 3003-4000\n", n);
+            if pipe.write_all(row.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    wait_for("a few messages", || server.accepted() >= 3).await;
+
+    terminate(&child);
+    let output = ended(child).await;
+    writer.await.unwrap();
+
+    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    let results = work.results("campaign.results.csv");
+    let sent = count(&results, "SENT");
+    assert_eq!(
+        sent as u64,
+        server.accepted(),
+        "every message sent has its line"
+    );
+}
