@@ -27,18 +27,18 @@ impl LineFormat {
         let mut integers = itoa::Buffer::new();
         let recipient = &outcome.recipient;
         writer.write_field(integers.format(recipient.row))?;
-        for cell in [
+        for text in [
             &recipient.key,
             &recipient.to,
             &recipient.contact_name,
             &recipient.contact_phone,
             &outcome.instance_id,
         ] {
-            writer.write_field(spreadsheet_safe(cell).as_bytes())?;
+            writer.write_field(cell(text).as_bytes())?;
         }
         writer.write_field(outcome.status.as_str())?;
-        writer.write_field(spreadsheet_safe(&outcome.api_status).as_bytes())?;
-        writer.write_field(spreadsheet_safe(&outcome.message_id).as_bytes())?;
+        writer.write_field(cell(&outcome.api_status).as_bytes())?;
+        writer.write_field(cell(&outcome.message_id).as_bytes())?;
         match outcome.http_status {
             Some(status) => writer.write_field(integers.format(status))?,
             None => writer.write_field("")?,
@@ -51,7 +51,7 @@ impl LineFormat {
             }
             writer.write_field(&self.number)?;
         }
-        writer.write_field(spreadsheet_safe(&outcome.error).as_bytes())?;
+        writer.write_field(cell(&outcome.error).as_bytes())?;
         writer.write_field(self.timestamp(outcome.finished_at))?;
         writer.write_record(None::<&[u8]>)
     }
@@ -69,13 +69,48 @@ impl LineFormat {
     }
 }
 
+/// A CSV writer for results lines: it writes cells as [`LineFormat`] gives
+/// them, quoted where a spreadsheet needs it, and nothing more.
+pub fn line_writer<W: io::Write>(inner: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .has_headers(false)
+        .quote_style(csv::QuoteStyle::Never)
+        .from_writer(inner)
+}
+
+/// A text cell as a spreadsheet must see it: [`spreadsheet_safe`], then in
+/// quotes when it holds a field separator of any spreadsheet (`,`, or `;`
+/// as Excel in Brazil splits on, or a tab), a quote or a line end.
+fn cell(text: &str) -> Cow<'_, str> {
+    let safe = spreadsheet_safe(text);
+    if !safe.contains([',', ';', '\t', '"', '\r', '\n']) {
+        return safe;
+    }
+    let mut quoted = String::with_capacity(safe.len() + 2);
+    quoted.push('"');
+    for c in safe.chars() {
+        if c == '"' {
+            quoted.push('"');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    Cow::Owned(quoted)
+}
+
 /// A cell a spreadsheet would run as a formula gets a leading `'` (OWASP's
-/// advice for CSV injection). A cell that starts with `'` gets one too, so
-/// [`cell_value`] gives back exactly what was written, as `--resume` needs.
+/// advice for CSV injection): one that starts, after any spaces, with `=`,
+/// `+`, `-`, `@` or their full-width forms, or with a tab or a carriage
+/// return. A cell that starts with `'` gets one too, so [`cell_value`]
+/// gives back exactly what was written, as `--resume` needs.
 fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
-    match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r' | '\'') => Cow::Owned(format!("'{cell}")),
-        _ => Cow::Borrowed(cell),
+    let formula = cell
+        .trim_start_matches(' ')
+        .starts_with(['=', '+', '-', '@', '＝', '＋', '－', '＠']);
+    if formula || cell.starts_with(['\t', '\r', '\'']) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
     }
 }
 
@@ -111,7 +146,7 @@ mod tests {
             finished_at: "2026-11-24T09:00:00.123456Z".parse().unwrap(),
         };
         let mut lines = LineFormat::default();
-        let mut writer = csv::Writer::from_writer(Vec::new());
+        let mut writer = line_writer(Vec::new());
         lines.write(&outcome, &mut writer).unwrap();
         let later = Outcome {
             recipient: Recipient {
@@ -139,12 +174,23 @@ mod tests {
         assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(spreadsheet_safe("5511999999999"), "5511999999999");
         assert_eq!(spreadsheet_safe("João"), "João");
-        for cell in ["=1+1", "'quoted", "''", "-", "plain", ""] {
+        assert_eq!(spreadsheet_safe("  =1+1"), "'  =1+1");
+        assert_eq!(spreadsheet_safe("＝1+1"), "'＝1+1");
+        for text in ["=1+1", " =1", "'quoted", "''", "-", "plain", "", "＠x"] {
             assert_eq!(
-                cell_value(&spreadsheet_safe(cell)),
-                cell,
-                "round trip of {cell:?}"
+                cell_value(&spreadsheet_safe(text)),
+                text,
+                "round trip of {text:?}"
             );
         }
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_split_are_quoted() {
+        assert_eq!(cell("Ana;=1+1;x"), "\"Ana;=1+1;x\"");
+        assert_eq!(cell("a\tb"), "\"a\tb\"");
+        assert_eq!(cell("say \"hi\", Ana"), "\"say \"\"hi\"\", Ana\"");
+        assert_eq!(cell("=x;y"), "\"'=x;y\"");
+        assert_eq!(cell("plain text"), "plain text");
     }
 }

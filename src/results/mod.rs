@@ -17,7 +17,7 @@ mod paths;
 mod resume;
 
 pub use journal::Journal;
-pub use line::{cell_value, LineFormat};
+pub use line::{cell_value, line_writer, LineFormat};
 pub use lock::{LockError, RunLock};
 pub use paths::{refuse_campaign, resolve};
 pub use resume::{open_for_resume, Previous};
@@ -100,7 +100,7 @@ pub fn create(path: &Path, overwrite: bool) -> Result<ResultsWriter, ResultsErro
     paths::lock_results(&file, path)?;
     // Emptied only now that no other run can be writing it.
     file.set_len(0).map_err(io_error)?;
-    let mut writer = csv::Writer::from_writer(BufWriter::new(file));
+    let mut writer = line_writer(BufWriter::new(file));
     writer
         .write_record(COLUMNS)
         .map_err(|error| io_error(error.into()))?;

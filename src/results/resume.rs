@@ -125,9 +125,7 @@ pub fn open_for_resume(path: &Path) -> Result<(super::ResultsWriter, Previous, u
     }
 
     file.seek(SeekFrom::End(0)).map_err(io_error)?;
-    let writer = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(BufWriter::new(file));
+    let writer = super::line_writer(BufWriter::new(file));
     Ok((writer, previous, length))
 }
 

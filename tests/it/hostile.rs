@@ -700,3 +700,35 @@ async fn a_pipe_that_never_ends_stops_being_read_on_a_signal() {
         "every message sent has its line"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cells_are_written_as_excel_in_brazil_would_read_them_safely() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config =
+        work.config(&Config::fast(&server.base_url()).set("campaign.key_column", "\"id\""));
+    // Rows 4 and 5 are INVALID (a bad phone), so their name is kept as written.
+    work.write(
+        "campaign.csv",
+        "id,to,contact_name,contact_phone\n\
+         a;=1+1,11987654321,Ana;=1+1;x,551130034000\n\
+         c,11987654323,＝1+1,551130034000\n\
+         b,123,\"  =HYPERLINK(\"\"x\"\")\",551130034000\n\
+         d,123,Tab\there,551130034000\n",
+    );
+
+    let output = work.send(&config, &[]).await;
+
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let raw = std::fs::read_to_string(work.path("campaign.results.csv")).unwrap();
+    assert!(raw.contains(",\"a;=1+1\","), "{raw}");
+    assert!(raw.contains(",\"Ana;=1+1;x\","), "{raw}");
+    assert!(raw.contains(",'＝1+1,"), "{raw}");
+    assert!(raw.contains(",\"'  =HYPERLINK(\"\"x\"\")\","), "{raw}");
+    assert!(raw.contains(",\"Tab\there\","), "{raw}");
+
+    // The values come back exactly: a resume finds the sent rows sent.
+    let output = work.send(&config, &["--resume"]).await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 2, "nothing sent twice");
+}
