@@ -23,6 +23,10 @@ pub enum RunError {
     Client(#[from] ClientError),
     #[error("cannot start the mock API: {0}")]
     Mock(std::io::Error),
+    /// The run stopped after messages may have gone out, for a reason
+    /// other than its rows (the results file could not be written).
+    #[error("halted: {0}")]
+    Halted(String),
     /// A signal came before the run could start.
     #[error("interrupted before anything was sent")]
     Interrupted,
@@ -66,6 +70,7 @@ impl ExitCode {
         match error {
             RunError::Results(ResultsError::Lock(LockError::Held { .. })) => ExitCode::Locked,
             RunError::Interrupted => ExitCode::Interrupted,
+            RunError::Halted(_) => ExitCode::Halted,
             _ => ExitCode::Usage,
         }
     }

@@ -159,7 +159,19 @@ pub async fn run(
     // and the lock can go.
     let read = reader.await.expect("the campaign reader does not panic");
     drop(outcomes);
-    let tally = writer.await.expect("the results writer does not panic")?;
+    let tally = match writer.await.expect("the results writer does not panic") {
+        Ok(tally) => tally,
+        // Messages may have gone out: not a usage error but a halt, and
+        // the journal stays for the resume that accounts for them.
+        Err(error) if target.is_some() => {
+            progress.finish();
+            return Err(RunError::Halted(format!(
+                "{error}; messages sent before it are in the journal beside it: \
+                 once the file can be written, run again with --resume"
+            )));
+        }
+        Err(error) => return Err(error.into()),
+    };
     progress.finish();
     let journal = journal.and_then(Arc::into_inner);
     tokio::task::spawn_blocking(move || {
