@@ -22,7 +22,8 @@ pub struct ScheduleSettings {
     /// Local times messages may go between.
     #[serde(deserialize_with = "setting::optional_from_text")]
     pub window: Option<Window>,
-    /// The zone of the window and of the daily cap's day; `None`: the machine's.
+    /// The zone of the window and of the daily cap's day; `None`: the
+    /// machine's own (`/etc/localtime`), whatever `TZ` the run was given.
     #[serde(deserialize_with = "time_zone")]
     pub timezone: Option<TimeZone>,
     /// Messages per instance per day, across every run on the machine.
@@ -48,7 +49,7 @@ impl ScheduleSettings {
 
     /// The zone local times are read in.
     pub fn time_zone(&self) -> TimeZone {
-        self.timezone.clone().unwrap_or_else(TimeZone::system)
+        self.timezone.clone().unwrap_or_else(machine_zone)
     }
 
     /// The send window with its time zone, when one is set.
@@ -71,6 +72,16 @@ impl ScheduleSettings {
     fn ledger_dir(&self) -> Option<PathBuf> {
         self.state_dir.clone().or_else(DailyCap::default_state_dir)
     }
+}
+
+/// The machine's own time zone, from `/etc/localtime`, else UTC. Not the
+/// `TZ` of whoever started the run: two cron lines with different `TZ` must
+/// count one day, or a daily cap would allow twice its number.
+fn machine_zone() -> TimeZone {
+    std::fs::read("/etc/localtime")
+        .ok()
+        .and_then(|data| TimeZone::tzif("localtime", &data).ok())
+        .unwrap_or(TimeZone::UTC)
 }
 
 /// An IANA time zone name, like `America/Sao_Paulo`.

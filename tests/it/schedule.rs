@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::common::{self, code, count, embedded, ended, stderr, stdout, Config, Workspace};
+use crate::common::{
+    self, code, count, embedded, ended, stderr, stdout, Config, Workspace, API_KEY,
+};
 use interacto_bulk::api::MockOptions;
 
 /// A two-hour window open now and a one-hour window closed now, in UTC.
@@ -164,4 +166,40 @@ async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
         "7 rows, 2 left under the cap"
     );
     assert_eq!(server.accepted(), 5, "five in all today");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daily_cap_counts_one_day_whatever_tz_a_run_is_given() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let state = work.path("state");
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("schedule.daily_cap", "3")
+            .set(
+                "schedule.state_dir",
+                &format!("{:?}", state.display().to_string()),
+            ),
+    );
+    work.write("campaign.csv", &common::campaign(6));
+    // A zone on another date than UTC right now: Kiritimati (UTC+14) is a
+    // day ahead from 10:00 UTC, Etc/GMT+12 (UTC-12) a day behind until 12:00.
+    let utc_hour = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .hour();
+    let elsewhere = if utc_hour >= 12 {
+        "Pacific/Kiritimati"
+    } else {
+        "Etc/GMT+12"
+    };
+    for tz in ["UTC", elsewhere] {
+        let output = work
+            .run_with_env(
+                &["send", "campaign.csv", "--config", &config, "--resume"],
+                &[("INTERACTO_API_KEY", API_KEY), ("TZ", tz)],
+            )
+            .await;
+        assert_eq!(code(&output), 5, "{tz}: {}", stderr(&output));
+    }
+    assert_eq!(server.accepted(), 3, "one cap for the day, not one per TZ");
 }
