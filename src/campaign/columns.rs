@@ -1,9 +1,10 @@
 //! Which header holds which column, resolved once from the header row.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// A column the tool understands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Column {
     To,
     ContactName,
@@ -129,44 +130,59 @@ impl Layout {
         if headers.iter().all(|header| match_key(header).is_empty()) {
             return Err(LayoutError::NoHeader);
         }
+        // Maps by key, so that a header of 100,000 columns takes as long as
+        // 100,000 lookups, not their square.
+        let mapped: HashMap<String, &Column> = mapping
+            .iter()
+            .map(|(name, column)| (match_key(name), column))
+            .collect();
+        let wanted_key = key_column.map(match_key);
         let mut assigned: Vec<(Column, usize)> = Vec::new();
+        let mut first_of: HashMap<Column, usize> = HashMap::new();
         let mut layout = Layout {
             width: headers.len(),
             ..Layout::default()
         };
         for (index, header) in headers.iter().enumerate() {
             let key = match_key(header);
-            let mapped = mapping
-                .iter()
-                .find(|(name, _)| match_key(name) == key)
-                .map(|(_, column)| column.clone());
-            let Some(column) = mapped.or_else(|| Column::from_name(header)) else {
-                if key_column.is_none_or(|wanted| match_key(wanted) != key) {
+            let column = match mapped.get(&key) {
+                Some(column) => Some((*column).clone()),
+                None => Column::from_name(header),
+            };
+            let Some(column) = column else {
+                if wanted_key.as_ref() != Some(&key) {
                     layout.unknown.push(header.trim().to_string());
                 }
                 continue;
             };
-            if let Some((_, first)) = assigned.iter().find(|(taken, _)| *taken == column) {
+            if let Some(first) = first_of.get(&column) {
                 return Err(LayoutError::Twice {
                     column,
                     first: headers[*first].trim().to_string(),
                     second: header.trim().to_string(),
                 });
             }
+            first_of.insert(column.clone(), index);
             assigned.push((column, index));
         }
 
         let missing: Vec<String> = [Column::To, Column::ContactName, Column::ContactPhone]
             .into_iter()
-            .filter(|required| !assigned.iter().any(|(column, _)| column == required))
+            .filter(|required| !first_of.contains_key(required))
             .map(|column| column.to_string())
             .collect();
         if !missing.is_empty() {
-            let found = headers
+            // Named, but not all of a header of thousands, nor all of a huge one.
+            const NAMED_MOST: usize = 20;
+            let mut found = headers
                 .iter()
-                .map(|h| format!("`{}`", h.trim()))
+                .take(NAMED_MOST)
+                .map(|h| format!("`{}`", super::shown(h.trim())))
                 .collect::<Vec<_>>()
                 .join(", ");
+            if headers.len() > NAMED_MOST {
+                found.push_str(&format!(" and {} more", headers.len() - NAMED_MOST));
+            }
             return Err(LayoutError::Missing {
                 missing: missing.join(", "),
                 found,

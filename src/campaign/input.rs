@@ -107,10 +107,12 @@ pub fn open(
     encoding: EncodingChoice,
     delimiter: DelimiterChoice,
 ) -> io::Result<Opened> {
-    let mut input = source.open()?;
+    let mut input: Box<dyn Read + Send> = Box::new(HeaderBound {
+        inner: source.open()?,
+        before_a_line_end: 0,
+    });
     let mut head = Vec::new();
     input.by_ref().take(SNIFF_BYTES).read_to_end(&mut head)?;
-    check_header_line(&head)?;
 
     if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
         // Excel's "Unicode text": UTF-16 with a BOM, usually tab-separated.
@@ -120,7 +122,6 @@ pub fn open(
             .build(utf16);
         let mut head = Vec::new();
         decoded.by_ref().take(SNIFF_BYTES).read_to_end(&mut head)?;
-        check_header_line(&head)?;
         let delimiter = settle_delimiter(delimiter, &head);
         return Ok(Opened {
             reader: Box::new(Cursor::new(head).chain(decoded)),
@@ -148,18 +149,40 @@ pub fn open(
     })
 }
 
-/// The header line must end within the first megabyte: a file without one
-/// (`/dev/zero` through a pipe, a binary file) is not a campaign, and its
-/// "header" would fill memory and the error message.
-fn check_header_line(head: &[u8]) -> io::Result<()> {
-    let full = head.len() as u64 == SNIFF_BYTES;
-    if full && !head.iter().any(|byte| matches!(byte, b'\n' | b'\r')) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "no line ends in its first megabyte, so it has no header line: is it a CSV file?",
-        ));
+/// The most bytes before the first line end: a header of 100,000
+/// `metadata.<key>` columns fits; a file without one (`/dev/zero` through a
+/// pipe, a binary file) is not a campaign, and its "header" would fill
+/// memory and the error message.
+const HEADER_BYTES_MAX: u64 = 16 << 20;
+
+/// The input, refused once [`HEADER_BYTES_MAX`] bytes went by with no line end.
+struct HeaderBound {
+    inner: Box<dyn Read + Send>,
+    /// Bytes read so far with no line end among them; `u64::MAX` once one came.
+    before_a_line_end: u64,
+}
+
+impl Read for HeaderBound {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        if self.before_a_line_end != u64::MAX {
+            if buffer[..read]
+                .iter()
+                .any(|byte| matches!(byte, b'\n' | b'\r'))
+            {
+                self.before_a_line_end = u64::MAX;
+            } else {
+                self.before_a_line_end += read as u64;
+                if self.before_a_line_end > HEADER_BYTES_MAX {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "no line ends in its first 16 MiB, so it has no header line: is it a CSV file?",
+                    ));
+                }
+            }
+        }
+        Ok(read)
     }
-    Ok(())
 }
 
 fn settle_delimiter(choice: DelimiterChoice, head: &[u8]) -> u8 {

@@ -638,11 +638,11 @@ async fn a_pipe_without_a_header_line_is_refused_with_a_short_error() {
     let path = work.path("campaign.csv");
     fifo(&path);
     let child = work.spawn(&["validate", "campaign.csv"]);
-    // Zeros and no line end, like /dev/zero through a pipe.
+    // Zeros and no line end, like /dev/zero through a pipe: 20 MiB.
     let writer = tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let mut pipe = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        for _ in 0..64 {
+        for _ in 0..320 {
             if pipe.write_all(&[0; 64 * 1024]).is_err() {
                 return;
             }
@@ -777,4 +777,33 @@ async fn a_full_disk_mid_run_is_a_halt_and_a_resume_accounts_for_every_row() {
         "nothing sent twice"
     );
     assert_eq!(server.accepted() as usize, queued.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_header_of_a_hundred_thousand_columns_is_read_and_a_huge_one_named_briefly() {
+    let work = Workspace::new();
+    let columns: Vec<String> = (0..100_000).map(|n| format!("metadata.k{n}")).collect();
+    let cells = vec!["v"; 100_000].join(",");
+    work.write(
+        "wide.csv",
+        &format!(
+            "to,contact_name,contact_phone,{}\n11987654321,Ana,551130034000,{cells}\n",
+            columns.join(",")
+        ),
+    );
+
+    let output = work.run(&["validate", "wide.csv"]).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(work.results("wide.results.csv")[0]["status"], "VALID");
+
+    // Ten megabytes of header and none of the columns needed: a short error.
+    work.write("huge.csv", &format!("{}\nx\n", "h".repeat(10 << 20)));
+    let output = work.run(&["validate", "huge.csv"]).await;
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).len() < 2000,
+        "{} bytes of error",
+        stderr(&output).len()
+    );
 }
