@@ -35,6 +35,8 @@ pub enum PhoneError {
         digits: usize,
         expected: String,
     },
+    #[error("`{text}` is {digits} digits with its country code; the API takes 8 to 15")]
+    OutsideApi { text: String, digits: usize },
     #[error("`{text}` is not a valid {region} number: no {region} number starts like this{}", hint.map(|hint| format!(" ({hint})")).unwrap_or_default())]
     NotValid {
         text: String,
@@ -52,6 +54,8 @@ impl PhoneError {
             PhoneError::BadCharacter { .. } => "not a phone number",
             PhoneError::Unparsable { kind, .. } | PhoneError::Length { kind, .. } => kind,
             PhoneError::NotValid { .. } => "not a valid number for its country",
+            PhoneError::OutsideApi { digits, .. } if *digits < API_DIGITS_LEAST => "too short",
+            PhoneError::OutsideApi { .. } => "too long",
         }
     }
 }
@@ -112,8 +116,20 @@ fn parse_valid(number: &str, region: Option<Region>, text: &str) -> Result<Strin
         return Err(why_not_valid(&parsed, text));
     }
     let e164 = parsed.format_as(PhoneNumberFormat::E164);
-    Ok(e164.trim_start_matches('+').to_string())
+    let digits = e164.trim_start_matches('+');
+    // The API takes 8 to 15 digits; a few countries have valid shorter numbers.
+    if !(API_DIGITS_LEAST..=API_DIGITS_MOST).contains(&digits.len()) {
+        return Err(PhoneError::OutsideApi {
+            text: shown(text).into_owned(),
+            digits: digits.len(),
+        });
+    }
+    Ok(digits.to_string())
 }
+
+/// How many digits the API takes in `to` and `contact.phone` (`^[1-9][0-9]{7,14}$`).
+const API_DIGITS_LEAST: usize = 8;
+const API_DIGITS_MOST: usize = 15;
 
 fn unparsable(error: ParseError, text: &str) -> PhoneError {
     let kind = match error {
@@ -240,6 +256,18 @@ mod tests {
         assert_eq!(br("+1 650 253 0000").as_deref(), Ok("16502530000"));
         assert_eq!(br("+44 20 7946 0958").as_deref(), Ok("442079460958"));
         assert_eq!(br("00351 912 345 678").as_deref(), Ok("351912345678"));
+    }
+
+    #[test]
+    fn a_valid_number_shorter_than_the_api_takes_is_refused() {
+        // Found by the fuzzer: 7 digits, valid for Austria, too short for the API.
+        assert!(normalize("((-43- 5      98(0-4", Region::US).is_err());
+        let error = br("+43 59804").unwrap_err();
+        assert!(
+            matches!(error, PhoneError::OutsideApi { digits: 7, .. }),
+            "{error}"
+        );
+        assert_eq!(error.kind(), "too short");
     }
 
     #[test]

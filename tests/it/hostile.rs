@@ -807,3 +807,21 @@ async fn a_header_of_a_hundred_thousand_columns_is_read_and_a_huge_one_named_bri
         stderr(&output).len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_valid_number_the_api_cannot_take_is_invalid() {
+    let work = Workspace::new();
+    // Found by the fuzzer: seven digits, a valid Austrian number, too short for the API.
+    work.write(
+        "campaign.csv",
+        "to,contact_name,contact_phone\n+43 59804,Ana,551130034000\n11987654321,Bia,+43 59804\n",
+    );
+
+    let output = work.run(&["validate", "campaign.csv"]).await;
+
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    for line in work.results("campaign.results.csv") {
+        assert_eq!(line["status"], "INVALID", "{line:?}");
+        assert!(line["error"].contains("the API takes 8 to 15"), "{line:?}");
+    }
+}
