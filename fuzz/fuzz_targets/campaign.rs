@@ -23,14 +23,17 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut file = tempfile::NamedTempFile::new().expect("a temporary file");
-    file.write_all(HEADERS[usize::from(pick) % HEADERS.len()]).unwrap();
+    file.write_all(HEADERS[usize::from(pick) % HEADERS.len()])
+        .unwrap();
     file.write_all(body).unwrap();
     let mut settings = CampaignSettings::default();
     if pick % 2 == 1 {
         settings.key_column = Some("id".to_string());
-        settings
-            .columns
-            .extend([("to".into(), "telefone".into()), ("contact_name".into(), "nome".into()), ("contact_phone".into(), "fone".into())]);
+        settings.columns.extend([
+            ("to".into(), "telefone".into()),
+            ("contact_name".into(), "nome".into()),
+            ("contact_phone".into(), "fone".into()),
+        ]);
     }
     let source = Source::File(file.path().to_path_buf());
     let Ok(campaign) = Campaign::open(&source, &settings, &PacingSettings::default(), None) else {
@@ -41,7 +44,10 @@ fuzz_target!(|data: &[u8]| {
         let Ok(row) = row else { return };
         let number = match &row {
             Row::Job(job) => {
-                assert!(job.timing.delay >= 2.0 && job.timing.typing >= 3.0, "the floors hold");
+                assert!(
+                    job.timing.delay >= 2.0 && job.timing.typing >= 3.0,
+                    "the floors hold"
+                );
                 job.recipient.row
             }
             Row::Rejected(rejected) => {
