@@ -298,6 +298,29 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_request_that_cannot_be_made_never_left() {
+        let base = Url::parse("http://127.0.0.1:9").unwrap();
+        let client = ApiClient::new(&base, &ApiKey::new("k"), Duration::from_secs(1)).unwrap();
+        let metadata = serde_json::Map::new();
+        let message = ContactMessage {
+            to: "5511999999999",
+            contact: crate::api::wire::Contact {
+                name: "Ana",
+                phone: "5511999999999",
+            },
+            delay: 2.0,
+            typing: 5.0,
+            priority: None,
+            tags: &[],
+            metadata: &metadata,
+        };
+
+        let error = client.send("bad\u{1}id", &message).await.unwrap_err();
+
+        assert!(matches!(error, SendError::NotSent(_)), "{error}");
+    }
+
     #[test]
     fn the_endpoint_keeps_a_base_path() {
         for base in ["https://api.example/v1", "https://api.example/v1/"] {

@@ -59,8 +59,10 @@ impl Journal {
         // the rename leaves the old one whole, and a symbolic link where the
         // journal goes is replaced, not written through.
         let mut name = path.clone().into_os_string();
-        name.push(format!(".new-{}", std::process::id()));
+        name.push(".new");
         let fresh = PathBuf::from(name);
+        // One left by a run that died here; the run's lock keeps others out.
+        let _ = fs::remove_file(&fresh);
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         let mut file = no_follow(options).open(&fresh)?;
@@ -261,7 +263,7 @@ mod tests {
         fs::write(journal_path(&results), old).unwrap();
         // The new journal cannot be written beside the old one.
         let mut fresh = journal_path(&results).into_os_string();
-        fresh.push(format!(".new-{}", std::process::id()));
+        fresh.push(".new");
         fs::create_dir(&fresh).unwrap();
 
         assert!(Journal::start(&results, 200, &[]).is_err());

@@ -825,3 +825,35 @@ async fn a_valid_number_the_api_cannot_take_is_invalid() {
         assert!(line["error"].contains("the API takes 8 to 15"), "{line:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_that_cannot_start_its_journal_keeps_the_old_one_whole() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()));
+    work.write("campaign.csv", &common::campaign(3));
+    // What a run killed while sending row 2 leaves: a header, and a journal.
+    let header = "row,key,to,contact_name,contact_phone,instance_id,status,api_status,message_id,\
+                  http_status,attempts,delay,typing,error,finished_at\n";
+    work.write("campaign.results.csv", header);
+    let in_flight = "5511980000000:551130034000";
+    let journal = format!("run {}\nsend 2 \"{in_flight}\"\n", header.len());
+    work.write("campaign.results.csv.journal", &journal);
+    // The new journal cannot be written beside it (as if the run died there).
+    std::fs::create_dir(work.path("campaign.results.csv.journal.new")).unwrap();
+
+    let output = work.send(&config, &["--resume"]).await;
+
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_eq!(server.requests(), 0);
+    let kept = std::fs::read_to_string(work.path("campaign.results.csv.journal")).unwrap();
+    assert_eq!(kept, journal, "the old journal is whole");
+
+    std::fs::remove_dir(work.path("campaign.results.csv.journal.new")).unwrap();
+    let output = work.send(&config, &["--resume"]).await;
+
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let results = work.results("campaign.results.csv");
+    assert_eq!(line(&results, 2)["status"], "UNKNOWN", "{results:?}");
+    assert_eq!(server.accepted(), 2, "the row in flight is not sent again");
+}
