@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::ledger::LedgerUrl;
 use crate::pacing::Rate;
 
 /// Send WhatsApp contact-card messages in bulk through the Interacto API,
@@ -99,6 +100,12 @@ pub struct RunArgs {
     /// may reach the person twice)
     #[arg(long, requires = "resume")]
     pub resend_unknown: bool,
+
+    /// The ledger every run shares: sqlite://PATH
+    /// [config: ledger.url; env: INTERACTO_LEDGER_URL;
+    /// default: $XDG_STATE_HOME/interacto-bulk/ledger.db]
+    #[arg(long, value_name = "URL")]
+    pub ledger: Option<LedgerUrl>,
 
     /// Read only the first N data rows of the campaign
     #[arg(long, value_name = "N")]

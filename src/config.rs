@@ -11,6 +11,7 @@ use tracing::warn;
 
 use crate::api::{self, ApiKey, ApiSettings};
 use crate::campaign::CampaignSettings;
+use crate::ledger::{LedgerSettings, LedgerUrl};
 use crate::pacing::{PacingSettings, Rate};
 use crate::retry::RetrySettings;
 use crate::schedule::ScheduleSettings;
@@ -26,6 +27,7 @@ pub struct Settings {
     pub campaign: CampaignSettings,
     pub retry: RetrySettings,
     pub schedule: ScheduleSettings,
+    pub ledger: LedgerSettings,
 }
 
 /// A setting that could not be read or does not make sense; names the key.
@@ -49,6 +51,7 @@ pub struct Environment {
     pub api_key: Option<String>,
     pub instance_id: Option<String>,
     pub base_url: Option<String>,
+    pub ledger_url: Option<String>,
 }
 
 impl Environment {
@@ -62,6 +65,7 @@ impl Environment {
             api_key: read("INTERACTO_API_KEY"),
             instance_id: read("INTERACTO_INSTANCE_ID"),
             base_url: read("INTERACTO_BASE_URL"),
+            ledger_url: read("INTERACTO_LEDGER_URL"),
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct Overrides {
     pub concurrency: Option<NonZeroUsize>,
     /// `--instance`, repeated.
     pub instances: Vec<String>,
+    /// `--ledger`.
+    pub ledger: Option<LedgerUrl>,
 }
 
 impl Settings {
@@ -130,6 +136,13 @@ impl Settings {
                 problem,
             }
         };
+        if let Some(problem) = retired_key(text) {
+            return Err(ConfigError::File {
+                path: path.to_string(),
+                line: None,
+                problem,
+            });
+        }
         let deserializer = toml::de::Deserializer::parse(text)
             .map_err(|error| file_error(error, String::new()))?;
         serde_path_to_error::deserialize(deserializer).map_err(|error| {
@@ -162,6 +175,15 @@ impl Settings {
         if let Some(concurrency) = flags.concurrency {
             self.pacing.concurrency = concurrency;
         }
+        // `--ledger`, else INTERACTO_LEDGER_URL, else the file.
+        if let Some(url) = flags.ledger {
+            self.ledger.url = Some(url);
+        } else if let Some(url) = env.ledger_url {
+            let url = url
+                .parse()
+                .map_err(|problem| invalid("INTERACTO_LEDGER_URL", problem))?;
+            self.ledger.url = Some(url);
+        }
         Ok(())
     }
 
@@ -171,8 +193,20 @@ impl Settings {
         self.pacing.check()?;
         self.campaign.check()?;
         self.retry.check()?;
-        self.schedule.check()
+        self.schedule.check()?;
+        self.ledger.check()
     }
+}
+
+/// A key earlier versions took and this one does not, with what replaces it.
+fn retired_key(text: &str) -> Option<String> {
+    let table: toml::Table = text.parse().ok()?;
+    table.get("schedule")?.get("state_dir").map(|_| {
+        "schedule.state_dir is gone: the daily counts now live in the ledger; \
+             set ledger.url = \"sqlite:///PATH/ledger.db\" (leave it out for \
+             $XDG_STATE_HOME/interacto-bulk/ledger.db)"
+            .to_string()
+    })
 }
 
 /// A message about the config file with whatever `api_key` is set to taken
@@ -314,8 +348,49 @@ mod tests {
     }
 
     #[test]
+    fn the_old_state_dir_is_refused_naming_the_ledger() {
+        let error = parse("[schedule]\nstate_dir = \"/tmp/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("schedule.state_dir") && error.contains("ledger.url"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_ledger_comes_from_the_flag_the_environment_or_the_file() {
+        let file = file("[ledger]\nurl = \"sqlite:///file/ledger.db\"\n");
+        let env = Environment {
+            ledger_url: Some("sqlite:///env/ledger.db".into()),
+            ..Environment::default()
+        };
+        let from_env = file
+            .clone()
+            .resolve(env.clone(), Overrides::default())
+            .unwrap();
+        assert_eq!(
+            from_env.ledger.url.unwrap().to_string(),
+            "sqlite:///env/ledger.db"
+        );
+        let flags = Overrides {
+            ledger: Some("sqlite:///flag/ledger.db".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let from_flag = file.clone().resolve(env, flags).unwrap();
+        assert_eq!(
+            from_flag.ledger.url.unwrap().to_string(),
+            "sqlite:///flag/ledger.db"
+        );
+        let error = parse("[ledger]\nurl = \"mysql://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("ledger.url"), "{error}");
+    }
+
+    #[test]
     fn the_schedule_is_checked_at_start() {
-        let settings = parse("[schedule]\nwindow = \"08:00-20:00\"\ntimezone = \"America/Sao_Paulo\"\ndaily_cap = 100\nstate_dir = \"/tmp/x\"\n").unwrap();
+        let settings = parse("[schedule]\nwindow = \"08:00-20:00\"\ntimezone = \"America/Sao_Paulo\"\ndaily_cap = 100\n").unwrap();
         assert_eq!(settings.schedule.window.unwrap().to_string(), "08:00-20:00");
         assert_eq!(settings.schedule.daily_cap, Some(100));
         let error = parse("[schedule]\ntimezone = \"Mars/Olympus\"\n")

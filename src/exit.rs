@@ -4,6 +4,7 @@
 use crate::api::ClientError;
 use crate::campaign::CampaignError;
 use crate::config::ConfigError;
+use crate::ledger::LedgerError;
 use crate::results::{LockError, ResultsError};
 use crate::types::{Status, StopReason, Tally};
 
@@ -23,6 +24,9 @@ pub enum RunError {
     Client(#[from] ClientError),
     #[error("cannot start the mock API: {0}")]
     Mock(std::io::Error),
+    /// The ledger cannot be opened: nothing is sent without it.
+    #[error("{0}; nothing was sent")]
+    Ledger(#[from] LedgerError),
     /// The run stopped after messages may have gone out, for a reason
     /// other than its rows (the results file could not be written).
     #[error("halted: {0}")]

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod exit;
+pub mod ledger;
 pub mod pacing;
 pub mod report;
 pub mod results;

@@ -36,6 +36,7 @@ fn main() -> std::process::ExitCode {
                     rate: args.rate,
                     concurrency: args.concurrency,
                     instances: args.instance,
+                    ledger: args.run.ledger.clone(),
                 };
                 let mode = Mode {
                     dry_run: args.dry_run,
@@ -50,15 +51,11 @@ fn main() -> std::process::ExitCode {
                     mock: false,
                     no_wait: false,
                 };
-                run_campaign(
-                    args.run,
-                    Overrides::default(),
-                    mode,
-                    &progress_area,
-                    shutdown,
-                    gate,
-                )
-                .await
+                let overrides = Overrides {
+                    ledger: args.run.ledger.clone(),
+                    ..Overrides::default()
+                };
+                run_campaign(args.run, overrides, mode, &progress_area, shutdown, gate).await
             }
             Command::MockServer(args) => {
                 serve_mock(args, shutdown).await.map(|()| ExitCode::Success)

@@ -200,36 +200,33 @@ async fn journalled(turn: &[(Job, OwnedSemaphorePermit)], shared: &Shared) -> bo
     }
 }
 
-/// Counts one message against the instance's daily cap (on a blocking
-/// thread: the ledger is files under a lock). False once the cap is
-/// reached, which closes the lane, or when the ledger fails, which halts.
+/// Counts one message against the instance's daily cap in the ledger
+/// shared by every run. False once the cap is reached, which closes the
+/// lane, or when the ledger fails, which halts the run.
 async fn within_daily_cap(lane: &LaneHealth, shared: &Shared) -> bool {
-    let Some(cap) = shared.gates.daily_cap.clone() else {
+    let Some(cap) = &shared.gates.daily_cap else {
         return true;
     };
-    let instance_id = lane.instance_id.clone();
-    let reserved =
-        tokio::task::spawn_blocking(move || cap.reserve(&instance_id, Timestamp::now())).await;
+    let day = cap.day(Timestamp::now());
     let control = &shared.control;
-    match reserved {
-        Ok(Ok(true)) => true,
-        Ok(Ok(false)) => {
-            let cap = shared.gates.daily_cap.as_ref().map_or(0, |cap| cap.cap);
+    match shared
+        .ledger
+        .take_from_daily_cap(&lane.instance_id, day, cap.cap)
+        .await
+    {
+        Ok(true) => true,
+        Ok(false) => {
             control.defer(
                 lane,
                 format!(
-                    "instance {} reached its daily cap of {cap} messages",
-                    lane.instance_id
+                    "instance {} reached its daily cap of {} messages",
+                    lane.instance_id, cap.cap
                 ),
             );
             false
         }
-        Ok(Err(error)) => {
-            control.halt(format!("cannot update the daily-cap ledger: {error}"));
-            false
-        }
-        Err(panicked) => {
-            control.halt(format!("the daily-cap ledger failed: {panicked}"));
+        Err(error) => {
+            control.halt(format!("cannot count the message in the ledger: {error}"));
             false
         }
     }

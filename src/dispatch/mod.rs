@@ -19,6 +19,7 @@ pub use control::RunControl;
 pub use lane::Gates;
 
 use crate::api::ApiClient;
+use crate::ledger::Ledger;
 use crate::pacing::{InstancePacer, PacingSettings};
 use crate::results::Journal;
 use crate::types::{Job, Outcome};
@@ -49,6 +50,8 @@ pub struct Sending {
     /// Requests in flight at once, all instances together.
     pub concurrency: NonZeroUsize,
     pub journal: Arc<Journal>,
+    /// What every run sharing it knows of the numbers: the daily counts.
+    pub ledger: Arc<Ledger>,
     pub outcomes: mpsc::Sender<Outcome>,
     pub control: Arc<RunControl>,
     pub gates: Gates,
@@ -60,6 +63,7 @@ struct Shared {
     client: Arc<ApiClient>,
     in_flight: Arc<Semaphore>,
     journal: Arc<Journal>,
+    ledger: Arc<Ledger>,
     outcomes: mpsc::Sender<Outcome>,
     control: Arc<RunControl>,
     requests: TaskTracker,
@@ -78,6 +82,7 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, lanes: Vec<Lane>, sending: 
         client,
         concurrency,
         journal,
+        ledger,
         outcomes,
         control,
         gates,
@@ -88,6 +93,7 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, lanes: Vec<Lane>, sending: 
         client,
         in_flight: Arc::new(Semaphore::new(concurrency.get())),
         journal,
+        ledger,
         outcomes: outcomes.clone(),
         control: control.clone(),
         requests: TaskTracker::new(),

@@ -18,6 +18,7 @@ use crate::campaign::{self, Campaign, Source};
 use crate::config::Settings;
 use crate::dispatch::{self, Gates, Lane, RunControl, Sending};
 use crate::exit::RunError;
+use crate::ledger::Ledger;
 use crate::pacing::Estimate;
 use crate::report::{CheckReport, Progress, Summary};
 use crate::results::{self, Journal, Previous, ResultsError, ResultsWriter, RunLock, WriteGate};
@@ -67,6 +68,20 @@ pub async fn run(
         Some(target) => target.instances.clone(),
         None => settings.api.senders(),
     };
+
+    // Ledger: shared with every run that points at it; a rehearsal (a dry
+    // run, --mock) gets one of its own that spends nothing real. Without
+    // it nothing is sent.
+    let ledger = Arc::new(match (&target, request.mock) {
+        (Some(_), false) => {
+            let url = settings
+                .ledger
+                .url_or_default()
+                .expect("checked with the settings");
+            Ledger::open(&url).await?
+        }
+        _ => Ledger::throwaway().await?,
+    });
 
     // Open: the campaign, the lock, the results file and the journal; these
     // read and write files, so off the async workers.
@@ -141,6 +156,7 @@ pub async fn run(
                 client: target.client.clone(),
                 concurrency: settings.pacing.concurrency,
                 journal: journal.clone(),
+                ledger: ledger.clone(),
                 outcomes: outcomes.clone(),
                 control: control.clone(),
                 gates: Gates {

@@ -4,8 +4,6 @@
 mod daily_cap;
 mod window;
 
-use std::path::PathBuf;
-
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer};
 
@@ -26,10 +24,8 @@ pub struct ScheduleSettings {
     /// machine's own (`/etc/localtime`), whatever `TZ` the run was given.
     #[serde(deserialize_with = "time_zone")]
     pub timezone: Option<TimeZone>,
-    /// Messages per instance per day, across every run on the machine.
+    /// Messages per instance per day, across every run sharing the ledger.
     pub daily_cap: Option<u64>,
-    /// Where the daily-cap ledger lives; `None`: the platform's state directory.
-    pub state_dir: Option<PathBuf>,
 }
 
 impl ScheduleSettings {
@@ -38,10 +34,6 @@ impl ScheduleSettings {
             Some(0) => Err(invalid(
                 "schedule.daily_cap",
                 "must be at least 1; leave it out for no cap",
-            )),
-            Some(_) if self.ledger_dir().is_none() => Err(invalid(
-                "schedule.state_dir",
-                "this platform has no state directory; set one for the daily-cap ledger",
             )),
             _ => Ok(()),
         }
@@ -60,17 +52,12 @@ impl ScheduleSettings {
         })
     }
 
-    /// The daily cap with its ledger, when one is set.
+    /// The daily cap, when one is set.
     pub fn daily_cap(&self) -> Option<DailyCap> {
         Some(DailyCap {
             cap: self.daily_cap?,
-            state_dir: self.ledger_dir()?,
             timezone: self.time_zone(),
         })
-    }
-
-    fn ledger_dir(&self) -> Option<PathBuf> {
-        self.state_dir.clone().or_else(DailyCap::default_state_dir)
     }
 }
 

@@ -737,20 +737,26 @@ async fn cells_are_written_as_excel_in_brazil_would_read_them_safely() {
 async fn a_full_disk_mid_run_is_a_halt_and_a_resume_accounts_for_every_row() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()).set("pacing.concurrency", "1"));
-    work.write("campaign.csv", &common::campaign(60));
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("pacing.rate", "\"5000/s\"")
+            .set("pacing.concurrency", "8"),
+    );
+    let rows = 1000;
+    work.write("campaign.csv", &common::campaign(rows));
     let mut command = work.command(
         &["send", "campaign.csv", "--config", &config],
         &[("INTERACTO_API_KEY", API_KEY)],
     );
     // SAFETY: setrlimit(2) and signal(2) are async-signal-safe. Files the
-    // run writes cannot grow past 4 kB, as on a full disk (EFBIG instead of
-    // ENOSPC; SIGXFSZ ignored so the write fails instead of the process).
+    // run writes cannot grow past 64 kB (the ledger's fit, the results do
+    // not), as on a full disk (EFBIG instead of ENOSPC; SIGXFSZ ignored so
+    // the write fails instead of the process).
     unsafe {
         command.pre_exec(|| {
             let limit = libc::rlimit {
-                rlim_cur: 4096,
-                rlim_max: 4096,
+                rlim_cur: 64 * 1024,
+                rlim_max: 64 * 1024,
             };
             libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
@@ -769,8 +775,8 @@ async fn a_full_disk_mid_run_is_a_halt_and_a_resume_accounts_for_every_row() {
 
     assert!([0, 1].contains(&code(&output)), "{}", stderr(&output));
     let results = work.results("campaign.results.csv");
-    let last_run = &results[results.len() - 60..];
-    assert_eq!(last_run.len(), 60, "every row has its line");
+    let last_run = &results[results.len() - rows..];
+    assert_eq!(last_run.len(), rows, "every row has its line");
     let queued = common::queued_per_recipient(&server);
     assert!(
         queued.values().all(|times| *times == 1),

@@ -10,6 +10,7 @@ mod bench_harness;
 mod campaign_files;
 mod cli;
 mod instances;
+mod ledger;
 mod mock_api;
 mod properties;
 mod reliability;

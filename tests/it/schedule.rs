@@ -128,14 +128,14 @@ async fn outside_the_window_the_run_waits_and_says_until_when() {
 async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let state = work.path("state");
+    let ledger = format!(
+        "{:?}",
+        format!("sqlite://{}", work.path("ledger.db").display())
+    );
     let config = work.config(
         &with_schedule(&server.base_url(), "daily_cap", "5")
             .set("schedule.timezone", &format!("{:?}", zone_at_noon()))
-            .set(
-                "schedule.state_dir",
-                &format!("{:?}", state.display().to_string()),
-            ),
+            .set("ledger.url", &ledger),
     );
     work.write("first.csv", &common::campaign(3));
     let second: String = common::campaign(10)
@@ -172,14 +172,14 @@ async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
 async fn the_daily_cap_counts_one_day_whatever_tz_a_run_is_given() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let state = work.path("state");
+    let ledger = format!(
+        "{:?}",
+        format!("sqlite://{}", work.path("ledger.db").display())
+    );
     let config = work.config(
         &Config::fast(&server.base_url())
             .set("schedule.daily_cap", "3")
-            .set(
-                "schedule.state_dir",
-                &format!("{:?}", state.display().to_string()),
-            ),
+            .set("ledger.url", &ledger),
     );
     work.write("campaign.csv", &common::campaign(6));
     // A zone on another date than UTC right now: Kiritimati (UTC+14) is a

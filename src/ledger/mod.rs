@@ -1,0 +1,89 @@
+//! The ledger: what every run must know about the sending numbers, shared
+//! by every run that points at it — a SQLite file on one machine (the
+//! default), or a PostgreSQL database for several. Today it holds each
+//! number's daily count; a run takes a message from the cap in one atomic
+//! step, so no two runs can both take the last one.
+//!
+//! It fails closed: a ledger that cannot be opened stops the run before
+//! anything is sent, and one lost mid-run halts it.
+
+mod settings;
+mod sqlite;
+
+use std::fmt;
+
+use jiff::civil::Date;
+
+pub use settings::{LedgerSettings, LedgerUrl};
+
+/// The ledger of a run: the shared one, or a throwaway one for rehearsals.
+pub enum Ledger {
+    Sqlite(sqlite::SqliteLedger),
+}
+
+/// The ledger cannot be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("ledger {url}: {problem}")]
+pub struct LedgerError {
+    /// Where the ledger is, its password hidden.
+    pub url: String,
+    pub problem: String,
+}
+
+impl Ledger {
+    /// Opens the ledger at `url`, creating and migrating its schema on
+    /// first use.
+    pub async fn open(url: &LedgerUrl) -> Result<Ledger, LedgerError> {
+        match url {
+            LedgerUrl::Sqlite(path) => Ok(Ledger::Sqlite(
+                sqlite::SqliteLedger::open(Some(path.clone())).await?,
+            )),
+        }
+    }
+
+    /// A ledger in memory, gone with the run: rehearsals (`--mock`, dry
+    /// runs) must not spend the real numbers' caps.
+    pub async fn throwaway() -> Result<Ledger, LedgerError> {
+        Ok(Ledger::Sqlite(sqlite::SqliteLedger::open(None).await?))
+    }
+
+    /// Counts one more message for `instance` on `day`, unless `cap` are
+    /// counted already; returns whether it may be sent. One atomic step.
+    pub async fn take_from_daily_cap(
+        &self,
+        instance: &str,
+        day: Date,
+        cap: u64,
+    ) -> Result<bool, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.take_from_daily_cap(instance, day, cap).await,
+        }
+    }
+
+    /// How many messages `instance` sent on `day`, for reports and tests.
+    pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.sent_on(instance, day).await,
+        }
+    }
+}
+
+impl fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ledger::Sqlite(store) => write!(f, "Ledger({})", store.shown()),
+        }
+    }
+}
+
+/// The schema, one step a version: a ledger at version N gets steps N+1… on
+/// opening. Never edit a step that has shipped; add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: messages counted per number and day.
+    "CREATE TABLE daily_counts (
+         instance_id TEXT NOT NULL,
+         day TEXT NOT NULL,
+         sent BIGINT NOT NULL,
+         PRIMARY KEY (instance_id, day)
+     )",
+];

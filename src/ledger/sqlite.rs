@@ -1,0 +1,213 @@
+//! The ledger in a SQLite file, shared by every run on the machine: WAL so
+//! readers never wait for a writer, a busy timeout so writers queue instead
+//! of failing. Every call runs on a blocking thread, never on an async worker.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::civil::Date;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{LedgerError, MIGRATIONS};
+
+pub struct SqliteLedger {
+    connection: Arc<Mutex<Connection>>,
+    /// Where it is, for messages.
+    shown: String,
+}
+
+/// How long a writer waits for another run's write before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl SqliteLedger {
+    /// Opens (or creates) the ledger at `path`; `None` is a throwaway one in memory.
+    pub async fn open(path: Option<PathBuf>) -> Result<Self, LedgerError> {
+        let shown = match &path {
+            Some(path) => format!("sqlite://{}", path.display()),
+            None => "in memory".to_string(),
+        };
+        let failed = |problem: String| LedgerError {
+            url: shown.clone(),
+            problem,
+        };
+        let connection = tokio::task::spawn_blocking(move || open_and_migrate(path))
+            .await
+            .map_err(|panic| failed(panic.to_string()))?
+            .map_err(failed)?;
+        Ok(SqliteLedger {
+            connection: Arc::new(Mutex::new(connection)),
+            shown,
+        })
+    }
+
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    pub async fn take_from_daily_cap(
+        &self,
+        instance: &str,
+        day: Date,
+        cap: u64,
+    ) -> Result<bool, LedgerError> {
+        let (instance, day) = (instance.to_string(), day.to_string());
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        self.call(move |connection| {
+            // One statement: a new day starts at 1, an old one goes up by one
+            // only while under the cap; no row back means the cap is reached.
+            let counted: Option<i64> = connection
+                .query_row(
+                    "INSERT INTO daily_counts (instance_id, day, sent) VALUES (?1, ?2, 1)
+                     ON CONFLICT (instance_id, day) DO UPDATE
+                         SET sent = daily_counts.sent + 1
+                         WHERE daily_counts.sent < ?3
+                     RETURNING sent",
+                    params![instance, day, cap],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(counted.is_some_and(|sent| sent <= cap))
+        })
+        .await
+    }
+
+    pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
+        let (instance, day) = (instance.to_string(), day.to_string());
+        self.call(move |connection| {
+            let sent: Option<i64> = connection
+                .query_row(
+                    "SELECT sent FROM daily_counts WHERE instance_id = ?1 AND day = ?2",
+                    params![instance, day],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(u64::try_from(sent.unwrap_or(0)).unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Runs `work` on the connection, on a blocking thread.
+    async fn call<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        let connection = Arc::clone(&self.connection);
+        let failed = |problem: String| LedgerError {
+            url: self.shown.clone(),
+            problem,
+        };
+        tokio::task::spawn_blocking(move || {
+            let connection = connection
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&connection)
+        })
+        .await
+        .map_err(|panic| failed(panic.to_string()))?
+        .map_err(|error| failed(error.to_string()))
+    }
+}
+
+fn open_and_migrate(path: Option<PathBuf>) -> Result<Connection, String> {
+    let mut connection = match &path {
+        Some(path) => {
+            if let Some(folder) = path
+                .parent()
+                .filter(|folder| !folder.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(folder)
+                    .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
+            }
+            Connection::open(path)
+        }
+        None => Connection::open_in_memory(),
+    }
+    .map_err(|error| error.to_string())?;
+    let setup = || -> rusqlite::Result<()> {
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(())
+    };
+    setup().map_err(|error| error.to_string())?;
+    migrate(&mut connection).map_err(|error| error.to_string())?;
+    Ok(connection)
+}
+
+/// Brings the schema to the newest version, in one transaction that other
+/// runs wait for: two runs opening a new ledger at once migrate it once.
+fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    transaction.execute(
+        "CREATE TABLE IF NOT EXISTS ledger_version (version BIGINT NOT NULL)",
+        [],
+    )?;
+    let version: i64 = transaction
+        .query_row("SELECT MAX(version) FROM ledger_version", [], |row| {
+            row.get::<_, Option<i64>>(0)
+        })?
+        .unwrap_or(0);
+    for (index, step) in MIGRATIONS.iter().enumerate() {
+        let step_version = index as i64 + 1;
+        if step_version > version {
+            transaction.execute_batch(step)?;
+            transaction.execute(
+                "INSERT INTO ledger_version (version) VALUES (?1)",
+                params![step_version],
+            )?;
+        }
+    }
+    transaction.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(text: &str) -> Date {
+        text.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_daily_cap_counts_per_instance_and_day_and_stops_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/ledger.db");
+        let first = SqliteLedger::open(Some(path.clone())).await.unwrap();
+        let second = SqliteLedger::open(Some(path)).await.unwrap();
+        let today = day("2026-11-24");
+
+        assert!(first.take_from_daily_cap("a", today, 2).await.unwrap());
+        assert!(
+            second.take_from_daily_cap("a", today, 2).await.unwrap(),
+            "another run, the same file"
+        );
+        assert!(!first.take_from_daily_cap("a", today, 2).await.unwrap());
+        assert!(
+            second.take_from_daily_cap("b", today, 2).await.unwrap(),
+            "each instance its own"
+        );
+        assert!(
+            first
+                .take_from_daily_cap("a", day("2026-11-25"), 2)
+                .await
+                .unwrap(),
+            "a new day"
+        );
+        assert!(
+            second.take_from_daily_cap("a", today, 3).await.unwrap(),
+            "a higher cap allows more"
+        );
+        assert_eq!(first.sent_on("a", today).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_ledger_starts_empty_each_time() {
+        let today = day("2026-11-24");
+        for _ in 0..2 {
+            let ledger = SqliteLedger::open(None).await.unwrap();
+            assert_eq!(ledger.sent_on("a", today).await.unwrap(), 0);
+            assert!(ledger.take_from_daily_cap("a", today, 1).await.unwrap());
+        }
+    }
+}
