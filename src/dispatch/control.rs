@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use crate::pacing::InstancePacer;
 use crate::retry::RetrySettings;
 use crate::types::{Status, StopReason};
 
@@ -116,11 +115,9 @@ impl RunControl {
     }
 }
 
-/// One instance in a run: its clock, and how it is doing.
+/// How one instance is doing in a run.
 pub(super) struct LaneHealth {
     pub(super) instance_id: Arc<str>,
-    /// Its pace, for first tries and retries alike.
-    pub(super) pacer: InstancePacer,
     /// Cancelled when the instance takes no more messages in this run.
     pub(super) closed: CancellationToken,
     /// Why it takes no more messages, once it does not.
@@ -130,10 +127,9 @@ pub(super) struct LaneHealth {
 }
 
 impl LaneHealth {
-    pub(super) fn new(instance_id: Arc<str>, pacer: InstancePacer) -> Self {
+    pub(super) fn new(instance_id: Arc<str>) -> Self {
         LaneHealth {
             instance_id,
-            pacer,
             closed: CancellationToken::new(),
             closed_for: Mutex::new(None),
             finished: AtomicU64::new(0),
@@ -177,8 +173,6 @@ impl LaneHealth {
 
 #[cfg(test)]
 mod tests {
-    use std::num::NonZeroU32;
-
     use super::*;
 
     fn retry() -> RetrySettings {
@@ -193,13 +187,7 @@ mod tests {
     fn too_many_failures_retire_the_instance_and_with_the_last_one_halt_the_run() {
         let control = RunControl::new(CancellationToken::new(), retry());
         control.lanes_open.store(2, Ordering::SeqCst);
-        let lane = |id: &str| {
-            LaneHealth::new(
-                id.into(),
-                InstancePacer::new("1/s".parse().unwrap(), NonZeroU32::MIN, false),
-            )
-        };
-        let (first, second) = (lane("a"), lane("b"));
+        let (first, second) = (LaneHealth::new("a".into()), LaneHealth::new("b".into()));
         for status in [Status::Failed, Status::Failed, Status::Sent] {
             first.count(&control, status);
         }

@@ -1,17 +1,19 @@
 //! One instance's loop, step by step: take the next job, wait for the send
-//! window, the instance's turn and a free slot, count it against the daily
-//! cap, journal it, and start its request. A job the loop does not start
-//! gets its line.
+//! window, book its turn on the number's clock in the ledger, wait for the
+//! turn and a free slot, count it against the daily cap, journal it, and
+//! start its request. A job the loop does not start gets its line.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::time::Instant;
 use tracing::info;
 
 use super::control::{LaneHealth, RunControl};
 use super::{send, Shared, LANE_QUEUE};
+use crate::pacing::nanos;
 use crate::report::Progress;
 use crate::schedule::{DailyCap, Schedule};
 use crate::types::Job;
@@ -28,13 +30,6 @@ pub struct Gates {
 }
 
 impl Gates {
-    /// Whether messages may go right now.
-    fn window_open_now(&self) -> bool {
-        self.window
-            .as_ref()
-            .is_none_or(|schedule| schedule.closed_until(Timestamp::now()).is_none())
-    }
-
     /// Returns at once inside the window; outside it, waits for it to open,
     /// or with `no_wait` stops the run and returns `None`.
     async fn wait_for_window(&self, instance_id: &str, control: &RunControl) -> Option<()> {
@@ -68,7 +63,8 @@ impl Gates {
     }
 }
 
-/// One instance's loop: waits for its turn and a free slot, then sends.
+/// One instance's loop: books turns on the number's clock, waits for each
+/// and a free slot, then sends.
 pub(super) async fn run_lane(
     mut queued: mpsc::Receiver<Job>,
     lane: Arc<LaneHealth>,
@@ -79,23 +75,25 @@ pub(super) async fn run_lane(
     let mut waiting = Vec::with_capacity(LANE_QUEUE);
     let mut held_back = Vec::new();
     loop {
-        let Some(job) = next_job(&mut queued, &mut waiting, &lane, &shared.control).await else {
+        let Some(first) = next_job(&mut queued, &mut waiting, &lane, &shared.control).await else {
             break;
         };
-        let Some(permit) = wait_for_turn(&job, &lane, &shared).await else {
-            held_back.push(job);
+        // The window first: no turn is booked while it is closed.
+        if !window_opens(&lane, &shared).await {
+            held_back.push(first);
             break;
+        }
+        let batch = booking_batch(first, &mut waiting, &shared);
+        let turns = match book_turns(&batch, &lane, &shared).await {
+            Some(turns) => turns,
+            None => {
+                held_back.extend(batch);
+                break;
+            }
         };
-        let mut turn = vec![(job, permit)];
-        if shared.gates.daily_cap.is_none() {
-            take_ready(&mut waiting, &lane, &shared, &mut turn);
-        }
-        if !within_daily_cap(&lane, &shared).await || !journalled(&turn, &shared).await {
-            held_back.extend(turn.into_iter().map(|(job, _)| job));
+        if let Err(left) = send_at_turns(batch.into_iter().zip(turns), &lane, &shared).await {
+            held_back.extend(left);
             break;
-        }
-        for (job, permit) in turn {
-            send::start(job, permit, &lane, &shared);
         }
     }
 
@@ -138,11 +136,138 @@ async fn next_job(
     waiting.pop()
 }
 
-/// Waits for the window, then the instance's pacing, then a free slot: a
-/// job waiting for its turn must not hold a slot. `None` when the run
-/// stops or the instance leaves rotation meanwhile.
-async fn wait_for_turn(
-    job: &Job,
+/// Waits for the send window; false when the run stops or the instance
+/// leaves rotation meanwhile (or, with `--no-wait`, the window is closed).
+async fn window_opens(lane: &LaneHealth, shared: &Shared) -> bool {
+    let control = &shared.control;
+    tokio::select! {
+        biased;
+        _ = control.stopping().cancelled() => false,
+        _ = lane.closed.cancelled() => false,
+        open = shared.gates.wait_for_window(&lane.instance_id, control) => open.is_some(),
+    }
+}
+
+/// The jobs whose turns are booked together: the first, and at a fast pace
+/// those already waiting, so the ledger is asked once per batch. (With a
+/// daily cap, one at a time: each is counted on its own.)
+fn booking_batch(first: Job, waiting: &mut Vec<Job>, shared: &Shared) -> Vec<Job> {
+    let mut batch = vec![first];
+    if shared.pace.is_fast() && shared.gates.daily_cap.is_none() {
+        while batch.len() < LANE_QUEUE {
+            match waiting.pop() {
+                Some(job) => batch.push(job),
+                None => break,
+            }
+        }
+    }
+    batch
+}
+
+/// Books the turns of `jobs` on the instance's clock in the ledger, shared
+/// with every run through the number; when each may leave, on this
+/// machine's clock. `None`, having halted the run, when the ledger fails.
+pub(super) async fn book_turns(
+    jobs: &[Job],
+    lane: &LaneHealth,
+    shared: &Shared,
+) -> Option<Vec<Instant>> {
+    let phone_times = jobs
+        .iter()
+        .map(|job| nanos(job.timing.phone_time()))
+        .collect();
+    match shared
+        .ledger
+        .book_turns(&lane.instance_id, shared.pace, phone_times)
+        .await
+    {
+        Ok(turns) => {
+            let (now, now_nanos) = (Instant::now(), Timestamp::now().as_nanosecond());
+            let after = |turn: i64| {
+                let wait = u64::try_from(i128::from(turn) - now_nanos).unwrap_or(0);
+                now + Duration::from_nanos(wait)
+            };
+            Some(turns.into_iter().map(after).collect())
+        }
+        Err(error) => {
+            let control = &shared.control;
+            control.halt(format!(
+                "cannot book the number's turn in the ledger: {error}"
+            ));
+            None
+        }
+    }
+}
+
+/// Sends each job at its turn, with a free slot; jobs whose turns have come
+/// and whose slots are free go out together, with one journal write. The
+/// jobs not started, when the run or the instance stops, come back.
+async fn send_at_turns(
+    mut booked: impl Iterator<Item = (Job, Instant)>,
+    lane: &Arc<LaneHealth>,
+    shared: &Arc<Shared>,
+) -> Result<(), Vec<Job>> {
+    let mut ready = Vec::new();
+    let not_started = |ready: Vec<(Job, OwnedSemaphorePermit)>, rest: Vec<Job>| {
+        ready.into_iter().map(|(job, _)| job).chain(rest).collect()
+    };
+    while let Some((job, turn)) = booked.next() {
+        let at_once = match turn <= Instant::now() {
+            true => shared.in_flight.clone().try_acquire_owned().ok(),
+            false => None,
+        };
+        let permit = match at_once {
+            Some(permit) => permit,
+            None => {
+                // This one waits: those ready go out first.
+                if !start_ready(&mut ready, lane, shared).await {
+                    let rest = std::iter::once(job).chain(booked.map(|(job, _)| job));
+                    return Err(not_started(ready, rest.collect()));
+                }
+                match slot_at(turn, lane, shared).await {
+                    Some(permit) => permit,
+                    None => {
+                        let rest = std::iter::once(job).chain(booked.map(|(job, _)| job));
+                        return Err(not_started(ready, rest.collect()));
+                    }
+                }
+            }
+        };
+        if !within_daily_cap(lane, shared).await {
+            let rest = std::iter::once(job).chain(booked.map(|(job, _)| job));
+            return Err(not_started(ready, rest.collect()));
+        }
+        ready.push((job, permit));
+    }
+    match start_ready(&mut ready, lane, shared).await {
+        true => Ok(()),
+        false => Err(not_started(ready, Vec::new())),
+    }
+}
+
+/// Journals the jobs ready to go, in one write, and starts their requests;
+/// false (the jobs left in `ready`) when the journal cannot be written.
+async fn start_ready(
+    ready: &mut Vec<(Job, OwnedSemaphorePermit)>,
+    lane: &Arc<LaneHealth>,
+    shared: &Arc<Shared>,
+) -> bool {
+    if ready.is_empty() {
+        return true;
+    }
+    if !journalled(ready, shared).await {
+        return false;
+    }
+    for (job, permit) in ready.drain(..) {
+        send::start(job, permit, lane, shared);
+    }
+    true
+}
+
+/// Waits for `turn`, then a free slot: a job waiting for its turn must not
+/// hold a slot. `None` when the run stops or the instance leaves rotation.
+async fn slot_at(
+    turn: Instant,
     lane: &LaneHealth,
     shared: &Shared,
 ) -> Option<OwnedSemaphorePermit> {
@@ -152,36 +277,9 @@ async fn wait_for_turn(
         _ = control.stopping().cancelled() => None,
         _ = lane.closed.cancelled() => None,
         permit = async {
-            shared.gates.wait_for_window(&lane.instance_id, control).await?;
-            lane.pacer.wait_turn(&job.timing).await;
-            Some(shared.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed"))
-        } => permit,
-    }
-}
-
-/// Jobs after the first whose turn and slot are there already, without
-/// waiting: a busy run then journals them with one write. (With a daily
-/// cap, each message is counted on its own instead.)
-fn take_ready(
-    waiting: &mut Vec<Job>,
-    lane: &LaneHealth,
-    shared: &Shared,
-    turn: &mut Vec<(Job, OwnedSemaphorePermit)>,
-) {
-    let stop = shared.control.stopping();
-    while turn.len() < LANE_QUEUE && !stop.is_cancelled() && !lane.closed.is_cancelled() {
-        let Some(job) = waiting.last() else { return };
-        if !shared.gates.window_open_now() {
-            return;
-        }
-        let Ok(permit) = shared.in_flight.clone().try_acquire_owned() else {
-            return;
-        };
-        if !lane.pacer.try_turn(&job.timing) {
-            return;
-        }
-        let job = waiting.pop().expect("a job was just looked at");
-        turn.push((job, permit));
+            tokio::time::sleep_until(turn).await;
+            shared.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed")
+        } => Some(permit),
     }
 }
 

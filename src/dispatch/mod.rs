@@ -20,33 +20,18 @@ pub use lane::Gates;
 
 use crate::api::ApiClient;
 use crate::ledger::Ledger;
-use crate::pacing::{InstancePacer, PacingSettings};
+use crate::pacing::Pace;
 use crate::results::Journal;
 use crate::types::{Job, Outcome};
 use control::LaneHealth;
 
-/// One WhatsApp number and its pacing.
-pub struct Lane {
-    pub instance_id: String,
-    pub pacer: InstancePacer,
-}
-
-impl Lane {
-    /// A lane for each instance, each with its own clock.
-    pub fn each(instances: &[String], pacing: &PacingSettings) -> Vec<Lane> {
-        instances
-            .iter()
-            .map(|instance_id| Lane {
-                instance_id: instance_id.clone(),
-                pacer: InstancePacer::new(pacing.rate, pacing.burst, pacing.pace_by_message),
-            })
-            .collect()
-    }
-}
-
 /// What the dispatcher sends with.
 pub struct Sending {
     pub client: Arc<ApiClient>,
+    /// The WhatsApp numbers that send, each its own lane.
+    pub instances: Vec<String>,
+    /// The pace each number keeps, on its clock in the ledger.
+    pub pace: Pace,
     /// Requests in flight at once, all instances together.
     pub concurrency: NonZeroUsize,
     pub journal: Arc<Journal>,
@@ -61,6 +46,7 @@ pub struct Sending {
 struct Shared {
     gates: Gates,
     client: Arc<ApiClient>,
+    pace: Pace,
     in_flight: Arc<Semaphore>,
     journal: Arc<Journal>,
     ledger: Arc<Ledger>,
@@ -77,9 +63,11 @@ const LANE_QUEUE: usize = 64;
 /// out of rotation are `FAILED` (never moved to another number); once the
 /// run stops, the jobs still coming are `DEFERRED` for a later `--resume`.
 /// Returns when every request it started has its outcome sent on.
-pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, lanes: Vec<Lane>, sending: Sending) {
+pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     let Sending {
         client,
+        instances,
+        pace,
         concurrency,
         journal,
         ledger,
@@ -87,10 +75,11 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, lanes: Vec<Lane>, sending: 
         control,
         gates,
     } = sending;
-    control.lanes_open.store(lanes.len(), Ordering::SeqCst);
+    control.lanes_open.store(instances.len(), Ordering::SeqCst);
     let shared = Arc::new(Shared {
         gates,
         client,
+        pace,
         in_flight: Arc::new(Semaphore::new(concurrency.get())),
         journal,
         ledger,
@@ -98,16 +87,13 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, lanes: Vec<Lane>, sending: 
         control: control.clone(),
         requests: TaskTracker::new(),
     });
-    let ids: Vec<Arc<str>> = lanes
-        .iter()
-        .map(|lane| Arc::from(lane.instance_id.as_str()))
-        .collect();
+    let ids: Vec<Arc<str>> = instances.iter().map(|id| Arc::from(id.as_str())).collect();
     let mut queues = Vec::new();
     let mut health = Vec::new();
     let lane_tasks = TaskTracker::new();
-    for (lane, id) in lanes.into_iter().zip(&ids) {
+    for id in &ids {
         let (queue, queued) = mpsc::channel(LANE_QUEUE);
-        let lane_health = Arc::new(LaneHealth::new(id.clone(), lane.pacer));
+        let lane_health = Arc::new(LaneHealth::new(id.clone()));
         lane_tasks.spawn(lane::run_lane(queued, lane_health.clone(), shared.clone()));
         queues.push(queue);
         health.push(lane_health);

@@ -9,7 +9,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
 use super::control::{LaneHealth, RunControl};
-use super::Shared;
+use super::{lane, Shared};
 use crate::api::{ContactMessage, Queued, SendError};
 use crate::retry::{backoff, next_step, Next};
 use crate::types::{Job, Outcome, Status};
@@ -140,10 +140,12 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
         let stopped = tokio::select! {
             _ = control.stopping().cancelled() => true,
             _ = lane.closed.cancelled() => true,
-            () = async {
+            booked = async {
                 tokio::time::sleep(wait).await;
-                lane.pacer.wait_turn(&job.timing).await;
-            } => false,
+                let turn = lane::book_turns(std::slice::from_ref(job), lane, shared).await?;
+                tokio::time::sleep_until(turn[0]).await;
+                Some(())
+            } => booked.is_none(),
         };
         if wait > NOTEWORTHY_WAIT {
             shared.gates.progress.note(None);

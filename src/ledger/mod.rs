@@ -1,8 +1,10 @@
 //! The ledger: what every run must know about the sending numbers, shared
 //! by every run that points at it — a SQLite file on one machine (the
-//! default), or a PostgreSQL database for several. Today it holds each
-//! number's daily count; a run takes a message from the cap in one atomic
-//! step, so no two runs can both take the last one.
+//! default), or a PostgreSQL database for several. It holds each number's
+//! clock (when its next message may leave: every run through the number
+//! books its turns there, so together they keep its pace) and its daily
+//! count (a run takes a message from the cap in one atomic step, so no two
+//! runs can both take the last one).
 //!
 //! It fails closed: a ledger that cannot be opened stops the run before
 //! anything is sent, and one lost mid-run halts it.
@@ -13,6 +15,8 @@ mod sqlite;
 use std::fmt;
 
 use jiff::civil::Date;
+
+use crate::pacing::Pace;
 
 pub use settings::{LedgerSettings, LedgerUrl};
 
@@ -60,6 +64,21 @@ impl Ledger {
         }
     }
 
+    /// Books the next turns of `instance` for messages whose phone takes
+    /// `phone_times` (nanoseconds), in one atomic step against every other
+    /// run sharing the ledger; returns when each may leave (nanoseconds
+    /// since 1970, this machine's clock).
+    pub async fn book_turns(
+        &self,
+        instance: &str,
+        pace: Pace,
+        phone_times: Vec<i64>,
+    ) -> Result<Vec<i64>, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.book_turns(instance, pace, phone_times).await,
+        }
+    }
+
     /// How many messages `instance` sent on `day`, for reports and tests.
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
         match self {
@@ -86,4 +105,15 @@ const MIGRATIONS: &[&str] = &[
          sent BIGINT NOT NULL,
          PRIMARY KEY (instance_id, day)
      )",
+    // 2: each number's clock (pacing::ClockState), in nanoseconds since 1970.
+    "CREATE TABLE clocks (
+         instance_id TEXT NOT NULL PRIMARY KEY,
+         next_at BIGINT NOT NULL,
+         phone_free_at BIGINT NOT NULL
+     )",
 ];
+
+/// Now, in nanoseconds since 1970: the time a clock is booked against.
+fn now_nanos() -> i64 {
+    i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
+}

@@ -9,7 +9,8 @@ use std::time::Duration;
 use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{LedgerError, MIGRATIONS};
+use super::{now_nanos, LedgerError, MIGRATIONS};
+use crate::pacing::{ClockState, Pace};
 
 pub struct SqliteLedger {
     connection: Arc<Mutex<Connection>>,
@@ -72,6 +73,44 @@ impl SqliteLedger {
         .await
     }
 
+    pub async fn book_turns(
+        &self,
+        instance: &str,
+        pace: Pace,
+        phone_times: Vec<i64>,
+    ) -> Result<Vec<i64>, LedgerError> {
+        let instance = instance.to_string();
+        self.call_mut(move |connection| {
+            // Read, book and write back in one write transaction: another
+            // run's booking waits for this one, never interleaves.
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut clock = transaction
+                .query_row(
+                    "SELECT next_at, phone_free_at FROM clocks WHERE instance_id = ?1",
+                    params![instance],
+                    |row| {
+                        Ok(ClockState {
+                            next_at: row.get(0)?,
+                            phone_free_at: row.get(1)?,
+                        })
+                    },
+                )
+                .optional()?
+                .unwrap_or_default();
+            let turns = clock.book(pace, now_nanos(), &phone_times);
+            transaction.execute(
+                "INSERT INTO clocks (instance_id, next_at, phone_free_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (instance_id) DO UPDATE
+                     SET next_at = excluded.next_at, phone_free_at = excluded.phone_free_at",
+                params![instance, clock.next_at, clock.phone_free_at],
+            )?;
+            transaction.commit()?;
+            Ok(turns)
+        })
+        .await
+    }
+
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
         let (instance, day) = (instance.to_string(), day.to_string());
         self.call(move |connection| {
@@ -92,16 +131,24 @@ impl SqliteLedger {
         &self,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, LedgerError> {
+        self.call_mut(move |connection| work(connection)).await
+    }
+
+    /// [`SqliteLedger::call`] for work that needs a transaction.
+    async fn call_mut<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, LedgerError> {
         let connection = Arc::clone(&self.connection);
         let failed = |problem: String| LedgerError {
             url: self.shown.clone(),
             problem,
         };
         tokio::task::spawn_blocking(move || {
-            let connection = connection
+            let mut connection = connection
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&connection)
+            work(&mut connection)
         })
         .await
         .map_err(|panic| failed(panic.to_string()))?
@@ -199,6 +246,28 @@ mod tests {
             "a higher cap allows more"
         );
         assert_eq!(first.sent_on("a", today).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn two_ledgers_on_one_file_book_one_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let (first, second) = (
+            SqliteLedger::open(Some(path.clone())).await.unwrap(),
+            SqliteLedger::open(Some(path)).await.unwrap(),
+        );
+        let pace = Pace {
+            interval: 1_000_000_000,
+            burst: 1,
+            pace_by_message: false,
+        };
+        let mut turns = first.book_turns("a", pace, vec![0, 0]).await.unwrap();
+        turns.extend(second.book_turns("a", pace, vec![0]).await.unwrap());
+        for pair in turns.windows(2) {
+            assert!(pair[1] - pair[0] >= 1_000_000_000, "{turns:?}");
+        }
+        let other = second.book_turns("b", pace, vec![0]).await.unwrap();
+        assert!(other[0] < turns[1], "another number has its own clock");
     }
 
     #[tokio::test]

@@ -1,128 +1,142 @@
-//! When one instance (one WhatsApp number) may take its next request.
+//! A number's clock: when its next messages may leave. The rules are here,
+//! as arithmetic on a small state; the state lives in the ledger, so every
+//! run through the number, on any machine, keeps one pace together.
+//!
+//! Two rules, both must allow a message: the GCRA rate limit (`rate`,
+//! `burst`), and, with `pace_by_message`, the previous message's
+//! `delay + typing` must have passed, so the tool never runs far ahead of
+//! what the phone really sends and stopping the run stops the campaign.
 
-use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::time::Instant;
+use super::PacingSettings;
 
-use super::Rate;
-use crate::types::Timing;
-
-/// When one instance may take its next request.
-///
-/// Two rules, both must allow it: the GCRA rate limit (`rate`, `burst`), and,
-/// with `pace_by_message`, the previous message's `delay + typing` must have
-/// passed, so the tool never queues far ahead of what the phone really sends
-/// and stopping the run really stops the campaign.
-///
-/// Shared by the lane that sends first tries and the requests that retry,
-/// so a retry waits for the number's clock like any message.
-pub struct InstancePacer {
-    limiter: DefaultDirectRateLimiter,
-    pace_by_message: bool,
-    phone_free_at: Mutex<Instant>,
+/// A number's clock as the ledger keeps it, in nanoseconds since 1970.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClockState {
+    /// GCRA's theoretical arrival time of the next message.
+    pub next_at: i64,
+    /// When the phone is done with the last message booked.
+    pub phone_free_at: i64,
 }
 
-impl InstancePacer {
-    pub fn new(rate: Rate, burst: NonZeroU32, pace_by_message: bool) -> Self {
-        let quota = Quota::with_period(rate.interval())
-            .expect("Rate::from_str rejects rates with a zero interval")
-            .allow_burst(burst);
-        InstancePacer {
-            limiter: RateLimiter::direct(quota),
-            pace_by_message,
-            phone_free_at: Mutex::new(Instant::now()),
+/// The pace a number keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Nanoseconds between two messages at the rate.
+    pub interval: i64,
+    /// Messages that may go back to back.
+    pub burst: u32,
+    pub pace_by_message: bool,
+}
+
+/// Below this interval a lane reserves several turns at a time, so that the
+/// ledger is asked once per batch, not once per message.
+const FAST: Duration = Duration::from_millis(50);
+
+impl Pace {
+    pub fn of(pacing: &PacingSettings) -> Self {
+        Pace {
+            interval: nanos(pacing.rate.interval()),
+            burst: pacing.burst.get(),
+            pace_by_message: pacing.pace_by_message,
         }
     }
 
-    /// Waits until a message of this timing may be sent, and books the phone's time for it.
-    pub async fn wait_turn(&self, timing: &Timing) {
-        loop {
-            if self.pace_by_message {
-                tokio::time::sleep_until(self.phone_free_at()).await;
-            }
-            self.limiter.until_ready().await;
-            // Another sender may have booked the phone meanwhile; then the
-            // cell just taken is lost, which errs on the slow side.
-            if self.book_phone_if_free(timing) {
-                return;
-            }
-        }
+    /// Whether turns come so fast that they are worth reserving in batches.
+    pub fn is_fast(&self) -> bool {
+        self.interval < nanos(FAST)
     }
+}
 
-    /// Takes the turn for a message of this timing if it is there now,
-    /// without waiting; false (and nothing taken) if it is not.
-    pub fn try_turn(&self, timing: &Timing) -> bool {
-        if self.pace_by_message && Instant::now() < self.phone_free_at() {
-            return false;
-        }
-        self.limiter.check().is_ok() && self.book_phone_if_free(timing)
+impl ClockState {
+    /// Books the next turn of each message, whose phone takes
+    /// `phone_times` (nanoseconds) each, asked at `now`; returns when each
+    /// may leave. A turn booked and then not used is lost: the safe side.
+    pub fn book(&mut self, pace: Pace, now: i64, phone_times: &[i64]) -> Vec<i64> {
+        let tolerance = pace
+            .interval
+            .saturating_mul(i64::from(pace.burst.max(1)) - 1);
+        phone_times
+            .iter()
+            .map(|&phone_time| {
+                let mut at = now.max(self.next_at.saturating_sub(tolerance));
+                if pace.pace_by_message {
+                    at = at.max(self.phone_free_at);
+                    self.phone_free_at = at.saturating_add(phone_time);
+                }
+                self.next_at = self.next_at.max(at).saturating_add(pace.interval);
+                at
+            })
+            .collect()
     }
+}
 
-    fn phone_free_at(&self) -> Instant {
-        *self.phone_free_at.lock().expect("no booking panics")
-    }
-
-    fn book_phone_if_free(&self, timing: &Timing) -> bool {
-        if !self.pace_by_message {
-            return true;
-        }
-        let mut free_at = self.phone_free_at.lock().expect("no booking panics");
-        let now = Instant::now();
-        if now < *free_at {
-            return false;
-        }
-        *free_at = now + timing.phone_time();
-        true
-    }
+/// A duration in nanoseconds, saturating.
+pub fn nanos(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::pacing::PacingSettings;
 
-    #[tokio::test(start_paused = true)]
-    async fn pace_by_message_waits_for_the_previous_message_to_be_typed() {
-        let rate = "100/s".parse().unwrap();
-        let pacer = InstancePacer::new(rate, NonZeroU32::MIN, true);
-        let timing = PacingSettings::default().timing(None, None);
-        let start = Instant::now();
-        pacer.wait_turn(&timing).await;
-        pacer.wait_turn(&timing).await;
-        assert!(
-            start.elapsed() >= Duration::from_secs(7),
-            "{:?}",
-            start.elapsed()
-        );
+    const SECOND: i64 = 1_000_000_000;
+
+    fn pace(interval: i64, burst: u32, pace_by_message: bool) -> Pace {
+        Pace {
+            interval,
+            burst,
+            pace_by_message,
+        }
     }
 
-    /// governor keeps its own clock, so the rate is seen in real time.
     #[test]
-    fn a_turn_taken_without_waiting_keeps_the_rate() {
-        let pacer = InstancePacer::new("10/s".parse().unwrap(), NonZeroU32::MIN, false);
-        let timing = PacingSettings::default().timing(None, None);
-        assert!(pacer.try_turn(&timing), "the first turn is there");
-        assert!(!pacer.try_turn(&timing), "the next one is 100 ms away");
-        std::thread::sleep(Duration::from_millis(120));
-        assert!(pacer.try_turn(&timing));
+    fn turns_are_one_interval_apart_whoever_asks() {
+        let mut clock = ClockState::default();
+        let now = 100 * SECOND;
+        let first = clock.book(pace(SECOND / 2, 1, false), now, &[0, 0]);
+        // A second run asks at the same moment: it queues behind the first.
+        let second = clock.book(pace(SECOND / 2, 1, false), now, &[0]);
+        assert_eq!(first, vec![now, now + SECOND / 2]);
+        assert_eq!(second, vec![now + SECOND]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_turn_taken_without_waiting_waits_for_the_phone() {
-        let burst = NonZeroU32::new(1000).unwrap();
-        let pacer = InstancePacer::new("1000000/s".parse().unwrap(), burst, true);
-        let timing = PacingSettings::default().timing(None, None);
-        assert!(pacer.try_turn(&timing));
-        tokio::time::advance(Duration::from_secs(6)).await;
-        assert!(
-            !pacer.try_turn(&timing),
-            "the phone is still on the 7 s message"
+    #[test]
+    fn a_burst_goes_at_once_and_then_the_rate_applies() {
+        let mut clock = ClockState::default();
+        let now = 100 * SECOND;
+        let turns = clock.book(pace(SECOND, 3, false), now, &[0; 5]);
+        assert_eq!(turns, vec![now, now, now, now + SECOND, now + 2 * SECOND]);
+    }
+
+    #[test]
+    fn an_idle_number_does_not_bank_turns_beyond_its_burst() {
+        let mut clock = ClockState::default();
+        clock.book(pace(SECOND, 1, false), 0, &[0]);
+        let later = 3600 * SECOND;
+        assert_eq!(
+            clock.book(pace(SECOND, 1, false), later, &[0, 0]),
+            vec![later, later + SECOND]
         );
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(pacer.try_turn(&timing));
+    }
+
+    #[test]
+    fn pace_by_message_waits_for_the_phone() {
+        let mut clock = ClockState::default();
+        let now = 100 * SECOND;
+        let turns = clock.book(pace(SECOND / 100, 1, true), now, &[7 * SECOND, 7 * SECOND]);
+        assert_eq!(turns, vec![now, now + 7 * SECOND]);
+        assert_eq!(clock.phone_free_at, now + 14 * SECOND);
+    }
+
+    #[test]
+    fn absurd_numbers_saturate_instead_of_overflowing() {
+        let mut clock = ClockState {
+            next_at: i64::MAX - 5,
+            phone_free_at: i64::MAX,
+        };
+        let turns = clock.book(pace(i64::MAX, u32::MAX, true), i64::MAX, &[i64::MAX]);
+        assert_eq!(turns, vec![i64::MAX]);
     }
 }

@@ -180,7 +180,7 @@ impl FromStr for Rate {
             "h" | "hour" => Duration::from_secs(3600),
             _ => return Err(invalid()),
         };
-        // governor counts in nanoseconds; a faster rate has no meaning here.
+        // The clock counts in nanoseconds; a faster rate has no meaning here.
         if per.as_nanos() / u128::from(count.get()) == 0 {
             return Err(format!(
                 "`{text}` is faster than one message per nanosecond"

@@ -16,10 +16,10 @@ use tracing::{info, warn};
 
 use crate::campaign::{self, Campaign, Source};
 use crate::config::Settings;
-use crate::dispatch::{self, Gates, Lane, RunControl, Sending};
+use crate::dispatch::{self, Gates, RunControl, Sending};
 use crate::exit::RunError;
 use crate::ledger::Ledger;
-use crate::pacing::Estimate;
+use crate::pacing::{Estimate, Pace};
 use crate::report::{CheckReport, Progress, Summary};
 use crate::results::{self, Journal, Previous, ResultsError, ResultsWriter, RunLock, WriteGate};
 use crate::types::Job;
@@ -151,9 +151,10 @@ pub async fn run(
     let (journal, lock) = (opened.journal, opened.lock);
     match (&target, &journal) {
         (Some(target), Some(journal)) => {
-            let lanes = Lane::each(&target.instances, &settings.pacing);
             let sending = Sending {
                 client: target.client.clone(),
+                instances: target.instances.clone(),
+                pace: Pace::of(&settings.pacing),
                 concurrency: settings.pacing.concurrency,
                 journal: journal.clone(),
                 ledger: ledger.clone(),
@@ -166,7 +167,7 @@ pub async fn run(
                     progress: progress.clone(),
                 },
             };
-            dispatch::dispatch(queued, lanes, sending).await;
+            dispatch::dispatch(queued, sending).await;
         }
         _ => drop(queued),
     }

@@ -100,3 +100,32 @@ async fn without_a_ledger_nothing_is_sent() {
     }
     assert_eq!(server.requests(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_campaigns_through_one_number_at_once_keep_its_pace_together() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&with_ledger(&work, &server.base_url()).set("pacing.rate", "\"5/s\""));
+    work.write("first.csv", &campaign_from(0, 8));
+    work.write("second.csv", &campaign_from(8, 8));
+
+    let first = work.spawn(&["send", "first.csv", "--config", &config]);
+    let second = work.spawn(&["send", "second.csv", "--config", &config]);
+    for run in [first, second] {
+        let output = common::ended(run).await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+    }
+
+    let mut arrivals: Vec<_> = server
+        .received()
+        .into_iter()
+        .map(|request| request.at)
+        .collect();
+    assert_eq!(arrivals.len(), 16);
+    // 5/s for the number, not for each run: 200 ms apart over both.
+    common::assert_paced(
+        &mut arrivals,
+        std::time::Duration::from_millis(200),
+        "two runs at 5/s",
+    );
+}
