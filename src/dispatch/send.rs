@@ -142,7 +142,7 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
             _ = lane.closed.cancelled() => true,
             booked = async {
                 tokio::time::sleep(wait).await;
-                let turn = lane::book_turns(std::slice::from_ref(job), lane, shared).await?;
+                let turn = lane::book_turns(std::slice::from_ref(job), lane, shared, None).await?;
                 tokio::time::sleep_until(turn[0]).await;
                 Some(())
             } => booked.is_none(),

@@ -129,3 +129,29 @@ async fn two_campaigns_through_one_number_at_once_keep_its_pace_together() {
         "two runs at 5/s",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_holding_its_turns_leaves_the_pace_whole() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&with_ledger(&work, &server.base_url()).set("pacing.rate", "\"4/s\""));
+    work.write("campaign.csv", &common::campaign(10));
+    let mut first = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    common::wait_for("two messages", || server.accepted() >= 2).await;
+
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let output = work.send(&config, &["--resume"]).await;
+
+    assert!([0, 1].contains(&code(&output)), "{}", stderr(&output));
+    let mut arrivals: Vec<_> = server
+        .received()
+        .into_iter()
+        .map(|request| request.at)
+        .collect();
+    common::assert_paced(
+        &mut arrivals,
+        std::time::Duration::from_millis(250),
+        "4/s across a kill",
+    );
+}
