@@ -9,6 +9,7 @@
 //! It fails closed: a ledger that cannot be opened stops the run before
 //! anything is sent, and one lost mid-run halts it.
 
+mod postgres;
 mod settings;
 mod sqlite;
 
@@ -23,6 +24,7 @@ pub use settings::{LedgerSettings, LedgerUrl};
 /// The ledger of a run: the shared one, or a throwaway one for rehearsals.
 pub enum Ledger {
     Sqlite(sqlite::SqliteLedger),
+    Postgres(postgres::PostgresLedger),
 }
 
 /// The ledger cannot be opened, read or written.
@@ -41,6 +43,9 @@ impl Ledger {
         match url {
             LedgerUrl::Sqlite(path) => Ok(Ledger::Sqlite(
                 sqlite::SqliteLedger::open(Some(path.clone())).await?,
+            )),
+            LedgerUrl::Postgres(text) => Ok(Ledger::Postgres(
+                postgres::PostgresLedger::open(text, url.to_string()).await?,
             )),
         }
     }
@@ -61,6 +66,7 @@ impl Ledger {
     ) -> Result<bool, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.take_from_daily_cap(instance, day, cap).await,
+            Ledger::Postgres(store) => store.take_from_daily_cap(instance, day, cap).await,
         }
     }
 
@@ -76,6 +82,7 @@ impl Ledger {
     ) -> Result<Vec<i64>, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.book_turns(instance, pace, phone_times).await,
+            Ledger::Postgres(store) => store.book_turns(instance, pace, phone_times).await,
         }
     }
 
@@ -83,6 +90,7 @@ impl Ledger {
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.sent_on(instance, day).await,
+            Ledger::Postgres(store) => store.sent_on(instance, day).await,
         }
     }
 }
@@ -91,6 +99,7 @@ impl fmt::Debug for Ledger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ledger::Sqlite(store) => write!(f, "Ledger({})", store.shown()),
+            Ledger::Postgres(store) => write!(f, "Ledger({})", store.shown()),
         }
     }
 }

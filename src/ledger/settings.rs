@@ -44,6 +44,9 @@ impl LedgerSettings {
 pub enum LedgerUrl {
     /// A SQLite file on this machine.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (15 or later), as libpq writes it:
+    /// `postgres://user:password@host:port/database`.
+    Postgres(String),
 }
 
 impl FromStr for LedgerUrl {
@@ -60,9 +63,15 @@ impl FromStr for LedgerUrl {
             }
             return Ok(LedgerUrl::Sqlite(PathBuf::from(path)));
         }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            text.parse::<tokio_postgres::Config>().map_err(|error| {
+                format!("`{}` is not a PostgreSQL URL: {error}", hide_password(text))
+            })?;
+            return Ok(LedgerUrl::Postgres(text.to_string()));
+        }
         let scheme = text.split("://").next().unwrap_or(text);
         Err(format!(
-            "`{scheme}://…` is not a ledger: write sqlite://PATH"
+            "`{scheme}://…` is not a ledger: write sqlite://PATH or postgres://USER@HOST/DATABASE"
         ))
     }
 }
@@ -71,6 +80,7 @@ impl fmt::Display for LedgerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LedgerUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            LedgerUrl::Postgres(text) => f.write_str(&hide_password(text)),
         }
     }
 }
@@ -78,5 +88,39 @@ impl fmt::Display for LedgerUrl {
 impl fmt::Debug for LedgerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LedgerUrl({self})")
+    }
+}
+
+/// `postgres://user:***@host/db`: a URL as it may be shown.
+fn hide_password(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        // Not even a URL: show the scheme only.
+        Err(_) => format!("{}://…", text.split("://").next().unwrap_or("?")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_postgres_password_is_never_shown() {
+        let url: LedgerUrl = "postgres://bulk:s3cret@db.example:5433/ledger"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            url.to_string(),
+            "postgres://bulk:***@db.example:5433/ledger"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let error = "postgres://bulk:s3cret@db.example:notaport/ledger"
+            .parse::<LedgerUrl>()
+            .unwrap_err();
+        assert!(!error.contains("s3cret"), "{error}");
     }
 }

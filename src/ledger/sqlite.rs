@@ -32,7 +32,7 @@ impl SqliteLedger {
             url: shown.clone(),
             problem,
         };
-        let connection = tokio::task::spawn_blocking(move || open_and_migrate(path))
+        let connection = tokio::task::spawn_blocking(move || open_patiently(path))
             .await
             .map_err(|panic| failed(panic.to_string()))?
             .map_err(failed)?;
@@ -153,6 +153,21 @@ impl SqliteLedger {
         .await
         .map_err(|panic| failed(panic.to_string()))?
         .map_err(|error| failed(error.to_string()))
+    }
+}
+
+/// [`open_and_migrate`], again while another run is creating the same new
+/// ledger: switching a new file to WAL can fail at once on a lock, without
+/// the busy timeout.
+fn open_patiently(path: Option<PathBuf>) -> Result<Connection, String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match open_and_migrate(path.clone()) {
+            Err(error) if error.contains("locked") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20 + u64::from(fastrand::u8(..)) / 4));
+            }
+            opened => return opened,
+        }
     }
 }
 

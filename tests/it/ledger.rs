@@ -1,12 +1,56 @@
-//! The ledger every run shares: daily caps exact across concurrent runs,
-//! rehearsals that spend nothing real, and no sending without a ledger.
+//! The ledger every run shares, on both stores (a SQLite file; a real
+//! PostgreSQL): a number's pace kept by several runs together, daily caps
+//! exact across concurrent runs, rehearsals that spend nothing real, and no
+//! sending without a ledger.
 
-use crate::common::{self, code, embedded, stderr, Config, Workspace, API_KEY};
+use std::time::Duration;
+
+use crate::common::{self, code, embedded, stderr, stdout, Config, Workspace, API_KEY};
+use crate::pg;
 use interacto_bulk::api::MockOptions;
 
-/// A quick config whose ledger is a SQLite file in `work`.
-fn with_ledger(work: &Workspace, base_url: &str) -> Config {
-    let url = format!("sqlite://{}", work.path("ledger.db").display());
+#[derive(Clone, Copy)]
+enum Store {
+    Sqlite,
+    Postgres,
+}
+
+impl Store {
+    /// A new, empty ledger: a file in `work`, or a database of its own.
+    async fn ledger(self, work: &Workspace) -> String {
+        match self {
+            Store::Sqlite => format!("sqlite://{}", work.path("ledger.db").display()),
+            Store::Postgres => pg::database().await,
+        }
+    }
+}
+
+/// Each test, once on each store.
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                super::$test(super::Store::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                super::$test(super::Store::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    three_runs_at_once_share_one_daily_cap_exactly,
+    a_rehearsal_spends_none_of_the_real_cap,
+    two_campaigns_through_one_number_at_once_keep_its_pace_together,
+    a_run_killed_holding_its_turns_leaves_the_pace_whole,
+);
+
+/// A quick config whose ledger is `url`.
+fn with_ledger(base_url: &str, url: &str) -> Config {
     Config::fast(base_url).set("ledger.url", &format!("{url:?}"))
 }
 
@@ -19,12 +63,12 @@ fn campaign_from(first: usize, rows: usize) -> String {
     format!("{header}\n{}\n", rest.join("\n"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn three_runs_at_once_share_one_daily_cap_exactly() {
+async fn three_runs_at_once_share_one_daily_cap_exactly(store: Store) {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
     let config =
-        work.config(&with_ledger(&work, &server.base_url()).set("schedule.daily_cap", "10"));
+        work.config(&with_ledger(&server.base_url(), &ledger).set("schedule.daily_cap", "10"));
     let runs: Vec<_> = (0..3)
         .map(|run| {
             let name = format!("c{run}.csv");
@@ -45,12 +89,12 @@ async fn three_runs_at_once_share_one_daily_cap_exactly() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rehearsal_with_mock_spends_none_of_the_real_cap() {
+async fn a_rehearsal_spends_none_of_the_real_cap(store: Store) {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
     let config =
-        work.config(&with_ledger(&work, &server.base_url()).set("schedule.daily_cap", "5"));
+        work.config(&with_ledger(&server.base_url(), &ledger).set("schedule.daily_cap", "5"));
     work.write("campaign.csv", &common::campaign(5));
 
     let output = work
@@ -68,50 +112,24 @@ async fn a_rehearsal_with_mock_spends_none_of_the_real_cap() {
     assert_eq!(server.accepted(), 5, "the real run had its whole cap");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn without_a_ledger_nothing_is_sent() {
+/// Two runs, as from two machines (each its own directory and home),
+/// through one number and one ledger.
+async fn two_campaigns_through_one_number_at_once_keep_its_pace_together(store: Store) {
     let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    work.write("campaign.csv", &common::campaign(2));
-    let config = work.config(&Config::fast(&server.base_url()));
-
-    for url in ["sqlite:///dev/null/ledger.db", "sqlite:///proc/ledger.db"] {
-        let output = work
-            .run_with_env(
-                &[
-                    "send",
-                    "campaign.csv",
-                    "--config",
-                    &config,
-                    "--overwrite",
-                    "--ledger",
-                    url,
-                ],
-                &[("INTERACTO_API_KEY", API_KEY)],
-            )
-            .await;
-
-        assert_eq!(code(&output), 2, "{url}: {}", stderr(&output));
-        assert!(
-            stderr(&output).contains(url),
-            "names the ledger: {}",
-            stderr(&output)
-        );
+    let (here, there) = (Workspace::new(), Workspace::new());
+    let ledger = match store {
+        // One machine: both runs share the file.
+        Store::Sqlite => store.ledger(&here).await,
+        Store::Postgres => store.ledger(&here).await,
+    };
+    let settings = with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"5/s\"");
+    let mut runs = Vec::new();
+    for (work, first) in [(&here, 0), (&there, 8)] {
+        work.write("campaign.csv", &campaign_from(first, 8));
+        let config = work.config(&settings);
+        runs.push(work.spawn(&["send", "campaign.csv", "--config", &config]));
     }
-    assert_eq!(server.requests(), 0);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn two_campaigns_through_one_number_at_once_keep_its_pace_together() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&work, &server.base_url()).set("pacing.rate", "\"5/s\""));
-    work.write("first.csv", &campaign_from(0, 8));
-    work.write("second.csv", &campaign_from(8, 8));
-
-    let first = work.spawn(&["send", "first.csv", "--config", &config]);
-    let second = work.spawn(&["send", "second.csv", "--config", &config]);
-    for run in [first, second] {
+    for run in runs {
         let output = common::ended(run).await;
         assert_eq!(code(&output), 0, "{}", stderr(&output));
     }
@@ -123,18 +141,15 @@ async fn two_campaigns_through_one_number_at_once_keep_its_pace_together() {
         .collect();
     assert_eq!(arrivals.len(), 16);
     // 5/s for the number, not for each run: 200 ms apart over both.
-    common::assert_paced(
-        &mut arrivals,
-        std::time::Duration::from_millis(200),
-        "two runs at 5/s",
-    );
+    common::assert_paced(&mut arrivals, Duration::from_millis(200), "two runs at 5/s");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_run_killed_holding_its_turns_leaves_the_pace_whole() {
+async fn a_run_killed_holding_its_turns_leaves_the_pace_whole(store: Store) {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.config(&with_ledger(&work, &server.base_url()).set("pacing.rate", "\"4/s\""));
+    let ledger = store.ledger(&work).await;
+    let config =
+        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"4/s\""));
     work.write("campaign.csv", &common::campaign(10));
     let mut first = work.spawn(&["send", "campaign.csv", "--config", &config]);
     common::wait_for("two messages", || server.accepted() >= 2).await;
@@ -151,7 +166,94 @@ async fn a_run_killed_holding_its_turns_leaves_the_pace_whole() {
         .collect();
     common::assert_paced(
         &mut arrivals,
-        std::time::Duration::from_millis(250),
+        Duration::from_millis(250),
         "4/s across a kill",
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_ledger_nothing_is_sent() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(2));
+    let config = work.config(&Config::fast(&server.base_url()));
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("postgres://bulk:hush-hush@127.0.0.1:{closed_port}/ledger");
+
+    for url in [
+        "sqlite:///dev/null/ledger.db",
+        "sqlite:///proc/ledger.db",
+        &unreachable,
+    ] {
+        let output = work
+            .run_with_env(
+                &[
+                    "send",
+                    "campaign.csv",
+                    "--config",
+                    &config,
+                    "--overwrite",
+                    "--ledger",
+                    url,
+                ],
+                &[("INTERACTO_API_KEY", API_KEY), ("RUST_LOG", "trace")],
+            )
+            .await;
+
+        assert_eq!(code(&output), 2, "{url}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("ledger"),
+            "names the ledger: {}",
+            stderr(&output)
+        );
+        assert!(
+            !stderr(&output).contains("hush-hush"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(server.requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ledger_lost_mid_run_halts_it_and_a_resume_completes() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = pg::database().await;
+    let config =
+        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"5/s\""));
+    work.write("campaign.csv", &common::campaign(20));
+    let run = work.spawn(&[
+        "send",
+        "campaign.csv",
+        "--config",
+        &config,
+        "-vv",
+        "--summary",
+        "json",
+    ]);
+    common::wait_for("a few messages", || server.accepted() >= 2).await;
+
+    pg::cut_off(&ledger).await;
+    let output = common::ended(run).await;
+
+    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 20, "nothing lost: every row has its line");
+    assert!(results.iter().any(|line| line["status"] == "DEFERRED"));
+    let password = ledger.split(':').nth(2).unwrap().split('@').next().unwrap();
+    for text in [stdout(&output), stderr(&output)] {
+        assert!(
+            !text.contains(password),
+            "the ledger's password leaked: {text}"
+        );
+    }
+
+    let output = work.send(&config, &["--resume"]).await;
+    assert!([0, 1].contains(&code(&output)), "{}", stderr(&output));
+    assert_eq!(server.accepted(), 20, "every row sent once in all");
 }

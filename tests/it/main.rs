@@ -12,6 +12,7 @@ mod cli;
 mod instances;
 mod ledger;
 mod mock_api;
+mod pg;
 mod properties;
 mod reliability;
 mod schedule;

@@ -1,0 +1,176 @@
+//! The ledger in a PostgreSQL database, for several machines sharing
+//! numbers. Every booking is a transaction that locks the number's row, so
+//! runs on any machine queue behind each other instead of interleaving.
+//! The driver is async: nothing here blocks an async worker.
+
+use jiff::civil::Date;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+use super::{now_nanos, LedgerError, MIGRATIONS};
+use crate::pacing::{ClockState, Pace};
+
+pub struct PostgresLedger {
+    /// One connection; a transaction holds it for its few statements.
+    client: Mutex<Client>,
+    /// Where it is, the password hidden.
+    shown: String,
+    _connection: tokio::task::JoinHandle<()>,
+}
+
+impl PostgresLedger {
+    pub async fn open(url: &str, shown: String) -> Result<Self, LedgerError> {
+        let failed = |error: tokio_postgres::Error| LedgerError {
+            url: shown.clone(),
+            problem: describe(&error),
+        };
+        let (mut client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(failed)?;
+        let connection = tokio::spawn(async move {
+            // Ends when the client is dropped or the server goes away; the
+            // next query then fails, and the run halts.
+            let _ = connection.await;
+        });
+        migrate(&mut client).await.map_err(failed)?;
+        Ok(PostgresLedger {
+            client: Mutex::new(client),
+            shown,
+            _connection: connection,
+        })
+    }
+
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    pub async fn take_from_daily_cap(
+        &self,
+        instance: &str,
+        day: Date,
+        cap: u64,
+    ) -> Result<bool, LedgerError> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let client = self.client.lock().await;
+        // One statement, as in SQLite: no read-modify-write between runs.
+        let counted = client
+            .query_opt(
+                "INSERT INTO daily_counts (instance_id, day, sent) VALUES ($1, $2, 1)
+                 ON CONFLICT (instance_id, day) DO UPDATE
+                     SET sent = daily_counts.sent + 1
+                     WHERE daily_counts.sent < $3
+                 RETURNING sent",
+                &[&instance, &day.to_string(), &cap],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(counted.is_some_and(|row| row.get::<_, i64>(0) <= cap))
+    }
+
+    pub async fn book_turns(
+        &self,
+        instance: &str,
+        pace: Pace,
+        phone_times: Vec<i64>,
+    ) -> Result<Vec<i64>, LedgerError> {
+        let mut client = self.client.lock().await;
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(|error| self.failed(&error))?;
+        // The row first (if new), then locked: another run's booking of
+        // this number waits here until this one commits.
+        transaction
+            .execute(
+                "INSERT INTO clocks (instance_id, next_at, phone_free_at) VALUES ($1, 0, 0)
+                 ON CONFLICT (instance_id) DO NOTHING",
+                &[&instance],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        let row = transaction
+            .query_one(
+                "SELECT next_at, phone_free_at FROM clocks WHERE instance_id = $1 FOR UPDATE",
+                &[&instance],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        let mut clock = ClockState {
+            next_at: row.get(0),
+            phone_free_at: row.get(1),
+        };
+        let turns = clock.book(pace, now_nanos(), &phone_times);
+        transaction
+            .execute(
+                "UPDATE clocks SET next_at = $2, phone_free_at = $3 WHERE instance_id = $1",
+                &[&instance, &clock.next_at, &clock.phone_free_at],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        transaction
+            .commit()
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(turns)
+    }
+
+    pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
+        let client = self.client.lock().await;
+        let sent = client
+            .query_opt(
+                "SELECT sent FROM daily_counts WHERE instance_id = $1 AND day = $2",
+                &[&instance, &day.to_string()],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?
+            .map_or(0, |row| row.get::<_, i64>(0));
+        Ok(u64::try_from(sent).unwrap_or(0))
+    }
+
+    fn failed(&self, error: &tokio_postgres::Error) -> LedgerError {
+        LedgerError {
+            url: self.shown.clone(),
+            problem: describe(error),
+        }
+    }
+}
+
+/// The error with its cause, which tokio-postgres keeps apart.
+fn describe(error: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    match error.source() {
+        Some(cause) => format!("{error}: {cause}"),
+        None => error.to_string(),
+    }
+}
+
+/// Brings the schema to the newest version, under an advisory lock: two
+/// machines opening a new ledger at once migrate it once.
+async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    // An arbitrary key of this tool's own, held to the end of the transaction.
+    transaction
+        .execute("SELECT pg_advisory_xact_lock(7234019871)", &[])
+        .await?;
+    transaction
+        .execute(
+            "CREATE TABLE IF NOT EXISTS ledger_version (version BIGINT NOT NULL)",
+            &[],
+        )
+        .await?;
+    let version: i64 = transaction
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM ledger_version", &[])
+        .await?
+        .get(0);
+    for (index, step) in MIGRATIONS.iter().enumerate() {
+        let step_version = index as i64 + 1;
+        if step_version > version {
+            transaction.batch_execute(step).await?;
+            transaction
+                .execute(
+                    "INSERT INTO ledger_version (version) VALUES ($1)",
+                    &[&step_version],
+                )
+                .await?;
+        }
+    }
+    transaction.commit().await
+}
