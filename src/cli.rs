@@ -101,7 +101,7 @@ pub struct RunArgs {
     #[arg(long, requires = "resume")]
     pub resend_unknown: bool,
 
-    /// The ledger every run shares: sqlite://PATH
+    /// The ledger every run shares: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
     /// [config: ledger.url; env: INTERACTO_LEDGER_URL;
     /// default: $XDG_STATE_HOME/interacto-bulk/ledger.db]
     #[arg(long, value_name = "URL")]
