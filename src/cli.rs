@@ -33,6 +33,25 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Serve the Interacto API locally, with optional faults, for rehearsals and tests
     MockServer(MockServerArgs),
+    /// Show what the ledger knows of each sending number: its first day,
+    /// today's count and cap, its next free turn, the last 7 days
+    Numbers(NumbersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NumbersArgs {
+    /// Config file (TOML): the ledger, the daily cap and warm-up, the pace
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The ledger to read: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
+    /// [config: ledger.url; env: INTERACTO_LEDGER_URL]
+    #[arg(long, value_name = "URL")]
+    pub ledger: Option<LedgerUrl>,
+
+    /// One JSON array on stdout instead of a line a number
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

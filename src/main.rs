@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 use interacto_bulk::api::{MockOptions, MockServer};
 use interacto_bulk::campaign::Source;
 use interacto_bulk::cli::{
-    Cli, Command, LogArgs, LogFormat, MockServerArgs, RunArgs, SummaryFormat,
+    Cli, Command, LogArgs, LogFormat, MockServerArgs, NumbersArgs, RunArgs, SummaryFormat,
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
     let wants_progress = match &cli.command {
         Command::Send(args) => !args.run.no_progress,
         Command::Validate(args) => !args.run.no_progress,
-        Command::MockServer(_) => false,
+        Command::MockServer(_) | Command::Numbers(_) => false,
     };
     let progress_area = report::progress_area(wants_progress);
     init_logging(&cli.log, LogWriter::new(progress_area.clone()));
@@ -60,6 +60,7 @@ fn main() -> std::process::ExitCode {
             Command::MockServer(args) => {
                 serve_mock(args, shutdown).await.map(|()| ExitCode::Success)
             }
+            Command::Numbers(args) => show_numbers(args).await.map(|()| ExitCode::Success),
         }
     });
     // A blocking read that never returns (a FIFO nobody writes to) must not
@@ -155,6 +156,27 @@ async fn run_campaign(
         SummaryFormat::Json => print_out(&format!("{}\n", summary.json())),
     }
     Ok(summary.exit)
+}
+
+async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
+    let overrides = Overrides {
+        ledger: args.ledger,
+        ..Overrides::default()
+    };
+    let settings = Settings::load(
+        args.config.as_deref(),
+        Environment::from_process(),
+        overrides,
+    )?;
+    let numbers = interacto_bulk::run::numbers(&settings).await?;
+    match args.json {
+        true => print_out(&format!(
+            "{}\n",
+            serde_json::to_string(&numbers).expect("a report always serialises")
+        )),
+        false => print_out(&report::numbers_text(&numbers)),
+    }
+    Ok(())
 }
 
 async fn serve_mock(args: MockServerArgs, stop: CancellationToken) -> Result<(), RunError> {

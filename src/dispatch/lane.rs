@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::control::{LaneHealth, RunControl};
 use super::{send, Shared, LANE_QUEUE};
+use crate::ledger::Taken;
 use crate::pacing::nanos;
 use crate::report::Progress;
 use crate::schedule::{DailyCap, Schedule};
@@ -349,16 +350,16 @@ async fn within_daily_cap(lane: &LaneHealth, shared: &Shared) -> bool {
     let control = &shared.control;
     match shared
         .ledger
-        .take_from_daily_cap(&lane.instance_id, day, cap.cap)
+        .take_from_daily_cap(&lane.instance_id, day, cap)
         .await
     {
-        Ok(true) => true,
-        Ok(false) => {
+        Ok(Taken::Counted) => true,
+        Ok(Taken::CapReached(cap)) => {
             control.defer(
                 lane,
                 format!(
-                    "instance {} reached its daily cap of {} messages",
-                    lane.instance_id, cap.cap
+                    "instance {} reached its daily cap of {cap} messages",
+                    lane.instance_id
                 ),
             );
             false

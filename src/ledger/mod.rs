@@ -13,11 +13,13 @@ mod postgres;
 mod settings;
 mod sqlite;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::civil::Date;
 
 use crate::pacing::Pace;
+use crate::schedule::DailyCap;
 
 pub use settings::{LedgerSettings, LedgerUrl};
 
@@ -25,6 +27,27 @@ pub use settings::{LedgerSettings, LedgerUrl};
 pub enum Ledger {
     Sqlite(sqlite::SqliteLedger),
     Postgres(postgres::PostgresLedger),
+}
+
+/// What the ledger knows of one number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberRecord {
+    pub instance_id: String,
+    /// The first day it was seen sending (with a daily cap or warm-up set).
+    pub first_day: Option<Date>,
+    /// GCRA's next theoretical turn, nanoseconds since 1970.
+    pub next_at: Option<i64>,
+    /// Messages counted per day, from the days asked for.
+    pub sent: BTreeMap<Date, u64>,
+}
+
+/// What counting a message against a daily cap came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Counted: it may be sent.
+    Counted,
+    /// The day's cap, which is reached: it may not.
+    CapReached(u64),
 }
 
 /// The ledger cannot be opened, read or written.
@@ -56,14 +79,15 @@ impl Ledger {
         Ok(Ledger::Sqlite(sqlite::SqliteLedger::open(None).await?))
     }
 
-    /// Counts one more message for `instance` on `day`, unless `cap` are
-    /// counted already; returns whether it may be sent. One atomic step.
+    /// Counts one more message for `instance` on `day`, unless that day's
+    /// cap (its warm-up cap on the number's first days of sending, counted
+    /// from the first the ledger saw) is reached. One atomic step.
     pub async fn take_from_daily_cap(
         &self,
         instance: &str,
         day: Date,
-        cap: u64,
-    ) -> Result<bool, LedgerError> {
+        cap: &DailyCap,
+    ) -> Result<Taken, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.take_from_daily_cap(instance, day, cap).await,
             Ledger::Postgres(store) => store.take_from_daily_cap(instance, day, cap).await,
@@ -83,6 +107,14 @@ impl Ledger {
         match self {
             Ledger::Sqlite(store) => store.book_turns(instance, pace, phone_times).await,
             Ledger::Postgres(store) => store.book_turns(instance, pace, phone_times).await,
+        }
+    }
+
+    /// Every number the ledger knows, with its counts from `since` on.
+    pub async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.numbers(since).await,
+            Ledger::Postgres(store) => store.numbers(since).await,
         }
     }
 
@@ -120,7 +152,58 @@ const MIGRATIONS: &[&str] = &[
          next_at BIGINT NOT NULL,
          phone_free_at BIGINT NOT NULL
      )",
+    // 3: the first day each number was seen sending, for its warm-up.
+    "CREATE TABLE numbers (
+         instance_id TEXT NOT NULL PRIMARY KEY,
+         first_day TEXT NOT NULL
+     )",
 ];
+
+/// Numbers assembled from the rows of the three tables: ids, first days,
+/// clocks and counts (day as text).
+fn assemble(
+    first_days: Vec<(String, String)>,
+    clocks: Vec<(String, i64)>,
+    counts: Vec<(String, String, i64)>,
+) -> Vec<NumberRecord> {
+    let mut numbers: BTreeMap<String, NumberRecord> = BTreeMap::new();
+    for (id, first_day) in first_days {
+        let record = numbers.entry(id.clone()).or_insert_with(|| empty(&id));
+        record.first_day = first_day.parse().ok();
+    }
+    for (id, next_at) in clocks {
+        numbers
+            .entry(id.clone())
+            .or_insert_with(|| empty(&id))
+            .next_at = Some(next_at);
+    }
+    for (id, day, sent) in counts {
+        if let Ok(day) = day.parse() {
+            let record = numbers.entry(id.clone()).or_insert_with(|| empty(&id));
+            record.sent.insert(day, u64::try_from(sent).unwrap_or(0));
+        }
+    }
+    numbers.into_values().collect()
+}
+
+fn empty(instance_id: &str) -> NumberRecord {
+    NumberRecord {
+        instance_id: instance_id.to_string(),
+        first_day: None,
+        next_at: None,
+        sent: BTreeMap::new(),
+    }
+}
+
+/// Which of its days of sending `day` is for a number first seen on
+/// `first_day` (0 for that first day).
+fn day_index(first_day: &str, day: Date) -> i64 {
+    first_day
+        .parse::<Date>()
+        .ok()
+        .and_then(|first| first.until(day).ok())
+        .map_or(0, |span| i64::from(span.get_days()).max(0))
+}
 
 /// Now, in nanoseconds since 1970: the time a clock is booked against.
 fn now_nanos() -> i64 {

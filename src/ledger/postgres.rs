@@ -7,8 +7,9 @@ use jiff::civil::Date;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
-use super::{now_nanos, LedgerError, MIGRATIONS};
+use super::{assemble, day_index, now_nanos, LedgerError, NumberRecord, Taken, MIGRATIONS};
 use crate::pacing::{ClockState, Pace};
+use crate::schedule::DailyCap;
 
 pub struct PostgresLedger {
     /// One connection; a transaction holds it for its few statements.
@@ -46,23 +47,47 @@ impl PostgresLedger {
         &self,
         instance: &str,
         day: Date,
-        cap: u64,
-    ) -> Result<bool, LedgerError> {
-        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-        let client = self.client.lock().await;
+        cap: &DailyCap,
+    ) -> Result<Taken, LedgerError> {
+        let day_text = day.to_string();
+        let mut client = self.client.lock().await;
+        let failed = |error: tokio_postgres::Error| self.failed(&error);
+        let transaction = client.transaction().await.map_err(failed)?;
+        transaction
+            .execute(
+                "INSERT INTO numbers (instance_id, first_day) VALUES ($1, $2)
+                 ON CONFLICT (instance_id) DO NOTHING",
+                &[&instance, &day_text],
+            )
+            .await
+            .map_err(failed)?;
+        let first_day: String = transaction
+            .query_one(
+                "SELECT first_day FROM numbers WHERE instance_id = $1",
+                &[&instance],
+            )
+            .await
+            .map_err(failed)?
+            .get(0);
+        let today_cap = cap.cap_on(day_index(&first_day, day));
+        let limit = today_cap.map_or(i64::MAX, |cap| i64::try_from(cap).unwrap_or(i64::MAX));
         // One statement, as in SQLite: no read-modify-write between runs.
-        let counted = client
+        let counted = transaction
             .query_opt(
                 "INSERT INTO daily_counts (instance_id, day, sent) VALUES ($1, $2, 1)
                  ON CONFLICT (instance_id, day) DO UPDATE
                      SET sent = daily_counts.sent + 1
                      WHERE daily_counts.sent < $3
                  RETURNING sent",
-                &[&instance, &day.to_string(), &cap],
+                &[&instance, &day_text, &limit],
             )
             .await
-            .map_err(|error| self.failed(&error))?;
-        Ok(counted.is_some_and(|row| row.get::<_, i64>(0) <= cap))
+            .map_err(failed)?;
+        transaction.commit().await.map_err(failed)?;
+        Ok(match (counted, today_cap) {
+            (Some(row), _) if row.get::<_, i64>(0) <= limit => Taken::Counted,
+            (_, cap) => Taken::CapReached(cap.unwrap_or(0)),
+        })
     }
 
     pub async fn book_turns(
@@ -110,6 +135,36 @@ impl PostgresLedger {
             .await
             .map_err(|error| self.failed(&error))?;
         Ok(turns)
+    }
+
+    pub async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
+        let client = self.client.lock().await;
+        let failed = |error: tokio_postgres::Error| self.failed(&error);
+        let first_days = client
+            .query("SELECT instance_id, first_day FROM numbers", &[])
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let clocks = client
+            .query("SELECT instance_id, next_at FROM clocks", &[])
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let counts = client
+            .query(
+                "SELECT instance_id, day, sent FROM daily_counts WHERE day >= $1",
+                &[&since.to_string()],
+            )
+            .await
+            .map_err(failed)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        Ok(assemble(first_days, clocks, counts))
     }
 
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {

@@ -9,8 +9,9 @@ use std::time::Duration;
 use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{now_nanos, LedgerError, MIGRATIONS};
+use super::{assemble, day_index, now_nanos, LedgerError, NumberRecord, Taken, MIGRATIONS};
 use crate::pacing::{ClockState, Pace};
+use crate::schedule::DailyCap;
 
 pub struct SqliteLedger {
     connection: Arc<Mutex<Connection>>,
@@ -50,25 +51,42 @@ impl SqliteLedger {
         &self,
         instance: &str,
         day: Date,
-        cap: u64,
-    ) -> Result<bool, LedgerError> {
-        let (instance, day) = (instance.to_string(), day.to_string());
-        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
-        self.call(move |connection| {
-            // One statement: a new day starts at 1, an old one goes up by one
-            // only while under the cap; no row back means the cap is reached.
-            let counted: Option<i64> = connection
+        cap: &DailyCap,
+    ) -> Result<Taken, LedgerError> {
+        let (instance, cap) = (instance.to_string(), cap.clone());
+        self.call_mut(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            transaction.execute(
+                "INSERT INTO numbers (instance_id, first_day) VALUES (?1, ?2)
+                 ON CONFLICT (instance_id) DO NOTHING",
+                params![instance, day.to_string()],
+            )?;
+            let first_day: String = transaction.query_row(
+                "SELECT first_day FROM numbers WHERE instance_id = ?1",
+                params![instance],
+                |row| row.get(0),
+            )?;
+            let today_cap = cap.cap_on(day_index(&first_day, day));
+            let limit = today_cap.map_or(i64::MAX, |cap| i64::try_from(cap).unwrap_or(i64::MAX));
+            // A new day starts at 1, an old one goes up by one only while
+            // under the cap; no row back means the cap is reached.
+            let counted: Option<i64> = transaction
                 .query_row(
                     "INSERT INTO daily_counts (instance_id, day, sent) VALUES (?1, ?2, 1)
                      ON CONFLICT (instance_id, day) DO UPDATE
                          SET sent = daily_counts.sent + 1
                          WHERE daily_counts.sent < ?3
                      RETURNING sent",
-                    params![instance, day, cap],
+                    params![instance, day.to_string(), limit],
                     |row| row.get(0),
                 )
                 .optional()?;
-            Ok(counted.is_some_and(|sent| sent <= cap))
+            transaction.commit()?;
+            Ok(match (counted, today_cap) {
+                (Some(sent), _) if sent <= limit => Taken::Counted,
+                (_, cap) => Taken::CapReached(cap.unwrap_or(0)),
+            })
         })
         .await
     }
@@ -107,6 +125,28 @@ impl SqliteLedger {
             )?;
             transaction.commit()?;
             Ok(turns)
+        })
+        .await
+    }
+
+    pub async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
+        let since = since.to_string();
+        self.call(move |connection| {
+            let first_days = connection
+                .prepare("SELECT instance_id, first_day FROM numbers")?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let clocks = connection
+                .prepare("SELECT instance_id, next_at FROM clocks")?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let counts = connection
+                .prepare("SELECT instance_id, day, sent FROM daily_counts WHERE day >= ?1")?
+                .query_map(params![since], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(assemble(first_days, clocks, counts))
         })
         .await
     }
@@ -231,6 +271,21 @@ mod tests {
         text.parse().unwrap()
     }
 
+    async fn take(ledger: &SqliteLedger, instance: &str, date: Date, n: u64) -> Taken {
+        ledger
+            .take_from_daily_cap(instance, date, &cap(n))
+            .await
+            .unwrap()
+    }
+
+    fn cap(n: u64) -> DailyCap {
+        DailyCap {
+            cap: Some(n),
+            warmup: Vec::new(),
+            timezone: jiff::tz::TimeZone::UTC,
+        }
+    }
+
     #[tokio::test]
     async fn the_daily_cap_counts_per_instance_and_day_and_stops_at_the_cap() {
         let dir = tempfile::tempdir().unwrap();
@@ -238,29 +293,53 @@ mod tests {
         let first = SqliteLedger::open(Some(path.clone())).await.unwrap();
         let second = SqliteLedger::open(Some(path)).await.unwrap();
         let today = day("2026-11-24");
-
-        assert!(first.take_from_daily_cap("a", today, 2).await.unwrap());
-        assert!(
-            second.take_from_daily_cap("a", today, 2).await.unwrap(),
+        assert_eq!(take(&first, "a", today, 2).await, Taken::Counted);
+        assert_eq!(
+            take(&second, "a", today, 2).await,
+            Taken::Counted,
             "another run, the same file"
         );
-        assert!(!first.take_from_daily_cap("a", today, 2).await.unwrap());
-        assert!(
-            second.take_from_daily_cap("b", today, 2).await.unwrap(),
+        assert_eq!(take(&first, "a", today, 2).await, Taken::CapReached(2));
+        assert_eq!(
+            take(&second, "b", today, 2).await,
+            Taken::Counted,
             "each instance its own"
         );
-        assert!(
-            first
-                .take_from_daily_cap("a", day("2026-11-25"), 2)
-                .await
-                .unwrap(),
+        assert_eq!(
+            take(&first, "a", day("2026-11-25"), 2).await,
+            Taken::Counted,
             "a new day"
         );
-        assert!(
-            second.take_from_daily_cap("a", today, 3).await.unwrap(),
+        assert_eq!(
+            take(&second, "a", today, 3).await,
+            Taken::Counted,
             "a higher cap allows more"
         );
         assert_eq!(first.sent_on("a", today).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_new_number_warms_up_from_the_first_day_it_sends() {
+        let ledger = SqliteLedger::open(None).await.unwrap();
+        let cap = DailyCap {
+            cap: Some(5),
+            warmup: vec![1, 2],
+            timezone: jiff::tz::TimeZone::UTC,
+        };
+        let mut sent = Vec::new();
+        for date in ["2026-11-24", "2026-11-25", "2026-11-26"] {
+            let mut today = 0;
+            while ledger
+                .take_from_daily_cap("new", day(date), &cap)
+                .await
+                .unwrap()
+                == Taken::Counted
+            {
+                today += 1;
+            }
+            sent.push(today);
+        }
+        assert_eq!(sent, [1, 2, 5]);
     }
 
     #[tokio::test]
@@ -291,7 +370,8 @@ mod tests {
         for _ in 0..2 {
             let ledger = SqliteLedger::open(None).await.unwrap();
             assert_eq!(ledger.sent_on("a", today).await.unwrap(), 0);
-            assert!(ledger.take_from_daily_cap("a", today, 1).await.unwrap());
+            let taken = ledger.take_from_daily_cap("a", today, &cap(1)).await;
+            assert_eq!(taken.unwrap(), Taken::Counted);
         }
     }
 }

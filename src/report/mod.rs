@@ -1,12 +1,14 @@
 //! What the user sees: the progress bar and the log lines on stderr, the
-//! dry-run report and the summary on stdout.
+//! dry-run report, the summary and the numbers' report on stdout.
 
 mod check;
 mod log;
+mod numbers;
 mod progress;
 mod summary;
 
 pub use check::{human_duration, CheckReport, ProblemGroup};
 pub use log::{LogLine, LogWriter};
+pub use numbers::{numbers_text, DaySent, NumberReport};
 pub use progress::{progress_area, Progress};
 pub use summary::Summary;

@@ -2,8 +2,11 @@
 //! campaign and its results file opened, one thread writing results, one
 //! reading rows, the dispatcher sending, and the summary at the end.
 
+mod numbers;
 mod reading;
 mod target;
+
+pub use numbers::numbers;
 
 use std::path::PathBuf;
 use std::sync::Arc;

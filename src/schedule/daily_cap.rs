@@ -1,5 +1,6 @@
 //! The daily cap per instance: how many messages a number may send in one
-//! local day. The count itself lives in the ledger, shared by every run.
+//! local day, lower on its first days (the warm-up). The counts live in the
+//! ledger, shared by every run.
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -8,12 +9,23 @@ use jiff::Timestamp;
 /// Messages per instance per local day.
 #[derive(Debug, Clone)]
 pub struct DailyCap {
-    pub cap: u64,
+    /// The cap once the warm-up is over; `None`: no cap then.
+    pub cap: Option<u64>,
+    /// The caps of a number's 1st, 2nd, … day of sending.
+    pub warmup: Vec<u64>,
     /// The zone whose midnight starts a new day.
     pub timezone: TimeZone,
 }
 
 impl DailyCap {
+    /// The cap of a number's day of sending `day_index` (0 for its first).
+    pub fn cap_on(&self, day_index: i64) -> Option<u64> {
+        usize::try_from(day_index)
+            .ok()
+            .and_then(|index| self.warmup.get(index).copied())
+            .or(self.cap)
+    }
+
     /// The day `now` counts in.
     pub fn day(&self, now: Timestamp) -> Date {
         now.to_zoned_datetime(self.timezone.clone()).date()
@@ -27,11 +39,25 @@ mod tests {
     #[test]
     fn the_day_is_the_local_one() {
         let cap = DailyCap {
-            cap: 1,
+            cap: Some(1),
+            warmup: Vec::new(),
             timezone: TimeZone::get("America/Sao_Paulo").unwrap(),
         };
         // 01:00 UTC is still the day before in São Paulo (UTC-3).
         let now: Timestamp = "2026-11-25T01:00:00Z".parse().unwrap();
         assert_eq!(cap.day(now).to_string(), "2026-11-24");
+    }
+
+    #[test]
+    fn a_new_number_warms_up_then_takes_the_cap() {
+        let cap = DailyCap {
+            cap: Some(500),
+            warmup: vec![20, 40, 80],
+            timezone: TimeZone::UTC,
+        };
+        let caps: Vec<_> = (0..5).map(|day| cap.cap_on(day)).collect();
+        assert_eq!(caps, [Some(20), Some(40), Some(80), Some(500), Some(500)]);
+        let warmup_only = DailyCap { cap: None, ..cap };
+        assert_eq!(warmup_only.cap_on(3), None);
     }
 }

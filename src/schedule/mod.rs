@@ -26,17 +26,24 @@ pub struct ScheduleSettings {
     pub timezone: Option<TimeZone>,
     /// Messages per instance per day, across every run sharing the ledger.
     pub daily_cap: Option<u64>,
+    /// A new number's caps on its 1st, 2nd, … day of sending, before
+    /// `daily_cap` applies: numbers that send at full volume on day one
+    /// are the likeliest to be banned.
+    pub warmup: Vec<u64>,
 }
 
 impl ScheduleSettings {
     pub fn check(&self) -> Result<(), InvalidSetting> {
-        match self.daily_cap {
-            Some(0) => Err(invalid(
+        if self.daily_cap == Some(0) {
+            return Err(invalid(
                 "schedule.daily_cap",
                 "must be at least 1; leave it out for no cap",
-            )),
-            _ => Ok(()),
+            ));
         }
+        if self.warmup.contains(&0) {
+            return Err(invalid("schedule.warmup", "a day's cap must be at least 1"));
+        }
+        Ok(())
     }
 
     /// The zone local times are read in.
@@ -52,10 +59,11 @@ impl ScheduleSettings {
         })
     }
 
-    /// The daily cap, when one is set.
+    /// The daily cap, when one (or a warm-up) is set.
     pub fn daily_cap(&self) -> Option<DailyCap> {
-        Some(DailyCap {
-            cap: self.daily_cap?,
+        (self.daily_cap.is_some() || !self.warmup.is_empty()).then(|| DailyCap {
+            cap: self.daily_cap,
+            warmup: self.warmup.clone(),
             timezone: self.time_zone(),
         })
     }

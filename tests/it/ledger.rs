@@ -47,6 +47,7 @@ on_both_stores!(
     a_rehearsal_spends_none_of_the_real_cap,
     two_campaigns_through_one_number_at_once_keep_its_pace_together,
     a_run_killed_holding_its_turns_leaves_the_pace_whole,
+    a_new_number_warms_up_and_numbers_shows_it,
 );
 
 /// A quick config whose ledger is `url`.
@@ -256,4 +257,53 @@ async fn a_ledger_lost_mid_run_halts_it_and_a_resume_completes() {
     let output = work.send(&config, &["--resume"]).await;
     assert!([0, 1].contains(&code(&output)), "{}", stderr(&output));
     assert_eq!(server.accepted(), 20, "every row sent once in all");
+}
+
+async fn a_new_number_warms_up_and_numbers_shows_it(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let config = work.config(
+        &with_ledger(&server.base_url(), &ledger)
+            .set("schedule.warmup", "[2, 3]")
+            .set("schedule.daily_cap", "10")
+            .set("schedule.timezone", "\"UTC\""),
+    );
+    work.write("campaign.csv", &common::campaign(5));
+
+    let output = work.send(&config, &[]).await;
+
+    assert_eq!(code(&output), 5, "its first day's cap: {}", stderr(&output));
+    assert_eq!(server.accepted(), 2);
+    let output = work
+        .run_with_env(&["numbers", "--config", &config, "--json"], &[])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    assert_eq!(numbers.as_array().unwrap().len(), 1, "{numbers}");
+    let number = &numbers[0];
+    assert_eq!(number["instance_id"], "inst-1");
+    assert_eq!(number["sent_today"], 2);
+    assert_eq!(number["cap_today"], 2);
+    assert_eq!(number["first_day"], today.as_str());
+    assert_eq!(number["last_7_days"][6]["day"], today.as_str());
+    assert_eq!(number["last_7_days"][6]["sent"], 2);
+    assert!(
+        !stdout(&output).contains(pg::PASSWORD_SHOWN_NOWHERE),
+        "{}",
+        stdout(&output)
+    );
+
+    let text = work
+        .run_with_env(&["numbers", "--config", &config], &[])
+        .await;
+    assert!(
+        stdout(&text).contains("inst-1") && stdout(&text).contains("today 2 of 2"),
+        "{}",
+        stdout(&text)
+    );
 }

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 const ROLE: &str = "bulk";
 const PASSWORD: &str = "pg-test-password-4c1d";
 
+/// The password, for tests that check it is shown nowhere.
+pub const PASSWORD_SHOWN_NOWHERE: &str = PASSWORD;
+
 struct Cluster {
     port: u16,
 }

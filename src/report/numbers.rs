@@ -1,0 +1,102 @@
+//! `interacto-bulk numbers`: what the ledger knows of each sending number.
+
+use std::fmt::Write as _;
+
+use jiff::civil::Date;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::ledger::NumberRecord;
+use crate::pacing::Pace;
+use crate::schedule::DailyCap;
+
+/// One number, as the `numbers` command shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NumberReport {
+    pub instance_id: String,
+    /// The first day the ledger saw it send (counted with a cap or warm-up).
+    pub first_day: Option<String>,
+    pub sent_today: u64,
+    /// Today's cap, the warm-up included; `None`: no cap.
+    pub cap_today: Option<u64>,
+    /// When its next message may leave, at the configured pace (UTC).
+    pub next_free: Option<String>,
+    /// Messages counted on each of the last 7 days, oldest first.
+    pub last_7_days: Vec<DaySent>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DaySent {
+    pub day: String,
+    pub sent: u64,
+}
+
+impl NumberReport {
+    pub fn new(
+        record: &NumberRecord,
+        today: Date,
+        cap: Option<&DailyCap>,
+        pace: Pace,
+        now: Timestamp,
+    ) -> Self {
+        let days_sending = record
+            .first_day
+            .and_then(|first| first.until(today).ok())
+            .map_or(0, |span| i64::from(span.get_days()).max(0));
+        let tolerance = pace
+            .interval
+            .saturating_mul(i64::from(pace.burst.max(1)) - 1);
+        let now_nanos = i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX);
+        let next_free = record.next_at.map(|next| {
+            let at = next.saturating_sub(tolerance).max(now_nanos);
+            Timestamp::from_nanosecond(i128::from(at))
+                .unwrap_or(now)
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        });
+        let last_7_days = (0..7)
+            .rev()
+            .filter_map(|back| today.checked_sub(jiff::Span::new().days(back)).ok())
+            .map(|day| DaySent {
+                day: day.to_string(),
+                sent: record.sent.get(&day).copied().unwrap_or(0),
+            })
+            .collect();
+        NumberReport {
+            instance_id: record.instance_id.clone(),
+            first_day: record.first_day.map(|day| day.to_string()),
+            sent_today: record.sent.get(&today).copied().unwrap_or(0),
+            cap_today: cap.and_then(|cap| cap.cap_on(days_sending)),
+            next_free,
+            last_7_days,
+        }
+    }
+}
+
+/// One line a number, for people.
+pub fn numbers_text(reports: &[NumberReport]) -> String {
+    if reports.is_empty() {
+        return "the ledger knows no number yet\n".to_string();
+    }
+    let mut text = String::new();
+    for report in reports {
+        let cap = report
+            .cap_today
+            .map_or_else(|| "no cap".to_string(), |cap| cap.to_string());
+        let week: Vec<String> = report
+            .last_7_days
+            .iter()
+            .map(|day| day.sent.to_string())
+            .collect();
+        let _ = writeln!(
+            text,
+            "{}  first sent {} · today {} of {cap} · next free {} · last 7 days {}",
+            report.instance_id,
+            report.first_day.as_deref().unwrap_or("—"),
+            report.sent_today,
+            report.next_free.as_deref().unwrap_or("now"),
+            week.join(" ")
+        );
+    }
+    text
+}
