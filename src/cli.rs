@@ -36,6 +36,52 @@ pub enum Command {
     /// Show what the ledger knows of each sending number: its first day,
     /// today's count and cap, its next free turn, the last 7 days
     Numbers(NumbersArgs),
+    /// Keep recipients from ever getting a message (opt-outs; Brazil's LGPD
+    /// requires honouring them): add, import, remove, list
+    Suppress(SuppressArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuppressArgs {
+    #[command(subcommand)]
+    pub action: SuppressAction,
+
+    /// Config file (TOML): the ledger, and campaign.default_region for phones
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// The ledger that keeps the list: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
+    /// [config: ledger.url; env: INTERACTO_LEDGER_URL]
+    #[arg(long, value_name = "URL", global = true)]
+    pub ledger: Option<LedgerUrl>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuppressAction {
+    /// Add phones to the list (written as in a campaign; normalised the same way)
+    Add {
+        #[arg(required = true, value_name = "PHONE")]
+        phones: Vec<String>,
+        /// Why, kept with each phone
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Add every phone of a CSV file: its phone column (header `phone`, `to`
+    /// or `telefone`, matched like campaign headers), or its only column
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Why, kept with each phone
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Take phones off the list
+    Remove {
+        #[arg(required = true, value_name = "PHONE")]
+        phones: Vec<String>,
+    },
+    /// The whole list, as CSV on stdout (phone,reason,added_at)
+    List,
 }
 
 #[derive(Debug, Args)]

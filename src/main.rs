@@ -8,6 +8,7 @@ use interacto_bulk::api::{MockOptions, MockServer};
 use interacto_bulk::campaign::Source;
 use interacto_bulk::cli::{
     Cli, Command, LogArgs, LogFormat, MockServerArgs, NumbersArgs, RunArgs, SummaryFormat,
+    SuppressArgs,
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
@@ -20,7 +21,7 @@ fn main() -> std::process::ExitCode {
     let wants_progress = match &cli.command {
         Command::Send(args) => !args.run.no_progress,
         Command::Validate(args) => !args.run.no_progress,
-        Command::MockServer(_) | Command::Numbers(_) => false,
+        Command::MockServer(_) | Command::Numbers(_) | Command::Suppress(_) => false,
     };
     let progress_area = report::progress_area(wants_progress);
     init_logging(&cli.log, LogWriter::new(progress_area.clone()));
@@ -61,6 +62,7 @@ fn main() -> std::process::ExitCode {
                 serve_mock(args, shutdown).await.map(|()| ExitCode::Success)
             }
             Command::Numbers(args) => show_numbers(args).await.map(|()| ExitCode::Success),
+            Command::Suppress(args) => suppress(args).await,
         }
     });
     // A blocking read that never returns (a FIFO nobody writes to) must not
@@ -177,6 +179,21 @@ async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
         false => print_out(&report::numbers_text(&numbers)),
     }
     Ok(())
+}
+
+async fn suppress(args: SuppressArgs) -> Result<ExitCode, RunError> {
+    let overrides = Overrides {
+        ledger: args.ledger,
+        ..Overrides::default()
+    };
+    let settings = Settings::load(
+        args.config.as_deref(),
+        Environment::from_process(),
+        overrides,
+    )?;
+    let (text, exit) = interacto_bulk::run::suppress(&settings, args.action).await?;
+    print_out(&text);
+    Ok(exit)
 }
 
 async fn serve_mock(args: MockServerArgs, stop: CancellationToken) -> Result<(), RunError> {

@@ -2,7 +2,7 @@
 //! turned into a [`Job`](crate::types::Job) or a [`Rejected`](crate::types::Rejected) line. A bad row is data, not an error.
 
 mod checking;
-mod columns;
+pub mod columns;
 mod fields;
 pub mod input;
 pub mod phone;

@@ -41,6 +41,16 @@ pub struct NumberRecord {
     pub sent: BTreeMap<Date, u64>,
 }
 
+/// A recipient on the suppression list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    /// The phone, normalised as campaign phones are.
+    pub phone: String,
+    pub reason: String,
+    /// When it was added, UTC (`2026-11-25T13:00:00Z`).
+    pub added_at: String,
+}
+
 /// What counting a message against a daily cap came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Taken {
@@ -118,6 +128,31 @@ impl Ledger {
         }
     }
 
+    /// Adds recipients to the suppression list; returns how many were not
+    /// on it already (those keep their first reason and date).
+    pub async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.suppress(entries).await,
+            Ledger::Postgres(store) => store.suppress(entries).await,
+        }
+    }
+
+    /// Takes phones off the suppression list; returns how many were on it.
+    pub async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.unsuppress(phones).await,
+            Ledger::Postgres(store) => store.unsuppress(phones).await,
+        }
+    }
+
+    /// The whole suppression list, by phone.
+    pub async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.suppressed().await,
+            Ledger::Postgres(store) => store.suppressed().await,
+        }
+    }
+
     /// How many messages `instance` sent on `day`, for reports and tests.
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
         match self {
@@ -156,6 +191,12 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE numbers (
          instance_id TEXT NOT NULL PRIMARY KEY,
          first_day TEXT NOT NULL
+     )",
+    // 4: recipients who must never get a message (opt-outs).
+    "CREATE TABLE suppressed (
+         phone TEXT NOT NULL PRIMARY KEY,
+         reason TEXT NOT NULL,
+         added_at TEXT NOT NULL
      )",
 ];
 

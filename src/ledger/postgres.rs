@@ -7,7 +7,9 @@ use jiff::civil::Date;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
-use super::{assemble, day_index, now_nanos, LedgerError, NumberRecord, Taken, MIGRATIONS};
+use super::{
+    assemble, day_index, now_nanos, LedgerError, NumberRecord, Suppression, Taken, MIGRATIONS,
+};
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
 
@@ -165,6 +167,53 @@ impl PostgresLedger {
             .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect();
         Ok(assemble(first_days, clocks, counts))
+    }
+
+    pub async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
+        let mut client = self.client.lock().await;
+        let failed = |error: tokio_postgres::Error| self.failed(&error);
+        let transaction = client.transaction().await.map_err(failed)?;
+        let mut added = 0;
+        for entry in &entries {
+            added += transaction
+                .execute(
+                    "INSERT INTO suppressed (phone, reason, added_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (phone) DO NOTHING",
+                    &[&entry.phone, &entry.reason, &entry.added_at],
+                )
+                .await
+                .map_err(failed)?;
+        }
+        transaction.commit().await.map_err(failed)?;
+        Ok(usize::try_from(added).unwrap_or(usize::MAX))
+    }
+
+    pub async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
+        let client = self.client.lock().await;
+        let removed = client
+            .execute("DELETE FROM suppressed WHERE phone = ANY($1)", &[&phones])
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+    }
+
+    pub async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                "SELECT phone, reason, added_at FROM suppressed ORDER BY phone",
+                &[],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(rows
+            .iter()
+            .map(|row| Suppression {
+                phone: row.get(0),
+                reason: row.get(1),
+                added_at: row.get(2),
+            })
+            .collect())
     }
 
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {

@@ -9,7 +9,9 @@ use std::time::Duration;
 use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{assemble, day_index, now_nanos, LedgerError, NumberRecord, Taken, MIGRATIONS};
+use super::{
+    assemble, day_index, now_nanos, LedgerError, NumberRecord, Suppression, Taken, MIGRATIONS,
+};
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
 
@@ -147,6 +149,53 @@ impl SqliteLedger {
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(assemble(first_days, clocks, counts))
+        })
+        .await
+    }
+
+    pub async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
+        self.call_mut(move |connection| {
+            let transaction = connection.transaction()?;
+            let mut added = 0;
+            for entry in &entries {
+                added += transaction.execute(
+                    "INSERT INTO suppressed (phone, reason, added_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (phone) DO NOTHING",
+                    params![entry.phone, entry.reason, entry.added_at],
+                )?;
+            }
+            transaction.commit()?;
+            Ok(added)
+        })
+        .await
+    }
+
+    pub async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
+        self.call_mut(move |connection| {
+            let transaction = connection.transaction()?;
+            let mut removed = 0;
+            for phone in &phones {
+                removed += transaction
+                    .execute("DELETE FROM suppressed WHERE phone = ?1", params![phone])?;
+            }
+            transaction.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    pub async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
+        self.call(|connection| {
+            connection
+                .prepare("SELECT phone, reason, added_at FROM suppressed ORDER BY phone")?
+                .query_map([], |row| {
+                    Ok(Suppression {
+                        phone: row.get(0)?,
+                        reason: row.get(1)?,
+                        added_at: row.get(2)?,
+                    })
+                })?
+                .collect()
         })
         .await
     }

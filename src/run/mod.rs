@@ -4,10 +4,13 @@
 
 mod numbers;
 mod reading;
+mod suppress;
 mod target;
 
 pub use numbers::numbers;
+pub use suppress::suppress;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +24,7 @@ use crate::campaign::{self, Campaign, Source};
 use crate::config::Settings;
 use crate::dispatch::{self, Gates, RunControl, Sending};
 use crate::exit::RunError;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Suppression};
 use crate::pacing::{Estimate, Pace};
 use crate::report::{CheckReport, Progress, Summary};
 use crate::results::{self, Journal, Previous, ResultsError, ResultsWriter, RunLock, WriteGate};
@@ -72,17 +75,25 @@ pub async fn run(
         None => settings.api.senders(),
     };
 
-    // Ledger: shared with every run that points at it; a rehearsal (a dry
-    // run, --mock) gets one of its own that spends nothing real. Without
-    // it nothing is sent.
+    // Ledger: shared with every run that points at it; without it nothing
+    // is sent. Its suppression list applies to every run, rehearsals too;
+    // but a rehearsal (a dry run, --mock) keeps its clock and counts in a
+    // throwaway ledger that spends nothing real.
+    let shared_ledger = {
+        let url = settings
+            .ledger
+            .url_or_default()
+            .expect("checked with the settings");
+        Ledger::open(&url).await?
+    };
+    let suppressed: HashMap<String, Suppression> = shared_ledger
+        .suppressed()
+        .await?
+        .into_iter()
+        .map(|entry| (entry.phone.clone(), entry))
+        .collect();
     let ledger = Arc::new(match (&target, request.mock) {
-        (Some(_), false) => {
-            let url = settings
-                .ledger
-                .url_or_default()
-                .expect("checked with the settings");
-            Ledger::open(&url).await?
-        }
+        (Some(_), false) => shared_ledger,
         _ => Ledger::throwaway().await?,
     });
 
@@ -141,6 +152,7 @@ pub async fn run(
             outcomes: outcomes.clone(),
             instances,
             previous: opened.previous,
+            suppressed,
             resend_unknown: request.resend_unknown,
             stop: control.stopping().clone(),
             source_ends: request.source.is_regular_file(),

@@ -1,12 +1,16 @@
 //! The reading side of a run, on a blocking thread: every row of the
 //! campaign goes on as a job to the dispatcher, or straight to the results
-//! as a line (rejected, already sent by an earlier run, or `VALID` in a dry run).
+//! as a line (rejected, already sent by an earlier run, suppressed, or
+//! `VALID` in a dry run).
+
+use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::campaign::{Campaign, CampaignError};
 use crate::dispatch;
+use crate::ledger::Suppression;
 use crate::report::CheckReport;
 use crate::results::Previous;
 use crate::types::{Job, Outcome, Row, Status};
@@ -21,6 +25,8 @@ pub struct Reading {
     /// The instances rows are assigned to, for the lines this side writes.
     pub instances: Vec<String>,
     pub previous: Option<Previous>,
+    /// The suppression list, by phone: those recipients are never sent to.
+    pub suppressed: HashMap<String, Suppression>,
     pub resend_unknown: bool,
     pub stop: CancellationToken,
     /// The campaign is a regular file: once the run stops, its remaining
@@ -38,7 +44,7 @@ impl Reading {
         for row in &mut campaign {
             let row = row?;
             let earlier = match &row {
-                Row::Job(job) => self.earlier_verdict(job),
+                Row::Job(job) => self.earlier_verdict(job).or_else(|| self.suppression(job)),
                 Row::Rejected(_) => None,
             };
             if earlier.is_none() {
@@ -74,6 +80,23 @@ impl Reading {
             [] => "",
             instances => &instances[dispatch::assign(&job.recipient.to, instances)],
         }
+    }
+
+    /// The `SUPPRESSED` line of a recipient on the suppression list.
+    fn suppression(&self, job: &Job) -> Option<Outcome> {
+        let entry = self.suppressed.get(&job.recipient.to)?;
+        let mut outcome = Outcome::for_job(job, self.instance_for(job), Status::Suppressed);
+        outcome.delay = None;
+        outcome.typing = None;
+        let reason = match entry.reason.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", entry.reason),
+        };
+        outcome.error = format!(
+            "on the suppression list since {}{reason}; never sent",
+            entry.added_at
+        );
+        Some(outcome)
     }
 
     fn earlier_verdict(&self, job: &Job) -> Option<Outcome> {

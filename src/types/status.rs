@@ -19,10 +19,12 @@ pub enum Status {
     Deferred,
     /// Dry run: the row would be sent.
     Valid,
+    /// The recipient is on the suppression list (opted out); never sent.
+    Suppressed,
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub const ALL: [Status; 9] = [
         Status::Sent,
         Status::Failed,
         Status::Invalid,
@@ -31,6 +33,7 @@ impl Status {
         Status::Skipped,
         Status::Deferred,
         Status::Valid,
+        Status::Suppressed,
     ];
 
     /// An answer from (or about) the API, as opposed to a verdict on the file:
@@ -49,6 +52,7 @@ impl Status {
             Status::Skipped => "SKIPPED",
             Status::Deferred => "DEFERRED",
             Status::Valid => "VALID",
+            Status::Suppressed => "SUPPRESSED",
         }
     }
 

@@ -48,6 +48,7 @@ on_both_stores!(
     two_campaigns_through_one_number_at_once_keep_its_pace_together,
     a_run_killed_holding_its_turns_leaves_the_pace_whole,
     a_new_number_warms_up_and_numbers_shows_it,
+    suppressed_recipients_are_never_sent_to,
 );
 
 /// A quick config whose ledger is `url`.
@@ -306,4 +307,87 @@ async fn a_new_number_warms_up_and_numbers_shows_it(store: Store) {
         "{}",
         stdout(&text)
     );
+}
+
+async fn suppressed_recipients_are_never_sent_to(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let config = work.config(&with_ledger(&server.base_url(), &ledger));
+    work.write("campaign.csv", &common::campaign(4));
+    let suppress = |args: &[&str]| {
+        let mut all = vec!["suppress"];
+        all.extend_from_slice(args);
+        all.extend(["--config", &config]);
+        all.iter().map(|arg| arg.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let work = &work;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            work.run_with_env(&args, &[]).await
+        }
+    };
+
+    // By hand, as people write phones; and from a file with a bad row.
+    let output = run(suppress(&[
+        "add",
+        "(11) 98000-0000",
+        "--reason",
+        "asked on WhatsApp",
+    ]))
+    .await;
+    assert_eq!(
+        (code(&output), stdout(&output).trim()),
+        (0, "1 added, 0 already on the list")
+    );
+    work.write("optouts.csv", "Telefone\n+55 11 98000-0001\nnot a phone\n");
+    let output = run(suppress(&["import", "optouts.csv"])).await;
+    assert_eq!(code(&output), 1, "a bad row: {}", stdout(&output));
+    assert!(
+        stdout(&output).contains("1 added") && stdout(&output).contains("rows 3"),
+        "{}",
+        stdout(&output)
+    );
+    let output = run(suppress(&["list"])).await;
+    let list = stdout(&output);
+    let listed: Vec<&str> = list.lines().collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(
+        listed[1].starts_with("5511980000000,asked on WhatsApp,"),
+        "{listed:?}"
+    );
+    assert!(listed[2].starts_with("5511980000001,,"), "{listed:?}");
+
+    // A dry run shows them; a send never reaches them.
+    let output = work
+        .send(&config, &["--dry-run", "--out", "check.csv"])
+        .await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_eq!(common::count(&work.results("check.csv"), "SUPPRESSED"), 2);
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let results = work.results("campaign.results.csv");
+    assert_eq!(common::count(&results, "SUPPRESSED"), 2);
+    assert!(
+        results[0]["error"].contains("asked on WhatsApp")
+            || results[1]["error"].contains("asked on WhatsApp")
+    );
+    assert_eq!(server.accepted(), 2);
+    assert!(server
+        .received()
+        .iter()
+        .all(|request| request.body["to"] != "5511980000000"));
+
+    // Taken off the list, a resume sends it.
+    let output = run(suppress(&["remove", "+55 11 98000-0000"])).await;
+    assert_eq!(stdout(&output).trim(), "1 removed, 0 were not on the list");
+    let output = work.send(&config, &["--resume"]).await;
+    assert_eq!(
+        code(&output),
+        1,
+        "one still suppressed: {}",
+        stderr(&output)
+    );
+    assert_eq!(server.accepted(), 3);
 }
