@@ -206,6 +206,7 @@ pub fn check(
             priority,
             tags: tags.unwrap_or_default(),
             metadata: metadata.unwrap_or_default(),
+            resending: false,
         }),
         _ => Err(problems.0),
     }

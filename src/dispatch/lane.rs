@@ -14,17 +14,19 @@ use tracing::info;
 
 use super::control::{LaneHealth, RunControl};
 use super::{send, Shared, LANE_QUEUE};
-use crate::ledger::Taken;
+use crate::ledger::{Claim, Claimed, Taken};
 use crate::pacing::nanos;
 use crate::report::Progress;
 use crate::schedule::{DailyCap, Schedule};
-use crate::types::Job;
+use crate::types::{Job, Outcome, Status};
 
 /// When an instance may send: the send window and the daily cap.
 #[derive(Clone)]
 pub struct Gates {
     pub window: Option<Schedule>,
     pub daily_cap: Option<DailyCap>,
+    /// How long a recipient reached by any run sharing the ledger is held back.
+    pub cooldown: Option<Duration>,
     /// Outside the window, stop the run (rows DEFERRED) instead of waiting.
     pub no_wait: bool,
     /// Where a wait for the window is shown.
@@ -284,7 +286,10 @@ async fn send_at_turns(
 }
 
 /// Journals the jobs ready to go, in one write, and starts their requests;
-/// false (the jobs left in `ready`) when the journal cannot be written.
+/// false (the jobs left in `ready`) when the ledger or the journal fails.
+/// First the ledger has its last word on each, against every run sharing
+/// it: a card that already went to the recipient is `DUPLICATE`, a
+/// recipient reached within the cooldown `DEFERRED`.
 async fn start_ready(
     ready: &mut Vec<(Job, OwnedSemaphorePermit)>,
     lane: &Arc<LaneHealth>,
@@ -293,13 +298,81 @@ async fn start_ready(
     if ready.is_empty() {
         return true;
     }
+    let Some(claimed_at) = claimed(ready, lane, shared).await else {
+        return false;
+    };
     if !journalled(ready, shared).await {
         return false;
     }
-    for (job, permit) in ready.drain(..) {
-        send::start(job, permit, lane, shared);
+    for ((job, permit), claimed_at) in ready.drain(..).zip(claimed_at) {
+        send::start(job, permit, claimed_at, lane, shared);
     }
     true
+}
+
+/// Records in the ledger that the jobs in `ready` are leaving now, and takes
+/// out of `ready` (with their lines written) those it refuses; returns when
+/// each job left in `ready` was recorded. `None`, having halted the run,
+/// when the ledger fails.
+async fn claimed(
+    ready: &mut Vec<(Job, OwnedSemaphorePermit)>,
+    lane: &LaneHealth,
+    shared: &Shared,
+) -> Option<Vec<i64>> {
+    let claims = ready
+        .iter()
+        .map(|(job, _)| Claim {
+            recipient: job.recipient.to.clone(),
+            card_phone: job.recipient.contact_phone.clone(),
+            instance_id: lane.instance_id.to_string(),
+            resending: job.resending,
+        })
+        .collect();
+    let verdicts = match shared.ledger.claim(claims, shared.gates.cooldown).await {
+        Ok(verdicts) => verdicts,
+        Err(error) => {
+            let control = &shared.control;
+            control.halt(format!("cannot record the messages in the ledger: {error}"));
+            return None;
+        }
+    };
+    let mut going = Vec::with_capacity(ready.len());
+    let mut claimed_at = Vec::with_capacity(ready.len());
+    for ((job, permit), verdict) in ready.drain(..).zip(verdicts) {
+        let refused = match verdict {
+            Claimed::Granted(at) => {
+                going.push((job, permit));
+                claimed_at.push(at);
+                continue;
+            }
+            Claimed::SameCardAt(at) => {
+                let mut outcome = Outcome::for_job(&job, &lane.instance_id, Status::Duplicate);
+                outcome.add_error(format!(
+                    "the same card went to this recipient at {} (a run sharing the ledger); not sent again within 24 hours",
+                    at_text(at)
+                ));
+                outcome
+            }
+            Claimed::CoolingUntil(until) => {
+                let mut outcome = Outcome::for_job(&job, &lane.instance_id, Status::Deferred);
+                outcome.add_error(format!(
+                    "the recipient was reached recently (schedule.cooldown); not before {}, when --resume sends it",
+                    at_text(until)
+                ));
+                outcome
+            }
+        };
+        let _ = shared.outcomes.send(refused).await;
+    }
+    *ready = going;
+    Some(claimed_at)
+}
+
+/// A time of the ledger (nanoseconds since 1970), as messages show it.
+pub fn at_text(nanos: i64) -> String {
+    Timestamp::from_nanosecond(i128::from(nanos))
+        .map(|at| at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| "an unknown time".to_string())
 }
 
 /// Waits for `turn`, then a free slot: a job waiting for its turn must not

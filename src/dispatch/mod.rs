@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
 
 pub use control::RunControl;
-pub use lane::Gates;
+pub use lane::{at_text, Gates};
 
 use crate::api::ApiClient;
 use crate::ledger::Ledger;

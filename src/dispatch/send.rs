@@ -14,11 +14,13 @@ use crate::api::{ContactMessage, Queued, SendError};
 use crate::retry::{backoff, next_step, Next};
 use crate::types::{Job, Outcome, Status};
 
-/// Starts the request of a job that has its turn, its slot and its journal
-/// line; its outcome goes to the results writer.
+/// Starts the request of a job that has its turn, its slot, its journal
+/// line and its record in the ledger (made at `claimed_at`); its outcome
+/// goes to the results writer.
 pub(super) fn start(
     job: Job,
     permit: OwnedSemaphorePermit,
+    claimed_at: i64,
     lane: &Arc<LaneHealth>,
     shared: &Arc<Shared>,
 ) {
@@ -26,13 +28,31 @@ pub(super) fn start(
     shared
         .clone()
         .requests
-        .spawn(send(job, permit, lane, shared));
+        .spawn(send(job, permit, claimed_at, lane, shared));
 }
 
-async fn send(job: Job, permit: OwnedSemaphorePermit, lane: Arc<LaneHealth>, shared: Arc<Shared>) {
+async fn send(
+    job: Job,
+    permit: OwnedSemaphorePermit,
+    claimed_at: i64,
+    lane: Arc<LaneHealth>,
+    shared: Arc<Shared>,
+) {
     let control = &shared.control;
     let outcome = send_with_retries(&shared, &job, &lane).await;
     drop(permit);
+    // Not delivered for sure: the ledger forgets it went, so that a later
+    // run may send it. (An UNKNOWN stays recorded: it may have arrived.)
+    if matches!(outcome.status, Status::Failed | Status::Deferred) {
+        let recipient = &job.recipient;
+        if let Err(error) = shared
+            .ledger
+            .release(&recipient.to, &recipient.contact_phone, claimed_at)
+            .await
+        {
+            warn!(row = recipient.row, "{error}");
+        }
+    }
     match outcome.status {
         Status::Sent => {
             debug!(row = job.recipient.row, message_id = %outcome.message_id, attempts = outcome.attempts, "sent")

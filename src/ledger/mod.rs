@@ -13,12 +13,12 @@ mod postgres;
 mod settings;
 mod sqlite;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use jiff::civil::Date;
 
-use crate::pacing::Pace;
+use crate::pacing::{nanos, Pace};
 use crate::schedule::DailyCap;
 
 pub use settings::{LedgerSettings, LedgerUrl};
@@ -153,6 +153,52 @@ impl Ledger {
         }
     }
 
+    /// Checks and records each message about to leave, in one atomic step
+    /// against every run sharing the ledger: the same card to the same
+    /// recipient within [`SAME_CARD_WINDOW`], or any message to a recipient
+    /// within `cooldown`, is refused; the others are recorded as sent now.
+    pub async fn claim(
+        &self,
+        claims: Vec<Claim>,
+        cooldown: Option<std::time::Duration>,
+    ) -> Result<Vec<Claimed>, LedgerError> {
+        let cooldown = cooldown.map(nanos);
+        match self {
+            Ledger::Sqlite(store) => store.claim(claims, cooldown).await,
+            Ledger::Postgres(store) => store.claim(claims, cooldown).await,
+        }
+    }
+
+    /// Takes back the record of a message granted at `at` that then did
+    /// not go (the API refused it, or the run stopped first): a `--resume`
+    /// must be able to send it.
+    pub async fn release(
+        &self,
+        recipient: &str,
+        card_phone: &str,
+        at: i64,
+    ) -> Result<(), LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.release(recipient, card_phone, at).await,
+            Ledger::Postgres(store) => store.release(recipient, card_phone, at).await,
+        }
+    }
+
+    /// Recent contacts: cards within [`SAME_CARD_WINDOW`], recipients
+    /// within `cooldown`.
+    pub async fn recent_contacts(
+        &self,
+        cooldown: Option<std::time::Duration>,
+    ) -> Result<RecentContacts, LedgerError> {
+        let now = now_nanos();
+        let cards_since = now - nanos(SAME_CARD_WINDOW);
+        let recipients_since = cooldown.map_or(i64::MAX, |cooldown| now - nanos(cooldown));
+        match self {
+            Ledger::Sqlite(store) => store.recent_contacts(cards_since, recipients_since).await,
+            Ledger::Postgres(store) => store.recent_contacts(cards_since, recipients_since).await,
+        }
+    }
+
     /// How many messages `instance` sent on `day`, for reports and tests.
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
         match self {
@@ -198,7 +244,77 @@ const MIGRATIONS: &[&str] = &[
          reason TEXT NOT NULL,
          added_at TEXT NOT NULL
      )",
+    // 5: the last time each card went to each recipient (nanoseconds
+    //    since 1970); a recipient's latest is when it was last reached.
+    "CREATE TABLE cards (
+         recipient TEXT NOT NULL,
+         card_phone TEXT NOT NULL,
+         instance_id TEXT NOT NULL,
+         sent_at BIGINT NOT NULL,
+         PRIMARY KEY (recipient, card_phone)
+     )",
 ];
+
+/// How long the same card to the same recipient counts as a repeat.
+pub const SAME_CARD_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A message about to leave, as the ledger checks and records it.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub recipient: String,
+    pub card_phone: String,
+    pub instance_id: String,
+    /// An `UNKNOWN` the user asked to send again: no same-card check.
+    pub resending: bool,
+}
+
+/// What the ledger said of a message about to leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// Recorded as sent at this time: it may go.
+    Granted(i64),
+    /// The same card went to the same recipient at this time (nanoseconds
+    /// since 1970), within [`SAME_CARD_WINDOW`].
+    SameCardAt(i64),
+    /// The recipient was reached recently: not before this time.
+    CoolingUntil(i64),
+}
+
+/// What the ledger knew, at a run's start, of recent contacts: for marking
+/// rows before any turn is booked (the claim when a message leaves is what
+/// holds against runs at the same moment).
+#[derive(Debug, Clone, Default)]
+pub struct RecentContacts {
+    /// `recipient` -> `card phone` -> when it last went.
+    pub cards: HashMap<String, HashMap<String, i64>>,
+    /// `recipient` -> when it was last reached.
+    pub recipients: HashMap<String, i64>,
+}
+
+impl Claimed {
+    /// Decides one claim from what the ledger holds: the card's last time,
+    /// the recipient's last time.
+    pub fn decide(
+        claim: &Claim,
+        card_sent_at: Option<i64>,
+        last_reached: Option<i64>,
+        now: i64,
+        cooldown: Option<i64>,
+    ) -> Claimed {
+        let window = nanos(SAME_CARD_WINDOW);
+        // Rows of one claim batch share `now`; a card claimed a moment ago
+        // by this very batch has the same time and is a repeat too.
+        if let Some(sent_at) = card_sent_at.filter(|at| !claim.resending && *at > now - window) {
+            return Claimed::SameCardAt(sent_at);
+        }
+        if let (Some(last), Some(cooldown)) = (last_reached, cooldown) {
+            if last > now - cooldown {
+                return Claimed::CoolingUntil(last.saturating_add(cooldown));
+            }
+        }
+        Claimed::Granted(now)
+    }
+}
 
 /// Numbers assembled from the rows of the three tables: ids, first days,
 /// clocks and counts (day as text).

@@ -8,7 +8,8 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 use super::{
-    assemble, day_index, now_nanos, LedgerError, NumberRecord, Suppression, Taken, MIGRATIONS,
+    assemble, day_index, now_nanos, Claim, Claimed, LedgerError, NumberRecord, RecentContacts,
+    Suppression, Taken, MIGRATIONS,
 };
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
@@ -214,6 +215,113 @@ impl PostgresLedger {
                 added_at: row.get(2),
             })
             .collect())
+    }
+
+    pub async fn claim(
+        &self,
+        claims: Vec<Claim>,
+        cooldown: Option<i64>,
+    ) -> Result<Vec<Claimed>, LedgerError> {
+        let mut client = self.client.lock().await;
+        let failed = |error: tokio_postgres::Error| self.failed(&error);
+        let transaction = client.transaction().await.map_err(failed)?;
+        let now = now_nanos();
+        let mut decided = Vec::with_capacity(claims.len());
+        for claim in &claims {
+            // A lock on the recipient, to the end of the transaction: two
+            // machines claiming one recipient queue instead of both passing.
+            transaction
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    &[&claim.recipient],
+                )
+                .await
+                .map_err(failed)?;
+            let card_sent_at: Option<i64> = transaction
+                .query_opt(
+                    "SELECT sent_at FROM cards WHERE recipient = $1 AND card_phone = $2",
+                    &[&claim.recipient, &claim.card_phone],
+                )
+                .await
+                .map_err(failed)?
+                .map(|row| row.get(0));
+            let last_reached: Option<i64> = transaction
+                .query_one(
+                    "SELECT MAX(sent_at) FROM cards WHERE recipient = $1",
+                    &[&claim.recipient],
+                )
+                .await
+                .map_err(failed)?
+                .get(0);
+            let verdict = Claimed::decide(claim, card_sent_at, last_reached, now, cooldown);
+            if let Claimed::Granted(at) = verdict {
+                transaction
+                    .execute(
+                        "INSERT INTO cards (recipient, card_phone, instance_id, sent_at)
+                         VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (recipient, card_phone) DO UPDATE
+                             SET instance_id = excluded.instance_id, sent_at = excluded.sent_at",
+                        &[&claim.recipient, &claim.card_phone, &claim.instance_id, &at],
+                    )
+                    .await
+                    .map_err(failed)?;
+            }
+            decided.push(verdict);
+        }
+        transaction.commit().await.map_err(failed)?;
+        Ok(decided)
+    }
+
+    pub async fn release(
+        &self,
+        recipient: &str,
+        card_phone: &str,
+        at: i64,
+    ) -> Result<(), LedgerError> {
+        let client = self.client.lock().await;
+        client
+            .execute(
+                "DELETE FROM cards WHERE recipient = $1 AND card_phone = $2 AND sent_at = $3",
+                &[&recipient, &card_phone, &at],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(())
+    }
+
+    pub async fn recent_contacts(
+        &self,
+        cards_since: i64,
+        recipients_since: i64,
+    ) -> Result<RecentContacts, LedgerError> {
+        let client = self.client.lock().await;
+        let failed = |error: tokio_postgres::Error| self.failed(&error);
+        let mut recent = RecentContacts::default();
+        for row in client
+            .query(
+                "SELECT recipient, card_phone, sent_at FROM cards WHERE sent_at > $1",
+                &[&cards_since],
+            )
+            .await
+            .map_err(failed)?
+        {
+            recent
+                .cards
+                .entry(row.get(0))
+                .or_default()
+                .insert(row.get(1), row.get(2));
+        }
+        for row in client
+            .query(
+                "SELECT recipient, MAX(sent_at) FROM cards GROUP BY recipient HAVING MAX(sent_at) > $1",
+                &[&recipients_since],
+            )
+            .await
+            .map_err(failed)?
+        {
+            recent.recipients.insert(row.get(0), row.get(1));
+        }
+        Ok(recent)
     }
 
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {

@@ -10,7 +10,8 @@ use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    assemble, day_index, now_nanos, LedgerError, NumberRecord, Suppression, Taken, MIGRATIONS,
+    assemble, day_index, now_nanos, Claim, Claimed, LedgerError, NumberRecord, RecentContacts,
+    Suppression, Taken, MIGRATIONS,
 };
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
@@ -196,6 +197,102 @@ impl SqliteLedger {
                     })
                 })?
                 .collect()
+        })
+        .await
+    }
+
+    pub async fn claim(
+        &self,
+        claims: Vec<Claim>,
+        cooldown: Option<i64>,
+    ) -> Result<Vec<Claimed>, LedgerError> {
+        self.call_mut(move |connection| {
+            // One write transaction: another run's claims wait for these.
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_nanos();
+            let mut decided = Vec::with_capacity(claims.len());
+            {
+                let mut card_of = transaction.prepare_cached(
+                    "SELECT sent_at FROM cards WHERE recipient = ?1 AND card_phone = ?2",
+                )?;
+                let mut last_of = transaction
+                    .prepare_cached("SELECT MAX(sent_at) FROM cards WHERE recipient = ?1")?;
+                let mut record_card = transaction.prepare_cached(
+                    "INSERT INTO cards (recipient, card_phone, instance_id, sent_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (recipient, card_phone) DO UPDATE
+                         SET instance_id = excluded.instance_id, sent_at = excluded.sent_at",
+                )?;
+                for claim in &claims {
+                    let card_sent_at: Option<i64> = card_of
+                        .query_row(params![claim.recipient, claim.card_phone], |row| row.get(0))
+                        .optional()?;
+                    let last_reached: Option<i64> =
+                        last_of.query_row(params![claim.recipient], |row| row.get(0))?;
+                    let verdict = Claimed::decide(claim, card_sent_at, last_reached, now, cooldown);
+                    if let Claimed::Granted(at) = verdict {
+                        record_card.execute(params![
+                            claim.recipient,
+                            claim.card_phone,
+                            claim.instance_id,
+                            at
+                        ])?;
+                    }
+                    decided.push(verdict);
+                }
+            }
+            transaction.commit()?;
+            Ok(decided)
+        })
+        .await
+    }
+
+    pub async fn release(
+        &self,
+        recipient: &str,
+        card_phone: &str,
+        at: i64,
+    ) -> Result<(), LedgerError> {
+        let (recipient, card_phone) = (recipient.to_string(), card_phone.to_string());
+        self.call(move |connection| {
+            connection.execute(
+                "DELETE FROM cards WHERE recipient = ?1 AND card_phone = ?2 AND sent_at = ?3",
+                params![recipient, card_phone, at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn recent_contacts(
+        &self,
+        cards_since: i64,
+        recipients_since: i64,
+    ) -> Result<RecentContacts, LedgerError> {
+        self.call(move |connection| {
+            let mut recent = RecentContacts::default();
+            let mut cards = connection.prepare(
+                "SELECT recipient, card_phone, sent_at FROM cards WHERE sent_at > ?1",
+            )?;
+            let rows = cards.query_map(params![cards_since], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?))
+            })?;
+            for row in rows {
+                let (recipient, card, at) = row?;
+                recent.cards.entry(recipient).or_default().insert(card, at);
+            }
+            let mut recipients = connection.prepare(
+                "SELECT recipient, MAX(sent_at) FROM cards GROUP BY recipient HAVING MAX(sent_at) > ?1",
+            )?;
+            let rows = recipients.query_map(params![recipients_since], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+            for row in rows {
+                let (recipient, at) = row?;
+                recent.recipients.insert(recipient, at);
+            }
+            Ok(recent)
         })
         .await
     }

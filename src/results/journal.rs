@@ -226,6 +226,7 @@ mod tests {
             priority: None,
             tags: Vec::new(),
             metadata: Map::new(),
+            resending: false,
         }
     }
 

@@ -76,9 +76,9 @@ pub async fn run(
     };
 
     // Ledger: shared with every run that points at it; without it nothing
-    // is sent. Its suppression list applies to every run, rehearsals too;
-    // but a rehearsal (a dry run, --mock) keeps its clock and counts in a
-    // throwaway ledger that spends nothing real.
+    // is sent. Its suppression list and recent contacts apply to every run,
+    // rehearsals too; but a rehearsal (a dry run, --mock) keeps its clock,
+    // counts and records in a throwaway ledger that spends nothing real.
     let shared_ledger = {
         let url = settings
             .ledger
@@ -92,6 +92,9 @@ pub async fn run(
         .into_iter()
         .map(|entry| (entry.phone.clone(), entry))
         .collect();
+    let recent = shared_ledger
+        .recent_contacts(settings.schedule.cooldown)
+        .await?;
     let ledger = Arc::new(match (&target, request.mock) {
         (Some(_), false) => shared_ledger,
         _ => Ledger::throwaway().await?,
@@ -153,6 +156,8 @@ pub async fn run(
             instances,
             previous: opened.previous,
             suppressed,
+            recent,
+            cooldown: settings.schedule.cooldown,
             resend_unknown: request.resend_unknown,
             stop: control.stopping().clone(),
             source_ends: request.source.is_regular_file(),
@@ -178,6 +183,7 @@ pub async fn run(
                 gates: Gates {
                     window: settings.schedule.send_window(),
                     daily_cap: settings.schedule.daily_cap(),
+                    cooldown: settings.schedule.cooldown,
                     no_wait: request.no_wait,
                     progress: progress.clone(),
                 },

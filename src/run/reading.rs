@@ -4,13 +4,18 @@
 //! `VALID` in a dry run).
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::campaign::{Campaign, CampaignError};
 use crate::dispatch;
-use crate::ledger::Suppression;
+use crate::dispatch::at_text;
+use crate::ledger::{RecentContacts, Suppression};
+use crate::pacing::nanos;
 use crate::report::CheckReport;
 use crate::results::Previous;
 use crate::types::{Job, Outcome, Row, Status};
@@ -27,6 +32,10 @@ pub struct Reading {
     pub previous: Option<Previous>,
     /// The suppression list, by phone: those recipients are never sent to.
     pub suppressed: HashMap<String, Suppression>,
+    /// Who the ledger knew, at the start, to have been reached recently.
+    pub recent: RecentContacts,
+    /// `schedule.cooldown`.
+    pub cooldown: Option<Duration>,
     pub resend_unknown: bool,
     pub stop: CancellationToken,
     /// The campaign is a regular file: once the run stops, its remaining
@@ -42,9 +51,15 @@ impl Reading {
         mut check: CheckReport,
     ) -> Result<CheckReport, CampaignError> {
         for row in &mut campaign {
-            let row = row?;
+            let mut row = row?;
+            if let Row::Job(job) = &mut row {
+                job.resending = self.resending(job);
+            }
             let earlier = match &row {
-                Row::Job(job) => self.earlier_verdict(job).or_else(|| self.suppression(job)),
+                Row::Job(job) => self
+                    .earlier_verdict(job)
+                    .or_else(|| self.suppression(job))
+                    .or_else(|| self.recently_reached(job)),
                 Row::Rejected(_) => None,
             };
             if earlier.is_none() {
@@ -96,6 +111,55 @@ impl Reading {
             "on the suppression list since {}{reason}; never sent",
             entry.added_at
         );
+        Some(outcome)
+    }
+
+    /// Whether `job` is an `UNKNOWN` of an earlier run the user asked to
+    /// send again.
+    fn resending(&self, job: &Job) -> bool {
+        self.resend_unknown
+            && self
+                .previous
+                .as_ref()
+                .and_then(|previous| previous.verdict(&job.recipient.key))
+                == Some(Status::Unknown)
+    }
+
+    /// The line of a recipient the ledger knew, at the run's start, to have
+    /// had this card within 24 hours (`DUPLICATE`) or any message within the
+    /// cooldown (`DEFERRED` until it may go). The ledger's check as each
+    /// message leaves is what holds against runs at the same moment; this
+    /// one marks rows before any turn is booked, and shows them in a dry run.
+    fn recently_reached(&self, job: &Job) -> Option<Outcome> {
+        let recipient = &job.recipient;
+        let now = Timestamp::now().as_nanosecond();
+        let card_at = self
+            .recent
+            .cards
+            .get(&recipient.to)
+            .and_then(|cards| cards.get(&recipient.contact_phone))
+            .filter(|_| !job.resending);
+        let (status, error) = match (card_at, self.recent.recipients.get(&recipient.to), self.cooldown) {
+            (Some(at), _, _) => (
+                Status::Duplicate,
+                format!(
+                    "the same card went to this recipient at {} (a run sharing the ledger); not sent again within 24 hours",
+                    at_text(*at)
+                ),
+            ),
+            (None, Some(last), Some(cooldown)) if i128::from(last.saturating_add(nanos(cooldown))) > now => (
+                Status::Deferred,
+                format!(
+                    "the recipient was reached recently (schedule.cooldown); not before {}, when --resume sends it",
+                    at_text(last.saturating_add(nanos(cooldown)))
+                ),
+            ),
+            _ => return None,
+        };
+        let mut outcome = Outcome::for_job(job, self.instance_for(job), status);
+        outcome.delay = None;
+        outcome.typing = None;
+        outcome.error = error;
         Some(outcome)
     }
 

@@ -4,6 +4,8 @@
 mod daily_cap;
 mod window;
 
+use std::time::Duration;
+
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer};
 
@@ -30,6 +32,10 @@ pub struct ScheduleSettings {
     /// `daily_cap` applies: numbers that send at full volume on day one
     /// are the likeliest to be banned.
     pub warmup: Vec<u64>,
+    /// Hold back a recipient that any campaign sharing the ledger reached
+    /// within this long (`"7d"`, `"12h"`, `"30m"`).
+    #[serde(deserialize_with = "cooldown")]
+    pub cooldown: Option<Duration>,
 }
 
 impl ScheduleSettings {
@@ -79,6 +85,38 @@ fn machine_zone() -> TimeZone {
         .unwrap_or(TimeZone::UTC)
 }
 
+/// `7d`, `12h`, `30m` or `45s`: a cooldown.
+fn cooldown<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_span(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn parse_span(text: &str) -> Result<Duration, String> {
+    let invalid =
+        || format!("`{text}` is not a time span: write a number and d, h, m or s, like 7d");
+    let text = text.trim();
+    let unit_at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let seconds = match unit.trim() {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(invalid()),
+    };
+    // A year is more than any campaign means.
+    let span = number
+        .checked_mul(seconds)
+        .filter(|span| *span <= 366 * 86_400);
+    span.map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is longer than a year"))
+}
+
 /// An IANA time zone name, like `America/Sao_Paulo`.
 fn time_zone<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<TimeZone>, D::Error> {
     let name = String::deserialize(deserializer)?;
@@ -87,4 +125,27 @@ fn time_zone<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<TimeZo
             "`{name}` is not an IANA time zone name, like America/Sao_Paulo"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cooldowns_are_written_with_a_unit() {
+        assert_eq!(parse_span("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_span(" 12h "), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_span("30m"), Ok(Duration::from_secs(1_800)));
+        for bad in [
+            "7",
+            "d",
+            "7w",
+            "-1d",
+            "1.5d",
+            "99999999999999999999d",
+            "400d",
+        ] {
+            assert!(parse_span(bad).is_err(), "{bad}");
+        }
+    }
 }

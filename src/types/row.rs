@@ -30,6 +30,9 @@ pub struct Job {
     pub priority: Option<i64>,
     pub tags: Vec<String>,
     pub metadata: Map<String, Value>,
+    /// An `UNKNOWN` of an earlier run the user asked to send again
+    /// (`--resend-unknown`): the ledger's same-card check lets it through.
+    pub resending: bool,
 }
 
 /// A row that will not be sent: `INVALID` or `DUPLICATE`, with every problem.

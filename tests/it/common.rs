@@ -195,6 +195,13 @@ impl Workspace {
             .expect("the binary starts")
     }
 
+    /// A new, empty ledger in this workspace, as `--ledger` takes it: for a
+    /// test that sends the same cards again on purpose (the shared ledger
+    /// would hold them back as repeats within 24 hours).
+    pub fn fresh_ledger(&self, name: &str) -> String {
+        format!("sqlite://{}", self.path(&format!("{name}.db")).display())
+    }
+
     /// The results file as one map per line, by column name.
     pub fn results(&self, name: &str) -> Vec<HashMap<String, String>> {
         read_results(&self.path(name))

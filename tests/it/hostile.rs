@@ -219,8 +219,13 @@ async fn symbolic_links_where_its_files_go_are_never_written_through() {
     assert_eq!(precious(), "precious\n");
     unlink("out.csv.lock");
 
-    // A journal that is a link: the run's own journal replaces it.
+    // A journal that is a link: the run's own journal replaces it. (Other
+    // recipients: the first ones got their cards already.)
     link("out.csv.journal");
+    work.write(
+        "campaign.csv",
+        "to,contact_name,contact_phone\n11987650001,Ana,551130034000\n",
+    );
     let output = work
         .send(&config, &["--out", "out.csv", "--overwrite"])
         .await;
@@ -742,21 +747,21 @@ async fn a_full_disk_mid_run_is_a_halt_and_a_resume_accounts_for_every_row() {
             .set("pacing.rate", "\"5000/s\"")
             .set("pacing.concurrency", "8"),
     );
-    let rows = 1000;
+    let rows = 4000;
     work.write("campaign.csv", &common::campaign(rows));
     let mut command = work.command(
         &["send", "campaign.csv", "--config", &config],
         &[("INTERACTO_API_KEY", API_KEY)],
     );
     // SAFETY: setrlimit(2) and signal(2) are async-signal-safe. Files the
-    // run writes cannot grow past 64 kB (the ledger's fit, the results do
-    // not), as on a full disk (EFBIG instead of ENOSPC; SIGXFSZ ignored so
+    // run writes cannot grow past 512 kB (the results of 4,000 rows do not
+    // fit), as on a full disk (EFBIG instead of ENOSPC; SIGXFSZ ignored so
     // the write fails instead of the process).
     unsafe {
         command.pre_exec(|| {
             let limit = libc::rlimit {
-                rlim_cur: 64 * 1024,
-                rlim_max: 64 * 1024,
+                rlim_cur: 512 * 1024,
+                rlim_max: 512 * 1024,
             };
             libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);

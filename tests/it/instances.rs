@@ -46,8 +46,12 @@ async fn a_recipient_always_goes_through_the_same_instance() {
     work.write("campaign.csv", &common::campaign(30));
 
     let mut seen_runs = Vec::new();
-    for _ in 0..2 {
-        let output = work.send(&config, &["--overwrite"]).await;
+    for run in ["first", "second"] {
+        // The same cards again on purpose: a ledger of its own for each run.
+        let ledger = work.fresh_ledger(run);
+        let output = work
+            .send(&config, &["--overwrite", "--ledger", &ledger])
+            .await;
         assert_eq!(code(&output), 0, "{}", stderr(&output));
         let by_recipient: HashMap<String, String> = work
             .results("campaign.results.csv")

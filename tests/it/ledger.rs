@@ -49,6 +49,8 @@ on_both_stores!(
     a_run_killed_holding_its_turns_leaves_the_pace_whole,
     a_new_number_warms_up_and_numbers_shows_it,
     suppressed_recipients_are_never_sent_to,
+    the_same_card_never_goes_twice_whatever_the_runs,
+    a_cooldown_holds_back_a_recipient_across_campaigns,
 );
 
 /// A quick config whose ledger is `url`.
@@ -390,4 +392,88 @@ async fn suppressed_recipients_are_never_sent_to(store: Store) {
         stderr(&output)
     );
     assert_eq!(server.accepted(), 3);
+}
+
+async fn the_same_card_never_goes_twice_whatever_the_runs(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let config = work.config(&with_ledger(&server.base_url(), &ledger));
+    work.write("campaign.csv", &common::campaign(30));
+
+    // The same campaign twice at once, under two results files.
+    let runs: Vec<_> = ["a.csv", "b.csv"]
+        .iter()
+        .map(|out| work.spawn(&["send", "campaign.csv", "--config", &config, "--out", out]))
+        .collect();
+    for run in runs {
+        let output = common::ended(run).await;
+        assert!([0, 1].contains(&code(&output)), "{}", stderr(&output));
+    }
+    assert_eq!(server.accepted(), 30, "each card once");
+    let (a, b) = (work.results("a.csv"), work.results("b.csv"));
+    assert_eq!(common::count(&a, "SENT") + common::count(&b, "SENT"), 30);
+    assert_eq!(
+        common::count(&a, "DUPLICATE") + common::count(&b, "DUPLICATE"),
+        30
+    );
+
+    // Its results file lost, the campaign run again: nothing goes twice.
+    std::fs::remove_file(work.path("a.csv")).unwrap();
+    let output = work.send(&config, &["--out", "a.csv"]).await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let again = work.results("a.csv");
+    assert_eq!(common::count(&again, "DUPLICATE"), 30, "{again:?}");
+    assert!(
+        again[0]["error"].contains("the same card went to this recipient at"),
+        "{:?}",
+        again[0]
+    );
+    assert_eq!(server.accepted(), 30);
+}
+
+async fn a_cooldown_holds_back_a_recipient_across_campaigns(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let config =
+        work.config(&with_ledger(&server.base_url(), &ledger).set("schedule.cooldown", "\"7d\""));
+    work.write("campaign.csv", &common::campaign(3));
+    // The same people, another card.
+    work.write(
+        "other.csv",
+        &common::campaign(3).replace("3003-4000", "3003-5000"),
+    );
+
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = work
+        .run(&[
+            "send",
+            "other.csv",
+            "--config",
+            &config,
+            "--dry-run",
+            "--out",
+            "check.csv",
+        ])
+        .await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_eq!(
+        common::count(&work.results("check.csv"), "DEFERRED"),
+        3,
+        "a dry run shows it"
+    );
+
+    let output = work.run(&["send", "other.csv", "--config", &config]).await;
+
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let results = work.results("other.results.csv");
+    assert_eq!(common::count(&results, "DEFERRED"), 3, "{results:?}");
+    assert!(
+        results[0]["error"].contains("not before"),
+        "{:?}",
+        results[0]
+    );
+    assert_eq!(server.accepted(), 3, "only the first campaign reached them");
 }

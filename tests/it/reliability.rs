@@ -133,7 +133,11 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
             .set("retry.retry_ambiguous", "true")
             .set("retry.max_attempts", "2"),
     );
-    let output = work.send(&config, &["--overwrite"]).await;
+    // The same cards again on purpose: a ledger that has not seen them.
+    let ledger = work.fresh_ledger("again");
+    let output = work
+        .send(&config, &["--overwrite", "--ledger", &ledger])
+        .await;
     assert_eq!(code(&output), 1);
     let results = work.results("campaign.results.csv");
     assert!(results
