@@ -253,7 +253,7 @@ async fn send_at_turns(
     };
     while let Some((job, turn)) = booked.next() {
         let at_once = match turn <= Instant::now() {
-            true => shared.in_flight.clone().try_acquire_owned().ok(),
+            true => shared.pipeline.clone().try_acquire_owned().ok(),
             false => None,
         };
         let permit = match at_once {
@@ -285,11 +285,11 @@ async fn send_at_turns(
     }
 }
 
-/// Journals the jobs ready to go, in one write, and starts their requests;
-/// false (the jobs left in `ready`) when the ledger or the journal fails.
-/// First the ledger has its last word on each, against every run sharing
-/// it: a card that already went to the recipient is `DUPLICATE`, a
-/// recipient reached within the cooldown `DEFERRED`.
+/// Journals the jobs ready to go, in one write, records them in the
+/// ledger, and starts their requests; false (the jobs left in `ready`) when
+/// the ledger or the journal fails. The ledger has its last word on each,
+/// against every run sharing it: a card that already went to the recipient
+/// is `DUPLICATE`, a recipient reached within the cooldown `DEFERRED`.
 async fn start_ready(
     ready: &mut Vec<(Job, OwnedSemaphorePermit)>,
     lane: &Arc<LaneHealth>,
@@ -298,51 +298,30 @@ async fn start_ready(
     if ready.is_empty() {
         return true;
     }
-    let Some(claimed_at) = claimed(ready, lane, shared).await else {
+    // Both before any request leaves, so both at once. (A job the ledger
+    // then refuses has a journal line too: after a crash it is UNKNOWN,
+    // never sent again, which errs on the safe side.)
+    let (verdicts, journalled) = tokio::join!(claim(ready, lane, shared), journalled(ready, shared));
+    let Some(verdicts) = verdicts else {
         return false;
     };
-    if !journalled(ready, shared).await {
-        return false;
-    }
-    for ((job, permit), claimed_at) in ready.drain(..).zip(claimed_at) {
-        send::start(job, permit, claimed_at, lane, shared);
-    }
-    true
-}
-
-/// Records in the ledger that the jobs in `ready` are leaving now, and takes
-/// out of `ready` (with their lines written) those it refuses; returns when
-/// each job left in `ready` was recorded. `None`, having halted the run,
-/// when the ledger fails.
-async fn claimed(
-    ready: &mut Vec<(Job, OwnedSemaphorePermit)>,
-    lane: &LaneHealth,
-    shared: &Shared,
-) -> Option<Vec<i64>> {
-    let claims = ready
-        .iter()
-        .map(|(job, _)| Claim {
-            recipient: job.recipient.to.clone(),
-            card_phone: job.recipient.contact_phone.clone(),
-            instance_id: lane.instance_id.to_string(),
-            resending: job.resending,
-        })
-        .collect();
-    let verdicts = match shared.ledger.claim(claims, shared.gates.cooldown).await {
-        Ok(verdicts) => verdicts,
-        Err(error) => {
-            let control = &shared.control;
-            control.halt(format!("cannot record the messages in the ledger: {error}"));
-            return None;
+    if !journalled {
+        // Not going after all: a later run must be able to send them.
+        for ((job, _), verdict) in ready.iter().zip(&verdicts) {
+            if let Claimed::Granted(at) = verdict {
+                let recipient = &job.recipient;
+                let _ = shared
+                    .ledger
+                    .release(&recipient.to, &recipient.contact_phone, *at)
+                    .await;
+            }
         }
-    };
-    let mut going = Vec::with_capacity(ready.len());
-    let mut claimed_at = Vec::with_capacity(ready.len());
+        return false;
+    }
     for ((job, permit), verdict) in ready.drain(..).zip(verdicts) {
         let refused = match verdict {
             Claimed::Granted(at) => {
-                going.push((job, permit));
-                claimed_at.push(at);
+                send::start(job, permit, at, lane, shared);
                 continue;
             }
             Claimed::SameCardAt(at) => {
@@ -364,8 +343,33 @@ async fn claimed(
         };
         let _ = shared.outcomes.send(refused).await;
     }
-    *ready = going;
-    Some(claimed_at)
+    true
+}
+
+/// Records in the ledger that the jobs in `ready` are leaving now: what it
+/// says of each. `None`, having halted the run, when the ledger fails.
+async fn claim(
+    ready: &[(Job, OwnedSemaphorePermit)],
+    lane: &LaneHealth,
+    shared: &Shared,
+) -> Option<Vec<Claimed>> {
+    let claims = ready
+        .iter()
+        .map(|(job, _)| Claim {
+            recipient: job.recipient.to.clone(),
+            card_phone: job.recipient.contact_phone.clone(),
+            instance_id: lane.instance_id.to_string(),
+            resending: job.resending,
+        })
+        .collect();
+    match shared.ledger.claim(claims, shared.gates.cooldown).await {
+        Ok(verdicts) => Some(verdicts),
+        Err(error) => {
+            let control = &shared.control;
+            control.halt(format!("cannot record the messages in the ledger: {error}"));
+            None
+        }
+    }
 }
 
 /// A time of the ledger (nanoseconds since 1970), as messages show it.
@@ -375,8 +379,9 @@ pub fn at_text(nanos: i64) -> String {
         .unwrap_or_else(|_| "an unknown time".to_string())
 }
 
-/// Waits for `turn`, then a free slot: a job waiting for its turn must not
-/// hold a slot. `None` when the run stops or the instance leaves rotation.
+/// Waits for `turn`, then a place in the pipeline: a job waiting for its
+/// turn must not hold one. `None` when the run stops or the instance leaves
+/// rotation.
 async fn slot_at(
     turn: Instant,
     lane: &LaneHealth,
@@ -392,7 +397,7 @@ async fn slot_at(
             if turn > Instant::now() {
                 tokio::time::sleep_until(turn).await;
             }
-            shared.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed")
+            shared.pipeline.clone().acquire_owned().await.expect("the semaphore is never closed")
         } => Some(permit),
     }
 }

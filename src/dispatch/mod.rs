@@ -47,7 +47,12 @@ struct Shared {
     gates: Gates,
     client: Arc<ApiClient>,
     pace: Pace,
+    /// Requests in flight to the API: `concurrency`.
     in_flight: Arc<Semaphore>,
+    /// Messages past their turn and not yet answered, recorded and
+    /// journalled ahead of a free request: twice `concurrency`, so the
+    /// ledger's records and the requests overlap instead of taking turns.
+    pipeline: Arc<Semaphore>,
     journal: Arc<Journal>,
     ledger: Arc<Ledger>,
     outcomes: mpsc::Sender<Outcome>,
@@ -81,6 +86,7 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
         client,
         pace,
         in_flight: Arc::new(Semaphore::new(concurrency.get())),
+        pipeline: Arc::new(Semaphore::new(concurrency.get().saturating_mul(2))),
         journal,
         ledger,
         outcomes: outcomes.clone(),

@@ -14,9 +14,10 @@ use crate::api::{ContactMessage, Queued, SendError};
 use crate::retry::{backoff, next_step, Next};
 use crate::types::{Job, Outcome, Status};
 
-/// Starts the request of a job that has its turn, its slot, its journal
-/// line and its record in the ledger (made at `claimed_at`); its outcome
-/// goes to the results writer.
+/// Starts the request of a job that has its turn, its place in the
+/// pipeline, its journal line and its record in the ledger (made at
+/// `claimed_at`), as soon as a request slot is free; its outcome goes to
+/// the results writer.
 pub(super) fn start(
     job: Job,
     permit: OwnedSemaphorePermit,
@@ -39,7 +40,17 @@ async fn send(
     shared: Arc<Shared>,
 ) {
     let control = &shared.control;
-    let outcome = send_with_retries(&shared, &job, &lane).await;
+    // A free request slot; meanwhile the lane records and journals the next.
+    let slot = tokio::select! {
+        biased;
+        _ = control.stopping().cancelled() => None,
+        _ = lane.closed.cancelled() => None,
+        slot = shared.in_flight.clone().acquire_owned() => slot.ok(),
+    };
+    let outcome = match slot {
+        Some(_slot) => send_with_retries(&shared, &job, &lane).await,
+        None => not_sent(&job, &lane, control),
+    };
     drop(permit);
     // Not delivered for sure: the ledger forgets it went, so that a later
     // run may send it. (An UNKNOWN stays recorded: it may have arrived.)

@@ -11,9 +11,9 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
     assemble, day_index, now_nanos, Claim, Claimed, LedgerError, NumberRecord, RecentContacts,
-    Suppression, Taken, MIGRATIONS,
+    Suppression, Taken, MIGRATIONS, SAME_CARD_WINDOW,
 };
-use crate::pacing::{ClockState, Pace};
+use crate::pacing::{nanos, ClockState, Pace};
 use crate::schedule::DailyCap;
 
 pub struct SqliteLedger {
@@ -224,7 +224,42 @@ impl SqliteLedger {
                      ON CONFLICT (recipient, card_phone) DO UPDATE
                          SET instance_id = excluded.instance_id, sent_at = excluded.sent_at",
                 )?;
+                // Without a cooldown, one statement a message: it records
+                // the card unless it went within the window (or is resent).
+                let mut claim_card = transaction.prepare_cached(
+                    "INSERT INTO cards (recipient, card_phone, instance_id, sent_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (recipient, card_phone) DO UPDATE
+                         SET instance_id = excluded.instance_id, sent_at = excluded.sent_at
+                         WHERE cards.sent_at <= ?5 OR ?6
+                     RETURNING sent_at",
+                )?;
+                let window_start = now - nanos(SAME_CARD_WINDOW);
                 for claim in &claims {
+                    if cooldown.is_none() {
+                        let recorded: Option<i64> = claim_card
+                            .query_row(
+                                params![
+                                    claim.recipient,
+                                    claim.card_phone,
+                                    claim.instance_id,
+                                    now,
+                                    window_start,
+                                    claim.resending
+                                ],
+                                |row| row.get(0),
+                            )
+                            .optional()?;
+                        let verdict = match recorded {
+                            Some(at) => Claimed::Granted(at),
+                            None => Claimed::SameCardAt(card_of.query_row(
+                                params![claim.recipient, claim.card_phone],
+                                |row| row.get(0),
+                            )?),
+                        };
+                        decided.push(verdict);
+                        continue;
+                    }
                     let card_sent_at: Option<i64> = card_of
                         .query_row(params![claim.recipient, claim.card_phone], |row| row.get(0))
                         .optional()?;
