@@ -301,7 +301,8 @@ async fn start_ready(
     // Both before any request leaves, so both at once. (A job the ledger
     // then refuses has a journal line too: after a crash it is UNKNOWN,
     // never sent again, which errs on the safe side.)
-    let (verdicts, journalled) = tokio::join!(claim(ready, lane, shared), journalled(ready, shared));
+    let (verdicts, journalled) =
+        tokio::join!(claim(ready, lane, shared), journalled(ready, shared));
     let Some(verdicts) = verdicts else {
         return false;
     };

@@ -250,13 +250,14 @@ impl SqliteLedger {
                                 |row| row.get(0),
                             )
                             .optional()?;
-                        let verdict = match recorded {
-                            Some(at) => Claimed::Granted(at),
-                            None => Claimed::SameCardAt(card_of.query_row(
-                                params![claim.recipient, claim.card_phone],
-                                |row| row.get(0),
-                            )?),
-                        };
+                        let verdict =
+                            match recorded {
+                                Some(at) => Claimed::Granted(at),
+                                None => Claimed::SameCardAt(card_of.query_row(
+                                    params![claim.recipient, claim.card_phone],
+                                    |row| row.get(0),
+                                )?),
+                            };
                         decided.push(verdict);
                         continue;
                     }

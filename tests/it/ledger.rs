@@ -51,6 +51,7 @@ on_both_stores!(
     suppressed_recipients_are_never_sent_to,
     the_same_card_never_goes_twice_whatever_the_runs,
     a_cooldown_holds_back_a_recipient_across_campaigns,
+    an_unknown_sent_again_on_request_passes_the_same_card_check,
 );
 
 /// A quick config whose ledger is `url`.
@@ -476,4 +477,38 @@ async fn a_cooldown_holds_back_a_recipient_across_campaigns(store: Store) {
         results[0]
     );
     assert_eq!(server.accepted(), 3, "only the first campaign reached them");
+}
+
+async fn an_unknown_sent_again_on_request_passes_the_same_card_check(store: Store) {
+    // Answers slower than the timeout: the cards may have arrived (UNKNOWN).
+    let slow = embedded(MockOptions {
+        latency: Duration::from_millis(1500),
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    work.write("campaign.csv", &common::campaign(2));
+    let config = work.config(&with_ledger(&slow.base_url(), &ledger).set("api.timeout", "0.4"));
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_eq!(
+        common::count(&work.results("campaign.results.csv"), "UNKNOWN"),
+        2
+    );
+
+    let quick = embedded(MockOptions::default()).await;
+    let config = work.config(&with_ledger(&quick.base_url(), &ledger));
+    let output = work.send(&config, &["--resume"]).await;
+    assert_eq!(quick.accepted(), 0, "an UNKNOWN is not sent again unasked");
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+
+    let output = work.send(&config, &["--resume", "--resend-unknown"]).await;
+
+    assert_eq!(code(&output), 1, "the earlier lines: {}", stderr(&output));
+    assert_eq!(
+        quick.accepted(),
+        2,
+        "asked for, they go again despite the ledger's record"
+    );
 }
