@@ -160,16 +160,20 @@ async fn run_campaign(
     Ok(summary.exit)
 }
 
-async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
+/// The settings of a command that only reads or writes the ledger.
+fn ledger_settings(
+    config: Option<&std::path::Path>,
+    ledger: Option<interacto_bulk::ledger::LedgerUrl>,
+) -> Result<Settings, RunError> {
     let overrides = Overrides {
-        ledger: args.ledger,
+        ledger,
         ..Overrides::default()
     };
-    let settings = Settings::load(
-        args.config.as_deref(),
-        Environment::from_process(),
-        overrides,
-    )?;
+    Ok(Settings::load(config, Environment::from_process(), overrides)?)
+}
+
+async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
+    let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
     let numbers = interacto_bulk::run::numbers(&settings).await?;
     match args.json {
         true => print_out(&format!(
@@ -182,15 +186,7 @@ async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
 }
 
 async fn suppress(args: SuppressArgs) -> Result<ExitCode, RunError> {
-    let overrides = Overrides {
-        ledger: args.ledger,
-        ..Overrides::default()
-    };
-    let settings = Settings::load(
-        args.config.as_deref(),
-        Environment::from_process(),
-        overrides,
-    )?;
+    let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
     let (text, exit) = interacto_bulk::run::suppress(&settings, args.action).await?;
     print_out(&text);
     Ok(exit)
