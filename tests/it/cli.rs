@@ -203,11 +203,12 @@ async fn help_lists_the_commands_and_flags() {
         "--resend-unknown",
         "--instance",
         "--no-wait",
+        "--ledger",
     ] {
         assert!(stdout(&output).contains(flag), "send --help lacks {flag}");
     }
     let output = work.run(&["--help"]).await;
-    for command in ["send", "validate", "mock-server"] {
+    for command in ["send", "validate", "mock-server", "numbers", "suppress"] {
         assert!(stdout(&output).contains(command), "--help lacks {command}");
     }
 }
