@@ -169,7 +169,11 @@ fn ledger_settings(
         ledger,
         ..Overrides::default()
     };
-    Ok(Settings::load(config, Environment::from_process(), overrides)?)
+    Ok(Settings::load(
+        config,
+        Environment::from_process(),
+        overrides,
+    )?)
 }
 
 async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
