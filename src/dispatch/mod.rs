@@ -6,7 +6,9 @@
 
 mod control;
 mod lane;
+mod leaving;
 mod send;
+mod turns;
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
@@ -16,7 +18,8 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
 
 pub use control::RunControl;
-pub use lane::{at_text, Gates};
+pub use lane::Gates;
+pub use leaving::at_text;
 
 use crate::api::ApiClient;
 use crate::ledger::Ledger;

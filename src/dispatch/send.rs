@@ -9,7 +9,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
 use super::control::{LaneHealth, RunControl};
-use super::{lane, Shared};
+use super::{turns, Shared};
 use crate::api::{ContactMessage, Queued, SendError};
 use crate::retry::{backoff, next_step, Next};
 use crate::types::{Job, Outcome, Status};
@@ -173,7 +173,7 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
             _ = lane.closed.cancelled() => true,
             booked = async {
                 tokio::time::sleep(wait).await;
-                let turn = lane::book_turns(std::slice::from_ref(job), lane, shared, None).await?;
+                let turn = turns::book_turns(std::slice::from_ref(job), lane, shared, None).await?;
                 tokio::time::sleep_until(turn[0]).await;
                 Some(())
             } => booked.is_none(),
