@@ -1,7 +1,7 @@
 //! One instance's loop, step by step: take the next job, wait for the send
 //! window, book its turn on the number's clock in the ledger, wait for the
-//! turn and a free slot, count it against the daily cap, journal it, and
-//! start its request. A job the loop does not start gets its line.
+//! turn and a place in the pipeline, and hand it to the door
+//! ([`super::leaving`]). A job the loop does not hand on gets its line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::control::{LaneHealth, RunControl};
-use super::{leaving, send, turns, Shared, LANE_QUEUE};
-use crate::ledger::Taken;
+use super::leaving::Leaving;
+use super::{send, turns, Shared, LANE_QUEUE};
 use crate::report::Progress;
 use crate::schedule::{DailyCap, Schedule};
 use crate::types::Job;
@@ -69,6 +69,7 @@ impl Gates {
 /// and a free slot, then sends.
 pub(super) async fn run_lane(
     mut queued: mpsc::Receiver<Job>,
+    door: mpsc::UnboundedSender<Leaving>,
     lane: Arc<LaneHealth>,
     shared: Arc<Shared>,
 ) {
@@ -94,7 +95,8 @@ pub(super) async fn run_lane(
                 break;
             }
         };
-        if let Err(left) = send_at_turns(batch.into_iter().zip(turns), &lane, &shared).await {
+        if let Err(left) = send_at_turns(batch.into_iter().zip(turns), &door, &lane, &shared).await
+        {
             held_back.extend(left);
             break;
         }
@@ -152,11 +154,10 @@ async fn window_opens(lane: &LaneHealth, shared: &Shared) -> bool {
 }
 
 /// The jobs whose turns are booked together: the first, and at a fast pace
-/// those already waiting, so the ledger is asked once per batch. (With a
-/// daily cap, one at a time: each is counted on its own.)
+/// those already waiting, so the ledger is asked once per batch.
 fn booking_batch(first: Job, waiting: &mut Vec<Job>, shared: &Shared) -> Vec<Job> {
     let mut batch = vec![first];
-    if shared.pace.is_fast() && shared.gates.daily_cap.is_none() {
+    if shared.pace.is_fast() {
         while batch.len() < LANE_QUEUE {
             match waiting.pop() {
                 Some(job) => batch.push(job),
@@ -167,50 +168,39 @@ fn booking_batch(first: Job, waiting: &mut Vec<Job>, shared: &Shared) -> Vec<Job
     batch
 }
 
-/// Sends each job at its turn, with a free slot; jobs whose turns have come
-/// and whose slots are free go out together, with one journal write. The
-/// jobs not started, when the run or the instance stops, come back.
+/// Sends each job through the door at its turn, with a place in the
+/// pipeline. The jobs not sent through, when the run or the instance stops,
+/// come back.
 async fn send_at_turns(
     mut booked: impl Iterator<Item = (Job, Instant)>,
+    door: &mpsc::UnboundedSender<Leaving>,
     lane: &Arc<LaneHealth>,
     shared: &Arc<Shared>,
 ) -> Result<(), Vec<Job>> {
-    let mut ready = Vec::new();
-    let not_started = |ready: Vec<(Job, OwnedSemaphorePermit)>, rest: Vec<Job>| {
-        ready.into_iter().map(|(job, _)| job).chain(rest).collect()
-    };
     while let Some((job, turn)) = booked.next() {
         let at_once = match turn <= Instant::now() {
             true => shared.pipeline.clone().try_acquire_owned().ok(),
             false => None,
         };
         let permit = match at_once {
-            Some(permit) => permit,
-            None => {
-                // This one waits: those ready go out first.
-                if !leaving::start_ready(&mut ready, lane, shared).await {
-                    let rest = std::iter::once(job).chain(booked.map(|(job, _)| job));
-                    return Err(not_started(ready, rest.collect()));
-                }
-                match slot_at(turn, lane, shared).await {
-                    Some(permit) => permit,
-                    None => {
-                        let rest = std::iter::once(job).chain(booked.map(|(job, _)| job));
-                        return Err(not_started(ready, rest.collect()));
-                    }
+            Some(permit) => Some(permit),
+            None => slot_at(turn, lane, shared).await,
+        };
+        let left = match permit {
+            Some(permit) => {
+                let lane = lane.clone();
+                match door.send(Leaving { job, permit, lane }) {
+                    Ok(()) => continue,
+                    Err(closed) => closed.0.job,
                 }
             }
+            None => job,
         };
-        if !within_daily_cap(lane, shared).await {
-            let rest = std::iter::once(job).chain(booked.map(|(job, _)| job));
-            return Err(not_started(ready, rest.collect()));
-        }
-        ready.push((job, permit));
+        return Err(std::iter::once(left)
+            .chain(booked.map(|(job, _)| job))
+            .collect());
     }
-    match leaving::start_ready(&mut ready, lane, shared).await {
-        true => Ok(()),
-        false => Err(not_started(ready, Vec::new())),
-    }
+    Ok(())
 }
 
 /// Waits for `turn`, then a place in the pipeline: a job waiting for its
@@ -233,37 +223,5 @@ async fn slot_at(
             }
             shared.pipeline.clone().acquire_owned().await.expect("the semaphore is never closed")
         } => Some(permit),
-    }
-}
-
-/// Counts one message against the instance's daily cap in the ledger
-/// shared by every run. False once the cap is reached, which closes the
-/// lane, or when the ledger fails, which halts the run.
-async fn within_daily_cap(lane: &LaneHealth, shared: &Shared) -> bool {
-    let Some(cap) = &shared.gates.daily_cap else {
-        return true;
-    };
-    let day = cap.day(Timestamp::now());
-    let control = &shared.control;
-    match shared
-        .ledger
-        .take_from_daily_cap(&lane.instance_id, day, cap)
-        .await
-    {
-        Ok(Taken::Counted) => true,
-        Ok(Taken::CapReached(cap)) => {
-            control.defer(
-                lane,
-                format!(
-                    "instance {} reached its daily cap of {cap} messages",
-                    lane.instance_id
-                ),
-            );
-            false
-        }
-        Err(error) => {
-            control.halt(format!("cannot count the message in the ledger: {error}"));
-            false
-        }
     }
 }

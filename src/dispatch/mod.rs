@@ -52,9 +52,8 @@ struct Shared {
     pace: Pace,
     /// Requests in flight to the API: `concurrency`.
     in_flight: Arc<Semaphore>,
-    /// Messages past their turn and not yet answered, recorded and
-    /// journalled ahead of a free request: twice `concurrency`, so the
-    /// ledger's records and the requests overlap instead of taking turns.
+    /// Messages past their turn and not yet answered: `PIPELINE_DEPTH`
+    /// times `concurrency`.
     pipeline: Arc<Semaphore>,
     journal: Arc<Journal>,
     ledger: Arc<Ledger>,
@@ -65,6 +64,12 @@ struct Shared {
 
 /// Jobs queued per instance; small, so a stopped run leaves little to mark.
 const LANE_QUEUE: usize = 64;
+
+/// How many messages may be past their turn and not yet answered, for each
+/// request in flight: while some wait for an answer, the next are recorded
+/// in the ledger and journalled at the door, many to a batch, instead of
+/// the two taking turns.
+const PIPELINE_DEPTH: usize = 4;
 
 /// Sends every job from `jobs` through the instance it is assigned to, at
 /// most `concurrency` requests in flight overall. Jobs of an instance taken
@@ -89,7 +94,9 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
         client,
         pace,
         in_flight: Arc::new(Semaphore::new(concurrency.get())),
-        pipeline: Arc::new(Semaphore::new(concurrency.get().saturating_mul(2))),
+        pipeline: Arc::new(Semaphore::new(
+            concurrency.get().saturating_mul(PIPELINE_DEPTH),
+        )),
         journal,
         ledger,
         outcomes: outcomes.clone(),
@@ -99,11 +106,16 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     let ids: Vec<Arc<str>> = instances.iter().map(|id| Arc::from(id.as_str())).collect();
     let mut queues = Vec::new();
     let mut health = Vec::new();
+    // One door for every lane: messages leaving together are recorded in
+    // the ledger together.
+    let (door, leaving) = mpsc::unbounded_channel();
+    let door_task = tokio::spawn(leaving::run_door(leaving, shared.clone()));
     let lane_tasks = TaskTracker::new();
     for id in &ids {
         let (queue, queued) = mpsc::channel(LANE_QUEUE);
         let lane_health = Arc::new(LaneHealth::new(id.clone()));
-        lane_tasks.spawn(lane::run_lane(queued, lane_health.clone(), shared.clone()));
+        let lane = lane::run_lane(queued, door.clone(), lane_health.clone(), shared.clone());
+        lane_tasks.spawn(lane);
         queues.push(queue);
         health.push(lane_health);
     }
@@ -126,7 +138,13 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
         }
     }
     drop(queues);
+    drop(door);
     lane_tasks.wait().await;
+    if let Err(failed) = door_task.await {
+        if failed.is_panic() {
+            std::panic::resume_unwind(failed.into_panic());
+        }
+    }
     shared.requests.close();
     shared.requests.wait().await;
 }

@@ -1,16 +1,18 @@
-//! One message from its slot to its results line: sent, retried while that
-//! cannot deliver it twice, and turned into an outcome.
+//! One message from its slot to its results line: counted against the
+//! daily cap, sent, retried while that cannot deliver it twice, and turned
+//! into an outcome.
 
 use std::sync::Arc;
-
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 
+use jiff::Timestamp;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
 use super::control::{LaneHealth, RunControl};
 use super::{turns, Shared};
 use crate::api::{ContactMessage, Queued, SendError};
+use crate::ledger::Taken;
 use crate::retry::{backoff, next_step, Next};
 use crate::types::{Job, Outcome, Status};
 
@@ -48,7 +50,10 @@ async fn send(
         slot = shared.in_flight.clone().acquire_owned() => slot.ok(),
     };
     let outcome = match slot {
-        Some(_slot) => send_with_retries(&shared, &job, &lane).await,
+        Some(_slot) => match within_daily_cap(&lane, &shared).await {
+            true => send_with_retries(&shared, &job, &lane).await,
+            false => not_sent(&job, &lane, control),
+        },
         None => not_sent(&job, &lane, control),
     };
     drop(permit);
@@ -97,6 +102,39 @@ pub(super) fn not_sent(job: &Job, lane: &LaneHealth, control: &RunControl) -> Ou
     let mut outcome = Outcome::for_job(job, &lane.instance_id, Status::Deferred);
     outcome.add_error(format!("not sent: {why}; --resume sends it"));
     outcome
+}
+
+/// Counts one message against the instance's daily cap in the ledger
+/// shared by every run, as its first request is about to leave. False once
+/// the cap is reached, which closes the lane, or when the ledger fails,
+/// which halts the run.
+async fn within_daily_cap(lane: &LaneHealth, shared: &Shared) -> bool {
+    let Some(cap) = &shared.gates.daily_cap else {
+        return true;
+    };
+    let day = cap.day(Timestamp::now());
+    let control = &shared.control;
+    match shared
+        .ledger
+        .take_from_daily_cap(&lane.instance_id, day, cap)
+        .await
+    {
+        Ok(Taken::Counted) => true,
+        Ok(Taken::CapReached(cap)) => {
+            control.defer(
+                lane,
+                format!(
+                    "instance {} reached its daily cap of {cap} messages",
+                    lane.instance_id
+                ),
+            );
+            false
+        }
+        Err(error) => {
+            control.halt(format!("cannot count the message in the ledger: {error}"));
+            false
+        }
+    }
 }
 
 /// Waits longer than this are logged and shown on the progress bar.

@@ -226,37 +226,33 @@ impl SqliteLedger {
                 )?;
                 // Without a cooldown, one statement a message: it records
                 // the card unless it went within the window (or is resent).
+                // Whether it did is the count of rows it changed (cheaper
+                // than RETURNING, which SQLite buffers in a table of its own).
                 let mut claim_card = transaction.prepare_cached(
                     "INSERT INTO cards (recipient, card_phone, instance_id, sent_at)
                      VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (recipient, card_phone) DO UPDATE
                          SET instance_id = excluded.instance_id, sent_at = excluded.sent_at
-                         WHERE cards.sent_at <= ?5 OR ?6
-                     RETURNING sent_at",
+                         WHERE cards.sent_at <= ?5 OR ?6",
                 )?;
                 let window_start = now - nanos(SAME_CARD_WINDOW);
                 for claim in &claims {
                     if cooldown.is_none() {
-                        let recorded: Option<i64> = claim_card
-                            .query_row(
-                                params![
-                                    claim.recipient,
-                                    claim.card_phone,
-                                    claim.instance_id,
-                                    now,
-                                    window_start,
-                                    claim.resending
-                                ],
-                                |row| row.get(0),
-                            )
-                            .optional()?;
+                        let recorded = claim_card.execute(params![
+                            claim.recipient,
+                            claim.card_phone,
+                            claim.instance_id,
+                            now,
+                            window_start,
+                            claim.resending
+                        ])?;
                         let verdict =
                             match recorded {
-                                Some(at) => Claimed::Granted(at),
-                                None => Claimed::SameCardAt(card_of.query_row(
+                                0 => Claimed::SameCardAt(card_of.query_row(
                                     params![claim.recipient, claim.card_phone],
                                     |row| row.get(0),
                                 )?),
+                                _ => Claimed::Granted(now),
                             };
                         decided.push(verdict);
                         continue;
@@ -435,7 +431,7 @@ fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
     for (index, step) in MIGRATIONS.iter().enumerate() {
         let step_version = index as i64 + 1;
         if step_version > version {
-            transaction.execute_batch(step)?;
+            transaction.execute_batch(&sqlite_step(step))?;
             transaction.execute(
                 "INSERT INTO ledger_version (version) VALUES (?1)",
                 params![step_version],
@@ -443,6 +439,16 @@ fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
         }
     }
     transaction.commit()
+}
+
+/// A step of the schema as SQLite runs it: every table of the ledger has a
+/// primary key, and SQLite keeps a table's rows in that key's order alone,
+/// without a hidden rowid tree beside it (half the writes for each card).
+fn sqlite_step(step: &str) -> String {
+    match step.trim_start().starts_with("CREATE TABLE") {
+        true => format!("{step} WITHOUT ROWID"),
+        false => step.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ macro_rules! on_both_stores {
 
 on_both_stores!(
     three_runs_at_once_share_one_daily_cap_exactly,
+    every_message_counted_against_the_cap_is_sent,
     a_rehearsal_spends_none_of_the_real_cap,
     two_campaigns_through_one_number_at_once_keep_its_pace_together,
     a_run_killed_holding_its_turns_leaves_the_pace_whole,
@@ -92,6 +93,35 @@ async fn three_runs_at_once_share_one_daily_cap_exactly(store: Store) {
         codes.contains(&5),
         "a run was stopped by the cap: {codes:?}"
     );
+}
+
+/// At a fast pace many messages are between their turn and their request
+/// when the cap is reached: the ones counted still go, the rest wait.
+async fn every_message_counted_against_the_cap_is_sent(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let config = work.config(
+        &with_ledger(&server.base_url(), &ledger)
+            .set("schedule.daily_cap", "25")
+            .set("pacing.rate", "\"100000/s\"")
+            .set("pacing.burst", "1000"),
+    );
+    work.write("campaign.csv", &common::campaign(200));
+
+    let output = work.send(&config, &[]).await;
+
+    assert_eq!(code(&output), 5, "stopped by the cap: {}", stderr(&output));
+    assert_eq!(server.accepted(), 25, "the whole cap, and no more");
+    let results = work.results("campaign.results.csv");
+    let sent = results.iter().filter(|line| line["status"] == "SENT");
+    let deferred = results.iter().filter(|line| line["status"] == "DEFERRED");
+    assert_eq!((sent.count(), deferred.count()), (25, 175));
+    let output = work
+        .run_with_env(&["numbers", "--config", &config, "--json"], &[])
+        .await;
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(numbers[0]["sent_today"], 25, "counted as sent: {numbers}");
 }
 
 async fn a_rehearsal_spends_none_of_the_real_cap(store: Store) {
