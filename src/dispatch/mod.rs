@@ -1,8 +1,10 @@
 //! The worker pool: each job goes to the instance its recipient is assigned
-//! to, waits there for the send window, the instance's turn and a free slot
-//! ([`lane`]), is journalled, sent and retried when that is safe ([`send`]),
-//! and its outcome goes to the results writer. Halts, signals, a closed
-//! window and daily caps stop new sends ([`control`]).
+//! to, waits there for the send window and the instance's turn ([`lane`]),
+//! leaves by the run's one door, recorded in the ledger and journalled
+//! ([`leaving`]), is counted against the daily cap, sent and retried when
+//! that is safe ([`send`]), and its outcome goes to the results writer.
+//! Halts, signals, a closed window and daily caps stop new sends
+//! ([`control`]).
 
 mod control;
 mod lane;
