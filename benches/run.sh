@@ -17,39 +17,10 @@ cd "$(dirname "$0")/.."
 
 SIZES=${SIZES:-"10000 100000 1000000"}
 PACE_SECONDS=${PACE_SECONDS:-30}
-PORT=${PORT:-18089}
 RUNS=${RUNS:-3}
-WORK=$(mktemp -d)
 BIN=target/release/interacto-bulk
-trap 'nginx -p "$WORK" -c "$WORK/nginx.conf" -s quit 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-for tool in nginx:nginx-light wrk:wrk curl:curl /usr/bin/time:time; do
-  command -v "${tool%%:*}" >/dev/null || apt-get install -y "${tool##*:}" >/dev/null
-done
+source benches/stub.sh
 cargo build --release --quiet --bin interacto-bulk --example reqwest_ceiling
-
-# The stub: a fixed 201 in the vendor's shape; the access log keeps arrival times per instance.
-mkdir -p "$WORK/logs"
-cat > "$WORK/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/logs/error.log;
-events { worker_connections 4096; }
-http {
-  log_format arrivals '\$msec \$http_instance_id';
-  access_log $WORK/logs/access.log arrivals;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$PORT;
-    location = /message/contact {
-      default_type application/json;
-      return 201 '{"statusCode":201,"message":"request successful","data":{"id":"66b3c041eac929f51c6f160f","status":"QUEUED"}}';
-    }
-  }
-}
-EOF
-nginx -p "$WORK" -c "$WORK/nginx.conf"
-URL="http://127.0.0.1:$PORT"
 
 body='{"to":"5511987654321","contact":{"name":"Pessoa 1","phone":"551130034000"},"delay":2,"typing":5}'
 cat > "$WORK/post.lua" <<EOF
@@ -60,20 +31,6 @@ wrk.headers["Authorization"] = "bench-key"
 wrk.headers["Instance-Id"] = "bench"
 EOF
 
-unthrottled="$WORK/unthrottled.toml"
-cat > "$unthrottled" <<EOF
-[api]
-base_url = "$URL"
-instance_id = "bench"
-timeout = 10
-[pacing]
-rate = "1000000/s"
-burst = 1000
-concurrency = 64
-pace_by_message = false
-EOF
-
-export INTERACTO_API_KEY=bench-key
 seconds() { awk '/Elapsed \(wall clock\)/ {n=split($NF,p,":"); s=0; for(i=1;i<=n;i++) s=s*60+p[i]; print s}' "$1"; }
 peak_mib() { awk '/Maximum resident set size/ {printf "%.1f", $NF/1024}' "$1"; }
 
@@ -89,6 +46,7 @@ best_of() {
   local timing=$1; shift
   local best=""
   for _ in $(seq "$RUNS"); do
+    fresh_ledger
     /usr/bin/time -v "$@" > "$timing.try.out" 2> "$timing.try" || true
     local took; took=$(seconds "$timing.try")
     if [ -z "$best" ] || awk -v a="$took" -v b="$best" 'BEGIN {exit !(a < b)}'; then
@@ -98,7 +56,7 @@ best_of() {
 }
 for n in $SIZES; do
   python3 benches/gen_campaign.py "$n" > "$WORK/c$n.csv"
-  best_of "$WORK/s$n.time" "$BIN" send "$WORK/c$n.csv" --config "$unthrottled" --out "$WORK/s$n.csv" --overwrite -q \
+  best_of "$WORK/s$n.time" "$BIN" send "$WORK/c$n.csv" --config "$UNTHROTTLED" --out "$WORK/s$n.csv" --overwrite -q \
     --summary json
   sent=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['counts']['SENT'])" "$WORK/s$n.time.out")
   send_s=$(seconds "$WORK/s$n.time")
@@ -132,6 +90,7 @@ pace() { # $1 = rate per instance, $2 = instances (TOML array), $3 = rows
   python3 benches/gen_campaign.py "$3" | grep -v ',12' > "$WORK/pace.csv"
   : > "$WORK/logs/access.log"
   nginx -p "$WORK" -c "$WORK/nginx.conf" -s reopen 2>/dev/null
+  fresh_ledger
   "$BIN" send "$WORK/pace.csv" --config "$config" --out "$WORK/pace.results.csv" --overwrite -q > /dev/null || true
   sleep 1
   python3 - "$WORK/logs/access.log" "$1" <<'PY'
