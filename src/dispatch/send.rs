@@ -42,7 +42,7 @@ async fn send(
     shared: Arc<Shared>,
 ) {
     let control = &shared.control;
-    // A free request slot; meanwhile the lane records and journals the next.
+    // A free request slot; meanwhile the door records and journals the next.
     let slot = tokio::select! {
         biased;
         _ = control.stopping().cancelled() => None,

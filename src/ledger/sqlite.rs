@@ -1,9 +1,11 @@
 //! The ledger in a SQLite file, shared by every run on the machine: WAL so
 //! readers never wait for a writer, a busy timeout so writers queue instead
-//! of failing. Every call runs on a blocking thread, never on an async worker.
+//! of failing. The connection lives on a thread of its own, which takes the
+//! calls in turn; no call runs on an async worker.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use jiff::civil::Date;
@@ -17,10 +19,19 @@ use crate::pacing::{nanos, ClockState, Pace};
 use crate::schedule::DailyCap;
 
 pub struct SqliteLedger {
-    connection: Arc<Mutex<Connection>>,
+    /// Calls for the thread that owns the connection; closed on drop.
+    calls: Option<mpsc::Sender<Call>>,
+    thread: Option<JoinHandle<()>>,
     /// Where it is, for messages.
     shown: String,
 }
+
+/// One call on the connection, made on its thread.
+type Call = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// SQLite's page cache for the connection: 256 KiB measured as fast as the
+/// default 2 MiB on the 1M-row benchmark, and keeps the run within 64 MiB.
+const PAGE_CACHE_KIB: i64 = 256;
 
 /// How long a writer waits for another run's write before it gives up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,14 +47,34 @@ impl SqliteLedger {
             url: shown.clone(),
             problem,
         };
-        let connection = tokio::task::spawn_blocking(move || open_patiently(path))
-            .await
-            .map_err(|panic| failed(panic.to_string()))?
-            .map_err(failed)?;
-        Ok(SqliteLedger {
-            connection: Arc::new(Mutex::new(connection)),
-            shown,
-        })
+        let (calls, queued) = mpsc::channel::<Call>();
+        let (opened, opening) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("ledger".to_string())
+            .spawn(move || {
+                let mut connection = match open_patiently(path) {
+                    Ok(connection) => connection,
+                    Err(problem) => {
+                        let _ = opened.send(Err(problem));
+                        return;
+                    }
+                };
+                let _ = opened.send(Ok(()));
+                for call in queued {
+                    call(&mut connection);
+                }
+            })
+            .map_err(|error| failed(error.to_string()))?;
+        let ledger = SqliteLedger {
+            calls: Some(calls),
+            thread: Some(thread),
+            shown: shown.clone(),
+        };
+        match opening.await {
+            Ok(Ok(())) => Ok(ledger),
+            Ok(Err(problem)) => Err(failed(problem)),
+            Err(_) => Err(failed("the ledger's thread stopped".to_string())),
+        }
     }
 
     pub fn shown(&self) -> &str {
@@ -357,20 +388,32 @@ impl SqliteLedger {
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, LedgerError> {
-        let connection = Arc::clone(&self.connection);
         let failed = |problem: String| LedgerError {
             url: self.shown.clone(),
             problem,
         };
-        tokio::task::spawn_blocking(move || {
-            let mut connection = connection
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut connection)
-        })
-        .await
-        .map_err(|panic| failed(panic.to_string()))?
-        .map_err(|error| failed(error.to_string()))
+        let stopped = || failed("the ledger's thread has stopped".to_string());
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let call: Call = Box::new(move |connection| {
+            let _ = done.send(work(connection));
+        });
+        let calls = self.calls.as_ref().ok_or_else(stopped)?;
+        calls.send(call).map_err(|_| stopped())?;
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|error| failed(error.to_string()))
+    }
+}
+
+impl Drop for SqliteLedger {
+    /// Lets the thread finish the calls it has and close the connection
+    /// (which checkpoints the WAL) before the run ends.
+    fn drop(&mut self) {
+        self.calls.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -408,6 +451,9 @@ fn open_and_migrate(path: Option<PathBuf>) -> Result<Connection, String> {
         connection.busy_timeout(BUSY_TIMEOUT)?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
+        // Negative means KiB. The default 2 MiB held pages a run reads
+        // once; the operating system caches the file anyway.
+        connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
         Ok(())
     };
     setup().map_err(|error| error.to_string())?;
