@@ -147,7 +147,7 @@ impl Lane {
         let thread = thread::Builder::new()
             .name(format!("checker-{index}"))
             .spawn(move || {
-                let mut phones = PhoneBook::new(rules.region);
+                let mut phones = PhoneBook::new(rules.fields.region);
                 // Ends when the reader drops its side of either channel.
                 for batch in work_rx {
                     let rows = batch

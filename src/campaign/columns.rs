@@ -30,6 +30,10 @@ const NAMED: [(&str, Column); 8] = [
     ("metadata", Column::Metadata),
 ];
 
+/// Headers Brazilian exports use for the recipient's phone, read as `to`
+/// when the file has no `to` column (compared as [`match_key`]s).
+pub const TO_ALIASES: [&str; 5] = ["telefone", "celular", "whatsapp", "fone", "numero"];
+
 impl Column {
     /// The names accepted as `[campaign.columns]` keys, for error messages.
     pub const CONFIG_KEYS: &'static str =
@@ -71,21 +75,39 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
         .then(|| &text[prefix.len()..])
 }
 
-/// The form headers are compared in: lower case, without spaces, `_`, `-` and `.`.
+/// The form headers are compared in: lower case, without accents, spaces,
+/// `_`, `-` and `.` (`Número` and `numero` are one header).
 pub fn match_key(header: &str) -> String {
     header
         .chars()
         .filter(|c| !(c.is_whitespace() || matches!(c, '_' | '-' | '.' | '\u{feff}')))
         .flat_map(char::to_lowercase)
+        .map(without_accent)
         .collect()
+}
+
+/// The letter without its accent, for the accented letters of Portuguese,
+/// Spanish and French.
+fn without_accent(c: char) -> char {
+    match c {
+        'á' | 'à' | 'â' | 'ã' | 'ä' => 'a',
+        'é' | 'è' | 'ê' | 'ë' => 'e',
+        'í' | 'ì' | 'î' | 'ï' => 'i',
+        'ó' | 'ò' | 'ô' | 'õ' | 'ö' => 'o',
+        'ú' | 'ù' | 'û' | 'ü' => 'u',
+        'ç' => 'c',
+        'ñ' => 'n',
+        other => other,
+    }
 }
 
 /// Where each column sits in a record.
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
     pub to: usize,
-    pub contact_name: usize,
-    pub contact_phone: usize,
+    /// Absent when `[campaign.card]` gives the card.
+    pub contact_name: Option<usize>,
+    pub contact_phone: Option<usize>,
     pub delay: Option<usize>,
     pub typing: Option<usize>,
     pub priority: Option<usize>,
@@ -96,6 +118,9 @@ pub struct Layout {
     pub key: Option<usize>,
     /// Headers that hold nothing the tool uses.
     pub unknown: Vec<String>,
+    /// Columns read from a header of another name (mapped in
+    /// `[campaign.columns]`, or `telefone` as `to`), for the report.
+    pub renamed: Vec<(Column, String)>,
     /// How many fields a record should have.
     pub width: usize,
 }
@@ -106,10 +131,19 @@ pub enum LayoutError {
     #[error("the campaign has no header row")]
     NoHeader,
     #[error(
-        "the header has no {missing} column (required: to, contact_name, contact_phone); \
+        "the header has no {missing} column (required: {required}); \
          it has: {found}. Map other names in [campaign.columns], for example to = \"telefone\""
     )]
-    Missing { missing: String, found: String },
+    Missing {
+        missing: String,
+        required: &'static str,
+        found: String,
+    },
+    #[error(
+        "the headers {0} could each be the recipient's phone (`to`): \
+         name the one to send to in [campaign.columns], for example to = \"{1}\""
+    )]
+    WhichTo(String, String),
     #[error("the headers `{first}` and `{second}` both hold the column {column}")]
     Twice {
         column: Column,
@@ -121,11 +155,15 @@ pub enum LayoutError {
 }
 
 impl Layout {
-    /// Matches headers to columns: first the `[campaign.columns]` mapping, then the canonical names.
+    /// Matches headers to columns: first the `[campaign.columns]` mapping,
+    /// then the canonical names, then, for `to` alone, the Portuguese names
+    /// of [`TO_ALIASES`]. With `card_set` (`[campaign.card]`) the card's
+    /// columns are optional.
     pub fn resolve(
         headers: &[String],
         mapping: &[(String, Column)],
         key_column: Option<&str>,
+        card_set: bool,
     ) -> Result<Layout, LayoutError> {
         if headers.iter().all(|header| match_key(header).is_empty()) {
             return Err(LayoutError::NoHeader);
@@ -139,6 +177,7 @@ impl Layout {
         let wanted_key = key_column.map(match_key);
         let mut assigned: Vec<(Column, usize)> = Vec::new();
         let mut first_of: HashMap<Column, usize> = HashMap::new();
+        let mut to_aliases: Vec<usize> = Vec::new();
         let mut layout = Layout {
             width: headers.len(),
             ..Layout::default()
@@ -150,7 +189,9 @@ impl Layout {
                 None => Column::from_name(header),
             };
             let Some(column) = column else {
-                if wanted_key.as_ref() != Some(&key) {
+                if TO_ALIASES.contains(&key.as_str()) {
+                    to_aliases.push(index);
+                } else if wanted_key.as_ref() != Some(&key) {
                     layout.unknown.push(header.trim().to_string());
                 }
                 continue;
@@ -166,8 +207,36 @@ impl Layout {
             assigned.push((column, index));
         }
 
-        let missing: Vec<String> = [Column::To, Column::ContactName, Column::ContactPhone]
-            .into_iter()
+        // `telefone` is `to` only in a file without a `to`, and only if it is the one such header.
+        match to_aliases.as_slice() {
+            [] => {}
+            [index] if !first_of.contains_key(&Column::To) => {
+                first_of.insert(Column::To, *index);
+                assigned.push((Column::To, *index));
+            }
+            several if !first_of.contains_key(&Column::To) => {
+                let named = several
+                    .iter()
+                    .map(|index| format!("`{}`", super::shown(headers[*index].trim())))
+                    .collect::<Vec<_>>();
+                return Err(LayoutError::WhichTo(
+                    named.join(" and "),
+                    headers[several[0]].trim().to_string(),
+                ));
+            }
+            unused => layout.unknown.extend(
+                unused
+                    .iter()
+                    .map(|index| headers[*index].trim().to_string()),
+            ),
+        }
+
+        let required: &[Column] = match card_set {
+            true => &[Column::To],
+            false => &[Column::To, Column::ContactName, Column::ContactPhone],
+        };
+        let missing: Vec<String> = required
+            .iter()
             .filter(|required| !first_of.contains_key(required))
             .map(|column| column.to_string())
             .collect();
@@ -185,15 +254,23 @@ impl Layout {
             }
             return Err(LayoutError::Missing {
                 missing: missing.join(", "),
+                required: match card_set {
+                    true => "to",
+                    false => "to, contact_name, contact_phone; or set [campaign.card]",
+                },
                 found,
             });
         }
 
         for (column, index) in assigned {
+            let header = headers[index].trim();
+            if match_key(header) != match_key(&column.to_string()) {
+                layout.renamed.push((column.clone(), header.to_string()));
+            }
             match column {
                 Column::To => layout.to = index,
-                Column::ContactName => layout.contact_name = index,
-                Column::ContactPhone => layout.contact_phone = index,
+                Column::ContactName => layout.contact_name = Some(index),
+                Column::ContactPhone => layout.contact_phone = Some(index),
                 Column::Delay => layout.delay = Some(index),
                 Column::Typing => layout.typing = Some(index),
                 Column::Priority => layout.priority = Some(index),
@@ -229,6 +306,7 @@ mod tests {
             &headers(&["\u{feff}TO", " Contact Name ", "contact-phone", "De.lay"]),
             &[],
             None,
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -238,7 +316,7 @@ mod tests {
                 layout.contact_phone,
                 layout.delay
             ),
-            (0, 1, 2, Some(3))
+            (0, Some(1), Some(2), Some(3))
         );
     }
 
@@ -248,6 +326,7 @@ mod tests {
             &headers(&["to", "contact_name", "contact_phone", "Metadata.leadId"]),
             &[],
             None,
+            false,
         )
         .unwrap();
         assert_eq!(layout.metadata_entries, vec![("leadId".to_string(), 3)]);
@@ -264,18 +343,19 @@ mod tests {
             &headers(&["nome", "telefone", "Fone_Contato", "cidade"]),
             &mapping,
             None,
+            false,
         )
         .unwrap();
         assert_eq!(
             (layout.to, layout.contact_name, layout.contact_phone),
-            (1, 0, 2)
+            (1, Some(0), Some(2))
         );
         assert_eq!(layout.unknown, vec!["cidade"]);
     }
 
     #[test]
     fn a_missing_required_column_is_named_with_what_was_found() {
-        let error = Layout::resolve(&headers(&["to", "name", "phone"]), &[], None)
+        let error = Layout::resolve(&headers(&["to", "name", "phone"]), &[], None, false)
             .unwrap_err()
             .to_string();
         assert!(error.contains("contact_name, contact_phone"), "{error}");
@@ -288,6 +368,7 @@ mod tests {
             &headers(&["to", "TO", "contact_name", "contact_phone"]),
             &[],
             None,
+            false,
         )
         .unwrap_err();
         assert!(
@@ -305,8 +386,8 @@ mod tests {
     #[test]
     fn the_key_column_must_exist_and_is_not_reported_unknown() {
         let names = headers(&["id", "to", "contact_name", "contact_phone"]);
-        let layout = Layout::resolve(&names, &[], Some("ID")).unwrap();
+        let layout = Layout::resolve(&names, &[], Some("ID"), false).unwrap();
         assert_eq!((layout.key, layout.unknown.len()), (Some(0), 0));
-        assert!(Layout::resolve(&names, &[], Some("lead")).is_err());
+        assert!(Layout::resolve(&names, &[], Some("lead"), false).is_err());
     }
 }

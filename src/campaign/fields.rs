@@ -9,20 +9,32 @@ use csv::ByteRecord;
 use serde_json::{Map, Value};
 
 use super::input::TextEncoding;
-use super::phone::{self, PhoneError, Region};
+use super::phone::{self, Phone, PhoneError, Region};
+use super::settings::Card;
 use super::{shown, Layout};
 use crate::pacing::{PacingSettings, MESSAGE_SECONDS_MAX};
-use crate::types::{Job, Problem, Recipient};
+use crate::types::{Destination, Job, Problem, Recipient};
 
 /// A check of one value; the problem's field is named by [`Problems::check`].
 type Check<T> = Result<T, Problem>;
+
+/// What the fields of a row are checked against, beside their layout.
+pub struct FieldRules {
+    pub pacing: PacingSettings,
+    /// The country of numbers written without a country code.
+    pub region: Region,
+    /// `campaign.countries`: where recipients may be; empty, anywhere.
+    pub countries: Vec<Region>,
+    /// `[campaign.card]`: the card of rows that do not name their own.
+    pub card: Option<Card>,
+}
 
 /// Remembers recent contact phones: the contact card is often the same on
 /// every row, and libphonenumber's rules are not free. (A `to` is looked up
 /// afresh: each is on one row, but for duplicates.)
 pub struct PhoneBook {
     region: Region,
-    known: HashMap<Box<str>, Result<String, PhoneError>>,
+    known: HashMap<Box<str>, Result<Phone, PhoneError>>,
 }
 
 impl PhoneBook {
@@ -35,7 +47,7 @@ impl PhoneBook {
         }
     }
 
-    fn normalize(&mut self, raw: &str) -> Result<String, PhoneError> {
+    fn normalize(&mut self, raw: &str) -> Result<Phone, PhoneError> {
         if let Some(known) = self.known.get(raw) {
             return known.clone();
         }
@@ -112,27 +124,38 @@ impl Problems {
 pub fn check(
     fields: &Fields,
     phones: &mut PhoneBook,
-    pacing: &PacingSettings,
+    rules: &FieldRules,
     row: u64,
 ) -> Result<Job, Vec<Problem>> {
     let layout = fields.layout;
     let mut problems = Problems::default();
     let phone_flaw = |error: PhoneError| Problem::new(error.kind(), error.to_string());
-    let to = fields
-        .text(layout.to)
-        .and_then(|text| phone::normalize(&text, phones.region).map_err(phone_flaw));
-    let contact_phone = fields
-        .text(layout.contact_phone)
-        .and_then(|text| phones.normalize(&text).map_err(phone_flaw));
-
+    let to = fields.text(layout.to).and_then(|text| {
+        phone::normalize(&text, rules.region)
+            .and_then(|phone| phone::allowed(&phone, &text, &rules.countries).map(|()| phone))
+            .map_err(phone_flaw)
+    });
     let to = problems.check("to", to);
+
+    // The card: the row's own columns where it has them, else `[campaign.card]`.
+    let card = rules.card.as_ref();
+    let contact_phone = match (fields.optional(layout.contact_phone), card) {
+        (Ok(None), Some(card)) => Ok(card.phone.clone()),
+        (Ok(Some(text)), _) => phones
+            .normalize(&text)
+            .map(|phone| phone.digits)
+            .map_err(phone_flaw),
+        (Ok(None), None) => Err(phone_flaw(PhoneError::Empty)),
+        (Err(problem), _) => Err(problem),
+    };
     let contact_phone = problems.check("contact_phone", contact_phone);
-    let contact_name = problems.check(
-        "contact_name",
-        fields
-            .text(layout.contact_name)
-            .and_then(|text| clean_name(&text)),
-    );
+    let contact_name = match (fields.optional(layout.contact_name), card) {
+        (Ok(None), Some(card)) => Ok(card.name.clone()),
+        (Ok(Some(text)), _) => clean_name(&text),
+        (Ok(None), None) => clean_name(""),
+        (Err(problem), _) => Err(problem),
+    };
+    let contact_name = problems.check("contact_name", contact_name);
     let delay = problems.check("delay", parse_optional(fields, layout.delay, seconds));
     let typing = problems.check("typing", parse_optional(fields, layout.typing, seconds));
     let priority = problems.check("priority", parse_optional(fields, layout.priority, integer));
@@ -196,16 +219,20 @@ pub fn check(
                 row,
                 key: match key_column.flatten() {
                     Some(key) => key,
-                    None => format!("{to}:{contact_phone}"),
+                    None => format!("{}:{contact_phone}", to.digits),
                 },
-                to,
+                to: to.digits,
                 contact_name,
                 contact_phone,
             },
-            timing: pacing.timing(delay, typing),
+            timing: rules.pacing.timing(delay, typing),
             priority,
             tags: tags.unwrap_or_default(),
             metadata: metadata.unwrap_or_default(),
+            destination: Destination {
+                country: to.country,
+                landline: to.landline,
+            },
             resending: false,
         }),
         _ => Err(problems.0),
@@ -224,7 +251,7 @@ fn parse_optional<T>(
 }
 
 /// Line breaks and runs of spaces become one space; other control characters go.
-fn clean_name(text: &str) -> Check<String> {
+pub fn clean_name(text: &str) -> Check<String> {
     let mut name = String::with_capacity(text.len());
     for word in text.split_whitespace() {
         let mut letters = word.chars().filter(|c| !c.is_control()).peekable();

@@ -20,13 +20,14 @@ use tracing::{debug, info};
 
 pub use columns::{Column, Layout, LayoutError};
 pub use input::{DelimiterChoice, EncodingChoice, TextEncoding};
-pub use settings::CampaignSettings;
+pub use settings::{CampaignSettings, Card, CardSettings};
 pub use source::Source;
 
 use crate::pacing::PacingSettings;
 use crate::setting::InvalidSetting;
 use crate::types::Row;
 use checking::{Batch, Checkers};
+use fields::FieldRules;
 use records::Records;
 use rules::RowRules;
 use seen::SeenJobs;
@@ -133,8 +134,12 @@ impl Campaign {
             &headers,
             &settings.column_mapping()?,
             settings.key_column.as_deref(),
+            settings.card.is_some(),
         )
         .map_err(layout_error)?;
+        for (column, header) in &layout.renamed {
+            info!("column {column} is read from the header `{header}`");
+        }
         if layout.width == 1 && delimiter != b'\t' {
             info!("the header has a single column; set campaign.delimiter if the file uses another separator");
         }
@@ -142,8 +147,12 @@ impl Campaign {
         let checkers = Checkers::start(RowRules {
             layout: Arc::clone(&layout),
             encoding,
-            pacing: *pacing,
-            region: settings.default_region,
+            fields: FieldRules {
+                pacing: *pacing,
+                region: settings.default_region,
+                countries: settings.countries.clone(),
+                card: settings.card()?,
+            },
         })
         .map_err(|error| read_error(error.into()))?;
         Ok(Campaign {
@@ -238,13 +247,48 @@ impl Iterator for Campaign {
     }
 }
 
-/// A value quoted in a message, cut short if it is long.
+/// A value quoted in a message, cut short if it is long, with invisible
+/// characters named by their code point (`<U+200B>`): shown raw, they make
+/// a message that looks wrong for no reason anyone can see.
 pub fn shown(text: &str) -> Cow<'_, str> {
     const MOST: usize = 60;
-    match text.char_indices().nth(MOST) {
-        Some((end, _)) => Cow::Owned(format!("{}…", &text[..end])),
-        None => Cow::Borrowed(text),
+    let cut = match text.char_indices().nth(MOST) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    };
+    let long = cut.len() < text.len();
+    if !long && !cut.chars().any(is_invisible) {
+        return Cow::Borrowed(text);
     }
+    let mut quoted = String::with_capacity(cut.len() + 8);
+    for c in cut.chars() {
+        match is_invisible(c) {
+            true => quoted.push_str(&format!("<{}>", code_point(c))),
+            false => quoted.push(c),
+        }
+    }
+    if long {
+        quoted.push('…');
+    }
+    Cow::Owned(quoted)
+}
+
+/// A character that takes no room on screen: controls, format characters
+/// (zero-width spaces and joiners, direction marks, the byte-order mark),
+/// and spaces other than the plain one.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+            | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// `U+200B`.
+pub fn code_point(c: char) -> String {
+    format!("U+{:04X}", u32::from(c))
 }
 
 #[cfg(test)]

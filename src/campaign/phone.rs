@@ -2,15 +2,28 @@
 //!
 //! The rules are libphonenumber's, through `rlibphonenumber`: a port that
 //! matches Google's library on differential fuzzing, and parses a number in
-//! well under a microsecond with no lock shared between threads.
+//! well under a microsecond with no lock shared between threads. The one
+//! liberty taken is [`plain_national`], a shortcut past the parser for the
+//! commonest shape, proven equal to it by a property test.
 
 use rlibphonenumber::{
-    ParseError, PhoneNumber, PhoneNumberFormat, ValidationError, PHONE_NUMBER_UTIL,
+    ParseError, PhoneNumber, PhoneNumberFormat, PhoneNumberType, ValidationError, PHONE_NUMBER_UTIL,
 };
 
 pub use rlibphonenumber::Region;
 
-use super::shown;
+use super::{code_point, is_invisible, shown};
+
+/// A number the API can be given, and what the dry-run report tells of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phone {
+    /// E.164 without the `+`: `5511987654321`.
+    pub digits: String,
+    /// The country it belongs to.
+    pub country: Region,
+    /// A fixed line: it receives WhatsApp only if it runs WhatsApp Business.
+    pub landline: bool,
+}
 
 /// Why a phone field cannot be sent to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,7 +32,9 @@ pub enum PhoneError {
     Empty,
     #[error("`{0}` looks like a number in scientific notation (Excel does this): format the column as text and export again")]
     ScientificNotation(String),
-    #[error("`{text}` contains `{bad}`, which is not part of a phone number")]
+    #[error("`{0}` looks like a number Excel stored as a decimal (the `.0` at the end): format the column as text and export again")]
+    ExcelDecimal(String),
+    #[error("`{text}` contains {}, which is not part of a phone number", named(*bad))]
     BadCharacter { text: String, bad: char },
     #[error("`{text}` is not a phone number: {reason}")]
     Unparsable {
@@ -43,6 +58,19 @@ pub enum PhoneError {
         region: String,
         hint: Option<&'static str>,
     },
+    #[error("`{text}` is not a valid {region} number; read as international it would be a {country} number (+{digits}), but a foreign number must be written with `+` (or `00`) and its country code")]
+    ForeignWithoutPlus {
+        text: String,
+        region: String,
+        country: String,
+        digits: String,
+    },
+    #[error("`{text}` is a {country} number; campaign.countries allows only {allowed}")]
+    CountryNotAllowed {
+        text: String,
+        country: String,
+        allowed: String,
+    },
 }
 
 impl PhoneError {
@@ -51,39 +79,119 @@ impl PhoneError {
         match self {
             PhoneError::Empty => "empty",
             PhoneError::ScientificNotation(_) => "scientific notation",
+            PhoneError::ExcelDecimal(_) => "stored as a decimal",
             PhoneError::BadCharacter { .. } => "not a phone number",
             PhoneError::Unparsable { kind, .. } | PhoneError::Length { kind, .. } => kind,
             PhoneError::NotValid { .. } => "not a valid number for its country",
+            PhoneError::ForeignWithoutPlus { .. } => "foreign number without +",
+            PhoneError::CountryNotAllowed { .. } => "country not allowed",
             PhoneError::OutsideApi { digits, .. } if *digits < API_DIGITS_LEAST => "too short",
             PhoneError::OutsideApi { .. } => "too long",
         }
     }
 }
 
-/// Normalises a phone as written in a spreadsheet.
-///
-/// Spaces, `-`, `.`, `(`, `)` and `/` are dropped; a leading `+` or `00` makes
-/// it international. Digits alone are first read as a national number of
-/// `region` (with libphonenumber's national and carrier prefixes), then, if
-/// that is not valid, as an international number written without its `+`
-/// (the API's own form, `5511999999999`). The number must be valid for its
-/// country in libphonenumber's metadata: a Brazilian mobile without its
-/// ninth digit, for one, is not.
-pub fn normalize(raw: &str, region: Region) -> Result<String, PhoneError> {
-    let text = raw.trim();
-    if text.is_empty() {
-        return Err(PhoneError::Empty);
+/// A character in a message: `x` quoted, an invisible one by its code point.
+fn named(c: char) -> String {
+    match is_invisible(c) {
+        true => format!("{} (an invisible character)", code_point(c)),
+        false => format!("`{c}`"),
     }
+}
+
+/// Normalises a phone as written in a spreadsheet or pasted from WhatsApp.
+///
+/// Spaces, `-`, en and em dashes, `.`, `(`, `)` and `/` are separators;
+/// invisible characters that copying brings along (zero-width spaces,
+/// direction marks, the byte-order mark) are dropped. A leading `+` or `00`
+/// makes the number international. Digits alone are a national number of
+/// `region` (with libphonenumber's national and carrier prefixes), or an
+/// international number starting with `region`'s own country code
+/// (`5511…` for BR): never another country's, which is how a typo in a
+/// Brazilian number would reach a stranger abroad. The number must be valid
+/// for its country in libphonenumber's metadata: a Brazilian mobile without
+/// its ninth digit, for one, is not.
+pub fn normalize(raw: &str, region: Region) -> Result<Phone, PhoneError> {
+    normalize_with(raw, region, plain_national)
+}
+
+/// Whether a number of this country may be sent to, by `campaign.countries`.
+pub fn allowed(phone: &Phone, text: &str, countries: &[Region]) -> Result<(), PhoneError> {
+    if countries.is_empty() || countries.contains(&phone.country) {
+        return Ok(());
+    }
+    Err(PhoneError::CountryNotAllowed {
+        text: shown(text.trim()).into_owned(),
+        country: phone.country.to_string(),
+        allowed: countries
+            .iter()
+            .map(Region::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// [`normalize`], with the shortcut past the parser as a parameter, so a
+/// test can take the long way every time.
+fn normalize_with(
+    raw: &str,
+    region: Region,
+    shortcut: fn(&str, Region) -> Option<PhoneNumber>,
+) -> Result<Phone, PhoneError> {
+    let text = raw.trim();
+    let (mut digits, mut international) = read_digits(text)?;
+    if !international {
+        if let Some(rest) = digits.strip_prefix("00") {
+            digits = rest.to_string();
+            international = true;
+        }
+    }
+    if international {
+        return parse_judged(&format!("+{digits}"), None, text);
+    }
+
+    let national = match shortcut(&digits, region) {
+        Some(number) => judged(&number, text),
+        None => parse_judged(&digits, Some(region), text),
+    };
+    let Err(national) = national else {
+        return national;
+    };
+    // libphonenumber keeps the national reading when both look possible;
+    // a number written with the region's own country code is still its own.
+    let own_code = PHONE_NUMBER_UTIL.get_country_code_for_region(region);
+    match parse_judged(&format!("+{digits}"), None, text) {
+        Ok(phone) if own_code.is_some_and(|code| phone.digits.starts_with(&code.to_string())) => {
+            Ok(phone)
+        }
+        Ok(foreign) => Err(PhoneError::ForeignWithoutPlus {
+            text: shown(text).into_owned(),
+            region: region.to_string(),
+            country: foreign.country.to_string(),
+            digits: foreign.digits,
+        }),
+        Err(_) => Err(national),
+    }
+}
+
+/// The digits of `text`, and whether it starts with `+`; separators and
+/// invisible characters dropped, anything else refused.
+fn read_digits(text: &str) -> Result<(String, bool), PhoneError> {
     if looks_scientific(text) {
         return Err(PhoneError::ScientificNotation(shown(text).into_owned()));
     }
+    if looks_like_excel_decimal(text) {
+        return Err(PhoneError::ExcelDecimal(shown(text).into_owned()));
+    }
     let mut digits = String::with_capacity(text.len());
     let mut international = false;
-    for (index, c) in text.char_indices() {
+    let mut visible = false;
+    for c in text.chars() {
         match c {
             '0'..='9' => digits.push(c),
-            '+' if index == 0 => international = true,
-            ' ' | '-' | '.' | '(' | ')' | '/' | '\u{a0}' => {}
+            '+' if !visible => international = true,
+            ' ' | '-' | '\u{2013}' | '\u{2014}' | '.' | '(' | ')' | '/' | '\u{a0}' => {}
+            c if is_pasted_invisible(c) => continue,
             bad => {
                 return Err(PhoneError::BadCharacter {
                     text: shown(text).into_owned(),
@@ -91,31 +199,57 @@ pub fn normalize(raw: &str, region: Region) -> Result<String, PhoneError> {
                 })
             }
         }
+        visible = true;
     }
-    if !international {
-        if let Some(rest) = digits.strip_prefix("00") {
-            digits = rest.to_string();
-            international = true;
-        }
+    if !visible {
+        return Err(PhoneError::Empty);
     }
-
-    if international {
-        return parse_valid(&format!("+{digits}"), None, text);
-    }
-    match parse_valid(&digits, Some(region), text) {
-        Ok(e164) => Ok(e164),
-        Err(national) => parse_valid(&format!("+{digits}"), None, text).map_err(|_| national),
-    }
+    Ok((digits, international))
 }
 
-fn parse_valid(number: &str, region: Option<Region>, text: &str) -> Result<String, PhoneError> {
+/// What copying from WhatsApp Web or a spreadsheet brings along unseen:
+/// zero-width spaces and joiners, direction marks and embeddings, the word
+/// joiner and the byte-order mark.
+fn is_pasted_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}' | '\u{FEFF}')
+}
+
+/// The commonest shape, a Brazilian national number of 10 or 11 digits, as
+/// libphonenumber's parser would read it, without the parser: no national
+/// or carrier prefix (`0`, `90`) to strip and no country code (`55`) it
+/// might strip. Anything else takes the parser.
+fn plain_national(digits: &str, region: Region) -> Option<PhoneNumber> {
+    let bytes = digits.as_bytes();
+    let plain = region == Region::BR
+        && matches!(bytes.len(), 10 | 11)
+        && bytes[0] != b'0'
+        && !digits.starts_with("55")
+        && !digits.starts_with("90");
+    if !plain {
+        return None;
+    }
+    Some(PhoneNumber {
+        country_code: 55,
+        national_number: digits.parse().ok()?,
+        ..PhoneNumber::default()
+    })
+}
+
+fn parse_judged(number: &str, region: Option<Region>, text: &str) -> Result<Phone, PhoneError> {
     let parsed = PHONE_NUMBER_UTIL
         .parse(number, region)
-        .map_err(|error| unparsable(error, text))?;
-    if !parsed.is_valid() {
-        return Err(why_not_valid(&parsed, text));
+        .map_err(|error| unparsable(error, number, text))?;
+    judged(&parsed, text)
+}
+
+/// A parsed number, if libphonenumber knows numbers of its country like it
+/// (its type is known) and the API takes its length.
+fn judged(number: &PhoneNumber, text: &str) -> Result<Phone, PhoneError> {
+    let kind = number.get_type();
+    if kind == PhoneNumberType::Unknown {
+        return Err(why_not_valid(number, text));
     }
-    let e164 = parsed.format_as(PhoneNumberFormat::E164);
+    let e164 = number.format_as(PhoneNumberFormat::E164);
     let digits = e164.trim_start_matches('+');
     // The API takes 8 to 15 digits; a few countries have valid shorter numbers.
     if !(API_DIGITS_LEAST..=API_DIGITS_MOST).contains(&digits.len()) {
@@ -124,24 +258,47 @@ fn parse_valid(number: &str, region: Option<Region>, text: &str) -> Result<Strin
             digits: digits.len(),
         });
     }
-    Ok(digits.to_string())
+    let country = number
+        .get_region_code()
+        .or_else(|| PHONE_NUMBER_UTIL.get_region_for_country_code(number.country_code))
+        .unwrap_or(Region::ZZ);
+    Ok(Phone {
+        digits: digits.to_string(),
+        country,
+        landline: kind == PhoneNumberType::FixedLine,
+    })
 }
 
 /// How many digits the API takes in `to` and `contact.phone` (`^[1-9][0-9]{7,14}$`).
 const API_DIGITS_LEAST: usize = 8;
 const API_DIGITS_MOST: usize = 15;
 
-fn unparsable(error: ParseError, text: &str) -> PhoneError {
-    let kind = match error {
-        ParseError::TooShortAfterIdd | ParseError::TooShortNsn => "too short",
-        ParseError::TooLongNsn => "too long",
-        ParseError::InvalidCountryCode => "unknown country code",
-        ParseError::NotANumber(_) => "not a phone number",
+/// The parser's refusal in this tool's words.
+fn unparsable(error: ParseError, number: &str, text: &str) -> PhoneError {
+    let digits = number.bytes().filter(u8::is_ascii_digit).count();
+    let (kind, reason) = match error {
+        ParseError::TooShortAfterIdd => (
+            "too short",
+            "too short after the international prefix".to_string(),
+        ),
+        ParseError::TooShortNsn => (
+            "too short",
+            format!("{digits} digits is too short for any phone number"),
+        ),
+        ParseError::TooLongNsn => (
+            "too long",
+            format!("{digits} digits is too long for any phone number (two numbers in one cell?)"),
+        ),
+        ParseError::InvalidCountryCode => (
+            "unknown country code",
+            "no country has the code it starts with".to_string(),
+        ),
+        ParseError::NotANumber(_) => ("not a phone number", "it has no number to read".to_string()),
     };
     PhoneError::Unparsable {
         text: shown(text).into_owned(),
         kind,
-        reason: error.to_string(),
+        reason,
     }
 }
 
@@ -150,7 +307,7 @@ fn unparsable(error: ParseError, text: &str) -> PhoneError {
 fn why_not_valid(parsed: &PhoneNumber, text: &str) -> PhoneError {
     let main_region = PHONE_NUMBER_UTIL.get_region_for_country_code(parsed.country_code);
     let Some(region) = main_region else {
-        return unparsable(ParseError::InvalidCountryCode, text);
+        return unparsable(ParseError::InvalidCountryCode, "", text);
     };
     let national = parsed.get_national_significant_number();
     let kind = match parsed.is_possible_with_reason() {
@@ -159,7 +316,7 @@ fn why_not_valid(parsed: &PhoneNumber, text: &str) -> PhoneError {
         Err(ValidationError::TooLong) => Some("too long"),
         Err(ValidationError::InvalidLength) => Some("of the wrong length"),
         Err(ValidationError::InvalidCountryCode) => {
-            return unparsable(ParseError::InvalidCountryCode, text)
+            return unparsable(ParseError::InvalidCountryCode, "", text)
         }
     };
     let region_name = region.to_string();
@@ -224,12 +381,29 @@ fn looks_scientific(text: &str) -> bool {
         && exponent.chars().all(|c| c.is_ascii_digit())
 }
 
+/// `5511987654321.0`, `11987654321,00`: a phone column Excel kept as a
+/// number and wrote with decimals. Read as digits, the zeros would become
+/// part of the number.
+fn looks_like_excel_decimal(text: &str) -> bool {
+    let Some((whole, decimals)) = text.rsplit_once(['.', ',']) else {
+        return false;
+    };
+    whole.len() >= API_DIGITS_LEAST
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && !decimals.is_empty()
+        && decimals.bytes().all(|b| b == b'0')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn br(raw: &str) -> Result<String, PhoneError> {
-        normalize(raw, Region::BR)
+        digits(raw, Region::BR)
+    }
+
+    fn digits(raw: &str, region: Region) -> Result<String, PhoneError> {
+        normalize(raw, region).map(|phone| phone.digits)
     }
 
     #[test]
@@ -273,7 +447,7 @@ mod tests {
     #[test]
     fn the_default_region_applies_to_national_numbers() {
         assert_eq!(
-            normalize("(650) 253-0000", Region::US).as_deref(),
+            digits("(650) 253-0000", Region::US).as_deref(),
             Ok("16502530000")
         );
     }
@@ -352,7 +526,7 @@ mod tests {
             ("+1 (212) 555-0123", Region::BR, "12125550123"),
         ] {
             assert_eq!(
-                normalize(raw, region).as_deref(),
+                digits(raw, region).as_deref(),
                 Ok(e164),
                 "{raw} in {region:?}"
             );

@@ -5,19 +5,17 @@ use std::sync::Arc;
 
 use csv::ByteRecord;
 
-use super::fields::{self, Fields, PhoneBook};
+use super::fields::{self, FieldRules, Fields, PhoneBook};
 use super::input::TextEncoding;
-use super::phone::Region;
 use super::records::Place;
+use super::settings::Card;
 use super::Layout;
-use crate::pacing::PacingSettings;
 use crate::types::{Problem, Recipient, Rejected, Row, Status};
 
 pub struct RowRules {
     pub layout: Arc<Layout>,
     pub encoding: TextEncoding,
-    pub pacing: PacingSettings,
-    pub region: Region,
+    pub fields: FieldRules,
 }
 
 impl RowRules {
@@ -37,35 +35,40 @@ impl RowRules {
                 self.layout.width
             );
             let problem = Problem::new("wrong number of fields", message);
-            return Row::Rejected(invalid(&fields, row, vec![problem]));
+            return Row::Rejected(self.invalid(&fields, row, vec![problem]));
         }
-        match fields::check(&fields, phones, &self.pacing, row) {
+        match fields::check(&fields, phones, &self.fields, row) {
             Ok(job) => Row::Job(job),
-            Err(problems) => Row::Rejected(invalid(&fields, row, problems)),
+            Err(problems) => Row::Rejected(self.invalid(&fields, row, problems)),
         }
     }
-}
 
-/// An `INVALID` row, with its fields as they were written.
-fn invalid(fields: &Fields, row: u64, problems: Vec<Problem>) -> Rejected {
-    let layout = fields.layout;
-    let key = match layout.key {
-        Some(index) => fields.lossy(Some(index)).trim().to_string(),
-        None => format!(
-            "{}:{}",
-            fields.lossy(Some(layout.to)).trim(),
-            fields.lossy(Some(layout.contact_phone)).trim()
-        ),
-    };
-    Rejected {
-        recipient: Recipient {
-            row,
-            key,
-            to: fields.lossy(Some(layout.to)),
-            contact_name: fields.lossy(Some(layout.contact_name)),
-            contact_phone: fields.lossy(Some(layout.contact_phone)),
-        },
-        status: Status::Invalid,
-        problems,
+    /// An `INVALID` row, with its fields as they were written (the card's
+    /// where the row names none).
+    fn invalid(&self, fields: &Fields, row: u64, problems: Vec<Problem>) -> Rejected {
+        let layout = fields.layout;
+        let card = self.fields.card.as_ref();
+        let or_card = |written: String, from_card: fn(&Card) -> &String| match card {
+            Some(card) if written.trim().is_empty() => from_card(card).clone(),
+            _ => written,
+        };
+        let contact_name = or_card(fields.lossy(layout.contact_name), |card| &card.name);
+        let contact_phone = or_card(fields.lossy(layout.contact_phone), |card| &card.phone);
+        let to = fields.lossy(Some(layout.to));
+        let key = match layout.key {
+            Some(index) => fields.lossy(Some(index)).trim().to_string(),
+            None => format!("{}:{}", to.trim(), contact_phone.trim()),
+        };
+        Rejected {
+            recipient: Recipient {
+                row,
+                key,
+                to,
+                contact_name,
+                contact_phone,
+            },
+            status: Status::Invalid,
+            problems,
+        }
     }
 }

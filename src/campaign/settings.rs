@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+use super::fields::clean_name;
 use super::input::{DelimiterChoice, EncodingChoice};
-use super::phone::Region;
+use super::phone::{self, Region};
 use super::Column;
 use crate::setting::{self, invalid, InvalidSetting};
 
@@ -16,6 +17,11 @@ pub struct CampaignSettings {
     /// The country of numbers written without a country code.
     #[serde(deserialize_with = "region")]
     pub default_region: Region,
+    /// The only countries recipients may be in; empty: any.
+    #[serde(deserialize_with = "regions")]
+    pub countries: Vec<Region>,
+    /// The card every row sends, unless its own columns say otherwise.
+    pub card: Option<CardSettings>,
     #[serde(deserialize_with = "setting::from_text")]
     pub encoding: EncodingChoice,
     #[serde(deserialize_with = "setting::from_text")]
@@ -31,6 +37,8 @@ impl Default for CampaignSettings {
     fn default() -> Self {
         CampaignSettings {
             default_region: Region::BR,
+            countries: Vec::new(),
+            card: None,
             encoding: EncodingChoice::Auto,
             delimiter: DelimiterChoice::Auto,
             key_column: None,
@@ -39,9 +47,42 @@ impl Default for CampaignSettings {
     }
 }
 
+/// `[campaign.card]`: the contact card sent to every row, as most campaigns
+/// send the business's own card to each lead.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardSettings {
+    pub name: String,
+    pub phone: String,
+}
+
+/// The card of `[campaign.card]`, checked and normalised once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Card {
+    pub name: String,
+    /// E.164 digits, as the API takes them.
+    pub phone: String,
+}
+
 impl CampaignSettings {
     pub fn check(&self) -> Result<(), InvalidSetting> {
+        self.card()?;
         self.column_mapping().map(drop)
+    }
+
+    /// `[campaign.card]` checked by the rules of the columns it stands for.
+    pub fn card(&self) -> Result<Option<Card>, InvalidSetting> {
+        let Some(card) = &self.card else {
+            return Ok(None);
+        };
+        let name = clean_name(&card.name)
+            .map_err(|problem| invalid("campaign.card.name", problem.message))?;
+        let phone = phone::normalize(&card.phone, self.default_region)
+            .map_err(|error| invalid("campaign.card.phone", error.to_string()))?;
+        Ok(Some(Card {
+            name,
+            phone: phone.digits,
+        }))
     }
 
     /// `[campaign.columns]` as header -> the column it holds.
@@ -70,8 +111,27 @@ impl CampaignSettings {
 
 /// A two-letter ISO country code, in either case.
 fn region<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Region, D::Error> {
-    let code = String::deserialize(deserializer)?;
-    code.trim().to_ascii_uppercase().parse().map_err(|_| {
-        serde::de::Error::custom(format!("`{code}` is not a two-letter ISO country code"))
-    })
+    region_of(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+}
+
+/// A list of them, not empty (leaving the key out allows every country).
+fn regions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Region>, D::Error> {
+    let codes = Vec::<String>::deserialize(deserializer)?;
+    if codes.is_empty() {
+        return Err(serde::de::Error::custom(
+            "an empty list allows no country; leave campaign.countries out to allow every country",
+        ));
+    }
+    codes
+        .iter()
+        .map(|code| region_of(code))
+        .collect::<Result<_, _>>()
+        .map_err(serde::de::Error::custom)
+}
+
+fn region_of(code: &str) -> Result<Region, String> {
+    code.trim()
+        .to_ascii_uppercase()
+        .parse()
+        .map_err(|_| format!("`{code}` is not a two-letter ISO country code"))
 }

@@ -1,29 +1,57 @@
 //! The dry-run report: what the rows of a campaign came to, problems
-//! grouped by kind, and how long sending would take.
+//! grouped by kind, who they go to, and how long sending would take.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::campaign::TextEncoding;
+use crate::campaign::phone::Region;
+use crate::campaign::{Column, TextEncoding};
 use crate::pacing::Estimate;
+use crate::schedule::Schedule;
 use crate::types::{Problem, Row};
 
 /// What the rows of a campaign came to: problems grouped by kind with their
-/// first rows, how many rows had delay/typing raised to a floor, and how long
-/// sending takes at the configured pacing.
+/// first rows, how many rows had delay/typing raised to a floor, where the
+/// recipients are, and how long sending takes at the configured pacing.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
     pub encoding: String,
     pub delimiter: String,
+    /// Columns read from a header of another name: column -> header.
+    pub columns: BTreeMap<String, String>,
     pub problems: Vec<ProblemGroup>,
     pub raised_to_floor: u64,
     pub messages: u64,
+    /// From the first message to the last, if sending started now: the
+    /// busiest instance's share at its pace, and the hours the send window
+    /// is shut in between.
     pub expected_seconds: f64,
+    /// The busiest instance's time spent sending, window left out.
+    pub sending_seconds: f64,
+    pub instances: usize,
+    /// Messages the busiest instance sends.
+    pub busiest_instance_messages: u64,
     pub rate: String,
     pub pace_by_message: bool,
+    /// `08:00-20:00 America/Sao_Paulo`, when a send window is set.
+    pub window: Option<String>,
+    /// Recipients by country, when any is outside `campaign.default_region`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub countries: BTreeMap<String, u64>,
+    /// Recipients on fixed lines, which receive WhatsApp only with WhatsApp Business.
+    pub landlines: u64,
     #[serde(skip)]
     estimate: Estimate,
+    #[serde(skip)]
+    schedule: Option<Schedule>,
+    #[serde(skip)]
+    home: Region,
+    /// Recipients by country, counted as they come (a handful of countries).
+    #[serde(skip)]
+    by_country: Vec<(Region, u64)>,
 }
 
 /// The rows with one kind of problem.
@@ -40,27 +68,61 @@ impl CheckReport {
     /// How many rows of each kind are listed.
     const FIRST_ROWS: usize = 5;
 
-    pub fn new(encoding: TextEncoding, delimiter: u8, estimate: Estimate) -> Self {
+    /// `home` is `campaign.default_region`; `schedule` the send window.
+    pub fn new(
+        encoding: TextEncoding,
+        delimiter: u8,
+        estimate: Estimate,
+        schedule: Option<Schedule>,
+        home: Region,
+    ) -> Self {
         CheckReport {
             encoding: encoding.to_string(),
             delimiter: char::from(delimiter).escape_default().to_string(),
+            columns: BTreeMap::new(),
             problems: Vec::new(),
             raised_to_floor: 0,
             messages: 0,
             expected_seconds: 0.0,
+            sending_seconds: 0.0,
+            instances: estimate.instances(),
+            busiest_instance_messages: 0,
             rate: estimate.rate().to_string(),
             pace_by_message: estimate.pace_by_message(),
+            window: schedule.as_ref().map(Schedule::describe),
+            countries: BTreeMap::new(),
+            landlines: 0,
             estimate,
+            schedule,
+            home,
+            by_country: Vec::new(),
         }
     }
 
-    pub fn add(&mut self, row: &Row) {
+    /// Notes the columns read from headers of other names.
+    pub fn columns_from(&mut self, renamed: &[(Column, String)]) {
+        self.columns = renamed
+            .iter()
+            .map(|(column, header)| (column.to_string(), header.clone()))
+            .collect();
+    }
+
+    /// One more row; a job is sent by the instance at `instance`.
+    pub fn add(&mut self, row: &Row, instance: usize) {
         match row {
             Row::Job(job) => {
                 self.raised_to_floor += u64::from(job.timing.note.is_some());
-                self.estimate.add(&job.timing);
-                self.messages = self.estimate.messages();
-                self.expected_seconds = self.estimate.duration().as_secs_f64().round();
+                self.estimate.add(&job.timing, instance);
+                self.landlines += u64::from(job.destination.landline);
+                let country = job.destination.country;
+                match self
+                    .by_country
+                    .iter_mut()
+                    .find(|(seen, _)| *seen == country)
+                {
+                    Some((_, count)) => *count += 1,
+                    None => self.by_country.push((country, 1)),
+                }
             }
             Row::Rejected(rejected) => {
                 for problem in &rejected.problems {
@@ -69,7 +131,6 @@ impl CheckReport {
             }
         }
     }
-
     fn add_problem(&mut self, row: u64, problem: &Problem) {
         let label = problem.label();
         let group = match self
@@ -94,10 +155,32 @@ impl CheckReport {
         }
     }
 
-    /// The most common problems first.
-    pub(super) fn sort(&mut self) {
+    /// Once every row is in: the most common problems first, the countries
+    /// if any is foreign, and the expected time from `now`.
+    pub(super) fn finish(&mut self, now: Timestamp) {
         self.problems
             .sort_by_key(|group| std::cmp::Reverse(group.rows_affected));
+        if self
+            .by_country
+            .iter()
+            .any(|(country, _)| *country != self.home)
+        {
+            self.countries = self
+                .by_country
+                .iter()
+                .map(|(country, count)| (country.to_string(), *count))
+                .collect();
+        }
+        self.messages = self.estimate.messages();
+        self.busiest_instance_messages = self.estimate.busiest_messages();
+        let sending = self.estimate.duration();
+        self.sending_seconds = sending.as_secs_f64().round();
+        let elapsed = match &self.schedule {
+            Some(schedule) if self.messages > 0 => schedule.elapsed_for(now, sending),
+            _ => Some(sending),
+        };
+        // Centuries away: the sending time alone says enough.
+        self.expected_seconds = elapsed.unwrap_or(sending).as_secs_f64().round();
     }
 
     pub(super) fn text(&self, dry_run: bool) -> String {
@@ -129,20 +212,63 @@ impl CheckReport {
                 counted(self.raised_to_floor, "row")
             ));
         }
-        if dry_run && self.messages > 0 {
-            let pacing = if self.pace_by_message {
-                ", pace_by_message on"
-            } else {
-                ""
-            };
+        if !self.columns.is_empty() {
+            let columns = self
+                .columns
+                .iter()
+                .map(|(column, header)| format!("{column} from `{header}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            text.push_str(&format!("columns read from other headers: {columns}\n"));
+        }
+        if !dry_run || self.messages == 0 {
+            return text;
+        }
+        if !self.countries.is_empty() {
+            let mut countries: Vec<_> = self.countries.iter().collect();
+            countries.sort_by_key(|(_, count)| std::cmp::Reverse(**count));
+            let countries = countries
+                .iter()
+                .map(|(country, count)| format!("{country} {count}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            text.push_str(&format!("recipients by country: {countries}\n"));
+        }
+        if self.landlines > 0 {
             text.push_str(&format!(
-                "sending would take about {} for {} at {} on one instance{pacing}\n",
-                human_duration(self.estimate.duration()),
-                counted(self.messages, "message"),
-                self.rate
+                "{} to landlines, which receive WhatsApp only if they run WhatsApp Business\n",
+                counted(self.landlines, "message")
             ));
         }
+        text.push_str(&format!("sending would take {}\n", self.expected_time()));
         text
+    }
+}
+
+impl CheckReport {
+    /// `about 2 days 3 h, sending 08:00-20:00 America/Sao_Paulo: 5000
+    /// messages at 20/min a number on 3 instances, the busiest with 1712 (…)`.
+    fn expected_time(&self) -> String {
+        let pacing = match self.pace_by_message {
+            true => ", pace_by_message on",
+            false => "",
+        };
+        let messages = counted(self.messages, "message");
+        let spread = match self.instances {
+            1 => format!("{messages} at {} on one instance{pacing}", self.rate),
+            n => format!(
+                "{messages} at {} a number on {n} instances, the busiest with {}{pacing}",
+                self.rate, self.busiest_instance_messages
+            ),
+        };
+        let expected = human_duration(Duration::from_secs_f64(self.expected_seconds));
+        match &self.window {
+            None => format!("about {expected}: {spread}"),
+            Some(window) => format!(
+                "about {expected}, sending {window}: {spread} ({} of sending)",
+                human_duration(Duration::from_secs_f64(self.sending_seconds))
+            ),
+        }
     }
 }
 
@@ -153,7 +279,9 @@ impl CheckReport {
         CheckReport::new(
             TextEncoding::Utf8,
             b',',
-            Estimate::new("20/min".parse().unwrap(), true),
+            Estimate::new("20/min".parse().unwrap(), true, 1),
+            None,
+            Region::BR,
         )
     }
 }
@@ -201,7 +329,7 @@ mod tests {
             );
         }
         report.add_problem(11, &problem("delay", "not a number", "`x` is not a number"));
-        report.sort();
+        report.finish(Timestamp::now());
         assert_eq!(report.problems.len(), 2);
         let short = &report.problems[0];
         assert_eq!(

@@ -39,7 +39,7 @@ impl Summary {
         mut check: CheckReport,
         stopped: Option<StopReason>,
     ) -> Self {
-        check.sort();
+        check.finish(jiff::Timestamp::now());
         let exit = ExitCode::of_run(stopped.as_ref(), tally, dry_run);
         let stopped = stopped.map(|reason| match reason {
             StopReason::Halted(why) => format!("halted: {why}"),

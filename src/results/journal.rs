@@ -209,7 +209,7 @@ mod tests {
     use serde_json::Map;
 
     use super::*;
-    use crate::types::{Recipient, Timing};
+    use crate::types::{Destination, Recipient, Timing};
 
     fn job(row: u64) -> Job {
         Job {
@@ -226,6 +226,10 @@ mod tests {
             priority: None,
             tags: Vec::new(),
             metadata: Map::new(),
+            destination: Destination {
+                country: rlibphonenumber::Region::BR,
+                landline: false,
+            },
             resending: false,
         }
     }

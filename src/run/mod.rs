@@ -145,11 +145,14 @@ pub async fn run(
     let (jobs, queued) = mpsc::channel::<Job>(256);
     let reader = {
         let pacing = &settings.pacing;
-        let check = CheckReport::new(
+        let mut check = CheckReport::new(
             opened.campaign.encoding(),
             opened.campaign.delimiter(),
-            Estimate::new(pacing.rate, pacing.pace_by_message),
+            Estimate::new(pacing.rate, pacing.pace_by_message, instances.len()),
+            settings.schedule.send_window(),
+            settings.campaign.default_region,
         );
+        check.columns_from(&opened.campaign.layout().renamed);
         let reading = Reading {
             jobs: (!request.dry_run).then_some(jobs),
             outcomes: outcomes.clone(),

@@ -63,7 +63,11 @@ impl Reading {
                 Row::Rejected(_) => None,
             };
             if earlier.is_none() {
-                check.add(&row);
+                let instance = match &row {
+                    Row::Job(job) => self.instance_index(job),
+                    Row::Rejected(_) => 0,
+                };
+                check.add(&row, instance);
             }
             let delivered = match (row, &self.jobs, earlier) {
                 (Row::Rejected(rejected), _, _) => self
@@ -93,8 +97,13 @@ impl Reading {
     fn instance_for(&self, job: &Job) -> &str {
         match self.instances.as_slice() {
             [] => "",
-            instances => &instances[dispatch::assign(&job.recipient.to, instances)],
+            instances => &instances[self.instance_index(job)],
         }
+    }
+
+    /// Its place in `instances` (0 when none is set).
+    fn instance_index(&self, job: &Job) -> usize {
+        dispatch::assign(&job.recipient.to, &self.instances)
     }
 
     /// The `SUPPRESSED` line of a recipient on the suppression list.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use jiff::Timestamp;
 
-use crate::campaign::columns::match_key;
+use crate::campaign::columns::{match_key, TO_ALIASES};
 use crate::campaign::input::{self, DelimiterChoice, EncodingChoice};
 use crate::campaign::phone::{self, Region};
 use crate::campaign::Source;
@@ -15,7 +15,12 @@ use crate::exit::{ExitCode, RunError};
 use crate::ledger::{Ledger, Suppression};
 
 /// Headers an imported file's phone column may have (matched like campaign headers).
-const PHONE_HEADERS: [&str; 5] = ["phone", "to", "telefone", "celular", "whatsapp"];
+/// The headers a suppression file's phone column may have: those a
+/// campaign's `to` may have, and `phone`.
+fn is_phone_header(header: &str) -> bool {
+    let key = match_key(header);
+    key == "phone" || key == "to" || TO_ALIASES.contains(&key.as_str())
+}
 
 /// Carries out `action`; returns what to print on stdout and the exit code.
 pub async fn suppress(
@@ -114,6 +119,7 @@ fn normalised(phones: &[String], region: Region) -> Result<Vec<String>, RunError
         .iter()
         .map(|raw| {
             phone::normalize(raw, region)
+                .map(|phone| phone.digits)
                 .map_err(|error| RunError::Usage(format!("{raw:?}: {error}")))
         })
         .collect()
@@ -140,15 +146,12 @@ fn read_phones(file: &Path, region: Region) -> Result<(Vec<String>, Vec<u64>), R
         .clone();
     let column = match headers.len() {
         1 => 0,
-        _ => headers
-            .iter()
-            .position(|header| PHONE_HEADERS.iter().any(|name| match_key(header) == *name))
-            .ok_or_else(|| {
-                unreadable(format!(
-                    "no phone column: name it one of {}",
-                    PHONE_HEADERS.join(", ")
-                ))
-            })?,
+        _ => headers.iter().position(is_phone_header).ok_or_else(|| {
+            unreadable(format!(
+                "no phone column: name it one of phone, to, {}",
+                TO_ALIASES.join(", ")
+            ))
+        })?,
     };
     let (mut phones, mut bad) = (Vec::new(), Vec::new());
     for (index, record) in reader.records().enumerate() {
@@ -157,7 +160,7 @@ fn read_phones(file: &Path, region: Region) -> Result<(Vec<String>, Vec<u64>), R
             .ok()
             .and_then(|record| record.get(column).map(str::to_string));
         match cell.map(|cell| phone::normalize(&cell, region)) {
-            Some(Ok(phone)) => phones.push(phone),
+            Some(Ok(phone)) => phones.push(phone.digits),
             _ => bad.push(row),
         }
     }

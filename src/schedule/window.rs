@@ -96,6 +96,51 @@ impl Schedule {
         }
     }
 
+    /// How long from `start` until the window has been open for `sending`:
+    /// the closed hours between count, as the sending waits them out.
+    /// `None` when that is centuries away.
+    pub fn elapsed_for(&self, start: Timestamp, sending: Duration) -> Option<Duration> {
+        // A window is open at least a minute a day: this many turns is over 27 years.
+        const MOST_WINDOWS: usize = 10_000;
+        let mut now = start;
+        let mut left = jiff::SignedDuration::try_from(sending).ok()?;
+        for _ in 0..MOST_WINDOWS {
+            if let Some(opening) = self.closed_until(now) {
+                now = opening.timestamp();
+            }
+            let closing = self.closes_after(now)?;
+            let open = closing.timestamp().duration_since(now);
+            if left <= open {
+                let end = now.checked_add(left).ok()?;
+                return Duration::try_from(end.duration_since(start)).ok();
+            }
+            left -= open;
+            now = closing.timestamp();
+        }
+        None
+    }
+
+    /// When the window, open at `now`, next closes.
+    fn closes_after(&self, now: Timestamp) -> Option<ZonedDateTime> {
+        let mut day = now.to_zoned_datetime(self.timezone.clone()).date();
+        loop {
+            let closing = day
+                .to_datetime(self.window.end)
+                .to_zoned_datetime(self.timezone.clone())
+                .ok()?;
+            if closing.timestamp() > now {
+                return Some(closing);
+            }
+            day = day.tomorrow().ok()?;
+        }
+    }
+
+    /// `08:00-20:00 America/Sao_Paulo`, for messages.
+    pub fn describe(&self) -> String {
+        let zone = self.timezone.iana_name().unwrap_or("local time");
+        format!("{} {zone}", self.window)
+    }
+
     /// How long until the window opens, from `now`; zero when it is open.
     pub fn wait(&self, now: Timestamp) -> Duration {
         self.closed_until(now)
@@ -120,6 +165,32 @@ mod tests {
             window: window.parse().unwrap(),
             timezone: TimeZone::get("America/Sao_Paulo").unwrap(),
         }
+    }
+
+    #[test]
+    fn the_time_a_sending_takes_counts_the_hours_the_window_is_shut() {
+        let window = sao_paulo("08:00-20:00");
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        // 10:00 in São Paulo (UTC-3): 10 h left today, 12 h a day after.
+        let morning = at("2026-06-01T13:00:00Z");
+        assert_eq!(window.elapsed_for(morning, hours(2)), Some(hours(2)));
+        assert_eq!(window.elapsed_for(morning, hours(10)), Some(hours(10)));
+        // 10 h today, then 12 h closed, then 2 h the next morning.
+        assert_eq!(window.elapsed_for(morning, hours(12)), Some(hours(24)));
+        // 10 + 12 + 12 h, then 08:00-09:00 on the fourth day.
+        assert_eq!(
+            window.elapsed_for(morning, hours(35)),
+            Some(hours(3 * 24 - 1))
+        );
+        // At 22:00 the first hours are the wait for 08:00.
+        let night = at("2026-06-02T01:00:00Z");
+        assert_eq!(window.elapsed_for(night, hours(1)), Some(hours(11)));
+        let across_midnight = sao_paulo("22:00-02:00");
+        assert_eq!(
+            across_midnight.elapsed_for(night, hours(5)),
+            Some(hours(24 + 1))
+        );
+        assert_eq!(window.describe(), "08:00-20:00 America/Sao_Paulo");
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod tally;
 
 pub use outcome::Outcome;
 pub use problem::Problem;
-pub use row::{Job, Recipient, Rejected, Row, Timing};
+pub use row::{Destination, Job, Recipient, Rejected, Row, Timing};
 pub use status::Status;
 pub use stop::StopReason;
 pub use tally::Tally;

@@ -30,9 +30,19 @@ pub struct Job {
     pub priority: Option<i64>,
     pub tags: Vec<String>,
     pub metadata: Map<String, Value>,
+    /// What the `to` number is, for the dry-run report.
+    pub destination: Destination,
     /// An `UNKNOWN` of an earlier run the user asked to send again
     /// (`--resend-unknown`): the ledger's same-card check lets it through.
     pub resending: bool,
+}
+
+/// Where a recipient's number is, and whether it is a landline (which
+/// receives WhatsApp only if it runs WhatsApp Business).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub country: rlibphonenumber::Region,
+    pub landline: bool,
 }
 
 /// A row that will not be sent: `INVALID` or `DUPLICATE`, with every problem.

@@ -368,7 +368,7 @@ async fn the_dry_run_report_groups_problems_and_estimates_the_sending_time() {
     );
     // 30 messages, each 2 s delay + 5 s typing at the default floors: 7 s apart.
     assert!(
-        report.contains("about 3 min 30 s for 30 messages at 20/min"),
+        report.contains("about 3 min 30 s: 30 messages at 20/min on one instance"),
         "{report}"
     );
 
