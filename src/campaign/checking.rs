@@ -27,11 +27,15 @@ pub const BATCH_ROWS: usize = 256;
 /// never waits for the reader between batches.
 const BATCHES_PER_CHECKER: usize = 2;
 
-/// Records read from the file, waiting to be checked. The records are kept
-/// from batch to batch so that their buffers are allocated once.
+/// Records read from the file, waiting to be checked, and then the rows
+/// they came to. Records and rows are kept from batch to batch so that their
+/// buffers are allocated once: glibc's allocator tidies all its small free
+/// blocks before each large allocation, and a new batch of rows was one.
 pub struct Batch {
     records: Vec<(Place, ByteRecord)>,
     filled: usize,
+    /// The checked rows, the last first, to be popped in file order.
+    rows: Vec<Row>,
 }
 
 impl Batch {
@@ -39,6 +43,7 @@ impl Batch {
         Batch {
             records: Vec::with_capacity(BATCH_ROWS),
             filled: 0,
+            rows: Vec::with_capacity(BATCH_ROWS),
         }
     }
 
@@ -62,10 +67,6 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.filled == 0
     }
-
-    fn filled(&self) -> &[(Place, ByteRecord)] {
-        &self.records[..self.filled]
-    }
 }
 
 /// The checker threads, and the batches they hold in file order.
@@ -79,7 +80,7 @@ pub struct Checkers {
 
 struct Lane {
     work: SyncSender<Batch>,
-    done: Receiver<(Batch, Vec<Row>)>,
+    done: Receiver<Batch>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -120,13 +121,19 @@ impl Checkers {
         self.in_flight.push_back(lane);
     }
 
-    /// The oldest batch's rows, checked; `None` when no batch is out.
-    pub fn take_back(&mut self) -> Option<Vec<Row>> {
-        let lane = &mut self.lanes[self.in_flight.pop_front()?];
+    /// Puts the oldest batch's checked rows, the last first, in `rows`
+    /// (which is empty, and whose buffer the batch keeps); false when no
+    /// batch is out.
+    pub fn take_back(&mut self, rows: &mut Vec<Row>) -> bool {
+        let Some(lane) = self.in_flight.pop_front() else {
+            return false;
+        };
+        let lane = &mut self.lanes[lane];
         match lane.done.recv() {
-            Ok((batch, rows)) => {
+            Ok(mut batch) => {
+                std::mem::swap(rows, &mut batch.rows);
                 self.spare.push(batch);
-                Some(rows)
+                true
             }
             Err(_) => {
                 // The checker is gone, which only a panic does: pass it on.
@@ -149,13 +156,20 @@ impl Lane {
             .spawn(move || {
                 let mut phones = PhoneBook::new(rules.fields.region);
                 // Ends when the reader drops its side of either channel.
-                for batch in work_rx {
-                    let rows = batch
-                        .filled()
-                        .iter()
-                        .map(|(place, record)| rules.check(*place, record, &mut phones))
-                        .collect();
-                    if done_tx.send((batch, rows)).is_err() {
+                for mut batch in work_rx {
+                    let Batch {
+                        records,
+                        filled,
+                        rows,
+                    } = &mut batch;
+                    rows.clear();
+                    rows.extend(
+                        records[..*filled]
+                            .iter()
+                            .rev()
+                            .map(|(place, record)| rules.check(*place, record, &mut phones)),
+                    );
+                    if done_tx.send(batch).is_err() {
                         return;
                     }
                 }

@@ -82,8 +82,9 @@ pub struct Campaign {
     encoding: TextEncoding,
     delimiter: u8,
     checkers: Checkers,
-    /// Checked rows of the oldest batch taken back, not yet handed on.
-    ready: std::vec::IntoIter<Row>,
+    /// Checked rows of the oldest batch taken back, not yet handed on; the
+    /// last first.
+    ready: Vec<Row>,
     /// No more records will be read: the end of the file or of `--limit`,
     /// or an error, given once the rows before it are out.
     read_all: bool,
@@ -162,7 +163,7 @@ impl Campaign {
             encoding,
             delimiter,
             checkers,
-            ready: Vec::new().into_iter(),
+            ready: Vec::new(),
             read_all: false,
             read_error: None,
             rows_left: limit.unwrap_or(u64::MAX),
@@ -187,16 +188,15 @@ impl Campaign {
     /// The next data row, checked; `None` at the end of the file (or of `--limit`).
     pub fn next_row(&mut self) -> Option<Result<Row, CampaignError>> {
         loop {
-            if let Some(row) = self.ready.next() {
+            if let Some(row) = self.ready.pop() {
                 return Some(Ok(match row {
                     Row::Job(job) => self.seen.unless_duplicate(job, self.layout.key.is_some()),
                     rejected => rejected,
                 }));
             }
             self.hand_out_batches();
-            match self.checkers.take_back() {
-                Some(rows) => self.ready = rows.into_iter(),
-                None => return self.read_error.take().map(Err),
+            if !self.checkers.take_back(&mut self.ready) {
+                return self.read_error.take().map(Err);
             }
         }
     }

@@ -3,8 +3,8 @@
 //! The rules are libphonenumber's, through `rlibphonenumber`: a port that
 //! matches Google's library on differential fuzzing, and parses a number in
 //! well under a microsecond with no lock shared between threads. The one
-//! liberty taken is [`plain_national`], a shortcut past the parser for the
-//! commonest shape, proven equal to it by a property test.
+//! liberty taken is [`plain_brazilian`], a shortcut past the parser for the
+//! commonest shapes, shown equal to it by a property test.
 
 use rlibphonenumber::{
     ParseError, PhoneNumber, PhoneNumberFormat, PhoneNumberType, ValidationError, PHONE_NUMBER_UTIL,
@@ -112,7 +112,7 @@ fn named(c: char) -> String {
 /// for its country in libphonenumber's metadata: a Brazilian mobile without
 /// its ninth digit, for one, is not.
 pub fn normalize(raw: &str, region: Region) -> Result<Phone, PhoneError> {
-    normalize_with(raw, region, plain_national)
+    normalize_with(raw, region, plain_brazilian)
 }
 
 /// Whether a number of this country may be sent to, by `campaign.countries`.
@@ -136,7 +136,7 @@ pub fn allowed(phone: &Phone, text: &str, countries: &[Region]) -> Result<(), Ph
 fn normalize_with(
     raw: &str,
     region: Region,
-    shortcut: fn(&str, Region) -> Option<PhoneNumber>,
+    shortcut: fn(&str, bool, Region) -> Option<PhoneNumber>,
 ) -> Result<Phone, PhoneError> {
     let text = raw.trim();
     let (mut digits, mut international) = read_digits(text)?;
@@ -147,10 +147,13 @@ fn normalize_with(
         }
     }
     if international {
-        return parse_judged(&format!("+{digits}"), None, text);
+        return match shortcut(&digits, true, region) {
+            Some(number) => judged(&number, text),
+            None => parse_judged(&format!("+{digits}"), None, text),
+        };
     }
 
-    let national = match shortcut(&digits, region) {
+    let national = match shortcut(&digits, false, region) {
         Some(number) => judged(&number, text),
         None => parse_judged(&digits, Some(region), text),
     };
@@ -214,23 +217,30 @@ fn is_pasted_invisible(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}' | '\u{FEFF}')
 }
 
-/// The commonest shape, a Brazilian national number of 10 or 11 digits, as
-/// libphonenumber's parser would read it, without the parser: no national
-/// or carrier prefix (`0`, `90`) to strip and no country code (`55`) it
-/// might strip. Anything else takes the parser.
-fn plain_national(digits: &str, region: Region) -> Option<PhoneNumber> {
-    let bytes = digits.as_bytes();
-    let plain = region == Region::BR
-        && matches!(bytes.len(), 10 | 11)
-        && bytes[0] != b'0'
-        && !digits.starts_with("55")
-        && !digits.starts_with("90");
+/// The commonest shapes of a Brazilian number, as libphonenumber's parser
+/// would read them, without the parser: `+55` or `55` then 10 or 11
+/// digits, a national number of 10 or 11 digits, or one with its trunk
+/// prefix `0`. Each is the area code and number as they stand, when
+/// nothing in them could be a country code (`55`), trunk or carrier prefix
+/// (`0`, `90`) the parser would strip. Anything else takes the parser.
+fn plain_brazilian(digits: &str, international: bool, region: Region) -> Option<PhoneNumber> {
+    let national = match (international, digits.len()) {
+        (true, _) => digits.strip_prefix("55")?,
+        _ if region != Region::BR => return None,
+        (false, 11 | 12) if digits.starts_with('0') => &digits[1..],
+        (false, 12 | 13) => digits.strip_prefix("55")?,
+        (false, _) => digits,
+    };
+    let plain = matches!(national.len(), 10 | 11)
+        && !national.starts_with('0')
+        && !national.starts_with("55")
+        && !national.starts_with("90");
     if !plain {
         return None;
     }
     Some(PhoneNumber {
         country_code: 55,
-        national_number: digits.parse().ok()?,
+        national_number: national.parse().ok()?,
         ..PhoneNumber::default()
     })
 }
@@ -537,5 +547,126 @@ mod tests {
     fn a_number_valid_elsewhere_is_not_valid_for_the_wrong_country() {
         // A German landline written nationally, read as Brazilian.
         assert!(br("030 901820").is_err());
+    }
+
+    #[test]
+    fn digits_alone_are_never_another_countrys_number() {
+        for (typo, country) in [
+            ("(47) 9876-5432", "NO"),
+            ("(45) 9876-5432", "DK"),
+            ("(65) 9876-5432", "SG"),
+            ("(49) 98765-432", "DE"),
+            ("(91) 98765-43210", "IN"),
+            ("20966381017", "EG"),
+        ] {
+            let error = br(typo).unwrap_err();
+            assert_eq!(error.kind(), "foreign number without +", "{typo}: {error}");
+            assert!(
+                error.to_string().contains(&format!("a {country} number")),
+                "{typo}: {error}"
+            );
+            assert!(error.to_string().contains("with `+`"), "{error}");
+        }
+        // Written as foreign, they are foreign.
+        assert_eq!(br("+47 98765432").as_deref(), Ok("4798765432"));
+        assert_eq!(br("0047 98765432").as_deref(), Ok("4798765432"));
+        // The region's own country code without `+` is still its own.
+        assert_eq!(br("55 21 3222 1234").as_deref(), Ok("552132221234"));
+    }
+
+    #[test]
+    fn what_copying_brings_along_is_dropped() {
+        for pasted in [
+            "\u{200e}+55 11 98765-4321\u{200f}",
+            "\u{feff}(11) 98765\u{2013}4321",
+            "11\u{200b}98765\u{2014}4321",
+            "\u{202a}+55\u{a0}11\u{2060}98765-4321\u{202c}",
+        ] {
+            assert_eq!(br(pasted).as_deref(), Ok("5511987654321"), "{pasted:?}");
+        }
+        assert_eq!(br("\u{200b}\u{feff}"), Err(PhoneError::Empty));
+        let error = br("11\u{2066}98765-4321").unwrap_err().to_string();
+        assert!(error.contains("U+2066 (an invisible character)"), "{error}");
+        assert!(error.contains("`11<U+2066>98765-4321`"), "{error}");
+        assert!(!error.contains('\u{2066}'), "{error}");
+    }
+
+    #[test]
+    fn excel_decimals_get_a_hint_and_no_message_uses_the_librarys_words() {
+        for decimal in ["5511987654321.0", "11987654321,00"] {
+            let error = br(decimal).unwrap_err();
+            assert_eq!(error.kind(), "stored as a decimal", "{decimal}");
+            assert!(error.to_string().contains("format the column as text"));
+        }
+        // Two numbers in one cell.
+        let error = br("11 98765-4321 / 11 91234-5678").unwrap_err().to_string();
+        assert!(error.contains("two numbers in one cell"), "{error}");
+        for text in [
+            "11 98765-4321 / 11 91234-5678",
+            "1",
+            "+",
+            "+999 1234 5678",
+            "+55",
+        ] {
+            let error = br(text).unwrap_err().to_string();
+            for library in ["nsn", "Nsn", "NotANumber", "Idd"] {
+                assert!(!error.contains(library), "{text}: {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_number_tells_its_country_and_whether_it_is_a_landline() {
+        let landline = normalize("(21) 3222-1234", Region::BR).unwrap();
+        assert_eq!((landline.country, landline.landline), (Region::BR, true));
+        let mobile = normalize("(21) 99876-5432", Region::BR).unwrap();
+        assert_eq!((mobile.country, mobile.landline), (Region::BR, false));
+        let portuguese = normalize("+351 912 345 678", Region::BR).unwrap();
+        assert_eq!(portuguese.country, Region::PT);
+        let american = normalize("+1 212 555 0123", Region::BR).unwrap();
+        assert_eq!(american.country, Region::US);
+        assert!(allowed(&portuguese, "+351 912 345 678", &[Region::BR, Region::PT]).is_ok());
+        let error = allowed(&american, "+1 212 555 0123", &[Region::BR, Region::PT]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`+1 212 555 0123` is a US number; campaign.countries allows only BR, PT"
+        );
+        assert!(allowed(&american, "", &[]).is_ok());
+    }
+
+    /// The long way every time.
+    fn no_shortcut(_: &str, _: bool, _: Region) -> Option<PhoneNumber> {
+        None
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(30_000))]
+
+        /// Numbers in and around the shortcut's shapes, as digits or written
+        /// with `+` or `00`, in its region and another.
+        #[test]
+        fn the_shortcut_gives_exactly_the_parsers_answer(
+            prefix in "|\\+|00",
+            digits in "[1-9][0-9]{9,10}|[0-9]{1,17}|(55|90|0|055|550|5590)[0-9]{7,11}",
+            region in proptest::sample::select(vec![Region::BR, Region::PT]),
+        ) {
+            let text = format!("{prefix}{digits}");
+            proptest::prop_assert_eq!(
+                normalize_with(&text, region, plain_brazilian),
+                normalize_with(&text, region, no_shortcut)
+            );
+        }
+
+        #[test]
+        fn a_known_type_is_exactly_a_valid_number(digits in "[0-9]{4,16}") {
+            for region in [Region::BR, Region::US, Region::PT, Region::DE] {
+                if let Ok(number) = PHONE_NUMBER_UTIL.parse(&digits, Some(region)) {
+                    proptest::prop_assert_eq!(
+                        number.get_type() != PhoneNumberType::Unknown,
+                        number.is_valid()
+                    );
+                }
+            }
+        }
     }
 }

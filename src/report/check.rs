@@ -246,8 +246,8 @@ impl CheckReport {
 }
 
 impl CheckReport {
-    /// `about 2 days 3 h, sending 08:00-20:00 America/Sao_Paulo: 5000
-    /// messages at 20/min a number on 3 instances, the busiest with 1712 (…)`.
+    /// `about 2 days 3 h (sending only 08:00-20:00 America/Sao_Paulo): 5000
+    /// messages at 20/min a number on 3 instances, the busiest with 1712; …`.
     fn expected_time(&self) -> String {
         let pacing = match self.pace_by_message {
             true => ", pace_by_message on",
@@ -265,7 +265,7 @@ impl CheckReport {
         match &self.window {
             None => format!("about {expected}: {spread}"),
             Some(window) => format!(
-                "about {expected}, sending {window}: {spread} ({} of sending)",
+                "about {expected} (sending only {window}): {spread}; {} of sending",
                 human_duration(Duration::from_secs_f64(self.sending_seconds))
             ),
         }

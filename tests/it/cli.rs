@@ -49,7 +49,7 @@ async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
 
     assert_eq!(code(&output), 1, "not every row is valid");
     let results = work.results("campaign-with-errors.results.csv");
-    assert_eq!(results.len(), 9);
+    assert_eq!(results.len(), 10);
     let expected = [
         ("2", "VALID", ""),
         (
@@ -68,6 +68,11 @@ async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
             "line 9: the row has 2 fields, the header has 7",
         ),
         ("10", "INVALID", "typing: `-1` is not a number of seconds"),
+        (
+            "11",
+            "INVALID",
+            "to: `(47) 9876-5432` is not a valid BR number; read as international it would be a NO number",
+        ),
     ];
     for (row, status, error) in expected {
         let line = common::line(&results, row.parse().unwrap());
