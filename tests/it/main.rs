@@ -13,6 +13,7 @@ mod instances;
 mod ledger;
 mod mock_api;
 mod pg;
+mod phones;
 mod properties;
 mod reliability;
 mod schedule;
