@@ -10,7 +10,6 @@ use serde_json::{Map, Value};
 
 use super::input::TextEncoding;
 use super::phone::{self, Phone, PhoneError, Region};
-use super::settings::Card;
 use super::{shown, Layout};
 use crate::pacing::{PacingSettings, MESSAGE_SECONDS_MAX};
 use crate::types::{Destination, Job, Problem, Recipient};
@@ -27,6 +26,14 @@ pub struct FieldRules {
     pub countries: Vec<Region>,
     /// `[campaign.card]`: the card of rows that do not name their own.
     pub card: Option<Card>,
+}
+
+/// The card of `[campaign.card]`, checked and normalised once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Card {
+    pub name: String,
+    /// E.164 digits, as the API takes them.
+    pub phone: String,
 }
 
 /// Remembers recent contact phones: the contact card is often the same on

@@ -19,8 +19,9 @@ use csv::ByteRecord;
 use tracing::{debug, info};
 
 pub use columns::{Column, Layout, LayoutError};
+pub use fields::Card;
 pub use input::{DelimiterChoice, EncodingChoice, TextEncoding};
-pub use settings::{CampaignSettings, Card, CardSettings};
+pub use settings::{CampaignSettings, CardSettings};
 pub use source::Source;
 
 use crate::pacing::PacingSettings;

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use csv::ByteRecord;
 
-use super::fields::{self, FieldRules, Fields, PhoneBook};
+use super::fields::{self, Card, FieldRules, Fields, PhoneBook};
 use super::input::TextEncoding;
 use super::records::Place;
-use super::settings::Card;
 use super::Layout;
 use crate::types::{Problem, Recipient, Rejected, Row, Status};
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
-use super::fields::clean_name;
+use super::fields::{clean_name, Card};
 use super::input::{DelimiterChoice, EncodingChoice};
 use super::phone::{self, Region};
 use super::Column;
@@ -53,14 +53,6 @@ impl Default for CampaignSettings {
 #[serde(deny_unknown_fields)]
 pub struct CardSettings {
     pub name: String,
-    pub phone: String,
-}
-
-/// The card of `[campaign.card]`, checked and normalised once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Card {
-    pub name: String,
-    /// E.164 digits, as the API takes them.
     pub phone: String,
 }
 
