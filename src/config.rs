@@ -288,6 +288,41 @@ mod tests {
     }
 
     #[test]
+    fn countries_must_be_countries_and_the_card_a_valid_one() {
+        for (config, key) in [
+            (
+                "[campaign]\ndefault_region = \"XX\"\n",
+                "campaign.default_region",
+            ),
+            (
+                "[campaign]\ncountries = [\"BR\", \"XX\"]\n",
+                "campaign.countries",
+            ),
+            ("[campaign]\ncountries = []\n", "campaign.countries"),
+            (
+                "[campaign.card]\nname = \" \"\nphone = \"+55 11 3003-4000\"\n",
+                "campaign.card.name",
+            ),
+            (
+                "[campaign.card]\nname = \"Loja\"\nphone = \"4798765432\"\n",
+                "campaign.card.phone",
+            ),
+            ("[campaign.card]\nname = \"Loja\"\n", "campaign.card"),
+        ] {
+            let error = parse(config).unwrap_err().to_string();
+            assert!(error.contains(key), "{config}: {error}");
+        }
+        let settings = parse("[campaign]\ncountries = [\"br\", \"PT\"]\n").unwrap();
+        assert_eq!(
+            settings.campaign.countries,
+            [
+                crate::campaign::phone::Region::BR,
+                crate::campaign::phone::Region::PT
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_by_name() {
         let error = parse("[pacing]\nrte = \"1/s\"\n").unwrap_err().to_string();
         assert!(error.contains("rte"), "{error}");

@@ -115,6 +115,15 @@ pub fn normalize(raw: &str, region: Region) -> Result<Phone, PhoneError> {
     normalize_with(raw, region, plain_brazilian)
 }
 
+/// The region a two-letter ISO code names, in either case, if libphonenumber
+/// knows its numbers (`XX` is two letters, but no country's).
+pub fn region_named(code: &str) -> Option<Region> {
+    let region: Region = code.trim().to_ascii_uppercase().parse().ok()?;
+    PHONE_NUMBER_UTIL
+        .get_country_code_for_region(region)
+        .map(|_| region)
+}
+
 /// Whether a number of this country may be sent to, by `campaign.countries`.
 pub fn allowed(phone: &Phone, text: &str, countries: &[Region]) -> Result<(), PhoneError> {
     if countries.is_empty() || countries.contains(&phone.country) {

@@ -122,8 +122,6 @@ fn regions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Region>, D:
 }
 
 fn region_of(code: &str) -> Result<Region, String> {
-    code.trim()
-        .to_ascii_uppercase()
-        .parse()
-        .map_err(|_| format!("`{code}` is not a two-letter ISO country code"))
+    phone::region_named(code)
+        .ok_or_else(|| format!("`{code}` is not a country's two-letter ISO code (like BR or PT)"))
 }
