@@ -390,4 +390,36 @@ mod tests {
         assert_eq!((layout.key, layout.unknown.len()), (Some(0), 0));
         assert!(Layout::resolve(&names, &[], Some("lead"), false).is_err());
     }
+
+    #[test]
+    fn a_portuguese_phone_header_is_to_when_nothing_else_is() {
+        let layout = Layout::resolve(&headers(&["Nome", "NÚMERO"]), &[], None, true).unwrap();
+        assert_eq!((layout.to, layout.contact_name), (1, None));
+        assert_eq!(layout.renamed, vec![(Column::To, "NÚMERO".to_string())]);
+        assert_eq!(layout.unknown, vec!["Nome"]);
+
+        let layout = Layout::resolve(&headers(&["Telefone", "to"]), &[], None, true).unwrap();
+        assert_eq!(
+            (layout.to, layout.unknown.as_slice()),
+            (1, &["Telefone".to_string()][..])
+        );
+
+        let error = Layout::resolve(&headers(&["fone", "WhatsApp"]), &[], None, true).unwrap_err();
+        assert!(matches!(error, LayoutError::WhichTo(..)), "{error}");
+
+        let mapping = vec![("celular".to_string(), Column::To)];
+        let layout = Layout::resolve(&headers(&["fone", "celular"]), &mapping, None, true).unwrap();
+        assert_eq!(
+            (layout.to, layout.unknown.as_slice()),
+            (1, &["fone".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn the_cards_columns_are_required_only_without_a_card() {
+        let names = headers(&["to"]);
+        assert!(Layout::resolve(&names, &[], None, false).is_err());
+        let layout = Layout::resolve(&names, &[], None, true).unwrap();
+        assert_eq!((layout.contact_name, layout.contact_phone), (None, None));
+    }
 }
