@@ -11,7 +11,7 @@ use std::io::Write;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use interacto_bulk::campaign::{phone, Campaign, CampaignSettings, Source};
 use interacto_bulk::pacing::PacingSettings;
-use interacto_bulk::results::{line_writer, LineFormat};
+use interacto_bulk::results::{line_writer, Dialect, LineFormat};
 use interacto_bulk::types::{Outcome, Row, Status};
 
 /// Phones as Brazilian exports write them, each one distinct, as in `gen_campaign.py`.
@@ -108,8 +108,8 @@ fn results_lines(c: &mut Criterion) {
     group.bench_function("write 10k VALID lines", |b| {
         b.iter_batched_ref(
             || {
-                let writer = line_writer(Vec::with_capacity(ROWS * 128));
-                (writer, LineFormat::default())
+                let writer = line_writer(Vec::with_capacity(ROWS * 128), Dialect::Plain);
+                (writer, LineFormat::new(Dialect::Plain))
             },
             |(writer, lines)| {
                 for job in &jobs {

@@ -13,6 +13,7 @@ use crate::api::{self, ApiKey, ApiSettings};
 use crate::campaign::CampaignSettings;
 use crate::ledger::{LedgerSettings, LedgerUrl};
 use crate::pacing::{PacingSettings, Rate};
+use crate::results::ResultsSettings;
 use crate::retry::RetrySettings;
 use crate::schedule::ScheduleSettings;
 use crate::setting::{invalid, InvalidSetting};
@@ -28,6 +29,7 @@ pub struct Settings {
     pub retry: RetrySettings,
     pub schedule: ScheduleSettings,
     pub ledger: LedgerSettings,
+    pub results: ResultsSettings,
 }
 
 /// A setting that could not be read or does not make sense; names the key.

@@ -57,14 +57,16 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
-    /// A run that went through its campaign, or stopped for `stopped`.
-    pub fn of_run(stopped: Option<&StopReason>, tally: &Tally, dry_run: bool) -> Self {
+    /// A run that went through its campaign, or stopped for `stopped`;
+    /// `rows` are the campaign's rows after it (a send's results file, one
+    /// line a row: rows earlier runs sent count as sent).
+    pub fn of_run(stopped: Option<&StopReason>, rows: &Tally, dry_run: bool) -> Self {
         let wanted = if dry_run { Status::Valid } else { Status::Sent };
         match stopped {
             Some(StopReason::Halted(_)) => ExitCode::Halted,
             Some(StopReason::Interrupted) => ExitCode::Interrupted,
             Some(StopReason::Deferred(_)) => ExitCode::Deferred,
-            None if tally.get(wanted) == tally.rows() => ExitCode::Success,
+            None if rows.get(wanted) == rows.rows() => ExitCode::Success,
             None => ExitCode::NotAllSent,
         }
     }
@@ -118,7 +120,14 @@ mod tests {
         for (stop, code) in [
             (StopReason::Interrupted, 130),
             (StopReason::Halted("401".into()), 3),
-            (StopReason::Deferred("window".into()), 5),
+            (
+                StopReason::Deferred(crate::types::Deferral {
+                    cause: crate::types::Hold::Window,
+                    why: "window".into(),
+                    until: None,
+                }),
+                5,
+            ),
         ] {
             assert_eq!(ExitCode::of_run(Some(&stop), &rows, false).code(), code);
         }

@@ -12,7 +12,7 @@ use interacto_bulk::cli::{
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
-use interacto_bulk::report::{self, LogWriter};
+use interacto_bulk::report::{self, LogWriter, Summary};
 use interacto_bulk::results::WriteGate;
 use interacto_bulk::RunRequest;
 
@@ -134,14 +134,13 @@ async fn run_campaign(
     shutdown: CancellationToken,
     results_gate: WriteGate,
 ) -> Result<ExitCode, RunError> {
-    let settings = Settings::load(
-        args.config.as_deref(),
-        Environment::from_process(),
-        overrides,
-    )?;
+    let started_at = jiff::Timestamp::now();
     let source = Source::from_arg(&args.campaign);
     let request = RunRequest {
-        results_path: args.out.unwrap_or_else(|| source.default_results_path()),
+        results_path: args
+            .out
+            .clone()
+            .unwrap_or_else(|| source.default_results_path(dry_run)),
         source,
         overwrite: args.overwrite,
         resume: args.resume,
@@ -152,12 +151,43 @@ async fn run_campaign(
         limit: args.limit,
         results_gate,
     };
-    let summary = interacto_bulk::run(settings, request, progress_area, shutdown).await?;
-    match args.summary {
-        SummaryFormat::Text => print_out(&summary.text()),
-        SummaryFormat::Json => print_out(&format!("{}\n", summary.json())),
+    let (campaign, results) = (
+        request.source.describe(),
+        request.results_path.display().to_string(),
+    );
+    let run = async {
+        let settings = Settings::load(
+            args.config.as_deref(),
+            Environment::from_process(),
+            overrides,
+        )?;
+        interacto_bulk::run(settings, request, progress_area, shutdown).await
+    };
+    match (run.await, args.summary) {
+        (Ok(summary), SummaryFormat::Text) => {
+            print_out(&summary.text());
+            Ok(summary.exit)
+        }
+        (Ok(summary), SummaryFormat::Json) => {
+            print_out(&format!("{}\n", summary.json()));
+            Ok(summary.exit)
+        }
+        // A run that cannot start has a JSON line too, so a log of them has every run.
+        (Err(error), SummaryFormat::Json) => {
+            let exit = ExitCode::of_error(&error);
+            let summary = Summary::failed(
+                campaign,
+                results,
+                dry_run,
+                started_at,
+                error.to_string(),
+                exit,
+            );
+            print_out(&format!("{}\n", summary.json()));
+            Err(error)
+        }
+        (Err(error), SummaryFormat::Text) => Err(error),
     }
-    Ok(summary.exit)
 }
 
 /// The settings of a command that only reads or writes the ledger.

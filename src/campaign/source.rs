@@ -50,14 +50,17 @@ impl Source {
     }
 
     /// `<campaign stem>.results.csv` in the working directory.
-    pub fn default_results_path(&self) -> PathBuf {
+    /// `<stem>.results.csv` for a send, `<stem>.check.csv` for a dry run:
+    /// "validate, then send" must not find the check where the results go.
+    pub fn default_results_path(&self, dry_run: bool) -> PathBuf {
         let stem = match self {
             Source::Stdin => "stdin".into(),
             Source::File(path) => path
                 .file_stem()
                 .map_or_else(|| "campaign".into(), |stem| stem.to_string_lossy()),
         };
-        PathBuf::from(format!("{stem}.results.csv"))
+        let kind = if dry_run { "check" } else { "results" };
+        PathBuf::from(format!("{stem}.{kind}.csv"))
     }
 
     pub fn describe(&self) -> String {

@@ -2,6 +2,7 @@
 //! call, and the health of each instance, which leaves rotation when it
 //! fails too often.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use crate::retry::RetrySettings;
-use crate::types::{Status, StopReason};
+use crate::types::{Deferral, Status, StopReason};
 
 /// What the workers share to stop the run: the signal token from outside,
 /// and the halts and holds that any worker can call.
@@ -19,7 +20,9 @@ pub struct RunControl {
     stopped: Mutex<Option<StopReason>>,
     /// Set when an instance stopped for now (its daily cap, a long
     /// Retry-After), though others go on.
-    capped: Mutex<Option<String>>,
+    capped: Mutex<Option<Deferral>>,
+    /// Instances that send no more in this run, and why.
+    left: Mutex<BTreeMap<String, String>>,
     pub(super) retry: RetrySettings,
     /// Instances still in rotation.
     pub(super) lanes_open: AtomicUsize,
@@ -32,6 +35,7 @@ impl RunControl {
             signal,
             stopped: Mutex::new(None),
             capped: Mutex::new(None),
+            left: Mutex::new(BTreeMap::new()),
             retry,
             lanes_open: AtomicUsize::new(usize::MAX),
         })
@@ -49,9 +53,9 @@ impl RunControl {
     }
 
     /// Stops the run until later: the window is closed (exit 5).
-    pub(super) fn hold(&self, reason: String) {
-        warn!("stopping: {reason}");
-        self.stop_for(StopReason::Deferred(reason));
+    pub(super) fn hold(&self, deferral: Deferral) {
+        warn!("stopping: {}", deferral.why);
+        self.stop_for(StopReason::Deferred(deferral));
     }
 
     fn stop_for(&self, reason: StopReason) {
@@ -77,9 +81,24 @@ impl RunControl {
         match (stopped, capped) {
             (Some(reason), _) => Some(reason),
             (None, _) if self.signal.is_cancelled() => Some(StopReason::Interrupted),
-            (None, Some(reason)) => Some(StopReason::Deferred(reason)),
+            (None, Some(deferral)) => Some(StopReason::Deferred(deferral)),
             (None, None) => None,
         }
+    }
+
+    /// Instances that sent no more in this run, and why.
+    pub fn left(&self) -> BTreeMap<String, String> {
+        self.left
+            .lock()
+            .expect("no note panics holding the lock")
+            .clone()
+    }
+
+    fn left_rotation(&self, lane: &LaneHealth, why: &str) {
+        self.left
+            .lock()
+            .expect("no note panics holding the lock")
+            .insert(lane.instance_id.to_string(), why.to_string());
     }
 
     /// Takes an instance out of rotation: its rows not yet tried are
@@ -92,6 +111,7 @@ impl RunControl {
         );
         if lane.close(&closed_for) {
             error!(instance = %lane.instance_id, "taking the instance out of rotation: {reason}");
+            self.left_rotation(lane, &reason);
             if self.lanes_open.fetch_sub(1, Ordering::SeqCst) == 1 {
                 self.halt(format!("no instance left; the last one: {reason}"));
             }
@@ -101,15 +121,16 @@ impl RunControl {
     /// An instance may send no more for now (its daily cap, or the API
     /// asking it to wait longer than `retry.max_backoff`): its rows are
     /// DEFERRED, and when no instance is left the run stops until later.
-    pub(super) fn defer(&self, lane: &LaneHealth, reason: String) {
-        if lane.close(&reason) {
-            warn!(instance = %lane.instance_id, "{reason}");
+    pub(super) fn defer(&self, lane: &LaneHealth, deferral: Deferral) {
+        if lane.close(&deferral.why) {
+            warn!(instance = %lane.instance_id, "{}", deferral.why);
+            self.left_rotation(lane, &deferral.why);
             self.capped
                 .lock()
                 .expect("no cap panics holding the lock")
-                .get_or_insert(reason.clone());
+                .get_or_insert(deferral.clone());
             if self.lanes_open.fetch_sub(1, Ordering::SeqCst) == 1 {
-                self.hold(reason);
+                self.hold(deferral);
             }
         }
     }

@@ -16,7 +16,7 @@ use super::leaving::Leaving;
 use super::{send, turns, Shared, LANE_QUEUE};
 use crate::report::Progress;
 use crate::schedule::{DailyCap, Schedule};
-use crate::types::Job;
+use crate::types::{Deferral, Hold, Job};
 
 /// When an instance may send: the send window and the daily cap.
 #[derive(Clone)]
@@ -41,10 +41,14 @@ impl Gates {
         while let Some(opening) = schedule.closed_until(Timestamp::now()) {
             let when = opening.strftime("%Y-%m-%d %H:%M %Z");
             if self.no_wait {
-                control.hold(format!(
-                    "outside the send window {} (it opens {when})",
-                    schedule.window
-                ));
+                control.hold(Deferral {
+                    cause: Hold::Window,
+                    why: format!(
+                        "outside the send window {} (it opens {when})",
+                        schedule.window
+                    ),
+                    until: Some(opening.timestamp()),
+                });
                 return None;
             }
             info!(

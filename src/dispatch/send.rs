@@ -14,7 +14,7 @@ use super::{turns, Shared};
 use crate::api::{ContactMessage, Queued, SendError};
 use crate::ledger::Taken;
 use crate::retry::{backoff, next_step, Next};
-use crate::types::{Job, Outcome, Status};
+use crate::types::{Deferral, Hold, Job, Outcome, Status};
 
 /// Starts the request of a job that has its turn, its place in the
 /// pipeline, its journal line and its record in the ledger (made at
@@ -109,24 +109,28 @@ pub(super) fn not_sent(job: &Job, lane: &LaneHealth, control: &RunControl) -> Ou
 /// the cap is reached, which closes the lane, or when the ledger fails,
 /// which halts the run.
 async fn within_daily_cap(lane: &LaneHealth, shared: &Shared) -> bool {
-    let Some(cap) = &shared.gates.daily_cap else {
+    let Some(cap_rule) = &shared.gates.daily_cap else {
         return true;
     };
-    let day = cap.day(Timestamp::now());
+    let day = cap_rule.day(Timestamp::now());
     let control = &shared.control;
     match shared
         .ledger
-        .take_from_daily_cap(&lane.instance_id, day, cap)
+        .take_from_daily_cap(&lane.instance_id, day, cap_rule)
         .await
     {
         Ok(Taken::Counted) => true,
         Ok(Taken::CapReached(cap)) => {
             control.defer(
                 lane,
-                format!(
-                    "instance {} reached its daily cap of {cap} messages",
-                    lane.instance_id
-                ),
+                Deferral {
+                    cause: Hold::DailyCap,
+                    why: format!(
+                        "instance {} reached its daily cap of {cap} messages",
+                        lane.instance_id
+                    ),
+                    until: cap_rule.next_day(Timestamp::now()),
+                },
             );
             false
         }
@@ -183,7 +187,16 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
                     asked.as_secs(),
                     retry.max_backoff.as_secs_f64()
                 );
-                control.defer(lane, reason.clone());
+                control.defer(
+                    lane,
+                    Deferral {
+                        cause: Hold::ApiWait,
+                        why: reason.clone(),
+                        until: jiff::SignedDuration::try_from(asked)
+                            .ok()
+                            .and_then(|wait| Timestamp::now().checked_add(wait).ok()),
+                    },
+                );
                 let status = if maybe_delivered {
                     Status::Unknown
                 } else {

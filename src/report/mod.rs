@@ -11,4 +11,4 @@ pub use check::{human_duration, CheckReport, ProblemGroup};
 pub use log::{LogLine, LogWriter};
 pub use numbers::{numbers_text, DaySent, NumberReport};
 pub use progress::{progress_area, Progress};
-pub use summary::Summary;
+pub use summary::{CampaignState, Finished, Summary};

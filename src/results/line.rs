@@ -12,12 +12,21 @@ use crate::types::Outcome;
 /// thousands of lines a second, mostly within the same millisecond.
 #[derive(Debug, Default)]
 pub struct LineFormat {
+    /// Seconds written with `,` (Excel in Brazil), not `.`.
+    decimal_comma: bool,
     number: String,
     stamp_millis: Option<i64>,
     stamp: String,
 }
 
 impl LineFormat {
+    pub fn new(dialect: super::Dialect) -> Self {
+        LineFormat {
+            decimal_comma: dialect.decimal_mark() == ',',
+            ..LineFormat::default()
+        }
+    }
+
     /// Writes `outcome` as one line, in the order of [`super::COLUMNS`].
     pub fn write<W: io::Write>(
         &mut self,
@@ -48,6 +57,9 @@ impl LineFormat {
             self.number.clear();
             if let Some(seconds) = seconds {
                 write!(self.number, "{seconds}").expect("writing to a String cannot fail");
+                if self.decimal_comma {
+                    self.number = self.number.replace('.', ",");
+                }
             }
             writer.write_field(&self.number)?;
         }
@@ -71,9 +83,10 @@ impl LineFormat {
 
 /// A CSV writer for results lines: it writes cells as [`LineFormat`] gives
 /// them, quoted where a spreadsheet needs it, and nothing more.
-pub fn line_writer<W: io::Write>(inner: W) -> csv::Writer<W> {
+pub fn line_writer<W: io::Write>(inner: W, dialect: super::Dialect) -> csv::Writer<W> {
     csv::WriterBuilder::new()
         .has_headers(false)
+        .delimiter(dialect.delimiter())
         .quote_style(csv::QuoteStyle::Never)
         .from_writer(inner)
 }
@@ -145,8 +158,8 @@ mod tests {
             error: String::new(),
             finished_at: "2026-11-24T09:00:00.123456Z".parse().unwrap(),
         };
-        let mut lines = LineFormat::default();
-        let mut writer = line_writer(Vec::new());
+        let mut lines = LineFormat::new(crate::results::Dialect::Plain);
+        let mut writer = line_writer(Vec::new(), crate::results::Dialect::Plain);
         lines.write(&outcome, &mut writer).unwrap();
         let later = Outcome {
             recipient: Recipient {

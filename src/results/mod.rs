@@ -1,8 +1,9 @@
 //! The results CSV: one line per input row, written by one thread and flushed
 //! as outcomes arrive, so a run that dies loses nothing already known.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -10,17 +11,21 @@ use tokio::sync::mpsc;
 
 use crate::types::{Outcome, Tally};
 
+mod compact;
 mod journal;
 mod line;
 mod lock;
 mod paths;
 mod resume;
+mod settings;
 
+pub use compact::compact;
 pub use journal::Journal;
 pub use line::{cell_value, line_writer, LineFormat};
 pub use lock::{LockError, RunLock};
 pub use paths::{refuse_campaign, resolve};
-pub use resume::{open_for_resume, Previous};
+pub use resume::{open_for_resume, Previous, Resumed};
+pub use settings::{Dialect, ResultsSettings};
 
 /// The results file, written through the csv crate.
 pub type ResultsWriter = csv::Writer<BufWriter<File>>;
@@ -46,8 +51,16 @@ pub const COLUMNS: [&str; 15] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    #[error("the results file {0} already exists: pass --overwrite to replace it, or --out to write elsewhere")]
+    #[error(
+        "the results file {0} already exists: --resume carries on the campaign it records (rows \
+         it shows SENT are not sent again); --overwrite replaces it, and a send then sends every \
+         row again; --out writes elsewhere"
+    )]
     Exists(PathBuf),
+    #[error(
+        "the folder {0} for the results file does not exist; create it, or pick another --out"
+    )]
+    NoFolder(PathBuf),
     #[error("cannot write the results file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{0} is not a results file of this tool (its header differs); pick another --out")]
@@ -65,16 +78,15 @@ pub enum ResultsError {
     JournalWithoutResults { journal: PathBuf, results: PathBuf },
 }
 
-/// The length of the header line, where the first run's lines start.
-fn header_len() -> u64 {
-    COLUMNS.join(",").len() as u64 + 1
-}
-
 /// Creates the results file and writes its header. An existing file is only
 /// replaced with `overwrite`, and then only once no other run writes it; a
 /// symbolic link there is replaced, not written through. A journal left
 /// without its results file stops the run: see [`ResultsError::JournalWithoutResults`].
-pub fn create(path: &Path, overwrite: bool) -> Result<ResultsWriter, ResultsError> {
+pub fn create(
+    path: &Path,
+    overwrite: bool,
+    dialect: Dialect,
+) -> Result<(ResultsWriter, LineFormat, u64), ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_path_buf(),
         source,
@@ -100,12 +112,12 @@ pub fn create(path: &Path, overwrite: bool) -> Result<ResultsWriter, ResultsErro
     paths::lock_results(&file, path)?;
     // Emptied only now that no other run can be writing it.
     file.set_len(0).map_err(io_error)?;
-    let mut writer = line_writer(BufWriter::new(file));
-    writer
-        .write_record(COLUMNS)
-        .map_err(|error| io_error(error.into()))?;
+    let mut file = BufWriter::new(file);
+    let header = dialect.header();
+    file.write_all(&header).map_err(io_error)?;
+    let mut writer = line_writer(file, dialect);
     writer.flush().map_err(io_error)?;
-    Ok(writer)
+    Ok((writer, LineFormat::new(dialect), header.len() as u64))
 }
 
 /// Held by the writer while it writes and flushes, and by an abort before
@@ -127,17 +139,41 @@ const VALIDATION_BATCH_WAIT: std::time::Duration = std::time::Duration::from_mil
 /// The same after a batch with answers from the API.
 const ANSWER_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// What the writer wrote: lines by status, and by instance and status.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub tally: Tally,
+    pub by_instance: BTreeMap<String, Tally>,
+}
+
+impl Written {
+    fn add(&mut self, outcome: &Outcome) {
+        self.tally.add(outcome.status);
+        // Looked up first: a new String only for an instance not yet seen.
+        match self.by_instance.get_mut(outcome.instance_id.as_str()) {
+            Some(tally) => tally.add(outcome.status),
+            None => {
+                let mut tally = Tally::default();
+                tally.add(outcome.status);
+                self.by_instance
+                    .insert(outcome.instance_id.to_string(), tally);
+            }
+        }
+    }
+}
+
 /// Starts the one thread that writes the results file. Send it outcomes; it
 /// ends when every sender is dropped, returning the counts. `written` is
 /// shown the counts after each batch of lines is flushed.
 pub fn spawn_writer(
     mut writer: ResultsWriter,
+    mut lines: LineFormat,
     path: PathBuf,
     mut written: impl FnMut(&Tally) + Send + 'static,
     gate: WriteGate,
 ) -> (
     mpsc::Sender<Outcome>,
-    tokio::task::JoinHandle<Result<Tally, ResultsError>>,
+    tokio::task::JoinHandle<Result<Written, ResultsError>>,
 ) {
     let (sender, mut outcomes) = mpsc::channel::<Outcome>(1024);
     let task = tokio::task::spawn_blocking(move || {
@@ -145,8 +181,7 @@ pub fn spawn_writer(
             path: path.clone(),
             source,
         };
-        let mut tally = Tally::default();
-        let mut lines = LineFormat::default();
+        let mut written_so_far = Written::default();
         while let Some(first) = outcomes.blocking_recv() {
             let _writing = gate.hold();
             let mut answers = false;
@@ -155,14 +190,14 @@ pub fn spawn_writer(
                 std::iter::once(first).chain(std::iter::from_fn(|| outcomes.try_recv().ok()))
             {
                 answers |= outcome.status.is_an_answer();
-                tally.add(outcome.status);
+                written_so_far.add(&outcome);
                 lines
                     .write(&outcome, &mut writer)
                     .map_err(|error| io_error(error.into()))?;
             }
             writer.flush().map_err(io_error)?;
             drop(_writing);
-            written(&tally);
+            written(&written_so_far.tally);
             // Let more lines gather, so a fast run is not one write and one
             // wake-up per row. Answers wait less: until their line is
             // flushed, a `kill -9` leaves them UNKNOWN.
@@ -173,7 +208,7 @@ pub fn spawn_writer(
             });
         }
         writer.flush().map_err(io_error)?;
-        Ok(tally)
+        Ok(written_so_far)
     });
     (sender, task)
 }

@@ -32,6 +32,9 @@ pub fn resolve(given: &Path, overwrite: bool) -> Result<PathBuf, ResultsError> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
+    if !folder.is_dir() {
+        return Err(ResultsError::NoFolder(folder.to_path_buf()));
+    }
     Ok(fs::canonicalize(folder).map_err(io_error)?.join(name))
 }
 

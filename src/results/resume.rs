@@ -10,7 +10,7 @@ use std::path::Path;
 use tracing::warn;
 
 use super::journal::{self, Left};
-use super::{paths, ResultsError, COLUMNS};
+use super::{paths, Dialect, LineFormat, ResultsError};
 use crate::types::Status;
 
 /// The keys earlier runs sent, or may have sent.
@@ -44,30 +44,44 @@ fn fingerprint(key: &str) -> u64 {
     hasher.finish()
 }
 
+/// A results file opened to add lines to: its writer and line format (in
+/// the form the file has), what earlier runs recorded, and its length.
+pub struct Resumed {
+    pub writer: super::ResultsWriter,
+    pub lines: LineFormat,
+    pub previous: Previous,
+    pub length: u64,
+}
+
 /// Opens the results file to add this run's lines after the earlier ones,
-/// reading what they say first. A missing file is created; a last line cut
-/// by a crash is cut off.
-pub fn open_for_resume(path: &Path) -> Result<(super::ResultsWriter, Previous, u64), ResultsError> {
+/// reading what they say first. A missing file is created in `dialect`; an
+/// existing one keeps its own form. A last line cut by a crash is cut off.
+pub fn open_for_resume(path: &Path, dialect: Dialect) -> Result<Resumed, ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_path_buf(),
         source,
     };
     if fs::symlink_metadata(path).is_err() {
-        let writer = super::create(path, false)?;
-        return Ok((writer, Previous::default(), super::header_len()));
+        let (writer, lines, length) = super::create(path, false, dialect)?;
+        return Ok(Resumed {
+            writer,
+            lines,
+            previous: Previous::default(),
+            length,
+        });
     }
     let mut options = OpenOptions::new();
     options.read(true).write(true);
     let mut file = paths::no_follow(options).open(path).map_err(io_error)?;
     paths::lock_results(&file, path)?;
     // Only a results file of this tool is touched, let alone cut.
-    let mut first_line = String::new();
+    let mut first_line = Vec::new();
     io::BufReader::new(&mut file)
-        .read_line(&mut first_line)
+        .read_until(b'\n', &mut first_line)
         .map_err(io_error)?;
-    if first_line.trim_end_matches(['\r', '\n']) != COLUMNS.join(",") {
+    let Some(dialect) = Dialect::of_header(&first_line) else {
         return Err(ResultsError::NotResults(path.to_path_buf()));
-    }
+    };
     let length = cut_partial_line(&mut file).map_err(io_error)?;
     file.seek(SeekFrom::Start(0)).map_err(io_error)?;
 
@@ -75,7 +89,9 @@ pub fn open_for_resume(path: &Path) -> Result<(super::ResultsWriter, Previous, u
     let mut previous = Previous::default();
     let mut written_since_left = HashSet::new();
     // The header was checked above; the csv reader skips it.
-    let mut reader = csv::Reader::from_reader(io::BufReader::new(&mut file));
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(dialect.delimiter())
+        .from_reader(io::BufReader::new(&mut file));
     let (key_at, status_at) = (1, 6);
     let mut record = csv::ByteRecord::new();
     while reader
@@ -125,8 +141,12 @@ pub fn open_for_resume(path: &Path) -> Result<(super::ResultsWriter, Previous, u
     }
 
     file.seek(SeekFrom::End(0)).map_err(io_error)?;
-    let writer = super::line_writer(BufWriter::new(file));
-    Ok((writer, previous, length))
+    Ok(Resumed {
+        writer: super::line_writer(BufWriter::new(file), dialect),
+        lines: LineFormat::new(dialect),
+        previous,
+        length,
+    })
 }
 
 /// Cuts the file back to its last complete line; returns the new length.
@@ -168,7 +188,11 @@ mod tests {
 
     fn results_file(dir: &Path, lines: &str) -> std::path::PathBuf {
         let path = dir.join("out.csv");
-        std::fs::write(&path, format!("{}\n{lines}", COLUMNS.join(","))).unwrap();
+        std::fs::write(
+            &path,
+            format!("{}\n{lines}", super::super::COLUMNS.join(",")),
+        )
+        .unwrap();
         path
     }
 
@@ -188,7 +212,7 @@ mod tests {
         .concat();
         let path = results_file(dir.path(), &lines);
 
-        let (_, previous, _) = open_for_resume(&path).unwrap();
+        let previous = open_for_resume(&path, Dialect::Plain).unwrap().previous;
 
         assert_eq!(previous.verdict("a"), Some(Status::Sent));
         assert_eq!(previous.verdict("b"), Some(Status::Unknown));
@@ -206,7 +230,9 @@ mod tests {
         let whole = line("a", "SENT");
         let path = results_file(dir.path(), &format!("{whole}3,b,55119876"));
 
-        let (_, previous, length) = open_for_resume(&path).unwrap();
+        let Resumed {
+            previous, length, ..
+        } = open_for_resume(&path, Dialect::Plain).unwrap();
 
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.ends_with(&whole), "{text}");
@@ -231,7 +257,7 @@ mod tests {
         )
         .unwrap();
 
-        let (_, previous, _) = open_for_resume(&path).unwrap();
+        let previous = open_for_resume(&path, Dialect::Plain).unwrap().previous;
 
         assert_eq!(previous.verdict("b"), Some(Status::Sent));
         assert_eq!(
@@ -259,9 +285,11 @@ mod tests {
         .unwrap();
 
         // The resume starts its own journal, then dies before writing any line.
-        let (_, previous, length) = open_for_resume(&path).unwrap();
+        let Resumed {
+            previous, length, ..
+        } = open_for_resume(&path, Dialect::Plain).unwrap();
         journal::Journal::start(&path, length, &previous.in_flight).unwrap();
-        let (_, again, _) = open_for_resume(&path).unwrap();
+        let again = open_for_resume(&path, Dialect::Plain).unwrap().previous;
 
         assert_eq!(again.verdict("c"), Some(Status::Unknown));
     }
@@ -277,7 +305,7 @@ mod tests {
         .unwrap();
 
         assert!(matches!(
-            open_for_resume(&path),
+            open_for_resume(&path, Dialect::Plain).map(|_| ()),
             Err(ResultsError::NotResults(_))
         ));
         assert_eq!(

@@ -26,8 +26,10 @@ use crate::dispatch::{self, Gates, RunControl, Sending};
 use crate::exit::RunError;
 use crate::ledger::{Ledger, Suppression};
 use crate::pacing::{Estimate, Pace};
-use crate::report::{CheckReport, Progress, Summary};
-use crate::results::{self, Journal, Previous, ResultsError, ResultsWriter, RunLock, WriteGate};
+use crate::report::{CheckReport, Finished, Progress, Summary};
+use crate::results::{
+    self, Dialect, Journal, LineFormat, Previous, ResultsError, ResultsWriter, RunLock, WriteGate,
+};
 use crate::types::Job;
 use reading::Reading;
 use target::Target;
@@ -63,6 +65,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
 
     // Target: the API or the embedded mock; nowhere in a dry run. Missing
     // credentials stop the run here, before any file is touched.
@@ -133,6 +136,7 @@ pub async fn run(
         let progress = progress.clone();
         results::spawn_writer(
             opened.results_file,
+            opened.line_format,
             request.results_path.clone(),
             move |tally| progress.show(tally),
             request.results_gate.clone(),
@@ -171,7 +175,7 @@ pub async fn run(
 
     // Send: one lane per instance, each paced on its own, `concurrency`
     // requests in flight over all of them.
-    let (journal, lock) = (opened.journal, opened.lock);
+    let (journal, lock, opened_path) = (opened.journal, opened.lock, opened.results_path);
     match (&target, &journal) {
         (Some(target), Some(journal)) => {
             let sending = Sending {
@@ -200,8 +204,8 @@ pub async fn run(
     // and the lock can go.
     let read = reader.await.expect("the campaign reader does not panic");
     drop(outcomes);
-    let tally = match writer.await.expect("the results writer does not panic") {
-        Ok(tally) => tally,
+    let written = match writer.await.expect("the results writer does not panic") {
+        Ok(written) => written,
         // Messages may have gone out: not a usage error but a halt, and
         // the journal stays for the resume that accounts for them.
         Err(error) if target.is_some() => {
@@ -214,27 +218,52 @@ pub async fn run(
         Err(error) => return Err(error.into()),
     };
     progress.finish();
+
+    // Then the results file becomes the campaign's state, one line a row,
+    // once the journal (whose offsets point into the file as it was) is gone.
+    // A dry run's fresh file is that already.
     let journal = journal.and_then(Arc::into_inner);
-    tokio::task::spawn_blocking(move || {
-        if let Some(Err(error)) = journal.map(Journal::finish) {
-            warn!("cannot remove the journal: {error}");
-        }
+    let tidy = !request.dry_run || request.resume;
+    let results_path = opened_path;
+    let campaign_tally = tokio::task::spawn_blocking(move || {
+        let journal_gone = match journal.map(Journal::finish) {
+            Some(Err(error)) => {
+                warn!("cannot remove the journal: {error}");
+                false
+            }
+            _ => true,
+        };
+        let campaign = match tidy && journal_gone {
+            true => match results::compact(&results_path) {
+                Ok(campaign) => Some(campaign),
+                Err(error) => {
+                    warn!("the results file keeps every run's lines: {error}");
+                    None
+                }
+            },
+            false => None,
+        };
         drop(lock);
+        campaign
     })
     .await
-    .expect("removing the journal does not panic");
+    .expect("tidying the results file does not panic");
     let check = read?;
 
     // Report.
-    Ok(Summary::new(
-        request.source.describe(),
-        request.results_path.display().to_string(),
-        request.dry_run,
-        &tally,
-        started.elapsed(),
+    Ok(Summary::new(Finished {
+        campaign: request.source.describe(),
+        results: request.results_path.display().to_string(),
+        dry_run: request.dry_run,
+        started_at,
+        elapsed: started.elapsed(),
+        tally: written.tally,
+        by_instance: written.by_instance,
+        left_rotation: control.left(),
+        state: campaign_tally,
         check,
-        control.reason(),
-    ))
+        stopped: control.reason(),
+    }))
 }
 
 /// A run's files, opened: the campaign, the lock on its results file, the
@@ -242,8 +271,11 @@ pub async fn run(
 /// when messages will be sent.
 struct Opened {
     campaign: Campaign,
+    /// The results file's real path.
+    results_path: PathBuf,
     lock: RunLock,
     results_file: ResultsWriter,
+    line_format: LineFormat,
     previous: Option<Previous>,
     journal: Option<Arc<Journal>>,
     /// Data rows in the campaign, for the progress bar; counted only for it.
@@ -273,11 +305,18 @@ impl Opened {
             results::refuse_campaign(campaign, path)?;
         }
         let lock = RunLock::acquire(path).map_err(ResultsError::from)?;
-        let (results_file, previous, results_from) = if request.resume {
-            let (writer, previous, from) = results::open_for_resume(path)?;
-            (writer, Some(previous), from)
+        let dialect = Dialect::of(&settings.results);
+        let (results_file, line_format, previous, results_from) = if request.resume {
+            let resumed = results::open_for_resume(path, dialect)?;
+            (
+                resumed.writer,
+                resumed.lines,
+                Some(resumed.previous),
+                resumed.length,
+            )
         } else {
-            (results::create(path, request.overwrite)?, None, 0)
+            let (writer, lines, _) = results::create(path, request.overwrite, dialect)?;
+            (writer, lines, None, 0)
         };
         let journal = match sending {
             true => {
@@ -302,8 +341,10 @@ impl Opened {
             .map(|rows| request.limit.map_or(rows, |limit| limit.min(rows)));
         Ok(Opened {
             campaign,
+            results_path: path.clone(),
             lock,
             results_file,
+            line_format,
             previous,
             journal,
             total_rows,

@@ -30,6 +30,15 @@ impl DailyCap {
     pub fn day(&self, now: Timestamp) -> Date {
         now.to_zoned_datetime(self.timezone.clone()).date()
     }
+
+    /// When the day after `now`'s begins: a capped number sends again.
+    pub fn next_day(&self, now: Timestamp) -> Option<Timestamp> {
+        let tomorrow = self.day(now).tomorrow().ok()?;
+        tomorrow
+            .to_zoned_datetime(self.timezone.clone())
+            .ok()
+            .map(|start| start.timestamp())
+    }
 }
 
 #[cfg(test)]

@@ -13,5 +13,5 @@ pub use outcome::Outcome;
 pub use problem::Problem;
 pub use row::{Destination, Job, Recipient, Rejected, Row, Timing};
 pub use status::Status;
-pub use stop::StopReason;
+pub use stop::{Deferral, Hold, StopReason};
 pub use tally::Tally;

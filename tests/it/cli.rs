@@ -48,7 +48,7 @@ async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
         .await;
 
     assert_eq!(code(&output), 1, "not every row is valid");
-    let results = work.results("campaign-with-errors.results.csv");
+    let results = work.results("campaign-with-errors.check.csv");
     assert_eq!(results.len(), 10);
     let expected = [
         ("2", "VALID", ""),

@@ -13,6 +13,7 @@ use interacto_bulk::campaign::CampaignSettings;
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::ledger::LedgerSettings;
 use interacto_bulk::pacing::PacingSettings;
+use interacto_bulk::results::ResultsSettings;
 use interacto_bulk::retry::RetrySettings;
 use interacto_bulk::schedule::ScheduleSettings;
 
@@ -52,13 +53,14 @@ impl<'de> Deserializer<'de> for FieldNames<'_> {
 
 /// Every `section.key` of the config file, from the types.
 fn every_key() -> Vec<String> {
-    let sections: [(&str, &[&str]); 6] = [
+    let sections: [(&str, &[&str]); 7] = [
         ("api", keys_of::<ApiSettings>()),
         ("pacing", keys_of::<PacingSettings>()),
         ("campaign", keys_of::<CampaignSettings>()),
         ("retry", keys_of::<RetrySettings>()),
         ("schedule", keys_of::<ScheduleSettings>()),
         ("ledger", keys_of::<LedgerSettings>()),
+        ("results", keys_of::<ResultsSettings>()),
     ];
     let names: Vec<&str> = sections.iter().map(|(name, _)| *name).collect();
     assert_eq!(names, keys_of::<Settings>(), "every section is listed here");

@@ -37,7 +37,10 @@ async fn absurd_delays_are_invalid_rows_and_the_rest_is_sent() {
             false => work.run(&args).await,
         };
         assert_eq!(code(&output), 1, "{}", stderr(&output));
-        let results = work.results("campaign.results.csv");
+        let results = match args.is_empty() {
+            true => work.results("campaign.results.csv"),
+            false => work.results("campaign.check.csv"),
+        };
         assert_eq!(results.len(), 5, "every row has its line");
         for row in 2..=5 {
             let line = line(&results, row);
@@ -806,7 +809,7 @@ async fn a_header_of_a_hundred_thousand_columns_is_read_and_a_huge_one_named_bri
     let output = work.run(&["validate", "wide.csv"]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    assert_eq!(work.results("wide.results.csv")[0]["status"], "VALID");
+    assert_eq!(work.results("wide.check.csv")[0]["status"], "VALID");
 
     // Ten megabytes of header and none of the columns needed: a short error.
     work.write("huge.csv", &format!("{}\nx\n", "h".repeat(10 << 20)));
@@ -831,7 +834,7 @@ async fn a_valid_number_the_api_cannot_take_is_invalid() {
     let output = work.run(&["validate", "campaign.csv"]).await;
 
     assert_eq!(code(&output), 1, "{}", stderr(&output));
-    for line in work.results("campaign.results.csv") {
+    for line in work.results("campaign.check.csv") {
         assert_eq!(line["status"], "INVALID", "{line:?}");
         assert!(line["error"].contains("the API takes 8 to 15"), "{line:?}");
     }

@@ -296,23 +296,49 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
     );
     assert!(!work.path("campaign.results.csv.lock").exists());
 
-    let output = work.send(&config, &["--resume"]).await;
+    let ids_first: Vec<(String, String)> = first
+        .iter()
+        .filter(|line| line["status"] == "SENT")
+        .map(|line| (line["row"].clone(), line["message_id"].clone()))
+        .collect();
+
+    let output = work.send(&config, &["--resume", "--summary", "json"]).await;
 
     assert_eq!(
         code(&output),
-        1,
-        "skipped rows are not sent by this run: {}",
+        0,
+        "the resume completes the campaign: {}",
         stderr(&output)
     );
+    let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["counts"]["SKIPPED"], sent_first);
+    assert_eq!(summary["state"]["complete"], true);
+    assert_eq!(summary["state"]["sent"], rows);
     let all = work.results("campaign.results.csv");
-    assert_eq!(all.len(), rows * 2, "the resume run adds one line per row");
-    let second = statuses(&all[rows..]);
-    assert_eq!(second["SKIPPED"], sent_first);
-    assert_eq!(second["SENT"], rows - sent_first);
+    assert_eq!(all.len(), rows, "one line per row, in row order");
+    for (index, line) in all.iter().enumerate() {
+        assert_eq!(line["row"], (index + 2).to_string());
+        assert_eq!(line["status"], "SENT", "{line:?}");
+        assert_eq!(line["message_id"].len(), 24, "{line:?}");
+    }
+    for (row, id) in &ids_first {
+        let kept = all.iter().find(|line| &line["row"] == row).unwrap();
+        assert_eq!(&kept["message_id"], id, "the first run's id is kept");
+    }
     assert_eq!(server.accepted() as usize, rows);
     assert!(queued_per_recipient(&server)
         .values()
         .all(|count| *count == 1));
+
+    let output = work.send(&config, &["--resume"]).await;
+    assert_eq!(
+        code(&output),
+        0,
+        "a complete campaign again: {}",
+        stderr(&output)
+    );
+    assert_eq!(server.accepted() as usize, rows, "nothing more is sent");
+    assert_eq!(work.results("campaign.results.csv"), all);
 }
 
 #[tokio::test(flavor = "multi_thread")]

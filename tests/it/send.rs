@@ -190,7 +190,7 @@ async fn a_dry_run_sends_nothing_and_marks_rows_valid() {
         let output = work.run(&args).await;
         assert_eq!(code(&output), 0, "{}", stderr(&output));
         assert!(stdout(&output).contains("dry run"), "{}", stdout(&output));
-        let results = work.results("campaign.results.csv");
+        let results = work.results("campaign.check.csv");
         assert_eq!(results.len(), 5);
         assert!(results
             .iter()

@@ -1,0 +1,166 @@
+//! The results file as the campaign's state: once a run ends, its lines and
+//! every earlier run's become one line per input row, the row's latest
+//! state, in row order.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{paths, Dialect, ResultsError};
+use crate::types::{Status, Tally};
+
+/// Where a row's chosen line is in the old file, and what it says.
+#[derive(Debug, Clone, Copy, Default)]
+struct Chosen {
+    offset: u64,
+    /// 0: the row has no line.
+    len: u32,
+    status: Option<Status>,
+}
+
+/// Rewrites the results file at `path` to one line per row: the row's latest
+/// line, but for `SKIPPED`, which gives way to the `SENT` line of the run
+/// that sent it (its message id and time). The new file is written beside
+/// the old, flushed to disk and renamed over it, so a crash leaves one or
+/// the other whole. Returns the campaign's counts, one per row.
+///
+/// Memory: 16 bytes a row, whatever the lines hold; a line is copied from
+/// the old file as it is, never parsed again.
+pub fn compact(path: &Path) -> Result<Tally, ResultsError> {
+    let io_error = |source| ResultsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = paths::no_follow(read_only()).open(path).map_err(io_error)?;
+    let (header, chosen) = choose_lines(&file, path)?;
+
+    let temporary = temporary_path(path);
+    let written = write_chosen(&file, &header, &chosen, &temporary)
+        .and_then(|tally| {
+            fs::rename(&temporary, path)?;
+            sync_folder(path)?;
+            Ok(tally)
+        })
+        .map_err(io_error);
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// `.campaign.results.csv.tidy`, beside the results file.
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.tidy"))
+}
+
+fn read_only() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    options
+}
+
+/// The header line as written, and the chosen line of each row (the row
+/// numbers a spreadsheet shows start at 2).
+fn choose_lines(file: &File, path: &Path) -> Result<(Vec<u8>, Vec<Chosen>), ResultsError> {
+    let io_error = |source| ResultsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut buffered = BufReader::with_capacity(1 << 16, file);
+    let mut header = Vec::new();
+    buffered.read_until(b'\n', &mut header).map_err(io_error)?;
+    let Some(dialect) = Dialect::of_header(&header) else {
+        return Err(ResultsError::NotResults(path.to_path_buf()));
+    };
+
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(dialect.delimiter())
+        .from_reader(buffered);
+    let (row_at, status_at) = (0, 6);
+    let mut chosen: Vec<Chosen> = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    let mut start = header.len() as u64;
+    loop {
+        let more = reader
+            .read_byte_record(&mut record)
+            .map_err(|error| io_error(error.into()))?;
+        if !more {
+            break;
+        }
+        let end = header.len() as u64 + reader.position().byte();
+        let unreadable = |what: &str| {
+            io_error(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the line at byte {start} has {what}"),
+            ))
+        };
+        let row: usize = std::str::from_utf8(record.get(row_at).unwrap_or_default())
+            .ok()
+            .and_then(|row| row.parse().ok())
+            .filter(|row| *row >= 2)
+            .ok_or_else(|| unreadable("no row number"))?;
+        // Rows are numbered as read; a number far past every line is not a row.
+        if row > 2 + 4 * (chosen.len() + 1_000_000) {
+            return Err(unreadable("a row number no campaign has"));
+        }
+        let status = std::str::from_utf8(record.get(status_at).unwrap_or_default())
+            .ok()
+            .and_then(Status::parse);
+        let len = u32::try_from(end - start).map_err(|_| unreadable("more than 4 GiB"))?;
+        let index = row - 2;
+        if index >= chosen.len() {
+            chosen.resize(index + 1, Chosen::default());
+        }
+        let line = Chosen {
+            offset: start,
+            len,
+            status,
+        };
+        let slot = &mut chosen[index];
+        // SKIPPED says "sent by an earlier run": that run's line says how.
+        if status != Some(Status::Skipped) || slot.len == 0 {
+            *slot = line;
+        }
+        start = end;
+    }
+    Ok((header, chosen))
+}
+
+/// Writes the header and each row's chosen line to `temporary`, and flushes
+/// it to disk; returns the counts of the lines written.
+fn write_chosen(
+    file: &File,
+    header: &[u8],
+    chosen: &[Chosen],
+    temporary: &Path,
+) -> io::Result<Tally> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    let out = paths::no_follow(options).open(temporary)?;
+    let mut out = BufWriter::with_capacity(1 << 16, out);
+    out.write_all(header)?;
+    let mut tally = Tally::default();
+    let mut line = Vec::new();
+    for row in chosen.iter().filter(|row| row.len > 0) {
+        line.resize(row.len as usize, 0);
+        file.read_exact_at(&mut line, row.offset)?;
+        out.write_all(&line)?;
+        if let Some(status) = row.status {
+            tally.add(status);
+        }
+    }
+    let out = out.into_inner().map_err(|error| error.into_error())?;
+    out.sync_all()?;
+    Ok(tally)
+}
+
+/// Makes the rename itself durable.
+fn sync_folder(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => File::open(folder)?.sync_all(),
+        _ => File::open(".")?.sync_all(),
+    }
+}
