@@ -8,6 +8,7 @@ mod hostile;
 
 mod bench_harness;
 mod campaign_files;
+mod campaign_state;
 mod cli;
 mod instances;
 mod ledger;

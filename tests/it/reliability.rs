@@ -369,13 +369,19 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
         "the journal survives the kill"
     );
 
-    let output = work.send(&config, &["--resume"]).await;
+    let output = work.send(&config, &["--resume", "--summary", "json"]).await;
 
     assert_eq!(
         code(&output),
         1,
         "rows in flight at the kill are UNKNOWN: {}",
         stderr(&output)
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let next = summary["next_step"].as_str().unwrap();
+    assert!(
+        next.contains("UNKNOWN") && next.contains("--resend-unknown"),
+        "{next}"
     );
     // Let the handlers of the killed run's requests finish before counting.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -390,7 +396,8 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
         .filter(|line| line["status"] == "SENT")
         .map(|line| line["row"].clone())
         .collect();
-    let last_run = &all[all.len() - rows..];
+    assert_eq!(all.len(), rows, "one line per row after the resume");
+    let last_run = &all[..];
     let rows_seen: HashSet<&str> = last_run.iter().map(|line| line["row"].as_str()).collect();
     assert_eq!(
         rows_seen.len(),

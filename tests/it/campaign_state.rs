@@ -1,0 +1,338 @@
+//! The results file is the campaign's state: one line per row after every
+//! run, an exit code cron can trust, a JSON summary on every exit, names
+//! that do not collide, and a form Excel in Brazil opens.
+
+use serde_json::Value;
+
+use crate::common::{
+    self, code, embedded, ended, statuses, stderr, stdout, terminate, wait_for, Config, Workspace,
+};
+use interacto_bulk::api::MockOptions;
+
+fn json(output: &std::process::Output) -> Value {
+    serde_json::from_str(stdout(output).trim())
+        .unwrap_or_else(|error| panic!("one JSON object on stdout ({error}): {}", stdout(output)))
+}
+
+const HEADER: &str = "row,key,to,contact_name,contact_phone,instance_id,status,api_status,message_id,http_status,attempts,delay,typing,error,finished_at";
+
+/// A line of a results file, as the tool writes it.
+fn line(row: u64, status: &str, id: &str) -> String {
+    let to = format!("55119876543{:02}", row);
+    format!(
+        "{row},{to}:551130034000,{to},Pessoa {row},551130034000,inst-1,{status},QUEUED,{id},201,1,2,5,,2026-11-20T10:00:00.000Z"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_while_tidying_leaves_a_file_the_next_run_completes() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()));
+    let mut campaign = String::from("to,contact_name,contact_phone\n");
+    for row in 2..=5u64 {
+        campaign.push_str(&format!("119876543{:02},Pessoa {row},551130034000\n", row));
+    }
+    work.write("campaign.csv", &campaign);
+    // Two runs' lines, out of row order, as a run killed before it could
+    // tidy leaves them; and half a tidy file beside them.
+    let lines = [
+        line(3, "SENT", "66b3c041eac929f51c6f0003"),
+        line(2, "FAILED", ""),
+        line(5, "SENT", "66b3c041eac929f51c6f0005"),
+        line(4, "DEFERRED", ""),
+        line(3, "SKIPPED", ""),
+        line(5, "SKIPPED", ""),
+        line(2, "SENT", "66b3c041eac929f51c6f0002"),
+    ];
+    work.write(
+        "campaign.results.csv",
+        &format!("{HEADER}\n{}\n", lines.join("\n")),
+    );
+    work.write(".campaign.results.csv.tidy", &format!("{HEADER}\n3,55"));
+
+    let output = work.send(&config, &["--resume"]).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 1, "only row 4 was left to send");
+    let results = work.results("campaign.results.csv");
+    let rows: Vec<(&str, &str, &str)> = results
+        .iter()
+        .map(|line| {
+            (
+                line["row"].as_str(),
+                line["status"].as_str(),
+                line["message_id"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(rows[0], ("2", "SENT", "66b3c041eac929f51c6f0002"));
+    assert_eq!(rows[1], ("3", "SENT", "66b3c041eac929f51c6f0003"));
+    assert_eq!((rows[2].0, rows[2].1), ("4", "SENT"));
+    assert_eq!(rows[3], ("5", "SENT", "66b3c041eac929f51c6f0005"));
+    assert_eq!(rows.len(), 4);
+    assert_eq!(
+        results[1]["finished_at"], "2026-11-20T10:00:00.000Z",
+        "a row sent earlier keeps the time it was sent"
+    );
+    assert!(!work.path(".campaign.results.csv.tidy").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_exit_prints_one_json_summary() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()));
+    work.write("campaign.csv", &common::campaign(3));
+    // Each run its own ledger: the same cards again within a day would be DUPLICATE.
+    let ledgers: Vec<String> = (0..8)
+        .map(|n| work.fresh_ledger(&format!("l{n}")))
+        .collect();
+    let json_run = |ledger: usize, extra: &'static [&'static str]| {
+        let mut args = vec![
+            "send",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--summary",
+            "json",
+            "--ledger",
+            &ledgers[ledger],
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+
+    // 0: every row sent.
+    let output = work.run(&json_run(0, &[])).await;
+    let summary = json(&output);
+    assert_eq!(
+        (code(&output), summary["exit_code"].clone()),
+        (0, Value::from(0))
+    );
+    assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
+    assert!(summary["started_at"].as_str().unwrap() <= summary["finished_at"].as_str().unwrap());
+    assert_eq!(summary["instances"]["inst-1"]["SENT"], 3);
+    assert_eq!(summary["state"]["complete"], true);
+
+    // 4: another run holds the lock.
+    std::fs::write(
+        work.path("campaign.results.csv.lock"),
+        "pid 1 on this machine\n",
+    )
+    .unwrap();
+    let holder = std::fs::File::open(work.path("campaign.results.csv.lock")).unwrap();
+    holder.lock().unwrap();
+    let output = work.run(&json_run(1, &["--resume"])).await;
+    let summary = json(&output);
+    assert_eq!(
+        (code(&output), summary["exit_code"].clone()),
+        (4, Value::from(4))
+    );
+    assert!(
+        summary["error"].as_str().unwrap().contains("lock"),
+        "{summary}"
+    );
+    drop(holder);
+
+    // 2: a config that cannot be read.
+    work.write("bad.toml", "[pacing]\nrate = \"fast\"\n");
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            "bad.toml",
+            "--summary",
+            "json",
+        ])
+        .await;
+    let summary = json(&output);
+    assert_eq!(
+        (code(&output), summary["exit_code"].clone()),
+        (2, Value::from(2))
+    );
+    assert!(
+        summary["error"].as_str().unwrap().contains("pacing.rate"),
+        "{summary}"
+    );
+
+    // 1: a row that cannot be sent.
+    work.write(
+        "campaign.csv",
+        &format!("{}(21) 1234-5,Bad,551130034000\n", common::campaign(2)),
+    );
+    let output = work.run(&json_run(2, &["--overwrite"])).await;
+    let summary = json(&output);
+    assert_eq!(
+        (code(&output), summary["exit_code"].clone()),
+        (1, Value::from(1))
+    );
+    assert!(
+        summary["next_step"].as_str().unwrap().contains("INVALID"),
+        "{summary}"
+    );
+    assert_eq!(summary["state"]["pending"], 1);
+
+    // 5: outside the send window, with --no-wait.
+    let now = jiff::Timestamp::now();
+    let at = |hours: i64| {
+        now.checked_add(jiff::SignedDuration::from_hours(hours))
+            .unwrap()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .strftime("%H:%M")
+            .to_string()
+    };
+    let closed = work.config(
+        &Config::fast(&server.base_url())
+            .set("schedule.window", &format!("\"{}-{}\"", at(2), at(3)))
+            .set("schedule.timezone", "\"UTC\""),
+    );
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            &closed,
+            "--no-wait",
+            "--overwrite",
+            "--summary",
+            "json",
+            "--ledger",
+            &ledgers[3],
+        ])
+        .await;
+    let summary = json(&output);
+    assert_eq!(
+        (code(&output), summary["exit_code"].clone()),
+        (5, Value::from(5))
+    );
+    assert_eq!(summary["stop_reason"], "window");
+    assert!(summary["resume_after"].is_string(), "{summary}");
+
+    // 3: the API refuses the key.
+    let refusing = embedded(MockOptions {
+        auth_fail_after: Some(0),
+        ..MockOptions::default()
+    })
+    .await;
+    let refused = work.config(&Config::fast(&refusing.base_url()));
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--config",
+            &refused,
+            "--overwrite",
+            "--summary",
+            "json",
+            "--ledger",
+            &ledgers[4],
+        ])
+        .await;
+    let summary = json(&output);
+    assert_eq!(
+        (code(&output), summary["exit_code"].clone()),
+        (3, Value::from(3))
+    );
+    assert_eq!(summary["stop_reason"], "halted");
+    assert!(
+        summary["next_step"].as_str().unwrap().contains("--resume"),
+        "{summary}"
+    );
+
+    // 130: SIGTERM mid-run.
+    work.write("campaign.csv", &common::campaign(40));
+    let slow = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"10/s\""));
+    let before = server.accepted();
+    let child = work.spawn(&[
+        "send",
+        "campaign.csv",
+        "--config",
+        &slow,
+        "--overwrite",
+        "--summary",
+        "json",
+        "--ledger",
+        &ledgers[5],
+    ]);
+    wait_for("a message", || server.accepted() > before).await;
+    terminate(&child);
+    let output = ended(child).await;
+    let summary = json(&output);
+    assert_eq!(
+        (code(&output), summary["exit_code"].clone()),
+        (130, Value::from(130))
+    );
+    assert_eq!(summary["stop_reason"], "interrupted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_then_send_each_writes_its_own_file() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()));
+    work.write("campaign.csv", &common::campaign(3));
+
+    let output = work
+        .run(&["validate", "campaign.csv", "--config", &config])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(statuses(&work.results("campaign.check.csv"))["VALID"], 3);
+
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(statuses(&work.results("campaign.results.csv"))["SENT"], 3);
+
+    // Again: the file is there, and the message says what each way out does.
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 2);
+    let error = stderr(&output);
+    let resume = error.find("--resume").expect("names --resume");
+    let overwrite = error.find("--overwrite").expect("names --overwrite");
+    assert!(resume < overwrite, "--resume first: {error}");
+    assert!(error.contains("sends every row again"), "{error}");
+    assert_eq!(server.accepted(), 3, "nothing sent twice");
+
+    let output = work.send(&config, &["--out", "nowhere/results.csv"]).await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("the folder nowhere for the results file does not exist"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn results_for_excel_open_in_columns_and_a_resume_reads_them() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let excel = work.config(&Config::fast(&server.base_url()).set("results.excel", "true"));
+    work.write(
+        "campaign.csv",
+        "to,contact_name,contact_phone,delay\n\
+         11987654321,Ana; filha,551130034000,\"2,5\"\n\
+         11987654322,Bia,551130034000,\n",
+    );
+
+    let output = work.send(&excel, &[]).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let bytes = std::fs::read(work.path("campaign.results.csv")).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(
+        text.starts_with("\u{feff}row;key;to;contact_name;"),
+        "{text}"
+    );
+    let first = text.lines().nth(1).unwrap();
+    assert!(first.contains(";\"Ana; filha\";"), "{first}");
+    assert!(first.contains(";2,5;5;"), "{first}");
+
+    // A resume with the plain setting reads the Excel form, keeps it, sends nothing.
+    let plain = work.config(&Config::fast(&server.base_url()));
+    let output = work.send(&plain, &["--resume"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 2);
+    let again = std::fs::read_to_string(work.path("campaign.results.csv")).unwrap();
+    assert_eq!(again, text, "complete, and still in Excel's form");
+}
