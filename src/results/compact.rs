@@ -102,7 +102,9 @@ fn choose_lines(file: &File, path: &Path) -> Result<(Vec<u8>, Vec<Chosen>), Resu
             .and_then(|row| row.parse().ok())
             .filter(|row| *row >= 2)
             .ok_or_else(|| unreadable("no row number"))?;
-        // Rows are numbered as read; a number far past every line is not a row.
+        // A row number far past every row so far (blank lines are rows,
+        // but not millions at once) is corruption, and must not make the
+        // table below claim gigabytes.
         if row > 2 + 4 * (chosen.len() + 1_000_000) {
             return Err(unreadable("a row number no campaign has"));
         }
