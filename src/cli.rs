@@ -66,8 +66,9 @@ pub enum SuppressAction {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
-    /// Add every phone of a CSV file: its phone column (header `phone`, `to`
-    /// or `telefone`, matched like campaign headers), or its only column
+    /// Add every phone of a CSV file: its phone column (header `phone`, `to`,
+    /// `telefone`, `celular`, `whatsapp`, `fone` or `número`, matched like
+    /// campaign headers), or its only column
     Import {
         #[arg(value_name = "FILE")]
         file: PathBuf,
@@ -148,7 +149,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Results CSV [default: <campaign stem>.results.csv in the working directory]
+    /// Results CSV [default: <campaign stem>.results.csv in the working
+    /// directory; <campaign stem>.check.csv for validate and --dry-run]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 
