@@ -8,15 +8,40 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use crate::ledger::LedgerUrl;
 use crate::pacing::Rate;
 
+/// Start here, and where to read on; `--help` adds the environment and the exit codes.
+const AFTER_HELP: &str = "\
+Start with `interacto-bulk send samples/campaign.csv --mock --config samples/rehearsal.toml --overwrite`: \
+the whole pipeline against a local copy of the API, nothing leaves the machine.
+The API key is read from INTERACTO_API_KEY or the config file, never from a flag.";
+
+const AFTER_LONG_HELP: &str = "\
+Start with `interacto-bulk send samples/campaign.csv --mock --config samples/rehearsal.toml --overwrite`: \
+the whole pipeline against a local copy of the API, nothing leaves the machine.
+
+Environment:
+  INTERACTO_API_KEY      the API key (never a flag; never printed)
+  INTERACTO_INSTANCE_ID  the sending number, if the config sets none
+  INTERACTO_BASE_URL     the API's address [default: https://api.interacto.io]
+  INTERACTO_LEDGER_URL   the ledger every run shares (sqlite://PATH or postgres://...)
+  INTERACTO_CONFIG       the config file, when --config is not given
+                         [default: $XDG_CONFIG_HOME/interacto-bulk/config.toml, if it exists]
+  RUST_LOG               log filter; overrides -v and -q
+  NO_COLOR               no colour in the logs
+
+Exit codes:
+  0    every row of the campaign SENT (VALID in a dry run)
+  1    finished, some rows not sent (the summary says what to do)
+  2    usage, config or campaign-file error; nothing sent
+  3    halted (credentials refused, too many failures, disk full); --resume later
+  4    another run holds the lock on the results file
+  5    stopped by the send window (--no-wait) or a daily cap; --resume later
+  130  interrupted by a signal; --resume carries on";
+
 /// Send WhatsApp contact-card messages in bulk through the Interacto API,
 /// paced so that the sending number is not blocked.
 #[derive(Debug, Parser)]
 #[command(name = "interacto-bulk", version, propagate_version = true)]
-#[command(
-    after_help = "Start with `interacto-bulk send samples/campaign.csv --mock`: \
-the whole pipeline against a local copy of the API, nothing leaves the machine.\n\
-The API key is read from INTERACTO_API_KEY or the config file, never from a flag."
-)]
+#[command(after_help = AFTER_HELP, after_long_help = AFTER_LONG_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -39,6 +64,19 @@ pub enum Command {
     /// Keep recipients from ever getting a message (opt-outs; Brazil's LGPD
     /// requires honouring them): add, import, remove, list
     Suppress(SuppressArgs),
+    /// Print a shell completion script on stdout, e.g.
+    /// `interacto-bulk completions bash > ~/.local/share/bash-completion/completions/interacto-bulk`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff) on stdout, e.g. `interacto-bulk man > interacto-bulk.1`,
+    /// `interacto-bulk man send > interacto-bulk-send.1`
+    Man {
+        /// A command's own page (send, validate, mock-server, numbers, suppress, completions)
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +144,12 @@ pub struct SendArgs {
     #[command(flatten)]
     pub run: RunArgs,
 
+    #[command(flatten)]
+    pub resume: ResumeArgs,
+
+    #[command(flatten)]
+    pub pacing: PacingArgs,
+
     /// Validate and write the results file, but send nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -117,7 +161,12 @@ pub struct SendArgs {
     /// Outside the send window, stop at once (rows DEFERRED, exit 5) instead of waiting
     #[arg(long)]
     pub no_wait: bool,
+}
 
+/// How the messages would go: `validate` takes them too, so that its
+/// estimate is the send's.
+#[derive(Debug, Args)]
+pub struct PacingArgs {
     /// Messages per instance, as N/s, N/min or N/h [config: pacing.rate]
     #[arg(long, value_name = "RATE")]
     pub rate: Option<Rate>,
@@ -127,15 +176,41 @@ pub struct SendArgs {
     #[arg(long, value_name = "ID")]
     pub instance: Vec<String>,
 
-    /// Requests in flight at once [config: pacing.concurrency]
-    #[arg(long, value_name = "N")]
+    /// Requests in flight at once, at least 1 [config: pacing.concurrency]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub concurrency: Option<NonZeroUsize>,
+}
+
+/// `send` carries on an earlier run's results; `validate` starts afresh.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Add to an existing results file: skip rows an earlier run SENT (or
+    /// left UNKNOWN), try the rest again
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+
+    /// With --resume: send again the rows an earlier run left UNKNOWN (they
+    /// may reach the person twice)
+    #[arg(long, requires = "resume")]
+    pub resend_unknown: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     #[command(flatten)]
     pub run: RunArgs,
+
+    #[command(flatten)]
+    pub pacing: PacingArgs,
+}
+
+/// A count that must be 1 or more, said in words.
+fn at_least_one(text: &str) -> Result<NonZeroUsize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(NonZeroUsize::new(n).expect("not zero")),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
 }
 
 /// Flags shared by `send` and `validate`.
@@ -155,18 +230,8 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
 
     /// Replace an existing results file (it is never replaced without this)
-    #[arg(long, conflicts_with = "resume")]
-    pub overwrite: bool,
-
-    /// Add to an existing results file: skip rows an earlier run SENT (or
-    /// left UNKNOWN), try the rest again
     #[arg(long)]
-    pub resume: bool,
-
-    /// With --resume: send again the rows an earlier run left UNKNOWN (they
-    /// may reach the person twice)
-    #[arg(long, requires = "resume")]
-    pub resend_unknown: bool,
+    pub overwrite: bool,
 
     /// The ledger every run shares: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
     /// [config: ledger.url; env: INTERACTO_LEDGER_URL;
@@ -234,18 +299,21 @@ fn ratio(text: &str) -> Result<f64, String> {
     }
 }
 
+/// The heading the flags of every command are listed under, after the command's own.
+const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// More log detail on stderr (-v debug, -vv trace); RUST_LOG overrides
-    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "quiet")]
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "quiet", help_heading = GLOBAL)]
     pub verbose: u8,
 
     /// Less log detail on stderr (-q warnings only, -qq errors only)
-    #[arg(short, long, action = ArgAction::Count, global = true)]
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = GLOBAL)]
     pub quiet: u8,
 
     /// Log line format on stderr
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, help_heading = GLOBAL)]
     pub log_format: LogFormat,
 }
 

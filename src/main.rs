@@ -1,14 +1,14 @@
 //! flags → logging → run → exit code.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use interacto_bulk::api::{MockOptions, MockServer};
 use interacto_bulk::campaign::Source;
 use interacto_bulk::cli::{
-    Cli, Command, LogArgs, LogFormat, MockServerArgs, NumbersArgs, RunArgs, SummaryFormat,
-    SuppressArgs,
+    Cli, Command, LogArgs, LogFormat, MockServerArgs, NumbersArgs, PacingArgs, RunArgs,
+    SummaryFormat, SuppressArgs,
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
@@ -21,7 +21,7 @@ fn main() -> std::process::ExitCode {
     let wants_progress = match &cli.command {
         Command::Send(args) => !args.run.no_progress,
         Command::Validate(args) => !args.run.no_progress,
-        Command::MockServer(_) | Command::Numbers(_) | Command::Suppress(_) => false,
+        _ => false,
     };
     let progress_area = report::progress_area(wants_progress);
     init_logging(&cli.log, LogWriter::new(progress_area.clone()));
@@ -33,28 +33,24 @@ fn main() -> std::process::ExitCode {
         tokio::spawn(watch_signals(shutdown.clone(), gate.clone()));
         match cli.command {
             Command::Send(args) => {
-                let overrides = Overrides {
-                    rate: args.rate,
-                    concurrency: args.concurrency,
-                    instances: args.instance,
-                    ledger: args.run.ledger.clone(),
-                };
+                let overrides = overrides(args.pacing, &args.run);
                 let mode = Mode {
                     dry_run: args.dry_run,
                     mock: args.mock,
                     no_wait: args.no_wait,
+                    resume: args.resume.resume,
+                    resend_unknown: args.resume.resend_unknown,
                 };
                 run_campaign(args.run, overrides, mode, &progress_area, shutdown, gate).await
             }
             Command::Validate(args) => {
+                let overrides = overrides(args.pacing, &args.run);
                 let mode = Mode {
                     dry_run: true,
                     mock: false,
                     no_wait: false,
-                };
-                let overrides = Overrides {
-                    ledger: args.run.ledger.clone(),
-                    ..Overrides::default()
+                    resume: false,
+                    resend_unknown: false,
                 };
                 run_campaign(args.run, overrides, mode, &progress_area, shutdown, gate).await
             }
@@ -63,6 +59,14 @@ fn main() -> std::process::ExitCode {
             }
             Command::Numbers(args) => show_numbers(args).await.map(|()| ExitCode::Success),
             Command::Suppress(args) => suppress(args).await,
+            Command::Completions { shell } => {
+                let mut completions = Vec::new();
+                let mut command = Cli::command();
+                clap_complete::generate(shell, &mut command, "interacto-bulk", &mut completions);
+                print_out(&String::from_utf8_lossy(&completions));
+                Ok(ExitCode::Success)
+            }
+            Command::Man { command } => manual_page(command.as_deref()),
         }
     });
     // A blocking read that never returns (a FIFO nobody writes to) must not
@@ -73,6 +77,38 @@ fn main() -> std::process::ExitCode {
         ExitCode::of_error(&error)
     });
     std::process::ExitCode::from(code.code())
+}
+
+/// The manual page of the tool, or of one of its commands
+/// (`interacto-bulk-send(1)`, as the main page refers to it).
+fn manual_page(name: Option<&str>) -> Result<ExitCode, RunError> {
+    let tool = Cli::command();
+    let command = match name {
+        None => tool,
+        Some(name) => {
+            let Some(command) = tool.find_subcommand(name) else {
+                let names: Vec<_> = tool
+                    .get_subcommands()
+                    .map(|command| command.get_name().to_string())
+                    .collect();
+                return Err(RunError::Usage(format!(
+                    "`{name}` is not a command; one of: {}",
+                    names.join(", ")
+                )));
+            };
+            let title = format!("interacto-bulk-{}", command.get_name());
+            command
+                .clone()
+                .name(title)
+                .version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command)
+        .render(&mut page)
+        .expect("rendering to memory cannot fail");
+    print_out(&String::from_utf8_lossy(&page));
+    Ok(ExitCode::Success)
 }
 
 /// Writes to stdout; a reader that went away (`… | head`) is not an error
@@ -120,6 +156,18 @@ struct Mode {
     dry_run: bool,
     mock: bool,
     no_wait: bool,
+    resume: bool,
+    resend_unknown: bool,
+}
+
+/// The settings the flags of `send` and `validate` lay over the config.
+fn overrides(pacing: PacingArgs, run: &RunArgs) -> Overrides {
+    Overrides {
+        rate: pacing.rate,
+        concurrency: pacing.concurrency,
+        instances: pacing.instance,
+        ledger: run.ledger.clone(),
+    }
 }
 
 async fn run_campaign(
@@ -129,6 +177,8 @@ async fn run_campaign(
         dry_run,
         mock,
         no_wait,
+        resume,
+        resend_unknown,
     }: Mode,
     progress_area: &indicatif::MultiProgress,
     shutdown: CancellationToken,
@@ -143,8 +193,8 @@ async fn run_campaign(
             .unwrap_or_else(|| source.default_results_path(dry_run)),
         source,
         overwrite: args.overwrite,
-        resume: args.resume,
-        resend_unknown: args.resend_unknown,
+        resume,
+        resend_unknown,
         dry_run,
         mock,
         no_wait,
