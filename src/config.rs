@@ -4,10 +4,10 @@
 //! and has each stage check its own.
 
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tracing::warn;
+use tracing::{debug, info, warn};
 
 use crate::api::{self, ApiKey, ApiSettings};
 use crate::campaign::CampaignSettings;
@@ -47,13 +47,18 @@ pub enum ConfigError {
     Invalid(#[from] InvalidSetting),
 }
 
-/// The `INTERACTO_*` environment variables, read once by `main`.
+/// The `INTERACTO_*` environment variables, read once by `main`, and the
+/// user's config file.
 #[derive(Default, Clone)]
 pub struct Environment {
     pub api_key: Option<String>,
     pub instance_id: Option<String>,
     pub base_url: Option<String>,
     pub ledger_url: Option<String>,
+    /// The config file when `--config` is not given: `INTERACTO_CONFIG`, else
+    /// `$XDG_CONFIG_HOME/interacto-bulk/config.toml` (the platform's
+    /// equivalent elsewhere) if it exists.
+    pub config_file: Option<PathBuf>,
 }
 
 impl Environment {
@@ -63,11 +68,18 @@ impl Environment {
                 .ok()
                 .filter(|value: &String| !value.trim().is_empty())
         };
+        let config_file = read("INTERACTO_CONFIG").map(PathBuf::from).or_else(|| {
+            let default = dirs::config_dir()?
+                .join("interacto-bulk")
+                .join("config.toml");
+            default.is_file().then_some(default)
+        });
         Environment {
             api_key: read("INTERACTO_API_KEY"),
             instance_id: read("INTERACTO_INSTANCE_ID"),
             base_url: read("INTERACTO_BASE_URL"),
             ledger_url: read("INTERACTO_LEDGER_URL"),
+            config_file,
         }
     }
 }
@@ -91,9 +103,15 @@ impl Settings {
         env: Environment,
         flags: Overrides,
     ) -> Result<Self, ConfigError> {
-        let file = match path {
-            Some(path) => Settings::read(path)?,
-            None => Settings::default(),
+        let file = match path.or(env.config_file.as_deref()) {
+            Some(path) => {
+                info!(config = %path.display(), "reading the config file");
+                Settings::read(path)?
+            }
+            None => {
+                debug!("no config file: --config, INTERACTO_CONFIG, or the user's config.toml");
+                Settings::default()
+            }
         };
         file.resolve(env, flags)
     }

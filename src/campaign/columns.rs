@@ -191,6 +191,9 @@ impl Layout {
             let Some(column) = column else {
                 if TO_ALIASES.contains(&key.as_str()) {
                     to_aliases.push(index);
+                } else if key.is_empty() {
+                    // A spreadsheet's trailing empty columns: nothing to name.
+                    continue;
                 } else if wanted_key.as_ref() != Some(&key) {
                     layout.unknown.push(header.trim().to_string());
                 }

@@ -122,7 +122,8 @@ pub fn open(
             .build(utf16);
         let mut head = Vec::new();
         decoded.by_ref().take(SNIFF_BYTES).read_to_end(&mut head)?;
-        let delimiter = settle_delimiter(delimiter, &head);
+        let hint = take_separator_hint(&mut head);
+        let delimiter = settle_delimiter(delimiter, hint, &head);
         return Ok(Opened {
             reader: Box::new(Cursor::new(head).chain(decoded)),
             encoding: TextEncoding::Utf8,
@@ -140,7 +141,8 @@ pub fn open(
         EncodingChoice::Auto if had_bom => TextEncoding::Utf8,
         EncodingChoice::Auto => detect_encoding(source, &head)?,
     };
-    let delimiter = settle_delimiter(delimiter, &head);
+    let hint = take_separator_hint(&mut head);
+    let delimiter = settle_delimiter(delimiter, hint, &head);
     Ok(Opened {
         reader: Box::new(Cursor::new(head).chain(input)),
         encoding,
@@ -185,11 +187,30 @@ impl Read for HeaderBound {
     }
 }
 
-fn settle_delimiter(choice: DelimiterChoice, head: &[u8]) -> u8 {
-    match choice {
-        DelimiterChoice::Fixed(delimiter) => delimiter,
-        DelimiterChoice::Auto => detect_delimiter(head),
+/// The delimiter: the config's, else the file's `sep=` line, else the commonest.
+fn settle_delimiter(choice: DelimiterChoice, hint: Option<u8>, head: &[u8]) -> u8 {
+    match (choice, hint) {
+        (DelimiterChoice::Fixed(delimiter), _) => delimiter,
+        (DelimiterChoice::Auto, Some(hint)) => hint,
+        (DelimiterChoice::Auto, None) => detect_delimiter(head),
     }
+}
+
+/// Excel's `sep=;` first line names the delimiter and is not the header:
+/// takes it out of `head` and returns the delimiter it names.
+fn take_separator_hint(head: &mut Vec<u8>) -> Option<u8> {
+    let prefix = head.get(..4)?;
+    if !prefix.eq_ignore_ascii_case(b"sep=") {
+        return None;
+    }
+    let delimiter = *head.get(4)?;
+    let line_end = match head.get(5..7) {
+        Some(b"\r\n") => 7,
+        _ if matches!(head.get(5), Some(b'\n' | b'\r')) => 6,
+        _ => return None,
+    };
+    head.drain(..line_end);
+    Some(delimiter)
 }
 
 /// The delimiter that appears most often in the header line, outside quotes

@@ -81,6 +81,8 @@ pub struct Campaign {
     source_name: String,
     layout: Arc<Layout>,
     encoding: TextEncoding,
+    /// The file was UTF-16, read converted to UTF-8.
+    from_utf16: bool,
     delimiter: u8,
     checkers: Checkers,
     /// Checked rows of the oldest batch taken back, not yet handed on; the
@@ -162,6 +164,7 @@ impl Campaign {
             source_name,
             layout,
             encoding,
+            from_utf16: opened.from_utf16,
             delimiter,
             checkers,
             ready: Vec::new(),
@@ -179,6 +182,15 @@ impl Campaign {
     /// The encoding the file is read in (detected, or set in the config).
     pub fn encoding(&self) -> TextEncoding {
         self.encoding
+    }
+
+    /// The encoding as the file has it, for the report: `utf-16` for a
+    /// file read converted.
+    pub fn encoding_label(&self) -> String {
+        match self.from_utf16 {
+            true => "utf-16".to_string(),
+            false => self.encoding.to_string(),
+        }
     }
 
     /// The field separator (detected, or set in the config).

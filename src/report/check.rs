@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::campaign::phone::Region;
-use crate::campaign::{Column, TextEncoding};
+use crate::campaign::Column;
 use crate::pacing::Estimate;
 use crate::schedule::Schedule;
 use crate::types::{Problem, Row};
@@ -70,14 +70,14 @@ impl CheckReport {
 
     /// `home` is `campaign.default_region`; `schedule` the send window.
     pub fn new(
-        encoding: TextEncoding,
+        encoding: String,
         delimiter: u8,
         estimate: Estimate,
         schedule: Option<Schedule>,
         home: Region,
     ) -> Self {
         CheckReport {
-            encoding: encoding.to_string(),
+            encoding,
             delimiter: char::from(delimiter).escape_default().to_string(),
             columns: BTreeMap::new(),
             problems: Vec::new(),
@@ -277,7 +277,7 @@ impl CheckReport {
     /// An empty report of a UTF-8, comma-separated campaign at 20/min.
     pub(crate) fn at_20_a_minute() -> Self {
         CheckReport::new(
-            TextEncoding::Utf8,
+            "utf-8".to_string(),
             b',',
             Estimate::new("20/min".parse().unwrap(), true, 1),
             None,

@@ -185,9 +185,13 @@ impl Summary {
             .as_ref()
             .map(|check| format!(" ({}, `{}`-separated)", check.encoding, check.delimiter))
             .unwrap_or_default();
+        let rows = match self.rows {
+            1 => "1 row".to_string(),
+            n => format!("{n} rows"),
+        };
         let mut text = format!(
-            "{}: {} rows {what} in {:.1} s{file}\n  {counts}\n",
-            self.campaign, self.rows, self.elapsed_seconds,
+            "{}: {rows} {what} in {:.1} s{file}\n  {counts}\n",
+            self.campaign, self.elapsed_seconds,
         );
         if let Some(state) = &self.state {
             let skipped = self.tally.get(Status::Skipped);

@@ -150,7 +150,7 @@ pub async fn run(
     let reader = {
         let pacing = &settings.pacing;
         let mut check = CheckReport::new(
-            opened.campaign.encoding(),
+            opened.campaign.encoding_label(),
             opened.campaign.delimiter(),
             Estimate::new(pacing.rate, pacing.pace_by_message, instances.len()),
             settings.schedule.send_window(),

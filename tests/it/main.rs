@@ -4,6 +4,7 @@
 
 mod common;
 mod documentation;
+mod finish;
 mod hostile;
 
 mod bench_harness;

@@ -1,0 +1,252 @@
+//! What makes it a tool to install: completions, manual pages, a config file
+//! found without a flag, help that lists the environment and the exit codes,
+//! `validate` that estimates what `send` would do, and the rough edges seen.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::cli::repo;
+use crate::common::{code, stderr, stdout, Workspace};
+
+const COMMANDS: [&str; 7] = [
+    "send",
+    "validate",
+    "mock-server",
+    "numbers",
+    "suppress",
+    "completions",
+    "man",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_for_every_shell_know_every_command() {
+    let work = Workspace::new();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let output = work.run(&["completions", shell]).await;
+        assert_eq!(code(&output), 0, "{shell}: {}", stderr(&output));
+        let script = stdout(&output);
+        for command in COMMANDS {
+            assert!(script.contains(command), "{shell} lacks {command}");
+        }
+        assert!(script.contains("resend-unknown"), "{shell}");
+    }
+    let output = work.run(&["completions", "tcsh"]).await;
+    assert_eq!(code(&output), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_page_for_the_tool_and_for_each_command() {
+    let work = Workspace::new();
+    let output = work.run(&["man"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let page = stdout(&output);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH interacto-bulk 1"),
+        "{page}"
+    );
+    for command in COMMANDS {
+        assert!(
+            page.contains(&format!(
+                "interacto\\-bulk\\-{}(1)",
+                command.replace('-', "\\-")
+            )),
+            "the page lists {command}"
+        );
+        let output = work.run(&["man", command]).await;
+        assert_eq!(code(&output), 0, "{command}: {}", stderr(&output));
+        assert!(
+            stdout(&output).contains(&format!(".TH interacto-bulk-{command} 1")),
+            "{command}"
+        );
+    }
+    let send = stdout(&work.run(&["man", "send"]).await);
+    assert!(send.contains("\\-\\-no\\-wait"), "{send}");
+    let output = work.run(&["man", "sned"]).await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("one of: send, validate"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn help_lists_the_environment_the_exit_codes_and_global_options_apart() {
+    let work = Workspace::new();
+    let help = stdout(&work.run(&["--help"]).await);
+    for variable in [
+        "INTERACTO_API_KEY",
+        "INTERACTO_INSTANCE_ID",
+        "INTERACTO_BASE_URL",
+        "INTERACTO_LEDGER_URL",
+        "INTERACTO_CONFIG",
+    ] {
+        assert!(help.contains(variable), "{variable}: {help}");
+    }
+    for exit in ["0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "130 "] {
+        assert!(help.contains(&format!("\n  {exit}")), "exit {exit}: {help}");
+    }
+    let send = stdout(&work.run(&["send", "--help"]).await);
+    let own = send.find("--dry-run").unwrap();
+    let global = send
+        .find("Global options:")
+        .expect("a heading for -v, -q, --log-format");
+    assert!(
+        own < global && send[global..].contains("--log-format"),
+        "{send}"
+    );
+    assert!(!send[..global].contains("--verbose"), "{send}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_start_with_example_of_help_runs_as_written() {
+    let work = Workspace::new();
+    let help = stdout(&work.run(&["--help"]).await);
+    let example = help
+        .split('`')
+        .find(|part| part.starts_with("interacto-bulk send"))
+        .expect("a `interacto-bulk send …` example");
+    // In a copy of the samples, as a new user would have them.
+    std::fs::create_dir(work.path("samples")).unwrap();
+    for sample in ["campaign.csv", "rehearsal.toml"] {
+        std::fs::copy(
+            repo(&format!("samples/{sample}")),
+            work.path(&format!("samples/{sample}")),
+        )
+        .unwrap();
+    }
+    let args: Vec<&str> = example.split_whitespace().skip(1).collect();
+    for _ in 0..2 {
+        let output = work.run_with_env(&args, &[]).await;
+        assert_eq!(code(&output), 0, "{example}: {}", stderr(&output));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_users_config_file_is_found_without_a_flag_and_named_in_the_log() {
+    let work = Workspace::new();
+    work.write(
+        "campaign.csv",
+        "to,contact_name,contact_phone\n11987654321,Ana,+55 11 3003-4000\n",
+    );
+    let folder = work.path("home/config/interacto-bulk");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("config.toml"), "[pacing]\nrate = \"7/min\"\n").unwrap();
+
+    let output = work
+        .run(&["validate", "campaign.csv", "--summary", "json"])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let check: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(check["check"]["rate"], "7/min");
+    assert!(
+        stderr(&output).contains(&format!("config={}", folder.join("config.toml").display())),
+        "{}",
+        stderr(&output)
+    );
+
+    // INTERACTO_CONFIG names another; --config wins over both.
+    work.write("other.toml", "[pacing]\nrate = \"9/min\"\n");
+    let rate = |output: &std::process::Output| {
+        let summary: Value = serde_json::from_str(stdout(output).trim()).unwrap();
+        summary["check"]["rate"].as_str().unwrap().to_string()
+    };
+    let args = [
+        "validate",
+        "campaign.csv",
+        "--summary",
+        "json",
+        "--overwrite",
+    ];
+    let output = work
+        .run_with_env(&args, &[("INTERACTO_CONFIG", "other.toml")])
+        .await;
+    assert_eq!(rate(&output), "9/min");
+    work.write("flag.toml", "[pacing]\nrate = \"11/min\"\n");
+    let mut with_flag = args.to_vec();
+    with_flag.extend(["--config", "flag.toml"]);
+    let output = work
+        .run_with_env(&with_flag, &[("INTERACTO_CONFIG", "other.toml")])
+        .await;
+    assert_eq!(rate(&output), "11/min");
+    let output = work
+        .run_with_env(&args, &[("INTERACTO_CONFIG", "missing.toml")])
+        .await;
+    assert_eq!(code(&output), 2, "a named file must exist");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_estimates_with_the_sends_flags_and_refuses_what_only_a_send_means() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &crate::common::campaign(6));
+    let output = work
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--rate",
+            "1/s",
+            "--instance",
+            "a",
+            "--instance",
+            "b",
+            "--concurrency",
+            "2",
+            "--summary",
+            "json",
+        ])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["check"]["rate"], "1/s");
+    assert_eq!(summary["check"]["instances"], 2);
+
+    for flag in ["--resume", "--resend-unknown"] {
+        let output = work.run(&["validate", "campaign.csv", flag]).await;
+        assert_eq!(code(&output), 2, "{flag}");
+        assert!(stderr(&output).contains(flag), "{}", stderr(&output));
+    }
+    let output = work
+        .run(&["send", "campaign.csv", "--concurrency", "0"])
+        .await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("must be at least 1"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_as_excel_writes_them_are_read_and_reported_as_they_are() {
+    let work = Workspace::new();
+    // Excel's `sep=;` line, and trailing columns with no header.
+    work.write(
+        "sep.csv",
+        "sep=;\r\nto;contact_name;contact_phone;;\r\n11987654321;Ana;551130034000;;\r\n",
+    );
+    let output = work.run(&["validate", "sep.csv"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let report = stdout(&output);
+    assert!(report.contains("1 row checked"), "{report}");
+    assert!(report.contains("`;`-separated"), "{report}");
+    assert!(
+        !stderr(&output).contains("ignoring columns"),
+        "{}",
+        stderr(&output)
+    );
+
+    // UTF-16, as Excel's "Unicode text".
+    let text = "to\tcontact_name\tcontact_phone\n11987654321\tAna\t551130034000\n";
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(work.path("unicode.csv"), bytes).unwrap();
+    let output = work.run(&["validate", "unicode.csv"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("(utf-16, `\\t`-separated)"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(Path::new(&work.path("unicode.check.csv")).exists());
+}
