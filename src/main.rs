@@ -30,7 +30,11 @@ fn main() -> std::process::ExitCode {
     let outcome = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let gate = WriteGate::default();
-        tokio::spawn(watch_signals(shutdown.clone(), gate.clone()));
+        let stopping = match &cli.command {
+            Command::MockServer(_) => "mock server: stopping (signal again to stop at once)",
+            _ => "stopping: no new messages; those in flight get their answer (signal again to abort at once)",
+        };
+        tokio::spawn(watch_signals(shutdown.clone(), gate.clone(), stopping));
         match cli.command {
             Command::Send(args) => {
                 let overrides = overrides(args.pacing, &args.run);
@@ -124,9 +128,9 @@ fn print_out(text: &str) {
 /// The first SIGINT, SIGTERM or SIGHUP (a closed terminal) stops the run
 /// taking rows; the second aborts at once, after any results line being
 /// written is whole.
-async fn watch_signals(shutdown: CancellationToken, gate: WriteGate) {
+async fn watch_signals(shutdown: CancellationToken, gate: WriteGate, stopping: &'static str) {
     signal_received().await;
-    tracing::warn!("stopping: no new messages; those in flight get their answer (signal again to abort at once)");
+    tracing::warn!("{stopping}");
     shutdown.cancel();
     signal_received().await;
     tracing::error!("aborting; the results file stays valid and --resume carries on");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::redirect::Policy;
 use reqwest::{StatusCode, Url};
+use tracing::trace;
 
 use super::wire::{Accepted, ApiError, ContactMessage};
 use super::ApiKey;
@@ -112,6 +113,11 @@ impl ApiClient {
         instance_id: &str,
         message: &ContactMessage<'_>,
     ) -> Result<Queued, SendError> {
+        // The body holds no key (it travels in a header); -vv shows it.
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let body = serde_json::to_string(message).unwrap_or_default();
+            trace!(instance = instance_id, %body, "request");
+        }
         let response = self
             .http
             .post(self.endpoint.clone())
@@ -150,6 +156,10 @@ impl ApiClient {
                 http_status: Some(http_status),
                 detail: format!("the answer was cut off: {}", describe(error)),
             })?;
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let answer = self.redact(String::from_utf8_lossy(&body).into_owned());
+            trace!(instance = instance_id, status = http_status, %answer, "answer");
+        }
 
         if status.is_success() {
             let ambiguous = |detail: String| SendError::Ambiguous {

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
 use super::wire::{Accepted, AcceptedMessage, ApiError};
 
@@ -178,6 +179,18 @@ async fn send_contact(
     }
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let response = answer(&state, &headers, parsed.as_ref());
+    debug!(
+        instance = headers
+            .get("instance-id")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("-"),
+        to = parsed
+            .as_ref()
+            .and_then(|body| body["to"].as_str())
+            .unwrap_or("-"),
+        status = response.status().as_u16(),
+        "answered"
+    );
     if options.record {
         let text = |name| {
             headers

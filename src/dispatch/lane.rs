@@ -56,14 +56,14 @@ impl Gates {
                 "outside the send window {}; waiting until {when}", schedule.window
             );
             self.progress
-                .note(Some(&format!("waiting for the send window until {when}")));
+                .waiting(Some(format!("waiting for the send window until {when}")));
             tokio::time::sleep(
                 schedule
                     .wait(Timestamp::now())
                     .max(Duration::from_millis(100)),
             )
             .await;
-            self.progress.note(None);
+            self.progress.waiting(None);
         }
         Some(())
     }

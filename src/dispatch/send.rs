@@ -213,7 +213,7 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
             shared
                 .gates
                 .progress
-                .note(Some(&format!("retrying in {} s", wait.as_secs())));
+                .waiting(Some(format!("retrying in {} s ({error})", wait.as_secs())));
         } else {
             debug!(row = job.recipient.row, attempt = attempts, wait_ms = wait.as_millis() as u64, %error, "retrying");
         }
@@ -230,7 +230,7 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
             } => booked.is_none(),
         };
         if wait > NOTEWORTHY_WAIT {
-            shared.gates.progress.note(None);
+            shared.gates.progress.waiting(None);
         }
         if stopped {
             // Not tried again: the run is stopping, or the instance took no

@@ -103,6 +103,43 @@ impl PacingSettings {
         Ok(())
     }
 
+    /// The pace each number will keep, and what sets it, in words: logged
+    /// once at the start, so that a rate the phone's own time overrules does
+    /// not go unnoticed.
+    pub fn describe_pace(&self) -> String {
+        let interval = self.rate.interval();
+        let burst = match self.burst.get() {
+            1 => String::new(),
+            n => format!(", bursts of up to {n}"),
+        };
+        let by_rate = format!(
+            "one message every {} (rate {}{burst})",
+            seconds_in_words(interval),
+            self.rate
+        );
+        if !self.pace_by_message {
+            return format!("each number sends at most {by_rate}; pace_by_message is off");
+        }
+        let phone = Duration::from_secs_f64(
+            self.default_delay.max(self.min_delay) + self.default_typing.max(self.min_typing),
+        );
+        if phone > interval {
+            format!(
+                "each number sends at most one message every {}: pace_by_message waits for each \
+                 message's delay + typing ({} for a row without its own), which is slower than \
+                 the rate {} allows; set pace_by_message = false to go by the rate",
+                seconds_in_words(phone),
+                seconds_in_words(phone),
+                self.rate
+            )
+        } else {
+            format!(
+                "each number sends at most {by_rate}; pace_by_message waits longer only after \
+                 a message whose delay + typing is more"
+            )
+        }
+    }
+
     /// The timing of one message: the row's values (or the defaults), raised
     /// to the floors, plus jitter.
     pub fn timing(&self, delay: Option<f64>, typing: Option<f64>) -> Timing {
@@ -198,6 +235,16 @@ impl fmt::Display for Rate {
             _ => "h",
         };
         write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// `7 s`, `0.5 s`, `1 ms`.
+fn seconds_in_words(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds >= 1.0 {
+        format!("{} s", (seconds * 10.0).round() / 10.0)
+    } else {
+        format!("{} ms", (seconds * 1000.0 * 10.0).round() / 10.0)
     }
 }
 

@@ -126,6 +126,9 @@ pub async fn run(
         rate = %settings.pacing.rate,
         "starting"
     );
+    if target.is_some() {
+        info!("{}", settings.pacing.describe_pace());
+    }
 
     // Results: one thread writes every line, and moves the progress bar.
     let progress = match progress_area.is_hidden() {
