@@ -180,11 +180,11 @@ async fn send_contact(
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let response = answer(&state, &headers, parsed.as_ref());
     debug!(
-        instance = headers
+        instance = %headers
             .get("instance-id")
             .and_then(|value| value.to_str().ok())
             .unwrap_or("-"),
-        to = parsed
+        to = %parsed
             .as_ref()
             .and_then(|body| body["to"].as_str())
             .unwrap_or("-"),

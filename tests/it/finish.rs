@@ -250,3 +250,132 @@ async fn files_as_excel_writes_them_are_read_and_reported_as_they_are() {
     );
     assert!(Path::new(&work.path("unicode.check.csv")).exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pace_each_number_keeps_is_said_at_the_start() {
+    let server = crate::common::embedded(interacto_bulk::api::MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(
+        &crate::common::Config::fast(&server.base_url()).set("pacing.pace_by_message", "true"),
+    );
+    work.write("campaign.csv", &crate::common::campaign(1));
+    let output = work.send(&config, &["--rate", "1000/s"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("each number sends at most one message every 7 s: pace_by_message waits"),
+        "{log}"
+    );
+    assert!(log.contains("slower than the rate 1000/s allows"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_at_trace_shows_each_body_and_answer_but_never_the_key() {
+    let server = crate::common::embedded(interacto_bulk::api::MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&crate::common::Config::fast(&server.base_url()));
+    work.write("campaign.csv", &crate::common::campaign(2));
+    let output = work.send(&config, &["-vv"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let log = stderr(&output);
+    assert!(
+        log.contains("request") && log.contains("\"contact\""),
+        "{log}"
+    );
+    assert!(log.contains("answer") && log.contains("QUEUED"), "{log}");
+    assert!(
+        !log.contains(crate::common::API_KEY),
+        "the key is in the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mock_server_logs_what_it_answers_and_stops_in_its_own_words() {
+    let work = Workspace::new();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let mock = work.spawn(&["mock-server", "--listen", &listen, "-v"]);
+    let base = format!("http://{listen}");
+    crate::common::wait_for("the mock to listen", || {
+        std::net::TcpStream::connect(&listen).is_ok()
+    })
+    .await;
+    let config = work.config(&crate::common::Config::fast(&base));
+    work.write("campaign.csv", &crate::common::campaign(2));
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    crate::common::terminate(&mock);
+    let output = crate::common::ended(mock).await;
+    let log = stderr(&output);
+    assert_eq!(log.matches("answered").count(), 2, "{log}");
+    assert!(
+        log.contains("instance=inst-1") && log.contains("status=201"),
+        "{log}"
+    );
+    assert!(log.contains("to=5511"), "{log}");
+    assert!(log.contains("mock server: stopping"), "{log}");
+    assert!(!log.contains("no new messages"), "{log}");
+}
+
+/// The binary on a terminal (`script` gives it one), so that the progress
+/// bar is drawn, and what the terminal showed.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_terminal_the_wait_for_the_window_shows_when_it_opens() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("`script` (util-linux) is needed to give the binary a terminal");
+    }
+    let work = Workspace::new();
+    work.write("campaign.csv", &crate::common::campaign(3));
+    let now = jiff::Timestamp::now();
+    let at = |hours: i64| {
+        now.checked_add(jiff::SignedDuration::from_hours(hours))
+            .unwrap()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .strftime("%H:%M")
+            .to_string()
+    };
+    let config = work.config(
+        &crate::common::Config::fast("http://127.0.0.1:9")
+            .set("schedule.window", &format!("\"{}-{}\"", at(2), at(3)))
+            .set("schedule.timezone", "\"UTC\""),
+    );
+    let binary = env!("CARGO_BIN_EXE_interacto-bulk");
+    let command = format!("{binary} send campaign.csv --config {config}");
+    let mut script = tokio::process::Command::new("script");
+    script
+        .args(["-qfec", &command, "/dev/null"])
+        .current_dir(work.dir.path())
+        .env_clear()
+        .env("HOME", work.path("home"))
+        .env("XDG_STATE_HOME", work.path("home/state"))
+        .env("XDG_CONFIG_HOME", work.path("home/config"))
+        .env("PATH", "/usr/bin:/bin")
+        .env("TERM", "xterm")
+        .env("INTERACTO_API_KEY", crate::common::API_KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = script.spawn().unwrap();
+    // Long enough for a few redraws of the bar (every 200 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    crate::common::terminate(&child);
+    let output = crate::common::ended(child).await;
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains("waiting for the send window until"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&at(2)),
+        "the opening time is shown: {screen}"
+    );
+    assert!(!screen.contains("ETA 0"), "{screen}");
+}
