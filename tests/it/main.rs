@@ -3,6 +3,7 @@
 //! directories and every spawned binary in a cleared environment.
 
 mod common;
+mod contract;
 mod documentation;
 mod finish;
 mod hostile;
