@@ -379,3 +379,28 @@ async fn on_a_terminal_the_wait_for_the_window_shows_when_it_opens() {
     );
     assert!(!screen.contains("ETA 0"), "{screen}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_errors_say_it_once() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &crate::common::campaign(1));
+    let output = work
+        .run(&["validate", "campaign.csv", "--config", "nothere.toml"])
+        .await;
+    assert_eq!(code(&output), 2);
+    let error = stderr(&output);
+    assert_eq!(error.matches("os error 2").count(), 1, "{error}");
+    assert!(
+        error.contains("cannot read config file nothere.toml"),
+        "{error}"
+    );
+
+    work.write("bad.toml", "[pacing]\nrate = \"fast\"\n");
+    let output = work
+        .run(&["validate", "campaign.csv", "--config", "bad.toml"])
+        .await;
+    assert_eq!(code(&output), 2);
+    let error = stderr(&output);
+    assert_eq!(error.matches("is not a rate").count(), 1, "{error}");
+    assert!(error.contains("bad.toml, line 2: pacing.rate"), "{error}");
+}
