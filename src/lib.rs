@@ -6,8 +6,10 @@
 //! settings) → `campaign` (CSV rows → checked `Job`s, on blocking threads) →
 //! `pacing` (delay/typing floors, per-instance clock) → `schedule` (send
 //! window, daily cap) → `dispatch` (lanes, worker pool, halts; `retry` says
-//! when to try again) → `api` (HTTP client, wire types, embedded mock) →
-//! `results` (one thread writes the results CSV; lock, journal, resume) →
+//! when to try again; `ledger` is what every run shares) → `api` (HTTP
+//! client, wire types, embedded mock) →
+//! `results` (one thread writes the results CSV; lock, journal, resume, and
+//! the rewrite to one line a row at the end) →
 //! `report` (progress, logs, dry-run report, summary) → `exit` (the exit code).
 //! `types` holds the records that cross stages and `setting` how settings are
 //! written; both import no stage.
