@@ -144,21 +144,43 @@ const ANSWER_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(
 pub struct Written {
     pub tally: Tally,
     pub by_instance: BTreeMap<String, Tally>,
+    /// The instance of the line before, and its counts so far: lines come
+    /// in runs of one instance, and the writer is on every row's path.
+    current: Option<(String, Tally)>,
 }
 
 impl Written {
     fn add(&mut self, outcome: &Outcome) {
         self.tally.add(outcome.status);
-        // Looked up first: a new String only for an instance not yet seen.
-        match self.by_instance.get_mut(outcome.instance_id.as_str()) {
-            Some(tally) => tally.add(outcome.status),
-            None => {
-                let mut tally = Tally::default();
+        if outcome.instance_id.is_empty() {
+            return;
+        }
+        match &mut self.current {
+            Some((instance, tally)) if *instance == outcome.instance_id => {
+                tally.add(outcome.status)
+            }
+            _ => {
+                self.put_back_current();
+                let mut tally = self
+                    .by_instance
+                    .remove(outcome.instance_id.as_str())
+                    .unwrap_or_default();
                 tally.add(outcome.status);
-                self.by_instance
-                    .insert(outcome.instance_id.to_string(), tally);
+                self.current = Some((outcome.instance_id.to_string(), tally));
             }
         }
+    }
+
+    fn put_back_current(&mut self) {
+        if let Some((instance, tally)) = self.current.take() {
+            self.by_instance.insert(instance, tally);
+        }
+    }
+
+    /// Every count, once the last line is written.
+    fn finished(mut self) -> Self {
+        self.put_back_current();
+        self
     }
 }
 
@@ -208,7 +230,7 @@ pub fn spawn_writer(
             });
         }
         writer.flush().map_err(io_error)?;
-        Ok(written_so_far)
+        Ok(written_so_far.finished())
     });
     (sender, task)
 }
