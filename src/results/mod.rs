@@ -234,3 +234,35 @@ pub fn spawn_writer(
     });
     (sender, task)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Recipient, Rejected, Status};
+
+    #[test]
+    fn lines_are_counted_by_instance_whatever_their_order() {
+        let mut written = Written::default();
+        for (instance, status) in [
+            ("a", Status::Sent),
+            ("a", Status::Failed),
+            ("b", Status::Sent),
+            ("", Status::Invalid),
+            ("a", Status::Sent),
+        ] {
+            let mut outcome = Outcome::rejected(Rejected {
+                recipient: Recipient::default(),
+                status,
+                problems: Vec::new(),
+            });
+            outcome.instance_id = instance.to_string();
+            written.add(&outcome);
+        }
+        let written = written.finished();
+        assert_eq!(written.tally.rows(), 5);
+        assert_eq!(written.by_instance.len(), 2);
+        let a = &written.by_instance["a"];
+        assert_eq!((a.get(Status::Sent), a.get(Status::Failed)), (2, 1));
+        assert_eq!(written.by_instance["b"].get(Status::Sent), 1);
+    }
+}
