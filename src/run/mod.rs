@@ -178,7 +178,7 @@ pub async fn run(
 
     // Send: one lane per instance, each paced on its own, `concurrency`
     // requests in flight over all of them.
-    let (journal, lock, opened_path) = (opened.journal, opened.lock, opened.results_path);
+    let (journal, lock, results_path) = (opened.journal, opened.lock, opened.results_path);
     match (&target, &journal) {
         (Some(target), Some(journal)) => {
             let sending = Sending {
@@ -227,8 +227,7 @@ pub async fn run(
     // A dry run's fresh file is that already.
     let journal = journal.and_then(Arc::into_inner);
     let tidy = !request.dry_run || request.resume;
-    let results_path = opened_path;
-    let campaign_tally = tokio::task::spawn_blocking(move || {
+    let state = tokio::task::spawn_blocking(move || {
         let journal_gone = match journal.map(Journal::finish) {
             Some(Err(error)) => {
                 warn!("cannot remove the journal: {error}");
@@ -236,9 +235,9 @@ pub async fn run(
             }
             _ => true,
         };
-        let campaign = match tidy && journal_gone {
+        let state = match tidy && journal_gone {
             true => match results::compact(&results_path) {
-                Ok(campaign) => Some(campaign),
+                Ok(state) => Some(state),
                 Err(error) => {
                     warn!("the results file keeps every run's lines: {error}");
                     None
@@ -247,7 +246,7 @@ pub async fn run(
             false => None,
         };
         drop(lock);
-        campaign
+        state
     })
     .await
     .expect("tidying the results file does not panic");
@@ -263,7 +262,7 @@ pub async fn run(
         tally: written.tally,
         by_instance: written.by_instance,
         left_rotation: control.left(),
-        state: campaign_tally,
+        state,
         check,
         stopped: control.reason(),
     }))
