@@ -30,11 +30,17 @@ fn main() -> std::process::ExitCode {
     let outcome = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let gate = WriteGate::default();
-        let stopping = match &cli.command {
-            Command::MockServer(_) => "mock server: stopping (signal again to stop at once)",
-            _ => "stopping: no new messages; those in flight get their answer (signal again to abort at once)",
+        let words = match &cli.command {
+            Command::MockServer(_) => SignalWords {
+                stopping: "mock server: stopping (signal again to stop at once)",
+                aborting: "mock server: stopping at once",
+            },
+            _ => SignalWords {
+                stopping: "stopping: no new messages; those in flight get their answer (signal again to abort at once)",
+                aborting: "aborting; the results file stays valid and --resume carries on",
+            },
         };
-        tokio::spawn(watch_signals(shutdown.clone(), gate.clone(), stopping));
+        tokio::spawn(watch_signals(shutdown.clone(), gate.clone(), words));
         match cli.command {
             Command::Send(args) => {
                 let overrides = overrides(args.pacing, &args.run);
@@ -125,15 +131,21 @@ fn print_out(text: &str) {
         .and_then(|()| stdout.flush());
 }
 
+/// What a command says on the first signal and on the second.
+struct SignalWords {
+    stopping: &'static str,
+    aborting: &'static str,
+}
+
 /// The first SIGINT, SIGTERM or SIGHUP (a closed terminal) stops the run
 /// taking rows; the second aborts at once, after any results line being
 /// written is whole.
-async fn watch_signals(shutdown: CancellationToken, gate: WriteGate, stopping: &'static str) {
+async fn watch_signals(shutdown: CancellationToken, gate: WriteGate, words: SignalWords) {
     signal_received().await;
-    tracing::warn!("{stopping}");
+    tracing::warn!("{}", words.stopping);
     shutdown.cancel();
     signal_received().await;
-    tracing::error!("aborting; the results file stays valid and --resume carries on");
+    tracing::error!("{}", words.aborting);
     let _whole_lines = gate.hold();
     std::process::exit(ExitCode::of_abort().code().into());
 }

@@ -38,6 +38,10 @@ pub struct CheckReport {
     pub pace_by_message: bool,
     /// `08:00-20:00 America/Sao_Paulo`, when a send window is set.
     pub window: Option<String>,
+    /// The days the busiest instance's share takes at `schedule.daily_cap`,
+    /// when that is more than one (at least that many: today's count and a
+    /// warm-up come on top).
+    pub days_at_daily_cap: Option<u64>,
     /// Recipients by country, when any is outside `campaign.default_region`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub countries: BTreeMap<String, u64>,
@@ -49,6 +53,9 @@ pub struct CheckReport {
     schedule: Option<Schedule>,
     #[serde(skip)]
     home: Region,
+    /// `schedule.daily_cap`, and whether a warm-up lowers the first days.
+    #[serde(skip)]
+    daily_cap: Option<(u64, bool)>,
     /// Recipients by country, counted as they come (a handful of countries).
     #[serde(skip)]
     by_country: Vec<(Region, u64)>,
@@ -90,13 +97,20 @@ impl CheckReport {
             rate: estimate.rate().to_string(),
             pace_by_message: estimate.pace_by_message(),
             window: schedule.as_ref().map(Schedule::describe),
+            days_at_daily_cap: None,
             countries: BTreeMap::new(),
             landlines: 0,
             estimate,
             schedule,
             home,
+            daily_cap: None,
             by_country: Vec::new(),
         }
+    }
+
+    /// Counts the days `schedule.daily_cap` spreads sending over.
+    pub fn daily_cap(&mut self, cap: Option<u64>, warmup: bool) {
+        self.daily_cap = cap.map(|cap| (cap, warmup));
     }
 
     /// Notes the columns read from headers of other names.
@@ -181,6 +195,10 @@ impl CheckReport {
         };
         // Centuries away: the sending time alone says enough.
         self.expected_seconds = elapsed.unwrap_or(sending).as_secs_f64().round();
+        self.days_at_daily_cap = self
+            .daily_cap
+            .map(|(cap, _)| self.busiest_instance_messages.div_ceil(cap.max(1)))
+            .filter(|days| *days > 1);
     }
 
     pub(super) fn text(&self, dry_run: bool) -> String {
@@ -241,6 +259,15 @@ impl CheckReport {
             ));
         }
         text.push_str(&format!("sending would take {}\n", self.expected_time()));
+        if let (Some(days), Some((cap, warmup))) = (self.days_at_daily_cap, self.daily_cap) {
+            let warming = match warmup {
+                true => ", more while a number warms up",
+                false => "",
+            };
+            text.push_str(&format!(
+                "the daily cap of {cap} a number spreads it over at least {days} days{warming}\n"
+            ));
+        }
         text
     }
 }

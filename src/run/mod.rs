@@ -160,6 +160,10 @@ pub async fn run(
             settings.campaign.default_region,
         );
         check.columns_from(&opened.campaign.layout().renamed);
+        check.daily_cap(
+            settings.schedule.daily_cap,
+            !settings.schedule.warmup.is_empty(),
+        );
         let reading = Reading {
             jobs: (!request.dry_run).then_some(jobs),
             outcomes: outcomes.clone(),

@@ -493,3 +493,56 @@ async fn the_expected_time_is_the_busiest_instances_share_across_the_send_window
         "{report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_expected_time_says_how_many_days_a_daily_cap_spreads_it_over() {
+    let work = Workspace::new();
+    let mut text = String::from("to,contact_name,contact_phone\n");
+    for n in 0..60 {
+        text.push_str(&format!("119876543{n:02},Ana,+55 11 3003-4000\n"));
+    }
+    work.write("campaign.csv", &text);
+    let config = work.config(
+        &Config::fast("http://127.0.0.1:9")
+            .unset("api.instance_id")
+            .set("api.instances", "[\"a\", \"b\"]")
+            .set("schedule.daily_cap", "10")
+            .set("schedule.warmup", "[5]"),
+    );
+    let output = work
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--out",
+            "check.csv",
+            "--summary",
+            "json",
+        ])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let check = &json(&output)["check"];
+    let busiest = check["busiest_instance_messages"].as_u64().unwrap();
+    assert_eq!(check["days_at_daily_cap"], busiest.div_ceil(10));
+
+    let output = work
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--out",
+            "check.csv",
+            "--overwrite",
+        ])
+        .await;
+    let report = stdout(&output);
+    assert!(
+        report.contains(&format!(
+            "the daily cap of 10 a number spreads it over at least {} days, more while a number warms up",
+            busiest.div_ceil(10)
+        )),
+        "{report}"
+    );
+}
