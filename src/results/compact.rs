@@ -142,6 +142,8 @@ fn write_chosen(
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(true);
     let out = paths::no_follow(options).open(temporary)?;
+    // Phone numbers: whoever could not read the old file cannot read the new.
+    out.set_permissions(file.metadata()?.permissions())?;
     let mut out = BufWriter::with_capacity(1 << 16, out);
     out.write_all(header)?;
     let mut tally = Tally::default();

@@ -336,3 +336,21 @@ async fn results_for_excel_open_in_columns_and_a_resume_reads_them() {
     let again = std::fs::read_to_string(work.path("campaign.results.csv")).unwrap();
     assert_eq!(again, text, "complete, and still in Excel's form");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rewritten_file_keeps_the_permissions_it_had() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()));
+    work.write("campaign.csv", &common::campaign(2));
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let results = work.path("campaign.results.csv");
+    std::fs::set_permissions(&results, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let output = work.send(&config, &["--resume"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let mode = std::fs::metadata(&results).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
