@@ -104,7 +104,7 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_wait_without_m
     let config = work.config(&three_instances(&server.base_url()));
     work.write("campaign.csv", &common::campaign(30));
 
-    let output = work.send(&config, &[]).await;
+    let output = work.send(&config, &["--summary", "json"]).await;
 
     assert_eq!(
         code(&output),
@@ -112,6 +112,15 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_wait_without_m
         "the run goes on with two instances: {}",
         stderr(&output)
     );
+    let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let why = summary["left_rotation"]["inst-b"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("401"),
+        "the summary says which left and why: {summary}"
+    );
+    assert!(summary["instances"]["inst-a"]["SENT"].as_u64().unwrap() > 0);
     assert!(
         stderr(&output).contains("out of rotation"),
         "{}",
