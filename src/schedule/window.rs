@@ -81,16 +81,21 @@ impl Schedule {
         if self.window.contains(here.time()) {
             return None;
         }
-        // Today's opening, or tomorrow's if today's has passed. Daylight
-        // saving gaps are resolved forward, as clocks do.
-        let mut day = here.date();
+        self.next_after(now, self.window.start)
+    }
+
+    /// The first `time` of the window's zone after `now`: today's, or
+    /// tomorrow's if today's has passed. Daylight saving gaps are resolved
+    /// forward, as clocks do.
+    fn next_after(&self, now: Timestamp, time: Time) -> Option<ZonedDateTime> {
+        let mut day = now.to_zoned_datetime(self.timezone.clone()).date();
         loop {
-            let opening = day
-                .to_datetime(self.window.start)
+            let next = day
+                .to_datetime(time)
                 .to_zoned_datetime(self.timezone.clone())
                 .ok()?;
-            if opening.timestamp() > now {
-                return Some(opening);
+            if next.timestamp() > now {
+                return Some(next);
             }
             day = day.tomorrow().ok()?;
         }
@@ -108,7 +113,8 @@ impl Schedule {
             if let Some(opening) = self.closed_until(now) {
                 now = opening.timestamp();
             }
-            let closing = self.closes_after(now)?;
+            // Open at `now`: it closes at the next end of the window.
+            let closing = self.next_after(now, self.window.end)?;
             let open = closing.timestamp().duration_since(now);
             if left <= open {
                 let end = now.checked_add(left).ok()?;
@@ -118,21 +124,6 @@ impl Schedule {
             now = closing.timestamp();
         }
         None
-    }
-
-    /// When the window, open at `now`, next closes.
-    fn closes_after(&self, now: Timestamp) -> Option<ZonedDateTime> {
-        let mut day = now.to_zoned_datetime(self.timezone.clone()).date();
-        loop {
-            let closing = day
-                .to_datetime(self.window.end)
-                .to_zoned_datetime(self.timezone.clone())
-                .ok()?;
-            if closing.timestamp() > now {
-                return Some(closing);
-            }
-            day = day.tomorrow().ok()?;
-        }
     }
 
     /// `08:00-20:00 America/Sao_Paulo`, for messages.
