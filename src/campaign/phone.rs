@@ -268,8 +268,11 @@ fn judged(number: &PhoneNumber, text: &str) -> Result<Phone, PhoneError> {
     if kind == PhoneNumberType::Unknown {
         return Err(why_not_valid(number, text));
     }
-    let e164 = number.format_as(PhoneNumberFormat::E164);
-    let digits = e164.trim_start_matches('+');
+    // E.164 is `+` and digits: the `+` goes, the rest is the API's form.
+    let mut digits = number.format_as(PhoneNumberFormat::E164).into_owned();
+    if digits.starts_with('+') {
+        digits.remove(0);
+    }
     // The API takes 8 to 15 digits; a few countries have valid shorter numbers.
     if !(API_DIGITS_LEAST..=API_DIGITS_MOST).contains(&digits.len()) {
         return Err(PhoneError::OutsideApi {
@@ -282,7 +285,7 @@ fn judged(number: &PhoneNumber, text: &str) -> Result<Phone, PhoneError> {
         .or_else(|| PHONE_NUMBER_UTIL.get_region_for_country_code(number.country_code))
         .unwrap_or(Region::ZZ);
     Ok(Phone {
-        digits: digits.to_string(),
+        digits,
         country,
         landline: kind == PhoneNumberType::FixedLine,
     })

@@ -93,21 +93,23 @@ impl Summary {
             mut check,
             stopped,
         } = finished;
-        check.finish(Timestamp::now());
+        let now = Timestamp::now();
+        check.finish(now);
         // A dry run's file is its own rows; a send's, every run's.
         let state = match dry_run {
             true => None,
             false => state,
         };
-        let exit = ExitCode::of_run(stopped.as_ref(), state.as_ref().unwrap_or(&tally), dry_run);
-        let next_step = next_step(exit, state.as_ref().unwrap_or(&tally));
+        let rows = state.as_ref().unwrap_or(&tally);
+        let exit = ExitCode::of_run(stopped.as_ref(), rows, dry_run);
+        let next_step = next_step(exit, rows);
         Summary {
             version: env!("CARGO_PKG_VERSION"),
             campaign,
             results,
             dry_run,
             started_at: stamp(started_at),
-            finished_at: stamp(Timestamp::now()),
+            finished_at: stamp(now),
             elapsed_seconds: rounded(elapsed),
             rows: tally.rows(),
             counts: counts(&tally),

@@ -62,11 +62,12 @@ impl Reading {
                     .or_else(|| self.recently_reached(job)),
                 Row::Rejected(_) => None,
             };
+            // Where a job goes: for the estimate, and for a dry run's line.
+            let instance = match (&row, &earlier) {
+                (Row::Job(job), None) => self.instance_index(job),
+                _ => 0,
+            };
             if earlier.is_none() {
-                let instance = match &row {
-                    Row::Job(job) => self.instance_index(job),
-                    Row::Rejected(_) => 0,
-                };
                 check.add(&row, instance);
             }
             let delivered = match (row, &self.jobs, earlier) {
@@ -77,7 +78,7 @@ impl Reading {
                 (Row::Job(_), _, Some(outcome)) => self.outcomes.blocking_send(outcome).is_ok(),
                 (Row::Job(job), Some(jobs), None) => jobs.blocking_send(job).is_ok(),
                 (Row::Job(job), None, None) => {
-                    let instance_id = self.instance_for(&job);
+                    let instance_id = self.instances.get(instance).map_or("", String::as_str);
                     self.outcomes
                         .blocking_send(Outcome::valid(job, instance_id))
                         .is_ok()
