@@ -5,14 +5,10 @@
 use serde_json::Value;
 
 use crate::common::{
-    self, code, embedded, ended, statuses, stderr, stdout, terminate, wait_for, Config, Workspace,
+    self, code, embedded, ended, statuses, stderr, summary_json, terminate, utc_window_from_now,
+    wait_for, Config, Workspace,
 };
 use interacto_bulk::api::MockOptions;
-
-fn json(output: &std::process::Output) -> Value {
-    serde_json::from_str(stdout(output).trim())
-        .unwrap_or_else(|error| panic!("one JSON object on stdout ({error}): {}", stdout(output)))
-}
 
 const HEADER: &str = "row,key,to,contact_name,contact_phone,instance_id,status,api_status,message_id,http_status,attempts,delay,typing,error,finished_at";
 
@@ -105,7 +101,7 @@ async fn every_exit_prints_one_json_summary() {
 
     // 0: every row sent.
     let output = work.run(&json_run(0, &[])).await;
-    let summary = json(&output);
+    let summary = summary_json(&output);
     assert_eq!(
         (code(&output), summary["exit_code"].clone()),
         (0, Value::from(0))
@@ -124,7 +120,7 @@ async fn every_exit_prints_one_json_summary() {
     let holder = std::fs::File::open(work.path("campaign.results.csv.lock")).unwrap();
     holder.lock().unwrap();
     let output = work.run(&json_run(1, &["--resume"])).await;
-    let summary = json(&output);
+    let summary = summary_json(&output);
     assert_eq!(
         (code(&output), summary["exit_code"].clone()),
         (4, Value::from(4))
@@ -147,7 +143,7 @@ async fn every_exit_prints_one_json_summary() {
             "json",
         ])
         .await;
-    let summary = json(&output);
+    let summary = summary_json(&output);
     assert_eq!(
         (code(&output), summary["exit_code"].clone()),
         (2, Value::from(2))
@@ -163,7 +159,7 @@ async fn every_exit_prints_one_json_summary() {
         &format!("{}(21) 1234-5,Bad,551130034000\n", common::campaign(2)),
     );
     let output = work.run(&json_run(2, &["--overwrite"])).await;
-    let summary = json(&output);
+    let summary = summary_json(&output);
     assert_eq!(
         (code(&output), summary["exit_code"].clone()),
         (1, Value::from(1))
@@ -175,17 +171,12 @@ async fn every_exit_prints_one_json_summary() {
     assert_eq!(summary["state"]["pending"], 1);
 
     // 5: outside the send window, with --no-wait.
-    let now = jiff::Timestamp::now();
-    let at = |hours: i64| {
-        now.checked_add(jiff::SignedDuration::from_hours(hours))
-            .unwrap()
-            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-            .strftime("%H:%M")
-            .to_string()
-    };
     let closed = work.config(
         &Config::fast(&server.base_url())
-            .set("schedule.window", &format!("\"{}-{}\"", at(2), at(3)))
+            .set(
+                "schedule.window",
+                &format!("{:?}", utc_window_from_now(2, 3)),
+            )
             .set("schedule.timezone", "\"UTC\""),
     );
     let output = work
@@ -202,7 +193,7 @@ async fn every_exit_prints_one_json_summary() {
             &ledgers[3],
         ])
         .await;
-    let summary = json(&output);
+    let summary = summary_json(&output);
     assert_eq!(
         (code(&output), summary["exit_code"].clone()),
         (5, Value::from(5))
@@ -230,7 +221,7 @@ async fn every_exit_prints_one_json_summary() {
             &ledgers[4],
         ])
         .await;
-    let summary = json(&output);
+    let summary = summary_json(&output);
     assert_eq!(
         (code(&output), summary["exit_code"].clone()),
         (3, Value::from(3))
@@ -259,7 +250,7 @@ async fn every_exit_prints_one_json_summary() {
     wait_for("a message", || server.accepted() > before).await;
     terminate(&child);
     let output = ended(child).await;
-    let summary = json(&output);
+    let summary = summary_json(&output);
     assert_eq!(
         (code(&output), summary["exit_code"].clone()),
         (130, Value::from(130))

@@ -152,16 +152,24 @@ impl Workspace {
     /// The binary with `args`, run here, in a cleared environment but for a
     /// home of its own in this workspace, `NO_COLOR` and `env`.
     pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_interacto-bulk"));
+        let mut command = self.sealed(env!("CARGO_BIN_EXE_interacto-bulk"));
         command
             .args(args)
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied());
+        command
+    }
+
+    /// `program`, to run here in a cleared environment but for a home of
+    /// its own in this workspace.
+    pub fn sealed(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command
             .current_dir(self.dir.path())
             .env_clear()
             .env("HOME", self.path("home"))
             .env("XDG_STATE_HOME", self.path("home/state"))
             .env("XDG_CONFIG_HOME", self.path("home/config"))
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
             .kill_on_drop(true);
         command
     }
@@ -266,6 +274,26 @@ pub fn line(results: &[HashMap<String, String>], row: u64) -> &HashMap<String, S
         .iter()
         .find(|line| line["row"] == row.to_string())
         .unwrap_or_else(|| panic!("no results line for row {row}"))
+}
+
+/// The one JSON object `--summary json` printed.
+pub fn summary_json(output: &Output) -> serde_json::Value {
+    serde_json::from_str(stdout(output).trim())
+        .unwrap_or_else(|error| panic!("one JSON object on stdout ({error}): {}", stdout(output)))
+}
+
+/// A send window in UTC, `HH:MM-HH:MM`, that opens `opens` hours from now
+/// and closes `closes` hours from now: closed now, whatever the hour.
+pub fn utc_window_from_now(opens: i64, closes: i64) -> String {
+    let now = jiff::Timestamp::now();
+    let at = |hours: i64| {
+        now.checked_add(jiff::SignedDuration::from_hours(hours))
+            .expect("within jiff's range")
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .strftime("%H:%M")
+            .to_string()
+    };
+    format!("{}-{}", at(opens), at(closes))
 }
 
 pub fn stdout(output: &Output) -> String {

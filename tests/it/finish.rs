@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::cli::repo;
 use crate::common::{code, stderr, stdout, Workspace};
 
@@ -138,7 +136,7 @@ async fn the_users_config_file_is_found_without_a_flag_and_named_in_the_log() {
         .run(&["validate", "campaign.csv", "--summary", "json"])
         .await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let check: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let check = crate::common::summary_json(&output);
     assert_eq!(check["check"]["rate"], "7/min");
     assert!(
         stderr(&output).contains(&format!("config={}", folder.join("config.toml").display())),
@@ -149,7 +147,7 @@ async fn the_users_config_file_is_found_without_a_flag_and_named_in_the_log() {
     // INTERACTO_CONFIG names another; --config wins over both.
     work.write("other.toml", "[pacing]\nrate = \"9/min\"\n");
     let rate = |output: &std::process::Output| {
-        let summary: Value = serde_json::from_str(stdout(output).trim()).unwrap();
+        let summary = crate::common::summary_json(output);
         summary["check"]["rate"].as_str().unwrap().to_string()
     };
     let args = [
@@ -197,7 +195,7 @@ async fn validate_estimates_with_the_sends_flags_and_refuses_what_only_a_send_me
         ])
         .await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let summary: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let summary = crate::common::summary_json(&output);
     assert_eq!(summary["check"]["rate"], "1/s");
     assert_eq!(summary["check"]["instances"], 2);
 
@@ -334,35 +332,22 @@ async fn on_a_terminal_the_wait_for_the_window_shows_when_it_opens() {
     }
     let work = Workspace::new();
     work.write("campaign.csv", &crate::common::campaign(3));
-    let now = jiff::Timestamp::now();
-    let at = |hours: i64| {
-        now.checked_add(jiff::SignedDuration::from_hours(hours))
-            .unwrap()
-            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-            .strftime("%H:%M")
-            .to_string()
-    };
+    let window = crate::common::utc_window_from_now(2, 3);
     let config = work.config(
         &crate::common::Config::fast("http://127.0.0.1:9")
-            .set("schedule.window", &format!("\"{}-{}\"", at(2), at(3)))
+            .set("schedule.window", &format!("{window:?}"))
             .set("schedule.timezone", "\"UTC\""),
     );
     let binary = env!("CARGO_BIN_EXE_interacto-bulk");
     let command = format!("{binary} send campaign.csv --config {config}");
-    let mut script = tokio::process::Command::new("script");
+    let mut script = work.sealed("script");
     script
         .args(["-qfec", &command, "/dev/null"])
-        .current_dir(work.dir.path())
-        .env_clear()
-        .env("HOME", work.path("home"))
-        .env("XDG_STATE_HOME", work.path("home/state"))
-        .env("XDG_CONFIG_HOME", work.path("home/config"))
         .env("PATH", "/usr/bin:/bin")
         .env("TERM", "xterm")
         .env("INTERACTO_API_KEY", crate::common::API_KEY)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(std::process::Stdio::piped());
     let child = script.spawn().unwrap();
     // Long enough for a few redraws of the bar (every 200 ms).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -373,8 +358,9 @@ async fn on_a_terminal_the_wait_for_the_window_shows_when_it_opens() {
         screen.contains("waiting for the send window until"),
         "{screen}"
     );
+    let opening = window.split('-').next().unwrap();
     assert!(
-        screen.contains(&at(2)),
+        screen.contains(opening),
         "the opening time is shown: {screen}"
     );
     assert!(!screen.contains("ETA 0"), "{screen}");

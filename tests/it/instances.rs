@@ -112,7 +112,7 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_wait_without_m
         "the run goes on with two instances: {}",
         stderr(&output)
     );
-    let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let summary = common::summary_json(&output);
     let why = summary["left_rotation"]["inst-b"]
         .as_str()
         .unwrap_or_default();

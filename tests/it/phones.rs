@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::common::{self, code, embedded, stderr, stdout, Config, Workspace};
+use crate::common::{
+    self, code, embedded, stderr, stdout, summary_json, utc_window_from_now, Config, Workspace,
+};
 use interacto_bulk::api::MockOptions;
 
 /// Brazil's 67 area codes.
@@ -33,10 +35,6 @@ fn written(digits: &str) -> String {
     let (area, number) = digits.split_at(2);
     let (head, tail) = number.split_at(number.len().saturating_sub(4));
     format!("({area}) {head}-{tail}")
-}
-
-fn json(output: &std::process::Output) -> Value {
-    serde_json::from_str(stdout(output).trim()).expect("one JSON summary")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,7 +94,7 @@ async fn no_typo_of_a_brazilian_number_is_taken_for_a_foreign_one() {
         refused_as_foreign > typos / 20,
         "{refused_as_foreign} of {typos}"
     );
-    let summary = json(&output);
+    let summary = summary_json(&output);
     let problems = summary["check"]["problems"].as_array().unwrap();
     assert!(problems
         .iter()
@@ -364,7 +362,7 @@ async fn allowed_countries_and_where_recipients_are_in_the_dry_run_report() {
         american["error"],
         "to: `+1 212 555 0123` is a US number; campaign.countries allows only BR, PT"
     );
-    let check = &json(&output)["check"];
+    let check = &summary_json(&output)["check"];
     assert_eq!(check["countries"], serde_json::json!({"BR": 2, "PT": 1}));
     assert_eq!(check["landlines"], 1);
 
@@ -406,7 +404,7 @@ async fn allowed_countries_and_where_recipients_are_in_the_dry_run_report() {
             "json",
         ])
         .await;
-    let check = &json(&output)["check"];
+    let check = &summary_json(&output)["check"];
     assert!(check.get("countries").is_none(), "{check}");
     assert_eq!(check["landlines"], 0);
 }
@@ -421,21 +419,13 @@ async fn the_expected_time_is_the_busiest_instances_share_across_the_send_window
     work.write("campaign.csv", &text);
     // A window that opens in two hours and stays open for two: the sending
     // (a minute a message, at most an hour) waits for it.
-    let now = jiff::Timestamp::now();
-    let in_hours = |hours: i64| {
-        now.checked_add(jiff::SignedDuration::from_hours(hours))
-            .unwrap()
-            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-            .strftime("%H:%M")
-            .to_string()
-    };
-    let window = format!("\"{}-{}\"", in_hours(2), in_hours(4));
+    let window = utc_window_from_now(2, 4);
     let config = work.config(
         &Config::fast("http://127.0.0.1:9")
             .unset("api.instance_id")
             .set("api.instances", "[\"a\", \"b\", \"c\"]")
             .set("pacing.rate", "\"1/min\"")
-            .set("schedule.window", &window)
+            .set("schedule.window", &format!("{window:?}"))
             .set("schedule.timezone", "\"UTC\""),
     );
 
@@ -460,7 +450,7 @@ async fn the_expected_time_is_the_busiest_instances_share_across_the_send_window
     }
     let busiest = *shares.values().max().unwrap();
     assert!(busiest < 60, "the rows are spread: {shares:?}");
-    let check = &json(&output)["check"];
+    let check = &summary_json(&output)["check"];
     assert_eq!(check["instances"], 3);
     assert_eq!(check["busiest_instance_messages"], busiest);
     assert_eq!(check["sending_seconds"], (busiest * 60) as f64);
@@ -471,7 +461,7 @@ async fn the_expected_time_is_the_busiest_instances_share_across_the_send_window
         (2.0 * 3600.0 - 60.0 + sending - 5.0..=2.0 * 3600.0 + sending + 5.0).contains(&expected),
         "{expected} for {sending} s of sending"
     );
-    assert_eq!(check["window"], format!("{} UTC", window.trim_matches('"')));
+    assert_eq!(check["window"], format!("{window} UTC"));
 
     let output = work
         .run(&[
@@ -487,8 +477,7 @@ async fn the_expected_time_is_the_busiest_instances_share_across_the_send_window
     let report = stdout(&output);
     assert!(
         report.contains(&format!(
-            "(sending only {} UTC): 60 messages at 1/min a number on 3 instances, the busiest with {busiest}",
-            window.trim_matches('"')
+            "(sending only {window} UTC): 60 messages at 1/min a number on 3 instances, the busiest with {busiest}"
         )),
         "{report}"
     );
@@ -522,7 +511,7 @@ async fn the_expected_time_says_how_many_days_a_daily_cap_spreads_it_over() {
         ])
         .await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let check = &json(&output)["check"];
+    let check = &summary_json(&output)["check"];
     let busiest = check["busiest_instance_messages"].as_u64().unwrap();
     assert_eq!(check["days_at_daily_cap"], busiest.div_ceil(10));
 

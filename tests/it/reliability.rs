@@ -310,7 +310,7 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
         "the resume completes the campaign: {}",
         stderr(&output)
     );
-    let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let summary = common::summary_json(&output);
     assert_eq!(summary["counts"]["SKIPPED"], sent_first);
     assert_eq!(summary["state"]["complete"], true);
     assert_eq!(summary["state"]["sent"], rows);
@@ -377,7 +377,7 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
         "rows in flight at the kill are UNKNOWN: {}",
         stderr(&output)
     );
-    let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let summary = common::summary_json(&output);
     let next = summary["next_step"].as_str().unwrap();
     assert!(
         next.contains("UNKNOWN") && next.contains("--resend-unknown"),
