@@ -109,7 +109,7 @@ fn results_lines(c: &mut Criterion) {
         b.iter_batched_ref(
             || {
                 let writer = line_writer(Vec::with_capacity(ROWS * 128), Dialect::Plain);
-                (writer, LineFormat::new(Dialect::Plain))
+                (writer, LineFormat::new(Dialect::Plain, "bench"))
             },
             |(writer, lines)| {
                 for job in &jobs {

@@ -29,8 +29,10 @@ Environment:
   NO_COLOR               no colour in the logs
 
 Exit codes:
-  0    every row of the campaign SENT (VALID in a dry run)
-  1    finished, some rows not sent (the summary says what to do)
+  0    the campaign is complete: every row SENT, or never to be sent (INVALID,
+       SUPPRESSED, DUPLICATE); with --strict, every row SENT (VALID in a dry run)
+  1    finished, rows left: FAILED or DEFERRED (a later run sends them), UNKNOWN
+       (the summary says what to do)
   2    usage, config or campaign-file error; nothing sent
   3    halted (credentials refused, too many failures, disk full); --resume later
   4    another run holds the lock on the results file
@@ -150,13 +152,19 @@ pub struct SendArgs {
     #[command(flatten)]
     pub pacing: PacingArgs,
 
-    /// Validate and write the results file, but send nothing
-    #[arg(long)]
+    /// Validate and write the check file (<campaign stem>.check.csv), but send nothing
+    #[arg(long, conflicts_with = "resume")]
     pub dry_run: bool,
 
-    /// Send to an embedded mock API on 127.0.0.1 instead of the real one (no credentials needed)
+    /// Rehearse: send to an embedded mock API on 127.0.0.1 instead of the real one (no
+    /// credentials needed); writes <campaign stem>.mock.csv, and nothing enters the ledger
     #[arg(long)]
     pub mock: bool,
+
+    /// Exit 1 unless every row is SENT (by default INVALID, SUPPRESSED and DUPLICATE rows,
+    /// which no later run would send, complete a campaign)
+    #[arg(long)]
+    pub strict: bool,
 
     /// Outside the send window, stop at once (rows DEFERRED, exit 5) instead of waiting
     #[arg(long)]
@@ -184,12 +192,12 @@ pub struct PacingArgs {
 /// `send` carries on an earlier run's results; `validate` starts afresh.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// Add to an existing results file: skip rows an earlier run SENT (or
-    /// left UNKNOWN), try the rest again
+    /// Carry on the campaign in its existing results file (rows its runs SENT, or left
+    /// UNKNOWN, are never sent again, whatever the file: the ledger remembers them)
     #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
 
-    /// With --resume: send again the rows an earlier run left UNKNOWN (they
+    /// With --resume: send again the rows earlier runs of the campaign left UNKNOWN (they
     /// may reach the person twice)
     #[arg(long, requires = "resume")]
     pub resend_unknown: bool,
@@ -224,12 +232,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// The campaign's name, which its memory in the ledger goes by: no run of a campaign
+    /// sends a row its runs sent; a new name sends the cards again [config: campaign.name;
+    /// default: the campaign file's name without its extension; required for `-`]
+    #[arg(long = "campaign", id = "campaign_name", value_name = "NAME")]
+    pub name: Option<String>,
+
     /// Results CSV [default: <campaign stem>.results.csv in the working
-    /// directory; <campaign stem>.check.csv for validate and --dry-run]
+    /// directory; <campaign stem>.check.csv for validate and --dry-run,
+    /// <campaign stem>.mock.csv for --mock]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 
-    /// Replace an existing results file (it is never replaced without this)
+    /// Replace an existing results file (it is never replaced without this; the ledger
+    /// still remembers what the campaign sent)
     #[arg(long)]
     pub overwrite: bool,
 

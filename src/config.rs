@@ -93,6 +93,8 @@ pub struct Overrides {
     pub instances: Vec<String>,
     /// `--ledger`.
     pub ledger: Option<LedgerUrl>,
+    /// `--campaign`.
+    pub campaign: Option<String>,
 }
 
 impl Settings {
@@ -194,6 +196,10 @@ impl Settings {
         }
         if let Some(concurrency) = flags.concurrency {
             self.pacing.concurrency = concurrency;
+        }
+        if let Some(name) = flags.campaign {
+            crate::campaign::check_name(&name).map_err(|problem| invalid("--campaign", problem))?;
+            self.campaign.name = Some(name.trim().to_string());
         }
         // `--ledger`, else INTERACTO_LEDGER_URL, else the file.
         if let Some(url) = flags.ledger {

@@ -40,9 +40,12 @@ pub enum RunError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ExitCode {
-    /// Every row was SENT (VALID in a dry run).
+    /// The campaign is complete: every row SENT, or never to be sent
+    /// (INVALID, SUPPRESSED, DUPLICATE); with `--strict`, every row SENT.
+    /// In a dry run, every row VALID (or sent before).
     Success = 0,
-    /// The run finished, but some rows were not sent.
+    /// The run finished, but rows are left that a later run could send
+    /// (FAILED, DEFERRED), or may have been delivered (UNKNOWN).
     NotAllSent = 1,
     /// Usage, config or campaign-file error: nothing was sent.
     Usage = 2,
@@ -60,13 +63,14 @@ impl ExitCode {
     /// A run that went through its campaign, or stopped for `stopped`;
     /// `rows` are the campaign's rows after it (a send's results file, one
     /// line a row: rows earlier runs sent count as sent).
-    pub fn of_run(stopped: Option<&StopReason>, rows: &Tally, dry_run: bool) -> Self {
-        let wanted = if dry_run { Status::Valid } else { Status::Sent };
+    pub fn of_run(stopped: Option<&StopReason>, rows: &Tally, ending: Ending) -> Self {
         match stopped {
             Some(StopReason::Halted(_)) => ExitCode::Halted,
             Some(StopReason::Interrupted) => ExitCode::Interrupted,
             Some(StopReason::Deferred(_)) => ExitCode::Deferred,
-            None if rows.get(wanted) == rows.rows() => ExitCode::Success,
+            None if rows.rows_where(|status| ending.done(status)) == rows.rows() => {
+                ExitCode::Success
+            }
             None => ExitCode::NotAllSent,
         }
     }
@@ -91,6 +95,27 @@ impl ExitCode {
     }
 }
 
+/// What a row must be for a run to have done its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// A send: nothing is left that a later run could send.
+    Complete,
+    /// `--strict`: every row SENT.
+    Strict,
+    /// A dry run: every row would go (or went before).
+    Check,
+}
+
+impl Ending {
+    pub fn done(self, status: Status) -> bool {
+        match self {
+            Ending::Complete => status.is_final(),
+            Ending::Strict => matches!(status, Status::Sent | Status::Skipped),
+            Ending::Check => matches!(status, Status::Valid | Status::Sent | Status::Skipped),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,16 +127,44 @@ mod tests {
     }
 
     #[test]
-    fn every_row_sent_exits_zero_and_anything_else_one() {
+    fn a_complete_campaign_exits_zero_and_strict_wants_every_row_sent() {
         let all_sent = tally(&[Status::Sent, Status::Sent]);
-        assert_eq!(ExitCode::of_run(None, &all_sent, false), ExitCode::Success);
-        let one_invalid = tally(&[Status::Sent, Status::Invalid]);
         assert_eq!(
-            ExitCode::of_run(None, &one_invalid, false),
+            ExitCode::of_run(None, &all_sent, Ending::Strict),
+            ExitCode::Success
+        );
+        let never_to_send = tally(&[
+            Status::Sent,
+            Status::Invalid,
+            Status::Suppressed,
+            Status::Duplicate,
+        ]);
+        assert_eq!(
+            ExitCode::of_run(None, &never_to_send, Ending::Complete),
+            ExitCode::Success
+        );
+        assert_eq!(
+            ExitCode::of_run(None, &never_to_send, Ending::Strict),
             ExitCode::NotAllSent
         );
-        let dry_run = tally(&[Status::Valid]);
-        assert_eq!(ExitCode::of_run(None, &dry_run, true), ExitCode::Success);
+        for left in [Status::Failed, Status::Unknown, Status::Deferred] {
+            let rows = tally(&[Status::Sent, left]);
+            assert_eq!(
+                ExitCode::of_run(None, &rows, Ending::Complete),
+                ExitCode::NotAllSent,
+                "{left:?}"
+            );
+        }
+        let dry_run = tally(&[Status::Valid, Status::Sent]);
+        assert_eq!(
+            ExitCode::of_run(None, &dry_run, Ending::Check),
+            ExitCode::Success
+        );
+        let dry_run = tally(&[Status::Valid, Status::Invalid]);
+        assert_eq!(
+            ExitCode::of_run(None, &dry_run, Ending::Check),
+            ExitCode::NotAllSent
+        );
     }
 
     #[test]
@@ -129,7 +182,10 @@ mod tests {
                 5,
             ),
         ] {
-            assert_eq!(ExitCode::of_run(Some(&stop), &rows, false).code(), code);
+            assert_eq!(
+                ExitCode::of_run(Some(&stop), &rows, Ending::Complete).code(),
+                code
+            );
         }
     }
 

@@ -14,6 +14,7 @@
 //! `types` holds the records that cross stages and `setting` how settings are
 //! written; both import no stage.
 
+pub mod admission;
 pub mod api;
 pub mod campaign;
 pub mod cli;

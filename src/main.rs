@@ -50,6 +50,7 @@ fn main() -> std::process::ExitCode {
                     no_wait: args.no_wait,
                     resume: args.resume.resume,
                     resend_unknown: args.resume.resend_unknown,
+                    strict: args.strict,
                 };
                 run_campaign(args.run, overrides, mode, &progress_area, shutdown, gate).await
             }
@@ -61,6 +62,7 @@ fn main() -> std::process::ExitCode {
                     no_wait: false,
                     resume: false,
                     resend_unknown: false,
+                    strict: false,
                 };
                 run_campaign(args.run, overrides, mode, &progress_area, shutdown, gate).await
             }
@@ -174,6 +176,7 @@ struct Mode {
     no_wait: bool,
     resume: bool,
     resend_unknown: bool,
+    strict: bool,
 }
 
 /// The settings the flags of `send` and `validate` lay over the config.
@@ -183,6 +186,7 @@ fn overrides(pacing: PacingArgs, run: &RunArgs) -> Overrides {
         concurrency: pacing.concurrency,
         instances: pacing.instance,
         ledger: run.ledger.clone(),
+        campaign: run.name.clone(),
     }
 }
 
@@ -195,6 +199,7 @@ async fn run_campaign(
         no_wait,
         resume,
         resend_unknown,
+        strict,
     }: Mode,
     progress_area: &indicatif::MultiProgress,
     shutdown: CancellationToken,
@@ -202,11 +207,16 @@ async fn run_campaign(
 ) -> Result<ExitCode, RunError> {
     let started_at = jiff::Timestamp::now();
     let source = Source::from_arg(&args.campaign);
+    let kind = match (dry_run, mock) {
+        (true, _) => "check",
+        (false, true) => "mock",
+        (false, false) => "results",
+    };
     let request = RunRequest {
         results_path: args
             .out
             .clone()
-            .unwrap_or_else(|| source.default_results_path(dry_run)),
+            .unwrap_or_else(|| source.default_results_path(kind)),
         source,
         overwrite: args.overwrite,
         resume,
@@ -215,6 +225,7 @@ async fn run_campaign(
         mock,
         no_wait,
         limit: args.limit,
+        strict,
         results_gate,
     };
     let (campaign, results) = (

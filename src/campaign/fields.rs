@@ -240,7 +240,6 @@ pub fn check(
                 country: to.country,
                 landline: to.landline,
             },
-            resending: false,
         }),
         _ => Err(problems.0),
     }

@@ -5,6 +5,7 @@ mod checking;
 pub mod columns;
 mod fields;
 pub mod input;
+mod name;
 pub mod phone;
 mod records;
 mod rules;
@@ -21,6 +22,7 @@ use tracing::{debug, info};
 pub use columns::{Column, Layout, LayoutError};
 pub use fields::Card;
 pub use input::{DelimiterChoice, EncodingChoice, TextEncoding};
+pub use name::{check_name, name_of, Named};
 pub use settings::{CampaignSettings, CardSettings};
 pub use source::Source;
 
@@ -48,6 +50,9 @@ pub enum CampaignError {
     },
     #[error(transparent)]
     Settings(#[from] InvalidSetting),
+    /// The campaign has no name its memory can go by.
+    #[error("{0}")]
+    Unnamed(String),
 }
 
 /// Counts data rows with a quick pass over the file, for the progress bar's ETA.

@@ -14,6 +14,10 @@ use crate::setting::{self, invalid, InvalidSetting};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CampaignSettings {
+    /// What the campaign's memory in the ledger goes by; `None`: the
+    /// campaign file's name without its extension.
+    #[serde(deserialize_with = "setting::non_blank")]
+    pub name: Option<String>,
     /// The country of numbers written without a country code.
     #[serde(deserialize_with = "region")]
     pub default_region: Region,
@@ -36,6 +40,7 @@ pub struct CampaignSettings {
 impl Default for CampaignSettings {
     fn default() -> Self {
         CampaignSettings {
+            name: None,
             default_region: Region::BR,
             countries: Vec::new(),
             card: None,
@@ -58,6 +63,9 @@ pub struct CardSettings {
 
 impl CampaignSettings {
     pub fn check(&self) -> Result<(), InvalidSetting> {
+        if let Some(name) = &self.name {
+            super::check_name(name).map_err(|problem| invalid("campaign.name", problem))?;
+        }
         self.card()?;
         self.column_mapping().map(drop)
     }

@@ -49,17 +49,17 @@ impl Source {
         }
     }
 
-    /// `<campaign stem>.results.csv` in the working directory.
-    /// `<stem>.results.csv` for a send, `<stem>.check.csv` for a dry run:
-    /// "validate, then send" must not find the check where the results go.
-    pub fn default_results_path(&self, dry_run: bool) -> PathBuf {
+    /// `<campaign stem>.<kind>.csv` in the working directory:
+    /// `<stem>.results.csv` for a send, `<stem>.check.csv` for a dry run and
+    /// `<stem>.mock.csv` for a rehearsal, so that "validate, rehearse, then
+    /// send" never finds one's file where another's goes.
+    pub fn default_results_path(&self, kind: &str) -> PathBuf {
         let stem = match self {
             Source::Stdin => "stdin".into(),
             Source::File(path) => path
                 .file_stem()
                 .map_or_else(|| "campaign".into(), |stem| stem.to_string_lossy()),
         };
-        let kind = if dry_run { "check" } else { "results" };
         PathBuf::from(format!("{stem}.{kind}.csv"))
     }
 

@@ -1,7 +1,7 @@
 //! One instance's loop, step by step: take the next job, wait for the send
 //! window, book its turn on the number's clock in the ledger, wait for the
-//! turn and a place in the pipeline, and hand it to the door
-//! ([`super::leaving`]). A job the loop does not hand on gets its line.
+//! turn and a request slot, and hand it to the door ([`super::leaving`]).
+//! A job the loop does not hand on gets its line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::control::{LaneHealth, RunControl};
-use super::leaving::Leaving;
+use super::leaving::{AtTheDoor, Leaving};
 use super::{send, turns, Shared, LANE_QUEUE};
 use crate::report::Progress;
 use crate::schedule::{DailyCap, Schedule};
@@ -23,8 +23,6 @@ use crate::types::{Deferral, Hold, Job};
 pub struct Gates {
     pub window: Option<Schedule>,
     pub daily_cap: Option<DailyCap>,
-    /// How long a recipient reached by any run sharing the ledger is held back.
-    pub cooldown: Option<Duration>,
     /// Outside the window, stop the run (rows DEFERRED) instead of waiting.
     pub no_wait: bool,
     /// Where a wait for the window is shown.
@@ -70,10 +68,10 @@ impl Gates {
 }
 
 /// One instance's loop: books turns on the number's clock, waits for each
-/// and a free slot, then sends.
+/// and a request slot, then hands the job to the door.
 pub(super) async fn run_lane(
     mut queued: mpsc::Receiver<Job>,
-    door: mpsc::UnboundedSender<Leaving>,
+    door: mpsc::UnboundedSender<AtTheDoor>,
     lane: Arc<LaneHealth>,
     shared: Arc<Shared>,
 ) {
@@ -172,30 +170,32 @@ fn booking_batch(first: Job, waiting: &mut Vec<Job>, shared: &Shared) -> Vec<Job
     batch
 }
 
-/// Sends each job through the door at its turn, with a place in the
-/// pipeline. The jobs not sent through, when the run or the instance stops,
-/// come back.
+/// Sends each job through the door at its turn, with a request slot. The
+/// jobs not sent through, when the run or the instance stops, come back.
 async fn send_at_turns(
     mut booked: impl Iterator<Item = (Job, Instant)>,
-    door: &mpsc::UnboundedSender<Leaving>,
+    door: &mpsc::UnboundedSender<AtTheDoor>,
     lane: &Arc<LaneHealth>,
     shared: &Arc<Shared>,
 ) -> Result<(), Vec<Job>> {
     while let Some((job, turn)) = booked.next() {
         let at_once = match turn <= Instant::now() {
-            true => shared.pipeline.clone().try_acquire_owned().ok(),
+            true => shared.in_flight.clone().try_acquire_owned().ok(),
             false => None,
         };
-        let permit = match at_once {
-            Some(permit) => Some(permit),
+        let slot = match at_once {
+            Some(slot) => Some(slot),
             None => slot_at(turn, lane, shared).await,
         };
-        let left = match permit {
-            Some(permit) => {
+        let left = match slot {
+            Some(slot) => {
                 let lane = lane.clone();
-                match door.send(Leaving { job, permit, lane }) {
+                match door.send(AtTheDoor::Leaving(Box::new(Leaving { job, slot, lane }))) {
                     Ok(()) => continue,
-                    Err(closed) => closed.0.job,
+                    Err(closed) => match closed.0 {
+                        AtTheDoor::Leaving(leaving) => leaving.job,
+                        AtTheDoor::Back(_) => unreachable!("a lane sends cards out"),
+                    },
                 }
             }
             None => job,
@@ -207,9 +207,8 @@ async fn send_at_turns(
     Ok(())
 }
 
-/// Waits for `turn`, then a place in the pipeline: a job waiting for its
-/// turn must not hold one. `None` when the run stops or the instance leaves
-/// rotation.
+/// Waits for `turn`, then a request slot: a job waiting for its turn must
+/// not hold one. `None` when the run stops or the instance leaves rotation.
 async fn slot_at(
     turn: Instant,
     lane: &LaneHealth,
@@ -225,7 +224,7 @@ async fn slot_at(
             if turn > Instant::now() {
                 tokio::time::sleep_until(turn).await;
             }
-            shared.pipeline.clone().acquire_owned().await.expect("the semaphore is never closed")
+            shared.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed")
         } => Some(permit),
     }
 }

@@ -1,166 +1,184 @@
-//! The door every message leaves by, one for the whole run: the ledger
-//! records each (refusing a card that already went, or a recipient cooling
-//! down) and the journal notes each, both before any request goes; then
-//! each message's request starts. Messages that arrive while one batch is
-//! being recorded leave together in the next (and at a fast pace the door
-//! waits a moment for more), so the ledger commits once for many; at a slow
-//! pace each leaves at once.
+//! The door every card leaves by and comes back through, one for the whole
+//! run. A card whose turn has come arrives with its request slot; the
+//! ledger, in one transaction for everything at the door, records the
+//! answers of the cards that came back, then admits each card against every
+//! run sharing it (the campaign's memory, the suppression list, the same
+//! card within a day, the cooldown, the daily cap) and records the ones it
+//! lets out as leaving. Only then do their requests start, and a card keeps
+//! its slot until its answer is recorded: after a `kill -9`, the cards in
+//! doubt are at most the requests in flight.
+//!
+//! What arrives while the ledger works on one pass goes in the next, so at
+//! a fast pace the ledger commits once for many cards, and at a slow one
+//! each goes at once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::control::LaneHealth;
 use super::{send, Shared};
-use crate::ledger::{Claim, Claimed};
-use crate::types::{Job, Outcome, Status};
+use crate::ledger::{Claim, Claimed, Passing, Settled};
+use crate::types::{Deferral, Hold, Job, Outcome};
 
-/// A job past its turn, with its place in the pipeline, on its way out.
+/// What comes to the door.
+pub(super) enum AtTheDoor {
+    /// A card whose turn has come, with its request slot: it leaves if the
+    /// ledger lets it.
+    Leaving(Box<Leaving>),
+    /// A card that left, with its answer: recorded before its slot is freed.
+    Back(Box<Back>),
+}
+
+/// A card whose turn has come, on its way out.
 pub(super) struct Leaving {
     pub job: Job,
-    pub permit: OwnedSemaphorePermit,
+    pub slot: OwnedSemaphorePermit,
     pub lane: Arc<LaneHealth>,
 }
 
-/// The most messages recorded in one transaction.
+/// A card that left, with its line and its record for the ledger.
+pub(super) struct Back {
+    pub settled: Settled,
+    pub outcome: Outcome,
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// The most cards at the door in one pass.
 const MOST_AT_ONCE: usize = 1024;
 
-/// How long the door waits for more messages at a fast pace, so that the
-/// ledger commits once for many: a commit costs as much as a few dozen
-/// messages' records. A millisecond is nothing to a message whose turn has
-/// come, and later is always the safe side.
-const GATHER: Duration = Duration::from_millis(1);
-
-/// Records, journals and starts the jobs from `door` until every lane has
-/// let go of it. When the ledger or the journal fails, the run halts and
-/// the jobs still coming get their lines without being sent.
-pub(super) async fn run_door(mut door: mpsc::UnboundedReceiver<Leaving>, shared: Arc<Shared>) {
-    let mut batch = Vec::with_capacity(MOST_AT_ONCE);
-    while door.recv_many(&mut batch, MOST_AT_ONCE).await > 0 {
-        if shared.pace.is_fast() {
-            tokio::time::sleep(GATHER).await;
-            while batch.len() < MOST_AT_ONCE {
-                match door.try_recv() {
-                    Ok(leaving) => batch.push(leaving),
-                    Err(_) => break,
-                }
+/// Lets cards out and takes them back until every lane is done and every
+/// card let out is back. When the ledger fails, the run halts: cards still
+/// arriving get their lines without being sent, and the answers of those
+/// let out go to the results file (the next run reads them there).
+pub(super) async fn run_door(
+    mut door: mpsc::UnboundedReceiver<AtTheDoor>,
+    back_door: mpsc::UnboundedSender<AtTheDoor>,
+    lanes_done: tokio_util::sync::CancellationToken,
+    shared: Arc<Shared>,
+) {
+    // Cards let out whose answer is not back yet.
+    let mut out = 0_usize;
+    let mut items = Vec::with_capacity(MOST_AT_ONCE);
+    loop {
+        if out == 0 && lanes_done.is_cancelled() && door.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = door.recv_many(&mut items, MOST_AT_ONCE) => {}
+            () = lanes_done.cancelled(), if out == 0 => continue,
+        }
+        let mut leaving = Vec::new();
+        let mut back = Vec::new();
+        for item in items.drain(..) {
+            match item {
+                AtTheDoor::Leaving(card) => leaving.push(*card),
+                AtTheDoor::Back(card) => back.push(*card),
             }
         }
-        // A run that is stopping records and starts nothing more.
-        if shared.control.stopping().is_cancelled() || !leave(&mut batch, &shared).await {
-            refuse_all(&mut batch, &shared).await;
+        out -= back.len();
+        // A run that is stopping lets nothing more out.
+        if shared.control.stopping().is_cancelled() {
+            refuse_all(leaving.drain(..), &shared).await;
         }
+        out += pass(leaving, back, &back_door, &shared).await;
     }
 }
 
-/// Journals the jobs in `batch`, in one write, records them in the ledger,
-/// in one transaction, and starts their requests; false (the jobs left in
-/// `batch`) when the ledger or the journal fails. The ledger has its last
-/// word on each, against every run sharing it: a card that already went to
-/// the recipient is `DUPLICATE`, a recipient reached within the cooldown
-/// `DEFERRED`.
-async fn leave(batch: &mut Vec<Leaving>, shared: &Arc<Shared>) -> bool {
-    // Both before any request leaves, so both at once. (A job the ledger
-    // then refuses has a journal line too: after a crash it is UNKNOWN,
-    // never sent again, which errs on the safe side.)
-    let (verdicts, journalled) = tokio::join!(claim(batch, shared), journalled(batch, shared));
-    let Some(verdicts) = verdicts else {
-        return false;
+/// One pass of the door: the ledger records `back` and decides `leaving`;
+/// returns how many cards it let out.
+async fn pass(
+    leaving: Vec<Leaving>,
+    back: Vec<Back>,
+    back_door: &mpsc::UnboundedSender<AtTheDoor>,
+    shared: &Arc<Shared>,
+) -> usize {
+    if leaving.is_empty() && back.is_empty() {
+        return 0;
+    }
+    let now = Timestamp::now();
+    let passing = Passing {
+        settled: back.iter().map(|card| card.settled.clone()).collect(),
+        claims: leaving.iter().map(claim_of).collect(),
+        rules: shared.rules,
+        now: i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX),
+        daily_cap: shared.gates.daily_cap.clone(),
     };
-    if !journalled {
-        // Not going after all: a later run must be able to send them.
-        for (leaving, verdict) in batch.iter().zip(&verdicts) {
-            if let Claimed::Granted(at) = verdict {
-                let recipient = &leaving.job.recipient;
-                let _ = shared
-                    .ledger
-                    .release(&recipient.to, &recipient.contact_phone, *at)
-                    .await;
-            }
-        }
-        return false;
+    let decided = shared.ledger.pass(&shared.campaign, passing).await;
+    // The answers go to the results file whatever the ledger said: if it
+    // could not record them, the next run finds them there.
+    for Back { outcome, slot, .. } in back {
+        drop(slot);
+        written(outcome, shared).await;
     }
-    for (leaving, verdict) in batch.drain(..).zip(verdicts) {
-        let Leaving { job, permit, lane } = leaving;
-        let refused = match verdict {
-            Claimed::Granted(at) => {
-                send::start(job, permit, at, &lane, shared);
-                continue;
-            }
-            Claimed::SameCardAt(at) => {
-                let mut outcome = Outcome::for_job(&job, &lane.instance_id, Status::Duplicate);
-                outcome.add_error(format!(
-                    "the same card went to this recipient at {} (a run sharing the ledger); not sent again within 24 hours",
-                    at_text(at)
-                ));
-                outcome
-            }
-            Claimed::CoolingUntil(until) => {
-                let mut outcome = Outcome::for_job(&job, &lane.instance_id, Status::Deferred);
-                outcome.add_error(format!(
-                    "the recipient was reached recently (schedule.cooldown); not before {}, when --resume sends it",
-                    at_text(until)
-                ));
-                outcome
-            }
-        };
-        drop(permit);
-        let _ = shared.outcomes.send(refused).await;
-    }
-    true
-}
-
-/// Gives the jobs of a run that has stopped their lines, unsent.
-async fn refuse_all(batch: &mut Vec<Leaving>, shared: &Shared) {
-    for Leaving { job, permit, lane } in batch.drain(..) {
-        drop(permit);
-        let outcome = send::not_sent(&job, &lane, &shared.control);
-        let _ = shared.outcomes.send(outcome).await;
-    }
-}
-
-/// Records in the ledger that the jobs in `batch` are leaving now: what it
-/// says of each. `None`, having halted the run, when the ledger fails.
-async fn claim(batch: &[Leaving], shared: &Shared) -> Option<Vec<Claimed>> {
-    let claims = batch
-        .iter()
-        .map(|Leaving { job, lane, .. }| Claim {
-            recipient: job.recipient.to.clone(),
-            card_phone: job.recipient.contact_phone.clone(),
-            instance_id: lane.instance_id.to_string(),
-            resending: job.resending,
-        })
-        .collect();
-    match shared.ledger.claim(claims, shared.gates.cooldown).await {
-        Ok(verdicts) => Some(verdicts),
+    let decided = match decided {
+        Ok(decided) => decided,
         Err(error) => {
             let control = &shared.control;
             control.halt(format!("cannot record the messages in the ledger: {error}"));
-            None
+            refuse_all(leaving.into_iter(), shared).await;
+            return 0;
         }
+    };
+    let mut let_out = 0;
+    for (Leaving { job, slot, lane }, claimed) in leaving.into_iter().zip(decided) {
+        let outcome = match claimed {
+            Claimed::Granted { left_at, resending } => {
+                let granted = send::Granted { left_at, resending };
+                send::start(job, slot, granted, &lane, shared, back_door.clone());
+                let_out += 1;
+                continue;
+            }
+            Claimed::Held(cause) => Outcome::held(&job, &lane.instance_id, cause),
+            Claimed::CapReached(cap) => {
+                let cap_rule = shared.gates.daily_cap.as_ref();
+                shared.control.defer(
+                    &lane,
+                    Deferral {
+                        cause: Hold::DailyCap,
+                        why: format!(
+                            "instance {} reached its daily cap of {cap} messages",
+                            lane.instance_id
+                        ),
+                        until: cap_rule.and_then(|cap| cap.next_day(now)),
+                    },
+                );
+                send::not_sent(&job, &lane, &shared.control)
+            }
+        };
+        drop(slot);
+        written(outcome, shared).await;
+    }
+    let_out
+}
+
+fn claim_of(card: &Leaving) -> Claim {
+    let recipient = &card.job.recipient;
+    Claim {
+        key: recipient.key.clone(),
+        to: recipient.to.clone(),
+        card_phone: recipient.contact_phone.clone(),
+        instance_id: card.lane.instance_id.to_string(),
     }
 }
 
-/// A time of the ledger (nanoseconds since 1970), as messages show it.
-pub fn at_text(nanos: i64) -> String {
-    Timestamp::from_nanosecond(i128::from(nanos))
-        .map(|at| at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|_| "an unknown time".to_string())
+/// Gives the cards of a run that has stopped their lines, unsent.
+async fn refuse_all(cards: impl Iterator<Item = Leaving>, shared: &Shared) {
+    for Leaving { job, slot, lane } in cards {
+        drop(slot);
+        let outcome = send::not_sent(&job, &lane, &shared.control);
+        written(outcome, shared).await;
+    }
 }
 
-/// Writes the journal lines of the jobs about to be sent: once a request
-/// may have left, a crash must not forget it. A journal that cannot be
-/// written halts the run.
-async fn journalled(batch: &[Leaving], shared: &Shared) -> bool {
-    let jobs = batch.iter().map(|leaving| &leaving.job);
-    match shared.journal.sending(jobs).await {
-        Ok(()) => true,
-        Err(error) => {
-            let control = &shared.control;
-            control.halt(format!("cannot write the journal: {error}"));
-            false
-        }
+/// Hands a line to the results writer. The writer only goes away early
+/// when it cannot write: then no more cards may leave, since their outcome
+/// would be lost.
+pub(super) async fn written(outcome: Outcome, shared: &Shared) {
+    if shared.outcomes.send(outcome).await.is_err() {
+        let control = &shared.control;
+        control.halt("the results file cannot be written".to_string());
     }
 }

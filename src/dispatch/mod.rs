@@ -1,10 +1,10 @@
 //! The worker pool: each job goes to the instance its recipient is assigned
-//! to, waits there for the send window and the instance's turn ([`lane`]),
-//! leaves by the run's one door, recorded in the ledger and journalled
-//! ([`leaving`]), is counted against the daily cap, sent and retried when
-//! that is safe ([`send`]), and its outcome goes to the results writer.
-//! Halts, signals, a closed window and daily caps stop new sends
-//! ([`control`]).
+//! to, waits there for the send window, the instance's turn and a request
+//! slot ([`lane`]), leaves by the run's one door once the ledger admits it
+//! and records it as leaving ([`leaving`]), is sent and retried when that
+//! is safe ([`send`]), and comes back through the door, where its answer is
+//! recorded before its line goes to the results writer. Halts, signals, a
+//! closed window and daily caps stop new sends ([`control`]).
 
 mod control;
 mod lane;
@@ -21,12 +21,11 @@ use tokio_util::task::TaskTracker;
 
 pub use control::RunControl;
 pub use lane::Gates;
-pub use leaving::at_text;
 
+use crate::admission::Rules;
 use crate::api::ApiClient;
 use crate::ledger::Ledger;
 use crate::pacing::Pace;
-use crate::results::Journal;
 use crate::types::{Job, Outcome};
 use control::LaneHealth;
 
@@ -39,9 +38,13 @@ pub struct Sending {
     pub pace: Pace,
     /// Requests in flight at once, all instances together.
     pub concurrency: NonZeroUsize,
-    pub journal: Arc<Journal>,
-    /// What every run sharing it knows of the numbers: the daily counts.
+    /// What every run sharing it knows: the campaign's memory, each number's
+    /// clock and count.
     pub ledger: Arc<Ledger>,
+    /// The campaign's name, which its memory in the ledger goes by.
+    pub campaign: String,
+    /// How the door admits cards.
+    pub rules: Rules,
     pub outcomes: mpsc::Sender<Outcome>,
     pub control: Arc<RunControl>,
     pub gates: Gates,
@@ -52,13 +55,12 @@ struct Shared {
     gates: Gates,
     client: Arc<ApiClient>,
     pace: Pace,
-    /// Requests in flight to the API: `concurrency`.
+    /// Request slots, `concurrency` of them: a card holds one from the
+    /// door to its answer's record, so no more than that are ever in doubt.
     in_flight: Arc<Semaphore>,
-    /// Messages past their turn and not yet answered: `PIPELINE_DEPTH`
-    /// times `concurrency`.
-    pipeline: Arc<Semaphore>,
-    journal: Arc<Journal>,
     ledger: Arc<Ledger>,
+    campaign: Arc<str>,
+    rules: Rules,
     outcomes: mpsc::Sender<Outcome>,
     control: Arc<RunControl>,
     requests: TaskTracker,
@@ -66,12 +68,6 @@ struct Shared {
 
 /// Jobs queued per instance; small, so a stopped run leaves little to mark.
 const LANE_QUEUE: usize = 64;
-
-/// How many messages may be past their turn and not yet answered, for each
-/// request in flight: while some wait for an answer, the next are recorded
-/// in the ledger and journalled at the door, many to a batch, instead of
-/// the two taking turns.
-const PIPELINE_DEPTH: usize = 4;
 
 /// Sends every job from `jobs` through the instance it is assigned to, at
 /// most `concurrency` requests in flight overall. Jobs of an instance taken
@@ -84,8 +80,9 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
         instances,
         pace,
         concurrency,
-        journal,
         ledger,
+        campaign,
+        rules,
         outcomes,
         control,
         gates,
@@ -96,11 +93,9 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
         client,
         pace,
         in_flight: Arc::new(Semaphore::new(concurrency.get())),
-        pipeline: Arc::new(Semaphore::new(
-            concurrency.get().saturating_mul(PIPELINE_DEPTH),
-        )),
-        journal,
         ledger,
+        campaign: Arc::from(campaign),
+        rules,
         outcomes: outcomes.clone(),
         control: control.clone(),
         requests: TaskTracker::new(),
@@ -108,10 +103,16 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     let ids: Vec<Arc<str>> = instances.iter().map(|id| Arc::from(id.as_str())).collect();
     let mut queues = Vec::new();
     let mut health = Vec::new();
-    // One door for every lane: messages leaving together are recorded in
-    // the ledger together.
-    let (door, leaving) = mpsc::unbounded_channel();
-    let door_task = tokio::spawn(leaving::run_door(leaving, shared.clone()));
+    // One door for every lane: cards leaving together, and answers coming
+    // back together, are recorded in the ledger together.
+    let (door, at_the_door) = mpsc::unbounded_channel();
+    let lanes_done = tokio_util::sync::CancellationToken::new();
+    let door_task = tokio::spawn(leaving::run_door(
+        at_the_door,
+        door.clone(),
+        lanes_done.clone(),
+        shared.clone(),
+    ));
     let lane_tasks = TaskTracker::new();
     for id in &ids {
         let (queue, queued) = mpsc::channel(LANE_QUEUE);
@@ -142,6 +143,7 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     drop(queues);
     drop(door);
     lane_tasks.wait().await;
+    lanes_done.cancel();
     if let Err(failed) = door_task.await {
         if failed.is_panic() {
             std::panic::resume_unwind(failed.into_panic());

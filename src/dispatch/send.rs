@@ -1,74 +1,57 @@
-//! One message from its slot to its results line: counted against the
-//! daily cap, sent, retried while that cannot deliver it twice, and turned
-//! into an outcome.
+//! One card from the door to its answer: sent, retried while that cannot
+//! deliver it twice, turned into its line and its record, and taken back to
+//! the door with its slot.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tracing::{debug, info, warn};
 
 use super::control::{LaneHealth, RunControl};
+use super::leaving::{written, AtTheDoor, Back};
 use super::{turns, Shared};
 use crate::api::{ContactMessage, Queued, SendError};
-use crate::ledger::Taken;
+use crate::ledger::Settled;
 use crate::retry::{backoff, next_step, Next};
-use crate::types::{Deferral, Hold, Job, Outcome, Status};
+use crate::types::{Deferral, Fate, Hold, Job, Outcome, Remembered, Status};
 
-/// Starts the request of a job that has its turn, its place in the
-/// pipeline, its journal line and its record in the ledger (made at
-/// `claimed_at`), as soon as a request slot is free; its outcome goes to
-/// the results writer.
+/// What the ledger said of a card it let out.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Granted {
+    /// When it was recorded as leaving, nanoseconds since 1970.
+    pub left_at: i64,
+    /// An earlier try may have been delivered (`--resend-unknown`).
+    pub resending: bool,
+}
+
+/// Starts the request of a card the ledger let out, in its slot; its answer
+/// goes back through the door.
 pub(super) fn start(
     job: Job,
-    permit: OwnedSemaphorePermit,
-    claimed_at: i64,
+    slot: OwnedSemaphorePermit,
+    granted: Granted,
     lane: &Arc<LaneHealth>,
     shared: &Arc<Shared>,
+    back_door: mpsc::UnboundedSender<AtTheDoor>,
 ) {
     let (lane, shared) = (lane.clone(), shared.clone());
     shared
         .clone()
         .requests
-        .spawn(send(job, permit, claimed_at, lane, shared));
+        .spawn(send(job, slot, granted, lane, shared, back_door));
 }
 
 async fn send(
     job: Job,
-    permit: OwnedSemaphorePermit,
-    claimed_at: i64,
+    slot: OwnedSemaphorePermit,
+    granted: Granted,
     lane: Arc<LaneHealth>,
     shared: Arc<Shared>,
+    back_door: mpsc::UnboundedSender<AtTheDoor>,
 ) {
-    let control = &shared.control;
-    // A free request slot; meanwhile the door records and journals the next.
-    let slot = tokio::select! {
-        biased;
-        _ = control.stopping().cancelled() => None,
-        _ = lane.closed.cancelled() => None,
-        slot = shared.in_flight.clone().acquire_owned() => slot.ok(),
-    };
-    let outcome = match slot {
-        Some(_slot) => match within_daily_cap(&lane, &shared).await {
-            true => send_with_retries(&shared, &job, &lane).await,
-            false => not_sent(&job, &lane, control),
-        },
-        None => not_sent(&job, &lane, control),
-    };
-    drop(permit);
-    // Not delivered for sure: the ledger forgets it went, so that a later
-    // run may send it. (An UNKNOWN stays recorded: it may have arrived.)
-    if matches!(outcome.status, Status::Failed | Status::Deferred) {
-        let recipient = &job.recipient;
-        if let Err(error) = shared
-            .ledger
-            .release(&recipient.to, &recipient.contact_phone, claimed_at)
-            .await
-        {
-            warn!(row = recipient.row, "{error}");
-        }
-    }
+    let outcome = send_with_retries(&shared, &job, &lane).await;
     match outcome.status {
         Status::Sent => {
             debug!(row = job.recipient.row, message_id = %outcome.message_id, attempts = outcome.attempts, "sent")
@@ -77,11 +60,52 @@ async fn send(
             warn!(row = job.recipient.row, status = outcome.status.as_str(), error = %outcome.error, "not sent")
         }
     }
-    // The writer only goes away early when it cannot write: then no more
-    // messages may leave, since their outcome would be lost.
-    if shared.outcomes.send(outcome).await.is_err() {
-        control.halt("the results file cannot be written".to_string());
+    let recipient = &job.recipient;
+    let settled = Settled {
+        key: recipient.key.clone(),
+        to: recipient.to.clone(),
+        card_phone: recipient.contact_phone.clone(),
+        left_at: granted.left_at,
+        answer: answer_of(&outcome, granted),
+    };
+    let back = Back {
+        settled,
+        outcome,
+        slot,
+    };
+    // The door takes it back until its last card is back; should it be
+    // gone, the line still reaches the results file.
+    if let Err(refused) = back_door.send(AtTheDoor::Back(Box::new(back))) {
+        if let AtTheDoor::Back(back) = refused.0 {
+            written(back.outcome, &shared).await;
+        }
     }
+}
+
+/// The campaign's record of a card once its answer came: `None` when its
+/// request never reached the API (the ledger forgets it, so a later run
+/// sends it). A card sent again on request whose new try failed stays in
+/// doubt: the earlier one may have been delivered.
+fn answer_of(outcome: &Outcome, granted: Granted) -> Option<Remembered> {
+    let fate = match outcome.status {
+        Status::Sent => Fate::Sent,
+        Status::Unknown => Fate::Unknown,
+        _ if granted.resending => Fate::Unknown,
+        Status::Failed => Fate::Failed,
+        _ => return None,
+    };
+    Some(Remembered {
+        fate,
+        to: outcome.recipient.to.clone(),
+        card_phone: outcome.recipient.contact_phone.clone(),
+        instance_id: outcome.instance_id.clone(),
+        message_id: outcome.message_id.clone(),
+        api_status: outcome.api_status.clone(),
+        http_status: outcome.http_status,
+        attempts: outcome.attempts,
+        left_at: granted.left_at,
+        finished_at: i64::try_from(outcome.finished_at.as_nanosecond()).unwrap_or(i64::MAX),
+    })
 }
 
 /// The line of a job this run did not try: `DEFERRED`, whatever stopped it
@@ -102,43 +126,6 @@ pub(super) fn not_sent(job: &Job, lane: &LaneHealth, control: &RunControl) -> Ou
     let mut outcome = Outcome::for_job(job, &lane.instance_id, Status::Deferred);
     outcome.add_error(format!("not sent: {why}; --resume sends it"));
     outcome
-}
-
-/// Counts one message against the instance's daily cap in the ledger
-/// shared by every run, as its first request is about to leave. False once
-/// the cap is reached, which closes the lane, or when the ledger fails,
-/// which halts the run.
-async fn within_daily_cap(lane: &LaneHealth, shared: &Shared) -> bool {
-    let Some(cap_rule) = &shared.gates.daily_cap else {
-        return true;
-    };
-    let day = cap_rule.day(Timestamp::now());
-    let control = &shared.control;
-    match shared
-        .ledger
-        .take_from_daily_cap(&lane.instance_id, day, cap_rule)
-        .await
-    {
-        Ok(Taken::Counted) => true,
-        Ok(Taken::CapReached(cap)) => {
-            control.defer(
-                lane,
-                Deferral {
-                    cause: Hold::DailyCap,
-                    why: format!(
-                        "instance {} reached its daily cap of {cap} messages",
-                        lane.instance_id
-                    ),
-                    until: cap_rule.next_day(Timestamp::now()),
-                },
-            );
-            false
-        }
-        Err(error) => {
-            control.halt(format!("cannot count the message in the ledger: {error}"));
-            false
-        }
-    }
 }
 
 /// Waits longer than this are logged and shown on the progress bar.

@@ -1,9 +1,11 @@
-//! The ledger: what every run must know about the sending numbers, shared
-//! by every run that points at it — a SQLite file on one machine (the
-//! default), or a PostgreSQL database for several. It holds each number's
-//! clock (when its next message may leave: every run through the number
+//! The ledger: what every run must know, shared by every run that points at
+//! it — a SQLite file on one machine (the default), or a PostgreSQL database
+//! for several. It holds each campaign's memory (the fate of every card, by
+//! recipient key: the one record of what was sent), the cards that went to
+//! each recipient (for the same card within a day, and the cooldown), the
+//! suppression list, each number's clock (every run through the number
 //! books its turns there, so together they keep its pace) and its daily
-//! count (a run takes a message from the cap in one atomic step, so no two
+//! count (taken in the same atomic step that lets a card leave, so no two
 //! runs can both take the last one).
 //!
 //! It fails closed: a ledger that cannot be opened stops the run before
@@ -13,13 +15,15 @@ mod postgres;
 mod settings;
 mod sqlite;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::civil::Date;
 
-use crate::pacing::{nanos, Pace};
+use crate::admission::{self, Admission, Card, Facts, Rules};
+use crate::pacing::Pace;
 use crate::schedule::DailyCap;
+use crate::types::{Cause, Fate, Remembered, Suppression};
 
 pub use settings::{LedgerSettings, LedgerUrl};
 
@@ -41,25 +45,6 @@ pub struct NumberRecord {
     pub sent: BTreeMap<Date, u64>,
 }
 
-/// A recipient on the suppression list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Suppression {
-    /// The phone, normalised as campaign phones are.
-    pub phone: String,
-    pub reason: String,
-    /// When it was added, UTC (`2026-11-25T13:00:00Z`).
-    pub added_at: String,
-}
-
-/// What counting a message against a daily cap came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Taken {
-    /// Counted: it may be sent.
-    Counted,
-    /// The day's cap, which is reached: it may not.
-    CapReached(u64),
-}
-
 /// The ledger cannot be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("ledger {url}: {problem}")]
@@ -67,6 +52,63 @@ pub struct LedgerError {
     /// Where the ledger is, its password hidden.
     pub url: String,
     pub problem: String,
+}
+
+/// A row the admission step asks about as it is read.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub key: String,
+    pub to: String,
+    pub card_phone: String,
+}
+
+/// A card about to leave through `instance_id`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub key: String,
+    pub to: String,
+    pub card_phone: String,
+    pub instance_id: String,
+}
+
+/// What became of a card that was let out at `left_at`.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub key: String,
+    pub to: String,
+    pub card_phone: String,
+    pub left_at: i64,
+    /// Its record once answered (`Sent`, `Unknown` or `Failed`); `None`
+    /// when its request never went (the run stopped first): the ledger
+    /// forgets it, so that a later run sends it.
+    pub answer: Option<Remembered>,
+}
+
+/// What the door asks of the ledger in one transaction: the answers that
+/// came since the last pass, then the cards about to leave.
+#[derive(Debug, Clone)]
+pub struct Passing {
+    pub settled: Vec<Settled>,
+    pub claims: Vec<Claim>,
+    pub rules: Rules,
+    /// The run's clock at the pass, nanoseconds since 1970: when the cards
+    /// let out leave.
+    pub now: i64,
+    /// Counts each card let out against its number's cap for the day.
+    pub daily_cap: Option<DailyCap>,
+}
+
+/// What the ledger said of a card about to leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// Recorded as leaving at `left_at` (and counted against the cap): it
+    /// goes now. `resending`: an earlier try may have been delivered
+    /// (`--resend-unknown`), so if this one fails the card stays in doubt.
+    Granted { left_at: i64, resending: bool },
+    /// Held back, for this cause (a repeat is remembered as one).
+    Held(Cause),
+    /// Its number's cap for the day, which is reached.
+    CapReached(u64),
 }
 
 impl Ledger {
@@ -84,23 +126,89 @@ impl Ledger {
     }
 
     /// A ledger in memory, gone with the run: rehearsals (`--mock`, dry
-    /// runs) must not spend the real numbers' caps.
+    /// runs) must not spend the real numbers' caps or enter the campaign's
+    /// memory.
     pub async fn throwaway() -> Result<Ledger, LedgerError> {
         Ok(Ledger::Sqlite(sqlite::SqliteLedger::open(None).await?))
     }
 
-    /// Counts one more message for `instance` on `day`, unless that day's
-    /// cap (its warm-up cap on the number's first days of sending, counted
-    /// from the first the ledger saw) is reached. One atomic step.
-    pub async fn take_from_daily_cap(
+    /// What the ledger knows that bears on each row of `campaign`, for the
+    /// admission step; the recipients' last contact only `with_cooldown`.
+    pub async fn facts(
         &self,
-        instance: &str,
-        day: Date,
-        cap: &DailyCap,
-    ) -> Result<Taken, LedgerError> {
+        campaign: &str,
+        lookups: Vec<Lookup>,
+        with_cooldown: bool,
+    ) -> Result<Vec<Facts>, LedgerError> {
         match self {
-            Ledger::Sqlite(store) => store.take_from_daily_cap(instance, day, cap).await,
-            Ledger::Postgres(store) => store.take_from_daily_cap(instance, day, cap).await,
+            Ledger::Sqlite(store) => store.facts(campaign, lookups, with_cooldown).await,
+            Ledger::Postgres(store) => store.facts(campaign, lookups, with_cooldown).await,
+        }
+    }
+
+    /// One pass of the door, in one transaction against every run sharing
+    /// the ledger: records the answers in `passing.settled`, then admits
+    /// each claim on what the ledger holds now; a card that goes is counted
+    /// against its number's cap and recorded as leaving, a repeat is
+    /// remembered as one. Returns what became of each claim, in order.
+    pub async fn pass(
+        &self,
+        campaign: &str,
+        passing: Passing,
+    ) -> Result<Vec<Claimed>, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.pass(campaign, passing).await,
+            Ledger::Postgres(store) => store.pass(campaign, passing).await,
+        }
+    }
+
+    /// Remembers fates of `campaign`'s rows decided without a pass (a
+    /// repeat found as rows are read; what an earlier version's results
+    /// file or journal knew): a row's record is only filled in where it has
+    /// none or a `Failed` one.
+    pub async fn remember(
+        &self,
+        campaign: &str,
+        records: Vec<(String, Remembered)>,
+    ) -> Result<(), LedgerError> {
+        // One record a key, the surest first: a key may be on several lines.
+        let mut by_key: BTreeMap<String, Remembered> = BTreeMap::new();
+        for (key, record) in records {
+            let surer = |held: &Remembered| surety(record.fate) > surety(held.fate);
+            match by_key.get(&key) {
+                Some(held) if !surer(held) => {}
+                _ => {
+                    by_key.insert(key, record);
+                }
+            }
+        }
+        if by_key.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<_> = by_key.into_iter().collect();
+        match self {
+            Ledger::Sqlite(store) => store.remember(campaign, records).await,
+            Ledger::Postgres(store) => store.remember(campaign, records).await,
+        }
+    }
+
+    /// The cards of `campaign` recorded as leaving with no answer recorded:
+    /// in flight in another run, or left by one that stopped.
+    pub async fn unsettled(
+        &self,
+        campaign: &str,
+    ) -> Result<Vec<(String, Remembered)>, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.unsettled(campaign).await,
+            Ledger::Postgres(store) => store.unsettled(campaign).await,
+        }
+    }
+
+    /// Whether the ledger remembers anything of `campaign`.
+    pub async fn knows_campaign(&self, campaign: &str) -> Result<bool, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.knows_campaign(campaign).await,
+            Ledger::Postgres(store) => store.knows_campaign(campaign).await,
         }
     }
 
@@ -150,52 +258,6 @@ impl Ledger {
         match self {
             Ledger::Sqlite(store) => store.suppressed().await,
             Ledger::Postgres(store) => store.suppressed().await,
-        }
-    }
-
-    /// Checks and records each message about to leave, in one atomic step
-    /// against every run sharing the ledger: the same card to the same
-    /// recipient within [`SAME_CARD_WINDOW`], or any message to a recipient
-    /// within `cooldown`, is refused; the others are recorded as sent now.
-    pub async fn claim(
-        &self,
-        claims: Vec<Claim>,
-        cooldown: Option<std::time::Duration>,
-    ) -> Result<Vec<Claimed>, LedgerError> {
-        let cooldown = cooldown.map(nanos);
-        match self {
-            Ledger::Sqlite(store) => store.claim(claims, cooldown).await,
-            Ledger::Postgres(store) => store.claim(claims, cooldown).await,
-        }
-    }
-
-    /// Takes back the record of a message granted at `at` that then did
-    /// not go (the API refused it, or the run stopped first): a `--resume`
-    /// must be able to send it.
-    pub async fn release(
-        &self,
-        recipient: &str,
-        card_phone: &str,
-        at: i64,
-    ) -> Result<(), LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.release(recipient, card_phone, at).await,
-            Ledger::Postgres(store) => store.release(recipient, card_phone, at).await,
-        }
-    }
-
-    /// Recent contacts: cards within [`SAME_CARD_WINDOW`], recipients
-    /// within `cooldown`.
-    pub async fn recent_contacts(
-        &self,
-        cooldown: Option<std::time::Duration>,
-    ) -> Result<RecentContacts, LedgerError> {
-        let now = now_nanos();
-        let cards_since = now - nanos(SAME_CARD_WINDOW);
-        let recipients_since = cooldown.map_or(i64::MAX, |cooldown| now - nanos(cooldown));
-        match self {
-            Ledger::Sqlite(store) => store.recent_contacts(cards_since, recipients_since).await,
-            Ledger::Postgres(store) => store.recent_contacts(cards_since, recipients_since).await,
         }
     }
 
@@ -253,67 +315,144 @@ const MIGRATIONS: &[&str] = &[
          sent_at BIGINT NOT NULL,
          PRIMARY KEY (recipient, card_phone)
      )",
+    // 6: each campaign's memory: the fate of every card it let out (or
+    //    found a repeat), by recipient key (types::Remembered).
+    "CREATE TABLE campaign_cards (
+         campaign TEXT NOT NULL,
+         key TEXT NOT NULL,
+         fate TEXT NOT NULL,
+         recipient TEXT NOT NULL,
+         card_phone TEXT NOT NULL,
+         instance_id TEXT NOT NULL,
+         message_id TEXT NOT NULL,
+         api_status TEXT NOT NULL,
+         http_status BIGINT,
+         attempts BIGINT NOT NULL,
+         left_at BIGINT NOT NULL,
+         finished_at BIGINT NOT NULL,
+         PRIMARY KEY (campaign, key)
+     )",
+    // 7: the cards in flight, found at once by the run that comes next.
+    "CREATE INDEX campaign_cards_leaving ON campaign_cards (campaign) WHERE fate = 'LEAVING'",
 ];
 
-/// How long the same card to the same recipient counts as a repeat.
-pub const SAME_CARD_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// A message about to leave, as the ledger checks and records it.
-#[derive(Debug, Clone)]
-pub struct Claim {
-    pub recipient: String,
-    pub card_phone: String,
-    pub instance_id: String,
-    /// An `UNKNOWN` the user asked to send again: no same-card check.
-    pub resending: bool,
+/// The claims of one pass, admitted on the facts the store read for each
+/// (before the pass's own records): then the store takes from each number's
+/// cap for the cards that go ([`Admitted::wanted`]), and [`Admitted::grant`]
+/// says what became of each claim.
+struct Admitted {
+    admissions: Vec<Admission>,
+    /// Whether each card's earlier try may have been delivered.
+    resending: Vec<bool>,
 }
 
-/// What the ledger said of a message about to leave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claimed {
-    /// Recorded as sent at this time: it may go.
-    Granted(i64),
-    /// The same card went to the same recipient at this time (nanoseconds
-    /// since 1970), within [`SAME_CARD_WINDOW`].
-    SameCardAt(i64),
-    /// The recipient was reached recently: not before this time.
-    CoolingUntil(i64),
-}
-
-/// What the ledger knew, at a run's start, of recent contacts: for marking
-/// rows before any turn is booked (the claim when a message leaves is what
-/// holds against runs at the same moment).
-#[derive(Debug, Clone, Default)]
-pub struct RecentContacts {
-    /// `recipient` -> `card phone` -> when it last went.
-    pub cards: HashMap<String, HashMap<String, i64>>,
-    /// `recipient` -> when it was last reached.
-    pub recipients: HashMap<String, i64>,
-}
-
-impl Claimed {
-    /// Decides one claim from what the ledger holds: the card's last time,
-    /// the recipient's last time.
-    pub fn decide(
-        claim: &Claim,
-        card_sent_at: Option<i64>,
-        last_reached: Option<i64>,
-        now: i64,
-        cooldown: Option<i64>,
-    ) -> Claimed {
-        let window = nanos(SAME_CARD_WINDOW);
-        // Rows of one claim batch share `now`; a card claimed a moment ago
-        // by this very batch has the same time and is a repeat too.
-        if let Some(sent_at) = card_sent_at.filter(|at| !claim.resending && *at > now - window) {
-            return Claimed::SameCardAt(sent_at);
+impl Admitted {
+    fn new(claims: &[Claim], facts: Vec<Facts>, rules: &Rules, now: i64) -> Self {
+        let cards: Vec<Card<'_>> = claims
+            .iter()
+            .map(|claim| Card {
+                to: &claim.to,
+                card_phone: &claim.card_phone,
+            })
+            .collect();
+        let resending = facts
+            .iter()
+            .map(|facts| {
+                facts
+                    .remembered
+                    .as_ref()
+                    .is_some_and(|earlier| matches!(earlier.fate, Fate::Unknown | Fate::Leaving))
+            })
+            .collect();
+        Admitted {
+            admissions: admission::admit_batch(&cards, facts, rules, now),
+            resending,
         }
-        if let (Some(last), Some(cooldown)) = (last_reached, cooldown) {
-            if last > now - cooldown {
-                return Claimed::CoolingUntil(last.saturating_add(cooldown));
+    }
+
+    /// How many cards of each number go: its cap is taken once a pass.
+    fn wanted<'a>(&self, claims: &'a [Claim]) -> BTreeMap<&'a str, u64> {
+        let mut going: BTreeMap<&str, u64> = BTreeMap::new();
+        for (claim, admission) in claims.iter().zip(&self.admissions) {
+            if *admission == Admission::Goes {
+                *going.entry(&claim.instance_id).or_default() += 1;
             }
         }
-        Claimed::Granted(now)
+        going
     }
+
+    /// What became of each claim, once each number's cap allowed what it did.
+    fn grant(
+        self,
+        claims: &[Claim],
+        mut allowed: BTreeMap<&str, CapTaken>,
+        now: i64,
+    ) -> Vec<Claimed> {
+        claims
+            .iter()
+            .zip(self.admissions)
+            .zip(self.resending)
+            .map(|((claim, admission), resending)| match admission {
+                Admission::Held(cause) => Claimed::Held(cause),
+                Admission::Goes => {
+                    let cap = allowed
+                        .get_mut(claim.instance_id.as_str())
+                        .expect("every number with a card that goes was asked");
+                    match cap.taken {
+                        0 => Claimed::CapReached(cap.cap),
+                        _ => {
+                            cap.taken -= 1;
+                            Claimed::Granted {
+                                left_at: now,
+                                resending,
+                            }
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// How sure a fate is that the card went: of two records of one key, the
+/// surer is kept.
+fn surety(fate: Fate) -> u8 {
+    match fate {
+        Fate::Sent => 4,
+        Fate::Unknown | Fate::Leaving => 3,
+        Fate::Duplicate => 2,
+        Fate::Failed => 1,
+    }
+}
+
+/// What a number's cap allowed of the messages wanted in one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CapTaken {
+    /// How many may go.
+    taken: u64,
+    /// The day's cap (warm-up included), for the message of those that may not.
+    cap: u64,
+}
+
+/// How many of `wanted` messages a number with `sent` today and `cap` may
+/// still send.
+fn within_cap(sent: i64, cap: Option<u64>, wanted: u64) -> CapTaken {
+    let sent = u64::try_from(sent).unwrap_or(0);
+    match cap {
+        Some(cap) => CapTaken {
+            taken: wanted.min(cap.saturating_sub(sent)),
+            cap,
+        },
+        None => CapTaken {
+            taken: wanted,
+            cap: 0,
+        },
+    }
+}
+
+/// The cap on `day` of a number first seen sending on `first_day`.
+fn cap_for(cap: &DailyCap, first_day: &str, day: Date) -> Option<u64> {
+    cap.cap_on(day_index(first_day, day))
 }
 
 /// Numbers assembled from the rows of the three tables: ids, first days,
@@ -365,4 +504,52 @@ fn day_index(first_day: &str, day: Date) -> i64 {
 /// Now, in nanoseconds since 1970: the time a clock is booked against.
 fn now_nanos() -> i64 {
     i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Status;
+
+    fn claim(key: &str, to: &str, instance: &str) -> Claim {
+        Claim {
+            key: key.into(),
+            to: to.into(),
+            card_phone: "551130034000".into(),
+            instance_id: instance.into(),
+        }
+    }
+
+    #[test]
+    fn a_pass_takes_from_each_numbers_cap_only_for_the_cards_that_go() {
+        // Card `a` and `b` are one card to one person: `b` is a repeat.
+        let claims = [
+            claim("a", "1", "x"),
+            claim("b", "1", "x"),
+            claim("c", "2", "x"),
+            claim("d", "3", "x"),
+            claim("e", "4", "y"),
+        ];
+        let admitted = Admitted::new(&claims, vec![Facts::default(); 5], &Rules::default(), 7);
+        let wanted = admitted.wanted(&claims);
+        assert_eq!(
+            wanted.iter().map(|(id, n)| (*id, *n)).collect::<Vec<_>>(),
+            [("x", 3), ("y", 1)],
+            "the repeat of card `a` takes nothing"
+        );
+        let allowed = wanted
+            .into_iter()
+            .map(|(id, n)| (id, within_cap(0, Some(2), n)))
+            .collect();
+        let decided = admitted.grant(&claims, allowed, 7);
+        let granted = Claimed::Granted {
+            left_at: 7,
+            resending: false,
+        };
+        assert_eq!(decided[0], granted);
+        assert!(matches!(&decided[1], Claimed::Held(cause) if cause.status() == Status::Duplicate));
+        assert_eq!(decided[2], granted);
+        assert_eq!(decided[3], Claimed::CapReached(2));
+        assert_eq!(decided[4], granted);
+    }
 }

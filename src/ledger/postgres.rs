@@ -1,18 +1,24 @@
 //! The ledger in a PostgreSQL database, for several machines sharing
-//! numbers. Every booking is a transaction that locks the number's row, so
-//! runs on any machine queue behind each other instead of interleaving.
-//! The driver is async: nothing here blocks an async worker.
+//! numbers. Every booking is a transaction that locks the number's row, and
+//! every pass of the door locks the recipients and keys it touches, so runs
+//! on any machine queue behind each other instead of interleaving. A pass
+//! is a few statements over arrays, however many cards it holds. The driver
+//! is async: nothing here blocks an async worker.
+
+use std::collections::BTreeMap;
 
 use jiff::civil::Date;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::{
-    assemble, day_index, now_nanos, Claim, Claimed, LedgerError, NumberRecord, RecentContacts,
-    Suppression, Taken, MIGRATIONS,
+    assemble, cap_for, now_nanos, within_cap, Admitted, CapTaken, Claim, Claimed, LedgerError,
+    Lookup, NumberRecord, Passing, Settled, MIGRATIONS,
 };
+use crate::admission::Facts;
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
+use crate::types::{Cause, Fate, Remembered, Suppression};
 
 pub struct PostgresLedger {
     /// One connection; a transaction holds it for its few statements.
@@ -44,53 +50,6 @@ impl PostgresLedger {
 
     pub fn shown(&self) -> &str {
         &self.shown
-    }
-
-    pub async fn take_from_daily_cap(
-        &self,
-        instance: &str,
-        day: Date,
-        cap: &DailyCap,
-    ) -> Result<Taken, LedgerError> {
-        let day_text = day.to_string();
-        let mut client = self.client.lock().await;
-        let failed = |error: tokio_postgres::Error| self.failed(&error);
-        let transaction = client.transaction().await.map_err(failed)?;
-        transaction
-            .execute(
-                "INSERT INTO numbers (instance_id, first_day) VALUES ($1, $2)
-                 ON CONFLICT (instance_id) DO NOTHING",
-                &[&instance, &day_text],
-            )
-            .await
-            .map_err(failed)?;
-        let first_day: String = transaction
-            .query_one(
-                "SELECT first_day FROM numbers WHERE instance_id = $1",
-                &[&instance],
-            )
-            .await
-            .map_err(failed)?
-            .get(0);
-        let today_cap = cap.cap_on(day_index(&first_day, day));
-        let limit = today_cap.map_or(i64::MAX, |cap| i64::try_from(cap).unwrap_or(i64::MAX));
-        // One statement, as in SQLite: no read-modify-write between runs.
-        let counted = transaction
-            .query_opt(
-                "INSERT INTO daily_counts (instance_id, day, sent) VALUES ($1, $2, 1)
-                 ON CONFLICT (instance_id, day) DO UPDATE
-                     SET sent = daily_counts.sent + 1
-                     WHERE daily_counts.sent < $3
-                 RETURNING sent",
-                &[&instance, &day_text, &limit],
-            )
-            .await
-            .map_err(failed)?;
-        transaction.commit().await.map_err(failed)?;
-        Ok(match (counted, today_cap) {
-            (Some(row), _) if row.get::<_, i64>(0) <= limit => Taken::Counted,
-            (_, cap) => Taken::CapReached(cap.unwrap_or(0)),
-        })
     }
 
     pub async fn book_turns(
@@ -217,111 +176,129 @@ impl PostgresLedger {
             .collect())
     }
 
-    pub async fn claim(
+    pub async fn facts(
         &self,
-        claims: Vec<Claim>,
-        cooldown: Option<i64>,
+        campaign: &str,
+        lookups: Vec<Lookup>,
+        with_cooldown: bool,
+    ) -> Result<Vec<Facts>, LedgerError> {
+        let mut client = self.client.lock().await;
+        let failed = |error: tokio_postgres::Error| self.failed(&error);
+        // A transaction of its own, so that every row is read as of one moment.
+        let transaction = client.transaction().await.map_err(failed)?;
+        let rows: Vec<(&str, &str, &str)> = lookups
+            .iter()
+            .map(|row| (row.key.as_str(), row.to.as_str(), row.card_phone.as_str()))
+            .collect();
+        let facts = read_facts(&transaction, campaign, &rows, with_cooldown)
+            .await
+            .map_err(failed)?;
+        transaction.commit().await.map_err(failed)?;
+        Ok(facts)
+    }
+
+    pub async fn pass(
+        &self,
+        campaign: &str,
+        passing: Passing,
     ) -> Result<Vec<Claimed>, LedgerError> {
         let mut client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let transaction = client.transaction().await.map_err(failed)?;
-        let now = now_nanos();
-        let mut decided = Vec::with_capacity(claims.len());
-        for claim in &claims {
-            // A lock on the recipient, to the end of the transaction: two
-            // machines claiming one recipient queue instead of both passing.
-            transaction
-                .execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                    &[&claim.recipient],
-                )
-                .await
-                .map_err(failed)?;
-            let card_sent_at: Option<i64> = transaction
-                .query_opt(
-                    "SELECT sent_at FROM cards WHERE recipient = $1 AND card_phone = $2",
-                    &[&claim.recipient, &claim.card_phone],
-                )
-                .await
-                .map_err(failed)?
-                .map(|row| row.get(0));
-            let last_reached: Option<i64> = transaction
-                .query_one(
-                    "SELECT MAX(sent_at) FROM cards WHERE recipient = $1",
-                    &[&claim.recipient],
-                )
-                .await
-                .map_err(failed)?
-                .get(0);
-            let verdict = Claimed::decide(claim, card_sent_at, last_reached, now, cooldown);
-            if let Claimed::Granted(at) = verdict {
-                transaction
-                    .execute(
-                        "INSERT INTO cards (recipient, card_phone, instance_id, sent_at)
-                         VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (recipient, card_phone) DO UPDATE
-                             SET instance_id = excluded.instance_id, sent_at = excluded.sent_at",
-                        &[&claim.recipient, &claim.card_phone, &claim.instance_id, &at],
-                    )
-                    .await
-                    .map_err(failed)?;
-            }
-            decided.push(verdict);
+        settle(&transaction, campaign, &passing.settled)
+            .await
+            .map_err(failed)?;
+        let Passing {
+            claims,
+            rules,
+            now,
+            daily_cap,
+            ..
+        } = &passing;
+        if claims.is_empty() {
+            transaction.commit().await.map_err(failed)?;
+            return Ok(Vec::new());
         }
+        lock_claims(&transaction, campaign, claims)
+            .await
+            .map_err(failed)?;
+        let rows: Vec<(&str, &str, &str)> = claims
+            .iter()
+            .map(|claim| {
+                (
+                    claim.key.as_str(),
+                    claim.to.as_str(),
+                    claim.card_phone.as_str(),
+                )
+            })
+            .collect();
+        let facts = read_facts(&transaction, campaign, &rows, rules.cooldown.is_some())
+            .await
+            .map_err(failed)?;
+        let admitted = Admitted::new(claims, facts, rules, *now);
+        let mut allowed = BTreeMap::new();
+        for (instance, wanted) in admitted.wanted(claims) {
+            let taken = match daily_cap {
+                Some(cap) => take_from_cap(&transaction, instance, cap, *now, wanted)
+                    .await
+                    .map_err(failed)?,
+                None => within_cap(0, None, wanted),
+            };
+            allowed.insert(instance, taken);
+        }
+        let decided = admitted.grant(claims, allowed, *now);
+        record(&transaction, campaign, claims, &decided)
+            .await
+            .map_err(failed)?;
         transaction.commit().await.map_err(failed)?;
         Ok(decided)
     }
 
-    pub async fn release(
+    pub async fn remember(
         &self,
-        recipient: &str,
-        card_phone: &str,
-        at: i64,
+        campaign: &str,
+        records: Vec<(String, Remembered)>,
     ) -> Result<(), LedgerError> {
+        let mut client = self.client.lock().await;
+        let failed = |error: tokio_postgres::Error| self.failed(&error);
+        let transaction = client.transaction().await.map_err(failed)?;
+        remember(&transaction, campaign, &records)
+            .await
+            .map_err(failed)?;
+        transaction.commit().await.map_err(failed)
+    }
+
+    pub async fn unsettled(
+        &self,
+        campaign: &str,
+    ) -> Result<Vec<(String, Remembered)>, LedgerError> {
         let client = self.client.lock().await;
-        client
-            .execute(
-                "DELETE FROM cards WHERE recipient = $1 AND card_phone = $2 AND sent_at = $3",
-                &[&recipient, &card_phone, &at],
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT key, {REMEMBERED} FROM campaign_cards
+                     WHERE campaign = $1 AND fate = 'LEAVING'"
+                ),
+                &[&campaign],
             )
             .await
             .map_err(|error| self.failed(&error))?;
-        Ok(())
+        Ok(rows
+            .iter()
+            .filter_map(|row| Some((row.get(0), remembered_from(row, 1)?)))
+            .collect())
     }
 
-    pub async fn recent_contacts(
-        &self,
-        cards_since: i64,
-        recipients_since: i64,
-    ) -> Result<RecentContacts, LedgerError> {
+    pub async fn knows_campaign(&self, campaign: &str) -> Result<bool, LedgerError> {
         let client = self.client.lock().await;
-        let failed = |error: tokio_postgres::Error| self.failed(&error);
-        let mut recent = RecentContacts::default();
-        for row in client
-            .query(
-                "SELECT recipient, card_phone, sent_at FROM cards WHERE sent_at > $1",
-                &[&cards_since],
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM campaign_cards WHERE campaign = $1)",
+                &[&campaign],
             )
             .await
-            .map_err(failed)?
-        {
-            recent
-                .cards
-                .entry(row.get(0))
-                .or_default()
-                .insert(row.get(1), row.get(2));
-        }
-        for row in client
-            .query(
-                "SELECT recipient, MAX(sent_at) FROM cards GROUP BY recipient HAVING MAX(sent_at) > $1",
-                &[&recipients_since],
-            )
-            .await
-            .map_err(failed)?
-        {
-            recent.recipients.insert(row.get(0), row.get(1));
-        }
-        Ok(recent)
+            .map_err(|error| self.failed(&error))?;
+        Ok(row.get(0))
     }
 
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
@@ -343,6 +320,410 @@ impl PostgresLedger {
             problem: describe(error),
         }
     }
+}
+
+/// The columns of a campaign's record, in [`remembered_from`]'s order.
+const REMEMBERED: &str = "fate, recipient, card_phone, instance_id, message_id, api_status, \
+                          http_status, attempts, left_at, finished_at";
+
+/// A campaign's record from the [`REMEMBERED`] columns, from column `first`
+/// on; `None` where the row has none (a left join found nothing).
+fn remembered_from(row: &Row, first: usize) -> Option<Remembered> {
+    let fate: Option<String> = row.get(first);
+    Some(Remembered {
+        fate: Fate::parse(&fate?).unwrap_or(Fate::Unknown),
+        to: row.get(first + 1),
+        card_phone: row.get(first + 2),
+        instance_id: row.get(first + 3),
+        message_id: row.get(first + 4),
+        api_status: row.get(first + 5),
+        http_status: row
+            .get::<_, Option<i64>>(first + 6)
+            .and_then(|status| u16::try_from(status).ok()),
+        attempts: u32::try_from(row.get::<_, i64>(first + 7)).unwrap_or(u32::MAX),
+        left_at: row.get(first + 8),
+        finished_at: row.get(first + 9),
+    })
+}
+
+/// What the ledger holds that bears on each of `rows` (key, recipient,
+/// card phone), in one query: the campaign's record of the key, the
+/// suppression list, the same card's last time, and (with a cooldown) the
+/// recipient's.
+async fn read_facts(
+    transaction: &Transaction<'_>,
+    campaign: &str,
+    rows: &[(&str, &str, &str)],
+    with_cooldown: bool,
+) -> Result<Vec<Facts>, tokio_postgres::Error> {
+    let keys: Vec<&str> = rows.iter().map(|row| row.0).collect();
+    let recipients: Vec<&str> = rows.iter().map(|row| row.1).collect();
+    let phones: Vec<&str> = rows.iter().map(|row| row.2).collect();
+    let found = transaction
+        .query(
+            &format!(
+                "SELECT {},
+                     s.phone, s.reason, s.added_at,
+                     k.sent_at,
+                     CASE WHEN $5 THEN
+                         (SELECT MAX(r.sent_at) FROM cards r WHERE r.recipient = c.recipient)
+                     END
+                 FROM unnest($2::text[], $3::text[], $4::text[])
+                     WITH ORDINALITY AS c(key, recipient, card_phone, i)
+                 LEFT JOIN campaign_cards m ON m.campaign = $1 AND m.key = c.key
+                 LEFT JOIN suppressed s ON s.phone = c.recipient
+                 LEFT JOIN cards k ON k.recipient = c.recipient AND k.card_phone = c.card_phone
+                 ORDER BY c.i",
+                REMEMBERED
+                    .split(", ")
+                    .map(|column| format!("m.{}", column.trim()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            &[&campaign, &keys, &recipients, &phones, &with_cooldown],
+        )
+        .await?;
+    Ok(found
+        .iter()
+        .map(|row| Facts {
+            remembered: remembered_from(row, 0),
+            suppressed: row.get::<_, Option<String>>(10).map(|phone| Suppression {
+                phone,
+                reason: row.get(11),
+                added_at: row.get(12),
+            }),
+            same_card_at: row.get(13),
+            last_reached: row.get(14),
+        })
+        .collect())
+}
+
+/// Locks, to the end of the transaction, every recipient and every key of
+/// the campaign that `claims` touch, in one order on every machine (so two
+/// passes never wait for each other in a circle): two machines claiming
+/// one recipient queue instead of both passing.
+async fn lock_claims(
+    transaction: &Transaction<'_>,
+    campaign: &str,
+    claims: &[Claim],
+) -> Result<(), tokio_postgres::Error> {
+    let mut locks: Vec<i64> = claims
+        .iter()
+        .flat_map(|claim| {
+            [
+                lock_key(&["recipient", &claim.to]),
+                lock_key(&["key", campaign, &claim.key]),
+            ]
+        })
+        .collect();
+    locks.sort_unstable();
+    locks.dedup();
+    transaction
+        .execute(
+            "SELECT count(pg_advisory_xact_lock(lock)) FROM unnest($1::bigint[]) AS lock",
+            &[&locks],
+        )
+        .await?;
+    Ok(())
+}
+
+/// An advisory lock's key for `parts`: FNV-1a, the same on every machine
+/// and version.
+fn lock_key(parts: &[&str]) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parts.iter().flat_map(|part| part.bytes().chain([0])) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash as i64
+}
+
+/// Takes up to `wanted` messages from `instance`'s cap for the day of
+/// `now`, noting the first day the number is seen sending; the count's row
+/// is locked to the end of the transaction.
+async fn take_from_cap(
+    transaction: &Transaction<'_>,
+    instance: &str,
+    cap: &DailyCap,
+    now: i64,
+    wanted: u64,
+) -> Result<CapTaken, tokio_postgres::Error> {
+    let day = cap
+        .day(jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default())
+        .to_string();
+    transaction
+        .execute(
+            "INSERT INTO numbers (instance_id, first_day) VALUES ($1, $2)
+             ON CONFLICT (instance_id) DO NOTHING",
+            &[&instance, &day],
+        )
+        .await?;
+    let first_day: String = transaction
+        .query_one(
+            "SELECT first_day FROM numbers WHERE instance_id = $1",
+            &[&instance],
+        )
+        .await?
+        .get(0);
+    transaction
+        .execute(
+            "INSERT INTO daily_counts (instance_id, day, sent) VALUES ($1, $2, 0)
+             ON CONFLICT (instance_id, day) DO NOTHING",
+            &[&instance, &day],
+        )
+        .await?;
+    let sent: i64 = transaction
+        .query_one(
+            "SELECT sent FROM daily_counts WHERE instance_id = $1 AND day = $2 FOR UPDATE",
+            &[&instance, &day],
+        )
+        .await?
+        .get(0);
+    let today = cap_for(cap, &first_day, day.parse().unwrap_or_default());
+    let allowed = within_cap(sent, today, wanted);
+    if allowed.taken > 0 {
+        let now_sent = sent.saturating_add(i64::try_from(allowed.taken).unwrap_or(i64::MAX));
+        transaction
+            .execute(
+                "UPDATE daily_counts SET sent = $3 WHERE instance_id = $1 AND day = $2",
+                &[&instance, &day, &now_sent],
+            )
+            .await?;
+    }
+    Ok(allowed)
+}
+
+/// Records what a pass decided: the cards let out are the campaign's
+/// `Leaving` records and their recipients' latest cards; repeats are
+/// remembered, so that the campaign never tries them again.
+async fn record(
+    transaction: &Transaction<'_>,
+    campaign: &str,
+    claims: &[Claim],
+    decided: &[Claimed],
+) -> Result<(), tokio_postgres::Error> {
+    let mut leaving: Vec<&Claim> = Vec::new();
+    let mut left_at = 0;
+    let mut repeats = Vec::new();
+    for (claim, claimed) in claims.iter().zip(decided) {
+        match claimed {
+            Claimed::Granted { left_at: at, .. } => {
+                leaving.push(claim);
+                left_at = *at;
+            }
+            Claimed::Held(Cause::SameCard { at }) => repeats.push((
+                claim.key.clone(),
+                Remembered::repeat(&claim.to, &claim.card_phone, &claim.instance_id, *at),
+            )),
+            Claimed::Held(_) | Claimed::CapReached(_) => {}
+        }
+    }
+    if !leaving.is_empty() {
+        let keys: Vec<&str> = leaving.iter().map(|claim| claim.key.as_str()).collect();
+        let recipients: Vec<&str> = leaving.iter().map(|claim| claim.to.as_str()).collect();
+        let phones: Vec<&str> = leaving
+            .iter()
+            .map(|claim| claim.card_phone.as_str())
+            .collect();
+        let instances: Vec<&str> = leaving
+            .iter()
+            .map(|claim| claim.instance_id.as_str())
+            .collect();
+        transaction
+            .execute(
+                "INSERT INTO campaign_cards (campaign, key, fate, recipient, card_phone,
+                     instance_id, message_id, api_status, http_status, attempts, left_at,
+                     finished_at)
+                 SELECT $1, u.key, 'LEAVING', u.recipient, u.card_phone, u.instance_id, '', '',
+                     NULL, 0, $6, 0
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
+                     AS u(key, recipient, card_phone, instance_id)
+                 ON CONFLICT (campaign, key) DO UPDATE SET fate = 'LEAVING',
+                     recipient = excluded.recipient, card_phone = excluded.card_phone,
+                     instance_id = excluded.instance_id, message_id = '', api_status = '',
+                     http_status = NULL, attempts = 0, left_at = excluded.left_at,
+                     finished_at = 0",
+                &[&campaign, &keys, &recipients, &phones, &instances, &left_at],
+            )
+            .await?;
+        transaction
+            .execute(
+                "INSERT INTO cards (recipient, card_phone, instance_id, sent_at)
+                 SELECT u.recipient, u.card_phone, u.instance_id, $4
+                 FROM unnest($1::text[], $2::text[], $3::text[])
+                     AS u(recipient, card_phone, instance_id)
+                 ON CONFLICT (recipient, card_phone) DO UPDATE
+                     SET instance_id = excluded.instance_id, sent_at = excluded.sent_at",
+                &[&recipients, &phones, &instances, &left_at],
+            )
+            .await?;
+    }
+    remember(transaction, campaign, &repeats).await
+}
+
+/// Fills in the campaign's records of `records`' keys (one each) where it
+/// has none or a `Failed` one.
+async fn remember(
+    transaction: &Transaction<'_>,
+    campaign: &str,
+    records: &[(String, Remembered)],
+) -> Result<(), tokio_postgres::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let column = |pick: fn(&Remembered) -> &str| -> Vec<&str> {
+        records.iter().map(|(_, record)| pick(record)).collect()
+    };
+    let keys: Vec<&str> = records.iter().map(|(key, _)| key.as_str()).collect();
+    let fates = column(|record| record.fate.as_str());
+    let recipients = column(|record| &record.to);
+    let phones = column(|record| &record.card_phone);
+    let instances = column(|record| &record.instance_id);
+    let message_ids = column(|record| &record.message_id);
+    let api_statuses = column(|record| &record.api_status);
+    let http_statuses: Vec<Option<i64>> = records
+        .iter()
+        .map(|(_, record)| record.http_status.map(i64::from))
+        .collect();
+    let attempts: Vec<i64> = records
+        .iter()
+        .map(|(_, record)| i64::from(record.attempts))
+        .collect();
+    let left_at: Vec<i64> = records.iter().map(|(_, record)| record.left_at).collect();
+    let finished_at: Vec<i64> = records
+        .iter()
+        .map(|(_, record)| record.finished_at)
+        .collect();
+    transaction
+        .execute(
+            "INSERT INTO campaign_cards (campaign, key, fate, recipient, card_phone, instance_id,
+                 message_id, api_status, http_status, attempts, left_at, finished_at)
+             SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],
+                 $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
+                 $12::bigint[]) AS u
+             ON CONFLICT (campaign, key) DO UPDATE SET fate = excluded.fate,
+                 recipient = excluded.recipient, card_phone = excluded.card_phone,
+                 instance_id = excluded.instance_id, message_id = excluded.message_id,
+                 api_status = excluded.api_status, http_status = excluded.http_status,
+                 attempts = excluded.attempts, left_at = excluded.left_at,
+                 finished_at = excluded.finished_at
+             WHERE campaign_cards.fate = 'FAILED'",
+            &[
+                &campaign,
+                &keys,
+                &fates,
+                &recipients,
+                &phones,
+                &instances,
+                &message_ids,
+                &api_statuses,
+                &http_statuses,
+                &attempts,
+                &left_at,
+                &finished_at,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records the answers of cards let out, each if its record is still that
+/// one's: a card that was not delivered is taken off the recipient's
+/// cards, and one that never left is forgotten.
+async fn settle(
+    transaction: &Transaction<'_>,
+    campaign: &str,
+    settled: &[Settled],
+) -> Result<(), tokio_postgres::Error> {
+    let answered: Vec<(&Settled, &Remembered)> = settled
+        .iter()
+        .filter_map(|settled| Some((settled, settled.answer.as_ref()?)))
+        .collect();
+    if !answered.is_empty() {
+        let keys: Vec<&str> = answered.iter().map(|(s, _)| s.key.as_str()).collect();
+        let left_at: Vec<i64> = answered.iter().map(|(s, _)| s.left_at).collect();
+        let fates: Vec<&str> = answered.iter().map(|(_, a)| a.fate.as_str()).collect();
+        let instances: Vec<&str> = answered
+            .iter()
+            .map(|(_, a)| a.instance_id.as_str())
+            .collect();
+        let message_ids: Vec<&str> = answered
+            .iter()
+            .map(|(_, a)| a.message_id.as_str())
+            .collect();
+        let api_statuses: Vec<&str> = answered
+            .iter()
+            .map(|(_, a)| a.api_status.as_str())
+            .collect();
+        let http_statuses: Vec<Option<i64>> = answered
+            .iter()
+            .map(|(_, a)| a.http_status.map(i64::from))
+            .collect();
+        let attempts: Vec<i64> = answered
+            .iter()
+            .map(|(_, a)| i64::from(a.attempts))
+            .collect();
+        let finished_at: Vec<i64> = answered.iter().map(|(_, a)| a.finished_at).collect();
+        transaction
+            .execute(
+                "UPDATE campaign_cards AS m SET fate = u.fate, instance_id = u.instance_id,
+                     message_id = u.message_id, api_status = u.api_status,
+                     http_status = u.http_status, attempts = u.attempts,
+                     finished_at = u.finished_at
+                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::bigint[], $9::bigint[], $10::bigint[])
+                     AS u(key, left_at, fate, instance_id, message_id, api_status, http_status,
+                         attempts, finished_at)
+                 WHERE m.campaign = $1 AND m.key = u.key AND m.fate = 'LEAVING'
+                     AND m.left_at = u.left_at",
+                &[
+                    &campaign,
+                    &keys,
+                    &left_at,
+                    &fates,
+                    &instances,
+                    &message_ids,
+                    &api_statuses,
+                    &http_statuses,
+                    &attempts,
+                    &finished_at,
+                ],
+            )
+            .await?;
+    }
+    let never_left: Vec<&Settled> = settled.iter().filter(|s| s.answer.is_none()).collect();
+    if !never_left.is_empty() {
+        let keys: Vec<&str> = never_left.iter().map(|s| s.key.as_str()).collect();
+        let left_at: Vec<i64> = never_left.iter().map(|s| s.left_at).collect();
+        transaction
+            .execute(
+                "DELETE FROM campaign_cards AS m
+                 USING unnest($2::text[], $3::bigint[]) AS u(key, left_at)
+                 WHERE m.campaign = $1 AND m.key = u.key AND m.fate = 'LEAVING'
+                     AND m.left_at = u.left_at",
+                &[&campaign, &keys, &left_at],
+            )
+            .await?;
+    }
+    let undelivered: Vec<&Settled> = settled
+        .iter()
+        .filter(|s| s.answer.as_ref().is_none_or(|a| a.fate == Fate::Failed))
+        .collect();
+    if !undelivered.is_empty() {
+        let recipients: Vec<&str> = undelivered.iter().map(|s| s.to.as_str()).collect();
+        let phones: Vec<&str> = undelivered.iter().map(|s| s.card_phone.as_str()).collect();
+        let left_at: Vec<i64> = undelivered.iter().map(|s| s.left_at).collect();
+        transaction
+            .execute(
+                "DELETE FROM cards AS c
+                 USING unnest($1::text[], $2::text[], $3::bigint[])
+                     AS u(recipient, card_phone, sent_at)
+                 WHERE c.recipient = u.recipient AND c.card_phone = u.card_phone
+                     AND c.sent_at = u.sent_at",
+                &[&recipients, &phones, &left_at],
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// The error with its cause, which tokio-postgres keeps apart.

@@ -11,7 +11,7 @@ use crate::campaign::phone::Region;
 use crate::campaign::Column;
 use crate::pacing::Estimate;
 use crate::schedule::Schedule;
-use crate::types::{Problem, Row};
+use crate::types::{Job, Problem, Rejected};
 
 /// What the rows of a campaign came to: problems grouped by kind with their
 /// first rows, how many rows had delay/typing raised to a floor, where the
@@ -121,28 +121,26 @@ impl CheckReport {
             .collect();
     }
 
-    /// One more row; a job is sent by the instance at `instance`.
-    pub fn add(&mut self, row: &Row, instance: usize) {
-        match row {
-            Row::Job(job) => {
-                self.raised_to_floor += u64::from(job.timing.note.is_some());
-                self.estimate.add(&job.timing, instance);
-                self.landlines += u64::from(job.destination.landline);
-                let country = job.destination.country;
-                match self
-                    .by_country
-                    .iter_mut()
-                    .find(|(seen, _)| *seen == country)
-                {
-                    Some((_, count)) => *count += 1,
-                    None => self.by_country.push((country, 1)),
-                }
-            }
-            Row::Rejected(rejected) => {
-                for problem in &rejected.problems {
-                    self.add_problem(rejected.recipient.row, problem);
-                }
-            }
+    /// One more job that goes, through the instance at `instance`.
+    pub fn add_job(&mut self, job: &Job, instance: usize) {
+        self.raised_to_floor += u64::from(job.timing.note.is_some());
+        self.estimate.add(&job.timing, instance);
+        self.landlines += u64::from(job.destination.landline);
+        let country = job.destination.country;
+        match self
+            .by_country
+            .iter_mut()
+            .find(|(seen, _)| *seen == country)
+        {
+            Some((_, count)) => *count += 1,
+            None => self.by_country.push((country, 1)),
+        }
+    }
+
+    /// One more row that is not sent, with its problems.
+    pub fn add_rejected(&mut self, rejected: &Rejected) {
+        for problem in &rejected.problems {
+            self.add_problem(rejected.recipient.row, problem);
         }
     }
     fn add_problem(&mut self, row: u64, problem: &Problem) {

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::CheckReport;
-use crate::exit::ExitCode;
+use crate::exit::{Ending, ExitCode};
 use crate::types::{Status, StopReason, Tally};
 
 /// The end-of-run summary, printed on stdout. A run that could not start
@@ -16,7 +16,11 @@ use crate::types::{Status, StopReason, Tally};
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub version: &'static str,
+    /// The campaign file.
     pub campaign: String,
+    /// The campaign's name, which its memory in the ledger goes by (`None`
+    /// for a run that could not start before it was known).
+    pub campaign_name: Option<String>,
     pub results: String,
     pub dry_run: bool,
     pub started_at: String,
@@ -51,13 +55,17 @@ pub struct Summary {
     tally: Tally,
 }
 
-/// Where the campaign stands: every row's latest line.
+/// Where the campaign stands: every row's line after the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct CampaignState {
     pub rows: u64,
     pub sent: u64,
-    /// Rows not `SENT` yet, whatever holds them.
+    /// Rows that will never be sent: `INVALID`, `SUPPRESSED`, `DUPLICATE`.
+    pub never: u64,
+    /// Rows a later run could still send (`FAILED`, `DEFERRED`), or that may
+    /// have been delivered (`UNKNOWN`): neither sent nor never to be.
     pub pending: u64,
+    /// Nothing is left that a later run could send.
     pub complete: bool,
     pub counts: BTreeMap<&'static str, u64>,
 }
@@ -65,8 +73,11 @@ pub struct CampaignState {
 /// What a run that went through its campaign (or stopped) hands the summary.
 pub struct Finished {
     pub campaign: String,
+    pub campaign_name: String,
     pub results: String,
     pub dry_run: bool,
+    /// `--strict`: every row must be SENT for a run to succeed.
+    pub strict: bool,
     pub started_at: Timestamp,
     pub elapsed: Duration,
     pub tally: Tally,
@@ -82,8 +93,10 @@ impl Summary {
     pub fn new(finished: Finished) -> Self {
         let Finished {
             campaign,
+            campaign_name,
             results,
             dry_run,
+            strict,
             started_at,
             elapsed,
             tally,
@@ -101,11 +114,17 @@ impl Summary {
             false => state,
         };
         let rows = state.as_ref().unwrap_or(&tally);
-        let exit = ExitCode::of_run(stopped.as_ref(), rows, dry_run);
-        let next_step = next_step(exit, rows);
+        let ending = match (dry_run, strict) {
+            (true, _) => Ending::Check,
+            (false, true) => Ending::Strict,
+            (false, false) => Ending::Complete,
+        };
+        let exit = ExitCode::of_run(stopped.as_ref(), rows, ending);
+        let next_step = next_step(exit, rows, ending);
         Summary {
             version: env!("CARGO_PKG_VERSION"),
             campaign,
+            campaign_name: Some(campaign_name),
             results,
             dry_run,
             started_at: stamp(started_at),
@@ -119,12 +138,17 @@ impl Summary {
                 .map(|(instance, tally)| (instance.clone(), counts(tally)))
                 .collect(),
             left_rotation,
-            state: state.map(|state| CampaignState {
-                rows: state.rows(),
-                sent: state.get(Status::Sent),
-                pending: state.rows() - state.get(Status::Sent),
-                complete: state.get(Status::Sent) == state.rows(),
-                counts: counts(&state),
+            state: state.map(|state| {
+                let sent = state.get(Status::Sent) + state.get(Status::Skipped);
+                let done = state.rows_where(Status::is_final);
+                CampaignState {
+                    rows: state.rows(),
+                    sent,
+                    never: done - sent,
+                    pending: state.rows() - done,
+                    complete: done == state.rows(),
+                    counts: counts(&state),
+                }
             }),
             exit_code: exit.code(),
             exit,
@@ -151,6 +175,7 @@ impl Summary {
         Summary {
             version: env!("CARGO_PKG_VERSION"),
             campaign,
+            campaign_name: None,
             results,
             dry_run,
             started_at: stamp(started_at),
@@ -196,18 +221,7 @@ impl Summary {
             self.campaign, self.elapsed_seconds,
         );
         if let Some(state) = &self.state {
-            let skipped = self.tally.get(Status::Skipped);
-            let earlier = match skipped {
-                0 => String::new(),
-                n => format!(" ({n} by earlier runs)"),
-            };
-            text.push_str(&match state.complete {
-                true => format!("campaign complete: all {} rows SENT{earlier}\n", state.rows),
-                false => format!(
-                    "campaign: {} of {} rows SENT{earlier}, {} not yet\n",
-                    state.sent, state.rows, state.pending
-                ),
-            });
+            text.push_str(&self.state_line(state));
         }
         for (instance, why) in &self.left_rotation {
             text.push_str(&format!("instance {instance} sent no more: {why}\n"));
@@ -223,6 +237,55 @@ impl Summary {
         }
         text.push_str(&format!("results: {}\n", self.results));
         text
+    }
+
+    /// `campaign `leads` complete: 8 of 10 rows SENT (3 by earlier runs), 2
+    /// never sent (INVALID 1 · SUPPRESSED 1)`.
+    fn state_line(&self, state: &CampaignState) -> String {
+        let name = self.campaign_name.as_deref().unwrap_or_default();
+        let earlier = match self.tally.get(Status::Skipped) {
+            0 => String::new(),
+            n => format!(" ({n} by earlier runs)"),
+        };
+        let mut line = match (state.complete, state.sent == state.rows) {
+            (true, true) => format!(
+                "campaign `{name}` complete: all {} rows SENT{earlier}",
+                state.rows
+            ),
+            (true, false) => format!(
+                "campaign `{name}` complete: {} of {} rows SENT{earlier}",
+                state.sent, state.rows
+            ),
+            (false, _) => format!(
+                "campaign `{name}`: {} of {} rows SENT{earlier}, {} not yet ({})",
+                state.sent,
+                state.rows,
+                state.pending,
+                self.state_counts(|status| !status.is_final())
+            ),
+        };
+        if state.never > 0 {
+            let never = |status: Status| status.is_final() && status != Status::Sent;
+            line.push_str(&format!(
+                ", {} never sent ({})",
+                state.never,
+                self.state_counts(never)
+            ));
+        }
+        line.push('\n');
+        line
+    }
+
+    /// The campaign's counts of the statuses `kept` keeps, as a line.
+    fn state_counts(&self, kept: impl Fn(Status) -> bool) -> String {
+        let state = self.state.as_ref().expect("only asked with a state");
+        state
+            .counts
+            .iter()
+            .filter(|(status, count)| **count > 0 && Status::parse(status).is_some_and(&kept))
+            .map(|(status, count)| format!("{status} {count}"))
+            .collect::<Vec<_>>()
+            .join(" · ")
     }
 
     pub fn json(&self) -> String {
@@ -257,14 +320,15 @@ fn stopped_in_words(reason: &StopReason) -> String {
     }
 }
 
-/// What to do after a run that left rows unsent (exits 1 and 3), in words.
-fn next_step(exit: ExitCode, rows: &Tally) -> Option<String> {
+/// What to do after a run, in words: for rows left (exits 1 and 3), and for
+/// `INVALID` rows, which only a fixed campaign file sends.
+fn next_step(exit: ExitCode, rows: &Tally, ending: Ending) -> Option<String> {
+    let count = |status| rows.get(status);
     let mut steps = Vec::new();
     if exit == ExitCode::Halted {
         steps.push("fix what halted the run (above), then run again with --resume".to_string());
     }
     if exit == ExitCode::NotAllSent || exit == ExitCode::Halted {
-        let count = |status| rows.get(status);
         if count(Status::Failed) + count(Status::Deferred) > 0 {
             steps.push(format!(
                 "{} FAILED or DEFERRED: --resume tries them again",
@@ -278,13 +342,19 @@ fn next_step(exit: ExitCode, rows: &Tally) -> Option<String> {
                 count(Status::Unknown)
             ));
         }
-        if count(Status::Invalid) + count(Status::Duplicate) > 0 {
-            steps.push(format!(
-                "{} INVALID or DUPLICATE: fix those rows in the campaign (the error column says \
-                 how), then --resume",
-                count(Status::Invalid) + count(Status::Duplicate)
-            ));
+    }
+    if ending == Ending::Strict && exit == ExitCode::NotAllSent {
+        let never = rows.line_of(|status| status.is_final() && status != Status::Sent);
+        if !never.is_empty() {
+            steps.push(format!("--strict: not SENT, and never will be: {never}"));
         }
+    }
+    if ending != Ending::Check && count(Status::Invalid) > 0 {
+        steps.push(format!(
+            "{} INVALID: fix those rows in the campaign file (the error column says how); the \
+             next run sends them",
+            count(Status::Invalid)
+        ));
     }
     (!steps.is_empty()).then(|| steps.join("; "))
 }
@@ -296,8 +366,10 @@ mod tests {
     fn finished(tally: Tally, state: Option<Tally>) -> Finished {
         Finished {
             campaign: "c.csv".into(),
+            campaign_name: "c".into(),
             results: "c.results.csv".into(),
             dry_run: false,
+            strict: false,
             started_at: Timestamp::now(),
             elapsed: Duration::from_millis(1500),
             tally,
@@ -331,10 +403,47 @@ mod tests {
         let campaign = tally(&[Status::Sent, Status::Sent, Status::Sent]);
         let summary = Summary::new(finished(this_run, Some(campaign)));
         assert_eq!(summary.exit, ExitCode::Success);
-        assert!(summary
-            .text()
-            .contains("campaign complete: all 3 rows SENT (2 by earlier runs)"));
+        assert!(
+            summary
+                .text()
+                .contains("campaign `c` complete: all 3 rows SENT (2 by earlier runs)"),
+            "{}",
+            summary.text()
+        );
         assert_eq!(summary.next_step, None);
+    }
+
+    #[test]
+    fn rows_never_to_be_sent_complete_a_campaign_and_invalid_ones_say_what_to_do() {
+        let campaign = tally(&[Status::Sent, Status::Invalid, Status::Suppressed]);
+        let summary = Summary::new(finished(campaign.clone(), Some(campaign.clone())));
+        assert_eq!(summary.exit, ExitCode::Success);
+        let state = summary.state.as_ref().unwrap();
+        assert_eq!((state.sent, state.never, state.pending), (1, 2, 0));
+        assert!(
+            summary.text().contains(
+                "campaign `c` complete: 1 of 3 rows SENT, 2 never sent (INVALID 1 · SUPPRESSED 1)"
+            ),
+            "{}",
+            summary.text()
+        );
+        assert!(summary
+            .next_step
+            .as_ref()
+            .unwrap()
+            .contains("1 INVALID: fix"));
+
+        let strict = Finished {
+            strict: true,
+            ..finished(campaign.clone(), Some(campaign))
+        };
+        let summary = Summary::new(strict);
+        assert_eq!(summary.exit, ExitCode::NotAllSent);
+        assert!(
+            summary.next_step.as_ref().unwrap().contains("--strict"),
+            "{:?}",
+            summary.next_step
+        );
     }
 
     #[test]

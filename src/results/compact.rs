@@ -1,13 +1,16 @@
-//! The results file as the campaign's state: once a run ends, its lines and
-//! every earlier run's become one line per input row, the row's latest
-//! state, in row order.
+//! The results file as the campaign's report: once a run ends, the file
+//! becomes this run's lines alone, one per row of the campaign as it is now,
+//! in row order. The run wrote a line for every row it read — the rows that
+//! earlier runs sent included, from the campaign's memory in the ledger —
+//! so earlier runs' lines, whose row numbers may name other people since,
+//! are left out.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{paths, Dialect, ResultsError};
+use super::{paths, Dialect, Header, ResultsError};
 use crate::types::{Status, Tally};
 
 /// Where a row's chosen line is in the old file, and what it says.
@@ -19,21 +22,21 @@ struct Chosen {
     status: Option<Status>,
 }
 
-/// Rewrites the results file at `path` to one line per row: the row's latest
-/// line, but for `SKIPPED`, which gives way to the `SENT` line of the run
-/// that sent it (its message id and time). The new file is written beside
-/// the old, flushed to disk and renamed over it, so a crash leaves one or
-/// the other whole. Returns the campaign's counts, one per row.
+/// Rewrites the results file at `path` to the lines from byte `from` on (the
+/// run's own), one per row in row order (a row's last line, should it have
+/// two). The new file is written beside the old, flushed to disk and
+/// renamed over it, so a crash leaves one or the other whole. Returns the
+/// campaign's counts, one per row.
 ///
 /// Memory: 16 bytes a row, whatever the lines hold; a line is copied from
 /// the old file as it is, never parsed again.
-pub fn compact(path: &Path) -> Result<Tally, ResultsError> {
+pub fn compact(path: &Path, from: u64) -> Result<Tally, ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = paths::no_follow(read_only()).open(path).map_err(io_error)?;
-    let (header, chosen) = choose_lines(&file, path)?;
+    let (header, chosen) = choose_lines(&file, path, from)?;
 
     let temporary = temporary_path(path);
     let written = write_chosen(&file, &header, &chosen, &temporary)
@@ -62,8 +65,12 @@ fn read_only() -> OpenOptions {
 }
 
 /// The header line as written, and the chosen line of each row (the row
-/// numbers a spreadsheet shows start at 2).
-fn choose_lines(file: &File, path: &Path) -> Result<(Vec<u8>, Vec<Chosen>), ResultsError> {
+/// numbers a spreadsheet shows start at 2) from byte `from` on.
+fn choose_lines(
+    file: &File,
+    path: &Path,
+    from: u64,
+) -> Result<(Vec<u8>, Vec<Chosen>), ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_path_buf(),
         source,
@@ -71,18 +78,22 @@ fn choose_lines(file: &File, path: &Path) -> Result<(Vec<u8>, Vec<Chosen>), Resu
     let mut buffered = BufReader::with_capacity(1 << 16, file);
     let mut header = Vec::new();
     buffered.read_until(b'\n', &mut header).map_err(io_error)?;
-    let Some(dialect) = Dialect::of_header(&header) else {
+    let Some((dialect, Header::Of(_))) = Dialect::of_header(&header) else {
         return Err(ResultsError::NotResults(path.to_path_buf()));
     };
+    let start_at = from.max(header.len() as u64);
+    buffered
+        .seek_relative(i64::try_from(start_at - header.len() as u64).unwrap_or(i64::MAX))
+        .map_err(io_error)?;
 
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .delimiter(dialect.delimiter())
         .from_reader(buffered);
-    let (row_at, status_at) = (0, 6);
+    let (row_at, status_at) = (1, 7);
     let mut chosen: Vec<Chosen> = Vec::new();
     let mut record = csv::ByteRecord::new();
-    let mut start = header.len() as u64;
+    let mut start = start_at;
     loop {
         let more = reader
             .read_byte_record(&mut record)
@@ -90,7 +101,7 @@ fn choose_lines(file: &File, path: &Path) -> Result<(Vec<u8>, Vec<Chosen>), Resu
         if !more {
             break;
         }
-        let end = header.len() as u64 + reader.position().byte();
+        let end = start_at + reader.position().byte();
         let unreadable = |what: &str| {
             io_error(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -121,11 +132,7 @@ fn choose_lines(file: &File, path: &Path) -> Result<(Vec<u8>, Vec<Chosen>), Resu
             len,
             status,
         };
-        let slot = &mut chosen[index];
-        // SKIPPED says "sent by an earlier run": that run's line says how.
-        if status != Some(Status::Skipped) || slot.len == 0 {
-            *slot = line;
-        }
+        chosen[index] = line;
         start = end;
     }
     Ok((header, chosen))

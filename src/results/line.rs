@@ -12,6 +12,8 @@ use crate::types::Outcome;
 /// thousands of lines a second, mostly within the same millisecond.
 #[derive(Debug, Default)]
 pub struct LineFormat {
+    /// The campaign's name, each line's first cell, ready to write.
+    campaign: String,
     /// Seconds written with `,` (Excel in Brazil), not `.`.
     decimal_comma: bool,
     number: String,
@@ -20,8 +22,9 @@ pub struct LineFormat {
 }
 
 impl LineFormat {
-    pub fn new(dialect: super::Dialect) -> Self {
+    pub fn new(dialect: super::Dialect, campaign: &str) -> Self {
         LineFormat {
+            campaign: cell(campaign).into_owned(),
             decimal_comma: dialect.decimal_mark() == ',',
             ..LineFormat::default()
         }
@@ -35,6 +38,7 @@ impl LineFormat {
     ) -> csv::Result<()> {
         let mut integers = itoa::Buffer::new();
         let recipient = &outcome.recipient;
+        writer.write_field(self.campaign.as_bytes())?;
         writer.write_field(integers.format(recipient.row))?;
         for text in [
             &recipient.key,
@@ -94,7 +98,7 @@ pub fn line_writer<W: io::Write>(inner: W, dialect: super::Dialect) -> csv::Writ
 /// A text cell as a spreadsheet must see it: [`spreadsheet_safe`], then in
 /// quotes when it holds a field separator of any spreadsheet (`,`, or `;`
 /// as Excel in Brazil splits on, or a tab), a quote or a line end.
-fn cell(text: &str) -> Cow<'_, str> {
+pub(super) fn cell(text: &str) -> Cow<'_, str> {
     let safe = spreadsheet_safe(text);
     if !safe.contains([',', ';', '\t', '"', '\r', '\n']) {
         return safe;
@@ -157,8 +161,9 @@ mod tests {
             typing: Some(5.0),
             error: String::new(),
             finished_at: "2026-11-24T09:00:00.123456Z".parse().unwrap(),
+            sent_earlier: false,
         };
-        let mut lines = LineFormat::new(crate::results::Dialect::Plain);
+        let mut lines = LineFormat::new(crate::results::Dialect::Plain, "leads, nov");
         let mut writer = line_writer(Vec::new(), crate::results::Dialect::Plain);
         lines.write(&outcome, &mut writer).unwrap();
         let later = Outcome {
@@ -175,8 +180,8 @@ mod tests {
         let written = String::from_utf8(writer.into_inner().unwrap()).unwrap();
         assert_eq!(
             written,
-            "7,k-7,5511999999999,'=Ana,551130034000,solo,SENT,QUEUED,msg-1,201,2,2.5,5,,2026-11-24T09:00:00.123Z\n\
-             8,k-7,5511999999999,'=Ana,551130034000,solo,SENT,QUEUED,msg-1,,2,,5,,2026-11-24T09:00:01.500Z\n"
+            "\"leads, nov\",7,k-7,5511999999999,'=Ana,551130034000,solo,SENT,QUEUED,msg-1,201,2,2.5,5,,2026-11-24T09:00:00.123Z\n\
+             \"leads, nov\",8,k-7,5511999999999,'=Ana,551130034000,solo,SENT,QUEUED,msg-1,,2,,5,,2026-11-24T09:00:01.500Z\n"
         );
     }
 

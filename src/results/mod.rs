@@ -12,26 +12,29 @@ use tokio::sync::mpsc;
 use crate::types::{Outcome, Tally};
 
 mod compact;
+mod existing;
 mod journal;
 mod line;
 mod lock;
 mod paths;
-mod resume;
 mod settings;
 
 pub use compact::compact;
-pub use journal::Journal;
+pub use existing::{earlier_lines, open_existing, Earlier, EarlierLine, Opened};
+pub use journal::{read_left, Journal, Left};
 pub use line::{cell_value, line_writer, LineFormat};
 pub use lock::{LockError, RunLock};
 pub use paths::{refuse_campaign, resolve};
-pub use resume::{open_for_resume, Previous, Resumed};
-pub use settings::{Dialect, ResultsSettings};
+pub use settings::{Dialect, Header, Kind, ResultsSettings};
 
 /// The results file, written through the csv crate.
 pub type ResultsWriter = csv::Writer<BufWriter<File>>;
 
-/// The columns of the results file, in order.
-pub const COLUMNS: [&str; 15] = [
+/// The columns of the results file, in order. The first one's header says
+/// what kind of file it is ([`Kind::first_column`]: `campaign`, `rehearsal`
+/// or `check`), and its cells name the campaign.
+pub const COLUMNS: [&str; 16] = [
+    "campaign",
     "row",
     "key",
     "to",
@@ -52,9 +55,9 @@ pub const COLUMNS: [&str; 15] = [
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
     #[error(
-        "the results file {0} already exists: --resume carries on the campaign it records (rows \
-         it shows SENT are not sent again); --overwrite replaces it, and a send then sends every \
-         row again; --out writes elsewhere"
+        "the results file {0} already exists: --resume carries on the campaign it reports on; \
+         --overwrite replaces the report (the ledger still remembers what the campaign sent, so \
+         nothing goes twice; a new --campaign name sends the cards again); --out writes elsewhere"
     )]
     Exists(PathBuf),
     #[error(
@@ -65,33 +68,49 @@ pub enum ResultsError {
     Io { path: PathBuf, source: io::Error },
     #[error("{0} is not a results file of this tool (its header differs); pick another --out")]
     NotResults(PathBuf),
+    #[error(
+        "{path} is {}, and this run would write {}: they are never mixed; pick another --out \
+         (a --mock rehearsal writes <campaign>.mock.csv, a dry run <campaign>.check.csv, a send \
+         <campaign>.results.csv); nothing was sent",
+        found.describe(),
+        ours.describe()
+    )]
+    OtherKind {
+        path: PathBuf,
+        found: Kind,
+        ours: Kind,
+    },
+    #[error(
+        "{path} is the results file of the campaign `{found}`, not of `{ours}`: a results file \
+         reports on one campaign; pick another --out, or name this run --campaign {found:?} if it \
+         is that campaign; nothing was sent"
+    )]
+    OtherCampaign {
+        path: PathBuf,
+        found: String,
+        ours: String,
+    },
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error("{path} is the campaign {campaign} itself; pick another --out")]
     IsCampaign { path: PathBuf, campaign: PathBuf },
-    #[error(
-        "{journal} is the journal of a run that was sending when it stopped, but its results \
-         file {results} is gone: those messages may have been delivered, and starting afresh \
-         would send them again. Put the results file back and run with --resume; or, if you are \
-         sure, move the journal away"
-    )]
-    JournalWithoutResults { journal: PathBuf, results: PathBuf },
 }
 
-/// Creates the results file and writes its header. An existing file is only
-/// replaced with `overwrite`, and then only once no other run writes it; a
-/// symbolic link there is replaced, not written through. A journal left
-/// without its results file stops the run: see [`ResultsError::JournalWithoutResults`].
+/// Creates the results file of `kind` for `campaign` and writes its header.
+/// An existing file is only replaced with `overwrite`, and then only once
+/// no other run writes it; a symbolic link there is replaced, not written
+/// through.
 pub fn create(
     path: &Path,
     overwrite: bool,
     dialect: Dialect,
-) -> Result<(ResultsWriter, LineFormat, u64), ResultsError> {
+    kind: Kind,
+    campaign: &str,
+) -> Result<Opened, ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_path_buf(),
         source,
     };
-    journal::refuse_left_alone(path)?;
     let is_link = std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink());
     if overwrite && is_link {
         std::fs::remove_file(path).map_err(io_error)?;
@@ -113,11 +132,16 @@ pub fn create(
     // Emptied only now that no other run can be writing it.
     file.set_len(0).map_err(io_error)?;
     let mut file = BufWriter::new(file);
-    let header = dialect.header();
+    let header = dialect.header(kind);
     file.write_all(&header).map_err(io_error)?;
     let mut writer = line_writer(file, dialect);
     writer.flush().map_err(io_error)?;
-    Ok((writer, LineFormat::new(dialect), header.len() as u64))
+    Ok(Opened {
+        writer,
+        lines: LineFormat::new(dialect, campaign),
+        results_from: header.len() as u64,
+        earlier: None,
+    })
 }
 
 /// Held by the writer while it writes and flushes, and by an abort before
@@ -151,21 +175,20 @@ pub struct Written {
 
 impl Written {
     fn add(&mut self, outcome: &Outcome) {
-        self.tally.add(outcome.status);
+        let status = outcome.counted_as();
+        self.tally.add(status);
         if outcome.instance_id.is_empty() {
             return;
         }
         match &mut self.current {
-            Some((instance, tally)) if *instance == outcome.instance_id => {
-                tally.add(outcome.status)
-            }
+            Some((instance, tally)) if *instance == outcome.instance_id => tally.add(status),
             _ => {
                 self.put_back_current();
                 let mut tally = self
                     .by_instance
                     .remove(outcome.instance_id.as_str())
                     .unwrap_or_default();
-                tally.add(outcome.status);
+                tally.add(status);
                 self.current = Some((outcome.instance_id.to_string(), tally));
             }
         }

@@ -46,27 +46,94 @@ impl Dialect {
         }
     }
 
-    /// The header line, line end included.
-    pub fn header(self) -> Vec<u8> {
+    /// The header line of a results file of `kind`, line end included.
+    pub fn header(self, kind: Kind) -> Vec<u8> {
         let mut line = match self {
             Dialect::Plain => Vec::new(),
             Dialect::Excel => BOM.to_vec(),
         };
         let delimiter = char::from(self.delimiter()).to_string();
-        line.extend_from_slice(super::COLUMNS.join(&delimiter).as_bytes());
+        let columns: Vec<&str> = std::iter::once(kind.first_column())
+            .chain(super::COLUMNS[1..].iter().copied())
+            .collect();
+        line.extend_from_slice(columns.join(&delimiter).as_bytes());
         line.push(b'\n');
         line
     }
 
-    /// The form of a results file of this tool, from its first line; `None`
-    /// for any other file.
-    pub fn of_header(line: &[u8]) -> Option<Self> {
+    /// The form and kind of a results file of this tool, from its first
+    /// line; `None` for any other file.
+    pub fn of_header(line: &[u8]) -> Option<(Self, Header)> {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        [Dialect::Plain, Dialect::Excel]
-            .into_iter()
-            .find(|dialect| dialect.header().strip_suffix(b"\n") == Some(line))
+        let bare = |header: Vec<u8>| header.strip_suffix(b"\n").map(<[u8]>::to_vec);
+        for dialect in [Dialect::Plain, Dialect::Excel] {
+            for kind in [Kind::Send, Kind::Rehearsal, Kind::Check] {
+                if bare(dialect.header(kind)).as_deref() == Some(line) {
+                    return Some((dialect, Header::Of(kind)));
+                }
+            }
+            if bare(dialect.legacy_header()).as_deref() == Some(line) {
+                return Some((dialect, Header::Legacy));
+            }
+        }
+        None
     }
+
+    /// The header of a results file of an earlier version, which had no
+    /// campaign column.
+    fn legacy_header(self) -> Vec<u8> {
+        let header = self.header(Kind::Send);
+        let first = header
+            .iter()
+            .position(|byte| *byte == self.delimiter())
+            .expect("the header has more than one column");
+        let bom = match self {
+            Dialect::Plain => 0,
+            Dialect::Excel => BOM.len(),
+        };
+        [&header[..bom], &header[first + 1..]].concat()
+    }
+}
+
+/// What a results file records: its first column's header says so, and
+/// each line's first cell names the campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A send's report: what became of each row.
+    Send,
+    /// A `--mock` rehearsal's: nothing in it went to WhatsApp.
+    Rehearsal,
+    /// A dry run's (`validate`): what a send would do.
+    Check,
+}
+
+impl Kind {
+    pub fn first_column(self) -> &'static str {
+        match self {
+            Kind::Send => "campaign",
+            Kind::Rehearsal => "rehearsal",
+            Kind::Check => "check",
+        }
+    }
+
+    /// What such a file is, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Send => "the results file of a send",
+            Kind::Rehearsal => "the file of a --mock rehearsal (nothing in it went to WhatsApp)",
+            Kind::Check => "the file of a dry run (validate, or send --dry-run)",
+        }
+    }
+}
+
+/// What a results file's header says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    Of(Kind),
+    /// An earlier version's results file, with no campaign column: taken as
+    /// the campaign's own.
+    Legacy,
 }
 
 #[cfg(test)]
@@ -74,11 +141,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_form_knows_its_own_header_and_no_other() {
+    fn each_form_and_kind_knows_its_own_header_and_no_other() {
         for dialect in [Dialect::Plain, Dialect::Excel] {
-            assert_eq!(Dialect::of_header(&dialect.header()), Some(dialect));
+            for kind in [Kind::Send, Kind::Rehearsal, Kind::Check] {
+                assert_eq!(
+                    Dialect::of_header(&dialect.header(kind)),
+                    Some((dialect, Header::Of(kind)))
+                );
+            }
         }
-        assert!(Dialect::Excel.header().starts_with(BOM));
+        assert!(Dialect::Excel.header(Kind::Send).starts_with(BOM));
+        assert_eq!(
+            Dialect::of_header(
+                b"row,key,to,contact_name,contact_phone,instance_id,status,api_status,\
+                  message_id,http_status,attempts,delay,typing,error,finished_at\n"
+            ),
+            Some((Dialect::Plain, Header::Legacy)),
+            "an earlier version's file"
+        );
         assert_eq!(Dialect::of_header(b"to,contact_name\n"), None);
         assert_eq!(Dialect::of_header(b""), None);
     }

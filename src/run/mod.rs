@@ -1,16 +1,19 @@
 //! One run of a campaign, as one pipeline: where the messages go, the
-//! campaign and its results file opened, one thread writing results, one
-//! reading rows, the dispatcher sending, and the summary at the end.
+//! campaign's name and its memory in the ledger, the campaign and its
+//! results file opened, what earlier runs left recovered, one thread writing
+//! results, one reading rows, the admission step, the dispatcher sending,
+//! and the summary at the end.
 
+mod admitting;
 mod numbers;
 mod reading;
+mod recovery;
 mod suppress;
 mod target;
 
 pub use numbers::numbers;
 pub use suppress::suppress;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,17 +23,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::campaign::{self, Campaign, Source};
+use crate::admission::Rules;
+use crate::campaign::{self, Campaign, CampaignError, Source};
 use crate::config::Settings;
 use crate::dispatch::{self, Gates, RunControl, Sending};
 use crate::exit::RunError;
-use crate::ledger::{Ledger, Suppression};
+use crate::ledger::Ledger;
 use crate::pacing::{Estimate, Pace};
 use crate::report::{CheckReport, Finished, Progress, Summary};
-use crate::results::{
-    self, Dialect, Journal, LineFormat, Previous, ResultsError, ResultsWriter, RunLock, WriteGate,
-};
-use crate::types::Job;
+use crate::results::{self, Dialect, Journal, Kind, ResultsError, RunLock, WriteGate};
+use crate::types::{Job, Row};
+use admitting::Admitting;
 use reading::Reading;
 use target::Target;
 
@@ -41,23 +44,36 @@ pub struct RunRequest {
     pub results_path: PathBuf,
     /// Replace an existing results file.
     pub overwrite: bool,
-    /// Add to an existing results file, skipping what earlier runs sent.
+    /// Add to an existing results file of the campaign.
     pub resume: bool,
-    /// With `resume`: send again the messages earlier runs left `UNKNOWN`.
+    /// Send again the messages earlier runs left `UNKNOWN`.
     pub resend_unknown: bool,
     pub dry_run: bool,
-    /// Send to an embedded mock API on loopback.
+    /// Send to an embedded mock API on loopback: a rehearsal.
     pub mock: bool,
     /// Outside the send window, stop (rows DEFERRED) instead of waiting.
     pub no_wait: bool,
     pub limit: Option<u64>,
+    /// Exit 1 unless every row is SENT (or VALID in a dry run).
+    pub strict: bool,
     /// Held while the results file is written, so an abort never cuts a line.
     pub results_gate: WriteGate,
 }
 
-/// Runs one campaign: reads, checks, paces and sends every row, and writes
-/// the results file. Cancelling `shutdown` stops it taking new rows; rows
-/// not sent are written `DEFERRED`.
+impl RunRequest {
+    /// What the run's results file records.
+    pub fn kind(&self) -> Kind {
+        match (self.dry_run, self.mock) {
+            (true, _) => Kind::Check,
+            (false, true) => Kind::Rehearsal,
+            (false, false) => Kind::Send,
+        }
+    }
+}
+
+/// Runs one campaign: reads, checks, admits, paces and sends every row, and
+/// writes the results file. Cancelling `shutdown` stops it taking new rows;
+/// rows not sent are written `DEFERRED`.
 pub async fn run(
     settings: Settings,
     request: RunRequest,
@@ -66,12 +82,32 @@ pub async fn run(
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let started_at = jiff::Timestamp::now();
+    let kind = request.kind();
+    if kind == Kind::Check && request.resume {
+        return Err(RunError::Usage(
+            "a dry run writes its own file afresh; --resume carries on a send".to_string(),
+        ));
+    }
+
+    // Campaign: its name is what its memory in the ledger goes by.
+    let named = campaign::name_of(settings.campaign.name.as_deref(), &request.source)
+        .map_err(CampaignError::Unnamed)?;
+    if named.looks_dated() {
+        warn!(
+            "the campaign is named `{name}` after its file, which ends in a date: a dated export \
+             gets a new name every night, and every night would be a new campaign that sends \
+             everyone the card again; name the campaign (--campaign NAME, or campaign.name in \
+             the config) so that every night's file is the same campaign",
+            name = named.name
+        );
+    }
+    let campaign_name = named.name;
 
     // Target: the API or the embedded mock; nowhere in a dry run. Missing
     // credentials stop the run here, before any file is touched.
-    let target = match request.dry_run {
-        true => None,
-        false => Some(Target::connect(&settings, request.mock).await?),
+    let target = match kind {
+        Kind::Check => None,
+        _ => Some(Target::connect(&settings, request.mock).await?),
     };
     let instances = match &target {
         Some(target) => target.instances.clone(),
@@ -79,39 +115,31 @@ pub async fn run(
     };
 
     // Ledger: shared with every run that points at it; without it nothing
-    // is sent. Its suppression list and recent contacts apply to every run,
-    // rehearsals too; but a rehearsal (a dry run, --mock) keeps its clock,
-    // counts and records in a throwaway ledger that spends nothing real.
-    let shared_ledger = {
+    // is sent. What it knows (the campaign's memory, the suppression list,
+    // recent cards) holds for every run, rehearsals too; but a rehearsal
+    // lets its cards out through a throwaway ledger, which spends nothing
+    // of the real numbers and enters nothing in the campaign's memory.
+    let ledger = {
         let url = settings
             .ledger
             .url_or_default()
             .expect("checked with the settings");
-        Ledger::open(&url).await?
+        Arc::new(Ledger::open(&url).await?)
     };
-    let suppressed: HashMap<String, Suppression> = shared_ledger
-        .suppressed()
-        .await?
-        .into_iter()
-        .map(|entry| (entry.phone.clone(), entry))
-        .collect();
-    let recent = shared_ledger
-        .recent_contacts(settings.schedule.cooldown)
-        .await?;
-    let ledger = Arc::new(match (&target, request.mock) {
-        (Some(_), false) => shared_ledger,
-        _ => Ledger::throwaway().await?,
-    });
+    let door_ledger = match kind {
+        Kind::Send => ledger.clone(),
+        _ => Arc::new(Ledger::throwaway().await?),
+    };
 
-    // Open: the campaign, the lock, the results file and the journal; these
-    // read and write files, so off the async workers.
-    // A pipe nobody writes to blocks its opening: a signal ends the wait.
+    // Open: the campaign, the lock, the results file (this campaign's, of
+    // this kind); these read and write files, so off the async workers. A
+    // pipe nobody writes to blocks its opening: a signal ends the wait.
     let opened = {
         let (settings, request) = (settings.clone(), request.clone());
-        let (sending, counting) = (target.is_some(), !progress_area.is_hidden());
-        let opening = tokio::task::spawn_blocking(move || {
-            Opened::open(&settings, &request, sending, counting)
-        });
+        let name = campaign_name.clone();
+        let counting = !progress_area.is_hidden();
+        let opening =
+            tokio::task::spawn_blocking(move || Opened::open(&settings, &request, &name, counting));
         tokio::select! {
             biased;
             opened = opening => opened.expect("opening the campaign does not panic")?,
@@ -119,9 +147,11 @@ pub async fn run(
         }
     };
     info!(
-        campaign = %request.source.describe(),
+        campaign = %campaign_name,
+        file = %request.source.describe(),
         results = %request.results_path.display(),
         dry_run = request.dry_run,
+        rehearsal = request.mock,
         resume = request.resume,
         rate = %settings.pacing.rate,
         "starting"
@@ -129,6 +159,35 @@ pub async fn run(
     if target.is_some() {
         info!("{}", settings.pacing.describe_pace());
     }
+
+    // Recover: what earlier runs of the campaign left that its memory
+    // lacks. Then this run's journal: until it is gone, a crash is known.
+    let results_path = opened.results_path.clone();
+    let results_from = opened.results.results_from;
+    if kind == Kind::Send {
+        let (earlier, left) = (opened.results.earlier.as_ref(), opened.left.as_ref());
+        recovery::recover(
+            &ledger,
+            &campaign_name,
+            &results_path,
+            earlier,
+            left,
+            results_from,
+        )
+        .await?;
+    }
+    let journal = match kind {
+        Kind::Check => None,
+        _ => {
+            let path = results_path.clone();
+            let started = tokio::task::spawn_blocking(move || Journal::start(&path, results_from));
+            let journal = started.await.expect("starting the journal does not panic");
+            Some(journal.map_err(|source| ResultsError::Io {
+                path: results_path.clone(),
+                source,
+            })?)
+        }
+    };
 
     // Results: one thread writes every line, and moves the progress bar.
     let progress = match progress_area.is_hidden() {
@@ -138,99 +197,113 @@ pub async fn run(
     let (outcomes, writer) = {
         let progress = progress.clone();
         results::spawn_writer(
-            opened.results_file,
-            opened.line_format,
+            opened.results.writer,
+            opened.results.lines,
             request.results_path.clone(),
             move |tally| progress.show(tally),
             request.results_gate.clone(),
         )
     };
 
-    // Read: rows checked on a blocking thread; jobs go on to the dispatcher,
-    // every other row straight to the results.
-    let control = RunControl::new(shutdown, settings.retry);
-    let (jobs, queued) = mpsc::channel::<Job>(256);
-    let reader = {
+    // What the dry-run report says of the file, and how long sending takes.
+    let check = {
         let pacing = &settings.pacing;
+        let campaign = &opened.campaign;
         let mut check = CheckReport::new(
-            opened.campaign.encoding_label(),
-            opened.campaign.delimiter(),
+            campaign.encoding_label(),
+            campaign.delimiter(),
             Estimate::new(pacing.rate, pacing.pace_by_message, instances.len()),
             settings.schedule.send_window(),
             settings.campaign.default_region,
         );
-        check.columns_from(&opened.campaign.layout().renamed);
+        check.columns_from(&campaign.layout().renamed);
         check.daily_cap(
             settings.schedule.daily_cap,
             !settings.schedule.warmup.is_empty(),
         );
+        check
+    };
+
+    // Read: rows checked on a blocking thread, in file order.
+    let control = RunControl::new(shutdown, settings.retry);
+    let (rows, read_rows) = mpsc::channel::<Row>(256);
+    let reader = {
         let reading = Reading {
-            jobs: (!request.dry_run).then_some(jobs),
-            outcomes: outcomes.clone(),
-            instances,
-            previous: opened.previous,
-            suppressed,
-            recent,
-            cooldown: settings.schedule.cooldown,
-            resend_unknown: request.resend_unknown,
+            rows,
             stop: control.stopping().clone(),
-            source_ends: request.source.is_regular_file(),
+            read_to_the_end: kind != Kind::Check && request.source.is_regular_file(),
         };
         let campaign = opened.campaign;
-        tokio::task::spawn_blocking(move || reading.read(campaign, check))
+        tokio::task::spawn_blocking(move || reading.read(campaign))
+    };
+
+    // Admit: each row on what the ledger knows of it; jobs go on to the
+    // dispatcher, every other row straight to the results.
+    let rules = Rules::new(settings.schedule.cooldown, request.resend_unknown);
+    let (jobs, queued) = mpsc::channel::<Job>(256);
+    let admitter = {
+        let admitting = Admitting {
+            ledger: ledger.clone(),
+            remembers: kind == Kind::Send,
+            campaign: campaign_name.clone(),
+            rules,
+            instances,
+            jobs: (kind != Kind::Check).then_some(jobs),
+            outcomes: outcomes.clone(),
+            control: control.clone(),
+        };
+        tokio::spawn(admitting.admit(read_rows, check))
     };
 
     // Send: one lane per instance, each paced on its own, `concurrency`
-    // requests in flight over all of them.
-    let (journal, lock, results_path) = (opened.journal, opened.lock, opened.results_path);
-    match (&target, &journal) {
-        (Some(target), Some(journal)) => {
+    // requests in flight over all of them, every card through the door.
+    match &target {
+        Some(target) => {
             let sending = Sending {
                 client: target.client.clone(),
                 instances: target.instances.clone(),
                 pace: Pace::of(&settings.pacing),
                 concurrency: settings.pacing.concurrency,
-                journal: journal.clone(),
-                ledger: ledger.clone(),
+                ledger: door_ledger,
+                campaign: campaign_name.clone(),
+                rules,
                 outcomes: outcomes.clone(),
                 control: control.clone(),
                 gates: Gates {
                     window: settings.schedule.send_window(),
                     daily_cap: settings.schedule.daily_cap(),
-                    cooldown: settings.schedule.cooldown,
                     no_wait: request.no_wait,
                     progress: progress.clone(),
                 },
             };
             dispatch::dispatch(queued, sending).await;
         }
-        _ => drop(queued),
+        None => drop(queued),
     }
 
     // Finish: every row has its line; then the journal has done its work
     // and the lock can go.
     let read = reader.await.expect("the campaign reader does not panic");
+    let check = admitter.await.expect("the admission step does not panic");
     drop(outcomes);
     let written = match writer.await.expect("the results writer does not panic") {
         Ok(written) => written,
         // Messages may have gone out: not a usage error but a halt, and
-        // the journal stays for the resume that accounts for them.
+        // the journal stays, so the next run knows the file was cut.
         Err(error) if target.is_some() => {
             progress.finish();
             return Err(RunError::Halted(format!(
-                "{error}; messages sent before it are in the journal beside it: \
-                 once the file can be written, run again with --resume"
+                "{error}; the ledger remembers what was sent: once the file can be written, run \
+                 again with --resume"
             )));
         }
         Err(error) => return Err(error.into()),
     };
     progress.finish();
 
-    // Then the results file becomes the campaign's state, one line a row,
-    // once the journal (whose offsets point into the file as it was) is gone.
-    // A dry run's fresh file is that already.
-    let journal = journal.and_then(Arc::into_inner);
-    let tidy = !request.dry_run || request.resume;
+    // Then the results file becomes the campaign's report: this run's
+    // lines, one a row, in row order. A dry run's file is that already.
+    let lock = opened.lock;
     let state = tokio::task::spawn_blocking(move || {
         let journal_gone = match journal.map(Journal::finish) {
             Some(Err(error)) => {
@@ -239,8 +312,8 @@ pub async fn run(
             }
             _ => true,
         };
-        let state = match tidy && journal_gone {
-            true => match results::compact(&results_path) {
+        let state = match kind != Kind::Check && journal_gone {
+            true => match results::compact(&results_path, results_from) {
                 Ok(state) => Some(state),
                 Err(error) => {
                     warn!("the results file keeps every run's lines: {error}");
@@ -254,13 +327,15 @@ pub async fn run(
     })
     .await
     .expect("tidying the results file does not panic");
-    let check = read?;
+    read?;
 
     // Report.
     Ok(Summary::new(Finished {
         campaign: request.source.describe(),
+        campaign_name,
         results: request.results_path.display().to_string(),
         dry_run: request.dry_run,
+        strict: request.strict,
         started_at,
         elapsed: started.elapsed(),
         tally: written.tally,
@@ -272,18 +347,16 @@ pub async fn run(
     }))
 }
 
-/// A run's files, opened: the campaign, the lock on its results file, the
-/// results file with what earlier runs recorded in it, and the journal
-/// when messages will be sent.
+/// A run's files, opened: the campaign, the lock on its results file, and
+/// the results file, with what it held when there was one.
 struct Opened {
     campaign: Campaign,
     /// The results file's real path.
     results_path: PathBuf,
     lock: RunLock,
-    results_file: ResultsWriter,
-    line_format: LineFormat,
-    previous: Option<Previous>,
-    journal: Option<Arc<Journal>>,
+    results: results::Opened,
+    /// The journal a killed run left.
+    left: Option<results::Left>,
     /// Data rows in the campaign, for the progress bar; counted only for it.
     total_rows: Option<u64>,
 }
@@ -292,7 +365,7 @@ impl Opened {
     fn open(
         settings: &Settings,
         request: &RunRequest,
-        sending: bool,
+        campaign_name: &str,
         counting: bool,
     ) -> Result<Self, RunError> {
         let campaign = Campaign::open(
@@ -311,33 +384,14 @@ impl Opened {
             results::refuse_campaign(campaign, path)?;
         }
         let lock = RunLock::acquire(path).map_err(ResultsError::from)?;
-        let dialect = Dialect::of(&settings.results);
-        let (results_file, line_format, previous, results_from) = if request.resume {
-            let resumed = results::open_for_resume(path, dialect)?;
-            (
-                resumed.writer,
-                resumed.lines,
-                Some(resumed.previous),
-                resumed.length,
-            )
-        } else {
-            let (writer, lines, _) = results::create(path, request.overwrite, dialect)?;
-            (writer, lines, None, 0)
-        };
-        let journal = match sending {
-            true => {
-                let in_flight = previous
-                    .as_ref()
-                    .map_or(&[][..], |previous| &previous.in_flight[..]);
-                let journal = Journal::start(path, results_from, in_flight).map_err(|source| {
-                    ResultsError::Io {
-                        path: path.to_path_buf(),
-                        source,
-                    }
-                })?;
-                Some(Arc::new(journal))
-            }
-            false => None,
+        let left = results::read_left(path).map_err(|source| ResultsError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let (dialect, kind) = (Dialect::of(&settings.results), request.kind());
+        let results = match request.resume {
+            true => results::open_existing(path, dialect, kind, campaign_name)?,
+            false => results::create(path, request.overwrite, dialect, kind, campaign_name)?,
         };
         let total_rows = counting
             .then(|| {
@@ -349,10 +403,8 @@ impl Opened {
             campaign,
             results_path: path.clone(),
             lock,
-            results_file,
-            line_format,
-            previous,
-            journal,
+            results,
+            left,
             total_rows,
         })
     }

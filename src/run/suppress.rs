@@ -12,7 +12,8 @@ use crate::campaign::Source;
 use crate::cli::SuppressAction;
 use crate::config::Settings;
 use crate::exit::{ExitCode, RunError};
-use crate::ledger::{Ledger, Suppression};
+use crate::ledger::Ledger;
+use crate::types::Suppression;
 
 /// Headers an imported file's phone column may have (matched like campaign headers).
 /// The headers a suppression file's phone column may have: those a

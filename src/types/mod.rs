@@ -1,7 +1,10 @@
-//! The records that cross stages: a campaign row as read, what became of it,
-//! the counts of a run and why it stopped. This module imports no stage;
+//! The records that cross stages: a campaign row as read, what became of it
+//! and why, what the ledger remembers of it, the counts of a run and why it
+//! stopped. This module imports no stage;
 //! every stage may import it.
 
+mod cause;
+mod memory;
 mod outcome;
 mod problem;
 mod row;
@@ -9,6 +12,8 @@ mod status;
 mod stop;
 mod tally;
 
+pub use cause::{at_text, Cause};
+pub use memory::{Fate, Remembered, Suppression};
 pub use outcome::Outcome;
 pub use problem::Problem;
 pub use row::{Destination, Job, Recipient, Rejected, Row, Timing};

@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 
-use super::{Job, Recipient, Rejected, Status, Timing};
+use super::{Cause, Job, Recipient, Rejected, Status, Timing};
 
 /// One line of the results file.
 #[derive(Debug, Clone)]
@@ -20,6 +20,9 @@ pub struct Outcome {
     pub typing: Option<f64>,
     pub error: String,
     pub finished_at: Timestamp,
+    /// A `SENT` line that an earlier run of the campaign wrote, written
+    /// again: the summary counts it `SKIPPED`.
+    pub sent_earlier: bool,
 }
 
 impl Outcome {
@@ -35,6 +38,51 @@ impl Outcome {
     /// A job with no answer yet: the base of a send's line.
     pub fn for_job(job: &Job, instance_id: &str, status: Status) -> Self {
         Outcome::of(job.recipient.clone(), &job.timing, instance_id, status)
+    }
+
+    /// The line of a job held back for `cause`: its status and words come
+    /// from the cause, and a card an earlier run sent or may have sent keeps
+    /// that run's number, message id and time.
+    pub fn held(job: &Job, instance_id: &str, cause: Cause) -> Self {
+        let mut outcome = Outcome::for_job(job, instance_id, cause.status());
+        outcome.add_error(cause.words(&job.recipient));
+        match cause {
+            // A card that went, or may have: the line of that card, with
+            // the row's delay and typing.
+            Cause::SentEarlier(earlier) | Cause::InDoubt(earlier) => {
+                if !earlier.instance_id.is_empty() {
+                    outcome.instance_id = earlier.instance_id;
+                }
+                outcome.sent_earlier = outcome.status == Status::Sent;
+                outcome.api_status = earlier.api_status;
+                outcome.message_id = earlier.message_id;
+                outcome.http_status = earlier.http_status;
+                outcome.attempts = earlier.attempts;
+                let at = match earlier.finished_at {
+                    0 => earlier.left_at,
+                    at => at,
+                };
+                if let Ok(at) = Timestamp::from_nanosecond(i128::from(at)) {
+                    outcome.finished_at = at;
+                }
+            }
+            // A card that does not go has no delay or typing.
+            _ => {
+                outcome.delay = None;
+                outcome.typing = None;
+                outcome.error = cause.words(&job.recipient);
+            }
+        }
+        outcome
+    }
+
+    /// The status the summary counts this line under: `SKIPPED` for a row
+    /// an earlier run sent, else its own.
+    pub fn counted_as(&self) -> Status {
+        match self.sent_earlier {
+            true => Status::Skipped,
+            false => self.status,
+        }
     }
 
     /// A dry run's `VALID` line, taking the job's strings rather than copying them.
@@ -66,6 +114,7 @@ impl Outcome {
             typing: None,
             error: String::new(),
             finished_at: Timestamp::now(),
+            sent_earlier: false,
         }
     }
 

@@ -32,9 +32,6 @@ pub struct Job {
     pub metadata: Map<String, Value>,
     /// What the `to` number is, for the dry-run report.
     pub destination: Destination,
-    /// An `UNKNOWN` of an earlier run the user asked to send again
-    /// (`--resend-unknown`): the ledger's same-card check lets it through.
-    pub resending: bool,
 }
 
 /// Where a recipient's number is, and whether it is a landline (which

@@ -13,7 +13,8 @@ pub enum Status {
     Duplicate,
     /// The message may or may not have reached the API.
     Unknown,
-    /// Already sent by an earlier run (`--resume`).
+    /// Sent by an earlier run of the campaign: counted in a run's summary,
+    /// never written (the row's line is that run's `SENT` line).
     Skipped,
     /// Not sent: the run stopped first; a later `--resume` sends it.
     Deferred,
@@ -40,6 +41,19 @@ impl Status {
     /// flushed without delay, since it records what happened to a real message.
     pub fn is_an_answer(self) -> bool {
         matches!(self, Status::Sent | Status::Failed | Status::Unknown)
+    }
+
+    /// Nothing a later run of the campaign could send is left for the row:
+    /// it was sent, or never will be (invalid, opted out, a repeat).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Status::Sent
+                | Status::Skipped
+                | Status::Invalid
+                | Status::Suppressed
+                | Status::Duplicate
+        )
     }
 
     pub fn as_str(self) -> &'static str {

@@ -23,6 +23,26 @@ impl Tally {
         self.counts.values().sum()
     }
 
+    /// Rows whose status is one of those `kept` keeps.
+    pub fn rows_where(&self, kept: impl Fn(Status) -> bool) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(status, _)| kept(**status))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// `INVALID 2 · SUPPRESSED 1`, only the statuses `kept` keeps.
+    pub fn line_of(&self, kept: impl Fn(Status) -> bool) -> String {
+        let parts: Vec<String> = self
+            .counts
+            .iter()
+            .filter(|(status, count)| kept(**status) && **count > 0)
+            .map(|(status, count)| format!("{} {count}", status.as_str()))
+            .collect();
+        parts.join(" · ")
+    }
+
     /// `SENT 9 · INVALID 2`, statuses with no rows left out.
     pub fn line(&self) -> String {
         let parts: Vec<String> = self

@@ -153,7 +153,7 @@ async fn every_exit_prints_one_json_summary() {
         "{summary}"
     );
 
-    // 1: a row that cannot be sent.
+    // 0 with a row never to be sent; 1 with --strict.
     work.write(
         "campaign.csv",
         &format!("{}(21) 1234-5,Bad,551130034000\n", common::campaign(2)),
@@ -162,13 +162,29 @@ async fn every_exit_prints_one_json_summary() {
     let summary = summary_json(&output);
     assert_eq!(
         (code(&output), summary["exit_code"].clone()),
-        (1, Value::from(1))
+        (0, Value::from(0))
+    );
+    assert_eq!(
+        (
+            summary["state"]["never"].clone(),
+            summary["state"]["pending"].clone()
+        ),
+        (Value::from(1), Value::from(0))
     );
     assert!(
         summary["next_step"].as_str().unwrap().contains("INVALID"),
         "{summary}"
     );
-    assert_eq!(summary["state"]["pending"], 1);
+    let output = work.run(&json_run(2, &["--resume", "--strict"])).await;
+    let summary = summary_json(&output);
+    assert_eq!(
+        (code(&output), summary["exit_code"].clone()),
+        (1, Value::from(1))
+    );
+    assert!(
+        summary["next_step"].as_str().unwrap().contains("--strict"),
+        "{summary}"
+    );
 
     // 5: outside the send window, with --no-wait.
     let closed = work.config(
@@ -282,7 +298,7 @@ async fn validate_then_send_each_writes_its_own_file() {
     let resume = error.find("--resume").expect("names --resume");
     let overwrite = error.find("--overwrite").expect("names --overwrite");
     assert!(resume < overwrite, "--resume first: {error}");
-    assert!(error.contains("sends every row again"), "{error}");
+    assert!(error.contains("nothing goes twice"), "{error}");
     assert_eq!(server.accepted(), 3, "nothing sent twice");
 
     let output = work.send(&config, &["--out", "nowhere/results.csv"]).await;
@@ -312,7 +328,7 @@ async fn results_for_excel_open_in_columns_and_a_resume_reads_them() {
     let bytes = std::fs::read(work.path("campaign.results.csv")).unwrap();
     let text = String::from_utf8(bytes).unwrap();
     assert!(
-        text.starts_with("\u{feff}row;key;to;contact_name;"),
+        text.starts_with("\u{feff}campaign;row;key;to;contact_name;"),
         "{text}"
     );
     let first = text.lines().nth(1).unwrap();

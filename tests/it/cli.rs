@@ -30,14 +30,18 @@ async fn the_sample_campaign_runs_end_to_end_against_the_embedded_mock() {
         .await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let results = work.results("campaign.results.csv");
+    let results = work.results("campaign.mock.csv");
     assert_eq!(results.len(), 10);
     assert!(results
         .iter()
         .all(|line| line["status"] == "SENT" && line["message_id"].len() == 24));
     assert!(results
         .iter()
-        .all(|line| line["instance_id"] == "mock-instance"));
+        .all(|line| line["instance_id"] == "mock-instance" && line["rehearsal"] == "campaign"));
+    assert!(
+        !work.path("campaign.results.csv").exists(),
+        "a rehearsal never writes where the real results go"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,187 @@
+//! The admission step as rows are read: each job is admitted on what the
+//! ledger knows of it (a batch of rows a query), and goes on to the
+//! dispatcher, or in a dry run to the results as `VALID`; a row held back
+//! goes straight to the results, with its cause. The ledger has its last
+//! word again as each card leaves, against every run at that moment; this
+//! step keeps turns from being booked for rows that will not go, and lets
+//! a dry run show them.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use crate::admission::{self, Admission, Facts, Rules};
+use crate::dispatch::{self, RunControl};
+use crate::ledger::{Ledger, LedgerError, Lookup};
+use crate::report::CheckReport;
+use crate::types::{Cause, Fate, Job, Outcome, Remembered, Row, Status};
+
+/// Rows admitted together, with one question to the ledger.
+const BATCH: usize = 256;
+
+/// What the admission step works with.
+pub struct Admitting {
+    /// The shared ledger, whatever the run: what it knows holds for
+    /// rehearsals too.
+    pub ledger: Arc<Ledger>,
+    /// A send remembers the repeats it finds, so that no later run of the
+    /// campaign tries them; a rehearsal or a dry run enters nothing.
+    pub remembers: bool,
+    pub campaign: String,
+    pub rules: Rules,
+    /// The instances rows are assigned to, for the lines this step writes.
+    pub instances: Vec<String>,
+    /// Where jobs go; `None` in a dry run, whose jobs are `VALID` lines.
+    pub jobs: Option<mpsc::Sender<Job>>,
+    pub outcomes: mpsc::Sender<Outcome>,
+    pub control: Arc<RunControl>,
+}
+
+impl Admitting {
+    /// Admits every row from `rows`; returns the dry-run report of the
+    /// rows that were not held back.
+    pub async fn admit(self, mut rows: mpsc::Receiver<Row>, mut check: CheckReport) -> CheckReport {
+        let mut batch = Vec::with_capacity(BATCH);
+        // Once the ledger cannot be read, the rest is written unchecked.
+        let mut lost: Option<String> = None;
+        while rows.recv_many(&mut batch, BATCH).await > 0 {
+            let facts = match &lost {
+                Some(_) => None,
+                None => match self.facts_of(&batch).await {
+                    Ok(facts) => Some(facts),
+                    Err(error) => {
+                        let control = &self.control;
+                        control.halt(format!("cannot read the ledger: {error}"));
+                        lost = Some(error.to_string());
+                        None
+                    }
+                },
+            };
+            let mut facts = facts.map(Vec::into_iter);
+            let now = now_nanos();
+            let mut repeats = Vec::new();
+            for row in batch.drain(..) {
+                let job = match row {
+                    Row::Job(job) => job,
+                    Row::Rejected(rejected) => {
+                        check.add_rejected(&rejected);
+                        self.line(Outcome::rejected(rejected)).await;
+                        continue;
+                    }
+                };
+                let instance = dispatch::assign(&job.recipient.to, &self.instances);
+                let admission = match facts.as_mut().and_then(Iterator::next) {
+                    Some(facts) => {
+                        let known_repeat = is_remembered_repeat(&facts);
+                        let admission = admission::admit(facts, &self.rules, now);
+                        if let (Admission::Held(Cause::SameCard { at }), false) =
+                            (&admission, known_repeat)
+                        {
+                            let recipient = &job.recipient;
+                            let repeat = Remembered::repeat(
+                                &recipient.to,
+                                &recipient.contact_phone,
+                                "",
+                                *at,
+                            );
+                            repeats.push((recipient.key.clone(), repeat));
+                        }
+                        admission
+                    }
+                    None => {
+                        let why = lost.as_deref().unwrap_or("the ledger could not be read");
+                        self.line(self.unchecked(&job, instance, why)).await;
+                        continue;
+                    }
+                };
+                match admission {
+                    Admission::Held(cause) => {
+                        let outcome = Outcome::held(&job, self.instance_id(instance), cause);
+                        self.line(outcome).await;
+                    }
+                    Admission::Goes => {
+                        check.add_job(&job, instance);
+                        self.goes(job, instance).await;
+                    }
+                }
+            }
+            if self.remembers && !repeats.is_empty() {
+                if let Err(error) = self.ledger.remember(&self.campaign, repeats).await {
+                    let control = &self.control;
+                    control.halt(format!("cannot write to the ledger: {error}"));
+                }
+            }
+        }
+        check
+    }
+
+    /// What the ledger knows of each job in `rows`, in order.
+    async fn facts_of(&self, rows: &[Row]) -> Result<Vec<Facts>, LedgerError> {
+        let lookups: Vec<Lookup> = rows
+            .iter()
+            .filter_map(|row| match row {
+                Row::Job(job) => Some(Lookup {
+                    key: job.recipient.key.clone(),
+                    to: job.recipient.to.clone(),
+                    card_phone: job.recipient.contact_phone.clone(),
+                }),
+                Row::Rejected(_) => None,
+            })
+            .collect();
+        if lookups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let with_cooldown = self.rules.cooldown.is_some();
+        self.ledger
+            .facts(&self.campaign, lookups, with_cooldown)
+            .await
+    }
+
+    /// A job that goes: to the dispatcher, or in a dry run its `VALID` line.
+    async fn goes(&self, job: Job, instance: usize) {
+        match &self.jobs {
+            Some(jobs) => {
+                // The dispatcher takes every job until the end; should it
+                // be gone, the job still gets its line.
+                if let Err(refused) = jobs.send(job).await {
+                    let why = "the run stopped before it could be sent";
+                    self.line(self.unchecked(&refused.0, instance, why)).await;
+                }
+            }
+            None => {
+                let valid = Outcome::valid(job, self.instance_id(instance));
+                self.line(valid).await;
+            }
+        }
+    }
+
+    /// The line of a job not admitted because the run could not go on.
+    fn unchecked(&self, job: &Job, instance: usize, why: &str) -> Outcome {
+        let mut outcome = Outcome::for_job(job, self.instance_id(instance), Status::Deferred);
+        outcome.add_error(format!("not sent: {why}; --resume sends it"));
+        outcome
+    }
+
+    fn instance_id(&self, index: usize) -> &str {
+        self.instances.get(index).map_or("", String::as_str)
+    }
+
+    async fn line(&self, outcome: Outcome) {
+        // The writer goes away early only when it cannot write, which
+        // halts the run: the line has nowhere to go.
+        let _ = self.outcomes.send(outcome).await;
+    }
+}
+
+/// Whether the campaign already remembers the row as a repeat.
+fn is_remembered_repeat(facts: &Facts) -> bool {
+    facts
+        .remembered
+        .as_ref()
+        .is_some_and(|earlier| earlier.fate == Fate::Duplicate)
+}
+
+fn now_nanos() -> i64 {
+    i64::try_from(Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,88 @@
+//! Why a row does not go now, as data (the admission step decides it from
+//! the facts), and the one place that puts a cause into words.
+
+use jiff::Timestamp;
+
+use super::{Fate, Recipient, Remembered, Status, Suppression};
+
+/// Why a row is held back instead of sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// A run of this campaign sent it: its record, with the message id.
+    SentEarlier(Remembered),
+    /// A run of this campaign may have delivered it: the answer was
+    /// ambiguous (`UNKNOWN`), or the run stopped with it in flight.
+    InDoubt(Remembered),
+    /// The recipient is on the suppression list.
+    Suppressed(Suppression),
+    /// The same card went to this recipient at `at` (nanoseconds since
+    /// 1970), from another campaign or another row, within a day of this
+    /// campaign's try: this campaign never sends it.
+    SameCard { at: i64 },
+    /// The recipient was reached within `schedule.cooldown`: not before `until`.
+    CoolingDown { until: i64 },
+}
+
+impl Cause {
+    /// The status a row held back for this cause has in the results file.
+    pub fn status(&self) -> Status {
+        match self {
+            Cause::SentEarlier(_) => Status::Sent,
+            Cause::InDoubt(_) => Status::Unknown,
+            Cause::Suppressed(_) => Status::Suppressed,
+            Cause::SameCard { .. } => Status::Duplicate,
+            Cause::CoolingDown { .. } => Status::Deferred,
+        }
+    }
+
+    /// The cause in words, for the `error` column and the log, about the
+    /// row of `recipient`.
+    pub fn words(&self, recipient: &Recipient) -> String {
+        match self {
+            Cause::SentEarlier(earlier) if earlier.to != recipient.to => format!(
+                "sent to {} by an earlier run of this campaign, when the row had that phone; \
+                 this phone gets nothing from this campaign (a new --campaign name sends it)",
+                earlier.to
+            ),
+            Cause::SentEarlier(_) => String::new(),
+            Cause::InDoubt(earlier) if earlier.fate == Fate::Leaving => format!(
+                "a run of this campaign was sending it at {} and recorded no answer (it was \
+                 stopped, or is still running): it may have been delivered; not sent again \
+                 (--resume --resend-unknown sends it)",
+                at_text(earlier.left_at)
+            ),
+            Cause::InDoubt(earlier) => format!(
+                "an earlier run of this campaign may have delivered it at {}; not sent again \
+                 (--resume --resend-unknown sends it)",
+                at_text(earlier.left_at)
+            ),
+            Cause::Suppressed(entry) => match entry.reason.is_empty() {
+                true => format!(
+                    "on the suppression list since {}; never sent",
+                    entry.added_at
+                ),
+                false => format!(
+                    "on the suppression list since {} ({}); never sent",
+                    entry.added_at, entry.reason
+                ),
+            },
+            Cause::SameCard { at } => format!(
+                "the same card went to this recipient at {} (another campaign or row sharing \
+                 the ledger); this campaign never sends it",
+                at_text(*at)
+            ),
+            Cause::CoolingDown { until } => format!(
+                "the recipient was reached recently (schedule.cooldown); not before {}, when \
+                 --resume sends it",
+                at_text(*until)
+            ),
+        }
+    }
+}
+
+/// A time of the ledger (nanoseconds since 1970), as messages show it.
+pub fn at_text(nanos: i64) -> String {
+    Timestamp::from_nanosecond(i128::from(nanos))
+        .map(|at| at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| "an unknown time".to_string())
+}

@@ -1,0 +1,93 @@
+//! What the ledger remembers of a campaign's cards, by recipient key, and
+//! of the people who must never get one.
+
+/// What became of one row's card, as the campaign's memory in the ledger
+/// holds it: the one record every run of the campaign consults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Recorded as its request went, no answer recorded yet: in flight, or
+    /// the run stopped before it could record one.
+    Leaving,
+    /// The API accepted it.
+    Sent,
+    /// It may or may not have reached the API.
+    Unknown,
+    /// The API refused it, or it could not be sent: a later run tries again.
+    Failed,
+    /// The same card had gone to the recipient within a day: never sent by
+    /// this campaign.
+    Duplicate,
+}
+
+impl Fate {
+    pub const ALL: [Fate; 5] = [
+        Fate::Leaving,
+        Fate::Sent,
+        Fate::Unknown,
+        Fate::Failed,
+        Fate::Duplicate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fate::Leaving => "LEAVING",
+            Fate::Sent => "SENT",
+            Fate::Unknown => "UNKNOWN",
+            Fate::Failed => "FAILED",
+            Fate::Duplicate => "DUPLICATE",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Fate> {
+        Fate::ALL.into_iter().find(|fate| fate.as_str() == text)
+    }
+}
+
+/// A campaign's record of one row's card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub fate: Fate,
+    /// The recipient it went (or was to go) to, normalised.
+    pub to: String,
+    /// The phone on the card, normalised.
+    pub card_phone: String,
+    pub instance_id: String,
+    pub message_id: String,
+    pub api_status: String,
+    pub http_status: Option<u16>,
+    pub attempts: u32,
+    /// When its request went, nanoseconds since 1970; for a `Duplicate`,
+    /// when the same card had gone.
+    pub left_at: i64,
+    /// When its answer came (0 while `Leaving`).
+    pub finished_at: i64,
+}
+
+impl Remembered {
+    /// The record of a row whose card had gone to its recipient at `at`,
+    /// from another campaign or row: a repeat, never sent by this campaign.
+    pub fn repeat(to: &str, card_phone: &str, instance_id: &str, at: i64) -> Self {
+        Remembered {
+            fate: Fate::Duplicate,
+            to: to.to_string(),
+            card_phone: card_phone.to_string(),
+            instance_id: instance_id.to_string(),
+            message_id: String::new(),
+            api_status: String::new(),
+            http_status: None,
+            attempts: 0,
+            left_at: at,
+            finished_at: at,
+        }
+    }
+}
+
+/// A recipient on the suppression list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    /// The phone, normalised as campaign phones are.
+    pub phone: String,
+    pub reason: String,
+    /// When it was added, UTC (`2026-11-25T13:00:00Z`).
+    pub added_at: String,
+}
