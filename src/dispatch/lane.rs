@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::control::{LaneHealth, RunControl};
-use super::leaving::{AtTheDoor, Leaving};
+use super::leaving::Leaving;
 use super::{send, turns, Shared, LANE_QUEUE};
 use crate::report::Progress;
 use crate::schedule::{DailyCap, Schedule};
@@ -71,7 +71,7 @@ impl Gates {
 /// and a request slot, then hands the job to the door.
 pub(super) async fn run_lane(
     mut queued: mpsc::Receiver<Job>,
-    door: mpsc::UnboundedSender<AtTheDoor>,
+    door: mpsc::UnboundedSender<Leaving>,
     lane: Arc<LaneHealth>,
     shared: Arc<Shared>,
 ) {
@@ -174,7 +174,7 @@ fn booking_batch(first: Job, waiting: &mut Vec<Job>, shared: &Shared) -> Vec<Job
 /// jobs not sent through, when the run or the instance stops, come back.
 async fn send_at_turns(
     mut booked: impl Iterator<Item = (Job, Instant)>,
-    door: &mpsc::UnboundedSender<AtTheDoor>,
+    door: &mpsc::UnboundedSender<Leaving>,
     lane: &Arc<LaneHealth>,
     shared: &Arc<Shared>,
 ) -> Result<(), Vec<Job>> {
@@ -190,12 +190,9 @@ async fn send_at_turns(
         let left = match slot {
             Some(slot) => {
                 let lane = lane.clone();
-                match door.send(AtTheDoor::Leaving(Box::new(Leaving { job, slot, lane }))) {
+                match door.send(Leaving { job, slot, lane }) {
                     Ok(()) => continue,
-                    Err(closed) => match closed.0 {
-                        AtTheDoor::Leaving(leaving) => leaving.job,
-                        AtTheDoor::Back(_) => unreachable!("a lane sends cards out"),
-                    },
+                    Err(closed) => closed.0.job,
                 }
             }
             None => job,

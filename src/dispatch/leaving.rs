@@ -16,29 +16,23 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::task::{JoinError, JoinSet};
 
 use super::control::LaneHealth;
 use super::{send, Shared};
 use crate::ledger::{Claim, Claimed, Passing, Settled};
 use crate::types::{Deferral, Hold, Job, Outcome};
 
-/// What comes to the door.
-pub(super) enum AtTheDoor {
-    /// A card whose turn has come, with its request slot: it leaves if the
-    /// ledger lets it.
-    Leaving(Box<Leaving>),
-    /// A card that left, with its answer: recorded before its slot is freed.
-    Back(Box<Back>),
-}
-
-/// A card whose turn has come, on its way out.
+/// A card whose turn has come, with its request slot, on its way out: it
+/// leaves if the ledger lets it.
 pub(super) struct Leaving {
     pub job: Job,
     pub slot: OwnedSemaphorePermit,
     pub lane: Arc<LaneHealth>,
 }
 
-/// A card that left, with its line and its record for the ledger.
+/// A card that left, back with its line and its record for the ledger: its
+/// slot is freed once the record is made.
 pub(super) struct Back {
     pub settled: Settled,
     pub outcome: Outcome,
@@ -52,51 +46,60 @@ const MOST_AT_ONCE: usize = 1024;
 /// card let out is back. When the ledger fails, the run halts: cards still
 /// arriving get their lines without being sent, and the answers of those
 /// let out go to the results file (the next run reads them there).
-pub(super) async fn run_door(
-    mut door: mpsc::UnboundedReceiver<AtTheDoor>,
-    back_door: mpsc::UnboundedSender<AtTheDoor>,
-    lanes_done: tokio_util::sync::CancellationToken,
-    shared: Arc<Shared>,
-) {
-    // Cards let out whose answer is not back yet.
-    let mut out = 0_usize;
-    let mut items = Vec::with_capacity(MOST_AT_ONCE);
-    loop {
-        if out == 0 && lanes_done.is_cancelled() && door.is_empty() {
-            break;
-        }
+pub(super) async fn run_door(mut door: mpsc::UnboundedReceiver<Leaving>, shared: Arc<Shared>) {
+    // The cards let out, each its request, which ends in its way back.
+    let mut requests: JoinSet<Back> = JoinSet::new();
+    let mut leaving = Vec::with_capacity(MOST_AT_ONCE);
+    let mut lanes_open = true;
+    while lanes_open || !requests.is_empty() {
+        let mut back = Vec::new();
         tokio::select! {
             biased;
-            _ = door.recv_many(&mut items, MOST_AT_ONCE) => {}
-            () = lanes_done.cancelled(), if out == 0 => continue,
-        }
-        let mut leaving = Vec::new();
-        let mut back = Vec::new();
-        for item in items.drain(..) {
-            match item {
-                AtTheDoor::Leaving(card) => leaving.push(*card),
-                AtTheDoor::Back(card) => back.push(*card),
+            Some(answered) = requests.join_next(), if !requests.is_empty() => {
+                back.push(unless_panicked(answered));
+            }
+            taken = door.recv_many(&mut leaving, MOST_AT_ONCE), if lanes_open => {
+                lanes_open = taken > 0;
             }
         }
-        out -= back.len();
+        // Whatever else is at the door goes in the same pass.
+        while let Some(answered) = requests.try_join_next() {
+            back.push(unless_panicked(answered));
+        }
+        while lanes_open && leaving.len() < MOST_AT_ONCE {
+            match door.try_recv() {
+                Ok(card) => leaving.push(card),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => lanes_open = false,
+            }
+        }
         // A run that is stopping lets nothing more out.
         if shared.control.stopping().is_cancelled() {
             refuse_all(leaving.drain(..), &shared).await;
         }
-        out += pass(leaving, back, &back_door, &shared).await;
+        pass(&mut leaving, back, &mut requests, &shared).await;
     }
 }
 
-/// One pass of the door: the ledger records `back` and decides `leaving`;
-/// returns how many cards it let out.
+/// A card's way back; a request that panicked is a bug, and stops the run
+/// as loudly as it can.
+fn unless_panicked(answered: Result<Back, JoinError>) -> Back {
+    match answered {
+        Ok(back) => back,
+        Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+    }
+}
+
+/// One pass of the door: the ledger records `back` and decides `leaving`
+/// (emptied); the cards it lets out start their requests in `requests`.
 async fn pass(
-    leaving: Vec<Leaving>,
+    leaving: &mut Vec<Leaving>,
     back: Vec<Back>,
-    back_door: &mpsc::UnboundedSender<AtTheDoor>,
+    requests: &mut JoinSet<Back>,
     shared: &Arc<Shared>,
-) -> usize {
+) {
     if leaving.is_empty() && back.is_empty() {
-        return 0;
+        return;
     }
     let now = Timestamp::now();
     let passing = Passing {
@@ -118,17 +121,15 @@ async fn pass(
         Err(error) => {
             let control = &shared.control;
             control.halt(format!("cannot record the messages in the ledger: {error}"));
-            refuse_all(leaving.into_iter(), shared).await;
-            return 0;
+            refuse_all(leaving.drain(..), shared).await;
+            return;
         }
     };
-    let mut let_out = 0;
-    for (Leaving { job, slot, lane }, claimed) in leaving.into_iter().zip(decided) {
+    for (Leaving { job, slot, lane }, claimed) in leaving.drain(..).zip(decided) {
         let outcome = match claimed {
             Claimed::Granted { left_at, resending } => {
                 let granted = send::Granted { left_at, resending };
-                send::start(job, slot, granted, &lane, shared, back_door.clone());
-                let_out += 1;
+                requests.spawn(send::send(job, slot, granted, lane, shared.clone()));
                 continue;
             }
             Claimed::Held(cause) => Outcome::held(&job, &lane.instance_id, cause),
@@ -151,7 +152,6 @@ async fn pass(
         drop(slot);
         written(outcome, shared).await;
     }
-    let_out
 }
 
 fn claim_of(card: &Leaving) -> Claim {

@@ -63,7 +63,6 @@ struct Shared {
     rules: Rules,
     outcomes: mpsc::Sender<Outcome>,
     control: Arc<RunControl>,
-    requests: TaskTracker,
 }
 
 /// Jobs queued per instance; small, so a stopped run leaves little to mark.
@@ -98,7 +97,6 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
         rules,
         outcomes: outcomes.clone(),
         control: control.clone(),
-        requests: TaskTracker::new(),
     });
     let ids: Vec<Arc<str>> = instances.iter().map(|id| Arc::from(id.as_str())).collect();
     let mut queues = Vec::new();
@@ -106,13 +104,7 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     // One door for every lane: cards leaving together, and answers coming
     // back together, are recorded in the ledger together.
     let (door, at_the_door) = mpsc::unbounded_channel();
-    let lanes_done = tokio_util::sync::CancellationToken::new();
-    let door_task = tokio::spawn(leaving::run_door(
-        at_the_door,
-        door.clone(),
-        lanes_done.clone(),
-        shared.clone(),
-    ));
+    let door_task = tokio::spawn(leaving::run_door(at_the_door, shared.clone()));
     let lane_tasks = TaskTracker::new();
     for id in &ids {
         let (queue, queued) = mpsc::channel(LANE_QUEUE);
@@ -143,14 +135,11 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     drop(queues);
     drop(door);
     lane_tasks.wait().await;
-    lanes_done.cancel();
     if let Err(failed) = door_task.await {
         if failed.is_panic() {
             std::panic::resume_unwind(failed.into_panic());
         }
     }
-    shared.requests.close();
-    shared.requests.wait().await;
 }
 
 /// Picks the instance for a recipient by rendezvous hashing of the

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info, warn};
 
 use super::control::{LaneHealth, RunControl};
-use super::leaving::{written, AtTheDoor, Back};
+use super::leaving::Back;
 use super::{turns, Shared};
 use crate::api::{ContactMessage, Queued, SendError};
 use crate::ledger::Settled;
@@ -26,31 +26,15 @@ pub(super) struct Granted {
     pub resending: bool,
 }
 
-/// Starts the request of a card the ledger let out, in its slot; its answer
-/// goes back through the door.
-pub(super) fn start(
-    job: Job,
-    slot: OwnedSemaphorePermit,
-    granted: Granted,
-    lane: &Arc<LaneHealth>,
-    shared: &Arc<Shared>,
-    back_door: mpsc::UnboundedSender<AtTheDoor>,
-) {
-    let (lane, shared) = (lane.clone(), shared.clone());
-    shared
-        .clone()
-        .requests
-        .spawn(send(job, slot, granted, lane, shared, back_door));
-}
-
-async fn send(
+/// Sends a card the ledger let out, in its slot; returns it on its way
+/// back to the door, with its line and its record.
+pub(super) async fn send(
     job: Job,
     slot: OwnedSemaphorePermit,
     granted: Granted,
     lane: Arc<LaneHealth>,
     shared: Arc<Shared>,
-    back_door: mpsc::UnboundedSender<AtTheDoor>,
-) {
+) -> Back {
     let outcome = send_with_retries(&shared, &job, &lane).await;
     match outcome.status {
         Status::Sent => {
@@ -68,17 +52,10 @@ async fn send(
         left_at: granted.left_at,
         answer: answer_of(&outcome, granted),
     };
-    let back = Back {
+    Back {
         settled,
         outcome,
         slot,
-    };
-    // The door takes it back until its last card is back; should it be
-    // gone, the line still reaches the results file.
-    if let Err(refused) = back_door.send(AtTheDoor::Back(Box::new(back))) {
-        if let AtTheDoor::Back(back) = refused.0 {
-            written(back.outcome, &shared).await;
-        }
     }
 }
 

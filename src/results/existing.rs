@@ -11,7 +11,7 @@ use std::path::Path;
 use jiff::Timestamp;
 use tracing::warn;
 
-use super::journal::{self, Left};
+use super::journal;
 use super::{paths, Dialect, Header, Kind, LineFormat, ResultsError, ResultsWriter};
 use crate::types::Status;
 
@@ -26,13 +26,11 @@ pub struct Opened {
     pub earlier: Option<Earlier>,
 }
 
-/// What a results file held when a run began.
+/// A results file that was there when a run began: its lines are read
+/// again only where the ledger lacks an answer ([`earlier_lines`]).
 #[derive(Debug, Clone)]
 pub struct Earlier {
     pub dialect: Dialect,
-    pub header: Header,
-    /// The journal of a run killed while it wrote the file.
-    pub left: Option<Left>,
 }
 
 /// Opens the results file of `campaign` to add this run's lines after the
@@ -60,10 +58,11 @@ pub fn open_existing(
     paths::lock_results(&file, path)?;
     let (dialect, header) = check_is_ours(&mut file, path, kind, campaign)?;
 
-    let left = journal::read_left(path).map_err(io_error)?;
-    let mut length = match &left {
-        Some(_) => cut_partial_line(&mut file).map_err(io_error)?,
-        None => end_last_line(&mut file).map_err(io_error)?,
+    // A journal says the run before was killed while writing the file.
+    let killed = journal::read_left(path).map_err(io_error)?.is_some();
+    let mut length = match killed {
+        true => cut_partial_line(&mut file).map_err(io_error)?,
+        false => end_last_line(&mut file).map_err(io_error)?,
     };
     if header == Header::Legacy {
         (file, length) = upgrade(path, file, dialect, campaign).map_err(io_error)?;
@@ -74,11 +73,7 @@ pub fn open_existing(
         writer: super::line_writer(io::BufWriter::new(file), dialect),
         lines: LineFormat::new(dialect, campaign),
         results_from: length,
-        earlier: Some(Earlier {
-            dialect,
-            header,
-            left,
-        }),
+        earlier: Some(Earlier { dialect }),
     })
 }
 

@@ -21,6 +21,41 @@ use interacto_bulk::api::{MockOptions, MockServer};
 
 pub const API_KEY: &str = "test-key-5f2c9a81d0e4";
 
+/// Where a test's ledger is: the tests of what runs share run on both.
+#[derive(Clone, Copy)]
+pub enum Store {
+    Sqlite,
+    Postgres,
+}
+
+impl Store {
+    /// A new, empty ledger: a file in `work`, or a database of its own.
+    pub async fn ledger(self, work: &Workspace) -> String {
+        match self {
+            Store::Sqlite => format!("sqlite://{}", work.path("ledger.db").display()),
+            Store::Postgres => crate::pg::database().await,
+        }
+    }
+}
+
+/// Each test, once on each store: `async fn name(store: Store)` becomes
+/// `name::sqlite` and `name::postgres`.
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                super::$test($crate::common::Store::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                super::$test($crate::common::Store::Postgres).await
+            }
+        }
+    )*};
+}
+
 /// The embedded mock on a free port of 127.0.0.1, keeping every request.
 pub async fn embedded(options: MockOptions) -> MockServer {
     let options = MockOptions {
@@ -185,6 +220,20 @@ impl Workspace {
         finish(self.command(args, env)).await
     }
 
+    /// Runs the binary here with the test key, its wall clock moved by
+    /// `shift` (libfaketime's `+25h`): "the next day" for the binary, while
+    /// its monotonic clock, and this test's servers, keep real time.
+    pub async fn run_later(&self, shift: &str, args: &[&str]) -> Output {
+        let mut command = self.sealed(FAKETIME);
+        command
+            .args(["-f", shift, env!("CARGO_BIN_EXE_interacto-bulk")])
+            .args(args)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .env("NO_COLOR", "1")
+            .env("INTERACTO_API_KEY", API_KEY);
+        finish(command).await
+    }
+
     /// Runs `send campaign.csv --config <config>` with `extra` flags.
     pub async fn send(&self, config: impl AsRef<Path>, extra: &[&str]) -> Output {
         let config = config.as_ref().to_str().expect("test paths are UTF-8");
@@ -215,6 +264,10 @@ impl Workspace {
         read_results(&self.path(name))
     }
 }
+
+/// libfaketime's wrapper, from Debian's `faketime` package (`.ci/run`
+/// installs it where missing).
+const FAKETIME: &str = "/usr/bin/faketime";
 
 /// Runs `command` to its end, within a minute.
 pub async fn finish(mut command: Command) -> Output {

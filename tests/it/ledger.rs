@@ -5,42 +5,9 @@
 
 use std::time::Duration;
 
-use crate::common::{self, code, embedded, stderr, stdout, Config, Workspace, API_KEY};
+use crate::common::{self, code, embedded, stderr, stdout, Config, Store, Workspace, API_KEY};
 use crate::pg;
 use interacto_bulk::api::MockOptions;
-
-#[derive(Clone, Copy)]
-enum Store {
-    Sqlite,
-    Postgres,
-}
-
-impl Store {
-    /// A new, empty ledger: a file in `work`, or a database of its own.
-    async fn ledger(self, work: &Workspace) -> String {
-        match self {
-            Store::Sqlite => format!("sqlite://{}", work.path("ledger.db").display()),
-            Store::Postgres => pg::database().await,
-        }
-    }
-}
-
-/// Each test, once on each store.
-macro_rules! on_both_stores {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[tokio::test(flavor = "multi_thread")]
-            async fn sqlite() {
-                super::$test(super::Store::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn postgres() {
-                super::$test(super::Store::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_stores!(
     three_runs_at_once_share_one_daily_cap_exactly,

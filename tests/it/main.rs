@@ -2,6 +2,7 @@
 //! the library against servers on 127.0.0.1, each test in temporary
 //! directories and every spawned binary in a cleared environment.
 
+#[macro_use]
 mod common;
 mod contract;
 mod documentation;
@@ -14,6 +15,7 @@ mod campaign_state;
 mod cli;
 mod instances;
 mod ledger;
+mod memory;
 mod mock_api;
 mod pg;
 mod phones;

@@ -1,0 +1,585 @@
+//! A campaign's one memory: what its runs sent is remembered in the ledger
+//! by recipient key, on both stores, and holds over the campaign's life —
+//! two results files, a lost one, a re-export with new leads on top, a file
+//! a spreadsheet saved, a rehearsal before the real send, the next day (the
+//! binary's clock moved with libfaketime). What reached the server is
+//! counted, not what a file claims.
+
+use std::collections::HashMap;
+
+use std::time::Duration;
+
+use crate::common::{
+    self, code, count, embedded, queued_per_recipient, statuses, stderr, stdout, summary_json,
+    wait_for, Config, Store, Workspace, API_KEY,
+};
+use crate::pg;
+use interacto_bulk::api::MockOptions;
+
+on_both_stores!(
+    two_results_files_of_one_campaign_never_send_a_card_twice_not_even_the_next_day,
+    a_lost_results_file_is_rebuilt_and_the_next_day_nothing_is_sent_again,
+    new_leads_on_top_of_a_re_export_each_get_their_own_line_and_nobody_gets_two,
+    a_results_file_saved_without_its_final_line_end_keeps_its_last_line,
+    a_rehearsal_never_passes_for_the_real_send,
+    rows_never_to_be_sent_complete_the_campaign_unless_strict,
+    a_repeat_of_another_campaigns_card_is_never_sent_not_even_the_next_day,
+    a_campaign_is_sent_again_on_purpose_under_a_new_name,
+    after_kill_9_at_concurrency_8_no_more_than_8_rows_are_in_doubt,
+);
+
+/// A quick config whose ledger is `url`.
+fn with_ledger(base_url: &str, url: &str) -> Config {
+    Config::fast(base_url).set("ledger.url", &format!("{url:?}"))
+}
+
+/// A day and an hour later, for the binary's clock.
+const NEXT_DAY: &str = "+25h";
+
+/// The message id of each recipient's SENT line.
+fn sent_ids(results: &[HashMap<String, String>]) -> HashMap<String, String> {
+    results
+        .iter()
+        .filter(|line| line["status"] == "SENT")
+        .map(|line| (line["to"].clone(), line["message_id"].clone()))
+        .collect()
+}
+
+async fn two_results_files_of_one_campaign_never_send_a_card_twice_not_even_the_next_day(
+    store: Store,
+) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    work.write("campaign.csv", &common::campaign(2));
+
+    let output = work.send(&config, &["--out", "a.csv"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    // A second cron line, or a new --out after a lost file: the same campaign.
+    let output = work.send(&config, &["--out", "b.csv"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 2);
+    let (a, b) = (work.results("a.csv"), work.results("b.csv"));
+    assert_eq!(count(&b, "SENT"), 2, "{b:?}");
+    assert_eq!(
+        sent_ids(&a),
+        sent_ids(&b),
+        "the report names the cards that went"
+    );
+
+    // The next day, long past any 24-hour window.
+    for out in ["b.csv", "c.csv"] {
+        let resume = match out {
+            "b.csv" => vec!["--resume"],
+            _ => vec![],
+        };
+        let mut args = vec!["send", "campaign.csv", "--config", &config, "--out", out];
+        args.extend(resume);
+        let output = work.run_later(NEXT_DAY, &args).await;
+        assert_eq!(code(&output), 0, "{out}: {}", stderr(&output));
+        assert_eq!(sent_ids(&work.results(out)), sent_ids(&a));
+    }
+    assert_eq!(server.accepted(), 2, "two requests for two rows, ever");
+}
+
+async fn a_lost_results_file_is_rebuilt_and_the_next_day_nothing_is_sent_again(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    work.write("campaign.csv", &common::campaign(3));
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let first = work.results("campaign.results.csv");
+
+    std::fs::remove_file(work.path("campaign.results.csv")).unwrap();
+    let output = work
+        .run_later(
+            NEXT_DAY,
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                &config,
+                "--summary",
+                "json",
+            ],
+        )
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 3, "nothing sent again");
+    let summary = summary_json(&output);
+    assert_eq!(summary["counts"]["SKIPPED"], 3, "{summary}");
+    assert_eq!(summary["state"]["complete"], true);
+    let rebuilt = work.results("campaign.results.csv");
+    for (before, after) in first.iter().zip(&rebuilt) {
+        for column in [
+            "row",
+            "to",
+            "status",
+            "message_id",
+            "instance_id",
+            "finished_at",
+        ] {
+            assert_eq!(before[column], after[column], "{column}");
+        }
+    }
+}
+
+async fn new_leads_on_top_of_a_re_export_each_get_their_own_line_and_nobody_gets_two(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(
+        &with_ledger(&server.base_url(), &store.ledger(&work).await)
+            .set("schedule.daily_cap", "6")
+            .set("schedule.timezone", "\"UTC\""),
+    );
+    // Tonight's export: ten leads. The cap stops the run after six.
+    let leads = common::campaign(13);
+    let mut lines: Vec<&str> = leads.lines().collect();
+    let header = lines.remove(0);
+    let (new_leads, old_leads) = lines.split_at(3);
+    work.write(
+        "campaign.csv",
+        &format!("{header}\n{}\n", old_leads.join("\n")),
+    );
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 5, "stopped by the cap: {}", stderr(&output));
+    assert_eq!(server.accepted(), 6);
+    let first = sent_ids(&work.results("campaign.results.csv"));
+
+    // Tomorrow's re-export has three new leads on top: every row moves down.
+    let reexport = [new_leads, old_leads].concat();
+    work.write(
+        "campaign.csv",
+        &format!("{header}\n{}\n", reexport.join("\n")),
+    );
+    let output = work
+        .run_later(
+            NEXT_DAY,
+            &["send", "campaign.csv", "--config", &config, "--resume"],
+        )
+        .await;
+
+    assert_eq!(code(&output), 5, "the next day's cap: {}", stderr(&output));
+    let output = work
+        .run_later(
+            "+49h",
+            &["send", "campaign.csv", "--config", &config, "--resume"],
+        )
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let queued = queued_per_recipient(&server);
+    assert_eq!(queued.len(), 13, "every lead reached: {queued:?}");
+    assert!(queued.values().all(|times| *times == 1), "{queued:?}");
+    let results = work.results("campaign.results.csv");
+    assert_eq!(
+        results.len(),
+        13,
+        "one line per row of the campaign as it is now"
+    );
+    for line in &results {
+        let row: usize = line["row"].parse().unwrap();
+        let own = reexport[row - 2];
+        assert!(
+            own.starts_with(&format!(
+                "+55 11 9{}-{}",
+                &line["to"][5..9],
+                &line["to"][9..]
+            )),
+            "each line names its own row's person: {line:?}, row {row}: {own}"
+        );
+        assert_eq!(line["status"], "SENT", "{line:?}");
+    }
+    let ids = sent_ids(&results);
+    for (to, id) in &first {
+        assert_eq!(&ids[to], id, "a card sent on the first night keeps its id");
+    }
+}
+
+async fn a_results_file_saved_without_its_final_line_end_keeps_its_last_line(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    work.write("campaign.csv", &common::campaign(3));
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let first = work.results("campaign.results.csv");
+    // As Google Sheets' CSV download, or a script's "\n".join, saves it.
+    let path = work.path("campaign.results.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.trim_end()).unwrap();
+
+    for shift in ["+0", NEXT_DAY] {
+        let output = work
+            .run_later(
+                shift,
+                &["send", "campaign.csv", "--config", &config, "--resume"],
+            )
+            .await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert!(
+            !stderr(&output).contains("cut"),
+            "a complete line is not a crash remnant: {}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(server.accepted(), 3, "nothing sent again");
+    assert_eq!(work.results("campaign.results.csv"), first);
+}
+
+async fn a_rehearsal_never_passes_for_the_real_send(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    work.write("campaign.csv", &common::campaign(4));
+
+    let output = work.send(&config, &["--mock"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let rehearsal = std::fs::read_to_string(work.path("campaign.mock.csv")).unwrap();
+    assert!(
+        rehearsal.starts_with("rehearsal,row,key,"),
+        "the file says it is a rehearsal: {rehearsal}"
+    );
+    assert_eq!(server.requests(), 0, "a rehearsal never reaches the API");
+
+    // The real send: the rehearsal entered nothing in the campaign's memory.
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 4, "every card really went");
+
+    // A real run never carries on from a rehearsal's file.
+    let output = work
+        .send(&config, &["--resume", "--out", "campaign.mock.csv"])
+        .await;
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("rehearsal"),
+        "says why: {}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.path("campaign.mock.csv")).unwrap(),
+        rehearsal,
+        "the rehearsal's file is untouched"
+    );
+    assert_eq!(server.accepted(), 4);
+}
+
+async fn rows_never_to_be_sent_complete_the_campaign_unless_strict(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let output = work
+        .run_with_env(
+            &["suppress", "add", "+55 11 98000-0001", "--config", &config],
+            &[],
+        )
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    // Two to send, one opted out, one repeat of a row, one invalid phone.
+    work.write(
+        "campaign.csv",
+        &format!(
+            "{}+55 11 98000-0000,Again,+55 11 3003-4000\n(21) 1234-5,Bad,+55 11 3003-4000\n",
+            common::campaign(3)
+        ),
+    );
+
+    let output = work.send(&config, &["--summary", "json"]).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let summary = summary_json(&output);
+    let state = &summary["state"];
+    assert_eq!(state["complete"], true, "{summary}");
+    assert_eq!(
+        (state["sent"].clone(), state["never"].clone()),
+        (2.into(), 3.into())
+    );
+    for status in ["SUPPRESSED", "DUPLICATE", "INVALID"] {
+        assert_eq!(state["counts"][status], 1, "{status}: {summary}");
+    }
+    assert!(summary["next_step"].as_str().unwrap().contains("1 INVALID"));
+    assert_eq!(server.accepted(), 2);
+
+    // Every later run of it is complete too; with --strict, not.
+    let output = work.send(&config, &["--resume"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = work.send(&config, &["--resume", "--strict"]).await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 2);
+}
+
+async fn a_repeat_of_another_campaigns_card_is_never_sent_not_even_the_next_day(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    work.write("campaign.csv", &common::campaign(2));
+    work.write("other.csv", &common::campaign(2));
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    let other = ["send", "other.csv", "--config", &config];
+    let output = work.run(&other).await;
+    assert_eq!(code(&output), 0, "a repeat is final: {}", stderr(&output));
+    assert_eq!(count(&work.results("other.results.csv"), "DUPLICATE"), 2);
+
+    // The next day the 24 hours are over, but the repeat stays a repeat.
+    let resume = [&other[..], &["--resume"]].concat();
+    let output = work.run_later(NEXT_DAY, &resume).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(count(&work.results("other.results.csv"), "DUPLICATE"), 2);
+    assert_eq!(server.accepted(), 2);
+}
+
+async fn a_campaign_is_sent_again_on_purpose_under_a_new_name(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    work.write("campaign.csv", &common::campaign(2));
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    let again = |name: &'static str| {
+        [
+            "send",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--campaign",
+            name,
+            "--out",
+            "again.csv",
+            "--overwrite",
+        ]
+        .map(str::to_string)
+    };
+    let output = work
+        .run(&again("campaign").each_ref().map(String::as_str))
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 2, "the same name: nothing goes again");
+
+    let output = work
+        .run_later(
+            NEXT_DAY,
+            &again("campaign, again").each_ref().map(String::as_str),
+        )
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(
+        server.accepted(),
+        4,
+        "a new name, the next day: every card again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_campaigns_results_file_is_refused_and_left_alone() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()));
+    work.write("campaign.csv", &common::campaign(2));
+    work.write("other.csv", &common::campaign(3));
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let before = std::fs::read(work.path("campaign.results.csv")).unwrap();
+
+    let output = work
+        .run(&[
+            "send",
+            "other.csv",
+            "--config",
+            &config,
+            "--resume",
+            "--out",
+            "campaign.results.csv",
+        ])
+        .await;
+
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("the results file of the campaign `campaign`, not of `other`"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read(work.path("campaign.results.csv")).unwrap(),
+        before
+    );
+    assert_eq!(server.accepted(), 2, "nothing sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_named_after_a_dated_export_says_how_to_name_it() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()));
+    work.write("leads-2026-11-30.csv", &common::campaign(1));
+
+    let output = work
+        .run(&["validate", "leads-2026-11-30.csv", "--config", &config])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains("ends in a date") && said.contains("--campaign NAME"),
+        "{said}"
+    );
+    let output = work
+        .run(&[
+            "validate",
+            "leads-2026-11-30.csv",
+            "--config",
+            &config,
+            "--campaign",
+            "leads",
+            "--overwrite",
+        ])
+        .await;
+    assert!(
+        !stderr(&output).contains("ends in a date"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+async fn after_kill_9_at_concurrency_8_no_more_than_8_rows_are_in_doubt(store: Store) {
+    // Answers take a moment, so that eight requests are in flight at a time.
+    let server = embedded(MockOptions {
+        latency: Duration::from_millis(20),
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.config(
+        &with_ledger(&server.base_url(), &store.ledger(&work).await)
+            .set("pacing.rate", "\"100000/s\"")
+            .set("pacing.burst", "1000")
+            .set("pacing.concurrency", "8"),
+    );
+    let rows = 800;
+    work.write("campaign.csv", &common::campaign(rows));
+    let mut child = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    wait_for("a couple of hundred messages", || server.accepted() >= 200).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    // Let the server answer what the killed run had in flight.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reached = server.accepted();
+
+    let output = work.send(&config, &["--resume", "--summary", "json"]).await;
+
+    let summary = summary_json(&output);
+    let in_doubt = summary["state"]["counts"]["UNKNOWN"].as_u64().unwrap();
+    assert!(
+        in_doubt <= 8,
+        "{in_doubt} rows in doubt: {}",
+        stderr(&output)
+    );
+    let results = work.results("campaign.results.csv");
+    let counts = statuses(&results);
+    assert_eq!(
+        counts["SENT"] + counts.get("UNKNOWN").copied().unwrap_or(0),
+        rows,
+        "{counts:?}"
+    );
+    let queued = queued_per_recipient(&server);
+    for line in &results {
+        let times = queued.get(&line["to"]).copied().unwrap_or(0);
+        match line["status"].as_str() {
+            "SENT" => assert_eq!(times, 1, "{line:?}"),
+            // In flight at the kill: it may or may not have arrived, and
+            // either is right, as long as it was not sent again.
+            _ => assert!(times <= 1, "{line:?}"),
+        }
+    }
+    assert!(server.accepted() > reached, "the resume sent the rest");
+}
+
+/// What the ledger's loss mid-run must leave, once a resume has run: every
+/// card sent exactly once, none called a repeat of itself.
+fn every_card_went_once(server: &interacto_bulk::api::MockServer, work: &Workspace, rows: usize) {
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), rows, "one line per row");
+    assert_eq!(count(&results, "DUPLICATE"), 0, "no card is its own repeat");
+    assert_eq!(count(&results, "SENT"), rows, "{:?}", statuses(&results));
+    let queued = queued_per_recipient(server);
+    assert_eq!(queued.len(), rows, "every recipient reached");
+    assert!(
+        queued.values().all(|times| *times == 1),
+        "a card went twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_lost_mid_run_then_a_resume_sends_every_card_once() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = pg::database().await;
+    let config =
+        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"50/s\""));
+    let rows = 60;
+    work.write("campaign.csv", &common::campaign(rows));
+    let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    wait_for("a few messages", || server.accepted() >= 10).await;
+
+    // What a restart of the server does to the run: its connection ends.
+    pg::cut_off(&ledger).await;
+    let output = common::ended(run).await;
+    assert_eq!(code(&output), 3, "the run halts: {}", stderr(&output));
+    let output = work.send(&config, &["--resume"]).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    every_card_went_once(&server, &work, rows);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_out_of_space_mid_run_then_a_resume_sends_every_card_once() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let full = work.path("full");
+    std::fs::create_dir(&full).unwrap();
+    let ledger = format!("sqlite://{}/ledger.db", full.display());
+    let config =
+        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"50/s\""));
+    let rows = 60;
+    work.write("campaign.csv", &common::campaign(rows));
+    // In a mount namespace of its own, the ledger's folder is a small
+    // tmpfs; once a few lines are written it is filled to the last byte,
+    // then emptied again for the resume.
+    let script = format!(
+        r#"set -u
+        mount -t tmpfs -o size=4m tmpfs "{full}" || exit 97
+        "{bin}" send campaign.csv --config "{config}" & run=$!
+        until [ "$(wc -l < campaign.results.csv 2>/dev/null || echo 0)" -ge 12 ]; do sleep 0.02; done
+        dd if=/dev/zero of="{full}/filler" bs=4k 2>/dev/null
+        wait $run; echo "first=$?"
+        rm "{full}/filler"
+        "{bin}" send campaign.csv --config "{config}" --resume; echo "second=$?""#,
+        full = full.display(),
+        bin = env!("CARGO_BIN_EXE_interacto-bulk"),
+    );
+    let mut command = work.sealed("/usr/bin/unshare");
+    command
+        .args(["--mount", "--map-root-user", "/bin/sh", "-c", &script])
+        .env("INTERACTO_API_KEY", API_KEY)
+        .env("NO_COLOR", "1");
+
+    let output = common::finish(command).await;
+
+    let said = stdout(&output);
+    assert!(
+        said.contains("first=3"),
+        "the run halts on a full disk: {said}\n{}",
+        stderr(&output)
+    );
+    assert!(
+        said.contains("second=0"),
+        "the resume completes: {said}\n{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("ledger"), "{}", stderr(&output));
+    every_card_went_once(&server, &work, rows);
+}
