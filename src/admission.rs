@@ -8,24 +8,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::pacing::nanos;
-use crate::types::{Cause, Fate, Remembered, Suppression};
+use crate::types::{Cause, Facts, Fate};
 
 /// How long the same card to the same recipient counts as a repeat.
 pub const SAME_CARD_WINDOW: Duration = Duration::from_secs(24 * 3600);
-
-/// What the ledger knows that bears on one row.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Facts {
-    /// The campaign's record of the row's key.
-    pub remembered: Option<Remembered>,
-    /// The recipient's entry on the suppression list.
-    pub suppressed: Option<Suppression>,
-    /// When the same card (recipient and card phone) last went, by any
-    /// campaign, nanoseconds since 1970.
-    pub same_card_at: Option<i64>,
-    /// When any card last went to the recipient (only read with a cooldown).
-    pub last_reached: Option<i64>,
-}
 
 /// The rules a run admits rows by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -139,6 +125,7 @@ pub fn admit_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{Remembered, Suppression};
 
     const HOUR: i64 = 3_600_000_000_000;
     const NOW: i64 = 1_000 * HOUR;

@@ -240,6 +240,7 @@ pub fn check(
                 country: to.country,
                 landline: to.landline,
             },
+            as_read: None,
         }),
         _ => Err(problems.0),
     }

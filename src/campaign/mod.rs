@@ -19,6 +19,7 @@ use std::sync::Arc;
 use csv::ByteRecord;
 use tracing::{debug, info};
 
+pub use checking::BATCH_ROWS;
 pub use columns::{Column, Layout, LayoutError};
 pub use fields::Card;
 pub use input::{DelimiterChoice, EncodingChoice, TextEncoding};

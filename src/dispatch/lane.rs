@@ -1,7 +1,8 @@
 //! One instance's loop, step by step: take the next job, wait for the send
 //! window, book its turn on the number's clock in the ledger, wait for the
-//! turn and a request slot, and hand it to the door ([`super::leaving`]).
-//! A job the loop does not hand on gets its line.
+//! turn and a place in the pipeline, and hand it to the door
+//! ([`super::leaving`]), where it waits for a request slot. A job the loop
+//! does not hand on gets its line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +69,7 @@ impl Gates {
 }
 
 /// One instance's loop: books turns on the number's clock, waits for each
-/// and a request slot, then hands the job to the door.
+/// and a place in the pipeline, then hands the job to the door.
 pub(super) async fn run_lane(
     mut queued: mpsc::Receiver<Job>,
     door: mpsc::UnboundedSender<Leaving>,
@@ -170,8 +171,9 @@ fn booking_batch(first: Job, waiting: &mut Vec<Job>, shared: &Shared) -> Vec<Job
     batch
 }
 
-/// Sends each job through the door at its turn, with a request slot. The
-/// jobs not sent through, when the run or the instance stops, come back.
+/// Sends each job through the door at its turn, with a place in the
+/// pipeline. The jobs not sent through, when the run or the instance stops,
+/// come back.
 async fn send_at_turns(
     mut booked: impl Iterator<Item = (Job, Instant)>,
     door: &mpsc::UnboundedSender<Leaving>,
@@ -180,17 +182,17 @@ async fn send_at_turns(
 ) -> Result<(), Vec<Job>> {
     while let Some((job, turn)) = booked.next() {
         let at_once = match turn <= Instant::now() {
-            true => shared.in_flight.clone().try_acquire_owned().ok(),
+            true => shared.pipeline.clone().try_acquire_owned().ok(),
             false => None,
         };
-        let slot = match at_once {
-            Some(slot) => Some(slot),
-            None => slot_at(turn, lane, shared).await,
+        let permit = match at_once {
+            Some(permit) => Some(permit),
+            None => place_at(turn, lane, shared).await,
         };
-        let left = match slot {
-            Some(slot) => {
+        let left = match permit {
+            Some(permit) => {
                 let lane = lane.clone();
-                match door.send(Leaving { job, slot, lane }) {
+                match door.send(Leaving { job, permit, lane }) {
                     Ok(()) => continue,
                     Err(closed) => closed.0.job,
                 }
@@ -204,9 +206,10 @@ async fn send_at_turns(
     Ok(())
 }
 
-/// Waits for `turn`, then a request slot: a job waiting for its turn must
-/// not hold one. `None` when the run stops or the instance leaves rotation.
-async fn slot_at(
+/// Waits for `turn`, then a place in the pipeline: a job waiting for its
+/// turn must not hold one. `None` when the run stops or the instance leaves
+/// rotation.
+async fn place_at(
     turn: Instant,
     lane: &LaneHealth,
     shared: &Shared,
@@ -221,7 +224,7 @@ async fn slot_at(
             if turn > Instant::now() {
                 tokio::time::sleep_until(turn).await;
             }
-            shared.in_flight.clone().acquire_owned().await.expect("the semaphore is never closed")
+            shared.pipeline.clone().acquire_owned().await.expect("the semaphore is never closed")
         } => Some(permit),
     }
 }

@@ -55,9 +55,13 @@ struct Shared {
     gates: Gates,
     client: Arc<ApiClient>,
     pace: Pace,
-    /// Request slots, `concurrency` of them: a card holds one from the
-    /// door to its answer's record, so no more than that are ever in doubt.
-    in_flight: Arc<Semaphore>,
+    /// Request slots: a card holds one from the door to its answer's
+    /// record, so no more than that are ever in doubt.
+    concurrency: usize,
+    /// Cards past their turn and not yet answered: `PIPELINE_DEPTH` times
+    /// `concurrency`. While some wait for their answers, the next wait at
+    /// the door, to leave as slots free.
+    pipeline: Arc<Semaphore>,
     ledger: Arc<Ledger>,
     campaign: Arc<str>,
     rules: Rules,
@@ -67,6 +71,11 @@ struct Shared {
 
 /// Jobs queued per instance; small, so a stopped run leaves little to mark.
 const LANE_QUEUE: usize = 64;
+
+/// How many cards may be past their turn and not yet answered, for each
+/// request slot: while some wait for their answers, the next wait at the
+/// door, so that a slot freed is taken again in the pass that frees it.
+const PIPELINE_DEPTH: usize = 4;
 
 /// Sends every job from `jobs` through the instance it is assigned to, at
 /// most `concurrency` requests in flight overall. Jobs of an instance taken
@@ -91,7 +100,10 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
         gates,
         client,
         pace,
-        in_flight: Arc::new(Semaphore::new(concurrency.get())),
+        concurrency: concurrency.get(),
+        pipeline: Arc::new(Semaphore::new(
+            concurrency.get().saturating_mul(PIPELINE_DEPTH),
+        )),
         ledger,
         campaign: Arc::from(campaign),
         rules,

@@ -26,11 +26,11 @@ pub(super) struct Granted {
     pub resending: bool,
 }
 
-/// Sends a card the ledger let out, in its slot; returns it on its way
-/// back to the door, with its line and its record.
+/// Sends a card the ledger let out; returns it on its way back to the door,
+/// with its line and its record.
 pub(super) async fn send(
     job: Job,
-    slot: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     granted: Granted,
     lane: Arc<LaneHealth>,
     shared: Arc<Shared>,
@@ -55,7 +55,7 @@ pub(super) async fn send(
     Back {
         settled,
         outcome,
-        slot,
+        permit,
     }
 }
 

@@ -1,9 +1,10 @@
 //! The ledger: what every run must know, shared by every run that points at
 //! it — a SQLite file on one machine (the default), or a PostgreSQL database
-//! for several. It holds each campaign's memory (the fate of every card, by
-//! recipient key: the one record of what was sent), the cards that went to
-//! each recipient (for the same card within a day, and the cooldown), the
-//! suppression list, each number's clock (every run through the number
+//! for several. It holds every card let out, by recipient, card and
+//! campaign (`sends`): each campaign's memory (the fate of its cards, by
+//! recipient key: the one record of what was sent), and what went to each
+//! recipient (for the same card within a day, and the cooldown); the
+//! suppression list; each number's clock (every run through the number
 //! books its turns there, so together they keep its pace) and its daily
 //! count (taken in the same atomic step that lets a card leave, so no two
 //! runs can both take the last one).
@@ -20,10 +21,10 @@ use std::fmt;
 
 use jiff::civil::Date;
 
-use crate::admission::{self, Admission, Card, Facts, Rules};
+use crate::admission::{self, Admission, Card, Rules};
 use crate::pacing::Pace;
 use crate::schedule::DailyCap;
-use crate::types::{Cause, Fate, Remembered, Suppression};
+use crate::types::{AsRead, Cause, Facts, Fate, Remembered, Suppression};
 
 pub use settings::{LedgerSettings, LedgerUrl};
 
@@ -69,6 +70,9 @@ pub struct Claim {
     pub to: String,
     pub card_phone: String,
     pub instance_id: String,
+    /// What the admission step read of it: still true at the door if no
+    /// other run wrote to the ledger since.
+    pub as_read: Option<Box<AsRead>>,
 }
 
 /// What became of a card that was let out at `left_at`.
@@ -134,15 +138,20 @@ impl Ledger {
 
     /// What the ledger knows that bears on each row of `campaign`, for the
     /// admission step; the recipients' last contact only `with_cooldown`.
+    /// With the facts, the ledger's epoch as they were read, where the store
+    /// can tell when another run writes to it (SQLite): then a pass that
+    /// finds the epoch unchanged takes them as they are.
     pub async fn facts(
         &self,
         campaign: &str,
         lookups: Vec<Lookup>,
         with_cooldown: bool,
-    ) -> Result<Vec<Facts>, LedgerError> {
+    ) -> Result<(Vec<Facts>, Option<u64>), LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.facts(campaign, lookups, with_cooldown).await,
-            Ledger::Postgres(store) => store.facts(campaign, lookups, with_cooldown).await,
+            Ledger::Postgres(store) => {
+                Ok((store.facts(campaign, lookups, with_cooldown).await?, None))
+            }
         }
     }
 
@@ -204,11 +213,21 @@ impl Ledger {
         }
     }
 
-    /// Whether the ledger remembers anything of `campaign`.
-    pub async fn knows_campaign(&self, campaign: &str) -> Result<bool, LedgerError> {
+    /// Whether `campaign` sent through this ledger before: a campaign new to
+    /// the ledger learns what it sent from its results file, then meets it.
+    pub async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
         match self {
-            Ledger::Sqlite(store) => store.knows_campaign(campaign).await,
-            Ledger::Postgres(store) => store.knows_campaign(campaign).await,
+            Ledger::Sqlite(store) => store.knows(campaign).await,
+            Ledger::Postgres(store) => store.knows(campaign).await,
+        }
+    }
+
+    /// Notes that `campaign` sends through this ledger.
+    pub async fn meet(&self, campaign: &str) -> Result<(), LedgerError> {
+        let now = now_nanos();
+        match self {
+            Ledger::Sqlite(store) => store.meet(campaign, now).await,
+            Ledger::Postgres(store) => store.meet(campaign, now).await,
         }
     }
 
@@ -315,14 +334,21 @@ const MIGRATIONS: &[&str] = &[
          sent_at BIGINT NOT NULL,
          PRIMARY KEY (recipient, card_phone)
      )",
-    // 6: each campaign's memory: the fate of every card it let out (or
-    //    found a repeat), by recipient key (types::Remembered).
-    "CREATE TABLE campaign_cards (
+    // 6: the campaigns that send through the ledger, from their first run.
+    "CREATE TABLE campaigns (
+         name TEXT NOT NULL PRIMARY KEY,
+         first_run_at BIGINT NOT NULL
+     )",
+    // 7: every card let out (or found a repeat), by recipient, card and
+    //    campaign: each campaign's memory of its rows (types::Remembered;
+    //    `key` is '' where it is `recipient:card_phone`), and what went to
+    //    each recipient. Times in nanoseconds since 1970.
+    "CREATE TABLE sends (
+         recipient TEXT NOT NULL,
+         card_phone TEXT NOT NULL,
          campaign TEXT NOT NULL,
          key TEXT NOT NULL,
          fate TEXT NOT NULL,
-         recipient TEXT NOT NULL,
-         card_phone TEXT NOT NULL,
          instance_id TEXT NOT NULL,
          message_id TEXT NOT NULL,
          api_status TEXT NOT NULL,
@@ -330,11 +356,83 @@ const MIGRATIONS: &[&str] = &[
          attempts BIGINT NOT NULL,
          left_at BIGINT NOT NULL,
          finished_at BIGINT NOT NULL,
-         PRIMARY KEY (campaign, key)
+         PRIMARY KEY (recipient, card_phone, campaign, key)
      )",
-    // 7: the cards in flight, found at once by the run that comes next.
-    "CREATE INDEX campaign_cards_leaving ON campaign_cards (campaign) WHERE fate = 'LEAVING'",
+    // 8: the cards in flight, found at once by the run that comes next.
+    "CREATE INDEX sends_leaving ON sends (campaign) WHERE fate = 'LEAVING'",
+    // 9: the rows of campaigns with a key column, by key.
+    "CREATE INDEX sends_by_key ON sends (campaign, key) WHERE key <> ''",
+    // 10: the cards of earlier versions, which knew no campaign.
+    "INSERT INTO sends (recipient, card_phone, campaign, key, fate, instance_id, message_id,
+         api_status, http_status, attempts, left_at, finished_at)
+     SELECT recipient, card_phone, '', '', 'SENT', instance_id, '', '', NULL, 1, sent_at, sent_at
+     FROM cards",
+    "DROP TABLE cards",
 ];
+
+/// [`Fate::went`] as SQL. (SQLite's statements write it out, to keep their
+/// text constant.)
+const WENT: &str = "fate IN ('LEAVING', 'SENT', 'UNKNOWN')";
+
+/// A row's key as `sends` keeps it: '' where it is `recipient:card_phone`
+/// (the key of every campaign without a key column), so that the row is
+/// found by its card alone.
+fn stored_key<'a>(key: &'a str, to: &str, card_phone: &str) -> &'a str {
+    let default = key
+        .strip_prefix(to)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .is_some_and(|rest| rest == card_phone);
+    match default {
+        true => "",
+        false => key,
+    }
+}
+
+/// A row's key from what `sends` keeps.
+fn key_of(stored: &str, to: &str, card_phone: &str) -> String {
+    match stored {
+        "" => format!("{to}:{card_phone}"),
+        key => key.to_string(),
+    }
+}
+
+/// A row of `sends`, as a store found it.
+#[derive(Debug, Clone)]
+struct Found {
+    campaign: String,
+    /// As `sends` keeps it.
+    key: String,
+    record: Remembered,
+}
+
+/// The facts of one row of `campaign` (its key as `sends` keeps it) from
+/// what a store found: the rows of its card, every campaign's; with a key
+/// column, the row of its key; the recipient's suppression entry, and
+/// their last card (with a cooldown).
+fn facts_of(
+    campaign: &str,
+    key: &str,
+    card_rows: Vec<Found>,
+    key_row: Option<Found>,
+    suppressed: Option<Suppression>,
+    last_reached: Option<i64>,
+) -> Facts {
+    let mut remembered = key_row.map(|row| row.record);
+    let mut same_card_at: Option<i64> = None;
+    for row in card_rows {
+        if row.campaign == campaign && row.key == key {
+            remembered = Some(row.record);
+        } else if row.record.fate.went() {
+            same_card_at = same_card_at.max(Some(row.record.left_at));
+        }
+    }
+    Facts {
+        remembered,
+        suppressed,
+        same_card_at,
+        last_reached,
+    }
+}
 
 /// The claims of one pass, admitted on the facts the store read for each
 /// (before the pass's own records): then the store takes from each number's
@@ -517,6 +615,7 @@ mod tests {
             to: to.into(),
             card_phone: "551130034000".into(),
             instance_id: instance.into(),
+            as_read: None,
         }
     }
 

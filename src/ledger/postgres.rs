@@ -12,13 +12,12 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::{
-    assemble, cap_for, now_nanos, within_cap, Admitted, CapTaken, Claim, Claimed, LedgerError,
-    Lookup, NumberRecord, Passing, Settled, MIGRATIONS,
+    assemble, cap_for, facts_of, key_of, now_nanos, stored_key, within_cap, Admitted, CapTaken,
+    Claim, Claimed, Found, LedgerError, Lookup, NumberRecord, Passing, Settled, MIGRATIONS, WENT,
 };
-use crate::admission::Facts;
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{Cause, Fate, Remembered, Suppression};
+use crate::types::{Cause, Facts, Fate, Remembered, Suppression};
 
 pub struct PostgresLedger {
     /// One connection; a transaction holds it for its few statements.
@@ -275,30 +274,43 @@ impl PostgresLedger {
         let client = self.client.lock().await;
         let rows = client
             .query(
-                &format!(
-                    "SELECT key, {REMEMBERED} FROM campaign_cards
-                     WHERE campaign = $1 AND fate = 'LEAVING'"
-                ),
+                &format!("SELECT {SENDS} FROM sends WHERE campaign = $1 AND fate = 'LEAVING'"),
                 &[&campaign],
             )
             .await
             .map_err(|error| self.failed(&error))?;
         Ok(rows
             .iter()
-            .filter_map(|row| Some((row.get(0), remembered_from(row, 1)?)))
+            .map(|row| {
+                let Found { key, record, .. } = found_from(row, 0);
+                (key_of(&key, &record.to, &record.card_phone), record)
+            })
             .collect())
     }
 
-    pub async fn knows_campaign(&self, campaign: &str) -> Result<bool, LedgerError> {
+    pub async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
         let client = self.client.lock().await;
         let row = client
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM campaign_cards WHERE campaign = $1)",
+                "SELECT EXISTS (SELECT 1 FROM campaigns WHERE name = $1)",
                 &[&campaign],
             )
             .await
             .map_err(|error| self.failed(&error))?;
         Ok(row.get(0))
+    }
+
+    pub async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
+        let client = self.client.lock().await;
+        client
+            .execute(
+                "INSERT INTO campaigns (name, first_run_at) VALUES ($1, $2)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&campaign, &now],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(())
     }
 
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
@@ -322,80 +334,142 @@ impl PostgresLedger {
     }
 }
 
-/// The columns of a campaign's record, in [`remembered_from`]'s order.
-const REMEMBERED: &str = "fate, recipient, card_phone, instance_id, message_id, api_status, \
-                          http_status, attempts, left_at, finished_at";
+/// The columns of a row of `sends`, in [`found_from`]'s order.
+const SENDS: &str = "recipient, card_phone, campaign, key, fate, instance_id, message_id, \
+                     api_status, http_status, attempts, left_at, finished_at";
 
-/// A campaign's record from the [`REMEMBERED`] columns, from column `first`
-/// on; `None` where the row has none (a left join found nothing).
-fn remembered_from(row: &Row, first: usize) -> Option<Remembered> {
-    let fate: Option<String> = row.get(first);
-    Some(Remembered {
-        fate: Fate::parse(&fate?).unwrap_or(Fate::Unknown),
-        to: row.get(first + 1),
-        card_phone: row.get(first + 2),
-        instance_id: row.get(first + 3),
-        message_id: row.get(first + 4),
-        api_status: row.get(first + 5),
-        http_status: row
-            .get::<_, Option<i64>>(first + 6)
-            .and_then(|status| u16::try_from(status).ok()),
-        attempts: u32::try_from(row.get::<_, i64>(first + 7)).unwrap_or(u32::MAX),
-        left_at: row.get(first + 8),
-        finished_at: row.get(first + 9),
-    })
+/// A row of `sends` from its [`SENDS`] columns, from column `first` on.
+fn found_from(row: &Row, first: usize) -> Found {
+    let fate: String = row.get(first + 4);
+    Found {
+        campaign: row.get(first + 2),
+        key: row.get(first + 3),
+        record: Remembered {
+            fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
+            to: row.get(first),
+            card_phone: row.get(first + 1),
+            instance_id: row.get(first + 5),
+            message_id: row.get(first + 6),
+            api_status: row.get(first + 7),
+            http_status: row
+                .get::<_, Option<i64>>(first + 8)
+                .and_then(|status| u16::try_from(status).ok()),
+            attempts: u32::try_from(row.get::<_, i64>(first + 9)).unwrap_or(u32::MAX),
+            left_at: row.get(first + 10),
+            finished_at: row.get(first + 11),
+        },
+    }
 }
 
 /// What the ledger holds that bears on each of `rows` (key, recipient,
-/// card phone), in one query: the campaign's record of the key, the
-/// suppression list, the same card's last time, and (with a cooldown) the
-/// recipient's.
+/// card phone), a query each, whatever their number: the rows of each card
+/// (every campaign's), with a key column the row of each key, the
+/// suppression list, and with a cooldown the recipients' last cards.
 async fn read_facts(
     transaction: &Transaction<'_>,
     campaign: &str,
     rows: &[(&str, &str, &str)],
     with_cooldown: bool,
 ) -> Result<Vec<Facts>, tokio_postgres::Error> {
-    let keys: Vec<&str> = rows.iter().map(|row| row.0).collect();
     let recipients: Vec<&str> = rows.iter().map(|row| row.1).collect();
     let phones: Vec<&str> = rows.iter().map(|row| row.2).collect();
-    let found = transaction
+    let stored: Vec<&str> = rows
+        .iter()
+        .map(|(key, to, phone)| stored_key(key, to, phone))
+        .collect();
+    // Each found row goes to the lookup at its ordinal (1 for the first).
+    let place = |row: &Row| usize::try_from(row.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
+    let mut card_rows: Vec<Vec<Found>> = vec![Vec::new(); rows.len()];
+    for row in transaction
         .query(
             &format!(
-                "SELECT {},
-                     s.phone, s.reason, s.added_at,
-                     k.sent_at,
-                     CASE WHEN $5 THEN
-                         (SELECT MAX(r.sent_at) FROM cards r WHERE r.recipient = c.recipient)
-                     END
-                 FROM unnest($2::text[], $3::text[], $4::text[])
-                     WITH ORDINALITY AS c(key, recipient, card_phone, i)
-                 LEFT JOIN campaign_cards m ON m.campaign = $1 AND m.key = c.key
-                 LEFT JOIN suppressed s ON s.phone = c.recipient
-                 LEFT JOIN cards k ON k.recipient = c.recipient AND k.card_phone = c.card_phone
-                 ORDER BY c.i",
-                REMEMBERED
-                    .split(", ")
-                    .map(|column| format!("m.{}", column.trim()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "SELECT c.i, {} FROM unnest($1::text[], $2::text[])
+                     WITH ORDINALITY AS c(recipient, card_phone, i)
+                 JOIN sends s ON s.recipient = c.recipient AND s.card_phone = c.card_phone",
+                prefixed("s.")
             ),
-            &[&campaign, &keys, &recipients, &phones, &with_cooldown],
+            &[&recipients, &phones],
         )
-        .await?;
-    Ok(found
-        .iter()
-        .map(|row| Facts {
-            remembered: remembered_from(row, 0),
-            suppressed: row.get::<_, Option<String>>(10).map(|phone| Suppression {
-                phone,
-                reason: row.get(11),
-                added_at: row.get(12),
-            }),
-            same_card_at: row.get(13),
-            last_reached: row.get(14),
+        .await?
+    {
+        if let Some(found) = card_rows.get_mut(place(&row)) {
+            found.push(found_from(&row, 1));
+        }
+    }
+    let mut key_rows: Vec<Option<Found>> = vec![None; rows.len()];
+    if stored.iter().any(|key| !key.is_empty()) {
+        for row in transaction
+            .query(
+                &format!(
+                    "SELECT c.i, {} FROM unnest($2::text[]) WITH ORDINALITY AS c(key, i)
+                     JOIN sends s ON s.campaign = $1 AND s.key = c.key
+                     WHERE c.key <> ''",
+                    prefixed("s.")
+                ),
+                &[&campaign, &stored],
+            )
+            .await?
+        {
+            if let Some(found) = key_rows.get_mut(place(&row)) {
+                *found = Some(found_from(&row, 1));
+            }
+        }
+    }
+    let mut suppressed: Vec<Option<Suppression>> = vec![None; rows.len()];
+    for row in transaction
+        .query(
+            "SELECT c.i, s.phone, s.reason, s.added_at
+             FROM unnest($1::text[]) WITH ORDINALITY AS c(phone, i)
+             JOIN suppressed s ON s.phone = c.phone",
+            &[&recipients],
+        )
+        .await?
+    {
+        if let Some(entry) = suppressed.get_mut(place(&row)) {
+            *entry = Some(Suppression {
+                phone: row.get(1),
+                reason: row.get(2),
+                added_at: row.get(3),
+            });
+        }
+    }
+    let mut last_reached: Vec<Option<i64>> = vec![None; rows.len()];
+    if with_cooldown {
+        for row in transaction
+            .query(
+                &format!(
+                    "SELECT c.i, (SELECT MAX(s.left_at) FROM sends s
+                                  WHERE s.recipient = c.recipient AND s.{WENT})
+                     FROM unnest($1::text[]) WITH ORDINALITY AS c(recipient, i)"
+                ),
+                &[&recipients],
+            )
+            .await?
+        {
+            if let Some(last) = last_reached.get_mut(place(&row)) {
+                *last = row.get(1);
+            }
+        }
+    }
+    Ok(card_rows
+        .into_iter()
+        .zip(key_rows)
+        .zip(suppressed)
+        .zip(last_reached)
+        .zip(&stored)
+        .map(|((((card, key), suppressed), last), stored)| {
+            facts_of(campaign, stored, card, key, suppressed, last)
         })
         .collect())
+}
+
+/// The [`SENDS`] columns, each with `prefix`.
+fn prefixed(prefix: &str) -> String {
+    SENDS
+        .split(',')
+        .map(|column| format!("{prefix}{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Locks, to the end of the transaction, every recipient and every key of
@@ -492,9 +566,9 @@ async fn take_from_cap(
     Ok(allowed)
 }
 
-/// Records what a pass decided: the cards let out are the campaign's
-/// `Leaving` records and their recipients' latest cards; repeats are
-/// remembered, so that the campaign never tries them again.
+/// Records what a pass decided: the cards let out are their campaign's
+/// `Leaving` rows; repeats are remembered, so that the campaign never tries
+/// them again.
 async fn record(
     transaction: &Transaction<'_>,
     campaign: &str,
@@ -518,42 +592,46 @@ async fn record(
         }
     }
     if !leaving.is_empty() {
-        let keys: Vec<&str> = leaving.iter().map(|claim| claim.key.as_str()).collect();
         let recipients: Vec<&str> = leaving.iter().map(|claim| claim.to.as_str()).collect();
         let phones: Vec<&str> = leaving
             .iter()
             .map(|claim| claim.card_phone.as_str())
             .collect();
+        let keys: Vec<&str> = leaving
+            .iter()
+            .map(|claim| stored_key(&claim.key, &claim.to, &claim.card_phone))
+            .collect();
         let instances: Vec<&str> = leaving
             .iter()
             .map(|claim| claim.instance_id.as_str())
             .collect();
+        if keys.iter().any(|key| !key.is_empty()) {
+            // A key's row under the card it had before, if its phone
+            // changed: one row a key.
+            transaction
+                .execute(
+                    "DELETE FROM sends AS s
+                     USING unnest($2::text[], $3::text[], $4::text[])
+                         AS u(recipient, card_phone, key)
+                     WHERE u.key <> '' AND s.campaign = $1 AND s.key = u.key
+                         AND NOT (s.recipient = u.recipient AND s.card_phone = u.card_phone)",
+                    &[&campaign, &recipients, &phones, &keys],
+                )
+                .await?;
+        }
         transaction
             .execute(
-                "INSERT INTO campaign_cards (campaign, key, fate, recipient, card_phone,
-                     instance_id, message_id, api_status, http_status, attempts, left_at,
-                     finished_at)
-                 SELECT $1, u.key, 'LEAVING', u.recipient, u.card_phone, u.instance_id, '', '',
+                "INSERT INTO sends (recipient, card_phone, campaign, key, fate, instance_id,
+                     message_id, api_status, http_status, attempts, left_at, finished_at)
+                 SELECT u.recipient, u.card_phone, $1, u.key, 'LEAVING', u.instance_id, '', '',
                      NULL, 0, $6, 0
                  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
-                     AS u(key, recipient, card_phone, instance_id)
-                 ON CONFLICT (campaign, key) DO UPDATE SET fate = 'LEAVING',
-                     recipient = excluded.recipient, card_phone = excluded.card_phone,
-                     instance_id = excluded.instance_id, message_id = '', api_status = '',
-                     http_status = NULL, attempts = 0, left_at = excluded.left_at,
-                     finished_at = 0",
-                &[&campaign, &keys, &recipients, &phones, &instances, &left_at],
-            )
-            .await?;
-        transaction
-            .execute(
-                "INSERT INTO cards (recipient, card_phone, instance_id, sent_at)
-                 SELECT u.recipient, u.card_phone, u.instance_id, $4
-                 FROM unnest($1::text[], $2::text[], $3::text[])
-                     AS u(recipient, card_phone, instance_id)
-                 ON CONFLICT (recipient, card_phone) DO UPDATE
-                     SET instance_id = excluded.instance_id, sent_at = excluded.sent_at",
-                &[&recipients, &phones, &instances, &left_at],
+                     AS u(recipient, card_phone, key, instance_id)
+                 ON CONFLICT (recipient, card_phone, campaign, key) DO UPDATE SET
+                     fate = 'LEAVING', instance_id = excluded.instance_id, message_id = '',
+                     api_status = '', http_status = NULL, attempts = 0,
+                     left_at = excluded.left_at, finished_at = 0",
+                &[&campaign, &recipients, &phones, &keys, &instances, &left_at],
             )
             .await?;
     }
@@ -573,10 +651,13 @@ async fn remember(
     let column = |pick: fn(&Remembered) -> &str| -> Vec<&str> {
         records.iter().map(|(_, record)| pick(record)).collect()
     };
-    let keys: Vec<&str> = records.iter().map(|(key, _)| key.as_str()).collect();
-    let fates = column(|record| record.fate.as_str());
     let recipients = column(|record| &record.to);
     let phones = column(|record| &record.card_phone);
+    let keys: Vec<&str> = records
+        .iter()
+        .map(|(key, record)| stored_key(key, &record.to, &record.card_phone))
+        .collect();
+    let fates = column(|record| record.fate.as_str());
     let instances = column(|record| &record.instance_id);
     let message_ids = column(|record| &record.message_id);
     let api_statuses = column(|record| &record.api_status);
@@ -595,24 +676,27 @@ async fn remember(
         .collect();
     transaction
         .execute(
-            "INSERT INTO campaign_cards (campaign, key, fate, recipient, card_phone, instance_id,
+            "INSERT INTO sends (recipient, card_phone, campaign, key, fate, instance_id,
                  message_id, api_status, http_status, attempts, left_at, finished_at)
-             SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::text[],
-                 $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
-                 $12::bigint[]) AS u
-             ON CONFLICT (campaign, key) DO UPDATE SET fate = excluded.fate,
-                 recipient = excluded.recipient, card_phone = excluded.card_phone,
-                 instance_id = excluded.instance_id, message_id = excluded.message_id,
-                 api_status = excluded.api_status, http_status = excluded.http_status,
-                 attempts = excluded.attempts, left_at = excluded.left_at,
-                 finished_at = excluded.finished_at
-             WHERE campaign_cards.fate = 'FAILED'",
+             SELECT u.recipient, u.card_phone, $1, u.key, u.fate, u.instance_id, u.message_id,
+                 u.api_status, u.http_status, u.attempts, u.left_at, u.finished_at
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                 $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
+                 $12::bigint[])
+                 AS u(recipient, card_phone, key, fate, instance_id, message_id, api_status,
+                     http_status, attempts, left_at, finished_at)
+             ON CONFLICT (recipient, card_phone, campaign, key) DO UPDATE SET
+                 fate = excluded.fate, instance_id = excluded.instance_id,
+                 message_id = excluded.message_id, api_status = excluded.api_status,
+                 http_status = excluded.http_status, attempts = excluded.attempts,
+                 left_at = excluded.left_at, finished_at = excluded.finished_at
+             WHERE sends.fate = 'FAILED'",
             &[
                 &campaign,
-                &keys,
-                &fates,
                 &recipients,
                 &phones,
+                &keys,
+                &fates,
                 &instances,
                 &message_ids,
                 &api_statuses,
@@ -626,9 +710,8 @@ async fn remember(
     Ok(())
 }
 
-/// Records the answers of cards let out, each if its record is still that
-/// one's: a card that was not delivered is taken off the recipient's
-/// cards, and one that never left is forgotten.
+/// Records the answers of cards let out, each if its row is still that
+/// one's; a card that never left is forgotten.
 async fn settle(
     transaction: &Transaction<'_>,
     campaign: &str,
@@ -639,7 +722,15 @@ async fn settle(
         .filter_map(|settled| Some((settled, settled.answer.as_ref()?)))
         .collect();
     if !answered.is_empty() {
-        let keys: Vec<&str> = answered.iter().map(|(s, _)| s.key.as_str()).collect();
+        let recipients: Vec<&str> = answered.iter().map(|(s, _)| s.to.as_str()).collect();
+        let phones: Vec<&str> = answered
+            .iter()
+            .map(|(s, _)| s.card_phone.as_str())
+            .collect();
+        let keys: Vec<&str> = answered
+            .iter()
+            .map(|(s, _)| stored_key(&s.key, &s.to, &s.card_phone))
+            .collect();
         let left_at: Vec<i64> = answered.iter().map(|(s, _)| s.left_at).collect();
         let fates: Vec<&str> = answered.iter().map(|(_, a)| a.fate.as_str()).collect();
         let instances: Vec<&str> = answered
@@ -665,18 +756,22 @@ async fn settle(
         let finished_at: Vec<i64> = answered.iter().map(|(_, a)| a.finished_at).collect();
         transaction
             .execute(
-                "UPDATE campaign_cards AS m SET fate = u.fate, instance_id = u.instance_id,
+                "UPDATE sends AS s SET fate = u.fate, instance_id = u.instance_id,
                      message_id = u.message_id, api_status = u.api_status,
                      http_status = u.http_status, attempts = u.attempts,
                      finished_at = u.finished_at
-                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::bigint[], $9::bigint[], $10::bigint[])
-                     AS u(key, left_at, fate, instance_id, message_id, api_status, http_status,
-                         attempts, finished_at)
-                 WHERE m.campaign = $1 AND m.key = u.key AND m.fate = 'LEAVING'
-                     AND m.left_at = u.left_at",
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                     $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
+                     $12::bigint[])
+                     AS u(recipient, card_phone, key, left_at, fate, instance_id, message_id,
+                         api_status, http_status, attempts, finished_at)
+                 WHERE s.recipient = u.recipient AND s.card_phone = u.card_phone
+                     AND s.campaign = $1 AND s.key = u.key AND s.fate = 'LEAVING'
+                     AND s.left_at = u.left_at",
                 &[
                     &campaign,
+                    &recipients,
+                    &phones,
                     &keys,
                     &left_at,
                     &fates,
@@ -692,34 +787,22 @@ async fn settle(
     }
     let never_left: Vec<&Settled> = settled.iter().filter(|s| s.answer.is_none()).collect();
     if !never_left.is_empty() {
-        let keys: Vec<&str> = never_left.iter().map(|s| s.key.as_str()).collect();
+        let recipients: Vec<&str> = never_left.iter().map(|s| s.to.as_str()).collect();
+        let phones: Vec<&str> = never_left.iter().map(|s| s.card_phone.as_str()).collect();
+        let keys: Vec<&str> = never_left
+            .iter()
+            .map(|s| stored_key(&s.key, &s.to, &s.card_phone))
+            .collect();
         let left_at: Vec<i64> = never_left.iter().map(|s| s.left_at).collect();
         transaction
             .execute(
-                "DELETE FROM campaign_cards AS m
-                 USING unnest($2::text[], $3::bigint[]) AS u(key, left_at)
-                 WHERE m.campaign = $1 AND m.key = u.key AND m.fate = 'LEAVING'
-                     AND m.left_at = u.left_at",
-                &[&campaign, &keys, &left_at],
-            )
-            .await?;
-    }
-    let undelivered: Vec<&Settled> = settled
-        .iter()
-        .filter(|s| s.answer.as_ref().is_none_or(|a| a.fate == Fate::Failed))
-        .collect();
-    if !undelivered.is_empty() {
-        let recipients: Vec<&str> = undelivered.iter().map(|s| s.to.as_str()).collect();
-        let phones: Vec<&str> = undelivered.iter().map(|s| s.card_phone.as_str()).collect();
-        let left_at: Vec<i64> = undelivered.iter().map(|s| s.left_at).collect();
-        transaction
-            .execute(
-                "DELETE FROM cards AS c
-                 USING unnest($1::text[], $2::text[], $3::bigint[])
-                     AS u(recipient, card_phone, sent_at)
-                 WHERE c.recipient = u.recipient AND c.card_phone = u.card_phone
-                     AND c.sent_at = u.sent_at",
-                &[&recipients, &phones, &left_at],
+                "DELETE FROM sends AS s
+                 USING unnest($2::text[], $3::text[], $4::text[], $5::bigint[])
+                     AS u(recipient, card_phone, key, left_at)
+                 WHERE s.recipient = u.recipient AND s.card_phone = u.card_phone
+                     AND s.campaign = $1 AND s.key = u.key AND s.fate = 'LEAVING'
+                     AND s.left_at = u.left_at",
+                &[&campaign, &recipients, &phones, &keys, &left_at],
             )
             .await?;
     }

@@ -1,11 +1,14 @@
 //! The ledger in a SQLite file, shared by every run on the machine: WAL so
 //! readers never wait for a writer, a busy timeout so writers queue instead
-//! of failing. The connection lives on a thread of its own, which takes the
-//! calls in turn; no call runs on an async worker.
+//! of failing. Each connection lives on a thread of its own, which takes the
+//! calls in turn; no call runs on an async worker. Writes go through one;
+//! what the admission step reads as rows are read goes through another, so
+//! that it never holds up the door's passes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -13,28 +16,76 @@ use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    assemble, cap_for, now_nanos, within_cap, Admitted, CapTaken, Claim, Claimed, LedgerError,
-    Lookup, NumberRecord, Passing, Settled, MIGRATIONS,
+    assemble, cap_for, facts_of, key_of, now_nanos, stored_key, within_cap, Admitted, CapTaken,
+    Claim, Claimed, Found, LedgerError, Lookup, NumberRecord, Passing, Settled, MIGRATIONS,
 };
-use crate::admission::Facts;
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{Cause, Fate, Remembered, Suppression};
+use crate::types::{Cause, Facts, Fate, Remembered, Suppression};
+
+/// The columns of a row of `sends`, in [`found_from`]'s order: a macro, so
+/// that the statements that read them are constant text (a statement is
+/// found in the connection's cache by its text, many times a card).
+macro_rules! sends {
+    () => {
+        "recipient, card_phone, campaign, key, fate, instance_id, message_id, api_status, \
+         http_status, attempts, left_at, finished_at"
+    };
+}
 
 pub struct SqliteLedger {
-    /// Calls for the thread that owns the connection; closed on drop.
-    calls: Option<mpsc::Sender<Call>>,
-    thread: Option<JoinHandle<()>>,
+    /// The connection every write goes through.
+    writer: Worker,
+    /// What the writer has seen of other runs' writes.
+    others: Arc<OtherWrites>,
+    /// A connection of its own for the admission step's reads; `None` for a
+    /// ledger in memory, which only its one connection sees.
+    reader: Option<Worker>,
     /// Where it is, for messages.
     shown: String,
+}
+
+/// Other runs' writes, as the writing connection sees them: SQLite's
+/// `data_version` changes when another connection commits (never for its
+/// own). Each change seen is a new epoch; facts read in an epoch the writer
+/// still sees, in its write transaction, were not changed by another run
+/// since (this run's own writes never touch a row it has yet to send).
+#[derive(Debug, Default)]
+struct OtherWrites {
+    /// `data_version` when the writer last looked.
+    version: AtomicI64,
+    epoch: AtomicU64,
+}
+
+impl OtherWrites {
+    /// Looks at `data_version` on the writing connection, in its write
+    /// transaction; returns the epoch.
+    fn look(&self, connection: &Connection) -> rusqlite::Result<u64> {
+        let version: i64 = connection.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+        match self.version.swap(version, Ordering::SeqCst) == version {
+            true => Ok(self.epoch.load(Ordering::SeqCst)),
+            false => Ok(self.epoch.fetch_add(1, Ordering::SeqCst) + 1),
+        }
+    }
+}
+
+/// A connection on a thread of its own, taking calls in turn.
+struct Worker {
+    /// Calls for the thread; closed on drop.
+    calls: Option<mpsc::Sender<Call>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 /// One call on the connection, made on its thread.
 type Call = Box<dyn FnOnce(&mut Connection) + Send>;
 
-/// SQLite's page cache for the connection: 256 KiB measured as fast as the
+/// SQLite's page cache for each connection: 256 KiB measured as fast as the
 /// default 2 MiB on the 1M-row benchmark, and keeps the run within 64 MiB.
 const PAGE_CACHE_KIB: i64 = 256;
+
+/// Pages the WAL holds before a checkpoint (SQLite's default is 1000): at
+/// most 40 MiB of file, none of it in memory.
+const WAL_PAGES: i64 = 10_000;
 
 /// How long a writer waits for another run's write before it gives up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,34 +101,32 @@ impl SqliteLedger {
             url: shown.clone(),
             problem,
         };
-        let (calls, queued) = mpsc::channel::<Call>();
-        let (opened, opening) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("ledger".to_string())
-            .spawn(move || {
-                let mut connection = match open_patiently(path) {
-                    Ok(connection) => connection,
-                    Err(problem) => {
-                        let _ = opened.send(Err(problem));
-                        return;
-                    }
-                };
-                let _ = opened.send(Ok(()));
-                for call in queued {
-                    call(&mut connection);
-                }
-            })
-            .map_err(|error| failed(error.to_string()))?;
-        let ledger = SqliteLedger {
-            calls: Some(calls),
-            thread: Some(thread),
-            shown: shown.clone(),
+        let writer = {
+            let path = path.clone();
+            Worker::start("ledger", move || open_patiently(path))
+                .await
+                .map_err(failed)?
         };
-        match opening.await {
-            Ok(Ok(())) => Ok(ledger),
-            Ok(Err(problem)) => Err(failed(problem)),
-            Err(_) => Err(failed("the ledger's thread stopped".to_string())),
-        }
+        let reader = match path {
+            Some(path) => Some(
+                Worker::start("ledger-reader", move || open_reader(&path))
+                    .await
+                    .map_err(failed)?,
+            ),
+            None => None,
+        };
+        let ledger = SqliteLedger {
+            writer,
+            reader,
+            others: Arc::default(),
+            shown,
+        };
+        // The epoch starts at the version the writer sees now.
+        let others = ledger.others.clone();
+        ledger
+            .call(move |connection| others.look(connection).map(drop))
+            .await?;
+        Ok(ledger)
     }
 
     pub fn shown(&self) -> &str {
@@ -190,24 +239,40 @@ impl SqliteLedger {
         })
         .await
     }
-
     pub async fn facts(
         &self,
         campaign: &str,
         lookups: Vec<Lookup>,
         with_cooldown: bool,
-    ) -> Result<Vec<Facts>, LedgerError> {
+    ) -> Result<(Vec<Facts>, Option<u64>), LedgerError> {
         let campaign = campaign.to_string();
-        self.call(move |connection| {
-            lookups
-                .iter()
-                .map(|row| {
-                    let card = (row.to.as_str(), row.card_phone.as_str());
-                    read_facts(connection, &campaign, &row.key, card, with_cooldown)
-                })
-                .collect()
-        })
-        .await
+        let worker = self.reader.as_ref().unwrap_or(&self.writer);
+        // The epoch before the read: a write of another run during it moves
+        // the epoch on, and the door reads the facts again.
+        let epoch = self.others.epoch.load(Ordering::SeqCst);
+        let facts = self
+            .on(worker, move |connection| {
+                // One read transaction: every row is read as of one moment.
+                let transaction = connection.transaction()?;
+                let suppressions = any_suppressed(&transaction)?;
+                let facts = lookups
+                    .iter()
+                    .map(|row| {
+                        let card = (row.to.as_str(), row.card_phone.as_str());
+                        read_facts(
+                            &transaction,
+                            &campaign,
+                            &row.key,
+                            card,
+                            (suppressions, with_cooldown),
+                        )
+                    })
+                    .collect();
+                transaction.commit()?;
+                facts
+            })
+            .await?;
+        Ok((facts, Some(epoch)))
     }
 
     pub async fn pass(
@@ -216,10 +281,12 @@ impl SqliteLedger {
         passing: Passing,
     ) -> Result<Vec<Claimed>, LedgerError> {
         let campaign = campaign.to_string();
+        let others = self.others.clone();
         self.call_mut(move |connection| {
             // One write transaction: another run's pass waits for this one.
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let epoch = others.look(&transaction)?;
             for settled in &passing.settled {
                 settle(&transaction, &campaign, settled)?;
             }
@@ -230,12 +297,20 @@ impl SqliteLedger {
                 daily_cap,
                 ..
             } = &passing;
+            let asked = (any_suppressed(&transaction)?, rules.cooldown.is_some());
             let facts = claims
                 .iter()
-                .map(|claim| {
-                    let card = (claim.to.as_str(), claim.card_phone.as_str());
-                    let cooldown = rules.cooldown.is_some();
-                    read_facts(&transaction, &campaign, &claim.key, card, cooldown)
+                .map(|claim| match &claim.as_read {
+                    // Nothing written since by another run. (Under a
+                    // cooldown this run's own cards to the same person
+                    // count too: then always read again.)
+                    Some(read) if read.epoch == epoch && rules.cooldown.is_none() => {
+                        Ok(read.facts.clone())
+                    }
+                    _ => {
+                        let card = (claim.to.as_str(), claim.card_phone.as_str());
+                        read_facts(&transaction, &campaign, &claim.key, card, asked)
+                    }
                 })
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let admitted = Admitted::new(claims, facts, rules, *now);
@@ -280,26 +355,42 @@ impl SqliteLedger {
         let campaign = campaign.to_string();
         self.call(move |connection| {
             connection
-                .prepare(&format!(
-                    "SELECT key, {REMEMBERED} FROM campaign_cards
-                     WHERE campaign = ?1 AND fate = 'LEAVING'"
+                .prepare(concat!(
+                    "SELECT ",
+                    sends!(),
+                    " FROM sends WHERE campaign = ?1 AND fate = 'LEAVING'"
                 ))?
-                .query_map(params![campaign], |row| {
-                    Ok((row.get(0)?, remembered_from(row, 1)?))
-                })?
+                .query_map(params![campaign], found_from)?
+                .map(|found| {
+                    let Found { key, record, .. } = found?;
+                    Ok((key_of(&key, &record.to, &record.card_phone), record))
+                })
                 .collect()
         })
         .await
     }
 
-    pub async fn knows_campaign(&self, campaign: &str) -> Result<bool, LedgerError> {
+    pub async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
         let campaign = campaign.to_string();
         self.call(move |connection| {
             connection.query_row(
-                "SELECT EXISTS (SELECT 1 FROM campaign_cards WHERE campaign = ?1)",
+                "SELECT EXISTS (SELECT 1 FROM campaigns WHERE name = ?1)",
                 params![campaign],
                 |row| row.get(0),
             )
+        })
+        .await
+    }
+
+    pub async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
+        let campaign = campaign.to_string();
+        self.call(move |connection| {
+            connection.execute(
+                "INSERT INTO campaigns (name, first_run_at) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO NOTHING",
+                params![campaign, now],
+            )?;
+            Ok(())
         })
         .await
     }
@@ -320,6 +411,7 @@ impl SqliteLedger {
     }
 
     /// Runs `work` on the connection, on a blocking thread.
+    /// Runs `work` on the writing connection, on its thread.
     async fn call<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -332,6 +424,15 @@ impl SqliteLedger {
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, LedgerError> {
+        self.on(&self.writer, work).await
+    }
+
+    /// Runs `work` on `worker`'s connection.
+    async fn on<T: Send + 'static>(
+        &self,
+        worker: &Worker,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, LedgerError> {
         let failed = |problem: String| LedgerError {
             url: self.shown.clone(),
             problem,
@@ -341,7 +442,7 @@ impl SqliteLedger {
         let call: Call = Box::new(move |connection| {
             let _ = done.send(work(connection));
         });
-        let calls = self.calls.as_ref().ok_or_else(stopped)?;
+        let calls = worker.calls.as_ref().ok_or_else(stopped)?;
         calls.send(call).map_err(|_| stopped())?;
         answer
             .await
@@ -350,7 +451,43 @@ impl SqliteLedger {
     }
 }
 
-impl Drop for SqliteLedger {
+impl Worker {
+    /// Starts a thread named `name` that opens its connection with `open`.
+    async fn start(
+        name: &str,
+        open: impl FnOnce() -> Result<Connection, String> + Send + 'static,
+    ) -> Result<Worker, String> {
+        let (calls, queued) = mpsc::channel::<Call>();
+        let (opened, opening) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let mut connection = match open() {
+                    Ok(connection) => connection,
+                    Err(problem) => {
+                        let _ = opened.send(Err(problem));
+                        return;
+                    }
+                };
+                let _ = opened.send(Ok(()));
+                for call in queued {
+                    call(&mut connection);
+                }
+            })
+            .map_err(|error| error.to_string())?;
+        let worker = Worker {
+            calls: Some(calls),
+            thread: Some(thread),
+        };
+        match opening.await {
+            Ok(Ok(())) => Ok(worker),
+            Ok(Err(problem)) => Err(problem),
+            Err(_) => Err("the ledger's thread stopped".to_string()),
+        }
+    }
+}
+
+impl Drop for Worker {
     /// Lets the thread finish the calls it has and close the connection
     /// (which checkpoints the WAL) before the run ends.
     fn drop(&mut self) {
@@ -361,71 +498,98 @@ impl Drop for SqliteLedger {
     }
 }
 
-/// The columns of a campaign's record, in [`remembered_from`]'s order.
-const REMEMBERED: &str = "fate, recipient, card_phone, instance_id, message_id, api_status, \
-                          http_status, attempts, left_at, finished_at";
-
-/// A campaign's record from the [`REMEMBERED`] columns, from column `first` on.
-fn remembered_from(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Remembered> {
-    let fate: String = row.get(first)?;
-    Ok(Remembered {
-        fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
-        to: row.get(first + 1)?,
-        card_phone: row.get(first + 2)?,
-        instance_id: row.get(first + 3)?,
-        message_id: row.get(first + 4)?,
-        api_status: row.get(first + 5)?,
-        http_status: row
-            .get::<_, Option<i64>>(first + 6)?
-            .and_then(|status| u16::try_from(status).ok()),
-        attempts: u32::try_from(row.get::<_, i64>(first + 7)?).unwrap_or(u32::MAX),
-        left_at: row.get(first + 8)?,
-        finished_at: row.get(first + 9)?,
+/// A row of `sends` from its [`sends!`] columns.
+fn found_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
+    let fate: String = row.get(4)?;
+    Ok(Found {
+        campaign: row.get(2)?,
+        key: row.get(3)?,
+        record: Remembered {
+            fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
+            to: row.get(0)?,
+            card_phone: row.get(1)?,
+            instance_id: row.get(5)?,
+            message_id: row.get(6)?,
+            api_status: row.get(7)?,
+            http_status: row
+                .get::<_, Option<i64>>(8)?
+                .and_then(|status| u16::try_from(status).ok()),
+            attempts: u32::try_from(row.get::<_, i64>(9)?).unwrap_or(u32::MAX),
+            left_at: row.get(10)?,
+            finished_at: row.get(11)?,
+        },
     })
 }
 
-/// What the ledger holds that bears on one row: the campaign's record of
-/// its key, the suppression list, the same card's last time, and (with a
-/// cooldown) the recipient's.
+/// Whether anyone is on the suppression list: the lookup a row at a time
+/// is skipped when no one is.
+fn any_suppressed(connection: &Connection) -> rusqlite::Result<bool> {
+    connection
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed)")?
+        .query_row([], |row| row.get(0))
+}
+
+/// What the ledger holds that bears on one row: the rows of its card (every
+/// campaign's), with a key column the row of its key, the suppression list
+/// (`asked.0`: anyone is on it), and with a cooldown (`asked.1`) the
+/// recipient's last card.
 fn read_facts(
     connection: &Connection,
     campaign: &str,
     key: &str,
     (to, card_phone): (&str, &str),
-    with_cooldown: bool,
+    asked: (bool, bool),
 ) -> rusqlite::Result<Facts> {
-    let remembered = connection
-        .prepare_cached(&format!(
-            "SELECT {REMEMBERED} FROM campaign_cards WHERE campaign = ?1 AND key = ?2"
+    let stored = stored_key(key, to, card_phone);
+    let card_rows = connection
+        .prepare_cached(concat!(
+            "SELECT ",
+            sends!(),
+            " FROM sends WHERE recipient = ?1 AND card_phone = ?2"
         ))?
-        .query_row(params![campaign, key], |row| remembered_from(row, 0))
-        .optional()?;
-    let suppressed = connection
-        .prepare_cached("SELECT phone, reason, added_at FROM suppressed WHERE phone = ?1")?
-        .query_row(params![to], |row| {
-            Ok(Suppression {
-                phone: row.get(0)?,
-                reason: row.get(1)?,
-                added_at: row.get(2)?,
-            })
-        })
-        .optional()?;
-    let same_card_at = connection
-        .prepare_cached("SELECT sent_at FROM cards WHERE recipient = ?1 AND card_phone = ?2")?
-        .query_row(params![to, card_phone], |row| row.get(0))
-        .optional()?;
-    let last_reached = match with_cooldown {
+        .query_map(params![to, card_phone], found_from)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let key_row = match stored {
+        "" => None,
+        stored => connection
+            .prepare_cached(concat!(
+                "SELECT ",
+                sends!(),
+                " FROM sends WHERE campaign = ?1 AND key = ?2"
+            ))?
+            .query_row(params![campaign, stored], found_from)
+            .optional()?,
+    };
+    let suppressed = match asked.0 {
         true => connection
-            .prepare_cached("SELECT MAX(sent_at) FROM cards WHERE recipient = ?1")?
+            .prepare_cached("SELECT phone, reason, added_at FROM suppressed WHERE phone = ?1")?
+            .query_row(params![to], |row| {
+                Ok(Suppression {
+                    phone: row.get(0)?,
+                    reason: row.get(1)?,
+                    added_at: row.get(2)?,
+                })
+            })
+            .optional()?,
+        false => None,
+    };
+    let last_reached = match asked.1 {
+        true => connection
+            .prepare_cached(
+                "SELECT MAX(left_at) FROM sends
+                 WHERE recipient = ?1 AND fate IN ('LEAVING', 'SENT', 'UNKNOWN')",
+            )?
             .query_row(params![to], |row| row.get(0))?,
         false => None,
     };
-    Ok(Facts {
-        remembered,
+    Ok(facts_of(
+        campaign,
+        stored,
+        card_rows,
+        key_row,
         suppressed,
-        same_card_at,
         last_reached,
-    })
+    ))
 }
 
 /// Takes up to `wanted` messages from `instance`'s cap for the day of
@@ -473,9 +637,9 @@ fn take_from_cap(
     Ok(allowed)
 }
 
-/// Records what a pass decided of one claim: a card let out is the
-/// campaign's `Leaving` record and the recipient's latest card; a repeat is
-/// remembered, so that the campaign never tries it again.
+/// Records what a pass decided of one claim: a card let out is its
+/// campaign's `Leaving` row; a repeat is remembered, so that the campaign
+/// never tries it again.
 fn record(
     connection: &Connection,
     campaign: &str,
@@ -484,36 +648,32 @@ fn record(
 ) -> rusqlite::Result<()> {
     match claimed {
         Claimed::Granted { left_at, .. } => {
+            let stored = stored_key(&claim.key, &claim.to, &claim.card_phone);
+            if !stored.is_empty() {
+                // The key's row under the card it had before, if its phone
+                // changed: one row a key.
+                connection
+                    .prepare_cached(
+                        "DELETE FROM sends WHERE campaign = ?1 AND key = ?2
+                             AND NOT (recipient = ?3 AND card_phone = ?4)",
+                    )?
+                    .execute(params![campaign, stored, claim.to, claim.card_phone])?;
+            }
             connection
                 .prepare_cached(
-                    "INSERT INTO campaign_cards (campaign, key, fate, recipient, card_phone,
-                         instance_id, message_id, api_status, http_status, attempts, left_at,
-                         finished_at)
-                     VALUES (?1, ?2, 'LEAVING', ?3, ?4, ?5, '', '', NULL, 0, ?6, 0)
-                     ON CONFLICT (campaign, key) DO UPDATE SET fate = 'LEAVING',
-                         recipient = excluded.recipient, card_phone = excluded.card_phone,
-                         instance_id = excluded.instance_id, message_id = '', api_status = '',
-                         http_status = NULL, attempts = 0, left_at = excluded.left_at,
-                         finished_at = 0",
+                    "INSERT INTO sends (recipient, card_phone, campaign, key, fate, instance_id,
+                         message_id, api_status, http_status, attempts, left_at, finished_at)
+                     VALUES (?1, ?2, ?3, ?4, 'LEAVING', ?5, '', '', NULL, 0, ?6, 0)
+                     ON CONFLICT (recipient, card_phone, campaign, key) DO UPDATE SET
+                         fate = 'LEAVING', instance_id = excluded.instance_id, message_id = '',
+                         api_status = '', http_status = NULL, attempts = 0,
+                         left_at = excluded.left_at, finished_at = 0",
                 )?
                 .execute(params![
+                    claim.to,
+                    claim.card_phone,
                     campaign,
-                    claim.key,
-                    claim.to,
-                    claim.card_phone,
-                    claim.instance_id,
-                    left_at
-                ])?;
-            connection
-                .prepare_cached(
-                    "INSERT INTO cards (recipient, card_phone, instance_id, sent_at)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (recipient, card_phone) DO UPDATE
-                         SET instance_id = excluded.instance_id, sent_at = excluded.sent_at",
-                )?
-                .execute(params![
-                    claim.to,
-                    claim.card_phone,
+                    stored,
                     claim.instance_id,
                     left_at
                 ])?;
@@ -527,8 +687,8 @@ fn record(
     Ok(())
 }
 
-/// Fills in the campaign's record of `key` where it has none or a
-/// `Failed` one.
+/// Fills in the campaign's record of `key` where it has none or a `Failed`
+/// one.
 fn remember(
     connection: &Connection,
     campaign: &str,
@@ -537,23 +697,22 @@ fn remember(
 ) -> rusqlite::Result<()> {
     connection
         .prepare_cached(
-            "INSERT INTO campaign_cards (campaign, key, fate, recipient, card_phone, instance_id,
+            "INSERT INTO sends (recipient, card_phone, campaign, key, fate, instance_id,
                  message_id, api_status, http_status, attempts, left_at, finished_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (campaign, key) DO UPDATE SET fate = excluded.fate,
-                 recipient = excluded.recipient, card_phone = excluded.card_phone,
-                 instance_id = excluded.instance_id, message_id = excluded.message_id,
-                 api_status = excluded.api_status, http_status = excluded.http_status,
-                 attempts = excluded.attempts, left_at = excluded.left_at,
-                 finished_at = excluded.finished_at
-             WHERE campaign_cards.fate = 'FAILED'",
+             ON CONFLICT (recipient, card_phone, campaign, key) DO UPDATE SET
+                 fate = excluded.fate, instance_id = excluded.instance_id,
+                 message_id = excluded.message_id, api_status = excluded.api_status,
+                 http_status = excluded.http_status, attempts = excluded.attempts,
+                 left_at = excluded.left_at, finished_at = excluded.finished_at
+             WHERE sends.fate = 'FAILED'",
         )?
         .execute(params![
-            campaign,
-            key,
-            record.fate.as_str(),
             record.to,
             record.card_phone,
+            campaign,
+            stored_key(key, &record.to, &record.card_phone),
+            record.fate.as_str(),
             record.instance_id,
             record.message_id,
             record.api_status,
@@ -565,50 +724,55 @@ fn remember(
     Ok(())
 }
 
-/// Records the answer of a card let out at `settled.left_at`, if its
-/// record is still that one's: a card that was not delivered is taken off
-/// the recipient's cards, and one that never left is forgotten.
+/// Records the answer of a card let out at `settled.left_at`, if its row
+/// is still that one's; a card that never left is forgotten.
 fn settle(connection: &Connection, campaign: &str, settled: &Settled) -> rusqlite::Result<()> {
-    let delivered = match &settled.answer {
-        Some(answer) => {
-            connection
-                .prepare_cached(
-                    "UPDATE campaign_cards SET fate = ?4, instance_id = ?5, message_id = ?6,
-                         api_status = ?7, http_status = ?8, attempts = ?9, finished_at = ?10
-                     WHERE campaign = ?1 AND key = ?2 AND fate = 'LEAVING' AND left_at = ?3",
-                )?
-                .execute(params![
-                    campaign,
-                    settled.key,
-                    settled.left_at,
-                    answer.fate.as_str(),
-                    answer.instance_id,
-                    answer.message_id,
-                    answer.api_status,
-                    answer.http_status,
-                    answer.attempts,
-                    answer.finished_at
-                ])?;
-            answer.fate != Fate::Failed
-        }
-        None => {
-            connection
-                .prepare_cached(
-                    "DELETE FROM campaign_cards
-                     WHERE campaign = ?1 AND key = ?2 AND fate = 'LEAVING' AND left_at = ?3",
-                )?
-                .execute(params![campaign, settled.key, settled.left_at])?;
-            false
-        }
-    };
-    if !delivered {
-        connection
+    let stored = stored_key(&settled.key, &settled.to, &settled.card_phone);
+    let card = (settled.to.as_str(), settled.card_phone.as_str());
+    match &settled.answer {
+        Some(answer) => connection
             .prepare_cached(
-                "DELETE FROM cards WHERE recipient = ?1 AND card_phone = ?2 AND sent_at = ?3",
+                "UPDATE sends SET fate = ?6, instance_id = ?7, message_id = ?8, api_status = ?9,
+                     http_status = ?10, attempts = ?11, finished_at = ?12
+                 WHERE recipient = ?1 AND card_phone = ?2 AND campaign = ?3 AND key = ?4
+                     AND fate = 'LEAVING' AND left_at = ?5",
             )?
-            .execute(params![settled.to, settled.card_phone, settled.left_at])?;
-    }
+            .execute(params![
+                card.0,
+                card.1,
+                campaign,
+                stored,
+                settled.left_at,
+                answer.fate.as_str(),
+                answer.instance_id,
+                answer.message_id,
+                answer.api_status,
+                answer.http_status,
+                answer.attempts,
+                answer.finished_at
+            ])?,
+        None => connection
+            .prepare_cached(
+                "DELETE FROM sends
+                 WHERE recipient = ?1 AND card_phone = ?2 AND campaign = ?3 AND key = ?4
+                     AND fate = 'LEAVING' AND left_at = ?5",
+            )?
+            .execute(params![card.0, card.1, campaign, stored, settled.left_at])?,
+    };
     Ok(())
+}
+
+/// A second connection to the ledger at `path`, which only reads.
+fn open_reader(path: &Path) -> Result<Connection, String> {
+    let connection = Connection::open(path).map_err(|error| error.to_string())?;
+    let setup = || -> rusqlite::Result<()> {
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
+        connection.pragma_update(None, "query_only", true)?;
+        Ok(())
+    };
+    setup().map_err(|error| error.to_string())?;
+    Ok(connection)
 }
 
 /// [`open_and_migrate`], again while another run is creating the same new
@@ -648,6 +812,11 @@ fn open_and_migrate(path: Option<PathBuf>) -> Result<Connection, String> {
         // Negative means KiB. The default 2 MiB held pages a run reads
         // once; the operating system caches the file anyway.
         connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
+        // A checkpoint copies each page the WAL holds back into the file,
+        // and a card's row is written twice in a few milliseconds (as it
+        // leaves, as it is answered): fewer, larger checkpoints copy each
+        // such page once.
+        connection.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)?;
         Ok(())
     };
     setup().map_err(|error| error.to_string())?;
@@ -720,6 +889,7 @@ mod tests {
                 to,
                 card_phone: "1".into(),
                 instance_id: instance.into(),
+                as_read: None,
             }],
             rules: crate::admission::Rules::default(),
             now: i64::try_from(noon.as_nanosecond()).unwrap(),

@@ -1,5 +1,5 @@
 //! The admission step as rows are read: each job is admitted on what the
-//! ledger knows of it (a batch of rows a query), and goes on to the
+//! ledger knows of it (a batch of rows a question to the ledger), and goes on to the
 //! dispatcher, or in a dry run to the results as `VALID`; a row held back
 //! goes straight to the results, with its cause. The ledger has its last
 //! word again as each card leaves, against every run at that moment; this
@@ -11,14 +11,11 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 
-use crate::admission::{self, Admission, Facts, Rules};
+use crate::admission::{self, Admission, Rules};
 use crate::dispatch::{self, RunControl};
 use crate::ledger::{Ledger, LedgerError, Lookup};
 use crate::report::CheckReport;
-use crate::types::{Cause, Fate, Job, Outcome, Remembered, Row, Status};
-
-/// Rows admitted together, with one question to the ledger.
-const BATCH: usize = 256;
+use crate::types::{AsRead, Cause, Facts, Fate, Job, Outcome, Remembered, Row, Status};
 
 /// What the admission step works with.
 pub struct Admitting {
@@ -41,20 +38,23 @@ pub struct Admitting {
 impl Admitting {
     /// Admits every row from `rows`; returns the dry-run report of the
     /// rows that were not held back.
-    pub async fn admit(self, mut rows: mpsc::Receiver<Row>, mut check: CheckReport) -> CheckReport {
-        let mut batch = Vec::with_capacity(BATCH);
+    pub async fn admit(
+        self,
+        mut rows: mpsc::Receiver<Vec<Row>>,
+        mut check: CheckReport,
+    ) -> CheckReport {
         // Once the ledger cannot be read, the rest is written unchecked.
         let mut lost: Option<String> = None;
-        while rows.recv_many(&mut batch, BATCH).await > 0 {
-            let facts = match &lost {
-                Some(_) => None,
+        while let Some(mut batch) = rows.recv().await {
+            let (facts, epoch) = match &lost {
+                Some(_) => (None, None),
                 None => match self.facts_of(&batch).await {
-                    Ok(facts) => Some(facts),
+                    Ok((facts, epoch)) => (Some(facts), epoch),
                     Err(error) => {
                         let control = &self.control;
                         control.halt(format!("cannot read the ledger: {error}"));
                         lost = Some(error.to_string());
-                        None
+                        (None, None)
                     }
                 },
             };
@@ -62,7 +62,7 @@ impl Admitting {
             let now = now_nanos();
             let mut repeats = Vec::new();
             for row in batch.drain(..) {
-                let job = match row {
+                let mut job = match row {
                     Row::Job(job) => job,
                     Row::Rejected(rejected) => {
                         check.add_rejected(&rejected);
@@ -74,6 +74,12 @@ impl Admitting {
                 let admission = match facts.as_mut().and_then(Iterator::next) {
                     Some(facts) => {
                         let known_repeat = is_remembered_repeat(&facts);
+                        job.as_read = epoch.map(|epoch| {
+                            Box::new(AsRead {
+                                facts: facts.clone(),
+                                epoch,
+                            })
+                        });
                         let admission = admission::admit(facts, &self.rules, now);
                         if let (Admission::Held(Cause::SameCard { at }), false) =
                             (&admission, known_repeat)
@@ -116,8 +122,8 @@ impl Admitting {
         check
     }
 
-    /// What the ledger knows of each job in `rows`, in order.
-    async fn facts_of(&self, rows: &[Row]) -> Result<Vec<Facts>, LedgerError> {
+    /// What the ledger knows of each job in `rows`, in order, and its epoch.
+    async fn facts_of(&self, rows: &[Row]) -> Result<(Vec<Facts>, Option<u64>), LedgerError> {
         let lookups: Vec<Lookup> = rows
             .iter()
             .filter_map(|row| match row {
@@ -130,7 +136,7 @@ impl Admitting {
             })
             .collect();
         if lookups.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let with_cooldown = self.rules.cooldown.is_some();
         self.ledger

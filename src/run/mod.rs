@@ -226,7 +226,7 @@ pub async fn run(
 
     // Read: rows checked on a blocking thread, in file order.
     let control = RunControl::new(shutdown, settings.retry);
-    let (rows, read_rows) = mpsc::channel::<Row>(256);
+    let (rows, read_rows) = mpsc::channel::<Vec<Row>>(4);
     let reader = {
         let reading = Reading {
             rows,

@@ -36,12 +36,13 @@ pub async fn recover(
     let unsettled: HashMap<String, Remembered> =
         ledger.unsettled(campaign).await?.into_iter().collect();
     let journal_keys = left.map_or(&[][..], |left| left.keys.as_slice());
+    let known = ledger.knows(campaign).await?;
     let Some(earlier) = earlier else {
         report_in_doubt(unsettled.len(), 0);
         remember_in_doubt(ledger, campaign, journal_keys, &HashSet::new()).await?;
-        return Ok(());
+        return Ok(ledger.meet(campaign).await?);
     };
-    let imports = !ledger.knows_campaign(campaign).await?;
+    let imports = !known;
     if unsettled.is_empty() && journal_keys.is_empty() && !imports {
         return Ok(());
     }
@@ -102,6 +103,8 @@ pub async fn recover(
     report_in_doubt(unsettled.len(), answered);
 
     remember_in_doubt(ledger, campaign, journal_keys, &answered_since_journal).await?;
+    // Only now, with what the file knew remembered, is the campaign known.
+    ledger.meet(campaign).await?;
     if imported > 0 {
         info!(
             rows = imported,

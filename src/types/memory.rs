@@ -28,6 +28,12 @@ impl Fate {
         Fate::Duplicate,
     ];
 
+    /// The card reached the recipient, or may have: a card refused,
+    /// forgotten or found a repeat did not.
+    pub fn went(self) -> bool {
+        matches!(self, Fate::Leaving | Fate::Sent | Fate::Unknown)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Fate::Leaving => "LEAVING",
@@ -90,4 +96,27 @@ pub struct Suppression {
     pub reason: String,
     /// When it was added, UTC (`2026-11-25T13:00:00Z`).
     pub added_at: String,
+}
+
+/// What the ledger knows that bears on one row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The campaign's record of the row's key.
+    pub remembered: Option<Remembered>,
+    /// The recipient's entry on the suppression list.
+    pub suppressed: Option<Suppression>,
+    /// When the same card (recipient and card phone) last went, by any
+    /// campaign, nanoseconds since 1970.
+    pub same_card_at: Option<i64>,
+    /// When any card last went to the recipient (only read with a cooldown).
+    pub last_reached: Option<i64>,
+}
+
+/// The facts of a row as the admission step read them, and the ledger's
+/// epoch then: at the door, facts of an epoch in which no other run wrote
+/// to the ledger since still hold, and need not be read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsRead {
+    pub facts: Facts,
+    pub epoch: u64,
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{Problem, Status};
+use super::{AsRead, Problem, Status};
 
 /// Who a row is for, as every results line names it: the row, its key, and
 /// the three fields of the card (normalised for a job, as written for a row
@@ -32,6 +32,8 @@ pub struct Job {
     pub metadata: Map<String, Value>,
     /// What the `to` number is, for the dry-run report.
     pub destination: Destination,
+    /// What the ledger knew of it as the admission step let it go on.
+    pub as_read: Option<Box<AsRead>>,
 }
 
 /// Where a recipient's number is, and whether it is a landline (which
