@@ -4,7 +4,7 @@
 //! row that will not go), and again inside the ledger's transaction as the
 //! card leaves, against every run sharing the ledger at that moment.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::pacing::nanos;
@@ -20,13 +20,22 @@ pub struct Rules {
     pub cooldown: Option<i64>,
     /// `--resend-unknown`: a card this campaign may have delivered goes again.
     pub resend_unknown: bool,
+    /// The longest a run keeps a card in flight, tries and waits between
+    /// them included (nanoseconds): a card recorded as leaving longer ago
+    /// than this is no other run's to answer any more, and may be resent.
+    pub in_flight_at_most: i64,
 }
 
 impl Rules {
-    pub fn new(cooldown: Option<Duration>, resend_unknown: bool) -> Self {
+    pub fn new(
+        cooldown: Option<Duration>,
+        resend_unknown: bool,
+        in_flight_at_most: Duration,
+    ) -> Self {
         Rules {
             cooldown: cooldown.map(nanos),
             resend_unknown,
+            in_flight_at_most: nanos(in_flight_at_most),
         }
     }
 }
@@ -34,27 +43,37 @@ impl Rules {
 /// Whether a row's card goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    Goes,
+    /// It goes; `resending`: an earlier try may have been delivered
+    /// (`--resend-unknown`), so the card stays in doubt if this one fails.
+    Goes {
+        resending: bool,
+    },
     Held(Cause),
 }
 
 /// Decides one row from its facts, `now` (nanoseconds since 1970). In
 /// order: what this campaign did with the row before (sent, may have sent,
-/// found a repeat), the suppression list, the same card within a day, the
-/// cooldown.
+/// found a repeat) or with the same card under another key, the suppression
+/// list, the same card within a day, the cooldown.
 pub fn admit(facts: Facts, rules: &Rules, now: i64) -> Admission {
     let Facts {
         remembered,
+        campaign_card_at,
         suppressed,
         same_card_at,
         last_reached,
     } = facts;
     let mut resending = false;
     if let Some(earlier) = remembered {
+        // A card another run may still be sending is not resent: its
+        // answer may yet come.
+        let until = earlier.left_at.saturating_add(rules.in_flight_at_most);
         match earlier.fate {
             Fate::Sent => return Admission::Held(Cause::SentEarlier(earlier)),
-            Fate::Unknown | Fate::Leaving if rules.resend_unknown => resending = true,
-            Fate::Unknown | Fate::Leaving => return Admission::Held(Cause::InDoubt(earlier)),
+            Fate::Unknown if rules.resend_unknown => resending = true,
+            Fate::Leaving if rules.resend_unknown && now >= until => resending = true,
+            Fate::Unknown => return Admission::Held(Cause::InDoubt(earlier)),
+            Fate::Leaving => return Admission::Held(Cause::InFlight { earlier, until }),
             Fate::Duplicate => {
                 return Admission::Held(Cause::SameCard {
                     at: earlier.left_at,
@@ -69,7 +88,12 @@ pub fn admit(facts: Facts, rules: &Rules, now: i64) -> Admission {
     // A card sent again on request is this campaign's own card once more:
     // neither a repeat of itself nor held back by its own earlier try.
     if resending {
-        return Admission::Goes;
+        return Admission::Goes { resending };
+    }
+    // The campaign sent this card to this person under another key: once
+    // is what a campaign sends, however long ago.
+    if let Some(at) = campaign_card_at {
+        return Admission::Held(Cause::SameCard { at });
     }
     let window_start = now.saturating_sub(nanos(SAME_CARD_WINDOW));
     if let Some(at) = same_card_at.filter(|at| *at > window_start) {
@@ -81,7 +105,7 @@ pub fn admit(facts: Facts, rules: &Rules, now: i64) -> Admission {
             return Admission::Held(Cause::CoolingDown { until });
         }
     }
-    Admission::Goes
+    Admission::Goes { resending }
 }
 
 /// A card about to leave, as a batch of them is admitted.
@@ -100,22 +124,22 @@ pub fn admit_batch(
     rules: &Rules,
     now: i64,
 ) -> Vec<Admission> {
-    let mut going: HashMap<(&str, &str), ()> = HashMap::new();
-    let mut reached: HashMap<&str, ()> = HashMap::new();
+    let mut going: HashSet<(&str, &str)> = HashSet::new();
+    let mut reached: HashSet<&str> = HashSet::new();
     cards
         .iter()
         .zip(facts)
         .map(|(card, mut facts)| {
-            if going.contains_key(&(card.to, card.card_phone)) {
+            if going.contains(&(card.to, card.card_phone)) {
                 facts.same_card_at = Some(now);
             }
-            if reached.contains_key(card.to) {
+            if reached.contains(card.to) {
                 facts.last_reached = Some(now);
             }
             let admission = admit(facts, rules, now);
-            if admission == Admission::Goes {
-                going.insert((card.to, card.card_phone), ());
-                reached.insert(card.to, ());
+            if let Admission::Goes { .. } = admission {
+                going.insert((card.to, card.card_phone));
+                reached.insert(card.to);
             }
             admission
         })
@@ -152,7 +176,7 @@ mod tests {
     fn held_status(admission: &Admission) -> Option<crate::types::Status> {
         match admission {
             Admission::Held(cause) => Some(cause.status()),
-            Admission::Goes => None,
+            Admission::Goes { .. } => None,
         }
     }
 
@@ -191,8 +215,12 @@ mod tests {
         let rules = Rules {
             resend_unknown: true,
             cooldown: Some(24 * HOUR),
+            in_flight_at_most: HOUR,
         };
-        assert_eq!(admit(facts.clone(), &rules, NOW), Admission::Goes);
+        assert_eq!(
+            admit(facts.clone(), &rules, NOW),
+            Admission::Goes { resending: true }
+        );
         let sent = Facts {
             remembered: remembered(Fate::Sent, NOW - HOUR),
             ..facts
@@ -201,6 +229,41 @@ mod tests {
             held_status(&admit(sent, &rules, NOW)),
             Some(crate::types::Status::Sent),
             "a card known to be sent never goes again"
+        );
+    }
+
+    #[test]
+    fn a_card_another_run_may_still_be_sending_is_not_resent_until_it_cannot_be() {
+        let rules = Rules {
+            resend_unknown: true,
+            in_flight_at_most: HOUR,
+            ..rules()
+        };
+        let leaving = |left_at| Facts {
+            remembered: remembered(Fate::Leaving, left_at),
+            ..Facts::default()
+        };
+        assert_eq!(
+            held_status(&admit(leaving(NOW - HOUR / 2), &rules, NOW)),
+            Some(crate::types::Status::Unknown)
+        );
+        assert_eq!(
+            admit(leaving(NOW - 2 * HOUR), &rules, NOW),
+            Admission::Goes { resending: true }
+        );
+    }
+
+    #[test]
+    fn the_same_card_under_another_key_of_the_campaign_is_a_repeat_for_ever() {
+        let facts = Facts {
+            campaign_card_at: Some(NOW - 400 * 24 * HOUR),
+            ..Facts::default()
+        };
+        assert_eq!(
+            admit(facts, &rules(), NOW),
+            Admission::Held(Cause::SameCard {
+                at: NOW - 400 * 24 * HOUR
+            })
         );
     }
 
@@ -220,7 +283,10 @@ mod tests {
             same_card_at: Some(NOW - 25 * HOUR),
             ..Facts::default()
         };
-        assert_eq!(admit(after, &rules(), NOW), Admission::Goes);
+        assert_eq!(
+            admit(after, &rules(), NOW),
+            Admission::Goes { resending: false }
+        );
     }
 
     #[test]
@@ -237,7 +303,10 @@ mod tests {
             admit(facts.clone(), &rules, NOW),
             Admission::Held(Cause::CoolingDown { until: NOW + HOUR })
         );
-        assert_eq!(admit(facts, &super::tests::rules(), NOW), Admission::Goes);
+        assert_eq!(
+            admit(facts, &super::tests::rules(), NOW),
+            Admission::Goes { resending: false }
+        );
     }
 
     #[test]
@@ -287,7 +356,7 @@ mod tests {
             ..rules()
         };
         let admitted = admit_batch(&cards, vec![Facts::default(); 3], &rules, NOW);
-        assert_eq!(admitted[0], Admission::Goes);
+        assert_eq!(admitted[0], Admission::Goes { resending: false });
         assert_eq!(admitted[1], Admission::Held(Cause::SameCard { at: NOW }));
         assert_eq!(
             admitted[2],

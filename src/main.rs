@@ -13,7 +13,7 @@ use interacto_bulk::cli::{
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
 use interacto_bulk::report::{self, LogWriter, Summary};
-use interacto_bulk::results::WriteGate;
+use interacto_bulk::results::{Kind, WriteGate};
 use interacto_bulk::RunRequest;
 
 fn main() -> std::process::ExitCode {
@@ -207,16 +207,11 @@ async fn run_campaign(
 ) -> Result<ExitCode, RunError> {
     let started_at = jiff::Timestamp::now();
     let source = Source::from_arg(&args.campaign);
-    let kind = match (dry_run, mock) {
-        (true, _) => "check",
-        (false, true) => "mock",
-        (false, false) => "results",
-    };
     let request = RunRequest {
         results_path: args
             .out
             .clone()
-            .unwrap_or_else(|| source.default_results_path(kind)),
+            .unwrap_or_else(|| source.default_results_path(Kind::of(dry_run, mock).file_name())),
         source,
         overwrite: args.overwrite,
         resume,

@@ -45,6 +45,13 @@ impl Default for RetrySettings {
 }
 
 impl RetrySettings {
+    /// The longest a run may keep one message in flight: every try with
+    /// its `timeout`, and before each retry its backoff and the number's
+    /// `turn` (at most). After that no run can still be sending it.
+    pub fn longest_in_flight(&self, timeout: Duration, turn: Duration) -> Duration {
+        (timeout + self.max_backoff + turn).saturating_mul(self.max_attempts)
+    }
+
     pub fn check(&self) -> Result<(), InvalidSetting> {
         if self.max_attempts == 0 {
             return Err(invalid(

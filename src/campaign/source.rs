@@ -51,8 +51,9 @@ impl Source {
 
     /// `<campaign stem>.<kind>.csv` in the working directory:
     /// `<stem>.results.csv` for a send, `<stem>.check.csv` for a dry run and
-    /// `<stem>.mock.csv` for a rehearsal, so that "validate, rehearse, then
-    /// send" never finds one's file where another's goes.
+    /// `<stem>.mock.csv` for a rehearsal (`kind` says which), so that
+    /// "validate, rehearse, then send" never finds one's file where
+    /// another's goes.
     pub fn default_results_path(&self, kind: &str) -> PathBuf {
         let stem = match self {
             Source::Stdin => "stdin".into(),

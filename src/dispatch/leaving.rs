@@ -25,7 +25,7 @@ use tokio::task::{JoinError, JoinSet};
 use super::control::LaneHealth;
 use super::{send, Shared};
 use crate::ledger::{Claim, Claimed, Passing, Settled};
-use crate::types::{Deferral, Hold, Job, Outcome};
+use crate::types::{nanos_of, Deferral, Hold, Job, Outcome};
 
 /// A card whose turn has come, with its place in the pipeline, on its way
 /// out: it leaves once it has a slot, if the ledger lets it.
@@ -51,42 +51,33 @@ const MOST_AT_ONCE: usize = 1024;
 /// arriving get their lines without being sent, and the answers of those
 /// let out go to the results file (the next run reads them there).
 pub(super) async fn run_door(mut door: mpsc::UnboundedReceiver<Leaving>, shared: Arc<Shared>) {
-    // The cards let out, each its request, which ends in its way back.
+    // The cards let out, each its request, which ends in its way back: as
+    // many as there are slots.
     let mut requests: JoinSet<Back> = JoinSet::new();
-    // Passes sent to the ledger and not yet done, oldest first: the ledger
-    // records one while the door gathers the next.
-    let mut passes: VecDeque<Pass> = VecDeque::new();
     let mut waiting: VecDeque<Leaving> = VecDeque::new();
-    let mut back = Vec::new();
+    // The cards back whose answers the next pass records.
+    let mut back: Vec<Back> = Vec::new();
     let mut arrived = Vec::with_capacity(MOST_AT_ONCE);
     let mut lanes_open = true;
     // Until every lane is done, and every card back, recorded and written.
-    while lanes_open
-        || !requests.is_empty()
-        || !waiting.is_empty()
-        || !back.is_empty()
-        || !passes.is_empty()
-    {
-        // Slots are held by the requests in flight and the cards of the
-        // passes under way; a pass frees the slots of the answers it
-        // records, and those of the passes before it, as it commits.
-        let claimed: usize = passes.iter().map(|pass| pass.claims).sum();
-        let free = shared.concurrency.saturating_sub(requests.len() + claimed);
-        let can_pass = passes.len() < PASSES_AHEAD;
-        let ready = can_pass && (!back.is_empty() || (free > 0 && !waiting.is_empty()));
+    while lanes_open || !requests.is_empty() || !waiting.is_empty() || !back.is_empty() {
+        let room = shared.concurrency > requests.len() && !waiting.is_empty();
         tokio::select! {
             biased;
-            passed = oldest(&mut passes), if !passes.is_empty() => {
-                passed.let_out(&mut requests, &shared).await;
-                continue;
-            }
             Some(answered) = requests.join_next(), if !requests.is_empty() => {
                 back.push(unless_panicked(answered));
             }
             taken = door.recv_many(&mut arrived, MOST_AT_ONCE), if lanes_open => {
                 lanes_open = taken > 0;
             }
-            () = std::future::ready(()), if ready => {}
+            // Cards waiting with a slot free, or back with nothing else to
+            // wait for.
+            () = std::future::ready(()), if room || !back.is_empty() => {}
+        }
+        // At a fast pace, the requests that are ready finish first: a pass
+        // costs the ledger a commit, worth sharing among many cards.
+        if shared.pace.is_fast() {
+            tokio::task::yield_now().await;
         }
         // Whatever else is at the door goes in the same pass.
         while let Some(answered) = requests.try_join_next() {
@@ -104,24 +95,15 @@ pub(super) async fn run_door(mut door: mpsc::UnboundedReceiver<Leaving>, shared:
         if shared.control.stopping().is_cancelled() {
             refuse_all(waiting.drain(..), &shared).await;
         }
-        if passes.len() < PASSES_AHEAD {
-            let claimed: usize = passes.iter().map(|pass| pass.claims).sum();
-            let free = shared.concurrency.saturating_sub(requests.len() + claimed);
-            let leaving: Vec<Leaving> = waiting
-                .drain(..free.min(waiting.len()).min(MOST_AT_ONCE))
-                .collect();
-            if !leaving.is_empty() || !back.is_empty() {
-                let back = std::mem::take(&mut back);
-                passes.push_back(Pass::start(leaving, back, &shared));
-            }
-        }
+        // The slots of the cards back are free again once this pass records
+        // their answers: the cards let out in it may take them.
+        let free = shared.concurrency.saturating_sub(requests.len());
+        let mut leaving: Vec<Leaving> = waiting
+            .drain(..free.min(waiting.len()).min(MOST_AT_ONCE))
+            .collect();
+        pass(&mut leaving, &mut back, &mut requests, &shared).await;
     }
 }
-
-/// How many passes may be with the ledger at once: while it records one,
-/// the next is gathered and waits its turn, so the ledger is never idle
-/// while cards wait.
-const PASSES_AHEAD: usize = 2;
 
 /// A card's way back; a request that panicked is a bug, and stops the run
 /// as loudly as it can.
@@ -132,114 +114,79 @@ fn unless_panicked(answered: Result<Back, JoinError>) -> Back {
     }
 }
 
-/// A pass of the door, under way with the ledger.
-struct Pass {
-    task: tokio::task::JoinHandle<Passed>,
-    /// The cards it may let out: their slots are taken.
-    claims: usize,
-}
-
-/// The oldest pass under way, once done (passes are done in turn).
-async fn oldest(passes: &mut VecDeque<Pass>) -> Passed {
-    let pass = passes
-        .front_mut()
-        .expect("only asked with a pass under way");
-    let passed = (&mut pass.task).await;
-    passes.pop_front();
-    passed.unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()))
-}
-
-/// What a pass came to: the ledger's word on each card, and the answers it
-/// recorded, to be written.
-struct Passed {
-    leaving: Vec<Leaving>,
-    answered: Vec<(Outcome, OwnedSemaphorePermit)>,
-    decided: Result<Vec<Claimed>, crate::ledger::LedgerError>,
-    now: Timestamp,
-}
-
-impl Pass {
-    /// Sends the ledger a pass: it records `back` and decides `leaving`.
-    fn start(mut leaving: Vec<Leaving>, back: Vec<Back>, shared: &Arc<Shared>) -> Pass {
-        let now = Timestamp::now();
-        let (settled, answered): (Vec<Settled>, Vec<(Outcome, OwnedSemaphorePermit)>) = back
-            .into_iter()
-            .map(|card| (card.settled, (card.outcome, card.permit)))
-            .unzip();
-        let passing = Passing {
-            settled,
-            claims: leaving.iter_mut().map(claim_of).collect(),
-            rules: shared.rules,
-            now: i64::try_from(now.as_nanosecond()).unwrap_or(i64::MAX),
-            daily_cap: shared.gates.daily_cap.clone(),
-        };
-        let claims = leaving.len();
-        let shared = shared.clone();
-        let task = tokio::spawn(async move {
-            let decided = shared.ledger.pass(&shared.campaign, passing).await;
-            Passed {
-                leaving,
-                answered,
-                decided,
-                now,
-            }
-        });
-        Pass { task, claims }
+/// One pass of the door: the ledger records `back` and decides `leaving`
+/// (both emptied); the cards it lets out start their requests in
+/// `requests`, but for those of a run or a number that stopped while the
+/// ledger worked, which come back unsent, for the next pass to forget.
+async fn pass(
+    leaving: &mut Vec<Leaving>,
+    back: &mut Vec<Back>,
+    requests: &mut JoinSet<Back>,
+    shared: &Arc<Shared>,
+) {
+    if leaving.is_empty() && back.is_empty() {
+        return;
     }
-}
-
-impl Passed {
-    /// Writes the answers' lines, and starts the requests of the cards let
-    /// out; the others get their lines.
-    async fn let_out(self, requests: &mut JoinSet<Back>, shared: &Arc<Shared>) {
-        let Passed {
-            leaving,
-            answered,
-            decided,
-            now,
-        } = self;
-        // The answers go to the results file whatever the ledger said: if
-        // it could not record them, the next run finds them there.
-        for (outcome, permit) in answered {
-            drop(permit);
-            written(outcome, shared).await;
+    let now = Timestamp::now();
+    let (settled, answered): (Vec<Settled>, Vec<(Outcome, OwnedSemaphorePermit)>) = back
+        .drain(..)
+        .map(|card| (card.settled, (card.outcome, card.permit)))
+        .unzip();
+    let passing = Passing {
+        settled,
+        claims: leaving.iter_mut().map(claim_of).collect(),
+        rules: shared.rules,
+        now: nanos_of(now),
+        daily_cap: shared.gates.daily_cap.clone(),
+    };
+    let decided = shared.ledger.pass(&shared.campaign, passing).await;
+    // The answers go to the results file whatever the ledger said: if it
+    // could not record them, the next run finds them there.
+    for (outcome, permit) in answered {
+        drop(permit);
+        written(outcome, shared).await;
+    }
+    let decided = match decided {
+        Ok(decided) => decided,
+        Err(error) => {
+            let control = &shared.control;
+            control.halt(format!("cannot record the messages in the ledger: {error}"));
+            refuse_all(leaving.drain(..), shared).await;
+            return;
         }
-        let decided = match decided {
-            Ok(decided) => decided,
-            Err(error) => {
-                let control = &shared.control;
-                control.halt(format!("cannot record the messages in the ledger: {error}"));
-                refuse_all(leaving.into_iter(), shared).await;
-                return;
-            }
-        };
-        for (Leaving { job, permit, lane }, claimed) in leaving.into_iter().zip(decided) {
-            let outcome = match claimed {
-                Claimed::Granted { left_at, resending } => {
-                    let granted = send::Granted { left_at, resending };
-                    requests.spawn(send::send(job, permit, granted, lane, shared.clone()));
+    };
+    for (Leaving { job, permit, lane }, claimed) in leaving.drain(..).zip(decided) {
+        let outcome = match claimed {
+            Claimed::Granted { left_at, resending } => {
+                let granted = send::Granted { left_at, resending };
+                // No request leaves once the run or the number stopped.
+                if shared.control.stopping().is_cancelled() || lane.closed.is_cancelled() {
+                    let outcome = send::not_sent(&job, &lane, &shared.control);
+                    back.push(send::back(job, outcome, permit, granted));
                     continue;
                 }
-                Claimed::Held(cause) => Outcome::held(&job, &lane.instance_id, cause),
-                Claimed::CapReached(cap) => {
-                    let cap_rule = shared.gates.daily_cap.as_ref();
-                    shared.control.defer(
-                        &lane,
-                        Deferral {
-                            cause: Hold::DailyCap,
-                            why: format!(
-                                "instance {} reached its daily cap of {cap} messages",
-                                lane.instance_id
-                            ),
-                            until: cap_rule.and_then(|cap| cap.next_day(now)),
-                        },
-                    );
-                    send::not_sent(&job, &lane, &shared.control)
-                }
-            };
-            drop(permit);
-            written(outcome, shared).await;
-        }
+                requests.spawn(send::send(job, permit, granted, lane, shared.clone()));
+                continue;
+            }
+            Claimed::Held(cause) => Outcome::held(&job, &lane.instance_id, cause),
+            Claimed::CapReached(cap) => {
+                let cap_rule = shared.gates.daily_cap.as_ref();
+                shared.control.defer(
+                    &lane,
+                    Deferral {
+                        cause: Hold::DailyCap,
+                        why: format!(
+                            "instance {} reached its daily cap of {cap} messages",
+                            lane.instance_id
+                        ),
+                        until: cap_rule.and_then(|cap| cap.next_day(now)),
+                    },
+                );
+                send::not_sent(&job, &lane, &shared.control)
+            }
+        };
+        drop(permit);
+        written(outcome, shared).await;
     }
 }
 

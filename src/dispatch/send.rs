@@ -15,7 +15,7 @@ use super::{turns, Shared};
 use crate::api::{ContactMessage, Queued, SendError};
 use crate::ledger::Settled;
 use crate::retry::{backoff, next_step, Next};
-use crate::types::{Deferral, Fate, Hold, Job, Outcome, Remembered, Status};
+use crate::types::{nanos_of, Deferral, Fate, Hold, Job, Outcome, Remembered, Status};
 
 /// What the ledger said of a card it let out.
 #[derive(Debug, Clone, Copy)]
@@ -44,13 +44,26 @@ pub(super) async fn send(
             warn!(row = job.recipient.row, status = outcome.status.as_str(), error = %outcome.error, "not sent")
         }
     }
-    let recipient = &job.recipient;
+    back(job, outcome, permit, granted)
+}
+
+/// A card the ledger let out on its way back to the door, with its line,
+/// and its record for the ledger: once answered, or when it never left
+/// (the run or its number stopped while the ledger worked).
+pub(super) fn back(
+    job: Job,
+    outcome: Outcome,
+    permit: OwnedSemaphorePermit,
+    granted: Granted,
+) -> Back {
+    let answer = answer_of(&outcome, granted);
+    let recipient = job.recipient;
     let settled = Settled {
-        key: recipient.key.clone(),
-        to: recipient.to.clone(),
-        card_phone: recipient.contact_phone.clone(),
+        key: recipient.key,
+        to: recipient.to,
+        card_phone: recipient.contact_phone,
         left_at: granted.left_at,
-        answer: answer_of(&outcome, granted),
+        answer,
     };
     Back {
         settled,
@@ -81,7 +94,7 @@ fn answer_of(outcome: &Outcome, granted: Granted) -> Option<Remembered> {
         http_status: outcome.http_status,
         attempts: outcome.attempts,
         left_at: granted.left_at,
-        finished_at: i64::try_from(outcome.finished_at.as_nanosecond()).unwrap_or(i64::MAX),
+        finished_at: nanos_of(outcome.finished_at),
     })
 }
 

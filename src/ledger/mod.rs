@@ -24,7 +24,7 @@ use jiff::civil::Date;
 use crate::admission::{self, Admission, Card, Rules};
 use crate::pacing::Pace;
 use crate::schedule::DailyCap;
-use crate::types::{AsRead, Cause, Facts, Fate, Remembered, Suppression};
+use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, Remembered, Suppression};
 
 pub use settings::{LedgerSettings, LedgerUrl};
 
@@ -367,6 +367,7 @@ const MIGRATIONS: &[&str] = &[
          api_status, http_status, attempts, left_at, finished_at)
      SELECT recipient, card_phone, '', '', 'SENT', instance_id, '', '', NULL, 1, sent_at, sent_at
      FROM cards",
+    // 11: which they replace.
     "DROP TABLE cards",
 ];
 
@@ -418,16 +419,21 @@ fn facts_of(
     last_reached: Option<i64>,
 ) -> Facts {
     let mut remembered = key_row.map(|row| row.record);
+    let mut campaign_card_at: Option<i64> = None;
     let mut same_card_at: Option<i64> = None;
     for row in card_rows {
         if row.campaign == campaign && row.key == key {
             remembered = Some(row.record);
         } else if row.record.fate.went() {
+            if row.campaign == campaign {
+                campaign_card_at = campaign_card_at.max(Some(row.record.left_at));
+            }
             same_card_at = same_card_at.max(Some(row.record.left_at));
         }
     }
     Facts {
         remembered,
+        campaign_card_at,
         suppressed,
         same_card_at,
         last_reached,
@@ -440,8 +446,6 @@ fn facts_of(
 /// says what became of each claim.
 struct Admitted {
     admissions: Vec<Admission>,
-    /// Whether each card's earlier try may have been delivered.
-    resending: Vec<bool>,
 }
 
 impl Admitted {
@@ -453,18 +457,8 @@ impl Admitted {
                 card_phone: &claim.card_phone,
             })
             .collect();
-        let resending = facts
-            .iter()
-            .map(|facts| {
-                facts
-                    .remembered
-                    .as_ref()
-                    .is_some_and(|earlier| matches!(earlier.fate, Fate::Unknown | Fate::Leaving))
-            })
-            .collect();
         Admitted {
             admissions: admission::admit_batch(&cards, facts, rules, now),
-            resending,
         }
     }
 
@@ -472,7 +466,7 @@ impl Admitted {
     fn wanted<'a>(&self, claims: &'a [Claim]) -> BTreeMap<&'a str, u64> {
         let mut going: BTreeMap<&str, u64> = BTreeMap::new();
         for (claim, admission) in claims.iter().zip(&self.admissions) {
-            if *admission == Admission::Goes {
+            if let Admission::Goes { .. } = admission {
                 *going.entry(&claim.instance_id).or_default() += 1;
             }
         }
@@ -489,10 +483,9 @@ impl Admitted {
         claims
             .iter()
             .zip(self.admissions)
-            .zip(self.resending)
-            .map(|((claim, admission), resending)| match admission {
+            .map(|(claim, admission)| match admission {
                 Admission::Held(cause) => Claimed::Held(cause),
-                Admission::Goes => {
+                Admission::Goes { resending } => {
                     let cap = allowed
                         .get_mut(claim.instance_id.as_str())
                         .expect("every number with a card that goes was asked");
@@ -601,7 +594,7 @@ fn day_index(first_day: &str, day: Date) -> i64 {
 
 /// Now, in nanoseconds since 1970: the time a clock is booked against.
 fn now_nanos() -> i64 {
-    i64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
+    nanos_of(jiff::Timestamp::now())
 }
 
 #[cfg(test)]

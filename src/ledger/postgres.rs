@@ -184,7 +184,13 @@ impl PostgresLedger {
         let mut client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         // A transaction of its own, so that every row is read as of one moment.
-        let transaction = client.transaction().await.map_err(failed)?;
+        let transaction = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(failed)?;
         let rows: Vec<(&str, &str, &str)> = lookups
             .iter()
             .map(|row| (row.key.as_str(), row.to.as_str(), row.card_phone.as_str()))
@@ -204,6 +210,20 @@ impl PostgresLedger {
         let mut client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let transaction = client.transaction().await.map_err(failed)?;
+        // The locks first, every one the pass needs, in one order.
+        let cards = passing
+            .settled
+            .iter()
+            .map(|settled| (settled.to.as_str(), settled.key.as_str()))
+            .chain(
+                passing
+                    .claims
+                    .iter()
+                    .map(|claim| (claim.to.as_str(), claim.key.as_str())),
+            );
+        lock_cards(&transaction, campaign, cards)
+            .await
+            .map_err(failed)?;
         settle(&transaction, campaign, &passing.settled)
             .await
             .map_err(failed)?;
@@ -218,9 +238,6 @@ impl PostgresLedger {
             transaction.commit().await.map_err(failed)?;
             return Ok(Vec::new());
         }
-        lock_claims(&transaction, campaign, claims)
-            .await
-            .map_err(failed)?;
         let rows: Vec<(&str, &str, &str)> = claims
             .iter()
             .map(|claim| {
@@ -473,28 +490,33 @@ fn prefixed(prefix: &str) -> String {
 }
 
 /// Locks, to the end of the transaction, every recipient and every key of
-/// the campaign that `claims` touch, in one order on every machine (so two
-/// passes never wait for each other in a circle): two machines claiming
-/// one recipient queue instead of both passing.
-async fn lock_claims(
+/// the campaign that a pass touches (`cards`: recipient and key), in one
+/// order on every machine, so that two passes never wait for each other in
+/// a circle: two machines claiming one recipient queue instead of both
+/// passing.
+async fn lock_cards<'a>(
     transaction: &Transaction<'_>,
     campaign: &str,
-    claims: &[Claim],
+    cards: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), tokio_postgres::Error> {
-    let mut locks: Vec<i64> = claims
-        .iter()
-        .flat_map(|claim| {
+    let mut locks: Vec<i64> = cards
+        .flat_map(|(to, key)| {
             [
-                lock_key(&["recipient", &claim.to]),
-                lock_key(&["key", campaign, &claim.key]),
+                lock_key(&["recipient", to]),
+                lock_key(&["key", campaign, key]),
             ]
         })
         .collect();
+    if locks.is_empty() {
+        return Ok(());
+    }
     locks.sort_unstable();
     locks.dedup();
     transaction
         .execute(
-            "SELECT count(pg_advisory_xact_lock(lock)) FROM unnest($1::bigint[]) AS lock",
+            "SELECT count(pg_advisory_xact_lock(lock)) FROM (
+                 SELECT lock FROM unnest($1::bigint[]) WITH ORDINALITY AS l(lock, i) ORDER BY i
+             ) AS ordered",
             &[&locks],
         )
         .await?;
@@ -606,14 +628,15 @@ async fn record(
             .map(|claim| claim.instance_id.as_str())
             .collect();
         if keys.iter().any(|key| !key.is_empty()) {
-            // A key's row under the card it had before, if its phone
-            // changed: one row a key.
+            // A key's row under the card it had before its phone changed,
+            // if that card never went: one row a key.
             transaction
                 .execute(
                     "DELETE FROM sends AS s
                      USING unnest($2::text[], $3::text[], $4::text[])
                          AS u(recipient, card_phone, key)
                      WHERE u.key <> '' AND s.campaign = $1 AND s.key = u.key
+                         AND s.fate = 'FAILED'
                          AND NOT (s.recipient = u.recipient AND s.card_phone = u.card_phone)",
                     &[&campaign, &recipients, &phones, &keys],
                 )

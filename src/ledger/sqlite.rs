@@ -239,6 +239,7 @@ impl SqliteLedger {
         })
         .await
     }
+
     pub async fn facts(
         &self,
         campaign: &str,
@@ -410,7 +411,6 @@ impl SqliteLedger {
         .await
     }
 
-    /// Runs `work` on the connection, on a blocking thread.
     /// Runs `work` on the writing connection, on its thread.
     async fn call<T: Send + 'static>(
         &self,
@@ -650,11 +650,11 @@ fn record(
         Claimed::Granted { left_at, .. } => {
             let stored = stored_key(&claim.key, &claim.to, &claim.card_phone);
             if !stored.is_empty() {
-                // The key's row under the card it had before, if its phone
-                // changed: one row a key.
+                // The key's row under the card it had before its phone
+                // changed, if that card never went: one row a key.
                 connection
                     .prepare_cached(
-                        "DELETE FROM sends WHERE campaign = ?1 AND key = ?2
+                        "DELETE FROM sends WHERE campaign = ?1 AND key = ?2 AND fate = 'FAILED'
                              AND NOT (recipient = ?3 AND card_phone = ?4)",
                     )?
                     .execute(params![campaign, stored, claim.to, claim.card_phone])?;

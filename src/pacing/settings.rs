@@ -69,6 +69,17 @@ impl Default for PacingSettings {
 }
 
 impl PacingSettings {
+    /// The longest a message may wait for its number's turn: the rate's
+    /// interval and, with `pace_by_message`, the longest a phone takes over
+    /// one message (delay, jitter and typing, each at most their ceiling).
+    pub fn longest_turn(&self) -> Duration {
+        let phone = Duration::from_secs_f64(3.0 * MESSAGE_SECONDS_MAX);
+        match self.pace_by_message {
+            true => self.rate.interval() + phone,
+            false => self.rate.interval(),
+        }
+    }
+
     /// Every value a number of seconds, and the defaults not below the floors.
     pub fn check(&self) -> Result<(), InvalidSetting> {
         for (key, value) in [

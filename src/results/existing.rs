@@ -31,6 +31,9 @@ pub struct Opened {
 #[derive(Debug, Clone)]
 pub struct Earlier {
     pub dialect: Dialect,
+    /// It was an earlier version's file, just rewritten in this one's form:
+    /// what it shows sent is remembered from it.
+    pub upgraded: bool,
 }
 
 /// Opens the results file of `campaign` to add this run's lines after the
@@ -73,7 +76,10 @@ pub fn open_existing(
         writer: super::line_writer(io::BufWriter::new(file), dialect),
         lines: LineFormat::new(dialect, campaign),
         results_from: length,
-        earlier: Some(Earlier { dialect }),
+        earlier: Some(Earlier {
+            dialect,
+            upgraded: header == Header::Legacy,
+        }),
     })
 }
 
@@ -126,6 +132,19 @@ fn upgrade(path: &Path, old: File, dialect: Dialect, campaign: &str) -> io::Resu
     let file = paths::no_follow(options).open(path)?;
     let length = file.metadata()?.len();
     Ok((file, length))
+}
+
+/// Whether the file at `path` is a results file of `kind` for `campaign` (or
+/// an earlier version's, which names no campaign): one that `--overwrite`
+/// replaces only once the campaign's memory has what it knew.
+pub fn is_ours(path: &Path, kind: Kind, campaign: &str) -> bool {
+    let is_file = fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_file());
+    let mut options = OpenOptions::new();
+    options.read(true);
+    is_file
+        && paths::no_follow(options)
+            .open(path)
+            .is_ok_and(|mut file| check_is_ours(&mut file, path, kind, campaign).is_ok())
 }
 
 /// Refuses a file that is not a results file of this tool, of `kind`, for

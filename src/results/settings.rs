@@ -109,6 +109,25 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// What a run writes: a dry run checks, `--mock` rehearses, else a send.
+    pub fn of(dry_run: bool, mock: bool) -> Self {
+        match (dry_run, mock) {
+            (true, _) => Kind::Check,
+            (false, true) => Kind::Rehearsal,
+            (false, false) => Kind::Send,
+        }
+    }
+
+    /// Its file's default name's second part: `<stem>.results.csv`,
+    /// `<stem>.mock.csv`, `<stem>.check.csv`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Kind::Send => "results",
+            Kind::Rehearsal => "mock",
+            Kind::Check => "check",
+        }
+    }
+
     pub fn first_column(self) -> &'static str {
         match self {
             Kind::Send => "campaign",

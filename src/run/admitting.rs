@@ -1,5 +1,5 @@
 //! The admission step as rows are read: each job is admitted on what the
-//! ledger knows of it (a batch of rows a question to the ledger), and goes on to the
+//! ledger knows of it (one question to the ledger a batch of rows), and goes on to the
 //! dispatcher, or in a dry run to the results as `VALID`; a row held back
 //! goes straight to the results, with its cause. The ledger has its last
 //! word again as each card leaves, against every run at that moment; this
@@ -15,7 +15,7 @@ use crate::admission::{self, Admission, Rules};
 use crate::dispatch::{self, RunControl};
 use crate::ledger::{Ledger, LedgerError, Lookup};
 use crate::report::CheckReport;
-use crate::types::{AsRead, Cause, Facts, Fate, Job, Outcome, Remembered, Row, Status};
+use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, Job, Outcome, Remembered, Row, Status};
 
 /// What the admission step works with.
 pub struct Admitting {
@@ -59,7 +59,7 @@ impl Admitting {
                 },
             };
             let mut facts = facts.map(Vec::into_iter);
-            let now = now_nanos();
+            let now = nanos_of(Timestamp::now());
             let mut repeats = Vec::new();
             for row in batch.drain(..) {
                 let mut job = match row {
@@ -74,7 +74,9 @@ impl Admitting {
                 let admission = match facts.as_mut().and_then(Iterator::next) {
                     Some(facts) => {
                         let known_repeat = is_remembered_repeat(&facts);
-                        job.as_read = epoch.map(|epoch| {
+                        // Only the ledger the facts came from can tell at
+                        // the door whether they still hold.
+                        job.as_read = epoch.filter(|_| self.remembers).map(|epoch| {
                             Box::new(AsRead {
                                 facts: facts.clone(),
                                 epoch,
@@ -106,7 +108,7 @@ impl Admitting {
                         let outcome = Outcome::held(&job, self.instance_id(instance), cause);
                         self.line(outcome).await;
                     }
-                    Admission::Goes => {
+                    Admission::Goes { .. } => {
                         check.add_job(&job, instance);
                         self.goes(job, instance).await;
                     }
@@ -186,8 +188,4 @@ fn is_remembered_repeat(facts: &Facts) -> bool {
         .remembered
         .as_ref()
         .is_some_and(|earlier| earlier.fate == Fate::Duplicate)
-}
-
-fn now_nanos() -> i64 {
-    i64::try_from(Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
 }

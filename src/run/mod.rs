@@ -63,11 +63,7 @@ pub struct RunRequest {
 impl RunRequest {
     /// What the run's results file records.
     pub fn kind(&self) -> Kind {
-        match (self.dry_run, self.mock) {
-            (true, _) => Kind::Check,
-            (false, true) => Kind::Rehearsal,
-            (false, false) => Kind::Send,
-        }
+        Kind::of(self.dry_run, self.mock)
     }
 }
 
@@ -239,7 +235,13 @@ pub async fn run(
 
     // Admit: each row on what the ledger knows of it; jobs go on to the
     // dispatcher, every other row straight to the results.
-    let rules = Rules::new(settings.schedule.cooldown, request.resend_unknown);
+    let rules = Rules::new(
+        settings.schedule.cooldown,
+        request.resend_unknown,
+        settings
+            .retry
+            .longest_in_flight(settings.api.timeout, settings.pacing.longest_turn()),
+    );
     let (jobs, queued) = mpsc::channel::<Job>(256);
     let admitter = {
         let admitting = Admitting {
@@ -389,7 +391,15 @@ impl Opened {
             source,
         })?;
         let (dialect, kind) = (Dialect::of(&settings.results), request.kind());
-        let results = match request.resume {
+        // A send's file of this campaign is carried on even with
+        // --overwrite: what it knows reaches the campaign's memory before
+        // the run's own lines replace it (the rewrite at the end keeps only
+        // those).
+        let carry_on = request.resume
+            || (request.overwrite
+                && kind == Kind::Send
+                && results::is_ours(path, kind, campaign_name));
+        let results = match carry_on {
             true => results::open_existing(path, dialect, kind, campaign_name)?,
             false => results::create(path, request.overwrite, dialect, kind, campaign_name)?,
         };

@@ -16,7 +16,7 @@ use crate::admission::Rules;
 use crate::exit::RunError;
 use crate::ledger::{Ledger, Passing, Settled};
 use crate::results::{self, Earlier, EarlierLine, Left};
-use crate::types::{Fate, Remembered, Status};
+use crate::types::{nanos_of, Fate, Remembered, Status};
 
 /// Records imported from a results file are handed to the ledger this many
 /// at a time, so a big file is never held in memory.
@@ -42,7 +42,9 @@ pub async fn recover(
         remember_in_doubt(ledger, campaign, journal_keys, &HashSet::new()).await?;
         return Ok(ledger.meet(campaign).await?);
     };
-    let imports = !known;
+    // What a results file shows sent is remembered from it the first time
+    // the campaign meets the ledger, and from an earlier version's file.
+    let imports = !known || earlier.upgraded;
     if unsettled.is_empty() && journal_keys.is_empty() && !imports {
         return Ok(());
     }
@@ -95,7 +97,7 @@ pub async fn recover(
             settled,
             claims: Vec::new(),
             rules: Rules::default(),
-            now: now_nanos(),
+            now: nanos_of(Timestamp::now()),
             daily_cap: None,
         };
         ledger.pass(campaign, passing).await?;
@@ -189,10 +191,10 @@ impl Scan {
                 failed = runtime.block_on(ledger.remember(&campaign, records)).err();
             }
         };
+        let mut mock_like = 0;
         results::earlier_lines(&path, earlier, until, |line| {
             if let Some(leaving) = unsettled.get(&line.key) {
-                let after = |at: Timestamp| at.as_millisecond() >= leaving.left_at / 1_000_000;
-                if line.finished_at.is_some_and(after) {
+                if answers_leaving(&line, leaving) {
                     answers.insert(line.key.clone(), line.clone());
                 }
             }
@@ -200,15 +202,17 @@ impl Scan {
                 answered_since_journal.insert(line.key.clone());
             }
             if imports {
-                let left_at = line
-                    .finished_at
-                    .map_or(0, |at| i64::try_from(at.as_nanosecond()).unwrap_or(0));
+                let left_at = line.finished_at.map_or(0, nanos_of);
                 let fate = match line.status {
                     Some(Status::Sent) => Some(Fate::Sent),
                     Some(Status::Unknown) => Some(Fate::Unknown),
                     _ => None,
                 };
-                if let Some(fate) = fate {
+                // An earlier version wrote a --mock rehearsal's lines where a
+                // send's go: those are no cards that went.
+                let rehearsed = fate == Some(Fate::Sent) && mock_message_id(&line.message_id);
+                mock_like += usize::from(rehearsed);
+                if let Some(fate) = fate.filter(|_| !rehearsed) {
                     batch.push((line.key.clone(), remembered(&line, fate, left_at)));
                     if batch.len() >= IMPORT_BATCH {
                         import(&mut batch);
@@ -220,6 +224,15 @@ impl Scan {
         if let Some(error) = failed {
             return Err(error.into());
         }
+        if mock_like > 0 {
+            warn!(
+                rows = mock_like,
+                results = %path.display(),
+                "SENT lines whose message ids are the embedded mock's: a --mock rehearsal an \
+                 earlier version wrote into this file? They are not taken as sent, and the real \
+                 run sends those rows; stop it now if they were sent for real"
+            );
+        }
         Ok(Found {
             unsettled,
             answers,
@@ -227,6 +240,26 @@ impl Scan {
             imported,
         })
     }
+}
+
+/// Whether `line` answers the card recorded as leaving in `leaving`: written
+/// after it left, by the run that let it out — a try's answer (a line that
+/// only repeats the ledger's doubt has no try), or its stop before sending.
+fn answers_leaving(line: &EarlierLine, leaving: &Remembered) -> bool {
+    let after = |at: Timestamp| at.as_millisecond() >= leaving.left_at / 1_000_000;
+    let an_answer = match line.status {
+        Some(Status::Sent | Status::Failed | Status::Unknown) => line.attempts > 0,
+        Some(Status::Deferred) => true,
+        _ => false,
+    };
+    an_answer && line.finished_at.is_some_and(after)
+}
+
+/// Whether a message id is one the embedded mock gives: its counter, from
+/// 0, after the 8 hex digits of its start time. A real id has random digits
+/// there (a MongoDB ObjectId), all zeros once in four billion.
+fn mock_message_id(id: &str) -> bool {
+    id.len() == 24 && id.get(8..16) == Some("00000000")
 }
 
 /// The campaign's record of a card as a results line tells it.
@@ -241,17 +274,20 @@ fn remembered(line: &EarlierLine, fate: Fate, left_at: i64) -> Remembered {
         http_status: line.http_status,
         attempts: line.attempts,
         left_at,
-        finished_at: line
-            .finished_at
-            .map_or(left_at, |at| i64::try_from(at.as_nanosecond()).unwrap_or(0)),
+        finished_at: line.finished_at.map_or(left_at, nanos_of),
     }
 }
 
 /// The record of a key an earlier version's journal was sending: in doubt.
-/// Its key is `to:contact_phone` unless the campaign has a key column.
+/// Its key is `to:contact_phone` (digits both) unless the campaign has a key
+/// column: then the card is not known, only the key.
 fn in_doubt_since_upgrade(key: &str) -> Remembered {
-    let (to, card_phone) = key.split_once(':').unwrap_or(("", ""));
-    let now = now_nanos();
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
+    let (to, card_phone) = key
+        .split_once(':')
+        .filter(|(to, phone)| digits(to) && digits(phone))
+        .unwrap_or(("", ""));
+    let now = nanos_of(Timestamp::now());
     Remembered {
         fate: Fate::Unknown,
         to: to.to_string(),
@@ -285,8 +321,4 @@ fn report_in_doubt(unsettled: usize, answered: usize) {
 
 fn earlier_path(path: &Path) -> String {
     path.display().to_string()
-}
-
-fn now_nanos() -> i64 {
-    i64::try_from(Timestamp::now().as_nanosecond()).unwrap_or(i64::MAX)
 }

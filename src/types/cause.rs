@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 
-use super::{Fate, Recipient, Remembered, Status, Suppression};
+use super::{Recipient, Remembered, Status, Suppression};
 
 /// Why a row is held back instead of sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,8 +11,12 @@ pub enum Cause {
     /// A run of this campaign sent it: its record, with the message id.
     SentEarlier(Remembered),
     /// A run of this campaign may have delivered it: the answer was
-    /// ambiguous (`UNKNOWN`), or the run stopped with it in flight.
+    /// ambiguous (`UNKNOWN`).
     InDoubt(Remembered),
+    /// A run of this campaign let it out and recorded no answer: it may
+    /// still be sending it, or was stopped. No run can be sending it after
+    /// `until`.
+    InFlight { earlier: Remembered, until: i64 },
     /// The recipient is on the suppression list.
     Suppressed(Suppression),
     /// The same card went to this recipient at `at` (nanoseconds since
@@ -28,7 +32,7 @@ impl Cause {
     pub fn status(&self) -> Status {
         match self {
             Cause::SentEarlier(_) => Status::Sent,
-            Cause::InDoubt(_) => Status::Unknown,
+            Cause::InDoubt(_) | Cause::InFlight { .. } => Status::Unknown,
             Cause::Suppressed(_) => Status::Suppressed,
             Cause::SameCard { .. } => Status::Duplicate,
             Cause::CoolingDown { .. } => Status::Deferred,
@@ -45,11 +49,12 @@ impl Cause {
                 earlier.to
             ),
             Cause::SentEarlier(_) => String::new(),
-            Cause::InDoubt(earlier) if earlier.fate == Fate::Leaving => format!(
-                "a run of this campaign was sending it at {} and recorded no answer (it was \
-                 stopped, or is still running): it may have been delivered; not sent again \
-                 (--resume --resend-unknown sends it)",
-                at_text(earlier.left_at)
+            Cause::InFlight { earlier, until } => format!(
+                "a run of this campaign let it out at {} and recorded no answer (it was stopped, \
+                 or is still sending it): it may have been delivered; not sent again (after {}, \
+                 when no run can still be sending it, --resume --resend-unknown sends it)",
+                at_text(earlier.left_at),
+                at_text(*until)
             ),
             Cause::InDoubt(earlier) => format!(
                 "an earlier run of this campaign may have delivered it at {}; not sent again \
@@ -78,6 +83,11 @@ impl Cause {
             ),
         }
     }
+}
+
+/// A time as the ledger keeps it: nanoseconds since 1970.
+pub fn nanos_of(at: Timestamp) -> i64 {
+    i64::try_from(at.as_nanosecond()).unwrap_or(i64::MAX)
 }
 
 /// A time of the ledger (nanoseconds since 1970), as messages show it.

@@ -103,6 +103,9 @@ pub struct Suppression {
 pub struct Facts {
     /// The campaign's record of the row's key.
     pub remembered: Option<Remembered>,
+    /// When the campaign sent the same card to the recipient under another
+    /// key (a campaign with a key column), nanoseconds since 1970.
+    pub campaign_card_at: Option<i64>,
     /// The recipient's entry on the suppression list.
     pub suppressed: Option<Suppression>,
     /// When the same card (recipient and card phone) last went, by any

@@ -12,7 +12,7 @@ mod status;
 mod stop;
 mod tally;
 
-pub use cause::{at_text, Cause};
+pub use cause::{at_text, nanos_of, Cause};
 pub use memory::{AsRead, Facts, Fate, Remembered, Suppression};
 pub use outcome::Outcome;
 pub use problem::Problem;

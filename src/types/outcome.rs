@@ -45,33 +45,37 @@ impl Outcome {
     /// that run's number, message id and time.
     pub fn held(job: &Job, instance_id: &str, cause: Cause) -> Self {
         let mut outcome = Outcome::for_job(job, instance_id, cause.status());
-        outcome.add_error(cause.words(&job.recipient));
-        match cause {
-            // A card that went, or may have: the line of that card, with
-            // the row's delay and typing.
-            Cause::SentEarlier(earlier) | Cause::InDoubt(earlier) => {
-                if !earlier.instance_id.is_empty() {
-                    outcome.instance_id = earlier.instance_id;
-                }
-                outcome.sent_earlier = outcome.status == Status::Sent;
-                outcome.api_status = earlier.api_status;
-                outcome.message_id = earlier.message_id;
-                outcome.http_status = earlier.http_status;
-                outcome.attempts = earlier.attempts;
-                let at = match earlier.finished_at {
-                    0 => earlier.left_at,
-                    at => at,
-                };
-                if let Ok(at) = Timestamp::from_nanosecond(i128::from(at)) {
-                    outcome.finished_at = at;
-                }
-            }
-            // A card that does not go has no delay or typing.
+        let words = cause.words(&job.recipient);
+        let earlier = match cause {
+            Cause::SentEarlier(earlier)
+            | Cause::InDoubt(earlier)
+            | Cause::InFlight { earlier, .. } => earlier,
+            // A card that does not go has no delay or typing (nor a note
+            // about them).
             _ => {
                 outcome.delay = None;
                 outcome.typing = None;
-                outcome.error = cause.words(&job.recipient);
+                outcome.error = words;
+                return outcome;
             }
+        };
+        outcome.add_error(words);
+        // A card that went, or may have: the line of that card, with the
+        // row's delay and typing.
+        if !earlier.instance_id.is_empty() {
+            outcome.instance_id = earlier.instance_id;
+        }
+        outcome.sent_earlier = outcome.status == Status::Sent;
+        outcome.api_status = earlier.api_status;
+        outcome.message_id = earlier.message_id;
+        outcome.http_status = earlier.http_status;
+        outcome.attempts = earlier.attempts;
+        let at = match earlier.finished_at {
+            0 => earlier.left_at,
+            at => at,
+        };
+        if let Ok(at) = Timestamp::from_nanosecond(i128::from(at)) {
+            outcome.finished_at = at;
         }
         outcome
     }

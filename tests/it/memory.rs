@@ -583,3 +583,52 @@ async fn sqlite_out_of_space_mid_run_then_a_resume_sends_every_card_once() {
     assert!(stderr(&output).contains("ledger"), "{}", stderr(&output));
     every_card_went_once(&server, &work, rows);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_earlier_versions_results_file_is_remembered_even_when_overwritten() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()));
+    let mut campaign = String::from("to,contact_name,contact_phone\n");
+    for row in 2..=4u64 {
+        campaign.push_str(&format!("119876543{row:02},Pessoa {row},551130034000\n"));
+    }
+    work.write("campaign.csv", &campaign);
+    // An earlier version's file (no campaign column): row 2 sent for real,
+    // row 3 "sent" by a --mock rehearsal written where a send's file goes.
+    let legacy = |row: u64, id: &str| {
+        let to = format!("55119876543{row:02}");
+        format!(
+            "{row},{to}:551130034000,{to},Pessoa {row},551130034000,inst-1,SENT,QUEUED,{id},201,1,2,5,,2026-11-20T10:00:00.000Z\n"
+        )
+    };
+    work.write(
+        "campaign.results.csv",
+        &format!(
+            "row,key,to,contact_name,contact_phone,instance_id,status,api_status,message_id,http_status,attempts,delay,typing,error,finished_at\n{}{}",
+            legacy(2, "66b3c041eac929f51c6f0002"),
+            legacy(3, "6b0daa880000000000000001"),
+        ),
+    );
+
+    let output = work.send(&config, &["--overwrite"]).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("embedded mock"),
+        "the rehearsal's lines are named: {}",
+        stderr(&output)
+    );
+    let queued = queued_per_recipient(&server);
+    assert!(
+        !queued.contains_key("5511987654302"),
+        "row 2 went before: {queued:?}"
+    );
+    assert_eq!(queued.len(), 2, "rows 3 and 4: {queued:?}");
+    let results = work.results("campaign.results.csv");
+    assert_eq!(
+        common::line(&results, 2)["message_id"],
+        "66b3c041eac929f51c6f0002"
+    );
+    assert!(results.iter().all(|line| line["campaign"] == "campaign"));
+}

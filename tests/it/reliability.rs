@@ -133,13 +133,14 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
             .set("retry.retry_ambiguous", "true")
             .set("retry.max_attempts", "2"),
     );
-    // The same cards again on purpose: a ledger that has not seen them.
+    // The same cards again on purpose: a ledger that has not seen them, and
+    // a results file that does not tell it.
     let ledger = work.fresh_ledger("again");
     let output = work
-        .send(&config, &["--overwrite", "--ledger", &ledger])
+        .send(&config, &["--out", "again.csv", "--ledger", &ledger])
         .await;
     assert_eq!(code(&output), 1);
-    let results = work.results("campaign.results.csv");
+    let results = work.results("again.csv");
     assert!(results
         .iter()
         .all(|line| line["status"] == "UNKNOWN" && line["attempts"] == "2"));
