@@ -19,9 +19,10 @@ use super::{
     assemble, cap_for, facts_of, key_of, now_nanos, stored_key, within_cap, Admitted, CapTaken,
     Claim, Claimed, Found, LedgerError, Lookup, NumberRecord, Passing, Settled, MIGRATIONS,
 };
+use crate::admission::Rules;
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{Cause, Facts, Fate, Remembered, Suppression};
+use crate::types::{AsRead, Cause, Facts, Fate, Remembered, Suppression};
 
 /// The columns of a row of `sends`, in [`found_from`]'s order: a macro, so
 /// that the statements that read them are constant text (a statement is
@@ -255,22 +256,14 @@ impl SqliteLedger {
             .on(worker, move |connection| {
                 // One read transaction: every row is read as of one moment.
                 let transaction = connection.transaction()?;
-                let suppressions = any_suppressed(&transaction)?;
-                let facts = lookups
+                let asked = (any_suppressed(&transaction)?, with_cooldown);
+                let rows: Vec<(&str, &str, &str)> = lookups
                     .iter()
-                    .map(|row| {
-                        let card = (row.to.as_str(), row.card_phone.as_str());
-                        read_facts(
-                            &transaction,
-                            &campaign,
-                            &row.key,
-                            card,
-                            (suppressions, with_cooldown),
-                        )
-                    })
+                    .map(|row| (row.key.as_str(), row.to.as_str(), row.card_phone.as_str()))
                     .collect();
+                let facts = read_facts(&transaction, &campaign, &rows, asked)?;
                 transaction.commit()?;
-                facts
+                Ok(facts)
             })
             .await?;
         Ok((facts, Some(epoch)))
@@ -298,22 +291,31 @@ impl SqliteLedger {
                 daily_cap,
                 ..
             } = &passing;
-            let asked = (any_suppressed(&transaction)?, rules.cooldown.is_some());
-            let facts = claims
+            // The facts of the claims whose facts as read do not hold, read
+            // now, in one go.
+            let unread: Vec<(&str, &str, &str)> = claims
                 .iter()
-                .map(|claim| match &claim.as_read {
-                    // Nothing written since by another run. (Under a
-                    // cooldown this run's own cards to the same person
-                    // count too: then always read again.)
-                    Some(read) if read.epoch == epoch && rules.cooldown.is_none() => {
-                        Ok(read.facts.clone())
-                    }
-                    _ => {
-                        let card = (claim.to.as_str(), claim.card_phone.as_str());
-                        read_facts(&transaction, &campaign, &claim.key, card, asked)
-                    }
+                .filter(|claim| still_true(claim, epoch, rules).is_none())
+                .map(|claim| {
+                    (
+                        claim.key.as_str(),
+                        claim.to.as_str(),
+                        claim.card_phone.as_str(),
+                    )
                 })
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect();
+            let asked = match unread.is_empty() {
+                true => (false, false),
+                false => (any_suppressed(&transaction)?, rules.cooldown.is_some()),
+            };
+            let mut read = read_facts(&transaction, &campaign, &unread, asked)?.into_iter();
+            let facts: Vec<Facts> = claims
+                .iter()
+                .map(|claim| match still_true(claim, epoch, rules) {
+                    Some(as_read) => as_read.facts.clone(),
+                    None => read.next().expect("a fact read for every claim not held"),
+                })
+                .collect();
             let admitted = Admitted::new(claims, facts, rules, *now);
             let mut allowed = BTreeMap::new();
             for (instance, wanted) in admitted.wanted(claims) {
@@ -500,25 +502,41 @@ impl Drop for Worker {
 
 /// A row of `sends` from its [`sends!`] columns.
 fn found_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<Found> {
-    let fate: String = row.get(4)?;
+    found_at(row, 0)
+}
+
+/// A row of `sends` from its [`sends!`] columns, from column `first` on.
+fn found_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Found> {
+    let fate: String = row.get(first + 4)?;
     Ok(Found {
-        campaign: row.get(2)?,
-        key: row.get(3)?,
+        campaign: row.get(first + 2)?,
+        key: row.get(first + 3)?,
         record: Remembered {
             fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
-            to: row.get(0)?,
-            card_phone: row.get(1)?,
-            instance_id: row.get(5)?,
-            message_id: row.get(6)?,
-            api_status: row.get(7)?,
+            to: row.get(first)?,
+            card_phone: row.get(first + 1)?,
+            instance_id: row.get(first + 5)?,
+            message_id: row.get(first + 6)?,
+            api_status: row.get(first + 7)?,
             http_status: row
-                .get::<_, Option<i64>>(8)?
+                .get::<_, Option<i64>>(first + 8)?
                 .and_then(|status| u16::try_from(status).ok()),
-            attempts: u32::try_from(row.get::<_, i64>(9)?).unwrap_or(u32::MAX),
-            left_at: row.get(10)?,
-            finished_at: row.get(11)?,
+            attempts: u32::try_from(row.get::<_, i64>(first + 9)?).unwrap_or(u32::MAX),
+            left_at: row.get(first + 10)?,
+            finished_at: row.get(first + 11)?,
         },
     })
+}
+
+/// The facts of `claim` as the admission step read them, if they still
+/// hold: read in the `epoch` the writer sees, in which no other run wrote,
+/// and without a cooldown (under one, this run's own cards to the same
+/// person count too).
+fn still_true<'a>(claim: &'a Claim, epoch: u64, rules: &Rules) -> Option<&'a AsRead> {
+    claim
+        .as_read
+        .as_deref()
+        .filter(|read| read.epoch == epoch && rules.cooldown.is_none())
 }
 
 /// Whether anyone is on the suppression list: the lookup a row at a time
@@ -529,67 +547,158 @@ fn any_suppressed(connection: &Connection) -> rusqlite::Result<bool> {
         .query_row([], |row| row.get(0))
 }
 
-/// What the ledger holds that bears on one row: the rows of its card (every
-/// campaign's), with a key column the row of its key, the suppression list
-/// (`asked.0`: anyone is on it), and with a cooldown (`asked.1`) the
-/// recipient's last card.
+/// What the ledger holds that bears on each of `rows` (key, recipient, card
+/// phone): the rows of its card (every campaign's), with a key column the
+/// row of its key, the suppression list (`asked.0`: anyone is on it), and
+/// with a cooldown (`asked.1`) the recipient's last card. A statement each
+/// for all the rows, each row looked up by its key in the index.
 fn read_facts(
     connection: &Connection,
     campaign: &str,
-    key: &str,
-    (to, card_phone): (&str, &str),
+    rows: &[(&str, &str, &str)],
     asked: (bool, bool),
-) -> rusqlite::Result<Facts> {
-    let stored = stored_key(key, to, card_phone);
-    let card_rows = connection
-        .prepare_cached(concat!(
-            "SELECT ",
-            sends!(),
-            " FROM sends WHERE recipient = ?1 AND card_phone = ?2"
-        ))?
-        .query_map(params![to, card_phone], found_from)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let key_row = match stored {
-        "" => None,
-        stored => connection
-            .prepare_cached(concat!(
-                "SELECT ",
-                sends!(),
-                " FROM sends WHERE campaign = ?1 AND key = ?2"
-            ))?
-            .query_row(params![campaign, stored], found_from)
-            .optional()?,
-    };
-    let suppressed = match asked.0 {
-        true => connection
-            .prepare_cached("SELECT phone, reason, added_at FROM suppressed WHERE phone = ?1")?
-            .query_row(params![to], |row| {
-                Ok(Suppression {
-                    phone: row.get(0)?,
-                    reason: row.get(1)?,
-                    added_at: row.get(2)?,
-                })
+) -> rusqlite::Result<Vec<Facts>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<&str> = rows
+        .iter()
+        .map(|(key, to, phone)| stored_key(key, to, phone))
+        .collect();
+    let mut card_rows: Vec<Vec<Found>> = vec![Vec::new(); rows.len()];
+    let cards = rows.iter().flat_map(|(_, to, phone)| [to, phone]);
+    let mut statement = connection.prepare_cached(&sql_for(Asked::Cards, rows.len()))?;
+    let mut found = statement.query(rusqlite::params_from_iter(cards))?;
+    while let Some(row) = found.next()? {
+        card_rows[ordinal(row)?].push(found_at(row, 1)?);
+    }
+    let mut key_rows: Vec<Option<Found>> = vec![None; rows.len()];
+    if stored.iter().any(|key| !key.is_empty()) {
+        let keys = std::iter::once(&campaign).chain(&stored);
+        let mut statement = connection.prepare_cached(&sql_for(Asked::Keys, rows.len()))?;
+        let mut found = statement.query(rusqlite::params_from_iter(keys))?;
+        while let Some(row) = found.next()? {
+            key_rows[ordinal(row)?] = Some(found_at(row, 1)?);
+        }
+    }
+    let recipients = || rows.iter().map(|(_, to, _)| to);
+    let mut suppressed: Vec<Option<Suppression>> = vec![None; rows.len()];
+    if asked.0 {
+        let sql = sql_for(Asked::Suppressed, rows.len());
+        let mut statement = connection.prepare_cached(&sql)?;
+        let mut found = statement.query(rusqlite::params_from_iter(recipients()))?;
+        while let Some(row) = found.next()? {
+            suppressed[ordinal(row)?] = Some(Suppression {
+                phone: row.get(1)?,
+                reason: row.get(2)?,
+                added_at: row.get(3)?,
+            });
+        }
+    }
+    let mut last_reached: Vec<Option<i64>> = vec![None; rows.len()];
+    if asked.1 {
+        let sql = sql_for(Asked::LastReached, rows.len());
+        let mut statement = connection.prepare_cached(&sql)?;
+        let mut found = statement.query(rusqlite::params_from_iter(recipients()))?;
+        while let Some(row) = found.next()? {
+            last_reached[ordinal(row)?] = row.get(1)?;
+        }
+    }
+    Ok(card_rows
+        .into_iter()
+        .zip(key_rows)
+        .zip(suppressed)
+        .zip(last_reached)
+        .zip(stored)
+        .map(|((((card, key), suppressed), last), stored)| {
+            facts_of(campaign, stored, card, key, suppressed, last)
+        })
+        .collect())
+}
+
+/// What [`read_facts`] looks up, a statement each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Asked {
+    Cards,
+    Keys,
+    Suppressed,
+    LastReached,
+}
+
+/// The text of the statement that looks `asked` up for `rows` rows, made
+/// once per thread for each number of rows (a run asks with a few).
+fn sql_for(asked: Asked, rows: usize) -> std::rc::Rc<str> {
+    thread_local! {
+        static TEXTS: std::cell::RefCell<std::collections::HashMap<(Asked, usize), std::rc::Rc<str>>> =
+            Default::default();
+    }
+    TEXTS.with_borrow_mut(|texts| {
+        texts
+            .entry((asked, rows))
+            .or_insert_with(|| {
+                let text = match asked {
+                    Asked::Cards => format!(
+                        "WITH v(i, recipient, card_phone) AS (VALUES {})
+                         SELECT v.i, {} FROM v CROSS JOIN sends s
+                             ON s.recipient = v.recipient AND s.card_phone = v.card_phone",
+                        values(rows, 2, 1),
+                        prefixed_sends("s.")
+                    ),
+                    Asked::Keys => format!(
+                        "WITH v(i, key) AS (VALUES {})
+                         SELECT v.i, {} FROM v CROSS JOIN sends s
+                             ON s.campaign = ?1 AND s.key = v.key
+                         WHERE v.key <> ''",
+                        values(rows, 1, 2),
+                        prefixed_sends("s.")
+                    ),
+                    Asked::Suppressed => format!(
+                        "WITH v(i, phone) AS (VALUES {})
+                         SELECT v.i, s.phone, s.reason, s.added_at FROM v CROSS JOIN suppressed s
+                             ON s.phone = v.phone",
+                        values(rows, 1, 1)
+                    ),
+                    Asked::LastReached => format!(
+                        "WITH v(i, recipient) AS (VALUES {})
+                         SELECT v.i, (SELECT MAX(s.left_at) FROM sends s
+                                      WHERE s.recipient = v.recipient
+                                          AND s.fate IN ('LEAVING', 'SENT', 'UNKNOWN'))
+                         FROM v",
+                        values(rows, 1, 1)
+                    ),
+                };
+                std::rc::Rc::from(text)
             })
-            .optional()?,
-        false => None,
-    };
-    let last_reached = match asked.1 {
-        true => connection
-            .prepare_cached(
-                "SELECT MAX(left_at) FROM sends
-                 WHERE recipient = ?1 AND fate IN ('LEAVING', 'SENT', 'UNKNOWN')",
-            )?
-            .query_row(params![to], |row| row.get(0))?,
-        false => None,
-    };
-    Ok(facts_of(
-        campaign,
-        stored,
-        card_rows,
-        key_row,
-        suppressed,
-        last_reached,
-    ))
+            .clone()
+    })
+}
+
+/// `(0, ?1, ?2), (1, ?3, ?4), …`: `rows` rows of an ordinal and `each`
+/// parameters, numbered from `first`.
+fn values(rows: usize, each: usize, first: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let parameters: Vec<String> = (0..each)
+                .map(|n| format!("?{}", first + row * each + n))
+                .collect();
+            format!("({row}, {})", parameters.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The row a found row answers, from its ordinal in column 0.
+fn ordinal(row: &rusqlite::Row<'_>) -> rusqlite::Result<usize> {
+    Ok(usize::try_from(row.get::<_, i64>(0)?).unwrap_or(usize::MAX))
+}
+
+/// The [`sends!`] columns, each with `prefix`.
+fn prefixed_sends(prefix: &str) -> String {
+    sends!()
+        .split(',')
+        .map(|column| format!("{prefix}{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Takes up to `wanted` messages from `instance`'s cap for the day of

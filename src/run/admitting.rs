@@ -6,6 +6,7 @@
 //! step keeps turns from being booked for rows that will not go, and lets
 //! a dry run show them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -16,6 +17,14 @@ use crate::dispatch::{self, RunControl};
 use crate::ledger::{Ledger, LedgerError, Lookup};
 use crate::report::CheckReport;
 use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, Job, Outcome, Remembered, Row, Status};
+
+/// Batches whose facts are asked for at once: one admitted while the ledger
+/// reads the next.
+const ASKED_AHEAD: usize = 2;
+
+/// The ledger's answer to come: what it knows of each job of a batch, and
+/// its epoch.
+type Asking = tokio::task::JoinHandle<Result<(Vec<Facts>, Option<u64>), LedgerError>>;
 
 /// What the admission step works with.
 pub struct Admitting {
@@ -45,10 +54,31 @@ impl Admitting {
     ) -> CheckReport {
         // Once the ledger cannot be read, the rest is written unchecked.
         let mut lost: Option<String> = None;
-        while let Some(mut batch) = rows.recv().await {
+        // Batches whose facts are asked for, oldest first: the ledger reads
+        // the next while this step admits one.
+        let mut asked: VecDeque<(Vec<Row>, Asking)> = VecDeque::new();
+        let mut rows_open = true;
+        loop {
+            if asked.is_empty() && rows_open {
+                match rows.recv().await {
+                    Some(batch) => asked.push_back(self.ask(batch)),
+                    None => rows_open = false,
+                }
+            }
+            while rows_open && asked.len() < ASKED_AHEAD {
+                match rows.try_recv() {
+                    Ok(batch) => asked.push_back(self.ask(batch)),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => rows_open = false,
+                }
+            }
+            let Some((mut batch, asking)) = asked.pop_front() else {
+                break;
+            };
+            let answer = asking.await.expect("asking the ledger does not panic");
             let (facts, epoch) = match &lost {
                 Some(_) => (None, None),
-                None => match self.facts_of(&batch).await {
+                None => match answer {
                     Ok((facts, epoch)) => (Some(facts), epoch),
                     Err(error) => {
                         let control = &self.control;
@@ -124,9 +154,10 @@ impl Admitting {
         check
     }
 
-    /// What the ledger knows of each job in `rows`, in order, and its epoch.
-    async fn facts_of(&self, rows: &[Row]) -> Result<(Vec<Facts>, Option<u64>), LedgerError> {
-        let lookups: Vec<Lookup> = rows
+    /// Asks the ledger what it knows of each job of `batch`; the answer
+    /// comes by the handle.
+    fn ask(&self, batch: Vec<Row>) -> (Vec<Row>, Asking) {
+        let lookups: Vec<Lookup> = batch
             .iter()
             .filter_map(|row| match row {
                 Row::Job(job) => Some(Lookup {
@@ -137,13 +168,15 @@ impl Admitting {
                 Row::Rejected(_) => None,
             })
             .collect();
-        if lookups.is_empty() {
-            return Ok((Vec::new(), None));
-        }
+        let (ledger, campaign) = (self.ledger.clone(), self.campaign.clone());
         let with_cooldown = self.rules.cooldown.is_some();
-        self.ledger
-            .facts(&self.campaign, lookups, with_cooldown)
-            .await
+        let asking = tokio::spawn(async move {
+            match lookups.is_empty() {
+                true => Ok((Vec::new(), None)),
+                false => ledger.facts(&campaign, lookups, with_cooldown).await,
+            }
+        });
+        (batch, asking)
     }
 
     /// A job that goes: to the dispatcher, or in a dry run its `VALID` line.
