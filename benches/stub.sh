@@ -3,8 +3,10 @@
 # a throwaway ledger.
 #
 # Sets WORK, PORT, URL and UNTHROTTLED; `fresh_ledger` empties the ledger
-# before a run, so no run finds the cards of the one before (they would be
-# DUPLICATE and never sent) or spends a real number's daily cap.
+# and removes the results files before a run, so no run finds the cards of
+# the one before (the campaign would remember them as sent, from the ledger
+# or from its results file, and send nothing) or spends a real number's
+# daily cap.
 
 PORT=${PORT:-18089}
 WORK=$(mktemp -d)
@@ -52,4 +54,4 @@ CONF
 
 export INTERACTO_API_KEY=bench-key
 export INTERACTO_LEDGER_URL="sqlite://$WORK/ledger.db"
-fresh_ledger() { rm -f "$WORK"/ledger.db*; }
+fresh_ledger() { rm -f "$WORK"/ledger.db* "$WORK"/*results.csv* "$WORK"/s[0-9]*.csv*; }

@@ -4,12 +4,14 @@
 //! Layout, in the order data flows; `run` drives the pipeline:
 //! `cli` (flags) → `config` (file + env + flags, assembled from each stage's
 //! settings) → `campaign` (CSV rows → checked `Job`s, on blocking threads) →
+//! `admission` (whether a row's card goes, from what `ledger`, shared by
+//! every run, knows: the campaign's memory, opt-outs, repeats) →
 //! `pacing` (delay/typing floors, per-instance clock) → `schedule` (send
-//! window, daily cap) → `dispatch` (lanes, worker pool, halts; `retry` says
-//! when to try again; `ledger` is what every run shares) → `api` (HTTP
-//! client, wire types, embedded mock) →
-//! `results` (one thread writes the results CSV; lock, journal, resume, and
-//! the rewrite to one line a row at the end) →
+//! window, daily cap) → `dispatch` (lanes, the door each card leaves and
+//! comes back by, worker pool, halts; `retry` says when to try again) →
+//! `api` (HTTP client, wire types, embedded mock) →
+//! `results` (one thread writes the results CSV; lock, journal, a file
+//! carried on, and the rewrite to this run's lines, one a row, at the end) →
 //! `report` (progress, logs, dry-run report, summary) → `exit` (the exit code).
 //! `types` holds the records that cross stages and `setting` how settings are
 //! written; both import no stage.
