@@ -169,8 +169,7 @@ async fn pass(
                 continue;
             }
             Claimed::Held(cause) => Outcome::held(&job, &lane.instance_id, cause),
-            Claimed::CapReached(cap) => {
-                let cap_rule = shared.gates.daily_cap.as_ref();
+            Claimed::CapReached { cap, until } => {
                 shared.control.defer(
                     &lane,
                     Deferral {
@@ -179,7 +178,9 @@ async fn pass(
                             "instance {} reached its daily cap of {cap} messages",
                             lane.instance_id
                         ),
-                        until: cap_rule.and_then(|cap| cap.next_day(now)),
+                        // The number's next day, in the zone the ledger
+                        // keeps its days in.
+                        until: until.and_then(|at| Timestamp::from_nanosecond(at.into()).ok()),
                     },
                 );
                 send::not_sent(&job, &lane, &shared.control)

@@ -40,6 +40,9 @@ pub struct NumberRecord {
     pub instance_id: String,
     /// The first day it was seen sending (with a daily cap or warm-up set).
     pub first_day: Option<Date>,
+    /// The zone its days are counted in, as the ledger keeps it ('' until a
+    /// run counts it).
+    pub timezone: String,
     /// GCRA's next theoretical turn, nanoseconds since 1970.
     pub next_at: Option<i64>,
     /// Messages counted per day, from the days asked for.
@@ -111,8 +114,9 @@ pub enum Claimed {
     Granted { left_at: i64, resending: bool },
     /// Held back, for this cause (a repeat is remembered as one).
     Held(Cause),
-    /// Its number's cap for the day, which is reached.
-    CapReached(u64),
+    /// Its number's cap for the day, which is reached, until the number's
+    /// next day begins (nanoseconds since 1970).
+    CapReached { cap: u64, until: Option<i64> },
 }
 
 impl Ledger {
@@ -369,7 +373,28 @@ const MIGRATIONS: &[&str] = &[
      FROM cards",
     // 11: which they replace.
     "DROP TABLE cards",
+    // 12: the zone whose midnight starts each number's day, kept from the
+    //     first run that counts it ('' until one does): every run sharing
+    //     the number counts its days alike, whatever its own zone.
+    "ALTER TABLE numbers ADD COLUMN timezone TEXT NOT NULL DEFAULT ''",
 ];
+
+/// The schema this build writes. `ledger_version` holds it, one row, for
+/// monitoring (`SELECT version FROM ledger_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Why a ledger at schema `version` cannot be used by this build: one
+/// written by a newer version may hold what this one would misread.
+fn too_new(version: i64) -> Option<String> {
+    (version > SCHEMA_VERSION).then(|| {
+        format!(
+            "it is at schema version {version}, written by a newer interacto-bulk; this one ({}) \
+             knows versions up to {SCHEMA_VERSION}: upgrade interacto-bulk here (every run sharing \
+             a ledger needs a version that knows its schema)",
+            env!("CARGO_PKG_VERSION")
+        )
+    })
+}
 
 /// [`Fate::went`] as SQL. (SQLite's statements write it out, to keep their
 /// text constant.)
@@ -490,7 +515,10 @@ impl Admitted {
                         .get_mut(claim.instance_id.as_str())
                         .expect("every number with a card that goes was asked");
                     match cap.taken {
-                        0 => Claimed::CapReached(cap.cap),
+                        0 => Claimed::CapReached {
+                            cap: cap.cap,
+                            until: cap.until,
+                        },
                         _ => {
                             cap.taken -= 1;
                             Claimed::Granted {
@@ -523,6 +551,8 @@ struct CapTaken {
     taken: u64,
     /// The day's cap (warm-up included), for the message of those that may not.
     cap: u64,
+    /// When the number's next day begins, nanoseconds since 1970.
+    until: Option<i64>,
 }
 
 /// How many of `wanted` messages a number with `sent` today and `cap` may
@@ -533,10 +563,12 @@ fn within_cap(sent: i64, cap: Option<u64>, wanted: u64) -> CapTaken {
         Some(cap) => CapTaken {
             taken: wanted.min(cap.saturating_sub(sent)),
             cap,
+            until: None,
         },
         None => CapTaken {
             taken: wanted,
             cap: 0,
+            until: None,
         },
     }
 }
@@ -546,17 +578,18 @@ fn cap_for(cap: &DailyCap, first_day: &str, day: Date) -> Option<u64> {
     cap.cap_on(day_index(first_day, day))
 }
 
-/// Numbers assembled from the rows of the three tables: ids, first days,
-/// clocks and counts (day as text).
+/// Numbers assembled from the rows of the three tables: ids, first days and
+/// zones, clocks and counts (day as text).
 fn assemble(
-    first_days: Vec<(String, String)>,
+    first_days: Vec<(String, String, String)>,
     clocks: Vec<(String, i64)>,
     counts: Vec<(String, String, i64)>,
 ) -> Vec<NumberRecord> {
     let mut numbers: BTreeMap<String, NumberRecord> = BTreeMap::new();
-    for (id, first_day) in first_days {
+    for (id, first_day, timezone) in first_days {
         let record = numbers.entry(id.clone()).or_insert_with(|| empty(&id));
         record.first_day = first_day.parse().ok();
+        record.timezone = timezone;
     }
     for (id, next_at) in clocks {
         numbers
@@ -577,6 +610,7 @@ fn empty(instance_id: &str) -> NumberRecord {
     NumberRecord {
         instance_id: instance_id.to_string(),
         first_day: None,
+        timezone: String::new(),
         next_at: None,
         sent: BTreeMap::new(),
     }
@@ -641,7 +675,7 @@ mod tests {
         assert_eq!(decided[0], granted);
         assert!(matches!(&decided[1], Claimed::Held(cause) if cause.status() == Status::Duplicate));
         assert_eq!(decided[2], granted);
-        assert_eq!(decided[3], Claimed::CapReached(2));
+        assert!(matches!(decided[3], Claimed::CapReached { cap: 2, .. }));
         assert_eq!(decided[4], granted);
     }
 }

@@ -12,12 +12,13 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::{
-    assemble, cap_for, facts_of, key_of, now_nanos, stored_key, within_cap, Admitted, CapTaken,
-    Claim, Claimed, Found, LedgerError, Lookup, NumberRecord, Passing, Settled, MIGRATIONS, WENT,
+    assemble, cap_for, facts_of, key_of, now_nanos, stored_key, too_new, within_cap, Admitted,
+    CapTaken, Claim, Claimed, Found, LedgerError, Lookup, NumberRecord, Passing, Settled,
+    MIGRATIONS, SCHEMA_VERSION, WENT,
 };
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{Cause, Facts, Fate, Remembered, Suppression};
+use crate::types::{nanos_of, Cause, Facts, Fate, Remembered, Suppression};
 
 pub struct PostgresLedger {
     /// One connection; a transaction holds it for its few statements.
@@ -39,7 +40,7 @@ impl PostgresLedger {
             // next query then fails, and the run halts.
             let _ = connection.await;
         });
-        migrate(&mut client).await.map_err(failed)?;
+        migrate(&mut client, &shown).await?;
         Ok(PostgresLedger {
             client: Mutex::new(client),
             shown,
@@ -102,11 +103,11 @@ impl PostgresLedger {
         let client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let first_days = client
-            .query("SELECT instance_id, first_day FROM numbers", &[])
+            .query("SELECT instance_id, first_day, timezone FROM numbers", &[])
             .await
             .map_err(failed)?
             .iter()
-            .map(|row| (row.get(0), row.get(1)))
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect();
         let clocks = client
             .query("SELECT instance_id, next_at FROM clocks", &[])
@@ -543,23 +544,32 @@ async fn take_from_cap(
     now: i64,
     wanted: u64,
 ) -> Result<CapTaken, tokio_postgres::Error> {
-    let day = cap
-        .day(jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default())
-        .to_string();
+    let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
     transaction
         .execute(
-            "INSERT INTO numbers (instance_id, first_day) VALUES ($1, $2)
+            "INSERT INTO numbers (instance_id, first_day, timezone) VALUES ($1, $2, $3)
              ON CONFLICT (instance_id) DO NOTHING",
-            &[&instance, &day],
+            &[&instance, &cap.day(at).to_string(), &cap.zone_name()],
         )
         .await?;
-    let first_day: String = transaction
+    // Locked: the first run to count a number without a kept zone names it.
+    let row = transaction
         .query_one(
-            "SELECT first_day FROM numbers WHERE instance_id = $1",
+            "SELECT first_day, timezone FROM numbers WHERE instance_id = $1 FOR UPDATE",
             &[&instance],
         )
-        .await?
-        .get(0);
+        .await?;
+    let (first_day, kept_zone): (String, String) = (row.get(0), row.get(1));
+    if kept_zone.is_empty() && !cap.zone_name().is_empty() {
+        transaction
+            .execute(
+                "UPDATE numbers SET timezone = $2 WHERE instance_id = $1",
+                &[&instance, &cap.zone_name()],
+            )
+            .await?;
+    }
+    let cap = cap.in_zone(&kept_zone);
+    let day = cap.day(at).to_string();
     transaction
         .execute(
             "INSERT INTO daily_counts (instance_id, day, sent) VALUES ($1, $2, 0)
@@ -574,7 +584,7 @@ async fn take_from_cap(
         )
         .await?
         .get(0);
-    let today = cap_for(cap, &first_day, day.parse().unwrap_or_default());
+    let today = cap_for(&cap, &first_day, day.parse().unwrap_or_default());
     let allowed = within_cap(sent, today, wanted);
     if allowed.taken > 0 {
         let now_sent = sent.saturating_add(i64::try_from(allowed.taken).unwrap_or(i64::MAX));
@@ -585,7 +595,10 @@ async fn take_from_cap(
             )
             .await?;
     }
-    Ok(allowed)
+    Ok(CapTaken {
+        until: cap.next_day(at).map(nanos_of),
+        ..allowed
+    })
 }
 
 /// Records what a pass decided: the cards let out are their campaign's
@@ -610,7 +623,7 @@ async fn record(
                 claim.key.clone(),
                 Remembered::repeat(&claim.to, &claim.card_phone, &claim.instance_id, *at),
             )),
-            Claimed::Held(_) | Claimed::CapReached(_) => {}
+            Claimed::Held(_) | Claimed::CapReached { .. } => {}
         }
     }
     if !leaving.is_empty() {
@@ -843,33 +856,46 @@ fn describe(error: &tokio_postgres::Error) -> String {
 
 /// Brings the schema to the newest version, under an advisory lock: two
 /// machines opening a new ledger at once migrate it once.
-async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
-    let transaction = client.transaction().await?;
+async fn migrate(client: &mut Client, shown: &str) -> Result<(), LedgerError> {
+    let failed = |error: tokio_postgres::Error| LedgerError {
+        url: shown.to_string(),
+        problem: describe(&error),
+    };
+    let transaction = client.transaction().await.map_err(failed)?;
     // An arbitrary key of this tool's own, held to the end of the transaction.
     transaction
         .execute("SELECT pg_advisory_xact_lock(7234019871)", &[])
-        .await?;
+        .await
+        .map_err(failed)?;
     transaction
         .execute(
             "CREATE TABLE IF NOT EXISTS ledger_version (version BIGINT NOT NULL)",
             &[],
         )
-        .await?;
+        .await
+        .map_err(failed)?;
     let version: i64 = transaction
         .query_one("SELECT COALESCE(MAX(version), 0) FROM ledger_version", &[])
-        .await?
+        .await
+        .map_err(failed)?
         .get(0);
-    for (index, step) in MIGRATIONS.iter().enumerate() {
-        let step_version = index as i64 + 1;
-        if step_version > version {
-            transaction.batch_execute(step).await?;
-            transaction
-                .execute(
-                    "INSERT INTO ledger_version (version) VALUES ($1)",
-                    &[&step_version],
-                )
-                .await?;
-        }
+    if let Some(problem) = too_new(version) {
+        return Err(LedgerError {
+            url: shown.to_string(),
+            problem,
+        });
     }
-    transaction.commit().await
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for step in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
+        transaction.batch_execute(step).await.map_err(failed)?;
+    }
+    transaction
+        .batch_execute(&format!(
+            "DELETE FROM ledger_version; INSERT INTO ledger_version (version) VALUES ({SCHEMA_VERSION})"
+        ))
+        .await
+        .map_err(failed)?;
+    transaction.commit().await.map_err(failed)
 }

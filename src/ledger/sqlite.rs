@@ -16,13 +16,14 @@ use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    assemble, cap_for, facts_of, key_of, now_nanos, stored_key, within_cap, Admitted, CapTaken,
-    Claim, Claimed, Found, LedgerError, Lookup, NumberRecord, Passing, Settled, MIGRATIONS,
+    assemble, cap_for, facts_of, key_of, now_nanos, stored_key, too_new, within_cap, Admitted,
+    CapTaken, Claim, Claimed, Found, LedgerError, Lookup, NumberRecord, Passing, Settled,
+    MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::admission::Rules;
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{AsRead, Cause, Facts, Fate, Remembered, Suppression};
+use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, Remembered, Suppression};
 
 /// The columns of a row of `sends`, in [`found_from`]'s order: a macro, so
 /// that the statements that read them are constant text (a statement is
@@ -176,8 +177,8 @@ impl SqliteLedger {
         let since = since.to_string();
         self.call(move |connection| {
             let first_days = connection
-                .prepare("SELECT instance_id, first_day FROM numbers")?
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .prepare("SELECT instance_id, first_day, timezone FROM numbers")?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             let clocks = connection
                 .prepare("SELECT instance_id, next_at FROM clocks")?
@@ -712,24 +713,29 @@ fn take_from_cap(
     now: i64,
     wanted: u64,
 ) -> rusqlite::Result<CapTaken> {
-    let day = cap
-        .day(jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default())
-        .to_string();
+    let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
     connection
         .prepare_cached(
-            "INSERT INTO numbers (instance_id, first_day) VALUES (?1, ?2)
+            "INSERT INTO numbers (instance_id, first_day, timezone) VALUES (?1, ?2, ?3)
              ON CONFLICT (instance_id) DO NOTHING",
         )?
-        .execute(params![instance, day])?;
-    let first_day: String = connection
-        .prepare_cached("SELECT first_day FROM numbers WHERE instance_id = ?1")?
-        .query_row(params![instance], |row| row.get(0))?;
+        .execute(params![instance, cap.day(at).to_string(), cap.zone_name()])?;
+    let (first_day, kept_zone): (String, String) = connection
+        .prepare_cached("SELECT first_day, timezone FROM numbers WHERE instance_id = ?1")?
+        .query_row(params![instance], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    if kept_zone.is_empty() && !cap.zone_name().is_empty() {
+        connection
+            .prepare_cached("UPDATE numbers SET timezone = ?2 WHERE instance_id = ?1")?
+            .execute(params![instance, cap.zone_name()])?;
+    }
+    let cap = cap.in_zone(&kept_zone);
+    let day = cap.day(at).to_string();
     let sent: i64 = connection
         .prepare_cached("SELECT sent FROM daily_counts WHERE instance_id = ?1 AND day = ?2")?
         .query_row(params![instance, day], |row| row.get(0))
         .optional()?
         .unwrap_or(0);
-    let today = cap_for(cap, &first_day, day.parse().unwrap_or_default());
+    let today = cap_for(&cap, &first_day, day.parse().unwrap_or_default());
     let allowed = within_cap(sent, today, wanted);
     if allowed.taken > 0 {
         connection
@@ -743,7 +749,10 @@ fn take_from_cap(
                 sent.saturating_add(i64::try_from(allowed.taken).unwrap_or(i64::MAX))
             ])?;
     }
-    Ok(allowed)
+    Ok(CapTaken {
+        until: cap.next_day(at).map(nanos_of),
+        ..allowed
+    })
 }
 
 /// Records what a pass decided of one claim: a card let out is its
@@ -791,7 +800,7 @@ fn record(
             let repeat = Remembered::repeat(&claim.to, &claim.card_phone, &claim.instance_id, *at);
             remember(connection, campaign, &claim.key, &repeat)?;
         }
-        Claimed::Held(_) | Claimed::CapReached(_) => {}
+        Claimed::Held(_) | Claimed::CapReached { .. } => {}
     }
     Ok(())
 }
@@ -902,13 +911,7 @@ fn open_patiently(path: Option<PathBuf>) -> Result<Connection, String> {
 fn open_and_migrate(path: Option<PathBuf>) -> Result<Connection, String> {
     let mut connection = match &path {
         Some(path) => {
-            if let Some(folder) = path
-                .parent()
-                .filter(|folder| !folder.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(folder)
-                    .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
-            }
+            kept_private(path)?;
             Connection::open(path)
         }
         None => Connection::open_in_memory(),
@@ -929,34 +932,89 @@ fn open_and_migrate(path: Option<PathBuf>) -> Result<Connection, String> {
         Ok(())
     };
     setup().map_err(|error| error.to_string())?;
-    migrate(&mut connection).map_err(|error| error.to_string())?;
+    migrate(&mut connection)?;
     Ok(connection)
 }
 
-/// Brings the schema to the newest version, in one transaction that other
-/// runs wait for: two runs opening a new ledger at once migrate it once.
-fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
-    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    transaction.execute(
-        "CREATE TABLE IF NOT EXISTS ledger_version (version BIGINT NOT NULL)",
-        [],
-    )?;
-    let version: i64 = transaction
-        .query_row("SELECT MAX(version) FROM ledger_version", [], |row| {
-            row.get::<_, Option<i64>>(0)
-        })?
-        .unwrap_or(0);
-    for (index, step) in MIGRATIONS.iter().enumerate() {
-        let step_version = index as i64 + 1;
-        if step_version > version {
-            transaction.execute_batch(&sqlite_step(step))?;
-            transaction.execute(
-                "INSERT INTO ledger_version (version) VALUES (?1)",
-                params![step_version],
-            )?;
-        }
+/// The ledger at `path` as only its owner may read it: it holds people's
+/// phones, when they were reached and why they opted out. Folders it
+/// creates are 0700 and a new file 0600 (SQLite gives its `-wal` and `-shm`
+/// the file's mode); an existing file others can read is left as it is,
+/// with a warning saying how to close it.
+fn kept_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(folder) = path
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(folder)
+            .map_err(|error| format!("cannot create {}: {error}", folder.display()))?;
     }
-    transaction.commit()
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    let mode = file
+        .metadata()
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        let shown = path.display();
+        tracing::warn!(
+            "the ledger {shown} can be read by other users of this machine (mode {:o}): \
+             it holds recipients' phones and opt-outs; `chmod 600 {shown}*` keeps it yours",
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// Brings the schema to the newest version, in one transaction that other
+/// runs wait for: two runs opening a new ledger at once migrate it once. A
+/// ledger of a newer version is refused, untouched.
+fn migrate(connection: &mut Connection) -> Result<(), String> {
+    let text = |error: rusqlite::Error| error.to_string();
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(text)?;
+    transaction
+        .execute(
+            "CREATE TABLE IF NOT EXISTS ledger_version (version BIGINT NOT NULL)",
+            [],
+        )
+        .map_err(text)?;
+    let version: i64 = transaction
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM ledger_version",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(text)?;
+    if let Some(problem) = too_new(version) {
+        return Err(problem);
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for step in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
+        transaction
+            .execute_batch(&sqlite_step(step))
+            .map_err(text)?;
+    }
+    transaction
+        .execute_batch(&format!(
+            "DELETE FROM ledger_version; INSERT INTO ledger_version (version) VALUES ({SCHEMA_VERSION})"
+        ))
+        .map_err(text)?;
+    transaction.commit().map_err(text)
 }
 
 /// A step of the schema as SQLite runs it: every table of the ledger has a
@@ -1006,7 +1064,7 @@ mod tests {
         };
         match &ledger.pass("c", passing).await.unwrap()[..] {
             [Claimed::Granted { .. }] => true,
-            [Claimed::CapReached(_)] => false,
+            [Claimed::CapReached { .. }] => false,
             other => panic!("{other:?}"),
         }
     }

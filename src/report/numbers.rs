@@ -16,6 +16,9 @@ pub struct NumberReport {
     pub instance_id: String,
     /// The first day the ledger saw it send (counted with a cap or warm-up).
     pub first_day: Option<String>,
+    /// The zone its days are counted in, by every run sharing the ledger
+    /// (the first counting run's); `None` until one counts it.
+    pub timezone: Option<String>,
     pub sent_today: u64,
     /// Today's cap, the warm-up included; `None`: no cap.
     pub cap_today: Option<u64>,
@@ -65,6 +68,7 @@ impl NumberReport {
         NumberReport {
             instance_id: record.instance_id.clone(),
             first_day: record.first_day.map(|day| day.to_string()),
+            timezone: Some(record.timezone.clone()).filter(|zone| !zone.is_empty()),
             sent_today: record.sent.get(&today).copied().unwrap_or(0),
             cap_today: cap.and_then(|cap| cap.cap_on(days_sending)),
             next_free,
@@ -90,9 +94,13 @@ pub fn numbers_text(reports: &[NumberReport]) -> String {
             .collect();
         let _ = writeln!(
             text,
-            "{}  first sent {} · today {} of {cap} · next free {} · last 7 days {}",
+            "{}  first sent {}{} · today {} of {cap} · next free {} · last 7 days {}",
             report.instance_id,
             report.first_day.as_deref().unwrap_or("—"),
+            report
+                .timezone
+                .as_ref()
+                .map_or_else(String::new, |zone| format!(" (days in {zone})")),
             report.sent_today,
             report.next_free.as_deref().unwrap_or("now"),
             week.join(" ")

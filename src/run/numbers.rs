@@ -1,5 +1,6 @@
 //! `interacto-bulk numbers`: reads the ledger, changes nothing.
 
+use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use crate::config::Settings;
@@ -9,7 +10,8 @@ use crate::pacing::Pace;
 use crate::report::NumberReport;
 
 /// Every number the ledger knows, with today's count and cap (the warm-up
-/// included) at the configured schedule and pace.
+/// included) at the configured schedule and pace; "today" in the zone the
+/// ledger counts the number's days in.
 pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError> {
     let url = settings
         .ledger
@@ -19,14 +21,23 @@ pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError>
     let cap = settings.schedule.daily_cap();
     let timezone = settings.schedule.time_zone();
     let now = Timestamp::now();
-    let today = now.to_zoned_datetime(timezone).date();
-    let week_start = today
-        .checked_sub(jiff::Span::new().days(6))
-        .unwrap_or(today);
-    let records = ledger.numbers(week_start).await?;
+    // A week back in any zone: a day more than this run's week.
+    let since = now
+        .to_zoned_datetime(timezone.clone())
+        .date()
+        .checked_sub(jiff::Span::new().days(7))
+        .unwrap_or_default();
+    let records = ledger.numbers(since).await?;
     let pace = Pace::of(&settings.pacing);
     Ok(records
         .iter()
-        .map(|record| NumberReport::new(record, today, cap.as_ref(), pace, now))
+        .map(|record| {
+            let zone = match record.timezone.as_str() {
+                "" => timezone.clone(),
+                name => TimeZone::get(name).unwrap_or_else(|_| timezone.clone()),
+            };
+            let today = now.to_zoned_datetime(zone).date();
+            NumberReport::new(record, today, cap.as_ref(), pace, now)
+        })
         .collect())
 }

@@ -31,6 +31,26 @@ impl DailyCap {
         now.to_zoned_datetime(self.timezone.clone()).date()
     }
 
+    /// This cap counted in the zone a number's days are kept in (its IANA
+    /// name as the ledger keeps it); '' or a name this build does not know:
+    /// in this run's zone.
+    pub fn in_zone(&self, kept: &str) -> DailyCap {
+        let timezone = match kept {
+            "" => self.timezone.clone(),
+            name => TimeZone::get(name).unwrap_or_else(|_| self.timezone.clone()),
+        };
+        DailyCap {
+            timezone,
+            ..self.clone()
+        }
+    }
+
+    /// This run's zone as the ledger keeps it for a number it counts first
+    /// ('' for a zone without an IANA name, which the next run names).
+    pub fn zone_name(&self) -> &str {
+        self.timezone.iana_name().unwrap_or("")
+    }
+
     /// When the day after `now`'s begins: a capped number sends again.
     pub fn next_day(&self, now: Timestamp) -> Option<Timestamp> {
         let tomorrow = self.day(now).tomorrow().ok()?;

@@ -14,6 +14,7 @@ mod campaign_files;
 mod campaign_state;
 mod cli;
 mod instances;
+mod keeping;
 mod ledger;
 mod memory;
 mod mock_api;

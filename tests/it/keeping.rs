@@ -1,0 +1,173 @@
+//! A ledger that lasts: upgrades from the release before, a newer ledger
+//! refused, who may read it on disk, and one day per number whatever each
+//! run's zone.
+
+use crate::common::{self, code, embedded, stderr, stdout, Config, Store, Workspace};
+use crate::pg;
+use interacto_bulk::api::MockOptions;
+
+on_both_stores!(
+    a_ledger_of_a_newer_version_is_refused_untouched,
+    runs_in_zones_fourteen_hours_apart_share_one_day_of_the_cap,
+);
+
+/// A ledger written by the release before the campaign memory (schema 5,
+/// commit c3a197b): campaign `c.csv` of three rows sent through
+/// `fixture-number` under `daily_cap = 50` on 2026-11-30 at 21:06 UTC, and
+/// `+55 41 98888-7777` suppressed ("pediu para sair").
+const EARLIER_RELEASE: &[u8] = include_bytes!("../fixtures/ledger-v5.db");
+
+/// The fixture's campaign, as it was sent.
+const FIXTURE_CAMPAIGN: &str = "to,contact_name,contact_phone
++55 11 98765-4321,Loja,+55 11 3003-4000
++55 21 99876-5432,Loja,+55 11 3003-4000
++55 31 97654-3210,Loja,+55 11 3003-4000
+";
+
+/// An hour after the fixture's cards went: its day, within 24 hours.
+const FIXTURE_DAY: &str = "@2026-11-30 22:06:00";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_earlier_release_s_ledger_is_upgraded_with_its_cards_counts_and_opt_outs() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    std::fs::write(work.path("ledger.db"), EARLIER_RELEASE).unwrap();
+    let ledger = format!("sqlite://{}", work.path("ledger.db").display());
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("ledger.url", &format!("{ledger:?}"))
+            .set("api.instance_id", "\"fixture-number\"")
+            .set("schedule.daily_cap", "50")
+            .set("schedule.timezone", "\"UTC\""),
+    );
+
+    // Its number's count, on the day it was made.
+    let output = work
+        .run_later(FIXTURE_DAY, &["numbers", "--config", &config, "--json"])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(numbers[0]["instance_id"], "fixture-number", "{numbers}");
+    assert_eq!(numbers[0]["first_day"], "2026-11-30", "{numbers}");
+    assert_eq!(numbers[0]["sent_today"], 3, "{numbers}");
+
+    // Its opt-out.
+    let output = work
+        .run_with_env(&["suppress", "list", "--config", &config], &[])
+        .await;
+    assert!(
+        stdout(&output).contains("5541988887777,pediu para sair"),
+        "{}",
+        stdout(&output)
+    );
+
+    // Its cards: the same cards, within the day, do not go again.
+    work.write("campaign.csv", FIXTURE_CAMPAIGN);
+    let output = work
+        .run_later(FIXTURE_DAY, &["send", "campaign.csv", "--config", &config])
+        .await;
+    assert_eq!(server.requests(), 0, "{}", stderr(&output));
+    let results = work.results("campaign.results.csv");
+    assert_eq!(common::count(&results, "DUPLICATE"), 3, "{results:?}");
+
+    // And the version reads as one row, for monitoring.
+    let connection = rusqlite::Connection::open(work.path("ledger.db")).unwrap();
+    let versions: Vec<i64> = connection
+        .prepare("SELECT version FROM ledger_version")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, [interacto_bulk::ledger::SCHEMA_VERSION]);
+}
+
+/// Sets the ledger at `url` to schema version 99, as a newer release
+/// would leave it.
+async fn made_newer(url: &str) {
+    let sql = "DELETE FROM ledger_version; INSERT INTO ledger_version (version) VALUES (99)";
+    match url.strip_prefix("sqlite://") {
+        Some(path) => rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap(),
+        None => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(sql).await.unwrap();
+        }
+    }
+}
+
+async fn a_ledger_of_a_newer_version_is_refused_untouched(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let config =
+        work.config(&Config::fast(&server.base_url()).set("ledger.url", &format!("{ledger:?}")));
+    work.write("campaign.csv", &common::campaign(3));
+    let output = work
+        .run_with_env(&["numbers", "--config", &config], &[])
+        .await;
+    assert_eq!(code(&output), 0, "a new ledger: {}", stderr(&output));
+    made_newer(&ledger).await;
+
+    let output = work.send(&config, &[]).await;
+
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_eq!(server.requests(), 0);
+    let said = stderr(&output);
+    assert!(
+        said.contains("schema version 99") && said.contains("upgrade interacto-bulk"),
+        "{said}"
+    );
+    assert!(!said.contains(pg::PASSWORD_SHOWN_NOWHERE), "{said}");
+    let output = work
+        .run_with_env(&["numbers", "--config", &config], &[])
+        .await;
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+}
+
+/// Two runs through one number, one in Kiritimati (UTC+14), one in UTC, at
+/// 12:00 UTC: 02:00 the next day for the first, noon for the second. The
+/// number's day is the one the ledger keeps for it, so they share its cap.
+async fn runs_in_zones_fourteen_hours_apart_share_one_day_of_the_cap(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let in_zone = |zone: &str| {
+        work.config(
+            &Config::fast(&server.base_url())
+                .set("ledger.url", &format!("{ledger:?}"))
+                .set("schedule.daily_cap", "5")
+                .set("schedule.timezone", &format!("{zone:?}")),
+        )
+    };
+    let (kiritimati, utc) = (in_zone("Pacific/Kiritimati"), in_zone("UTC"));
+    work.write("first.csv", &common::campaign(10));
+    let second = common::campaign(20);
+    let (header, rest) = second.split_once('\n').unwrap();
+    let rest: Vec<&str> = rest.lines().skip(10).collect();
+    work.write("second.csv", &format!("{header}\n{}\n", rest.join("\n")));
+    let noon = "@2026-12-01 12:00:00";
+
+    let first = work
+        .run_later(noon, &["send", "first.csv", "--config", &kiritimati])
+        .await;
+    let second = work
+        .run_later(noon, &["send", "second.csv", "--config", &utc])
+        .await;
+
+    assert_eq!(code(&first), 5, "{}", stderr(&first));
+    assert_eq!(code(&second), 5, "{}", stderr(&second));
+    assert_eq!(server.accepted(), 5, "one cap for the number's one day");
+    let output = work
+        .run_later(noon, &["numbers", "--config", &utc, "--json"])
+        .await;
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(numbers[0]["timezone"], "Pacific/Kiritimati", "{numbers}");
+    assert_eq!(numbers[0]["sent_today"], 5, "{numbers}");
+    assert_eq!(numbers[0]["first_day"], "2026-12-02", "{numbers}");
+}
