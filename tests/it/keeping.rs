@@ -171,3 +171,63 @@ async fn runs_in_zones_fourteen_hours_apart_share_one_day_of_the_cap(store: Stor
     assert_eq!(numbers[0]["sent_today"], 5, "{numbers}");
     assert_eq!(numbers[0]["first_day"], "2026-12-02", "{numbers}");
 }
+
+/// The mode bits of `path`.
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_ledger_is_its_owner_s_alone() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    // The default ledger, under the workspace's own XDG_STATE_HOME; a pace
+    // slow enough to look at its WAL while it runs.
+    let config = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"4/s\""));
+    work.write("campaign.csv", &common::campaign(6));
+    let folder = work.path("home/state/interacto-bulk");
+    let ledger = folder.join("ledger.db");
+
+    let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    let wal = folder.join("ledger.db-wal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !wal.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let during = [&wal, &folder.join("ledger.db-shm")].map(|file| (file.exists(), mode_of(file)));
+    let output = common::ended(run).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(mode_of(&folder), 0o700, "the folder");
+    assert_eq!(mode_of(&ledger), 0o600, "the file");
+    assert_eq!(
+        during,
+        [(true, 0o600); 2],
+        "its -wal and -shm, while it runs"
+    );
+    assert!(!stderr(&output).contains("chmod"), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ledger_others_can_read_draws_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = Workspace::new();
+    let ledger = work.path("shared/ledger.db");
+    let url = format!("sqlite://{}", ledger.display());
+    let numbers = ["numbers", "--ledger", &url];
+    let output = work.run_with_env(&numbers, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(mode_of(&ledger), 0o600);
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let output = work.run_with_env(&numbers, &[]).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains("can be read by other users") && said.contains("chmod 600"),
+        "{said}"
+    );
+    assert_eq!(mode_of(&ledger), 0o644, "left as it was");
+}
