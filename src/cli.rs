@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::ledger::LedgerUrl;
+use crate::ledger::{Keep, LedgerUrl};
 use crate::pacing::Rate;
 
 /// Start here, and where to read on; `--help` adds the environment and the exit codes.
@@ -66,6 +66,9 @@ pub enum Command {
     /// Keep recipients from ever getting a message (opt-outs; Brazil's LGPD
     /// requires honouring them): add, import, remove, list
     Suppress(SuppressArgs),
+    /// Look after the ledger: what it holds, pruning cards older than ledger.keep,
+    /// forgetting a person on request (LGPD)
+    Ledger(LedgerArgs),
     /// Print a shell completion script on stdout, e.g.
     /// `interacto-bulk completions bash > ~/.local/share/bash-completion/completions/interacto-bulk`
     Completions {
@@ -123,6 +126,49 @@ pub enum SuppressAction {
     },
     /// The whole list, as CSV on stdout (phone,reason,added_at)
     List,
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerArgs {
+    #[command(subcommand)]
+    pub action: LedgerAction,
+
+    /// Config file (TOML): the ledger, ledger.keep, and campaign.default_region for phones
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// The ledger: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
+    /// [config: ledger.url; env: INTERACTO_LEDGER_URL]
+    #[arg(long, value_name = "URL", global = true)]
+    pub ledger: Option<LedgerUrl>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerAction {
+    /// What the ledger holds: cards, recipients, suppressed phones, numbers, campaigns,
+    /// its oldest and newest card, its size on disk and schema version
+    Stats {
+        /// One JSON object on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove now every card older than ledger.keep, and the daily counts of those days
+    /// (runs also prune as they go, a little each); the suppression list is never pruned
+    Prune {
+        /// Keep this many days instead of ledger.keep, like 400d
+        #[arg(long, value_name = "DAYS")]
+        keep: Option<Keep>,
+    },
+    /// Erase every card sent to (or carrying) these phones, as a person's request under
+    /// the LGPD asks; an opt-out stays on the suppression list, so it is still honoured
+    Forget {
+        /// Phones, written as in a campaign (normalised the same way)
+        #[arg(value_name = "PHONE", required_unless_present = "from")]
+        phones: Vec<String>,
+        /// A CSV file of phones, read like `suppress import`'s
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

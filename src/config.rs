@@ -220,7 +220,18 @@ impl Settings {
         self.campaign.check()?;
         self.retry.check()?;
         self.schedule.check()?;
-        self.ledger.check()
+        self.ledger.check()?;
+        // A cooldown longer than the ledger's memory would end early.
+        match self.schedule.cooldown {
+            Some(cooldown) if cooldown > self.ledger.keep.0 => Err(invalid(
+                "ledger.keep",
+                format!(
+                    "{} is shorter than schedule.cooldown: the ledger must remember a recipient as long as the cooldown holds them back",
+                    self.ledger.keep
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 use interacto_bulk::api::{MockOptions, MockServer};
 use interacto_bulk::campaign::Source;
 use interacto_bulk::cli::{
-    Cli, Command, LogArgs, LogFormat, MockServerArgs, NumbersArgs, PacingArgs, RunArgs,
+    Cli, Command, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersArgs, PacingArgs, RunArgs,
     SummaryFormat, SuppressArgs,
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
@@ -71,6 +71,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Numbers(args) => show_numbers(args).await.map(|()| ExitCode::Success),
             Command::Suppress(args) => suppress(args).await,
+            Command::Ledger(args) => keep_ledger(args).await,
             Command::Completions { shell } => {
                 let mut completions = Vec::new();
                 let mut command = Cli::command();
@@ -289,6 +290,13 @@ async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
         false => print_out(&report::numbers_text(&numbers)),
     }
     Ok(())
+}
+
+async fn keep_ledger(args: LedgerArgs) -> Result<ExitCode, RunError> {
+    let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
+    let (text, exit) = interacto_bulk::run::keep_ledger(&settings, args.action).await?;
+    print_out(&text);
+    Ok(exit)
 }
 
 async fn suppress(args: SuppressArgs) -> Result<ExitCode, RunError> {

@@ -26,7 +26,7 @@ use crate::pacing::Pace;
 use crate::schedule::DailyCap;
 use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, Remembered, Suppression};
 
-pub use settings::{LedgerSettings, LedgerUrl};
+pub use settings::{Keep, LedgerSettings, LedgerUrl};
 
 /// The ledger of a run: the shared one, or a throwaway one for rehearsals.
 pub enum Ledger {
@@ -291,6 +291,81 @@ impl Ledger {
             Ledger::Postgres(store) => store.sent_on(instance, day).await,
         }
     }
+
+    /// Removes the cards that left before `before` (nanoseconds since 1970)
+    /// and the daily counts of days before `before`'s, oldest first, at most
+    /// `most` cards (`None`: all, a transaction for each [`PRUNE_BATCH`]).
+    /// The suppression list is never pruned.
+    pub async fn prune(&self, before: i64, most: Option<u64>) -> Result<Pruned, LedgerError> {
+        let day = jiff::Timestamp::from_nanosecond(i128::from(before))
+            .unwrap_or_default()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date();
+        let mut pruned = Pruned::default();
+        loop {
+            let batch = most.map_or(PRUNE_BATCH, |most| (most - pruned.cards).min(PRUNE_BATCH));
+            let done = match self {
+                Ledger::Sqlite(store) => store.prune(before, day, batch).await?,
+                Ledger::Postgres(store) => store.prune(before, day, batch).await?,
+            };
+            pruned.cards += done.cards;
+            pruned.daily_counts += done.daily_counts;
+            if done.cards < batch || most.is_some_and(|most| pruned.cards >= most) {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// What the ledger holds.
+    pub async fn stats(&self) -> Result<LedgerStats, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.stats().await,
+            Ledger::Postgres(store) => store.stats().await,
+        }
+    }
+
+    /// Erases every card to or carrying each of `phones` (normalised), in
+    /// one transaction; their entries on the suppression list stay. Returns
+    /// how many cards went for each phone.
+    pub async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.forget(phones).await,
+            Ledger::Postgres(store) => store.forget(phones).await,
+        }
+    }
+}
+
+/// The most cards one prune transaction removes: other runs wait for a
+/// transaction, so it stays short.
+pub const PRUNE_BATCH: u64 = 10_000;
+
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    pub cards: u64,
+    pub daily_counts: u64,
+}
+
+/// What a ledger holds, for `ledger stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerStats {
+    pub cards: u64,
+    pub recipients: u64,
+    pub suppressed: u64,
+    pub numbers: u64,
+    pub campaigns: u64,
+    /// When the oldest and the newest card left (RFC 3339, UTC).
+    pub oldest: Option<String>,
+    pub newest: Option<String>,
+    /// The database's size on disk (SQLite: the file with its WAL).
+    pub bytes: u64,
+    pub schema_version: i64,
+}
+
+/// A time of the ledger as `ledger stats` shows it.
+fn stats_time(nanos: Option<i64>) -> Option<String> {
+    let at = jiff::Timestamp::from_nanosecond(i128::from(nanos?)).ok()?;
+    Some(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 impl fmt::Debug for Ledger {
@@ -377,6 +452,9 @@ const MIGRATIONS: &[&str] = &[
     //     first run that counts it ('' until one does): every run sharing
     //     the number counts its days alike, whatever its own zone.
     "ALTER TABLE numbers ADD COLUMN timezone TEXT NOT NULL DEFAULT ''",
+    // 13: the cards by when they left, oldest first, for pruning a bit at a
+    //     time without reading the rest.
+    "CREATE INDEX sends_by_time ON sends (left_at)",
 ];
 
 /// The schema this build writes. `ledger_version` holds it, one row, for

@@ -12,9 +12,9 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use super::{
-    assemble, cap_for, facts_of, key_of, now_nanos, stored_key, too_new, within_cap, Admitted,
-    CapTaken, Claim, Claimed, Found, LedgerError, Lookup, NumberRecord, Passing, Settled,
-    MIGRATIONS, SCHEMA_VERSION, WENT,
+    assemble, cap_for, facts_of, key_of, now_nanos, stats_time, stored_key, too_new, within_cap,
+    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerStats, Lookup, NumberRecord,
+    Passing, Pruned, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
 };
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
@@ -342,6 +342,86 @@ impl PostgresLedger {
             .map_err(|error| self.failed(&error))?
             .map_or(0, |row| row.get::<_, i64>(0));
         Ok(u64::try_from(sent).unwrap_or(0))
+    }
+
+    pub async fn prune(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
+        let mut client = self.client.lock().await;
+        let failed = |error: tokio_postgres::Error| self.failed(&error);
+        let most = i64::try_from(most).unwrap_or(i64::MAX);
+        let transaction = client.transaction().await.map_err(failed)?;
+        // Oldest first, by the time index: the rest is never read.
+        let cards = transaction
+            .execute(
+                "DELETE FROM sends WHERE (recipient, card_phone, campaign, key) IN (
+                     SELECT recipient, card_phone, campaign, key FROM sends
+                     WHERE left_at < $1 ORDER BY left_at LIMIT $2)",
+                &[&before, &most],
+            )
+            .await
+            .map_err(failed)?;
+        let daily_counts = transaction
+            .execute(
+                "DELETE FROM daily_counts WHERE day < $1",
+                &[&day.to_string()],
+            )
+            .await
+            .map_err(failed)?;
+        transaction.commit().await.map_err(failed)?;
+        Ok(Pruned {
+            cards,
+            daily_counts,
+        })
+    }
+
+    pub async fn stats(&self) -> Result<LedgerStats, LedgerError> {
+        let client = self.client.lock().await;
+        let failed = |error: tokio_postgres::Error| self.failed(&error);
+        let row = client
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM sends),
+                        (SELECT COUNT(DISTINCT recipient) FROM sends),
+                        (SELECT COUNT(*) FROM suppressed),
+                        (SELECT COUNT(*) FROM (SELECT instance_id FROM numbers
+                                               UNION SELECT instance_id FROM clocks) n),
+                        (SELECT COUNT(*) FROM campaigns),
+                        (SELECT MIN(left_at) FROM sends),
+                        (SELECT MAX(left_at) FROM sends),
+                        pg_database_size(current_database())",
+                &[],
+            )
+            .await
+            .map_err(failed)?;
+        let count = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
+        Ok(LedgerStats {
+            cards: count(0),
+            recipients: count(1),
+            suppressed: count(2),
+            numbers: count(3),
+            campaigns: count(4),
+            oldest: stats_time(row.get(5)),
+            newest: stats_time(row.get(6)),
+            bytes: count(7),
+            schema_version: SCHEMA_VERSION,
+        })
+    }
+
+    pub async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
+        let mut client = self.client.lock().await;
+        let failed = |error: tokio_postgres::Error| self.failed(&error);
+        let transaction = client.transaction().await.map_err(failed)?;
+        let mut forgotten = Vec::with_capacity(phones.len());
+        for phone in phones {
+            let cards = transaction
+                .execute(
+                    "DELETE FROM sends WHERE recipient = $1 OR card_phone = $1",
+                    &[&phone],
+                )
+                .await
+                .map_err(failed)?;
+            forgotten.push((phone, cards));
+        }
+        transaction.commit().await.map_err(failed)?;
+        Ok(forgotten)
     }
 
     fn failed(&self, error: &tokio_postgres::Error) -> LedgerError {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -15,6 +16,59 @@ pub struct LedgerSettings {
     /// `sqlite://PATH`; `None`: `$XDG_STATE_HOME/interacto-bulk/ledger.db`.
     #[serde(deserialize_with = "setting::optional_from_text")]
     pub url: Option<LedgerUrl>,
+    /// How long the ledger remembers a card.
+    #[serde(deserialize_with = "setting::from_text")]
+    pub keep: Keep,
+}
+
+/// `ledger.keep`: how long a card is remembered (its campaign's memory, the
+/// same-card day, the cooldown, the daily counts), written in days like
+/// `400d`; older ones are pruned. The suppression list is kept for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep(pub Duration);
+
+impl Keep {
+    /// The least: the same card's 24 hours, and a card in flight, must
+    /// outlive any prune.
+    const LEAST_DAYS: u64 = 2;
+    /// A century: more is a typo.
+    const MOST_DAYS: u64 = 36_500;
+}
+
+impl Default for Keep {
+    /// `400d`: a campaign run once a year is still remembered the next.
+    fn default() -> Self {
+        Keep(Duration::from_secs(400 * 86_400))
+    }
+}
+
+impl FromStr for Keep {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let days = text
+            .trim()
+            .strip_suffix('d')
+            .and_then(|days| days.trim().parse::<u64>().ok())
+            .ok_or_else(|| format!("`{text}` is not a number of days: write it like 400d"))?;
+        match days {
+            days if days < Keep::LEAST_DAYS => Err(format!(
+                "`{text}` is too short: the ledger keeps cards at least {}d",
+                Keep::LEAST_DAYS
+            )),
+            days if days > Keep::MOST_DAYS => Err(format!(
+                "`{text}` is more than a century ({}d)",
+                Keep::MOST_DAYS
+            )),
+            days => Ok(Keep(Duration::from_secs(days * 86_400))),
+        }
+    }
+}
+
+impl fmt::Display for Keep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}d", self.0.as_secs() / 86_400)
+    }
 }
 
 impl LedgerSettings {

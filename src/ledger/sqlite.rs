@@ -16,9 +16,9 @@ use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    assemble, cap_for, facts_of, key_of, now_nanos, stored_key, too_new, within_cap, Admitted,
-    CapTaken, Claim, Claimed, Found, LedgerError, Lookup, NumberRecord, Passing, Settled,
-    MIGRATIONS, SCHEMA_VERSION,
+    assemble, cap_for, facts_of, key_of, now_nanos, stats_time, stored_key, too_new, within_cap,
+    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerStats, Lookup, NumberRecord,
+    Passing, Pruned, Settled, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::admission::Rules;
 use crate::pacing::{ClockState, Pace};
@@ -410,6 +410,89 @@ impl SqliteLedger {
                 )
                 .optional()?;
             Ok(u64::try_from(sent.unwrap_or(0)).unwrap_or(0))
+        })
+        .await
+    }
+
+    pub async fn prune(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
+        let (day, most) = (day.to_string(), i64::try_from(most).unwrap_or(i64::MAX));
+        self.call_mut(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Oldest first, by the time index: the rest is never read.
+            let cards = transaction.execute(
+                "DELETE FROM sends WHERE (recipient, card_phone, campaign, key) IN (
+                     SELECT recipient, card_phone, campaign, key FROM sends
+                     WHERE left_at < ?1 ORDER BY left_at LIMIT ?2)",
+                params![before, most],
+            )?;
+            let daily_counts =
+                transaction.execute("DELETE FROM daily_counts WHERE day < ?1", params![day])?;
+            transaction.commit()?;
+            Ok(Pruned {
+                cards: cards as u64,
+                daily_counts: daily_counts as u64,
+            })
+        })
+        .await
+    }
+
+    pub async fn stats(&self) -> Result<LedgerStats, LedgerError> {
+        self.call(|connection| {
+            let count = |sql: &str| -> rusqlite::Result<u64> {
+                connection.query_row(sql, [], |row| row.get::<_, i64>(0).map(|n| n as u64))
+            };
+            let (oldest, newest): (Option<i64>, Option<i64>) = connection.query_row(
+                "SELECT MIN(left_at), MAX(left_at) FROM sends",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            let file: Option<String> = connection.query_row(
+                "SELECT file FROM pragma_database_list WHERE name = 'main'",
+                [],
+                |row| row.get(0),
+            )?;
+            let bytes = file
+                .filter(|file| !file.is_empty())
+                .map(|file| {
+                    ["", "-wal"]
+                        .iter()
+                        .filter_map(|end| std::fs::metadata(format!("{file}{end}")).ok())
+                        .map(|metadata| metadata.len())
+                        .sum()
+                })
+                .unwrap_or(0);
+            Ok(LedgerStats {
+                cards: count("SELECT COUNT(*) FROM sends")?,
+                recipients: count("SELECT COUNT(*) FROM (SELECT DISTINCT recipient FROM sends)")?,
+                suppressed: count("SELECT COUNT(*) FROM suppressed")?,
+                numbers: count(
+                    "SELECT COUNT(*) FROM (SELECT instance_id FROM numbers
+                     UNION SELECT instance_id FROM clocks)",
+                )?,
+                campaigns: count("SELECT COUNT(*) FROM campaigns")?,
+                oldest: stats_time(oldest),
+                newest: stats_time(newest),
+                bytes,
+                schema_version: SCHEMA_VERSION,
+            })
+        })
+        .await
+    }
+
+    pub async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
+        self.call_mut(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut forgotten = Vec::with_capacity(phones.len());
+            for phone in phones {
+                let cards = transaction
+                    .prepare_cached("DELETE FROM sends WHERE recipient = ?1 OR card_phone = ?1")?
+                    .execute(params![phone])?;
+                forgotten.push((phone, cards as u64));
+            }
+            transaction.commit()?;
+            Ok(forgotten)
         })
         .await
     }

@@ -5,12 +5,14 @@
 //! and the summary at the end.
 
 mod admitting;
+mod keeping;
 mod numbers;
 mod reading;
 mod recovery;
 mod suppress;
 mod target;
 
+pub use keeping::keep_ledger;
 pub use numbers::numbers;
 pub use suppress::suppress;
 
@@ -28,11 +30,11 @@ use crate::campaign::{self, Campaign, CampaignError, Source};
 use crate::config::Settings;
 use crate::dispatch::{self, Gates, RunControl, Sending};
 use crate::exit::RunError;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, PRUNE_BATCH};
 use crate::pacing::{Estimate, Pace};
 use crate::report::{CheckReport, Finished, Progress, Summary};
 use crate::results::{self, Dialect, Journal, Kind, ResultsError, RunLock, WriteGate};
-use crate::types::{Job, Row};
+use crate::types::{nanos_of, Job, Row};
 use admitting::Admitting;
 use reading::Reading;
 use target::Target;
@@ -171,6 +173,18 @@ pub async fn run(
             results_from,
         )
         .await?;
+        // Keep: cards older than `ledger.keep` go, a bounded few each run,
+        // so that no run pays for years of history.
+        let before = nanos_of(keeping::cutoff(settings.ledger.keep));
+        let pruned = ledger.prune(before, Some(PRUNE_BATCH)).await?;
+        if pruned.cards + pruned.daily_counts > 0 {
+            info!(
+                cards = pruned.cards,
+                daily_counts = pruned.daily_counts,
+                "the ledger forgot what is older than ledger.keep ({})",
+                settings.ledger.keep
+            );
+        }
     }
     let journal = match kind {
         Kind::Check => None,

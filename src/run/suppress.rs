@@ -115,7 +115,7 @@ fn entries(phones: Vec<String>, reason: &str, added_at: &str) -> Vec<Suppression
 }
 
 /// Phones given on the command line, normalised; the first bad one is an error.
-fn normalised(phones: &[String], region: Region) -> Result<Vec<String>, RunError> {
+pub(super) fn normalised(phones: &[String], region: Region) -> Result<Vec<String>, RunError> {
     phones
         .iter()
         .map(|raw| {
@@ -128,7 +128,10 @@ fn normalised(phones: &[String], region: Region) -> Result<Vec<String>, RunError
 
 /// The phones of a CSV file's phone column, normalised, and the rows (as a
 /// spreadsheet numbers them) that hold no phone.
-fn read_phones(file: &Path, region: Region) -> Result<(Vec<String>, Vec<u64>), RunError> {
+pub(super) fn read_phones(
+    file: &Path,
+    region: Region,
+) -> Result<(Vec<String>, Vec<u64>), RunError> {
     let unreadable =
         |error: String| RunError::Usage(format!("cannot read {}: {error}", file.display()));
     let opened = input::open(

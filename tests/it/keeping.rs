@@ -9,6 +9,8 @@ use interacto_bulk::api::MockOptions;
 on_both_stores!(
     a_ledger_of_a_newer_version_is_refused_untouched,
     runs_in_zones_fourteen_hours_apart_share_one_day_of_the_cap,
+    cards_older_than_the_keep_are_pruned_by_runs_and_on_request,
+    a_forgotten_person_s_cards_are_gone_and_their_opt_out_stays,
 );
 
 /// A ledger written by the release before the campaign memory (schema 5,
@@ -230,4 +232,182 @@ async fn a_ledger_others_can_read_draws_a_warning() {
         "{said}"
     );
     assert_eq!(mode_of(&ledger), 0o644, "left as it was");
+}
+
+/// `ledger stats --json` of the ledger `config` names.
+async fn stats(work: &Workspace, config: &str) -> serde_json::Value {
+    let output = work
+        .run_with_env(&["ledger", "stats", "--json", "--config", config], &[])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    serde_json::from_str(&stdout(&output)).unwrap()
+}
+
+/// Writes `rows` recipients from the `first`th of the shared list as `name`.
+fn campaign_file(work: &Workspace, name: &str, first: usize, rows: usize) {
+    let all = common::campaign(first + rows);
+    let (header, rest) = all.split_once('\n').unwrap();
+    let rest: Vec<&str> = rest.lines().skip(first).collect();
+    work.write(name, &format!("{header}\n{}\n", rest.join("\n")));
+}
+
+async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("ledger.url", &format!("{ledger:?}"))
+            .set("ledger.keep", "\"30d\"")
+            .set("schedule.daily_cap", "100"),
+    );
+    // Forty days ago, and twenty: the first are past the keep, the others not.
+    campaign_file(&work, "old.csv", 0, 4);
+    campaign_file(&work, "recent.csv", 4, 3);
+    for (shift, file) in [("-40d", "old.csv"), ("-20d", "recent.csv")] {
+        let output = work
+            .run_later(shift, &["send", file, "--config", &config])
+            .await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+    }
+    assert_eq!(stats(&work, &config).await["cards"], 7);
+
+    // A run today prunes what is older than 30 days, before it sends.
+    campaign_file(&work, "today.csv", 7, 2);
+    let output = work.run(&["send", "today.csv", "--config", &config]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let held = stats(&work, &config).await;
+    assert_eq!(held["cards"], 5, "{held}");
+    assert_eq!(held["recipients"], 5, "{held}");
+    assert_eq!(held["campaigns"], 3, "{held}");
+    assert_eq!(held["numbers"], 1, "{held}");
+    assert_eq!(
+        held["schema_version"],
+        interacto_bulk::ledger::SCHEMA_VERSION
+    );
+    assert!(held["bytes"].as_u64().unwrap() > 0, "{held}");
+    assert!(held["oldest"].as_str().unwrap() < held["newest"].as_str().unwrap());
+    // The forgotten campaign's rows go again: its memory was pruned.
+    let output = work
+        .run(&["send", "old.csv", "--overwrite", "--config", &config])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 4 + 3 + 2 + 4);
+
+    // On request, with another keep: the 20-day-old cards go too.
+    let output = work
+        .run_with_env(
+            &["ledger", "prune", "--keep", "10d", "--config", &config],
+            &[],
+        )
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("removed 3 cards"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(stats(&work, &config).await["cards"], 6);
+    // The daily counts of those days are gone with them.
+    let numbers = work
+        .run_with_env(&["numbers", "--json", "--config", &config], &[])
+        .await;
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&numbers)).unwrap();
+    assert_eq!(numbers[0]["sent_today"], 6, "{numbers}");
+}
+
+async fn a_forgotten_person_s_cards_are_gone_and_their_opt_out_stays(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let config =
+        work.config(&Config::fast(&server.base_url()).set("ledger.url", &format!("{ledger:?}")));
+    campaign_file(&work, "first.csv", 0, 3);
+    let output = work.run(&["send", "first.csv", "--config", &config]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let results = work.results("first.results.csv");
+    let (kept, gone) = (results[0]["to"].clone(), results[1]["to"].clone());
+    let opted_out = results[2]["to"].clone();
+    let run = |args: Vec<&str>| {
+        let mut args = args;
+        args.extend(["--config", &config]);
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let work = &work;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            work.run_with_env(&args, &[]).await
+        }
+    };
+    let output = run(vec!["suppress", "add", &format!("+{opted_out}")]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    let output = run(vec![
+        "ledger",
+        "forget",
+        &format!("+{gone}"),
+        &format!("+{opted_out}"),
+    ])
+    .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let said = stdout(&output);
+    assert!(
+        said.contains(&format!("{gone}: 1 cards forgotten\n")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "{opted_out}: 1 cards forgotten; their opt-out stays"
+        )),
+        "{said}"
+    );
+    assert_eq!(stats(&work, &config).await["cards"], 1);
+    let list = run(vec!["suppress", "list"]).await;
+    assert!(stdout(&list).contains(&opted_out), "{}", stdout(&list));
+    // The same card the same day, in another campaign: the one forgotten
+    // goes (nothing remembers it went), the one kept is still a repeat, the
+    // one who opted out is still held back.
+    work.write(
+        "again.csv",
+        &std::fs::read_to_string(work.path("first.csv")).unwrap(),
+    );
+    let output = work.run(&["send", "again.csv", "--config", &config]).await;
+    assert_eq!(server.accepted(), 3 + 1, "{}", stderr(&output));
+    let again = work.results("again.results.csv");
+    let status_of = |to: &str| {
+        again
+            .iter()
+            .find(|line| line["to"] == to)
+            .map(|line| line["status"].clone())
+    };
+    assert_eq!(status_of(&gone).as_deref(), Some("SENT"));
+    assert_eq!(status_of(&kept).as_deref(), Some("DUPLICATE"));
+    assert_eq!(status_of(&opted_out).as_deref(), Some("SUPPRESSED"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keep_shorter_than_the_cooldown_is_refused() {
+    let work = Workspace::new();
+    let url = work.fresh_ledger("ledger");
+    for (keep, cooldown, said) in [
+        ("\"30d\"", "\"60d\"", "shorter than schedule.cooldown"),
+        ("\"1d\"", "\"1h\"", "too short"),
+        ("\"400\"", "\"1h\"", "like 400d"),
+    ] {
+        let config = work.config(
+            &Config::fast("http://127.0.0.1:9")
+                .set("ledger.url", &format!("{url:?}"))
+                .set("ledger.keep", keep)
+                .set("schedule.cooldown", cooldown),
+        );
+        let output = work
+            .run_with_env(&["ledger", "stats", "--config", &config], &[])
+            .await;
+        assert_eq!(code(&output), 2, "{keep}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("ledger.keep") && stderr(&output).contains(said),
+            "{keep}: {}",
+            stderr(&output)
+        );
+    }
 }

@@ -1,0 +1,115 @@
+//! `interacto-bulk ledger`: looking after the ledger every run shares —
+//! what it holds, pruning what is older than `ledger.keep`, and forgetting
+//! a person on request.
+
+use jiff::Timestamp;
+
+use crate::cli::LedgerAction;
+use crate::config::Settings;
+use crate::exit::{ExitCode, RunError};
+use crate::ledger::{Keep, Ledger, LedgerStats};
+use crate::types::nanos_of;
+
+use super::suppress::{normalised, read_phones};
+
+/// Carries out `action`; returns what to print on stdout and the exit code.
+pub async fn keep_ledger(
+    settings: &Settings,
+    action: LedgerAction,
+) -> Result<(String, ExitCode), RunError> {
+    let url = settings
+        .ledger
+        .url_or_default()
+        .expect("checked with the settings");
+    let ledger = Ledger::open(&url).await?;
+    match action {
+        LedgerAction::Stats { json } => {
+            let stats = ledger.stats().await?;
+            let text = match json {
+                true => format!(
+                    "{}\n",
+                    serde_json::to_string(&stats).expect("stats always serialise")
+                ),
+                false => stats_text(&stats),
+            };
+            Ok((text, ExitCode::Success))
+        }
+        LedgerAction::Prune { keep } => {
+            let keep = keep.unwrap_or(settings.ledger.keep);
+            let before = cutoff(keep);
+            let pruned = ledger.prune(nanos_of(before), None).await?;
+            let text = format!(
+                "removed {} cards that left before {} and {} daily counts (kept: {keep})\n",
+                pruned.cards,
+                before.strftime("%Y-%m-%d %H:%M UTC"),
+                pruned.daily_counts
+            );
+            Ok((text, ExitCode::Success))
+        }
+        LedgerAction::Forget { phones, from } => {
+            let region = settings.campaign.default_region;
+            let mut wanted = normalised(&phones, region)?;
+            let mut unread = Vec::new();
+            if let Some(file) = &from {
+                let (read, bad) = read_phones(file, region)?;
+                wanted.extend(read);
+                unread = bad;
+            }
+            wanted.sort();
+            wanted.dedup();
+            let suppressed = ledger.suppressed().await?;
+            let forgotten = ledger.forget(wanted).await?;
+            let mut text = String::new();
+            for (phone, cards) in &forgotten {
+                let opted_out = suppressed.iter().any(|entry| &entry.phone == phone);
+                text.push_str(&format!(
+                    "{phone}: {cards} cards forgotten{}\n",
+                    match opted_out {
+                        true => "; their opt-out stays on the suppression list",
+                        false => "",
+                    }
+                ));
+            }
+            let exit = match (&from, unread.is_empty()) {
+                (Some(file), false) => {
+                    let rows: Vec<String> =
+                        unread.iter().take(10).map(|row| row.to_string()).collect();
+                    text.push_str(&format!(
+                        "{}: {} rows not a phone, nothing forgotten for them (rows {}{})\n",
+                        file.display(),
+                        unread.len(),
+                        rows.join(", "),
+                        if unread.len() > 10 { ", …" } else { "" }
+                    ));
+                    ExitCode::NotAllSent
+                }
+                _ => ExitCode::Success,
+            };
+            Ok((text, exit))
+        }
+    }
+}
+
+/// The moment before which cards are older than `keep`.
+pub fn cutoff(keep: Keep) -> Timestamp {
+    let keep = jiff::SignedDuration::try_from(keep.0).unwrap_or(jiff::SignedDuration::MAX);
+    Timestamp::now().checked_sub(keep).unwrap_or(Timestamp::MIN)
+}
+
+/// `ledger stats` for people.
+fn stats_text(stats: &LedgerStats) -> String {
+    let none = || "—".to_string();
+    format!(
+        "cards          {}\nrecipients     {}\nsuppressed     {}\nnumbers        {}\ncampaigns      {}\n\
+         oldest card    {}\nnewest card    {}\nsize on disk   {:.1} MiB\nschema version {}\n",
+        stats.cards,
+        stats.recipients,
+        stats.suppressed,
+        stats.numbers,
+        stats.campaigns,
+        stats.oldest.clone().unwrap_or_else(none),
+        stats.newest.clone().unwrap_or_else(none),
+        stats.bytes as f64 / (1024.0 * 1024.0),
+        stats.schema_version
+    )
+}
