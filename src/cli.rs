@@ -78,7 +78,7 @@ pub enum Command {
     /// Print a manual page (roff) on stdout, e.g. `interacto-bulk man > interacto-bulk.1`,
     /// `interacto-bulk man send > interacto-bulk-send.1`
     Man {
-        /// A command's own page (send, validate, mock-server, numbers, suppress, completions)
+        /// A command's own page (send, validate, mock-server, numbers, suppress, ledger, completions)
         #[arg(value_name = "COMMAND")]
         command: Option<String>,
     },
