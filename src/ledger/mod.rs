@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::civil::Date;
+use tokio_util::sync::CancellationToken;
 
 use crate::admission::{self, Admission, Card, Rules};
 use crate::pacing::Pace;
@@ -120,15 +121,23 @@ pub enum Claimed {
 }
 
 impl Ledger {
-    /// Opens the ledger at `url`, creating and migrating its schema on
-    /// first use.
-    pub async fn open(url: &LedgerUrl) -> Result<Ledger, LedgerError> {
-        match url {
+    /// Opens the ledger `settings` name, creating and migrating its schema
+    /// on first use. Once `stop` is cancelled (the run was asked to stop), a
+    /// wait for a PostgreSQL server ends within seconds, whatever it does.
+    pub async fn open(
+        settings: &LedgerSettings,
+        stop: &CancellationToken,
+    ) -> Result<Ledger, LedgerError> {
+        let url = settings
+            .url_or_default()
+            .expect("checked with the settings");
+        match &url {
             LedgerUrl::Sqlite(path) => Ok(Ledger::Sqlite(
                 sqlite::SqliteLedger::open(Some(path.clone())).await?,
             )),
             LedgerUrl::Postgres(text) => Ok(Ledger::Postgres(
-                postgres::PostgresLedger::open(text, url.to_string()).await?,
+                postgres::PostgresLedger::open(text, url.to_string(), settings, stop.clone())
+                    .await?,
             )),
         }
     }
@@ -153,9 +162,12 @@ impl Ledger {
     ) -> Result<(Vec<Facts>, Option<u64>), LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.facts(campaign, lookups, with_cooldown).await,
-            Ledger::Postgres(store) => {
-                Ok((store.facts(campaign, lookups, with_cooldown).await?, None))
-            }
+            Ledger::Postgres(store) => Ok((
+                store
+                    .patiently(|| store.facts(campaign, lookups.clone(), with_cooldown))
+                    .await?,
+                None,
+            )),
         }
     }
 
@@ -171,7 +183,11 @@ impl Ledger {
     ) -> Result<Vec<Claimed>, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.pass(campaign, passing).await,
-            Ledger::Postgres(store) => store.pass(campaign, passing).await,
+            Ledger::Postgres(store) => {
+                store
+                    .patiently(|| store.pass(campaign, passing.clone()))
+                    .await
+            }
         }
     }
 
@@ -201,7 +217,11 @@ impl Ledger {
         let records: Vec<_> = by_key.into_iter().collect();
         match self {
             Ledger::Sqlite(store) => store.remember(campaign, records).await,
-            Ledger::Postgres(store) => store.remember(campaign, records).await,
+            Ledger::Postgres(store) => {
+                store
+                    .patiently(|| store.remember(campaign, records.clone()))
+                    .await
+            }
         }
     }
 
@@ -213,7 +233,7 @@ impl Ledger {
     ) -> Result<Vec<(String, Remembered)>, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.unsettled(campaign).await,
-            Ledger::Postgres(store) => store.unsettled(campaign).await,
+            Ledger::Postgres(store) => store.patiently(|| store.unsettled(campaign)).await,
         }
     }
 
@@ -222,7 +242,7 @@ impl Ledger {
     pub async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.knows(campaign).await,
-            Ledger::Postgres(store) => store.knows(campaign).await,
+            Ledger::Postgres(store) => store.patiently(|| store.knows(campaign)).await,
         }
     }
 
@@ -231,7 +251,7 @@ impl Ledger {
         let now = now_nanos();
         match self {
             Ledger::Sqlite(store) => store.meet(campaign, now).await,
-            Ledger::Postgres(store) => store.meet(campaign, now).await,
+            Ledger::Postgres(store) => store.patiently(|| store.meet(campaign, now)).await,
         }
     }
 
@@ -247,7 +267,11 @@ impl Ledger {
     ) -> Result<Vec<i64>, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.book_turns(instance, pace, phone_times).await,
-            Ledger::Postgres(store) => store.book_turns(instance, pace, phone_times).await,
+            Ledger::Postgres(store) => {
+                store
+                    .patiently(|| store.book_turns(instance, pace, phone_times.clone()))
+                    .await
+            }
         }
     }
 
@@ -255,7 +279,7 @@ impl Ledger {
     pub async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.numbers(since).await,
-            Ledger::Postgres(store) => store.numbers(since).await,
+            Ledger::Postgres(store) => store.patiently(|| store.numbers(since)).await,
         }
     }
 
@@ -264,7 +288,7 @@ impl Ledger {
     pub async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.suppress(entries).await,
-            Ledger::Postgres(store) => store.suppress(entries).await,
+            Ledger::Postgres(store) => store.patiently(|| store.suppress(entries.clone())).await,
         }
     }
 
@@ -272,7 +296,7 @@ impl Ledger {
     pub async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.unsuppress(phones).await,
-            Ledger::Postgres(store) => store.unsuppress(phones).await,
+            Ledger::Postgres(store) => store.patiently(|| store.unsuppress(phones.clone())).await,
         }
     }
 
@@ -280,7 +304,7 @@ impl Ledger {
     pub async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.suppressed().await,
-            Ledger::Postgres(store) => store.suppressed().await,
+            Ledger::Postgres(store) => store.patiently(|| store.suppressed()).await,
         }
     }
 
@@ -288,7 +312,7 @@ impl Ledger {
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.sent_on(instance, day).await,
-            Ledger::Postgres(store) => store.sent_on(instance, day).await,
+            Ledger::Postgres(store) => store.patiently(|| store.sent_on(instance, day)).await,
         }
     }
 
@@ -306,7 +330,9 @@ impl Ledger {
             let batch = most.map_or(PRUNE_BATCH, |most| (most - pruned.cards).min(PRUNE_BATCH));
             let done = match self {
                 Ledger::Sqlite(store) => store.prune(before, day, batch).await?,
-                Ledger::Postgres(store) => store.prune(before, day, batch).await?,
+                Ledger::Postgres(store) => {
+                    store.patiently(|| store.prune(before, day, batch)).await?
+                }
             };
             pruned.cards += done.cards;
             pruned.daily_counts += done.daily_counts;
@@ -320,7 +346,7 @@ impl Ledger {
     pub async fn stats(&self) -> Result<LedgerStats, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.stats().await,
-            Ledger::Postgres(store) => store.stats().await,
+            Ledger::Postgres(store) => store.patiently(|| store.stats()).await,
         }
     }
 
@@ -330,7 +356,7 @@ impl Ledger {
     pub async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.forget(phones).await,
-            Ledger::Postgres(store) => store.forget(phones).await,
+            Ledger::Postgres(store) => store.patiently(|| store.forget(phones.clone())).await,
         }
     }
 }

@@ -6,46 +6,131 @@
 //! is async: nothing here blocks an async worker.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
 
 use jiff::civil::Date;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row, Transaction};
+use tokio_util::sync::CancellationToken;
 
 use super::{
     assemble, cap_for, facts_of, key_of, now_nanos, stats_time, stored_key, too_new, within_cap,
-    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerStats, Lookup, NumberRecord,
-    Passing, Pruned, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
+    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
+    NumberRecord, Passing, Pruned, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
 };
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
 use crate::types::{nanos_of, Cause, Facts, Fate, Remembered, Suppression};
 
 pub struct PostgresLedger {
-    /// One connection; a transaction holds it for its few statements.
+    /// One connection; a transaction holds it for its few statements. A
+    /// lost one is made again, once a call.
     client: Mutex<Client>,
+    /// How to connect again (boxed: it is large, and seldom read).
+    config: Box<tokio_postgres::Config>,
+    /// How long a call may take before the server is given up on.
+    patience: Duration,
+    /// Cancelled when the run is asked to stop: a wait then ends soon.
+    stop: CancellationToken,
     /// Where it is, the password hidden.
     shown: String,
-    _connection: tokio::task::JoinHandle<()>,
 }
 
+/// How long a wait for the server may go on once the run is asked to stop:
+/// enough for the last answers to be recorded, short of the 5 s an
+/// operator's `kill` gives.
+const STOPPING_PATIENCE: Duration = Duration::from_secs(3);
+
 impl PostgresLedger {
-    pub async fn open(url: &str, shown: String) -> Result<Self, LedgerError> {
-        let failed = |error: tokio_postgres::Error| LedgerError {
+    pub async fn open(
+        url: &str,
+        shown: String,
+        settings: &LedgerSettings,
+        stop: CancellationToken,
+    ) -> Result<Self, LedgerError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|error| LedgerError {
             url: shown.clone(),
             problem: describe(&error),
-        };
-        let (mut client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(failed)?;
-        let connection = tokio::spawn(async move {
-            // Ends when the client is dropped or the server goes away; the
-            // next query then fails, and the run halts.
-            let _ = connection.await;
-        });
-        migrate(&mut client, &shown).await?;
-        Ok(PostgresLedger {
-            client: Mutex::new(client),
+        })?;
+        // The server ends a statement that waits on another session's row,
+        // or runs, too long; keepalives find a server that went away.
+        let options = format!(
+            "{} -c lock_timeout={} -c statement_timeout={}",
+            config.get_options().unwrap_or(""),
+            settings.lock_timeout.as_millis().max(1),
+            settings.statement_timeout.as_millis().max(1)
+        );
+        config
+            .options(options.trim())
+            .connect_timeout(settings.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
+        let ledger = PostgresLedger {
+            client: Mutex::new(connect(&config, &shown, settings.connect_timeout).await?),
+            config: Box::new(config),
+            // The server's own timeouts come first; this is for a server
+            // that does not answer at all.
+            patience: settings.statement_timeout + Duration::from_secs(5),
+            stop,
             shown,
-            _connection: connection,
-        })
+        };
+        ledger
+            .within(async {
+                let mut client = ledger.client.lock().await;
+                migrate(&mut client, &ledger.shown).await
+            })
+            .await?;
+        Ok(ledger)
+    }
+
+    /// Runs `work` within the ledger's patience; when it failed because the
+    /// connection was lost, connects again and runs it once more.
+    pub async fn patiently<T, Work>(&self, work: impl Fn() -> Work) -> Result<T, LedgerError>
+    where
+        Work: Future<Output = Result<T, LedgerError>>,
+    {
+        match self.within(work()).await {
+            Err(error) if self.client.lock().await.is_closed() => {
+                tracing::warn!("{error}; connecting again");
+                let client = self
+                    .within(connect(&self.config, &self.shown, self.patience))
+                    .await?;
+                *self.client.lock().await = client;
+                self.within(work()).await
+            }
+            done => done,
+        }
+    }
+
+    /// `work`, given up on when the server does not answer within the
+    /// ledger's patience, or soon after the run is asked to stop.
+    async fn within<T>(
+        &self,
+        work: impl Future<Output = Result<T, LedgerError>>,
+    ) -> Result<T, LedgerError> {
+        let stopping = async {
+            self.stop.cancelled().await;
+            tokio::time::sleep(STOPPING_PATIENCE).await;
+        };
+        tokio::select! {
+            done = tokio::time::timeout(self.patience, work) => done.unwrap_or_else(|_| {
+                Err(self.problem(format!(
+                    "the server did not answer within {} s",
+                    self.patience.as_secs()
+                )))
+            }),
+            () = stopping => Err(self.problem(
+                "the run was asked to stop while it waited for the server".to_string(),
+            )),
+        }
+    }
+
+    fn problem(&self, problem: String) -> LedgerError {
+        LedgerError {
+            url: self.shown.clone(),
+            problem,
+        }
     }
 
     pub fn shown(&self) -> &str {
@@ -932,6 +1017,35 @@ fn describe(error: &tokio_postgres::Error) -> String {
         Some(cause) => format!("{error}: {cause}"),
         None => error.to_string(),
     }
+}
+
+/// A new connection with `config`, within `patience` (a server that takes
+/// the connection and never answers is given up on too).
+async fn connect(
+    config: &tokio_postgres::Config,
+    shown: &str,
+    patience: Duration,
+) -> Result<Client, LedgerError> {
+    let failed = |problem: String| LedgerError {
+        url: shown.to_string(),
+        problem,
+    };
+    let connecting = config.connect(NoTls);
+    let (client, connection) = tokio::time::timeout(patience, connecting)
+        .await
+        .map_err(|_| {
+            failed(format!(
+                "no answer within {} s (ledger.connect_timeout)",
+                patience.as_secs_f64()
+            ))
+        })?
+        .map_err(|error| failed(describe(&error)))?;
+    // Ends when the client is dropped or the server goes away; the next
+    // call then finds the client closed.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 /// Brings the schema to the newest version, under an advisory lock: two

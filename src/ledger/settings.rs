@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::setting::{self, invalid, InvalidSetting};
 
 /// `[ledger]`, with `INTERACTO_LEDGER_URL` and `--ledger` laid over it.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerSettings {
     /// `sqlite://PATH`; `None`: `$XDG_STATE_HOME/interacto-bulk/ledger.db`.
@@ -19,6 +19,29 @@ pub struct LedgerSettings {
     /// How long the ledger remembers a card.
     #[serde(deserialize_with = "setting::from_text")]
     pub keep: Keep,
+    /// PostgreSQL: how long to wait for a connection.
+    #[serde(deserialize_with = "setting::seconds")]
+    pub connect_timeout: Duration,
+    /// PostgreSQL: how long a statement waits for a row another session
+    /// holds (another run's transaction) before the run gives up.
+    #[serde(deserialize_with = "setting::seconds")]
+    pub lock_timeout: Duration,
+    /// PostgreSQL: the longest any statement may take; a server that does
+    /// not answer within it (and a few seconds more) is given up on.
+    #[serde(deserialize_with = "setting::seconds")]
+    pub statement_timeout: Duration,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        LedgerSettings {
+            url: None,
+            keep: Keep::default(),
+            connect_timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `ledger.keep`: how long a card is remembered (its campaign's memory, the
@@ -73,6 +96,21 @@ impl fmt::Display for Keep {
 
 impl LedgerSettings {
     pub fn check(&self) -> Result<(), InvalidSetting> {
+        for (key, wait) in [
+            ("ledger.connect_timeout", self.connect_timeout),
+            ("ledger.lock_timeout", self.lock_timeout),
+            ("ledger.statement_timeout", self.statement_timeout),
+        ] {
+            if wait.is_zero() || wait > Duration::from_secs(3_600) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{} s: write a number of seconds above 0, at most 3600",
+                        wait.as_secs_f64()
+                    ),
+                ));
+            }
+        }
         match self.url_or_default() {
             Some(_) => Ok(()),
             None => Err(invalid(

@@ -5,6 +5,8 @@
 use jiff::Timestamp;
 
 use crate::cli::LedgerAction;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Settings;
 use crate::exit::{ExitCode, RunError};
 use crate::ledger::{Keep, Ledger, LedgerStats};
@@ -17,11 +19,8 @@ pub async fn keep_ledger(
     settings: &Settings,
     action: LedgerAction,
 ) -> Result<(String, ExitCode), RunError> {
-    let url = settings
-        .ledger
-        .url_or_default()
-        .expect("checked with the settings");
-    let ledger = Ledger::open(&url).await?;
+    // A command of a moment: nothing to stop it but the server's answer.
+    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
     match action {
         LedgerAction::Stats { json } => {
             let stats = ledger.stats().await?;

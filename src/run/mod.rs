@@ -117,12 +117,11 @@ pub async fn run(
     // recent cards) holds for every run, rehearsals too; but a rehearsal
     // lets its cards out through a throwaway ledger, which spends nothing
     // of the real numbers and enters nothing in the campaign's memory.
-    let ledger = {
-        let url = settings
-            .ledger
-            .url_or_default()
-            .expect("checked with the settings");
-        Arc::new(Ledger::open(&url).await?)
+    // A signal while the ledger is being opened ends the run at once.
+    let ledger = tokio::select! {
+        biased;
+        ledger = Ledger::open(&settings.ledger, &shutdown) => Arc::new(ledger?),
+        () = shutdown.cancelled() => return Err(RunError::Interrupted),
     };
     let door_ledger = match kind {
         Kind::Send => ledger.clone(),

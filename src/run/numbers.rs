@@ -3,6 +3,8 @@
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Settings;
 use crate::exit::RunError;
 use crate::ledger::Ledger;
@@ -13,11 +15,8 @@ use crate::report::NumberReport;
 /// included) at the configured schedule and pace; "today" in the zone the
 /// ledger counts the number's days in.
 pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError> {
-    let url = settings
-        .ledger
-        .url_or_default()
-        .expect("checked with the settings");
-    let ledger = Ledger::open(&url).await?;
+    // A command of a moment: nothing to stop it but the server's answer.
+    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
     let cap = settings.schedule.daily_cap();
     let timezone = settings.schedule.time_zone();
     let now = Timestamp::now();

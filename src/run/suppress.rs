@@ -10,6 +10,8 @@ use crate::campaign::input::{self, DelimiterChoice, EncodingChoice};
 use crate::campaign::phone::{self, Region};
 use crate::campaign::Source;
 use crate::cli::SuppressAction;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Settings;
 use crate::exit::{ExitCode, RunError};
 use crate::ledger::Ledger;
@@ -28,11 +30,8 @@ pub async fn suppress(
     settings: &Settings,
     action: SuppressAction,
 ) -> Result<(String, ExitCode), RunError> {
-    let url = settings
-        .ledger
-        .url_or_default()
-        .expect("checked with the settings");
-    let ledger = Ledger::open(&url).await?;
+    // A command of a moment: nothing to stop it but the server's answer.
+    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
     let region = settings.campaign.default_region;
     let added_at = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let why = |reason: Option<String>| reason.unwrap_or_default();

@@ -411,3 +411,165 @@ async fn a_keep_shorter_than_the_cooldown_is_refused() {
         );
     }
 }
+
+/// A server on 127.0.0.1 that takes connections and never says a word, as
+/// a hung PostgreSQL does; counts the connections it took.
+async fn silent_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = taken.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        // Bounded: a test makes a few connections at most.
+        for _ in 0..16 {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            counting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (port, taken)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_that_never_answers_is_given_up_on_and_sigterm_ends_the_wait() {
+    let server = embedded(MockOptions::default()).await;
+    let (port, taken) = silent_server().await;
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(2));
+    let ledger = format!("postgres://bulk:s3cret@127.0.0.1:{port}/ledger");
+    let waiting = |seconds: &str| {
+        work.config(
+            &Config::fast(&server.base_url())
+                .set("ledger.url", &format!("{ledger:?}"))
+                .set("ledger.connect_timeout", seconds),
+        )
+    };
+
+    // Given up on after ledger.connect_timeout: nothing sent, exit 2.
+    let started = std::time::Instant::now();
+    let output = work.send(waiting("1"), &[]).await;
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        stderr(&output).contains("no answer within 1 s (ledger.connect_timeout)"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("s3cret"));
+    assert_eq!(server.requests(), 0);
+
+    // With a long timeout, SIGTERM ends the wait.
+    let before = taken.load(std::sync::atomic::Ordering::SeqCst);
+    let config = waiting("600");
+    let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    common::wait_for("the run to connect", || {
+        taken.load(std::sync::atomic::Ordering::SeqCst) > before
+    })
+    .await;
+    let signalled = std::time::Instant::now();
+    common::terminate(&run);
+    let output = common::ended(run).await;
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(5),
+        "ended {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_eq!(server.requests(), 0);
+}
+
+/// Holds every number's clock row locked in a transaction of its own, as a
+/// run stuck mid-transaction on another machine would; dropped, it lets go.
+async fn clocks_held(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "INSERT INTO clocks (instance_id, next_at, phone_free_at) VALUES ('inst-1', 0, 0)
+                 ON CONFLICT (instance_id) DO NOTHING;
+             BEGIN;
+             SELECT * FROM clocks FOR UPDATE;",
+        )
+        .await
+        .unwrap();
+    client
+}
+
+/// Whether a session of the database at `url` waits on a lock.
+async fn someone_waits_on_a_lock(url: &str) -> bool {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let database = url.rsplit('/').next().unwrap();
+    client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                            WHERE datname = $1 AND wait_event_type = 'Lock')",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_sigterm() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = Store::Postgres.ledger(&work).await;
+    let config = |lock_timeout: &str| {
+        work.config(
+            &Config::fast(&server.base_url())
+                .set("ledger.url", &format!("{ledger:?}"))
+                .set("ledger.lock_timeout", lock_timeout),
+        )
+    };
+    work.write("campaign.csv", &common::campaign(3));
+    // The tables, made by a first look.
+    let output = work
+        .run_with_env(&["numbers", "--config", &config("1")], &[])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let holder = clocks_held(&ledger).await;
+
+    let started = std::time::Instant::now();
+    let output = work.send(config("1"), &[]).await;
+
+    assert_eq!(code(&output), 3, "halted: {}", stderr(&output));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert!(
+        stderr(&output).contains("lock timeout"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(server.requests(), 0);
+
+    // Without a lock timeout to speak of, SIGTERM ends the wait.
+    let long = config("600");
+    let run = work.spawn(&["send", "campaign.csv", "--overwrite", "--config", &long]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !someone_waits_on_a_lock(&ledger).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run waits on the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let signalled = std::time::Instant::now();
+    common::terminate(&run);
+    let output = common::ended(run).await;
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(5),
+        "ended {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    assert_ne!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.requests(), 0);
+    drop(holder);
+}

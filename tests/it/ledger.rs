@@ -240,8 +240,9 @@ async fn a_ledger_lost_mid_run_halts_it_and_a_resume_completes() {
     ]);
     common::wait_for("a few messages", || server.accepted() >= 2).await;
 
-    pg::cut_off(&ledger).await;
+    pg::refused(&ledger, true).await;
     let output = common::ended(run).await;
+    pg::refused(&ledger, false).await;
 
     assert_eq!(code(&output), 3, "{}", stderr(&output));
     let results = work.results("campaign.results.csv");

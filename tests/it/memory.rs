@@ -525,13 +525,40 @@ async fn postgres_lost_mid_run_then_a_resume_sends_every_card_once() {
     let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
     wait_for("a few messages", || server.accepted() >= 10).await;
 
-    // What a restart of the server does to the run: its connection ends.
-    pg::cut_off(&ledger).await;
+    // A server that goes away and stays away: the run's connection ends,
+    // and connecting again fails.
+    pg::refused(&ledger, true).await;
     let output = common::ended(run).await;
+    pg::refused(&ledger, false).await;
     assert_eq!(code(&output), 3, "the run halts: {}", stderr(&output));
     let output = work.send(&config, &["--resume"]).await;
 
     assert_eq!(code(&output), 0, "{}", stderr(&output));
+    every_card_went_once(&server, &work, rows);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_connection_lost_once_is_made_again_and_the_run_goes_on() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = pg::database().await;
+    let config =
+        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"50/s\""));
+    let rows = 60;
+    work.write("campaign.csv", &common::campaign(rows));
+    let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    wait_for("a few messages", || server.accepted() >= 10).await;
+
+    // What a restart of the server does to the run: its connection ends.
+    pg::cut_off(&ledger).await;
+    let output = common::ended(run).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("connecting again"),
+        "{}",
+        stderr(&output)
+    );
     every_card_went_once(&server, &work, rows);
 }
 

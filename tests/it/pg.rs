@@ -108,9 +108,18 @@ fn start() -> Result<Cluster, String> {
     });
     outcome.recv().map_err(|e| e.to_string())??;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    // Listening is not ready: until its startup ends the server answers
+    // "the database system is starting up". pg_isready waits for that.
+    let ready = || {
+        Command::new(bin.join("pg_isready"))
+            .env_clear()
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    while !ready() {
         if Instant::now() > deadline {
-            return Err("postgres did not start listening within 30 s".to_string());
+            return Err("postgres was not ready within 30 s".to_string());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -173,8 +182,37 @@ fn server_command(program: &Path, owner: Option<(u32, u32)>) -> Command {
     command
 }
 
+/// Ends every connection to the database of `url` and, while `refused`,
+/// takes no new one: the ledger, as a run sees it, is lost for good (a run
+/// connects again once after `cut_off`). `refused(url, false)` lets runs in
+/// again.
+pub async fn refused(url: &str, refused: bool) {
+    let database = url.rsplit('/').next().expect("a database name");
+    let maintenance = format!("{}/postgres", url.rsplit_once('/').expect("a URL").0);
+    let (client, connection) = tokio_postgres::connect(&maintenance, tokio_postgres::NoTls)
+        .await
+        .expect("the tests' PostgreSQL answers");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {database} ALLOW_CONNECTIONS {}",
+            !refused
+        ))
+        .await
+        .expect("the database's connections are set");
+    if refused {
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&database],
+            )
+            .await
+            .expect("the run's connection is ended");
+    }
+}
+
 /// Ends every connection to the database of `url` but the caller's: the
-/// ledger, as a run sees it, is lost.
+/// ledger, as a run sees it, is lost (until it connects again).
 pub async fn cut_off(url: &str) {
     let database = url.rsplit('/').next().expect("a database name");
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
