@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use jiff::civil::Date;
 use tokio::sync::Mutex;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row, Transaction};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +23,47 @@ use super::{
 use crate::pacing::{ClockState, Pace};
 use crate::schedule::DailyCap;
 use crate::types::{nanos_of, Cause, Facts, Fate, Remembered, Suppression};
+
+/// A statement's parameters with their PostgreSQL types: a statement so
+/// typed goes in one round trip (`query_typed`), without a prepare first.
+macro_rules! typed {
+    ($($value:expr),* $(,)?) => {
+        &[$(typed($value)),*]
+    };
+}
+
+/// A parameter's PostgreSQL type.
+trait PgType {
+    const TYPE: Type;
+}
+
+impl PgType for &str {
+    const TYPE: Type = Type::TEXT;
+}
+
+impl PgType for String {
+    const TYPE: Type = Type::TEXT;
+}
+
+impl PgType for i64 {
+    const TYPE: Type = Type::INT8;
+}
+
+impl PgType for Vec<&str> {
+    const TYPE: Type = Type::TEXT_ARRAY;
+}
+
+impl PgType for Vec<i64> {
+    const TYPE: Type = Type::INT8_ARRAY;
+}
+
+impl PgType for Vec<Option<i64>> {
+    const TYPE: Type = Type::INT8_ARRAY;
+}
+
+fn typed<T: PgType + ToSql + Sync>(value: &T) -> (&(dyn ToSql + Sync), Type) {
+    (value, T::TYPE)
+}
 
 pub struct PostgresLedger {
     /// One connection; a transaction holds it for its few statements. A
@@ -36,6 +78,9 @@ pub struct PostgresLedger {
     /// Where it is, the password hidden.
     shown: String,
 }
+
+/// How long a live server takes to answer `SELECT 1`, at most.
+const PROBE_PATIENCE: Duration = Duration::from_secs(2);
 
 /// How long a wait for the server may go on once the run is asked to stop:
 /// enough for the last answers to be recorded, short of the 5 s an
@@ -91,7 +136,7 @@ impl PostgresLedger {
         Work: Future<Output = Result<T, LedgerError>>,
     {
         match self.within(work()).await {
-            Err(error) if self.client.lock().await.is_closed() => {
+            Err(error) if self.lost().await => {
                 tracing::warn!("{error}; connecting again");
                 let client = self
                     .within(connect(&self.config, &self.shown, self.patience))
@@ -101,6 +146,19 @@ impl PostgresLedger {
             }
             done => done,
         }
+    }
+
+    /// Whether the connection is gone: closed, or not answering a short
+    /// probe (a server that ended it may say so before the socket closes).
+    /// A run asked to stop connects to nothing more.
+    async fn lost(&self) -> bool {
+        if self.stop.is_cancelled() {
+            return false;
+        }
+        let client = self.client.lock().await;
+        let probe = client.simple_query("SELECT 1");
+        client.is_closed()
+            || !matches!(tokio::time::timeout(PROBE_PATIENCE, probe).await, Ok(Ok(_)))
     }
 
     /// `work`, given up on when the server does not answer within the
@@ -151,17 +209,17 @@ impl PostgresLedger {
         // The row first (if new), then locked: another run's booking of
         // this number waits here until this one commits.
         transaction
-            .execute(
+            .execute_typed(
                 "INSERT INTO clocks (instance_id, next_at, phone_free_at) VALUES ($1, 0, 0)
                  ON CONFLICT (instance_id) DO NOTHING",
-                &[&instance],
+                typed![&instance],
             )
             .await
             .map_err(|error| self.failed(&error))?;
         let row = transaction
-            .query_one(
+            .query_typed_one(
                 "SELECT next_at, phone_free_at FROM clocks WHERE instance_id = $1 FOR UPDATE",
-                &[&instance],
+                typed![&instance],
             )
             .await
             .map_err(|error| self.failed(&error))?;
@@ -171,9 +229,9 @@ impl PostgresLedger {
         };
         let turns = clock.book(pace, now_nanos(), &phone_times);
         transaction
-            .execute(
+            .execute_typed(
                 "UPDATE clocks SET next_at = $2, phone_free_at = $3 WHERE instance_id = $1",
-                &[&instance, &clock.next_at, &clock.phone_free_at],
+                typed![&instance, &clock.next_at, &clock.phone_free_at],
             )
             .await
             .map_err(|error| self.failed(&error))?;
@@ -307,23 +365,13 @@ impl PostgresLedger {
                     .iter()
                     .map(|claim| (claim.to.as_str(), claim.key.as_str())),
             );
-        lock_cards(&transaction, campaign, cards)
-            .await
-            .map_err(failed)?;
-        settle(&transaction, campaign, &passing.settled)
-            .await
-            .map_err(failed)?;
         let Passing {
+            settled,
             claims,
             rules,
             now,
             daily_cap,
-            ..
         } = &passing;
-        if claims.is_empty() {
-            transaction.commit().await.map_err(failed)?;
-            return Ok(Vec::new());
-        }
         let rows: Vec<(&str, &str, &str)> = claims
             .iter()
             .map(|claim| {
@@ -334,9 +382,26 @@ impl PostgresLedger {
                 )
             })
             .collect();
-        let facts = read_facts(&transaction, campaign, &rows, rules.cooldown.is_some())
-            .await
-            .map_err(failed)?;
+        // The locks, the answers and the facts go together, one round
+        // trip; the server runs them in this order, the facts read under
+        // the locks.
+        let (_, _, facts) = tokio::try_join!(
+            lock_cards(&transaction, campaign, cards),
+            settle(&transaction, campaign, settled),
+            async {
+                match rows.is_empty() {
+                    true => Ok(Vec::new()),
+                    false => {
+                        read_facts(&transaction, campaign, &rows, rules.cooldown.is_some()).await
+                    }
+                }
+            },
+        )
+        .map_err(failed)?;
+        if claims.is_empty() {
+            transaction.commit().await.map_err(failed)?;
+            return Ok(Vec::new());
+        }
         let admitted = Admitted::new(claims, facts, rules, *now);
         let mut allowed = BTreeMap::new();
         for (instance, wanted) in admitted.wanted(claims) {
@@ -545,9 +610,10 @@ fn found_from(row: &Row, first: usize) -> Found {
 }
 
 /// What the ledger holds that bears on each of `rows` (key, recipient,
-/// card phone), a query each, whatever their number: the rows of each card
-/// (every campaign's), with a key column the row of each key, the
-/// suppression list, and with a cooldown the recipients' last cards.
+/// card phone), a query each, whatever their number, sent together (one
+/// round trip): the rows of each card (every campaign's), with a key column
+/// the row of each key, the suppression list, and with a cooldown the
+/// recipients' last cards.
 async fn read_facts(
     transaction: &Transaction<'_>,
     campaign: &str,
@@ -560,55 +626,78 @@ async fn read_facts(
         .iter()
         .map(|(key, to, phone)| stored_key(key, to, phone))
         .collect();
+    let cards_sql = format!(
+        "SELECT c.i, {} FROM unnest($1::text[], $2::text[])
+             WITH ORDINALITY AS c(recipient, card_phone, i)
+         JOIN sends s ON s.recipient = c.recipient AND s.card_phone = c.card_phone",
+        prefixed("s.")
+    );
+    let keys_sql = format!(
+        "SELECT c.i, {} FROM unnest($2::text[]) WITH ORDINALITY AS c(key, i)
+         JOIN sends s ON s.campaign = $1 AND s.key = c.key
+         WHERE c.key <> ''",
+        prefixed("s.")
+    );
+    let last_sql = format!(
+        "SELECT c.i, (SELECT MAX(s.left_at) FROM sends s
+                      WHERE s.recipient = c.recipient AND s.{WENT})
+         FROM unnest($1::text[]) WITH ORDINALITY AS c(recipient, i)"
+    );
+    let with_keys = stored.iter().any(|key| !key.is_empty());
+    let (cards, keys, suppressions, last) = tokio::try_join!(
+        async {
+            transaction
+                .query_typed(&cards_sql, typed![&recipients, &phones])
+                .await
+        },
+        async {
+            match with_keys {
+                true => {
+                    transaction
+                        .query_typed(&keys_sql, typed![&campaign, &stored])
+                        .await
+                }
+                false => Ok(Vec::new()),
+            }
+        },
+        async {
+            transaction
+                .query_typed(
+                    "SELECT c.i, s.phone, s.reason, s.added_at
+                     FROM unnest($1::text[]) WITH ORDINALITY AS c(phone, i)
+                     JOIN suppressed s ON s.phone = c.phone",
+                    typed![&recipients],
+                )
+                .await
+        },
+        async {
+            match with_cooldown {
+                true => {
+                    transaction
+                        .query_typed(&last_sql, typed![&recipients])
+                        .await
+                }
+                false => Ok(Vec::new()),
+            }
+        },
+    )?;
     // Each found row goes to the lookup at its ordinal (1 for the first).
     let place = |row: &Row| usize::try_from(row.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
     let mut card_rows: Vec<Vec<Found>> = vec![Vec::new(); rows.len()];
-    for row in transaction
-        .query(
-            &format!(
-                "SELECT c.i, {} FROM unnest($1::text[], $2::text[])
-                     WITH ORDINALITY AS c(recipient, card_phone, i)
-                 JOIN sends s ON s.recipient = c.recipient AND s.card_phone = c.card_phone",
-                prefixed("s.")
-            ),
-            &[&recipients, &phones],
-        )
-        .await?
-    {
-        if let Some(found) = card_rows.get_mut(place(&row)) {
-            found.push(found_from(&row, 1));
+    for row in &cards {
+        if let Some(found) = card_rows.get_mut(place(row)) {
+            found.push(found_from(row, 1));
         }
     }
     let mut key_rows: Vec<Option<Found>> = vec![None; rows.len()];
-    if stored.iter().any(|key| !key.is_empty()) {
-        for row in transaction
-            .query(
-                &format!(
-                    "SELECT c.i, {} FROM unnest($2::text[]) WITH ORDINALITY AS c(key, i)
-                     JOIN sends s ON s.campaign = $1 AND s.key = c.key
-                     WHERE c.key <> ''",
-                    prefixed("s.")
-                ),
-                &[&campaign, &stored],
-            )
-            .await?
-        {
-            if let Some(found) = key_rows.get_mut(place(&row)) {
-                *found = Some(found_from(&row, 1));
-            }
+    for row in &keys {
+        if let Some(found) = key_rows.get_mut(place(row)) {
+            *found = Some(found_from(row, 1));
         }
     }
     let mut suppressed: Vec<Option<Suppression>> = vec![None; rows.len()];
-    for row in transaction
-        .query(
-            "SELECT c.i, s.phone, s.reason, s.added_at
-             FROM unnest($1::text[]) WITH ORDINALITY AS c(phone, i)
-             JOIN suppressed s ON s.phone = c.phone",
-            &[&recipients],
-        )
-        .await?
-    {
-        if let Some(entry) = suppressed.get_mut(place(&row)) {
+    for row in &suppressions {
+        if let Some(entry) = suppressed.get_mut(place(row)) {
             *entry = Some(Suppression {
                 phone: row.get(1),
                 reason: row.get(2),
@@ -617,21 +706,9 @@ async fn read_facts(
         }
     }
     let mut last_reached: Vec<Option<i64>> = vec![None; rows.len()];
-    if with_cooldown {
-        for row in transaction
-            .query(
-                &format!(
-                    "SELECT c.i, (SELECT MAX(s.left_at) FROM sends s
-                                  WHERE s.recipient = c.recipient AND s.{WENT})
-                     FROM unnest($1::text[]) WITH ORDINALITY AS c(recipient, i)"
-                ),
-                &[&recipients],
-            )
-            .await?
-        {
-            if let Some(last) = last_reached.get_mut(place(&row)) {
-                *last = row.get(1);
-            }
+    for row in &last {
+        if let Some(reached) = last_reached.get_mut(place(row)) {
+            *reached = row.get(1);
         }
     }
     Ok(card_rows
@@ -679,11 +756,11 @@ async fn lock_cards<'a>(
     locks.sort_unstable();
     locks.dedup();
     transaction
-        .execute(
+        .execute_typed(
             "SELECT count(pg_advisory_xact_lock(lock)) FROM (
                  SELECT lock FROM unnest($1::bigint[]) WITH ORDINALITY AS l(lock, i) ORDER BY i
              ) AS ordered",
-            &[&locks],
+            typed![&locks],
         )
         .await?;
     Ok(())
@@ -711,41 +788,41 @@ async fn take_from_cap(
 ) -> Result<CapTaken, tokio_postgres::Error> {
     let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
     transaction
-        .execute(
+        .execute_typed(
             "INSERT INTO numbers (instance_id, first_day, timezone) VALUES ($1, $2, $3)
              ON CONFLICT (instance_id) DO NOTHING",
-            &[&instance, &cap.day(at).to_string(), &cap.zone_name()],
+            typed![&instance, &cap.day(at).to_string(), &cap.zone_name()],
         )
         .await?;
     // Locked: the first run to count a number without a kept zone names it.
     let row = transaction
-        .query_one(
+        .query_typed_one(
             "SELECT first_day, timezone FROM numbers WHERE instance_id = $1 FOR UPDATE",
-            &[&instance],
+            typed![&instance],
         )
         .await?;
     let (first_day, kept_zone): (String, String) = (row.get(0), row.get(1));
     if kept_zone.is_empty() && !cap.zone_name().is_empty() {
         transaction
-            .execute(
+            .execute_typed(
                 "UPDATE numbers SET timezone = $2 WHERE instance_id = $1",
-                &[&instance, &cap.zone_name()],
+                typed![&instance, &cap.zone_name()],
             )
             .await?;
     }
     let cap = cap.in_zone(&kept_zone);
     let day = cap.day(at).to_string();
     transaction
-        .execute(
+        .execute_typed(
             "INSERT INTO daily_counts (instance_id, day, sent) VALUES ($1, $2, 0)
              ON CONFLICT (instance_id, day) DO NOTHING",
-            &[&instance, &day],
+            typed![&instance, &day],
         )
         .await?;
     let sent: i64 = transaction
-        .query_one(
+        .query_typed_one(
             "SELECT sent FROM daily_counts WHERE instance_id = $1 AND day = $2 FOR UPDATE",
-            &[&instance, &day],
+            typed![&instance, &day],
         )
         .await?
         .get(0);
@@ -754,9 +831,9 @@ async fn take_from_cap(
     if allowed.taken > 0 {
         let now_sent = sent.saturating_add(i64::try_from(allowed.taken).unwrap_or(i64::MAX));
         transaction
-            .execute(
+            .execute_typed(
                 "UPDATE daily_counts SET sent = $3 WHERE instance_id = $1 AND day = $2",
-                &[&instance, &day, &now_sent],
+                typed![&instance, &day, &now_sent],
             )
             .await?;
     }
@@ -809,19 +886,19 @@ async fn record(
             // A key's row under the card it had before its phone changed,
             // if that card never went: one row a key.
             transaction
-                .execute(
+                .execute_typed(
                     "DELETE FROM sends AS s
                      USING unnest($2::text[], $3::text[], $4::text[])
                          AS u(recipient, card_phone, key)
                      WHERE u.key <> '' AND s.campaign = $1 AND s.key = u.key
                          AND s.fate = 'FAILED'
                          AND NOT (s.recipient = u.recipient AND s.card_phone = u.card_phone)",
-                    &[&campaign, &recipients, &phones, &keys],
+                    typed![&campaign, &recipients, &phones, &keys],
                 )
                 .await?;
         }
         transaction
-            .execute(
+            .execute_typed(
                 "INSERT INTO sends (recipient, card_phone, campaign, key, fate, instance_id,
                      message_id, api_status, http_status, attempts, left_at, finished_at)
                  SELECT u.recipient, u.card_phone, $1, u.key, 'LEAVING', u.instance_id, '', '',
@@ -832,7 +909,7 @@ async fn record(
                      fate = 'LEAVING', instance_id = excluded.instance_id, message_id = '',
                      api_status = '', http_status = NULL, attempts = 0,
                      left_at = excluded.left_at, finished_at = 0",
-                &[&campaign, &recipients, &phones, &keys, &instances, &left_at],
+                typed![&campaign, &recipients, &phones, &keys, &instances, &left_at],
             )
             .await?;
     }
@@ -922,7 +999,12 @@ async fn settle(
         .iter()
         .filter_map(|settled| Some((settled, settled.answer.as_ref()?)))
         .collect();
-    if !answered.is_empty() {
+    // Both statements go together, in one round trip with what the pass
+    // sends with them.
+    let answers = async {
+        if answered.is_empty() {
+            return Ok(0);
+        }
         let recipients: Vec<&str> = answered.iter().map(|(s, _)| s.to.as_str()).collect();
         let phones: Vec<&str> = answered
             .iter()
@@ -956,7 +1038,7 @@ async fn settle(
             .collect();
         let finished_at: Vec<i64> = answered.iter().map(|(_, a)| a.finished_at).collect();
         transaction
-            .execute(
+            .execute_typed(
                 "UPDATE sends AS s SET fate = u.fate, instance_id = u.instance_id,
                      message_id = u.message_id, api_status = u.api_status,
                      http_status = u.http_status, attempts = u.attempts,
@@ -969,7 +1051,7 @@ async fn settle(
                  WHERE s.recipient = u.recipient AND s.card_phone = u.card_phone
                      AND s.campaign = $1 AND s.key = u.key AND s.fate = 'LEAVING'
                      AND s.left_at = u.left_at",
-                &[
+                typed![
                     &campaign,
                     &recipients,
                     &phones,
@@ -984,10 +1066,13 @@ async fn settle(
                     &finished_at,
                 ],
             )
-            .await?;
-    }
+            .await
+    };
     let never_left: Vec<&Settled> = settled.iter().filter(|s| s.answer.is_none()).collect();
-    if !never_left.is_empty() {
+    let forgotten = async {
+        if never_left.is_empty() {
+            return Ok(0);
+        }
         let recipients: Vec<&str> = never_left.iter().map(|s| s.to.as_str()).collect();
         let phones: Vec<&str> = never_left.iter().map(|s| s.card_phone.as_str()).collect();
         let keys: Vec<&str> = never_left
@@ -996,18 +1081,18 @@ async fn settle(
             .collect();
         let left_at: Vec<i64> = never_left.iter().map(|s| s.left_at).collect();
         transaction
-            .execute(
+            .execute_typed(
                 "DELETE FROM sends AS s
                  USING unnest($2::text[], $3::text[], $4::text[], $5::bigint[])
                      AS u(recipient, card_phone, key, left_at)
                  WHERE s.recipient = u.recipient AND s.card_phone = u.card_phone
                      AND s.campaign = $1 AND s.key = u.key AND s.fate = 'LEAVING'
                      AND s.left_at = u.left_at",
-                &[&campaign, &recipients, &phones, &keys, &left_at],
+                typed![&campaign, &recipients, &phones, &keys, &left_at],
             )
-            .await?;
-    }
-    Ok(())
+            .await
+    };
+    tokio::try_join!(answers, forgotten).map(drop)
 }
 
 /// The error with its cause, which tokio-postgres keeps apart.
