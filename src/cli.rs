@@ -109,9 +109,11 @@ pub enum SuppressAction {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
-    /// Add every phone of a CSV file: its phone column (header `phone`, `to`,
-    /// `telefone`, `celular`, `whatsapp`, `fone` or `número`, matched like
-    /// campaign headers), or its only column
+    /// Add every phone of a CSV file, read as a campaign is (Excel's encodings and
+    /// delimiters): its phone column (header `phone`, `to`, `telefone`, `celular`,
+    /// `whatsapp`, `fone` or `número`, matched like campaign headers), or its only
+    /// column; a first line holding a phone is a row. Rows not imported are named,
+    /// exit 1
     Import {
         #[arg(value_name = "FILE")]
         file: PathBuf,

@@ -12,7 +12,7 @@ use crate::exit::{ExitCode, RunError};
 use crate::ledger::{Keep, Ledger, LedgerStats};
 use crate::types::nanos_of;
 
-use super::suppress::{normalised, read_phones};
+use super::suppress::{normalised, read_phones, unread_text};
 
 /// Carries out `action`; returns what to print on stdout and the exit code.
 pub async fn keep_ledger(
@@ -71,15 +71,8 @@ pub async fn keep_ledger(
             }
             let exit = match (&from, unread.is_empty()) {
                 (Some(file), false) => {
-                    let rows: Vec<String> =
-                        unread.iter().take(10).map(|row| row.to_string()).collect();
-                    text.push_str(&format!(
-                        "{}: {} rows not a phone, nothing forgotten for them (rows {}{})\n",
-                        file.display(),
-                        unread.len(),
-                        rows.join(", "),
-                        if unread.len() > 10 { ", …" } else { "" }
-                    ));
+                    text.push_str(&unread_text(file, &unread));
+                    text.push_str("nothing was forgotten for those rows\n");
                     ExitCode::NotAllSent
                 }
                 _ => ExitCode::Success,

@@ -46,30 +46,24 @@ pub async fn suppress(
             Ok((text, ExitCode::Success))
         }
         SuppressAction::Import { file, reason } => {
-            let (phones, bad) = read_phones(&file, region)?;
+            let (phones, unread) = read_phones(&file, region)?;
             let reason = why(reason);
             let count = phones.len();
             let added = ledger.suppress(entries(phones, &reason, &added_at)).await?;
             let mut text = format!(
-                "{}: {added} added, {} already on the list",
+                "{}: {added} added, {} already on the list\n",
                 file.display(),
                 count - added
             );
-            let exit = match bad.is_empty() {
+            // Every row not imported is named: an opt-out lost unseen is a
+            // person who gets the card.
+            let exit = match unread.is_empty() {
                 true => ExitCode::Success,
                 false => {
-                    let rows: Vec<String> =
-                        bad.iter().take(10).map(|row| row.to_string()).collect();
-                    text.push_str(&format!(
-                        ", {} not a phone (rows {}{})",
-                        bad.len(),
-                        rows.join(", "),
-                        if bad.len() > 10 { ", …" } else { "" }
-                    ));
+                    text.push_str(&unread_text(&file, &unread));
                     ExitCode::NotAllSent
                 }
             };
-            text.push('\n');
             Ok((text, exit))
         }
         SuppressAction::Remove { phones } => {
@@ -125,12 +119,22 @@ pub(super) fn normalised(phones: &[String], region: Region) -> Result<Vec<String
         .collect()
 }
 
-/// The phones of a CSV file's phone column, normalised, and the rows (as a
-/// spreadsheet numbers them) that hold no phone.
+/// A row of a phones file that was not imported: its number (as a
+/// spreadsheet numbers rows) and why.
+pub(super) struct Unread {
+    pub row: u64,
+    pub why: String,
+}
+
+/// The phones of a CSV file, normalised, and the rows that hold none. The
+/// file is read as a campaign is (encoding and delimiter detected: Excel's
+/// Windows-1252 and `;` included). Its phone column is the one whose header
+/// names a phone, or its only column; a first line that holds a phone is a
+/// row, not a header (a list of numbers without one).
 pub(super) fn read_phones(
     file: &Path,
     region: Region,
-) -> Result<(Vec<String>, Vec<u64>), RunError> {
+) -> Result<(Vec<String>, Vec<Unread>), RunError> {
     let unreadable =
         |error: String| RunError::Usage(format!("cannot read {}: {error}", file.display()));
     let opened = input::open(
@@ -139,33 +143,86 @@ pub(super) fn read_phones(
         DelimiterChoice::Auto,
     )
     .map_err(|error| unreadable(error.to_string()))?;
+    let encoding = opened.encoding;
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(opened.delimiter)
+        .has_headers(false)
         .flexible(true)
         .from_reader(opened.reader);
-    let headers = reader
-        .headers()
-        .map_err(|error| unreadable(error.to_string()))?
-        .clone();
-    let column = match headers.len() {
-        1 => 0,
-        _ => headers.iter().position(is_phone_header).ok_or_else(|| {
-            unreadable(format!(
-                "no phone column: name it one of phone, to, {}",
-                TO_ALIASES.join(", ")
-            ))
-        })?,
+    let mut records = reader.byte_records();
+    let cells = |record: &csv::ByteRecord| -> Vec<Option<String>> {
+        record
+            .iter()
+            .map(|cell| encoding.decode(cell).map(|text| text.trim().to_string()))
+            .collect()
     };
-    let (mut phones, mut bad) = (Vec::new(), Vec::new());
-    for (index, record) in reader.records().enumerate() {
-        let row = index as u64 + 2;
-        let cell = record
-            .ok()
-            .and_then(|record| record.get(column).map(str::to_string));
-        match cell.map(|cell| phone::normalize(&cell, region)) {
-            Some(Ok(phone)) => phones.push(phone.digits),
-            _ => bad.push(row),
-        }
+    let first = match records.next() {
+        Some(record) => cells(&record.map_err(|error| unreadable(error.to_string()))?),
+        None => return Ok((Vec::new(), Vec::new())),
+    };
+    let is_phone = |cell: &Option<String>| {
+        cell.as_deref()
+            .is_some_and(|cell| phone::normalize(cell, region).is_ok())
+    };
+    let named = first
+        .iter()
+        .position(|cell| cell.as_deref().is_some_and(is_phone_header));
+    // The phone column, and whether the first line is a row of it.
+    let (column, first_is_a_row) = match (named, first.len()) {
+        (Some(column), _) => (column, false),
+        (None, 1) => (0, is_phone(&first[0])),
+        (None, _) => match first.iter().position(is_phone) {
+            Some(column) => (column, true),
+            None => {
+                return Err(unreadable(format!(
+                    "no phone column: name it one of phone, to, {}",
+                    TO_ALIASES.join(", ")
+                )))
+            }
+        },
+    };
+    let (mut phones, mut unread) = (Vec::new(), Vec::new());
+    let mut take = |row: u64, cells: Result<Vec<Option<String>>, String>| {
+        let why = match cells {
+            Err(error) => error,
+            Ok(cells) => match cells.into_iter().nth(column) {
+                None => "no phone column in this row".to_string(),
+                Some(None) => format!("not {encoding} text"),
+                Some(Some(cell)) if cell.is_empty() => "empty".to_string(),
+                Some(Some(cell)) => match phone::normalize(&cell, region) {
+                    Ok(phone) => {
+                        phones.push(phone.digits);
+                        return;
+                    }
+                    Err(error) => format!("{cell:?}: {error}"),
+                },
+            },
+        };
+        unread.push(Unread { row, why });
+    };
+    if first_is_a_row {
+        take(1, Ok(first));
     }
-    Ok((phones, bad))
+    for (index, record) in records.enumerate() {
+        let row = index as u64 + 2;
+        take(
+            row,
+            record
+                .map(|record| cells(&record))
+                .map_err(|error| format!("unreadable: {error}")),
+        );
+    }
+    Ok((phones, unread))
+}
+
+/// What was not imported of a phones file, a line a row (the first ten).
+pub(super) fn unread_text(file: &Path, unread: &[Unread]) -> String {
+    let mut text = format!("{}: {} rows not imported:\n", file.display(), unread.len());
+    for Unread { row, why } in unread.iter().take(10) {
+        text.push_str(&format!("  row {row}: {why}\n"));
+    }
+    if unread.len() > 10 {
+        text.push_str(&format!("  … and {} more\n", unread.len() - 10));
+    }
+    text
 }

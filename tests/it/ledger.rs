@@ -346,7 +346,7 @@ async fn suppressed_recipients_are_never_sent_to(store: Store) {
     let output = run(suppress(&["import", "optouts.csv"])).await;
     assert_eq!(code(&output), 1, "a bad row: {}", stdout(&output));
     assert!(
-        stdout(&output).contains("1 added") && stdout(&output).contains("rows 3"),
+        stdout(&output).contains("1 added") && stdout(&output).contains("row 3: \"not a phone\""),
         "{}",
         stdout(&output)
     );

@@ -18,6 +18,7 @@ mod keeping;
 mod ledger;
 mod memory;
 mod mock_api;
+mod optouts;
 mod pg;
 mod phones;
 mod properties;
