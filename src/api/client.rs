@@ -73,6 +73,10 @@ pub struct Queued {
     pub message_id: String,
     /// The API's `data.status`, such as `QUEUED`.
     pub api_status: String,
+    /// The instance the answer names, when it is not the one the request
+    /// went through (the vendor's own example answers always name one
+    /// instance): the message was queued all the same.
+    pub other_instance: Option<String>,
 }
 
 /// The most of an answer that is read: the API's own are a few hundred bytes.
@@ -178,15 +182,11 @@ impl ApiClient {
             if data.id.trim().is_empty() {
                 return Err(ambiguous("without a message id".to_string()));
             }
-            if let Some(other) = data.instance_id.filter(|id| id != instance_id) {
-                return Err(ambiguous(format!(
-                    "for instance {other}, not {instance_id}"
-                )));
-            }
             return Ok(Queued {
                 http_status,
                 message_id: data.id,
                 api_status: data.status,
+                other_instance: data.instance_id.filter(|id| id != instance_id),
             });
         }
         Err(SendError::Refused {

@@ -23,6 +23,9 @@ pub struct RunControl {
     capped: Mutex<Option<Deferral>>,
     /// Instances that send no more in this run, and why.
     left: Mutex<BTreeMap<String, String>>,
+    /// Instances whose accepted messages the API's answers said were for
+    /// another instance, and which.
+    answered_for: Mutex<BTreeMap<String, String>>,
     pub(super) retry: RetrySettings,
     /// Instances still in rotation.
     pub(super) lanes_open: AtomicUsize,
@@ -36,6 +39,7 @@ impl RunControl {
             stopped: Mutex::new(None),
             capped: Mutex::new(None),
             left: Mutex::new(BTreeMap::new()),
+            answered_for: Mutex::new(BTreeMap::new()),
             retry,
             lanes_open: AtomicUsize::new(usize::MAX),
         })
@@ -89,6 +93,31 @@ impl RunControl {
     /// Instances that sent no more in this run, and why.
     pub fn left(&self) -> BTreeMap<String, String> {
         self.left
+            .lock()
+            .expect("no note panics holding the lock")
+            .clone()
+    }
+
+    /// Notes that the API queued a message sent through `instance` with an
+    /// answer naming `other`: said once a run in the log and in the summary,
+    /// not once a row (the messages went; the operator checks the id).
+    pub(super) fn answered_for(&self, instance: &str, other: &str) {
+        let mut noted = self
+            .answered_for
+            .lock()
+            .expect("no note panics holding the lock");
+        if !noted.contains_key(instance) {
+            warn!(
+                instance,
+                "the API queues the messages of instance {instance}, but its answers name instance {other}: check api.instance_id"
+            );
+            noted.insert(instance.to_string(), other.to_string());
+        }
+    }
+
+    /// Instances whose answers named another instance, and which.
+    pub fn answered_for_others(&self) -> BTreeMap<String, String> {
+        self.answered_for
             .lock()
             .expect("no note panics holding the lock")
             .clone()

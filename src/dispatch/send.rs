@@ -132,7 +132,12 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
     let outcome = loop {
         attempts += 1;
         let error = match shared.client.send(instance_id, &message).await {
-            Ok(queued) => break accepted_line(job, instance_id, queued, attempts, maybe_delivered),
+            Ok(queued) => {
+                if let Some(other) = &queued.other_instance {
+                    control.answered_for(instance_id, other);
+                }
+                break accepted_line(job, instance_id, queued, attempts, maybe_delivered);
+            }
             Err(error) => error,
         };
         if let SendError::Refused {
@@ -253,6 +258,11 @@ fn accepted_line(
     outcome.http_status = Some(queued.http_status);
     outcome.api_status = queued.api_status;
     outcome.message_id = queued.message_id;
+    if let Some(other) = queued.other_instance {
+        outcome.add_error(format!(
+            "the API's answer names instance {other}, not {instance_id}: check api.instance_id"
+        ));
+    }
     if maybe_twice {
         outcome
             .add_error("an earlier try may also have been delivered (retry_ambiguous)".to_string());

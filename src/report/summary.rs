@@ -34,6 +34,10 @@ pub struct Summary {
     pub instances: BTreeMap<String, BTreeMap<&'static str, u64>>,
     /// Instances that sent no more in this run, and why.
     pub left_rotation: BTreeMap<String, String>,
+    /// Instances whose accepted messages the API's answers said were for
+    /// another instance, and which: check `api.instance_id`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub answered_for: BTreeMap<String, String>,
     /// The campaign as the results file holds it after the run.
     pub state: Option<CampaignState>,
     pub exit_code: u8,
@@ -83,6 +87,8 @@ pub struct Finished {
     pub tally: Tally,
     pub by_instance: BTreeMap<String, Tally>,
     pub left_rotation: BTreeMap<String, String>,
+    /// Instances whose accepted messages the API said were another's.
+    pub answered_for: BTreeMap<String, String>,
     /// The results file's rows after the run, once it is one line a row.
     pub state: Option<Tally>,
     pub check: CheckReport,
@@ -102,6 +108,7 @@ impl Summary {
             tally,
             by_instance,
             left_rotation,
+            answered_for,
             state,
             mut check,
             stopped,
@@ -138,6 +145,7 @@ impl Summary {
                 .map(|(instance, tally)| (instance.clone(), counts(tally)))
                 .collect(),
             left_rotation,
+            answered_for,
             state: state.map(|state| {
                 let sent = state.get(Status::Sent) + state.get(Status::Skipped);
                 let done = state.rows_where(Status::is_final);
@@ -187,6 +195,7 @@ impl Summary {
             counts: counts(&Tally::default()),
             instances: BTreeMap::new(),
             left_rotation: BTreeMap::new(),
+            answered_for: BTreeMap::new(),
             state: None,
             exit_code: exit.code(),
             exit,
@@ -225,6 +234,11 @@ impl Summary {
         }
         for (instance, why) in &self.left_rotation {
             text.push_str(&format!("instance {instance} sent no more: {why}\n"));
+        }
+        for (instance, other) in &self.answered_for {
+            text.push_str(&format!(
+                "the API queued the messages of instance {instance} with answers naming instance {other}: check api.instance_id\n"
+            ));
         }
         if let Some(check) = &self.check {
             text.push_str(&check.text(self.dry_run));
@@ -375,6 +389,7 @@ mod tests {
             tally,
             by_instance: BTreeMap::new(),
             left_rotation: BTreeMap::new(),
+            answered_for: BTreeMap::new(),
             state,
             check: CheckReport::at_20_a_minute(),
             stopped: None,

@@ -356,6 +356,7 @@ pub async fn run(
         tally: written.tally,
         by_instance: written.by_instance,
         left_rotation: control.left(),
+        answered_for: control.answered_for_others(),
         state,
         check,
         stopped: control.reason(),

@@ -551,3 +551,52 @@ async fn the_json_summary_counts_every_status() {
     assert_eq!(summary["results"], "campaign.results.csv");
     assert_eq!(code(&output), 0);
 }
+
+/// The API's documented 201 names instance `66a09db606fd14660c8fc1d0`
+/// whatever was sent: a server answering the vendor's example word for
+/// word queues every message. They are SENT, each line says which instance
+/// the answer named, and the log and the summary say it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_vendors_own_answer_naming_another_instance_is_sent_and_said_once() {
+    let server = MockServer::start().await;
+    let example: Value = serde_json::from_str(
+        r#"{"statusCode":201,"message":"request successful","data":{"id":"66b3c041eac929f51c6f160f",
+            "instanceId":"66a09db606fd14660c8fc1d0","to":"551198888888","midia":{"name":"Joe Doe","phone":"5511999999999"},
+            "status":"QUEUED","sended":false,"priority":123,"timestamp":"2023-11-07T05:31:56Z","metadata":{}}}"#,
+    )
+    .unwrap();
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(example))
+        .mount(&server)
+        .await;
+    let work = Workspace::new();
+    let config = work.config(
+        &Config::fast(&server.uri())
+            .set("ledger.url", &format!("{:?}", work.fresh_ledger("ledger")))
+            .set("pacing.rate", "\"1000/s\""),
+    );
+    // More rows than the failures that halt a run (20).
+    work.write("campaign.csv", &common::campaign(25));
+
+    let output = work.send(&config, &["--summary", "json"]).await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.received_requests().await.unwrap().len(), 25);
+    let results = work.results("campaign.results.csv");
+    assert_eq!(common::count(&results, "SENT"), 25, "{results:?}");
+    assert!(results.iter().all(|line| {
+        line["message_id"] == "66b3c041eac929f51c6f160f"
+            && line["error"].contains("names instance 66a09db606fd14660c8fc1d0, not inst-1")
+    }));
+    assert_eq!(
+        stderr(&output).matches("check api.instance_id").count(),
+        1,
+        "said once: {}",
+        stderr(&output)
+    );
+    let summary: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        summary["answered_for"]["inst-1"], "66a09db606fd14660c8fc1d0",
+        "{summary}"
+    );
+}
