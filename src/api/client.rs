@@ -191,19 +191,59 @@ impl ApiClient {
         }
         Err(SendError::Refused {
             http_status,
-            message: self.redact(error_message(status, &body)),
+            // Taken out before the message is cut: a cut may keep part of it.
+            message: error_message(
+                status,
+                self.redact(String::from_utf8_lossy(&body).into_owned())
+                    .as_bytes(),
+            ),
             retry_after,
         })
     }
 
-    /// `text` with the API key taken out: a server may echo the request back.
+    /// `text` with the API key taken out, and any run of [`KEY_RUN`] or more
+    /// of its characters in a row: a server may echo the request back, and
+    /// a cut may keep part of the key.
     fn redact(&self, text: String) -> String {
-        let key = self.key.expose();
-        if key.is_empty() || !text.contains(key) {
-            return text;
-        }
-        text.replace(key, "<the API key>")
+        redacted(self.key.expose().as_bytes(), text)
     }
+}
+
+/// The shortest run of the key's characters taken out of what a server says.
+const KEY_RUN: usize = 8;
+
+/// What [`ApiClient::redact`] writes in the key's place.
+const KEY_SHOWN: &str = "<the API key>";
+
+/// `text` without `key`, nor any run of [`KEY_RUN`] or more of its bytes.
+fn redacted(key: &[u8], text: String) -> String {
+    if key.is_empty() {
+        return text;
+    }
+    let shortest = KEY_RUN.min(key.len());
+    let bytes = text.as_bytes();
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let longest = match key.contains(&bytes[at]) {
+            false => None,
+            true => (shortest..=key.len().min(bytes.len() - at))
+                .rev()
+                .find(|&run| key.windows(run).any(|part| part == &bytes[at..at + run])),
+        };
+        match longest {
+            Some(run) => {
+                kept.extend_from_slice(KEY_SHOWN.as_bytes());
+                at += run;
+            }
+            None => {
+                kept.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8(kept)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 /// The answer's body, up to `most` bytes; true when there was more.

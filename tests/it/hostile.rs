@@ -497,7 +497,7 @@ async fn the_key_is_taken_out_of_whatever_a_server_or_a_parser_says() {
     let (output, results, _) = send_three_rows_to(echo, &[]).await;
     assert_eq!(code(&output), 1, "{}", stderr(&output));
     for line in &results {
-        assert!(line["error"].contains("<the API key>"), "{line:?}");
+        assert!(line["error"].contains("Bearer <the API"), "{line:?}");
     }
     let written = format!("{results:?}{}{}", stdout(&output), stderr(&output));
     assert!(!written.contains(API_KEY), "the key leaked: {written}");
@@ -882,4 +882,28 @@ async fn a_resume_that_cannot_start_its_journal_keeps_the_old_one_whole() {
     let results = work.results("campaign.results.csv");
     assert_eq!(line(&results, 2)["status"], "UNKNOWN", "{results:?}");
     assert_eq!(server.accepted(), 2, "the row in flight is not sent again");
+}
+
+/// Whether `text` holds a run of 8 or more of the test key's characters.
+fn holds_part_of_the_key(text: &str) -> bool {
+    let key = crate::common::API_KEY;
+    (0..=key.len() - 8).any(|at| text.contains(&key[at..at + 8]))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_that_echoes_the_key_past_its_cut_shows_none_of_it() {
+    // The key straddles the 200 bytes an error message is cut to.
+    let echo = format!("{}Bearer {}", "x".repeat(185), crate::common::API_KEY);
+    let refusal = ResponseTemplate::new(400).set_body_string(echo);
+    let (output, results, _) = send_three_rows_to(refusal, &[]).await;
+
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    for line in &results {
+        assert_eq!(line["status"], "FAILED", "{line:?}");
+        assert!(!holds_part_of_the_key(&line["error"]), "{line:?}");
+        assert!(line["error"].contains("Bearer <the API"), "{line:?}");
+    }
+    for text in [stdout(&output), stderr(&output)] {
+        assert!(!holds_part_of_the_key(&text), "{text}");
+    }
 }
