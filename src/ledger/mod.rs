@@ -132,9 +132,23 @@ impl Ledger {
             .url_or_default()
             .expect("checked with the settings");
         match &url {
-            LedgerUrl::Sqlite(path) => Ok(Ledger::Sqlite(
-                sqlite::SqliteLedger::open(Some(path.clone())).await?,
-            )),
+            LedgerUrl::Sqlite(path) => {
+                // A path relative to the working directory: cron lines in
+                // different folders would each get a ledger of their own.
+                let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                if path.is_relative() {
+                    tracing::warn!(
+                        "the ledger {url} is relative to the working directory: this run uses {}; \
+                         runs started in another folder would use another ledger (write \
+                         sqlite://{} to name this one)",
+                        absolute.display(),
+                        absolute.display()
+                    );
+                }
+                Ok(Ledger::Sqlite(
+                    sqlite::SqliteLedger::open(Some(absolute)).await?,
+                ))
+            }
             LedgerUrl::Postgres(text) => Ok(Ledger::Postgres(
                 postgres::PostgresLedger::open(text, url.to_string(), settings, stop.clone())
                     .await?,
@@ -392,6 +406,17 @@ pub struct LedgerStats {
 fn stats_time(nanos: Option<i64>) -> Option<String> {
     let at = jiff::Timestamp::from_nanosecond(i128::from(nanos?)).ok()?;
     Some(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+/// Where the ledger is, its password hidden (a SQLite file by its absolute
+/// path).
+impl fmt::Display for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ledger::Sqlite(store) => f.write_str(store.shown()),
+            Ledger::Postgres(store) => f.write_str(store.shown()),
+        }
+    }
 }
 
 impl fmt::Debug for Ledger {

@@ -151,6 +151,7 @@ pub async fn run(
         rehearsal = request.mock,
         resume = request.resume,
         rate = %settings.pacing.rate,
+        ledger = %ledger,
         "starting"
     );
     if target.is_some() {

@@ -497,7 +497,7 @@ async fn the_key_is_taken_out_of_whatever_a_server_or_a_parser_says() {
     let (output, results, _) = send_three_rows_to(echo, &[]).await;
     assert_eq!(code(&output), 1, "{}", stderr(&output));
     for line in &results {
-        assert!(line["error"].contains("Bearer <the API"), "{line:?}");
+        assert!(line["error"].contains("<the API key>"), "{line:?}");
     }
     let written = format!("{results:?}{}{}", stdout(&output), stderr(&output));
     assert!(!written.contains(API_KEY), "the key leaked: {written}");

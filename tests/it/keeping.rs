@@ -573,3 +573,21 @@ async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_si
     assert_eq!(server.requests(), 0);
     drop(holder);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ledger_path_relative_to_the_working_directory_is_said_with_its_whole_path() {
+    let work = Workspace::new();
+    let output = work
+        .run_with_env(&["numbers", "--ledger", "sqlite://here.db"], &[])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let whole = work.path("here.db");
+    assert!(whole.exists(), "made in the working directory");
+    let said = stderr(&output);
+    assert!(
+        said.contains("relative to the working directory")
+            && said.contains(&whole.display().to_string()),
+        "{said}"
+    );
+}
