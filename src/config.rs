@@ -3,6 +3,7 @@
 //! this module reads the file, lays the environment and the flags over it,
 //! and has each stage check its own.
 
+use std::io::Read;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
@@ -127,11 +128,41 @@ impl Settings {
 
     fn read(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let refused = |problem: &str| ConfigError::File {
+            path: shown.clone(),
+            line: None,
+            problem: problem.to_string(),
+        };
+        let read_error = |error| ConfigError::Read {
             path: shown.clone(),
             error,
-        })?;
+        };
+        // Looked at before it is opened: opening a FIFO waits for a writer,
+        // and a device never ends.
+        let metadata = std::fs::metadata(path).map_err(read_error)?;
+        if !metadata.is_file() {
+            return Err(refused(
+                "not a regular file (a device, a FIFO, a directory or a socket): a config file is a TOML file",
+            ));
+        }
+        if metadata.len() > CONFIG_BYTES_MAX {
+            return Err(refused("larger than 1 MiB: not a config file"));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(CONFIG_BYTES_MAX + 1).read_to_end(&mut bytes))
+            .map_err(read_error)?;
+        if bytes.len() as u64 > CONFIG_BYTES_MAX {
+            return Err(refused("larger than 1 MiB: not a config file"));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| refused("not UTF-8 text"))?;
         let settings = Settings::from_toml(&text, &shown)?;
+        if writable_by_others(path) {
+            warn!(
+                "{shown} can be changed by other users of this machine: they could send the \
+                 campaign elsewhere or point it at another ledger; `chmod go-w {shown}`"
+            );
+        }
         if settings.api.api_key.is_some() && readable_by_others(path) {
             warn!(
                 "{shown} holds the API key and other users can read it: `chmod 600 {shown}`, \
@@ -262,6 +293,20 @@ fn without_api_key(text: &str, mut message: String) -> String {
         }
     }
     message
+}
+
+/// The largest config file read: a real one is a few KiB.
+const CONFIG_BYTES_MAX: u64 = 1024 * 1024;
+
+#[cfg(unix)]
+fn writable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o022 != 0)
+}
+
+#[cfg(not(unix))]
+fn writable_by_others(_: &Path) -> bool {
+    false
 }
 
 #[cfg(unix)]

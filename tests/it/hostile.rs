@@ -907,3 +907,63 @@ async fn a_refusal_that_echoes_the_key_past_its_cut_shows_none_of_it() {
         assert!(!holds_part_of_the_key(&text), "{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_that_is_a_device_a_fifo_or_huge_is_refused_at_once() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(1));
+    let fifo = work.path("config.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    work.write("huge.toml", &"# padding\n".repeat(120_000));
+    let fifo = fifo.display().to_string();
+    for (config, said) in [
+        ("/dev/zero", "not a regular file"),
+        (fifo.as_str(), "not a regular file"),
+        ("huge.toml", "larger than 1 MiB"),
+    ] {
+        let started = std::time::Instant::now();
+        let by_flag = work
+            .run(&["send", "campaign.csv", "--dry-run", "--config", config])
+            .await;
+        let by_env = work
+            .run_with_env(
+                &["send", "campaign.csv", "--dry-run"],
+                &[("INTERACTO_API_KEY", API_KEY), ("INTERACTO_CONFIG", config)],
+            )
+            .await;
+        for output in [by_flag, by_env] {
+            assert_eq!(code(&output), 2, "{config}: {}", stderr(&output));
+            assert!(
+                stderr(&output).contains(said),
+                "{config}: {}",
+                stderr(&output)
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{config}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_others_can_change_draws_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(1));
+    let config = work.config(&Config::fast("http://127.0.0.1:9"));
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    let output = work
+        .run(&["send", "campaign.csv", "--dry-run", "--config", &config])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("can be changed by other users")
+            && stderr(&output).contains("chmod go-w"),
+        "{}",
+        stderr(&output)
+    );
+}
