@@ -17,7 +17,25 @@ use interacto_bulk::results::{Kind, WriteGate};
 use interacto_bulk::RunRequest;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|error| {
+        // A log of `--summary json` lines has a line for every run, one
+        // refused for its flags too.
+        if error.use_stderr() && asks_for_a_json_summary(std::env::args_os()) {
+            let problem = error.kind().as_str().unwrap_or("invalid arguments");
+            let first_line = error.to_string();
+            let first_line = first_line.lines().next().unwrap_or(problem);
+            let summary = Summary::failed(
+                String::new(),
+                String::new(),
+                false,
+                jiff::Timestamp::now(),
+                first_line.trim_start_matches("error: ").to_string(),
+                ExitCode::Usage,
+            );
+            print_out(&format!("{}\n", summary.json()));
+        }
+        error.exit()
+    });
     let wants_progress = match &cli.command {
         Command::Send(args) => !args.run.no_progress,
         Command::Validate(args) => !args.run.no_progress,
@@ -90,6 +108,17 @@ fn main() -> std::process::ExitCode {
         ExitCode::of_error(&error)
     });
     std::process::ExitCode::from(code.code())
+}
+
+/// Whether the command line asks for the summary as JSON
+/// (`--summary json` or `--summary=json`), read without clap, which could
+/// not read it.
+fn asks_for_a_json_summary(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<String> = args.map(|arg| arg.to_string_lossy().into_owned()).collect();
+    args.iter().any(|arg| arg == "--summary=json")
+        || args
+            .windows(2)
+            .any(|pair| pair[0] == "--summary" && pair[1] == "json")
 }
 
 /// The manual page of the tool, or of one of its commands

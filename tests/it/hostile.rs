@@ -967,3 +967,27 @@ async fn a_config_others_can_change_draws_a_warning() {
         stderr(&output)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_summary_is_printed_for_a_run_refused_for_its_flags() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(1));
+    for summary in [&["--summary", "json"][..], &["--summary=json"][..]] {
+        let mut args = vec!["send", "campaign.csv", "--rate", "fast"];
+        args.extend_from_slice(summary);
+
+        let output = work.run(&args).await;
+
+        assert_eq!(code(&output), 2, "{}", stderr(&output));
+        let line: serde_json::Value = serde_json::from_str(stdout(&output).trim())
+            .unwrap_or_else(|_| panic!("one JSON line: {}", stdout(&output)));
+        assert_eq!(line["exit_code"], 2, "{line}");
+        assert!(
+            line["error"]
+                .as_str()
+                .unwrap()
+                .contains("`fast` is not a rate"),
+            "{line}"
+        );
+    }
+}
