@@ -146,8 +146,14 @@ fn write_chosen(
     chosen: &[Chosen],
     temporary: &Path,
 ) -> io::Result<Tally> {
+    // Made new: whatever is at that name (a run's leftover, or a hard link
+    // to another file) is unlinked, never written through.
+    match fs::remove_file(temporary) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     let out = paths::no_follow(options).open(temporary)?;
     // Phone numbers: whoever could not read the old file cannot read the new.
     out.set_permissions(file.metadata()?.permissions())?;

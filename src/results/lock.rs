@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::paths::no_follow;
@@ -52,6 +53,13 @@ impl RunLock {
             // happened after we opened it, we locked a file nobody else sees.
             if !still_at(&file, &path) {
                 continue;
+            }
+            // A hard link here would have the holder's line written into
+            // another file: a lock file is ours alone.
+            if file.metadata().map_err(io_error)?.nlink() > 1 {
+                return Err(io_error(io::Error::other(
+                    "it is a hard link to another file, not a lock file: remove it",
+                )));
             }
             let holder = format!(
                 "held by pid {} since {}",

@@ -991,3 +991,51 @@ async fn a_json_summary_is_printed_for_a_run_refused_for_its_flags() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hard_links_at_the_tidy_and_lock_names_never_get_written_through() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("ledger.url", &format!("{:?}", work.fresh_ledger("ledger"))),
+    );
+    let campaign = common::campaign(3);
+    work.write("campaign.csv", &campaign);
+    let unchanged = || std::fs::read_to_string(work.path("campaign.csv")).unwrap();
+
+    // The end-of-run rewrite's temporary name, linked to the campaign.
+    std::fs::hard_link(
+        work.path("campaign.csv"),
+        work.path(".campaign.results.csv.tidy"),
+    )
+    .unwrap();
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(
+        unchanged(),
+        campaign,
+        "the campaign was written through its link"
+    );
+    assert_eq!(
+        common::count(&work.results("campaign.results.csv"), "SENT"),
+        3
+    );
+
+    // The lock's name, linked to another file: refused, nothing sent.
+    work.write("notes.txt", "the operator's notes\n");
+    std::fs::hard_link(work.path("notes.txt"), work.path("again.results.csv.lock")).unwrap();
+    let output = work
+        .send(
+            &config,
+            &["--out", "again.results.csv", "--campaign", "again"],
+        )
+        .await;
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(stderr(&output).contains("hard link"), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(work.path("notes.txt")).unwrap(),
+        "the operator's notes\n"
+    );
+    assert_eq!(server.accepted(), 3, "nothing more sent");
+}
