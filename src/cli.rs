@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::ledger::{Keep, LedgerUrl};
+use crate::ledger::Keep;
 use crate::pacing::Rate;
 
 /// Start here, and where to read on; `--help` adds the environment and the exit codes.
@@ -94,9 +94,10 @@ pub struct SuppressArgs {
     pub config: Option<PathBuf>,
 
     /// The ledger that keeps the list: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
-    /// [config: ledger.url; env: INTERACTO_LEDGER_URL]
+    /// [config: ledger.url; env: INTERACTO_LEDGER_URL, the place for a password: a command
+    /// line shows in `ps`]
     #[arg(long, value_name = "URL", global = true)]
-    pub ledger: Option<LedgerUrl>,
+    pub ledger: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,9 +141,10 @@ pub struct LedgerArgs {
     pub config: Option<PathBuf>,
 
     /// The ledger: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
-    /// [config: ledger.url; env: INTERACTO_LEDGER_URL]
+    /// [config: ledger.url; env: INTERACTO_LEDGER_URL, the place for a password: a command
+    /// line shows in `ps`]
     #[arg(long, value_name = "URL", global = true)]
-    pub ledger: Option<LedgerUrl>,
+    pub ledger: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,9 +182,10 @@ pub struct NumbersArgs {
     pub config: Option<PathBuf>,
 
     /// The ledger to read: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
-    /// [config: ledger.url; env: INTERACTO_LEDGER_URL]
+    /// [config: ledger.url; env: INTERACTO_LEDGER_URL, the place for a password: a command
+    /// line shows in `ps`]
     #[arg(long, value_name = "URL")]
-    pub ledger: Option<LedgerUrl>,
+    pub ledger: Option<String>,
 
     /// One JSON array on stdout instead of a line a number
     #[arg(long)]
@@ -299,9 +302,10 @@ pub struct RunArgs {
 
     /// The ledger every run shares: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
     /// [config: ledger.url; env: INTERACTO_LEDGER_URL;
-    /// default: $XDG_STATE_HOME/interacto-bulk/ledger.db]
+    /// default: $XDG_STATE_HOME/interacto-bulk/ledger.db; a password goes in the environment,
+    /// not here: a command line shows in `ps`]
     #[arg(long, value_name = "URL")]
-    pub ledger: Option<LedgerUrl>,
+    pub ledger: Option<String>,
 
     /// Read only the first N data rows of the campaign
     #[arg(long, value_name = "N")]

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{self, ApiKey, ApiSettings};
 use crate::campaign::CampaignSettings;
-use crate::ledger::{LedgerSettings, LedgerUrl};
+use crate::ledger::LedgerSettings;
 use crate::pacing::{PacingSettings, Rate};
 use crate::results::ResultsSettings;
 use crate::retry::RetrySettings;
@@ -92,8 +92,9 @@ pub struct Overrides {
     pub concurrency: Option<NonZeroUsize>,
     /// `--instance`, repeated.
     pub instances: Vec<String>,
-    /// `--ledger`.
-    pub ledger: Option<LedgerUrl>,
+    /// `--ledger`, as written: read here, so that no error echoes a
+    /// password back (the flag parser would quote the whole value).
+    pub ledger: Option<String>,
     /// `--campaign`.
     pub campaign: Option<String>,
 }
@@ -234,6 +235,9 @@ impl Settings {
         }
         // `--ledger`, else INTERACTO_LEDGER_URL, else the file.
         if let Some(url) = flags.ledger {
+            let url = url
+                .parse()
+                .map_err(|problem| invalid("--ledger", problem))?;
             self.ledger.url = Some(url);
         } else if let Some(url) = env.ledger_url {
             let url = url

@@ -295,7 +295,7 @@ async fn run_campaign(
 /// The settings of a command that only reads or writes the ledger.
 fn ledger_settings(
     config: Option<&std::path::Path>,
-    ledger: Option<interacto_bulk::ledger::LedgerUrl>,
+    ledger: Option<String>,
 ) -> Result<Settings, RunError> {
     let overrides = Overrides {
         ledger,

@@ -183,17 +183,37 @@ impl fmt::Debug for LedgerUrl {
     }
 }
 
-/// `postgres://user:***@host/db`: a URL as it may be shown.
+/// `postgres://user:***@host/db`: a URL as it may be shown. Read as text,
+/// not as a URL: a password may hold `@` and `/`, so the user's part ends
+/// at the last `@`; and a password in the query (`?password=`) is hidden
+/// too.
 fn hide_password(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return "…".to_string();
+    };
+    let (user, place) = match rest.rsplit_once('@') {
+        Some((userinfo, place)) => match userinfo.split_once(':') {
+            Some((user, _)) => (format!("{user}:***@"), place),
+            None => (format!("{userinfo}@"), place),
+        },
+        None => (String::new(), rest),
+    };
+    let place = match place.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
         }
-        Ok(url) => url.to_string(),
-        // Not even a URL: show the scheme only.
-        Err(_) => format!("{}://…", text.split("://").next().unwrap_or("?")),
-    }
+        None => place.to_string(),
+    };
+    format!("{scheme}://{user}{place}")
 }
 
 #[cfg(test)]

@@ -591,3 +591,23 @@ async fn a_ledger_path_relative_to_the_working_directory_is_said_with_its_whole_
         "{said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_password_is_never_shown_however_it_is_written() {
+    let work = Workspace::new();
+    for url in [
+        // A typo in the scheme: the flag parser would have quoted it all.
+        "postgress://bulk:s3cretpw@127.0.0.1/db",
+        // `@` and `/` in the password.
+        "postgres://bulk:s3cr@t/pw@127.0.0.1:1/db?connect_timeout=1",
+        // In the query.
+        "postgres://bulk@127.0.0.1:1/db?password=s3cretpw&connect_timeout=1",
+    ] {
+        let output = work.run_with_env(&["numbers", "--ledger", url], &[]).await;
+
+        assert_eq!(code(&output), 2, "{url}: {}", stderr(&output));
+        let said = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(!said.contains("s3cr"), "{url}: {said}");
+        assert!(said.contains("***") || said.contains("…"), "{url}: {said}");
+    }
+}
