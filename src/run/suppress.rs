@@ -137,6 +137,15 @@ pub(super) fn read_phones(
 ) -> Result<(Vec<String>, Vec<Unread>), RunError> {
     let unreadable =
         |error: String| RunError::Usage(format!("cannot read {}: {error}", file.display()));
+    // Looked at before it is opened: a FIFO would wait for a writer, past
+    // any signal, and a device never ends. A list is a file.
+    let metadata = std::fs::metadata(file).map_err(|error| unreadable(error.to_string()))?;
+    if !metadata.is_file() {
+        return Err(unreadable(
+            "not a regular file (a device, a FIFO, a directory or a socket): save the list as a CSV file"
+                .to_string(),
+        ));
+    }
     let opened = input::open(
         &Source::File(file.to_path_buf()),
         EncodingChoice::Auto,

@@ -83,3 +83,29 @@ async fn rows_not_imported_are_named_with_why_and_the_import_exits_1() {
     assert!(said.contains("row 4: \"not a phone\""), "{said}");
     assert!(said.contains("row 5: \"12\""), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_list_that_is_a_fifo_or_a_device_is_refused_at_once() {
+    let work = Workspace::new();
+    let url = work.fresh_ledger("ledger");
+    let config =
+        work.config(&Config::fast("http://127.0.0.1:9").set("ledger.url", &format!("{url:?}")));
+    let fifo = work.path("optouts.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let fifo = fifo.display().to_string();
+    for list in [fifo.as_str(), "/dev/zero"] {
+        let started = std::time::Instant::now();
+        let output = suppress(&work, &config, &["import", list]).await;
+        assert_eq!(code(&output), 2, "{list}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("not a regular file"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+}
