@@ -372,11 +372,8 @@ pub fn contract_problems(body: &Value) -> Vec<String> {
             }
         }
     }
-    if object
-        .get("priority")
-        .is_some_and(|value| !(value.is_i64() || value.is_u64()))
-    {
-        problems.push("priority must be an integer".to_string());
+    if object.get("priority").is_some_and(|value| !value.is_i64()) {
+        problems.push("priority must be an integer of 64 bits (api/openapi.yaml)".to_string());
     }
     if let Some(tags) = object.get("tags") {
         if !tags

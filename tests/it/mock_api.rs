@@ -198,3 +198,37 @@ async fn the_mock_server_refuses_every_rate_outside_zero_to_one() {
         }
     }
 }
+
+/// The contract bounds `priority` to 64 signed bits (what the tool sends),
+/// and the mock holds to it at both ends: the largest goes through, one
+/// more is refused naming the field (an OpenAPI fuzzer found the two
+/// disagreeing).
+#[tokio::test]
+async fn priority_is_a_64_bit_integer_in_the_contract_and_in_the_mock() {
+    let server = start(MockOptions::default()).await;
+    let contract =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/api/openapi.yaml")).unwrap();
+    assert!(
+        contract.contains("maximum: 9223372036854775807"),
+        "the bound is written down"
+    );
+
+    let mut largest = body();
+    largest["priority"] = json!(i64::MAX);
+    let accepted = post(&server, Some("k"), &largest).await;
+    assert_eq!(accepted.status(), 201);
+    let answer: Value = accepted.json().await.unwrap();
+    assert_eq!(answer["data"]["priority"], json!(i64::MAX));
+
+    let mut beyond = body();
+    beyond["priority"] = json!(u64::try_from(i64::MAX).unwrap() + 1);
+    let refused = post(&server, Some("k"), &beyond).await;
+    assert_eq!(refused.status(), 400);
+    let answer: Value = refused.json().await.unwrap();
+    assert!(
+        answer
+            .to_string()
+            .contains("priority must be an integer of 64 bits"),
+        "{answer}"
+    );
+}
