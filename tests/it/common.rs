@@ -412,6 +412,16 @@ pub fn assert_paced(times: &mut [std::time::Instant], interval: Duration, what: 
     }
 }
 
+/// [`campaign`]'s recipients from the `first`th on, `rows` of them: a
+/// campaign that shares no recipient with one of the first `first`.
+pub fn campaign_from(first: usize, rows: usize) -> String {
+    let all = campaign(first + rows);
+    let mut lines = all.lines();
+    let header = lines.next().unwrap();
+    let rest: Vec<&str> = lines.skip(first).collect();
+    format!("{header}\n{}\n", rest.join("\n"))
+}
+
 /// A small valid campaign: `rows` recipients, all with the same contact card.
 pub fn campaign(rows: usize) -> String {
     let mut text = String::from("to,contact_name,contact_phone\n");

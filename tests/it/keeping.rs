@@ -149,10 +149,7 @@ async fn runs_in_zones_fourteen_hours_apart_share_one_day_of_the_cap(store: Stor
     };
     let (kiritimati, utc) = (in_zone("Pacific/Kiritimati"), in_zone("UTC"));
     work.write("first.csv", &common::campaign(10));
-    let second = common::campaign(20);
-    let (header, rest) = second.split_once('\n').unwrap();
-    let rest: Vec<&str> = rest.lines().skip(10).collect();
-    work.write("second.csv", &format!("{header}\n{}\n", rest.join("\n")));
+    work.write("second.csv", &common::campaign_from(10, 10));
     let noon = "@2026-12-01 12:00:00";
 
     let first = work
@@ -243,14 +240,6 @@ async fn stats(work: &Workspace, config: &str) -> serde_json::Value {
     serde_json::from_str(&stdout(&output)).unwrap()
 }
 
-/// Writes `rows` recipients from the `first`th of the shared list as `name`.
-fn campaign_file(work: &Workspace, name: &str, first: usize, rows: usize) {
-    let all = common::campaign(first + rows);
-    let (header, rest) = all.split_once('\n').unwrap();
-    let rest: Vec<&str> = rest.lines().skip(first).collect();
-    work.write(name, &format!("{header}\n{}\n", rest.join("\n")));
-}
-
 async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Store) {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
@@ -262,8 +251,8 @@ async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Stor
             .set("schedule.daily_cap", "100"),
     );
     // Forty days ago, and twenty: the first are past the keep, the others not.
-    campaign_file(&work, "old.csv", 0, 4);
-    campaign_file(&work, "recent.csv", 4, 3);
+    work.write("old.csv", &common::campaign_from(0, 4));
+    work.write("recent.csv", &common::campaign_from(4, 3));
     for (shift, file) in [("-40d", "old.csv"), ("-20d", "recent.csv")] {
         let output = work
             .run_later(shift, &["send", file, "--config", &config])
@@ -273,7 +262,7 @@ async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Stor
     assert_eq!(stats(&work, &config).await["cards"], 7);
 
     // A run today prunes what is older than 30 days, before it sends.
-    campaign_file(&work, "today.csv", 7, 2);
+    work.write("today.csv", &common::campaign_from(7, 2));
     let output = work.run(&["send", "today.csv", "--config", &config]).await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let held = stats(&work, &config).await;
@@ -322,7 +311,7 @@ async fn a_forgotten_person_s_cards_are_gone_and_their_opt_out_stays(store: Stor
     let ledger = store.ledger(&work).await;
     let config =
         work.config(&Config::fast(&server.base_url()).set("ledger.url", &format!("{ledger:?}")));
-    campaign_file(&work, "first.csv", 0, 3);
+    work.write("first.csv", &common::campaign_from(0, 3));
     let output = work.run(&["send", "first.csv", "--config", &config]).await;
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let results = work.results("first.results.csv");
@@ -469,14 +458,7 @@ async fn a_postgres_that_never_answers_is_given_up_on_and_sigterm_ends_the_wait(
         taken.load(std::sync::atomic::Ordering::SeqCst) > before
     })
     .await;
-    let signalled = std::time::Instant::now();
-    common::terminate(&run);
-    let output = common::ended(run).await;
-    assert!(
-        signalled.elapsed() < std::time::Duration::from_secs(5),
-        "ended {:?} after SIGTERM",
-        signalled.elapsed()
-    );
+    let output = ended_within_5_s_of_sigterm(run).await;
     assert_eq!(code(&output), 130, "{}", stderr(&output));
     assert_eq!(server.requests(), 0);
 }
@@ -561,14 +543,7 @@ async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_si
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let signalled = std::time::Instant::now();
-    common::terminate(&run);
-    let output = common::ended(run).await;
-    assert!(
-        signalled.elapsed() < std::time::Duration::from_secs(5),
-        "ended {:?} after SIGTERM",
-        signalled.elapsed()
-    );
+    let output = ended_within_5_s_of_sigterm(run).await;
     assert_ne!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(server.requests(), 0);
     drop(holder);
@@ -610,4 +585,18 @@ async fn a_postgres_password_is_never_shown_however_it_is_written() {
         assert!(!said.contains("s3cr"), "{url}: {said}");
         assert!(said.contains("***") || said.contains("…"), "{url}: {said}");
     }
+}
+
+/// Sends `run` SIGTERM and waits for its end, which must come within 5 s
+/// whatever it was waiting for.
+async fn ended_within_5_s_of_sigterm(run: tokio::process::Child) -> std::process::Output {
+    let signalled = std::time::Instant::now();
+    common::terminate(&run);
+    let output = common::ended(run).await;
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(5),
+        "ended {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    output
 }

@@ -27,15 +27,6 @@ fn with_ledger(base_url: &str, url: &str) -> Config {
     Config::fast(base_url).set("ledger.url", &format!("{url:?}"))
 }
 
-/// `rows` recipients that no other campaign here has, from `first`.
-fn campaign_from(first: usize, rows: usize) -> String {
-    let all = common::campaign(first + rows);
-    let mut lines = all.lines();
-    let header = lines.next().unwrap();
-    let rest: Vec<&str> = lines.skip(first).collect();
-    format!("{header}\n{}\n", rest.join("\n"))
-}
-
 async fn three_runs_at_once_share_one_daily_cap_exactly(store: Store) {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
@@ -45,7 +36,7 @@ async fn three_runs_at_once_share_one_daily_cap_exactly(store: Store) {
     let runs: Vec<_> = (0..3)
         .map(|run| {
             let name = format!("c{run}.csv");
-            work.write(&name, &campaign_from(run * 10, 10));
+            work.write(&name, &common::campaign_from(run * 10, 10));
             work.spawn(&["send", &name, "--config", &config])
         })
         .collect();
@@ -127,7 +118,7 @@ async fn two_campaigns_through_one_number_at_once_keep_its_pace_together(store: 
     let settings = with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"5/s\"");
     let mut runs = Vec::new();
     for (work, first) in [(&here, 0), (&there, 8)] {
-        work.write("campaign.csv", &campaign_from(first, 8));
+        work.write("campaign.csv", &common::campaign_from(first, 8));
         let config = work.config(&settings);
         runs.push(work.spawn(&["send", "campaign.csv", "--config", &config]));
     }
