@@ -3,12 +3,13 @@
 //! fails too often.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+use crate::pacing::HeldBy;
 use crate::retry::RetrySettings;
 use crate::types::{Deferral, Status, StopReason};
 
@@ -174,6 +175,8 @@ pub(super) struct LaneHealth {
     pub(super) closed_for: Mutex<Option<String>>,
     finished: AtomicU64,
     failed: AtomicU64,
+    /// The reasons of long waits for a turn logged so far, one bit each.
+    waits_told: AtomicU8,
 }
 
 impl LaneHealth {
@@ -184,7 +187,15 @@ impl LaneHealth {
             closed_for: Mutex::new(None),
             finished: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            waits_told: AtomicU8::new(0),
         }
+    }
+
+    /// Whether this is the lane's first long wait held by `held_by`: the
+    /// first of each reason is worth a line at info, the rest are not.
+    pub(super) fn first_wait_for(&self, held_by: HeldBy) -> bool {
+        let bit = 1 << held_by as u8;
+        self.waits_told.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 
     /// Closes the lane; false if it was closed already.

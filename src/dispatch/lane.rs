@@ -14,7 +14,8 @@ use tracing::info;
 
 use super::control::{LaneHealth, RunControl};
 use super::leaving::Leaving;
-use super::{send, turns, Shared, LANE_QUEUE};
+use super::turns::{self, Turn};
+use super::{send, Shared, LANE_QUEUE};
 use crate::report::Progress;
 use crate::schedule::{DailyCap, Schedule};
 use crate::types::{Deferral, Hold, Job};
@@ -157,10 +158,12 @@ async fn window_opens(lane: &LaneHealth, shared: &Shared) -> bool {
 }
 
 /// The jobs whose turns are booked together: the first, and at a fast pace
-/// those already waiting, so the ledger is asked once per batch.
+/// those already waiting, so the ledger is asked once per batch (not with
+/// `pace_by_message`: each waits for the phone, and a stopped run would
+/// leave the phone's time booked for nothing).
 fn booking_batch(first: Job, waiting: &mut Vec<Job>, shared: &Shared) -> Vec<Job> {
     let mut batch = vec![first];
-    if shared.pace.is_fast() {
+    if shared.pace.books_in_batches() {
         while batch.len() < LANE_QUEUE {
             match waiting.pop() {
                 Some(job) => batch.push(job),
@@ -175,13 +178,13 @@ fn booking_batch(first: Job, waiting: &mut Vec<Job>, shared: &Shared) -> Vec<Job
 /// pipeline. The jobs not sent through, when the run or the instance stops,
 /// come back.
 async fn send_at_turns(
-    mut booked: impl Iterator<Item = (Job, Instant)>,
+    mut booked: impl Iterator<Item = (Job, Turn)>,
     door: &mpsc::UnboundedSender<Leaving>,
     lane: &Arc<LaneHealth>,
     shared: &Arc<Shared>,
 ) -> Result<(), Vec<Job>> {
     while let Some((job, turn)) = booked.next() {
-        let at_once = match turn <= Instant::now() {
+        let at_once = match turn.at <= Instant::now() {
             true => shared.pipeline.clone().try_acquire_owned().ok(),
             false => None,
         };
@@ -209,21 +212,14 @@ async fn send_at_turns(
 /// Waits for `turn`, then a place in the pipeline: a job waiting for its
 /// turn must not hold one. `None` when the run stops or the instance leaves
 /// rotation.
-async fn place_at(
-    turn: Instant,
-    lane: &LaneHealth,
-    shared: &Shared,
-) -> Option<OwnedSemaphorePermit> {
+async fn place_at(turn: Turn, lane: &LaneHealth, shared: &Shared) -> Option<OwnedSemaphorePermit> {
     let control = &shared.control;
     tokio::select! {
         biased;
         _ = control.stopping().cancelled() => None,
         _ = lane.closed.cancelled() => None,
         permit = async {
-            // A turn already due needs no timer (one a message adds up).
-            if turn > Instant::now() {
-                tokio::time::sleep_until(turn).await;
-            }
+            turns::wait_for(turn, lane, shared).await;
             shared.pipeline.clone().acquire_owned().await.expect("the semaphore is never closed")
         } => Some(permit),
     }

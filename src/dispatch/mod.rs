@@ -15,6 +15,7 @@ mod turns;
 use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -68,6 +69,9 @@ struct Shared {
     outcomes: mpsc::Sender<Outcome>,
     control: Arc<RunControl>,
 }
+
+/// Waits longer than this are logged and shown on the progress bar.
+const NOTEWORTHY_WAIT: Duration = Duration::from_secs(5);
 
 /// Jobs queued per instance; small, so a stopped run leaves little to mark.
 const LANE_QUEUE: usize = 64;

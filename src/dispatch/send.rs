@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::control::{LaneHealth, RunControl};
 use super::leaving::Back;
-use super::{turns, Shared};
+use super::{turns, Shared, NOTEWORTHY_WAIT};
 use crate::api::{ContactMessage, Queued, SendError};
 use crate::ledger::Settled;
 use crate::retry::{backoff, next_step, Next};
@@ -118,9 +118,6 @@ pub(super) fn not_sent(job: &Job, lane: &LaneHealth, control: &RunControl) -> Ou
     outcome
 }
 
-/// Waits longer than this are logged and shown on the progress bar.
-const NOTEWORTHY_WAIT: Duration = Duration::from_secs(5);
-
 /// Sends one job, retrying transient failures, and says how it ended.
 async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Outcome {
     let control = &shared.control;
@@ -207,7 +204,7 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
             booked = async {
                 tokio::time::sleep(wait).await;
                 let turn = turns::book_turns(std::slice::from_ref(job), lane, shared, None).await?;
-                tokio::time::sleep_until(turn[0]).await;
+                turns::wait_for(turn[0], lane, shared).await;
                 Some(())
             } => booked.is_none(),
         };

@@ -1,24 +1,33 @@
 //! Booking a number's turns on its clock in the ledger: a batch at a time,
 //! and at a fast pace a little ahead, so the ledger is asked once for many
-//! messages.
+//! messages; and waiting for them, saying why when a wait is long.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 use super::control::LaneHealth;
-use super::Shared;
-use crate::pacing::nanos;
+use super::{Shared, NOTEWORTHY_WAIT};
+use crate::pacing::{nanos, Booking, Corrected, HeldBy, RUNS_QUEUED_MOST};
 use crate::types::Job;
+
+/// A turn booked on the number's clock: when the message may leave, on
+/// this machine's clock, and which rule held it back.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Turn {
+    pub(super) at: Instant,
+    held_by: HeldBy,
+}
 
 /// Turns a lane booked ahead of its jobs, oldest first, in nanoseconds since
 /// 1970. Only at a fast pace and without `pace_by_message` (where a turn
 /// does not depend on the message): then the ledger is asked once for many
 /// messages, not once for each.
 #[derive(Default)]
-pub(super) struct SpareTurns(VecDeque<i64>);
+pub(super) struct SpareTurns(VecDeque<(i64, HeldBy)>);
 
 /// How far ahead a lane books spare turns: a run that stops loses at most
 /// this much of the number's time, which errs on the slow side.
@@ -26,25 +35,24 @@ const BOOKED_AHEAD: Duration = Duration::from_millis(50);
 const SPARE_MOST: i64 = 4096;
 
 /// Books the turns of `jobs` on the instance's clock in the ledger, shared
-/// with every run through the number (or takes them from `spare`); when
-/// each may leave, on this machine's clock. `None`, having halted the run,
-/// when the ledger fails.
+/// with every run through the number (or takes them from `spare`). `None`,
+/// having halted the run, when the ledger fails.
 pub(super) async fn book_turns(
     jobs: &[Job],
     lane: &LaneHealth,
     shared: &Shared,
     spare: Option<&mut SpareTurns>,
-) -> Option<Vec<Instant>> {
+) -> Option<Vec<Turn>> {
     let pace = shared.pace;
     let now_nanos = Timestamp::now().as_nanosecond();
-    let mut spare = spare.filter(|_| pace.is_fast() && !pace.pace_by_message);
+    let mut spare = spare.filter(|_| pace.books_in_batches());
     let mut turns = Vec::with_capacity(jobs.len());
     let mut ahead = 0;
     if let Some(SpareTurns(spare)) = &mut spare {
         // A turn booked ahead but not used in time is lost, not sent late
         // in a burst.
         let stale = i64::try_from(now_nanos).unwrap_or(i64::MAX) - nanos(BOOKED_AHEAD);
-        spare.retain(|turn| *turn >= stale);
+        spare.retain(|(turn, _)| *turn >= stale);
         while turns.len() < jobs.len() {
             let Some(turn) = spare.pop_front() else { break };
             turns.push(turn);
@@ -62,7 +70,16 @@ pub(super) async fn book_turns(
             .book_turns(&lane.instance_id, pace, phone_times)
             .await
         {
-            Ok(booked) => turns.extend(booked),
+            Ok(Booking {
+                turns: booked,
+                held_by,
+                corrected,
+            }) => {
+                for correction in corrected {
+                    tell_corrected(correction, &lane.instance_id);
+                }
+                turns.extend(booked.into_iter().zip(held_by));
+            }
             Err(error) => {
                 let control = &shared.control;
                 control.halt(format!(
@@ -76,9 +93,97 @@ pub(super) async fn book_turns(
         spare.extend(turns.drain(jobs.len()..));
     }
     let now = Instant::now();
-    let after = |turn: i64| {
+    let on_this_clock = |(turn, held_by): (i64, HeldBy)| {
         let wait = u64::try_from(i128::from(turn) - now_nanos).unwrap_or(0);
-        now + Duration::from_nanos(wait)
+        Turn {
+            at: now + Duration::from_nanos(wait),
+            held_by,
+        }
     };
-    Some(turns.into_iter().map(after).collect())
+    Some(turns.into_iter().map(on_this_clock).collect())
+}
+
+/// Waits for `turn`. A wait longer than [`NOTEWORTHY_WAIT`] and than one
+/// turn of the pace (other runs through the number, a row's long delay) is
+/// logged, at info the first time for each reason in the lane, and shown
+/// by the progress bar while it lasts.
+pub(super) async fn wait_for(turn: Turn, lane: &LaneHealth, shared: &Shared) {
+    let wait = turn.at.saturating_duration_since(Instant::now());
+    if wait.is_zero() {
+        return;
+    }
+    let _shown = (wait > NOTEWORTHY_WAIT && nanos(wait) > shared.pace.one_turn())
+        .then(|| tell_wait(wait, turn.held_by, lane, shared));
+    tokio::time::sleep_until(turn.at).await;
+}
+
+/// Logs a long wait for a turn and shows it in the progress bar, until the
+/// returned guard is dropped.
+fn tell_wait(
+    wait: Duration,
+    held_by: HeldBy,
+    lane: &LaneHealth,
+    shared: &Shared,
+) -> ShownUntilDropped {
+    let until = SignedDuration::try_from(wait)
+        .ok()
+        .and_then(|wait| Timestamp::now().checked_add(wait).ok())
+        .map_or_else(String::new, |at| at.strftime("%H:%M:%S UTC").to_string());
+    let why = match held_by {
+        HeldBy::Rate => format!(
+            "its rate allows one message every {:#}, and its turns are booked until {until} by \
+             the runs sharing it",
+            SignedDuration::from_nanos(shared.pace.interval)
+        ),
+        HeldBy::Phone | HeldBy::Nothing => format!(
+            "its phone is busy until {until} with the messages booked before (pace_by_message \
+             waits for each one's delay + typing)"
+        ),
+    };
+    let instance = &*lane.instance_id;
+    let seconds = wait.as_secs();
+    match lane.first_wait_for(held_by) {
+        true => info!(instance, "waiting {seconds} s for the number's turn: {why}"),
+        false => debug!(instance, "waiting {seconds} s for the number's turn: {why}"),
+    }
+    let progress = shared.gates.progress.clone();
+    progress.waiting(Some(format!("waiting {seconds} s for {instance}'s turn")));
+    ShownUntilDropped(progress)
+}
+
+/// Clears the progress bar's `waiting` when the wait ends, or is given up.
+struct ShownUntilDropped(crate::report::Progress);
+
+impl Drop for ShownUntilDropped {
+    fn drop(&mut self) {
+        self.0.waiting(None);
+    }
+}
+
+/// Says what a booking set right in the number's clock: a clock that ran
+/// ahead somewhere, which would have stalled every run through the number.
+fn tell_corrected(correction: Corrected, instance: &str) {
+    // To the second: `59m 59s`, not its nanoseconds.
+    let words = |nanos: i64| {
+        let seconds = SignedDuration::from_nanos(nanos).as_secs().max(1);
+        format!("{:#}", SignedDuration::from_secs(seconds))
+    };
+    match correction {
+        Corrected::BookedByClockAhead(ahead) => warn!(
+            instance,
+            "the number's turns in the ledger were booked by a clock {} ahead of this machine's; \
+             counted from this machine's time instead (keep the clocks of every machine sharing \
+             the ledger in sync, e.g. with NTP)",
+            words(ahead)
+        ),
+        Corrected::BeyondHorizon { ahead, horizon } => warn!(
+            instance,
+            "the number's turns in the ledger were booked {} ahead, more than {RUNS_QUEUED_MOST} \
+             runs at this pace would ({}): taken as a clock that ran ahead, and brought back to \
+             {} from now",
+            words(ahead),
+            words(horizon),
+            words(horizon)
+        ),
+    }
 }

@@ -23,7 +23,7 @@ use jiff::civil::Date;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{self, Admission, Card, Rules};
-use crate::pacing::Pace;
+use crate::pacing::{Booking, Pace};
 use crate::schedule::DailyCap;
 use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, Remembered, Suppression};
 
@@ -278,7 +278,7 @@ impl Ledger {
         instance: &str,
         pace: Pace,
         phone_times: Vec<i64>,
-    ) -> Result<Vec<i64>, LedgerError> {
+    ) -> Result<Booking, LedgerError> {
         match self {
             Ledger::Sqlite(store) => store.book_turns(instance, pace, phone_times).await,
             Ledger::Postgres(store) => {
@@ -506,6 +506,9 @@ const MIGRATIONS: &[&str] = &[
     // 13: the cards by when they left, oldest first, for pruning a bit at a
     //     time without reading the rest.
     "CREATE INDEX sends_by_time ON sends (left_at)",
+    // 14: the booker's clock at each number's last booking (0: not known),
+    //     to see a clock that ran ahead.
+    "ALTER TABLE clocks ADD COLUMN booked_at BIGINT NOT NULL DEFAULT 0",
 ];
 
 /// The schema this build writes. `ledger_version` holds it, one row, for

@@ -20,7 +20,7 @@ use super::{
     Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
     NumberRecord, Passing, Pruned, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
 };
-use crate::pacing::{ClockState, Pace};
+use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
 use crate::types::{nanos_of, Cause, Facts, Fate, Remembered, Suppression};
 
@@ -200,7 +200,7 @@ impl PostgresLedger {
         instance: &str,
         pace: Pace,
         phone_times: Vec<i64>,
-    ) -> Result<Vec<i64>, LedgerError> {
+    ) -> Result<Booking, LedgerError> {
         let mut client = self.client.lock().await;
         let transaction = client
             .transaction()
@@ -218,7 +218,8 @@ impl PostgresLedger {
             .map_err(|error| self.failed(&error))?;
         let row = transaction
             .query_typed_one(
-                "SELECT next_at, phone_free_at FROM clocks WHERE instance_id = $1 FOR UPDATE",
+                "SELECT next_at, phone_free_at, booked_at FROM clocks
+                 WHERE instance_id = $1 FOR UPDATE",
                 typed![&instance],
             )
             .await
@@ -226,12 +227,19 @@ impl PostgresLedger {
         let mut clock = ClockState {
             next_at: row.get(0),
             phone_free_at: row.get(1),
+            booked_at: row.get(2),
         };
-        let turns = clock.book(pace, now_nanos(), &phone_times);
+        let booking = clock.book(pace, now_nanos(), &phone_times);
         transaction
             .execute_typed(
-                "UPDATE clocks SET next_at = $2, phone_free_at = $3 WHERE instance_id = $1",
-                typed![&instance, &clock.next_at, &clock.phone_free_at],
+                "UPDATE clocks SET next_at = $2, phone_free_at = $3, booked_at = $4
+                 WHERE instance_id = $1",
+                typed![
+                    &instance,
+                    &clock.next_at,
+                    &clock.phone_free_at,
+                    &clock.booked_at
+                ],
             )
             .await
             .map_err(|error| self.failed(&error))?;
@@ -239,7 +247,7 @@ impl PostgresLedger {
             .commit()
             .await
             .map_err(|error| self.failed(&error))?;
-        Ok(turns)
+        Ok(booking)
     }
 
     pub async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {

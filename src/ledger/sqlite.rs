@@ -21,7 +21,7 @@ use super::{
     Passing, Pruned, Settled, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::admission::Rules;
-use crate::pacing::{ClockState, Pace};
+use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
 use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, Remembered, Suppression};
 
@@ -140,7 +140,7 @@ impl SqliteLedger {
         instance: &str,
         pace: Pace,
         phone_times: Vec<i64>,
-    ) -> Result<Vec<i64>, LedgerError> {
+    ) -> Result<Booking, LedgerError> {
         let instance = instance.to_string();
         self.call_mut(move |connection| {
             // Read, book and write back in one write transaction: another
@@ -149,26 +149,34 @@ impl SqliteLedger {
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut clock = transaction
                 .query_row(
-                    "SELECT next_at, phone_free_at FROM clocks WHERE instance_id = ?1",
+                    "SELECT next_at, phone_free_at, booked_at FROM clocks WHERE instance_id = ?1",
                     params![instance],
                     |row| {
                         Ok(ClockState {
                             next_at: row.get(0)?,
                             phone_free_at: row.get(1)?,
+                            booked_at: row.get(2)?,
                         })
                     },
                 )
                 .optional()?
                 .unwrap_or_default();
-            let turns = clock.book(pace, now_nanos(), &phone_times);
+            let booking = clock.book(pace, now_nanos(), &phone_times);
             transaction.execute(
-                "INSERT INTO clocks (instance_id, next_at, phone_free_at) VALUES (?1, ?2, ?3)
+                "INSERT INTO clocks (instance_id, next_at, phone_free_at, booked_at)
+                 VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (instance_id) DO UPDATE
-                     SET next_at = excluded.next_at, phone_free_at = excluded.phone_free_at",
-                params![instance, clock.next_at, clock.phone_free_at],
+                     SET next_at = excluded.next_at, phone_free_at = excluded.phone_free_at,
+                         booked_at = excluded.booked_at",
+                params![
+                    instance,
+                    clock.next_at,
+                    clock.phone_free_at,
+                    clock.booked_at
+                ],
             )?;
             transaction.commit()?;
-            Ok(turns)
+            Ok(booking)
         })
         .await
     }
@@ -1213,13 +1221,14 @@ mod tests {
             interval: 1_000_000_000,
             burst: 1,
             pace_by_message: false,
+            phone_time: 0,
         };
-        let mut turns = first.book_turns("a", pace, vec![0, 0]).await.unwrap();
-        turns.extend(second.book_turns("a", pace, vec![0]).await.unwrap());
+        let mut turns = first.book_turns("a", pace, vec![0, 0]).await.unwrap().turns;
+        turns.extend(second.book_turns("a", pace, vec![0]).await.unwrap().turns);
         for pair in turns.windows(2) {
             assert!(pair[1] - pair[0] >= 1_000_000_000, "{turns:?}");
         }
-        let other = second.book_turns("b", pace, vec![0]).await.unwrap();
+        let other = second.book_turns("b", pace, vec![0]).await.unwrap().turns;
         assert!(other[0] < turns[1], "another number has its own clock");
     }
 

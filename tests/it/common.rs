@@ -252,6 +252,32 @@ impl Workspace {
             .expect("the binary starts")
     }
 
+    /// Starts the binary here with the test key on a terminal (`script`,
+    /// from util-linux, gives it one), so that it draws its progress bar;
+    /// the terminal's output, logs and all, is the child's stdout.
+    pub fn on_a_terminal(&self, args: &[&str]) -> Child {
+        if std::process::Command::new("script")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            panic!("`script` (util-linux) is needed to give the binary a terminal");
+        }
+        let command = std::iter::once(env!("CARGO_BIN_EXE_interacto-bulk"))
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.sealed("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .env("PATH", "/usr/bin:/bin")
+            .env("TERM", "xterm")
+            .env("INTERACTO_API_KEY", API_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script starts")
+    }
+
     /// A new, empty ledger in this workspace, as `--ledger` takes it: for a
     /// test that sends the same cards again on purpose (the shared ledger
     /// would hold them back as repeats within 24 hours).

@@ -319,17 +319,10 @@ async fn the_mock_server_logs_what_it_answers_and_stops_in_its_own_words() {
     assert!(!log.contains("no new messages"), "{log}");
 }
 
-/// The binary on a terminal (`script` gives it one), so that the progress
-/// bar is drawn, and what the terminal showed.
+/// The binary on a terminal, so that the progress bar is drawn, and what
+/// the terminal showed.
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_terminal_the_wait_for_the_window_shows_when_it_opens() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        panic!("`script` (util-linux) is needed to give the binary a terminal");
-    }
     let work = Workspace::new();
     work.write("campaign.csv", &crate::common::campaign(3));
     let window = crate::common::utc_window_from_now(2, 3);
@@ -338,17 +331,7 @@ async fn on_a_terminal_the_wait_for_the_window_shows_when_it_opens() {
             .set("schedule.window", &format!("{window:?}"))
             .set("schedule.timezone", "\"UTC\""),
     );
-    let binary = env!("CARGO_BIN_EXE_interacto-bulk");
-    let command = format!("{binary} send campaign.csv --config {config}");
-    let mut script = work.sealed("script");
-    script
-        .args(["-qfec", &command, "/dev/null"])
-        .env("PATH", "/usr/bin:/bin")
-        .env("TERM", "xterm")
-        .env("INTERACTO_API_KEY", crate::common::API_KEY)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = script.spawn().unwrap();
+    let child = work.on_a_terminal(&["send", "campaign.csv", "--config", &config]);
     // Long enough for a few redraws of the bar (every 200 ms).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     crate::common::terminate(&child);

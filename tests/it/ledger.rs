@@ -20,6 +20,7 @@ on_both_stores!(
     the_same_card_never_goes_twice_whatever_the_runs,
     a_cooldown_holds_back_a_recipient_across_campaigns,
     an_unknown_sent_again_on_request_passes_the_same_card_check,
+    turns_booked_by_a_clock_an_hour_ahead_do_not_stall_the_next_run,
 );
 
 /// A quick config whose ledger is `url`.
@@ -161,6 +162,61 @@ async fn a_run_killed_holding_its_turns_leaves_the_pace_whole(store: Store) {
         &mut arrivals,
         Duration::from_millis(250),
         "4/s across a kill",
+    );
+}
+
+/// A machine whose clock ran an hour ahead (libfaketime) sends through the
+/// number; the next run, on time, must not wait that hour for its turn, yet
+/// keeps the pace of what went. It says why it waits, on the terminal too.
+async fn turns_booked_by_a_clock_an_hour_ahead_do_not_stall_the_next_run(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    // Paced by each message's delay + typing: 6 s for the first row, none
+    // for the rest.
+    let mut settings =
+        with_ledger(&server.base_url(), &ledger).set("pacing.pace_by_message", "true");
+    for floor in ["min_delay", "min_typing", "default_delay", "default_typing"] {
+        settings = settings.set(&format!("pacing.{floor}"), "0");
+    }
+    let config = work.config(&settings);
+    work.write(
+        "ahead.csv",
+        "to,contact_name,contact_phone,delay\n+55 11 98000-0000,A,+55 11 3003-4000,6\n",
+    );
+    work.write("campaign.csv", &common::campaign_from(1, 2));
+
+    let output = work
+        .run_later("+1h", &["send", "ahead.csv", "--config", &config])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let run = work.on_a_terminal(&["send", "campaign.csv", "--config", &config]);
+    let output = common::ended(run).await;
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(code(&output), 0, "{screen}");
+
+    assert!(
+        screen.contains("were booked by a clock 59m") && screen.contains("ahead of this machine's"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("s for the number's turn: its phone is busy until"),
+        "the wait is logged with its reason: {screen}"
+    );
+    assert!(
+        screen.contains("s for inst-1's turn"),
+        "and shown by the progress bar: {screen}"
+    );
+    // What went keeps its pace: the phone's 6 s after the card sent ahead.
+    let arrivals: Vec<_> = server
+        .received()
+        .into_iter()
+        .map(|request| request.at)
+        .collect();
+    assert_eq!(arrivals.len(), 3);
+    assert!(
+        arrivals[1] - arrivals[0] >= Duration::from_millis(5900),
+        "{arrivals:?}"
     );
 }
 
