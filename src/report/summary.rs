@@ -363,10 +363,13 @@ fn next_step(exit: ExitCode, rows: &Tally, ending: Ending) -> Option<String> {
             steps.push(format!("--strict: not SENT, and never will be: {never}"));
         }
     }
-    if ending != Ending::Check && count(Status::Invalid) > 0 {
+    if count(Status::Invalid) > 0 {
+        let then = match ending {
+            Ending::Check => "and validate again",
+            Ending::Strict | Ending::Complete => "the next run sends them",
+        };
         steps.push(format!(
-            "{} INVALID: fix those rows in the campaign file (the error column says how); the \
-             next run sends them",
+            "{} INVALID: fix those rows in the campaign file (the error column says how), {then}",
             count(Status::Invalid)
         ));
     }

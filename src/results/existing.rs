@@ -147,6 +147,25 @@ pub fn is_ours(path: &Path, kind: Kind, campaign: &str) -> bool {
             .is_ok_and(|mut file| check_is_ours(&mut file, path, kind, campaign).is_ok())
 }
 
+/// Whether there is a regular file at `path` that is a results file of
+/// `kind` for `campaign`; the refusal that names what it is instead, when
+/// it is something else.
+pub fn is_ours_or_refused(path: &Path, kind: Kind, campaign: &str) -> Result<bool, ResultsError> {
+    let is_file = fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_file());
+    if !is_file {
+        return Ok(false);
+    }
+    let mut options = OpenOptions::new();
+    options.read(true);
+    let mut file = paths::no_follow(options)
+        .open(path)
+        .map_err(|source| ResultsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    check_is_ours(&mut file, path, kind, campaign).map(|_| true)
+}
+
 /// Refuses a file that is not a results file of this tool, of `kind`, for
 /// `campaign` (an earlier version's file, which names no campaign, is taken
 /// as a send's of any); returns its form.

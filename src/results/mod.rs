@@ -20,7 +20,9 @@ mod paths;
 mod settings;
 
 pub use compact::compact;
-pub use existing::{earlier_lines, is_ours, open_existing, Earlier, EarlierLine, Opened};
+pub use existing::{
+    earlier_lines, is_ours, is_ours_or_refused, open_existing, Earlier, EarlierLine, Opened,
+};
 pub use journal::{read_left, Journal, Left};
 pub use line::{cell_value, line_writer, LineFormat};
 pub use lock::{LockError, RunLock};

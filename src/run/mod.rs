@@ -395,8 +395,13 @@ impl Opened {
             warn!(columns = %campaign.layout().unknown.join(", "), "ignoring columns the tool does not use");
         }
         // The results file by its real name, and never the campaign; then
-        // the lock: a second run must not even read the results file.
-        let path = &results::resolve(&request.results_path, request.overwrite)?;
+        // the lock: a second run must not even read the results file. A
+        // check file is a report, not state: the campaign's own is replaced.
+        let (dialect, kind) = (Dialect::of(&settings.results), request.kind());
+        let replace_check = kind == Kind::Check
+            && results::is_ours_or_refused(&request.results_path, Kind::Check, campaign_name)?;
+        let overwrite = request.overwrite || replace_check;
+        let path = &results::resolve(&request.results_path, overwrite)?;
         if let Source::File(campaign) = &request.source {
             results::refuse_campaign(campaign, path)?;
         }
@@ -405,7 +410,6 @@ impl Opened {
             path: path.clone(),
             source,
         })?;
-        let (dialect, kind) = (Dialect::of(&settings.results), request.kind());
         // A send's file of this campaign is carried on even with
         // --overwrite: what it knows reaches the campaign's memory before
         // the run's own lines replace it (the rewrite at the end keeps only
@@ -416,7 +420,7 @@ impl Opened {
                 && results::is_ours(path, kind, campaign_name));
         let results = match carry_on {
             true => results::open_existing(path, dialect, kind, campaign_name)?,
-            false => results::create(path, request.overwrite, dialect, kind, campaign_name)?,
+            false => results::create(path, overwrite, dialect, kind, campaign_name)?,
         };
         let total_rows = counting
             .then(|| {

@@ -92,6 +92,43 @@ async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
 /// Runs `command campaign.csv` on a one-row campaign with a config file of
 /// `text`: it must stop at start (exit 2, no results file) with an error
 /// that names `named`.
+/// The check file is a report: validating again after fixing the file
+/// replaces it; a file that is not this campaign's check is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_again_after_fixing_the_rows_replaces_the_check_file() {
+    let work = Workspace::new();
+    let mut campaign = common::campaign(2);
+    campaign.push_str("+55 11 9876-543,Short,+55 11 3003-4000\n");
+    work.write("leads.csv", &campaign);
+    let output = work.run(&["validate", "leads.csv"]).await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("1 INVALID: fix those rows in the campaign file (the error column says how), and validate again"),
+        "{}",
+        stdout(&output)
+    );
+
+    work.write("leads.csv", &common::campaign(3));
+    let output = work.run(&["validate", "leads.csv"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let check = work.results("leads.check.csv");
+    assert_eq!(common::statuses(&check)["VALID"], 3, "{check:?}");
+
+    // Another campaign's check, or a send's results, under --out: refused.
+    work.write("other.csv", &common::campaign(1));
+    let before = std::fs::read(work.path("leads.check.csv")).unwrap();
+    for out in ["leads.check.csv"] {
+        let output = work.run(&["validate", "other.csv", "--out", out]).await;
+        assert_eq!(code(&output), 2, "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("is the results file of the campaign `leads`"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(std::fs::read(work.path("leads.check.csv")).unwrap(), before);
+}
+
 async fn assert_config_refused(command: &str, text: &str, named: &str) {
     let work = Workspace::new();
     let config = work.write("config.toml", text);
