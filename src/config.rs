@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::api::{self, ApiKey, ApiSettings};
 use crate::campaign::CampaignSettings;
@@ -31,6 +31,9 @@ pub struct Settings {
     pub schedule: ScheduleSettings,
     pub ledger: LedgerSettings,
     pub results: ResultsSettings,
+    /// The config file these were read from; `None` when there was none.
+    #[serde(skip)]
+    pub read_from: Option<PathBuf>,
 }
 
 /// A setting that could not be read or does not make sense; names the key.
@@ -69,12 +72,9 @@ impl Environment {
                 .ok()
                 .filter(|value: &String| !value.trim().is_empty())
         };
-        let config_file = read("INTERACTO_CONFIG").map(PathBuf::from).or_else(|| {
-            let default = dirs::config_dir()?
-                .join("interacto-bulk")
-                .join("config.toml");
-            default.is_file().then_some(default)
-        });
+        let config_file = read("INTERACTO_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| user_config_file().filter(|default| default.is_file()));
         Environment {
             api_key: read("INTERACTO_API_KEY"),
             instance_id: read("INTERACTO_INSTANCE_ID"),
@@ -83,6 +83,17 @@ impl Environment {
             config_file,
         }
     }
+}
+
+/// The user's config file, read when neither `--config` nor
+/// `INTERACTO_CONFIG` names one: `$XDG_CONFIG_HOME/interacto-bulk/config.toml`
+/// (the platform's equivalent elsewhere).
+pub fn user_config_file() -> Option<PathBuf> {
+    Some(
+        dirs::config_dir()?
+            .join("interacto-bulk")
+            .join("config.toml"),
+    )
 }
 
 /// The flags that override settings.
@@ -110,14 +121,35 @@ impl Settings {
         let file = match path.or(env.config_file.as_deref()) {
             Some(path) => {
                 info!(config = %path.display(), "reading the config file");
-                Settings::read(path)?
+                Settings {
+                    read_from: Some(path.to_path_buf()),
+                    ..Settings::read(path)?
+                }
             }
             None => {
-                debug!("no config file: --config, INTERACTO_CONFIG, or the user's config.toml");
+                info!(
+                    "{}: the built-in defaults",
+                    Settings::default().config_file()
+                );
                 Settings::default()
             }
         };
         file.resolve(env, flags)
+    }
+
+    /// The config file these settings came from, in words, for a message
+    /// that asks for a setting: with none, where one was looked for.
+    pub fn config_file(&self) -> String {
+        match &self.read_from {
+            Some(path) => format!("the config file {}", path.display()),
+            None => format!(
+                "no config file (none given with --config or INTERACTO_CONFIG, and no {})",
+                user_config_file().map_or_else(
+                    || "user config folder".to_string(),
+                    |path| path.display().to_string()
+                )
+            ),
+        }
     }
 
     /// These settings with the environment and the flags laid over them, checked.

@@ -77,10 +77,14 @@ impl NumberReport {
     }
 }
 
+/// Said under the numbers: why a rehearsal's messages are not among them.
+const REHEARSALS_NOT_RECORDED: &str =
+    "rehearsals (--mock, --dry-run, validate) are not recorded in the ledger: only real sends";
+
 /// One line a number, for people.
 pub fn numbers_text(reports: &[NumberReport]) -> String {
     if reports.is_empty() {
-        return "the ledger knows no number yet\n".to_string();
+        return format!("the ledger knows no number yet; {REHEARSALS_NOT_RECORDED}\n");
     }
     let mut text = String::new();
     for report in reports {
@@ -106,5 +110,6 @@ pub fn numbers_text(reports: &[NumberReport]) -> String {
             week.join(" ")
         );
     }
+    let _ = writeln!(text, "{REHEARSALS_NOT_RECORDED}");
     text
 }

@@ -47,13 +47,18 @@ impl Target {
             });
         }
         let api_key = settings.api.api_key.as_ref().ok_or_else(|| {
-            RunError::Usage("no API key: set INTERACTO_API_KEY (or api.api_key in the config file), or use --mock to rehearse".to_string())
+            RunError::Usage(format!(
+                "no API key: set INTERACTO_API_KEY (or api.api_key in a config file; this run read \
+                 {}), or use --mock to rehearse",
+                settings.config_file()
+            ))
         })?;
         if instances.is_empty() {
-            return Err(RunError::Usage(
-                "no instance: set INTERACTO_INSTANCE_ID, --instance, or api.instance_id / api.instances in the config file"
-                    .to_string(),
-            ));
+            return Err(RunError::Usage(format!(
+                "no instance (the sending number): set INTERACTO_INSTANCE_ID, --instance, or \
+                 api.instance_id / api.instances in a config file (this run read {})",
+                settings.config_file()
+            )));
         }
         let client = ApiClient::new(&settings.api.base_url, api_key, timeout)?;
         Ok(Target {

@@ -129,6 +129,43 @@ async fn validate_again_after_fixing_the_rows_replaces_the_check_file() {
     assert_eq!(std::fs::read(work.path("leads.check.csv")).unwrap(), before);
 }
 
+/// An operator who rehearsed with --mock and looks at `numbers` learns why
+/// the rehearsal is not there; a run with no config file says where one
+/// was looked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_says_rehearsals_are_not_recorded_and_a_missing_config_is_named() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(2));
+    let ledger = work.fresh_ledger("ledger");
+    let output = work
+        .run(&["send", "campaign.csv", "--mock", "--ledger", &ledger])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = work.run(&["numbers", "--ledger", &ledger]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("the ledger knows no number yet; rehearsals (--mock, --dry-run, validate) are not recorded"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = work
+        .run(&["send", "campaign.csv", "--ledger", &ledger])
+        .await;
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    let looked_for = work.path("home/config/interacto-bulk/config.toml");
+    assert!(
+        stderr(&output).contains(&format!(
+            "no instance (the sending number): set INTERACTO_INSTANCE_ID, --instance, or \
+             api.instance_id / api.instances in a config file (this run read no config file \
+             (none given with --config or INTERACTO_CONFIG, and no {})",
+            looked_for.display()
+        )),
+        "{}",
+        stderr(&output)
+    );
+}
+
 async fn assert_config_refused(command: &str, text: &str, named: &str) {
     let work = Workspace::new();
     let config = work.write("config.toml", text);
