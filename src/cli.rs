@@ -14,22 +14,20 @@ Start with `interacto-bulk send samples/campaign.csv --mock --config samples/reh
 the whole pipeline against a local copy of the API, nothing leaves the machine.
 The API key is read from INTERACTO_API_KEY or the config file, never from a flag.";
 
-const AFTER_LONG_HELP: &str = "\
-Start with `interacto-bulk send samples/campaign.csv --mock --config samples/rehearsal.toml --overwrite`: \
-the whole pipeline against a local copy of the API, nothing leaves the machine.
-
-Environment:
-  INTERACTO_API_KEY      the API key (never a flag; never printed)
+/// The environment variables the tool reads, as `--help` and the manual
+/// page list them.
+pub const ENVIRONMENT: &str = "  INTERACTO_API_KEY      the API key (never a flag; never printed)
   INTERACTO_INSTANCE_ID  the sending number, if the config sets none
   INTERACTO_BASE_URL     the API's address [default: https://api.interacto.io]
   INTERACTO_LEDGER_URL   the ledger every run shares (sqlite://PATH or postgres://...)
   INTERACTO_CONFIG       the config file, when --config is not given
                          [default: $XDG_CONFIG_HOME/interacto-bulk/config.toml, if it exists]
   RUST_LOG               log filter; overrides -v and -q
-  NO_COLOR               no colour in the logs
+  NO_COLOR               no colour in the logs";
 
-Exit codes:
-  0    the campaign is complete: every row SENT, or never to be sent (INVALID,
+/// The exit codes, as `--help` and the manual page list them.
+pub const EXIT_CODES: &str =
+    "  0    the campaign is complete: every row SENT, or never to be sent (INVALID,
        SUPPRESSED, DUPLICATE); with --strict, every row SENT (VALID in a dry run)
   1    finished, rows left: FAILED or DEFERRED (a later run sends them), UNKNOWN
        (the summary says what to do)
@@ -39,11 +37,16 @@ Exit codes:
   5    stopped by the send window (--no-wait) or a daily cap; --resume later
   130  interrupted by a signal; --resume carries on";
 
+/// `--help`'s end: where to start, the environment and the exit codes.
+fn after_long_help() -> String {
+    format!("{AFTER_HELP}\n\nEnvironment:\n{ENVIRONMENT}\n\nExit codes:\n{EXIT_CODES}")
+}
+
 /// Send WhatsApp contact-card messages in bulk through the Interacto API,
 /// paced so that the sending number is not blocked.
 #[derive(Debug, Parser)]
 #[command(name = "interacto-bulk", version, propagate_version = true)]
-#[command(after_help = AFTER_HELP, after_long_help = AFTER_LONG_HELP)]
+#[command(after_help = AFTER_HELP, after_long_help = after_long_help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -75,13 +78,29 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print a manual page (roff) on stdout, e.g. `interacto-bulk man > interacto-bulk.1`,
-    /// `interacto-bulk man send > interacto-bulk-send.1`
+    /// Print a manual page (roff) on stdout, e.g. `interacto-bulk man send | man -l -`;
+    /// or write every page: `interacto-bulk man --out-dir ~/.local/share/man/man1`
     Man {
-        /// A command's own page (send, validate, mock-server, numbers, suppress, ledger, completions)
+        /// A command's own page: `send`, `suppress add`, …
         #[arg(value_name = "COMMAND")]
-        command: Option<String>,
+        command: Vec<String>,
+        /// Write the page of the tool and of every command into this folder
+        /// (created if missing), as interacto-bulk.1, interacto-bulk-send.1, …
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        out_dir: Option<PathBuf>,
     },
+    /// The config file: `config example` prints a commented example to start from
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the example config, every setting with its default and what it does:
+    /// `interacto-bulk config example > ~/.config/interacto-bulk/config.toml`
+    Example,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,7 @@ pub mod config;
 pub mod dispatch;
 pub mod exit;
 pub mod ledger;
+pub mod manual;
 pub mod pacing;
 pub mod report;
 pub mod results;

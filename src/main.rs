@@ -1,5 +1,7 @@
 //! flags → logging → run → exit code.
 
+use std::path::Path;
+
 use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -7,8 +9,8 @@ use tracing_subscriber::EnvFilter;
 use interacto_bulk::api::{MockOptions, MockServer};
 use interacto_bulk::campaign::Source;
 use interacto_bulk::cli::{
-    Cli, Command, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersArgs, PacingArgs, RunArgs,
-    SummaryFormat, SuppressArgs,
+    Cli, Command, ConfigAction, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersArgs,
+    PacingArgs, RunArgs, SummaryFormat, SuppressArgs,
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
@@ -94,10 +96,24 @@ fn main() -> std::process::ExitCode {
                 let mut completions = Vec::new();
                 let mut command = Cli::command();
                 clap_complete::generate(shell, &mut command, "interacto-bulk", &mut completions);
-                print_out(&String::from_utf8_lossy(&completions));
+                let mut script = String::from_utf8_lossy(&completions).into_owned();
+                if shell == clap_complete::Shell::Bash {
+                    // clap_complete's bash script looks a hyphenated
+                    // binary's commands up as `interacto__bulk__subcmd__send`
+                    // but names their case arms `interacto__subcmd__bulk__…`,
+                    // so nothing after the command completed: one name.
+                    script = script.replace("interacto__subcmd__bulk", "interacto__bulk");
+                }
+                print_out(&script);
                 Ok(ExitCode::Success)
             }
-            Command::Man { command } => manual_page(command.as_deref()),
+            Command::Man { command, out_dir } => manual_pages(&command, out_dir.as_deref()),
+            Command::Config {
+                action: ConfigAction::Example,
+            } => {
+                print_out(CONFIG_EXAMPLE);
+                Ok(ExitCode::Success)
+            }
         }
     });
     // A blocking read that never returns (a FIFO nobody writes to) must not
@@ -121,34 +137,38 @@ fn asks_for_a_json_summary(args: impl Iterator<Item = std::ffi::OsString>) -> bo
             .any(|pair| pair[0] == "--summary" && pair[1] == "json")
 }
 
-/// The manual page of the tool, or of one of its commands
-/// (`interacto-bulk-send(1)`, as the main page refers to it).
-fn manual_page(name: Option<&str>) -> Result<ExitCode, RunError> {
-    let tool = Cli::command();
-    let command = match name {
-        None => tool,
-        Some(name) => {
-            let Some(command) = tool.find_subcommand(name) else {
-                let names: Vec<_> = tool
-                    .get_subcommands()
-                    .map(|command| command.get_name().to_string())
-                    .collect();
-                return Err(RunError::Usage(format!(
-                    "`{name}` is not a command; one of: {}",
-                    names.join(", ")
-                )));
-            };
-            let title = format!("interacto-bulk-{}", command.get_name());
-            command
-                .clone()
-                .name(title)
-                .version(env!("CARGO_PKG_VERSION"))
+/// The example config, as the project ships it.
+const CONFIG_EXAMPLE: &str = include_str!("../config.example.toml");
+
+/// The manual page of the tool or of one of its commands on stdout, or
+/// every page into `out_dir`.
+fn manual_pages(command: &[String], out_dir: Option<&Path>) -> Result<ExitCode, RunError> {
+    if let Some(folder) = out_dir {
+        let written = std::fs::create_dir_all(folder)
+            .and_then(|()| interacto_bulk::manual::write_all(folder))
+            .map_err(|error| {
+                RunError::Usage(format!(
+                    "cannot write the manual pages into {}: {error}",
+                    folder.display()
+                ))
+            })?;
+        for path in written {
+            print_out(&format!("{}\n", path.display()));
         }
+        return Ok(ExitCode::Success);
+    }
+    let Some(page) = interacto_bulk::manual::page(command) else {
+        let names: Vec<_> = Cli::command()
+            .get_subcommands()
+            .map(|command| command.get_name().to_string())
+            .filter(|name| name != "help")
+            .collect();
+        return Err(RunError::Usage(format!(
+            "`{}` is not a command; one of: {}",
+            command.join(" "),
+            names.join(", ")
+        )));
     };
-    let mut page = Vec::new();
-    clap_mangen::Man::new(command)
-        .render(&mut page)
-        .expect("rendering to memory cannot fail");
     print_out(&String::from_utf8_lossy(&page));
     Ok(ExitCode::Success)
 }

@@ -37,6 +37,21 @@ impl Status {
         Status::Suppressed,
     ];
 
+    /// What the status says of a row, in a line (the manual page's list).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Status::Sent => "the API accepted the message; the message_id column names it",
+            Status::Failed => "the API refused it, or it could not be sent; --resume tries again",
+            Status::Invalid => "the row did not pass the checks (the error column says how); not sent",
+            Status::Duplicate => "the same card as an earlier row, or sent to the person within a day; not sent",
+            Status::Unknown => "the message may or may not have reached the API; check before --resume --resend-unknown",
+            Status::Skipped => "sent by an earlier run of the campaign: counted in the summary, never written",
+            Status::Deferred => "not sent yet: the run stopped first (window, cap, signal, cooldown); --resume sends it",
+            Status::Valid => "a dry run's verdict: the row would be sent",
+            Status::Suppressed => "the recipient opted out (the suppression list); never sent",
+        }
+    }
+
     /// An answer from (or about) the API, as opposed to a verdict on the file:
     /// flushed without delay, since it records what happened to a real message.
     pub fn is_an_answer(self) -> bool {

@@ -69,6 +69,101 @@ async fn a_manual_page_for_the_tool_and_for_each_command() {
     );
 }
 
+/// Bash itself completes: the script sourced, `send --re<TAB>` and the
+/// commands after the tool's name.
+#[tokio::test(flavor = "multi_thread")]
+async fn bash_completes_a_commands_options_after_the_command() {
+    let work = Workspace::new();
+    let output = work.run(&["completions", "bash"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.write("completion.bash", &stdout(&output));
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let cword = words.len() - 1;
+        let previous = words[cword.saturating_sub(1)];
+        format!(
+            "source ./completion.bash\nCOMP_WORDS=({line})\nCOMP_CWORD={cword}\n\
+             _interacto__bulk interacto-bulk '{}' '{previous}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+            words[cword]
+        )
+    };
+    for (line, expected) in [
+        (
+            "interacto-bulk send --re",
+            vec!["--resume", "--resend-unknown"],
+        ),
+        ("interacto-bulk suppress im", vec!["import"]),
+        ("interacto-bulk man --out", vec!["--out-dir"]),
+        ("interacto-bulk con", vec!["config"]),
+    ] {
+        let output = work
+            .sealed("bash")
+            .args(["--norc", "--noprofile", "-c", &complete(line)])
+            .output()
+            .await
+            .expect("bash runs");
+        let offered: Vec<String> = stdout(&output).lines().map(str::to_string).collect();
+        assert_eq!(offered, expected, "{line}: {}", stderr(&output));
+    }
+}
+
+/// `man --out-dir` writes every page, and every page a page refers to is
+/// among them; the tool's page carries the sections a manual page has.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_manual_page_referred_to_is_written() {
+    let work = Workspace::new();
+    let output = work.run(&["man", "--out-dir", "man/man1"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let folder = Path::new(&work.path("man/man1")).to_path_buf();
+    let written: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(written.len() >= 18, "{written:?}");
+    for name in &written {
+        let page = std::fs::read_to_string(folder.join(name)).unwrap();
+        for reference in page.split(|c: char| c.is_whitespace() || c == ',') {
+            let Some(referred) = reference.strip_suffix("(1)") else {
+                continue;
+            };
+            let file = format!("{}.1", referred.replace("\\-", "-"));
+            assert!(
+                written.contains(&file),
+                "{name} refers to {referred}(1): {written:?}"
+            );
+        }
+        assert!(page.contains(".SH \"EXIT STATUS\""), "{name}");
+        assert!(page.contains(".SH \"SEE ALSO\""), "{name}");
+    }
+    let top = std::fs::read_to_string(folder.join("interacto-bulk.1")).unwrap();
+    for section in ["ENVIRONMENT", "FILES", "STATUSES"] {
+        assert!(top.contains(&format!(".SH \"{section}\"")), "{section}");
+    }
+    for status in [
+        "SENT",
+        "UNKNOWN",
+        "DEFERRED",
+        "SUPPRESSED",
+        "INTERACTO_LEDGER_URL",
+    ] {
+        assert!(top.contains(status), "{status}");
+    }
+    assert!(
+        !written.iter().any(|name| name.contains("help")),
+        "{written:?}"
+    );
+}
+
+/// With only the binary, the example config is one command away.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_example_prints_the_projects_example_config() {
+    let work = Workspace::new();
+    let output = work.run(&["config", "example"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let shipped = std::fs::read_to_string(repo("config.example.toml")).unwrap();
+    assert_eq!(stdout(&output), shipped);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn help_lists_the_environment_the_exit_codes_and_global_options_apart() {
     let work = Workspace::new();
