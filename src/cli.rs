@@ -227,9 +227,14 @@ pub struct SendArgs {
     pub dry_run: bool,
 
     /// Rehearse: send to an embedded mock API on 127.0.0.1 instead of the real one (no
-    /// credentials needed); writes <campaign stem>.mock.csv, and nothing enters the ledger
+    /// credentials needed), without waiting for the pace (the summary says how long a real
+    /// send would take); writes <campaign stem>.mock.csv, and nothing enters the ledger
     #[arg(long)]
     pub mock: bool,
+
+    /// With --mock: wait for the pace as a real send would, to rehearse its timing
+    #[arg(long, requires = "mock")]
+    pub real_pace: bool,
 
     /// Exit 1 unless every row is SENT (by default INVALID, SUPPRESSED and DUPLICATE rows,
     /// which no later run would send, complete a campaign)

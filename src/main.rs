@@ -67,6 +67,7 @@ fn main() -> std::process::ExitCode {
                 let mode = Mode {
                     dry_run: args.dry_run,
                     mock: args.mock,
+                    real_pace: args.real_pace,
                     no_wait: args.no_wait,
                     resume: args.resume.resume,
                     resend_unknown: args.resume.resend_unknown,
@@ -79,6 +80,7 @@ fn main() -> std::process::ExitCode {
                 let mode = Mode {
                     dry_run: true,
                     mock: false,
+                    real_pace: false,
                     no_wait: false,
                     resume: false,
                     resend_unknown: false,
@@ -223,6 +225,7 @@ async fn signal_received() {
 struct Mode {
     dry_run: bool,
     mock: bool,
+    real_pace: bool,
     no_wait: bool,
     resume: bool,
     resend_unknown: bool,
@@ -246,6 +249,7 @@ async fn run_campaign(
     Mode {
         dry_run,
         mock,
+        real_pace,
         no_wait,
         resume,
         resend_unknown,
@@ -268,6 +272,7 @@ async fn run_campaign(
         resend_unknown,
         dry_run,
         mock,
+        real_pace,
         no_wait,
         limit: args.limit,
         strict,

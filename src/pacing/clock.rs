@@ -96,6 +96,14 @@ pub struct Booking {
 }
 
 impl Pace {
+    /// No pace at all: a rehearsal at speed, against the embedded mock.
+    pub const UNTHROTTLED: Pace = Pace {
+        interval: 0,
+        burst: 1,
+        pace_by_message: false,
+        phone_time: 0,
+    };
+
     pub fn of(pacing: &PacingSettings) -> Self {
         let phone_time = pacing.default_delay.max(pacing.min_delay)
             + pacing.default_typing.max(pacing.min_typing)

@@ -199,7 +199,9 @@ impl CheckReport {
             .filter(|days| *days > 1);
     }
 
-    pub(super) fn text(&self, dry_run: bool) -> String {
+    /// The report in words; `with_estimate`, what the recipients and the
+    /// pace say of a send (for a dry run, and a rehearsal at speed).
+    pub(super) fn text(&self, with_estimate: bool) -> String {
         let mut text = String::new();
         if !self.problems.is_empty() {
             text.push_str("problems, most common first:\n");
@@ -237,7 +239,7 @@ impl CheckReport {
                 .join(", ");
             text.push_str(&format!("columns read from other headers: {columns}\n"));
         }
-        if !dry_run || self.messages == 0 {
+        if !with_estimate || self.messages == 0 {
             return text;
         }
         if !self.countries.is_empty() {

@@ -23,6 +23,10 @@ pub struct Summary {
     pub campaign_name: Option<String>,
     pub results: String,
     pub dry_run: bool,
+    /// A `--mock` rehearsal that did not wait for the pace (`--real-pace`
+    /// makes it wait): its time says nothing of a real send's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub at_speed: bool,
     pub started_at: String,
     pub finished_at: String,
     pub elapsed_seconds: f64,
@@ -80,6 +84,8 @@ pub struct Finished {
     pub campaign_name: String,
     pub results: String,
     pub dry_run: bool,
+    /// A rehearsal that did not wait for the pace.
+    pub at_speed: bool,
     /// `--strict`: every row must be SENT for a run to succeed.
     pub strict: bool,
     pub started_at: Timestamp,
@@ -102,6 +108,7 @@ impl Summary {
             campaign_name,
             results,
             dry_run,
+            at_speed,
             strict,
             started_at,
             elapsed,
@@ -134,6 +141,7 @@ impl Summary {
             campaign_name: Some(campaign_name),
             results,
             dry_run,
+            at_speed,
             started_at: stamp(started_at),
             finished_at: stamp(now),
             elapsed_seconds: rounded(elapsed),
@@ -186,6 +194,7 @@ impl Summary {
             campaign_name: None,
             results,
             dry_run,
+            at_speed: false,
             started_at: stamp(started_at),
             finished_at: stamp(now),
             elapsed_seconds: rounded(
@@ -241,7 +250,13 @@ impl Summary {
             ));
         }
         if let Some(check) = &self.check {
-            text.push_str(&check.text(self.dry_run));
+            text.push_str(&check.text(self.dry_run || self.at_speed));
+        }
+        if self.at_speed {
+            text.push_str(
+                "a rehearsal at speed: a real send waits for the pace (--mock --real-pace \
+                 rehearses that too)\n",
+            );
         }
         if let Some(why) = &self.stopped {
             text.push_str(&format!("STOPPED, {why}\n"));
@@ -386,6 +401,7 @@ mod tests {
             campaign_name: "c".into(),
             results: "c.results.csv".into(),
             dry_run: false,
+            at_speed: false,
             strict: false,
             started_at: Timestamp::now(),
             elapsed: Duration::from_millis(1500),

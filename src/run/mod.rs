@@ -53,6 +53,9 @@ pub struct RunRequest {
     pub dry_run: bool,
     /// Send to an embedded mock API on loopback: a rehearsal.
     pub mock: bool,
+    /// A rehearsal waits for the pace as a real send would (else it goes
+    /// as fast as the mock answers).
+    pub real_pace: bool,
     /// Outside the send window, stop (rows DEFERRED) instead of waiting.
     pub no_wait: bool,
     pub limit: Option<u64>,
@@ -66,6 +69,11 @@ impl RunRequest {
     /// What the run's results file records.
     pub fn kind(&self) -> Kind {
         Kind::of(self.dry_run, self.mock)
+    }
+
+    /// A `--mock` rehearsal that does not wait for the pace.
+    pub fn at_speed(&self) -> bool {
+        self.mock && !self.dry_run && !self.real_pace
     }
 }
 
@@ -154,8 +162,13 @@ pub async fn run(
         ledger = %ledger,
         "starting"
     );
-    if target.is_some() {
-        info!("{}", settings.pacing.describe_pace());
+    match (&target, request.at_speed()) {
+        (Some(_), false) => info!("{}", settings.pacing.describe_pace()),
+        (Some(_), true) => info!(
+            "a rehearsal at speed: not waiting for the pace (--real-pace does); the summary says \
+             how long a real send would take"
+        ),
+        (None, _) => {}
     }
 
     // Recover: what earlier runs of the campaign left that its memory
@@ -278,7 +291,10 @@ pub async fn run(
             let sending = Sending {
                 client: target.client.clone(),
                 instances: target.instances.clone(),
-                pace: Pace::of(&settings.pacing),
+                pace: match request.at_speed() {
+                    true => Pace::UNTHROTTLED,
+                    false => Pace::of(&settings.pacing),
+                },
                 concurrency: settings.pacing.concurrency,
                 ledger: door_ledger,
                 campaign: campaign_name.clone(),
@@ -351,6 +367,7 @@ pub async fn run(
         campaign_name,
         results: request.results_path.display().to_string(),
         dry_run: request.dry_run,
+        at_speed: request.at_speed(),
         strict: request.strict,
         started_at,
         elapsed: started.elapsed(),

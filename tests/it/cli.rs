@@ -92,6 +92,97 @@ async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
 /// Runs `command campaign.csv` on a one-row campaign with a config file of
 /// `text`: it must stop at start (exit 2, no results file) with an error
 /// that names `named`.
+/// A `--mock` rehearsal does not wait for the pace and says how long the
+/// real send would take; `--real-pace` rehearses the timing too. (At 2/s,
+/// five cards are at least 2 s apart from first to last when paced.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rehearsal_goes_at_speed_unless_asked_for_the_real_pace() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(5));
+    let config = work.config(
+        &common::Config::fast("http://127.0.0.1:9")
+            .unset("api.instance_id")
+            .set("pacing.rate", "\"2/s\""),
+    );
+    let spread = |results: &[std::collections::HashMap<String, String>]| {
+        let times: Vec<jiff::Timestamp> = results
+            .iter()
+            .map(|line| line["finished_at"].parse().unwrap())
+            .collect();
+        let (first, last) = (times.iter().min().unwrap(), times.iter().max().unwrap());
+        last.duration_since(*first).unsigned_abs()
+    };
+
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--mock",
+            "--config",
+            &config,
+            "--summary",
+            "json",
+        ])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(summary["at_speed"], true, "{summary}");
+    assert!(
+        summary["check"]["expected_seconds"].as_f64().unwrap() >= 2.0,
+        "{summary}"
+    );
+    let results = work.results("campaign.mock.csv");
+    assert_eq!(common::count(&results, "SENT"), 5);
+    assert!(
+        spread(&results) < std::time::Duration::from_secs(2),
+        "{results:?}"
+    );
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--mock",
+            "--config",
+            &config,
+            "--overwrite",
+        ])
+        .await;
+    assert!(
+        stdout(&output).contains("s: 5 messages at 2/s on one instance")
+            && stdout(&output).contains("sending would take about")
+            && stdout(&output).contains("a rehearsal at speed"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = work
+        .run(&[
+            "send",
+            "campaign.csv",
+            "--mock",
+            "--real-pace",
+            "--config",
+            &config,
+            "--overwrite",
+        ])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(!stdout(&output).contains("at speed"), "{}", stdout(&output));
+    let results = work.results("campaign.mock.csv");
+    assert!(
+        spread(&results) >= std::time::Duration::from_millis(1900),
+        "{results:?}"
+    );
+
+    let output = work.run(&["send", "campaign.csv", "--real-pace"]).await;
+    assert_eq!(
+        code(&output),
+        2,
+        "--real-pace needs --mock: {}",
+        stderr(&output)
+    );
+}
+
 /// The check file is a report: validating again after fixing the file
 /// replaces it; a file that is not this campaign's check is left alone.
 #[tokio::test(flavor = "multi_thread")]
