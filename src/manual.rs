@@ -64,21 +64,17 @@ fn render(command: &clap::Command, top: bool) -> Vec<u8> {
     let source = format!("interacto-bulk {}", env!("CARGO_PKG_VERSION"));
     let man = clap_mangen::Man::new(command.clone()).source(source);
     let mut page = Vec::new();
-    let sections: [fn(&clap_mangen::Man, &mut dyn io::Write) -> io::Result<()>; 6] = [
-        clap_mangen::Man::render_title,
-        clap_mangen::Man::render_name_section,
-        clap_mangen::Man::render_synopsis_section,
-        clap_mangen::Man::render_description_section,
-        clap_mangen::Man::render_options_section,
-        clap_mangen::Man::render_subcommands_section,
-    ];
-    for (n, section) in sections.into_iter().enumerate() {
-        let is_subcommands = n == 5;
-        if is_subcommands && !command.has_subcommands() {
-            continue;
-        }
-        section(&man, &mut page).expect("rendering to memory cannot fail");
-    }
+    let rendered = man
+        .render_title(&mut page)
+        .and_then(|()| man.render_name_section(&mut page))
+        .and_then(|()| man.render_synopsis_section(&mut page))
+        .and_then(|()| man.render_description_section(&mut page))
+        .and_then(|()| man.render_options_section(&mut page))
+        .and_then(|()| match command.has_subcommands() {
+            true => man.render_subcommands_section(&mut page),
+            false => Ok(()),
+        });
+    rendered.expect("rendering to memory cannot fail");
     let mut own = String::new();
     own.push_str(&preformatted("EXIT STATUS", EXIT_CODES));
     if top {
