@@ -89,7 +89,7 @@ async fn bash_completes_a_commands_options_after_the_command() {
     };
     for (line, expected) in [
         (
-            "interacto-bulk send --re",
+            "interacto-bulk send --res",
             vec!["--resume", "--resend-unknown"],
         ),
         ("interacto-bulk suppress im", vec!["import"]),
