@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::api::{self, ApiKey, ApiSettings};
 use crate::campaign::CampaignSettings;
@@ -120,7 +120,7 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let file = match path.or(env.config_file.as_deref()) {
             Some(path) => {
-                info!(config = %path.display(), "reading the config file");
+                debug!(config = %path.display(), "reading the config file");
                 Settings {
                     read_from: Some(path.to_path_buf()),
                     ..Settings::read(path)?

@@ -239,6 +239,7 @@ pub fn check(
             destination: Destination {
                 country: to.country,
                 landline: to.landline,
+                excel_decimal: to.excel_decimal,
             },
             as_read: None,
         }),

@@ -148,7 +148,7 @@ impl Campaign {
         )
         .map_err(layout_error)?;
         for (column, header) in &layout.renamed {
-            info!("column {column} is read from the header `{header}`");
+            debug!("column {column} is read from the header `{header}`");
         }
         if layout.width == 1 && delimiter != b'\t' {
             info!("the header has a single column; set campaign.delimiter if the file uses another separator");

@@ -23,6 +23,9 @@ pub struct Phone {
     pub country: Region,
     /// A fixed line: it receives WhatsApp only if it runs WhatsApp Business.
     pub landline: bool,
+    /// Written with Excel's lossless decimal ending (`5511987654321.0`),
+    /// read without it.
+    pub excel_decimal: bool,
 }
 
 /// Why a phone field cannot be sent to.
@@ -32,8 +35,6 @@ pub enum PhoneError {
     Empty,
     #[error("`{0}` looks like a number in scientific notation (Excel does this): format the column as text and export again")]
     ScientificNotation(String),
-    #[error("`{0}` looks like a number Excel stored as a decimal (the `.0` at the end): format the column as text and export again")]
-    ExcelDecimal(String),
     #[error("`{text}` contains {}, which is not part of a phone number", named(*bad))]
     BadCharacter { text: String, bad: char },
     #[error("`{text}` is not a phone number: {reason}")]
@@ -42,21 +43,23 @@ pub enum PhoneError {
         kind: &'static str,
         reason: String,
     },
-    #[error("`{text}` is {kind} for {region}: {digits} digits after the country code, {region} numbers have {expected}")]
+    #[error("`{text}` is {kind} for {region}: {}", hint.clone().unwrap_or_else(|| format!("{digits} digits after the country code, {region} numbers have {expected}")))]
     Length {
         text: String,
         kind: &'static str,
         region: String,
         digits: usize,
         expected: String,
+        /// The same in a Brazilian's terms, where the number is Brazilian.
+        hint: Option<String>,
     },
     #[error("`{text}` is {digits} digits with its country code; the API takes 8 to 15")]
     OutsideApi { text: String, digits: usize },
-    #[error("`{text}` is not a valid {region} number: no {region} number starts like this{}", hint.map(|hint| format!(" ({hint})")).unwrap_or_default())]
+    #[error("`{text}` is not a valid {region} number: {}", hint.clone().unwrap_or_else(|| format!("no {region} number starts like this")))]
     NotValid {
         text: String,
         region: String,
-        hint: Option<&'static str>,
+        hint: Option<String>,
     },
     #[error("`{text}` is not a valid {region} number; read as international it would be a {country} number (+{digits}), but a foreign number must be written with `+` (or `00`) and its country code")]
     ForeignWithoutPlus {
@@ -79,7 +82,6 @@ impl PhoneError {
         match self {
             PhoneError::Empty => "empty",
             PhoneError::ScientificNotation(_) => "scientific notation",
-            PhoneError::ExcelDecimal(_) => "stored as a decimal",
             PhoneError::BadCharacter { .. } => "not a phone number",
             PhoneError::Unparsable { kind, .. } | PhoneError::Length { kind, .. } => kind,
             PhoneError::NotValid { .. } => "not a valid number for its country",
@@ -148,7 +150,22 @@ fn normalize_with(
     shortcut: fn(&str, bool, Region) -> Option<PhoneNumber>,
 ) -> Result<Phone, PhoneError> {
     let text = raw.trim();
-    let (mut digits, mut international) = read_digits(text)?;
+    let (digits, international, excel_decimal) = read_digits(text)?;
+    let phone = normalize_digits(digits, international, text, region, shortcut)?;
+    Ok(Phone {
+        excel_decimal,
+        ..phone
+    })
+}
+
+/// The number the digits make, as [`normalize_with`] reads them.
+fn normalize_digits(
+    mut digits: String,
+    mut international: bool,
+    text: &str,
+    region: Region,
+    shortcut: fn(&str, bool, Region) -> Option<PhoneNumber>,
+) -> Result<Phone, PhoneError> {
     if !international {
         if let Some(rest) = digits.strip_prefix("00") {
             digits = rest.to_string();
@@ -169,6 +186,15 @@ fn normalize_with(
     let Err(national) = national else {
         return national;
     };
+    // A number shaped like one of the region's own, with a hint how to
+    // mend it, is that: `(47) 9876-5432` is a Brazilian mobile without its
+    // ninth digit, not Norway's +47.
+    if matches!(
+        national,
+        PhoneError::NotValid { hint: Some(_), .. } | PhoneError::Length { hint: Some(_), .. }
+    ) {
+        return Err(national);
+    }
     // libphonenumber keeps the national reading when both look possible;
     // a number written with the region's own country code is still its own.
     let own_code = PHONE_NUMBER_UTIL.get_country_code_for_region(region);
@@ -186,15 +212,17 @@ fn normalize_with(
     }
 }
 
-/// The digits of `text`, and whether it starts with `+`; separators and
-/// invisible characters dropped, anything else refused.
-fn read_digits(text: &str) -> Result<(String, bool), PhoneError> {
+/// The digits of `text`, whether it starts with `+`, and whether it had
+/// Excel's decimal ending (dropped); separators and invisible characters
+/// dropped, anything else refused.
+fn read_digits(text: &str) -> Result<(String, bool, bool), PhoneError> {
     if looks_scientific(text) {
         return Err(PhoneError::ScientificNotation(shown(text).into_owned()));
     }
-    if looks_like_excel_decimal(text) {
-        return Err(PhoneError::ExcelDecimal(shown(text).into_owned()));
-    }
+    let (text, excel_decimal) = match without_excel_decimal(text) {
+        Some(whole) => (whole, true),
+        None => (text, false),
+    };
     let mut digits = String::with_capacity(text.len());
     let mut international = false;
     let mut visible = false;
@@ -216,7 +244,7 @@ fn read_digits(text: &str) -> Result<(String, bool), PhoneError> {
     if !visible {
         return Err(PhoneError::Empty);
     }
-    Ok((digits, international))
+    Ok((digits, international, excel_decimal))
 }
 
 /// What copying from WhatsApp Web or a spreadsheet brings along unseen:
@@ -288,6 +316,7 @@ fn judged(number: &PhoneNumber, text: &str) -> Result<Phone, PhoneError> {
         digits,
         country,
         landline: kind == PhoneNumberType::FixedLine,
+        excel_decimal: false,
     })
 }
 
@@ -342,6 +371,9 @@ fn why_not_valid(parsed: &PhoneNumber, text: &str) -> PhoneError {
         }
     };
     let region_name = region.to_string();
+    let hint = (region == Region::BR)
+        .then(|| brazilian_hint(&national))
+        .flatten();
     if let Some(kind) = kind {
         return PhoneError::Length {
             text: shown(text).into_owned(),
@@ -349,17 +381,58 @@ fn why_not_valid(parsed: &PhoneNumber, text: &str) -> PhoneError {
             region: region_name,
             digits: national.len(),
             expected: spoken_list(&possible_lengths(parsed.country_code)),
+            hint,
         };
     }
-    // Before 2016 Brazilian mobiles had eight digits; the old form is still common in old lists.
-    let hint = (region == Region::BR
-        && national.len() == 10
-        && matches!(national.as_bytes()[2], b'6'..=b'9'))
-    .then_some("Brazilian mobiles have nine digits after the area code, starting with 9");
     PhoneError::NotValid {
         text: shown(text).into_owned(),
         region: region_name,
         hint,
+    }
+}
+
+/// What is wrong with a Brazilian number (area code, then the number), in
+/// the terms of someone who writes them: a mobile has nine digits after
+/// the area code, starting with 9 (until 2016 it had eight, and old lists
+/// still have them); a landline has eight, starting with 2 to 5.
+fn brazilian_hint(national: &str) -> Option<String> {
+    let after = national.len().checked_sub(2).filter(|after| *after > 0)?;
+    let area = &national[..2];
+    if !(area.starts_with(|c: char| ('1'..='9').contains(&c))
+        && area.ends_with(|c: char| ('1'..='9').contains(&c)))
+    {
+        return None;
+    }
+    let first = national.as_bytes()[2];
+    let short = |have: usize, want: usize, what: &str| {
+        let missing = want - have;
+        let digits = counted_digits(missing);
+        format!("{digits} short: BR {what} have {want} digits after the area code ({area}), this has {have}")
+    };
+    match (first, after) {
+        (b'6'..=b'9', 8) => Some(format!(
+            "an old 8-digit mobile: BR mobiles have 9 digits after the area code, starting \
+             with 9 (add the 9: ({area}) 9{}-{})",
+            &national[2..6],
+            &national[6..]
+        )),
+        (b'9', 1..=7) => Some(short(after, 9, "mobiles")),
+        (b'2'..=b'5', 1..=7) => Some(short(after, 8, "landlines")),
+        (b'9', 10..) => Some(format!(
+            "{} too many: BR mobiles have 9 digits after the area code ({area}), this has {after}",
+            counted_digits(after - 9)
+        )),
+        _ => None,
+    }
+}
+
+/// `one digit`, `two digits`, `5 digits`.
+fn counted_digits(n: usize) -> String {
+    match n {
+        1 => "one digit".to_string(),
+        2 => "two digits".to_string(),
+        3 => "three digits".to_string(),
+        n => format!("{n} digits"),
     }
 }
 
@@ -404,16 +477,15 @@ fn looks_scientific(text: &str) -> bool {
 }
 
 /// `5511987654321.0`, `11987654321,00`: a phone column Excel kept as a
-/// number and wrote with decimals. Read as digits, the zeros would become
-/// part of the number.
-fn looks_like_excel_decimal(text: &str) -> bool {
-    let Some((whole, decimals)) = text.rsplit_once(['.', ',']) else {
-        return false;
-    };
-    whole.len() >= API_DIGITS_LEAST
+/// number and wrote with decimals, which lose nothing: the number is the
+/// whole part (read as digits, the zeros would become part of it).
+fn without_excel_decimal(text: &str) -> Option<&str> {
+    let (whole, decimals) = text.rsplit_once(['.', ','])?;
+    let lossless = whole.len() >= API_DIGITS_LEAST
         && whole.bytes().all(|b| b.is_ascii_digit())
         && !decimals.is_empty()
-        && decimals.bytes().all(|b| b == b'0')
+        && decimals.bytes().all(|b| b == b'0');
+    lossless.then_some(whole)
 }
 
 #[cfg(test)]
@@ -509,12 +581,26 @@ mod tests {
         let error = br("(11) 8765-4321").unwrap_err();
         assert_eq!(error.kind(), "not a valid number for its country");
         assert!(
-            error
-                .to_string()
-                .contains("nine digits after the area code"),
+            error.to_string().contains("9 digits after the area code"),
             "{error}"
         );
         assert_eq!(br("(11) 98765-4321").as_deref(), Ok("5511987654321"));
+    }
+
+    #[test]
+    fn brazilian_numbers_get_hints_in_brazilian_terms() {
+        for (raw, hint) in [
+            ("(31) 9876-543", "two digits short: BR mobiles have 9 digits after the area code (31), this has 7"),
+            ("(21) 3234-5", "three digits short: BR landlines have 8 digits after the area code (21), this has 5"),
+            ("(47) 9876-5432", "an old 8-digit mobile: BR mobiles have 9 digits after the area code, starting with 9 (add the 9: (47) 99876-5432)"),
+            ("(48) 8765-4321", "add the 9: (48) 98765-4321"),
+            ("(11) 8765-4321", "add the 9: (11) 98765-4321"),
+            ("(11) 98765-43210", "one digit too many: BR mobiles have 9 digits"),
+        ] {
+            let error = br(raw).unwrap_err().to_string();
+            assert!(error.contains(hint), "{raw}: {error}");
+            assert!(!error.contains("read as international"), "{raw}: {error}");
+        }
     }
 
     #[test]
@@ -524,7 +610,6 @@ mod tests {
             error.to_string().contains("BR numbers have 8, 9, 10 or 11"),
             "{error}"
         );
-        assert_eq!(error.kind(), "too short");
         let error = br("+55 11 98765 43210 1").unwrap_err();
         assert_eq!(error.kind(), "too long");
     }
@@ -563,22 +648,24 @@ mod tests {
 
     #[test]
     fn digits_alone_are_never_another_countrys_number() {
-        for (typo, country) in [
-            ("(47) 9876-5432", "NO"),
-            ("(45) 9876-5432", "DK"),
-            ("(65) 9876-5432", "SG"),
-            ("(49) 98765-432", "DE"),
-            ("(91) 98765-43210", "IN"),
-            ("20966381017", "EG"),
+        // Shaped like Brazilian numbers (area codes that are also country
+        // codes): refused with the Brazilian hint.
+        for (typo, hint) in [
+            ("(47) 9876-5432", "add the 9: (47) 99876-5432"),
+            ("(45) 9876-5432", "add the 9"),
+            ("(65) 9876-5432", "add the 9"),
+            ("(49) 98765-432", "add the 9"),
+            ("(91) 98765-43210", "one digit too many"),
         ] {
             let error = br(typo).unwrap_err();
-            assert_eq!(error.kind(), "foreign number without +", "{typo}: {error}");
-            assert!(
-                error.to_string().contains(&format!("a {country} number")),
-                "{typo}: {error}"
-            );
-            assert!(error.to_string().contains("with `+`"), "{error}");
+            assert_ne!(error.kind(), "foreign number without +", "{typo}: {error}");
+            assert!(error.to_string().contains(hint), "{typo}: {error}");
         }
+        // Not shaped like one (no area code starts with 0): foreign.
+        let error = br("20966381017").unwrap_err();
+        assert_eq!(error.kind(), "foreign number without +", "{error}");
+        assert!(error.to_string().contains("a EG number"), "{error}");
+        assert!(error.to_string().contains("with `+`"), "{error}");
         // Written as foreign, they are foreign.
         assert_eq!(br("+47 98765432").as_deref(), Ok("4798765432"));
         assert_eq!(br("0047 98765432").as_deref(), Ok("4798765432"));
@@ -604,12 +691,19 @@ mod tests {
     }
 
     #[test]
-    fn excel_decimals_get_a_hint_and_no_message_uses_the_librarys_words() {
+    fn excel_decimals_are_read_as_the_number_and_no_message_uses_the_librarys_words() {
         for decimal in ["5511987654321.0", "11987654321,00"] {
-            let error = br(decimal).unwrap_err();
-            assert_eq!(error.kind(), "stored as a decimal", "{decimal}");
-            assert!(error.to_string().contains("format the column as text"));
+            let phone = normalize(decimal, Region::BR).unwrap();
+            assert_eq!(phone.digits, "5511987654321", "{decimal}");
+            assert!(phone.excel_decimal, "{decimal}");
         }
+        assert!(
+            !normalize("5511987654321", Region::BR)
+                .unwrap()
+                .excel_decimal
+        );
+        // Not lossless: not Excel's ending, and not a phone.
+        assert!(br("5511987654321.5").is_err());
         // Two numbers in one cell.
         let error = br("11 98765-4321 / 11 91234-5678").unwrap_err().to_string();
         assert!(error.contains("two numbers in one cell"), "{error}");

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use crate::pacing::HeldBy;
 use crate::retry::RetrySettings;
 use crate::types::{Deferral, Status, StopReason};
 
@@ -167,6 +166,17 @@ impl RunControl {
 }
 
 /// How one instance is doing in a run.
+/// What a lane logs at info once, and at debug after.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Told {
+    /// A long wait for a turn held by the number's rate.
+    WaitForRate,
+    /// A long wait for a turn held by the phone's time.
+    WaitForPhone,
+    /// A long wait before trying a message again.
+    LongRetry,
+}
+
 pub(super) struct LaneHealth {
     pub(super) instance_id: Arc<str>,
     /// Cancelled when the instance takes no more messages in this run.
@@ -175,8 +185,8 @@ pub(super) struct LaneHealth {
     pub(super) closed_for: Mutex<Option<String>>,
     finished: AtomicU64,
     failed: AtomicU64,
-    /// The reasons of long waits for a turn logged so far, one bit each.
-    waits_told: AtomicU8,
+    /// What of [`Told`] the lane has logged so far, one bit each.
+    told: AtomicU8,
 }
 
 impl LaneHealth {
@@ -187,15 +197,15 @@ impl LaneHealth {
             closed_for: Mutex::new(None),
             finished: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            waits_told: AtomicU8::new(0),
+            told: AtomicU8::new(0),
         }
     }
 
-    /// Whether this is the lane's first long wait held by `held_by`: the
-    /// first of each reason is worth a line at info, the rest are not.
-    pub(super) fn first_wait_for(&self, held_by: HeldBy) -> bool {
-        let bit = 1 << held_by as u8;
-        self.waits_told.fetch_or(bit, Ordering::Relaxed) & bit == 0
+    /// Whether this is the first time the lane tells `what`: the first is
+    /// worth a line at info, the rest only with -v.
+    pub(super) fn first_time(&self, what: Told) -> bool {
+        let bit = 1 << what as u8;
+        self.told.fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 
     /// Closes the lane; false if it was closed already.

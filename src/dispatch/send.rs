@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::sync::OwnedSemaphorePermit;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::control::{LaneHealth, RunControl};
+use super::control::{LaneHealth, RunControl, Told};
 use super::leaving::Back;
 use super::{turns, Shared, NOTEWORTHY_WAIT};
 use crate::api::{ContactMessage, Queued, SendError};
@@ -40,8 +40,10 @@ pub(super) async fn send(
         Status::Sent => {
             debug!(row = job.recipient.row, message_id = %outcome.message_id, attempts = outcome.attempts, "sent")
         }
+        // A line a row is for -v: the results file has every row, and the
+        // summary counts them.
         _ => {
-            warn!(row = job.recipient.row, status = outcome.status.as_str(), error = %outcome.error, "not sent")
+            debug!(row = job.recipient.row, status = outcome.status.as_str(), error = %outcome.error, "not sent")
         }
     }
     back(job, outcome, permit, granted)
@@ -188,7 +190,14 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
             Next::Retry(retry_after) => retry_after.unwrap_or_else(|| backoff(retry, attempts)),
         };
         if wait > NOTEWORTHY_WAIT {
-            info!(row = job.recipient.row, instance = instance_id, %error, "retrying in {} s", wait.as_secs());
+            match lane.first_time(Told::LongRetry) {
+                true => {
+                    info!(row = job.recipient.row, instance = instance_id, %error, "retrying in {} s (later long waits to retry: -v)", wait.as_secs())
+                }
+                false => {
+                    debug!(row = job.recipient.row, instance = instance_id, %error, "retrying in {} s", wait.as_secs())
+                }
+            }
             shared
                 .gates
                 .progress

@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::control::LaneHealth;
+use super::control::{LaneHealth, Told};
 use super::{Shared, NOTEWORTHY_WAIT};
 use crate::pacing::{nanos, Booking, Corrected, HeldBy, RUNS_QUEUED_MOST};
 use crate::types::Job;
@@ -142,7 +142,11 @@ fn tell_wait(
     };
     let instance = &*lane.instance_id;
     let seconds = wait.as_secs();
-    match lane.first_wait_for(held_by) {
+    let told = match held_by {
+        HeldBy::Rate => Told::WaitForRate,
+        HeldBy::Phone | HeldBy::Nothing => Told::WaitForPhone,
+    };
+    match lane.first_time(told) {
         true => info!(instance, "waiting {seconds} s for the number's turn: {why}"),
         false => debug!(instance, "waiting {seconds} s for the number's turn: {why}"),
     }

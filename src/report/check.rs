@@ -13,6 +13,25 @@ use crate::pacing::Estimate;
 use crate::schedule::Schedule;
 use crate::types::{Job, Problem, Rejected};
 
+/// How much of the report a summary shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// A dry run's: every kind of problem with an example, and what a send
+    /// would do (recipients, landlines, how long it takes).
+    Check,
+    /// A rehearsal at speed: the commonest problems, and how long the real
+    /// send would take.
+    Rehearsal,
+    /// A send's: the commonest problems.
+    Send,
+}
+
+/// The rows of landlines the report names; the rest are counted.
+const FIRST_LANDLINES: usize = 20;
+
+/// The kinds of problem a send's summary shows, the commonest first.
+const SUMMARY_PROBLEMS: usize = 3;
+
 /// What the rows of a campaign came to: problems grouped by kind with their
 /// first rows, how many rows had delay/typing raised to a floor, where the
 /// recipients are, and how long sending takes at the configured pacing.
@@ -47,6 +66,11 @@ pub struct CheckReport {
     pub countries: BTreeMap<String, u64>,
     /// Recipients on fixed lines, which receive WhatsApp only with WhatsApp Business.
     pub landlines: u64,
+    /// The first rows of those, by row number.
+    pub landline_rows: Vec<u64>,
+    /// Recipients written with Excel's decimal ending (`…321.0`), read as
+    /// the number.
+    pub excel_decimals: u64,
     #[serde(skip)]
     estimate: Estimate,
     #[serde(skip)]
@@ -100,6 +124,8 @@ impl CheckReport {
             days_at_daily_cap: None,
             countries: BTreeMap::new(),
             landlines: 0,
+            landline_rows: Vec::new(),
+            excel_decimals: 0,
             estimate,
             schedule,
             home,
@@ -125,7 +151,13 @@ impl CheckReport {
     pub fn add_job(&mut self, job: &Job, instance: usize) {
         self.raised_to_floor += u64::from(job.timing.note.is_some());
         self.estimate.add(&job.timing, instance);
-        self.landlines += u64::from(job.destination.landline);
+        if job.destination.landline {
+            self.landlines += 1;
+            if self.landline_rows.len() < FIRST_LANDLINES {
+                self.landline_rows.push(job.recipient.row);
+            }
+        }
+        self.excel_decimals += u64::from(job.destination.excel_decimal);
         let country = job.destination.country;
         match self
             .by_country
@@ -199,13 +231,18 @@ impl CheckReport {
             .filter(|days| *days > 1);
     }
 
-    /// The report in words; `with_estimate`, what the recipients and the
-    /// pace say of a send (for a dry run, and a rehearsal at speed).
-    pub(super) fn text(&self, with_estimate: bool) -> String {
+    /// The report in words, as `view` shows it.
+    pub(super) fn text(&self, view: View) -> String {
         let mut text = String::new();
         if !self.problems.is_empty() {
             text.push_str("problems, most common first:\n");
-            for group in &self.problems {
+            // A check shows each kind with an example; a send's summary,
+            // read in a cron mail, the commonest few in a line each.
+            let shown = match view {
+                View::Check => self.problems.len(),
+                View::Rehearsal | View::Send => SUMMARY_PROBLEMS,
+            };
+            for group in self.problems.iter().take(shown) {
                 let mut rows = group
                     .first_rows
                     .iter()
@@ -217,12 +254,30 @@ impl CheckReport {
                     rows.push_str(&format!(" and {more} more"));
                 }
                 text.push_str(&format!(
-                    "  {} — {}: {rows}\n      {}\n",
+                    "  {} — {}: {rows}\n",
                     group.problem,
                     counted(group.rows_affected, "row"),
-                    group.example
+                ));
+                if view == View::Check {
+                    text.push_str(&format!("      {}\n", group.example));
+                }
+            }
+            let hidden = &self.problems[shown.min(self.problems.len())..];
+            if !hidden.is_empty() {
+                let rows: u64 = hidden.iter().map(|group| group.rows_affected).sum();
+                text.push_str(&format!(
+                    "  and {} more kinds of problem ({}): the results file's error column says \
+                     what each row has\n",
+                    hidden.len(),
+                    counted(rows, "row")
                 ));
             }
+        }
+        if self.excel_decimals > 0 {
+            text.push_str(&format!(
+                "{} written with Excel's decimal ending (`5511987654321.0`), read as the number\n",
+                counted(self.excel_decimals, "phone")
+            ));
         }
         if self.raised_to_floor > 0 {
             text.push_str(&format!(
@@ -239,7 +294,7 @@ impl CheckReport {
                 .join(", ");
             text.push_str(&format!("columns read from other headers: {columns}\n"));
         }
-        if !with_estimate || self.messages == 0 {
+        if view == View::Send || self.messages == 0 {
             return text;
         }
         if !self.countries.is_empty() {
@@ -253,8 +308,19 @@ impl CheckReport {
             text.push_str(&format!("recipients by country: {countries}\n"));
         }
         if self.landlines > 0 {
+            let mut rows = self
+                .landline_rows
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = self.landlines - self.landline_rows.len() as u64;
+            if more > 0 {
+                rows.push_str(&format!(" and {more} more"));
+            }
             text.push_str(&format!(
-                "{} to landlines, which receive WhatsApp only if they run WhatsApp Business\n",
+                "{} to landlines, which receive WhatsApp only if they run WhatsApp Business: \
+                 rows {rows}\n",
                 counted(self.landlines, "message")
             ));
         }
@@ -365,7 +431,7 @@ mod tests {
         );
         assert_eq!(short.first_rows, vec![2, 3, 4, 5, 6]);
         assert_eq!(short.example, "row 2: to: `2` is too short for BR");
-        let text = report.text(true);
+        let text = report.text(View::Check);
         assert!(
             text.contains("to: too short — 8 rows: 2, 3, 4, 5, 6 and 3 more"),
             "{text}"

@@ -7,6 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::check::View;
 use super::CheckReport;
 use crate::exit::{Ending, ExitCode};
 use crate::types::{Status, StopReason, Tally};
@@ -250,7 +251,12 @@ impl Summary {
             ));
         }
         if let Some(check) = &self.check {
-            text.push_str(&check.text(self.dry_run || self.at_speed));
+            let view = match (self.dry_run, self.at_speed) {
+                (true, _) => View::Check,
+                (false, true) => View::Rehearsal,
+                (false, false) => View::Send,
+            };
+            text.push_str(&check.text(view));
         }
         if self.at_speed {
             text.push_str(

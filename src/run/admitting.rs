@@ -209,6 +209,12 @@ impl Admitting {
     }
 
     async fn line(&self, outcome: Outcome) {
+        // A line a row is for -v: the results file has every row.
+        let what = match outcome.status {
+            Status::Sent => "sent by an earlier run",
+            _ => "not sent",
+        };
+        tracing::debug!(row = outcome.recipient.row, status = outcome.status.as_str(), error = %outcome.error, "{what}");
         // The writer goes away early only when it cannot write, which
         // halts the run: the line has nowhere to go.
         let _ = self.outcomes.send(outcome).await;

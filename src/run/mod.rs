@@ -160,6 +160,7 @@ pub async fn run(
         resume = request.resume,
         rate = %settings.pacing.rate,
         ledger = %ledger,
+        config = %settings.read_from.as_deref().map_or_else(|| "none".into(), |path| path.display().to_string()),
         "starting"
     );
     match (&target, request.at_speed()) {

@@ -36,12 +36,14 @@ pub struct Job {
     pub as_read: Option<Box<AsRead>>,
 }
 
-/// Where a recipient's number is, and whether it is a landline (which
-/// receives WhatsApp only if it runs WhatsApp Business).
+/// Where a recipient's number is, whether it is a landline (which receives
+/// WhatsApp only if it runs WhatsApp Business), and how it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Destination {
     pub country: rlibphonenumber::Region,
     pub landline: bool,
+    /// Written with Excel's lossless decimal ending (`5511987654321.0`).
+    pub excel_decimal: bool,
 }
 
 /// A row that will not be sent: `INVALID` or `DUPLICATE`, with every problem.

@@ -183,6 +183,70 @@ async fn a_rehearsal_goes_at_speed_unless_asked_for_the_real_pace() {
     );
 }
 
+/// What cron mails: at the default level, a run of any size says the start,
+/// the pace and its summary in at most 15 lines; -v adds a line a row.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_run_with_bad_rows_and_failures_is_quiet_unless_asked() {
+    let server = common::embedded(interacto_bulk::api::MockOptions {
+        failure_rate: 0.5,
+        ..Default::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let mut campaign = common::campaign(800);
+    let bad = [
+        "5.511987654321E+12",
+        "(21) 1234-5",
+        "abc",
+        "",
+        "+1 555",
+        "(31) 9876-543",
+        "+55 11 98888-777",
+    ];
+    for n in 0..300 {
+        campaign.push_str(&format!(
+            "{},Bad {n},+55 11 3003-4000\n",
+            bad[n % bad.len()]
+        ));
+    }
+    work.write("campaign.csv", &campaign);
+    let config = work.config(
+        &common::Config::fast(&server.base_url())
+            .set("pacing.rate", "\"1000/s\"")
+            .set("retry.max_attempts", "2")
+            .set("retry.max_failure_ratio", "1.0"),
+    );
+
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let results = work.results("campaign.results.csv");
+    let not_sent = results
+        .iter()
+        .filter(|line| line["status"] != "SENT")
+        .count();
+    assert!(
+        common::count(&results, "FAILED") > 100,
+        "{:?}",
+        common::statuses(&results)
+    );
+    let said = format!("{}{}", stderr(&output), stdout(&output));
+    assert!(said.lines().count() <= 15, "{said}");
+    assert!(
+        said.contains("FAILED or DEFERRED: --resume tries them again"),
+        "{said}"
+    );
+
+    let output = work.send(&config, &["--out", "again.csv", "-v"]).await;
+    let lines_a_row = stderr(&output)
+        .lines()
+        .filter(|line| line.contains("not sent"))
+        .count();
+    let again = work.results("again.csv");
+    let not_sent_again = again.iter().filter(|line| line["status"] != "SENT").count();
+    assert_eq!(lines_a_row, not_sent_again, "{}", stderr(&output));
+    assert!(not_sent > 0);
+}
+
 /// The check file is a report: validating again after fixing the file
 /// replaces it; a file that is not this campaign's check is left alone.
 #[tokio::test(flavor = "multi_thread")]

@@ -85,10 +85,14 @@ async fn no_typo_of_a_brazilian_number_is_taken_for_a_foreign_one() {
         .collect();
     assert!(foreign.is_empty(), "taken as foreign: {foreign:?}");
     // Some typos are still valid Brazilian numbers (a missing digit can
-    // leave a landline); the ones that would be foreign say so.
+    // leave a landline); the ones that would be foreign say so, or, shaped
+    // like a Brazilian number, how to mend it.
     let refused_as_foreign = results
         .iter()
-        .filter(|line| line["error"].contains("must be written with `+`"))
+        .filter(|line| {
+            line["error"].contains("must be written with `+`")
+                || line["error"].contains("after the area code")
+        })
         .count();
     assert!(
         refused_as_foreign > typos / 20,
@@ -99,12 +103,18 @@ async fn no_typo_of_a_brazilian_number_is_taken_for_a_foreign_one() {
     assert!(problems
         .iter()
         .any(|group| group["problem"] == "to: foreign number without +"));
-    for example in results.iter().rev().take(6) {
+    // Area codes that are also country codes get the Brazilian hint.
+    let examples: Vec<_> = results.iter().rev().take(6).collect();
+    for (example, says) in examples.iter().rev().zip([
+        "add the 9: (47) 99876-5432",
+        "add the 9: (45) 99876-5432",
+        "add the 9: (65) 99876-5432",
+        "add the 9",
+        "one digit too many",
+        "foreign number must be written with `+`",
+    ]) {
         assert_eq!(example["status"], "INVALID", "{example:?}");
-        assert!(
-            example["error"].contains("foreign number must be written with `+`"),
-            "{example:?}"
-        );
+        assert!(example["error"].contains(says), "{says}: {example:?}");
     }
 }
 
@@ -146,10 +156,15 @@ async fn numbers_pasted_with_invisible_characters_and_dashes_are_read() {
     let report = stdout(&output);
     assert!(report.contains("`11<U+2066>98765-4326`"), "{report}");
     assert!(!report.contains('\u{2066}'), "shown raw: {report}");
+    // Excel's lossless `.0` ending: the number it stands for.
     let decimal = common::line(&results, 8);
+    assert_eq!(decimal["status"], "VALID", "{decimal:?}");
+    assert_eq!(decimal["to"], "5511987654327", "{decimal:?}");
     assert!(
-        decimal["error"].contains("format the column as text"),
-        "{decimal:?}"
+        report.contains(
+            "1 phone written with Excel's decimal ending (`5511987654321.0`), read as the number"
+        ),
+        "{report}"
     );
     let two = common::line(&results, 9);
     assert!(two["error"].contains("two numbers in one cell"), "{two:?}");
@@ -184,11 +199,6 @@ async fn a_card_set_once_goes_to_every_lead_of_a_file_with_portuguese_headers() 
             "columns read from other headers: metadata.nome from `Nome`, to from `Número`"
         ),
         "{report}"
-    );
-    assert!(
-        stderr(&output).contains("column to is read from the header `Número`"),
-        "{}",
-        stderr(&output)
     );
     let mut bodies: Vec<Value> = server
         .received()
@@ -534,4 +544,30 @@ async fn the_expected_time_says_how_many_days_a_daily_cap_spreads_it_over() {
         )),
         "{report}"
     );
+}
+
+/// The report names the rows of landlines: the first 20, then a count.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_check_names_the_rows_of_landlines() {
+    let work = Workspace::new();
+    let mut text = String::from("to,contact_name,contact_phone\n");
+    for n in 0..25 {
+        text.push_str(&format!(
+            "(21) 3222-{:04},Loja {n},+55 11 3003-4000\n",
+            1000 + n
+        ));
+        text.push_str(&format!(
+            "(21) 99222-{:04},Ana {n},+55 11 3003-4000\n",
+            1000 + n
+        ));
+    }
+    work.write("campaign.csv", &text);
+    let output = work.run(&["validate", "campaign.csv"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let rows: Vec<String> = (0..20).map(|n| (2 + 2 * n).to_string()).collect();
+    let expected = format!(
+        "25 messages to landlines, which receive WhatsApp only if they run WhatsApp Business: rows {} and 5 more",
+        rows.join(", ")
+    );
+    assert!(stdout(&output).contains(&expected), "{}", stdout(&output));
 }
