@@ -76,7 +76,7 @@ fn campaign(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("read and check 10k rows", |b| {
         b.iter(|| {
-            let campaign = Campaign::open(&source, &settings, &pacing, None).unwrap();
+            let campaign = Campaign::open(&source, &settings, &pacing, None, true).unwrap();
             let jobs = campaign
                 .map(|row| matches!(row.unwrap(), Row::Job(_)))
                 .filter(|&job| job)
@@ -96,6 +96,7 @@ fn results_lines(c: &mut Criterion) {
         &CampaignSettings::default(),
         &PacingSettings::default(),
         None,
+        true,
     )
     .unwrap()
     .filter_map(|row| match row.unwrap() {
@@ -109,7 +110,7 @@ fn results_lines(c: &mut Criterion) {
         b.iter_batched_ref(
             || {
                 let writer = line_writer(Vec::with_capacity(ROWS * 128), Dialect::Plain);
-                (writer, LineFormat::new(Dialect::Plain, "bench"))
+                (writer, LineFormat::new(Dialect::Plain, "bench", &[], &[]))
             },
             |(writer, lines)| {
                 for job in &jobs {

@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         ]);
     }
     let source = Source::File(file.path().to_path_buf());
-    let Ok(campaign) = Campaign::open(&source, &settings, &PacingSettings::default(), None) else {
+    let Ok(campaign) = Campaign::open(&source, &settings, &PacingSettings::default(), None, true) else {
         return;
     };
     let mut last_row = 0;

@@ -123,6 +123,9 @@ pub struct Layout {
     pub renamed: Vec<(Column, String)>,
     /// How many fields a record should have.
     pub width: usize,
+    /// The campaign's own columns its results lines carry, by header and
+    /// index (`results.keep_columns`).
+    pub kept: Vec<(String, usize)>,
 }
 
 /// A header row the campaign cannot be read with.
@@ -155,6 +158,24 @@ pub enum LayoutError {
 }
 
 impl Layout {
+    /// Carries the campaign's columns into its results lines, after the
+    /// standard ones: every named column, but one named like a standard
+    /// column (which the line has already, normalised).
+    pub fn keep_columns(&mut self, headers: &[String]) {
+        self.kept = headers
+            .iter()
+            .enumerate()
+            .map(|(index, header)| (header.trim(), index))
+            .filter(|(header, _)| !header.is_empty() && !crate::results::COLUMNS.contains(header))
+            .map(|(header, index)| (header.to_string(), index))
+            .collect();
+    }
+
+    /// The headers of [`Layout::kept`].
+    pub fn kept_headers(&self) -> Vec<String> {
+        self.kept.iter().map(|(header, _)| header.clone()).collect()
+    }
+
     /// Matches headers to columns: first the `[campaign.columns]` mapping,
     /// then the canonical names, then, for `to` alone, the Portuguese names
     /// of [`TO_ALIASES`]. With `card_set` (`[campaign.card]`) the card's

@@ -12,7 +12,7 @@ use super::input::TextEncoding;
 use super::phone::{self, Phone, PhoneError, Region};
 use super::{shown, Layout};
 use crate::pacing::{PacingSettings, MESSAGE_SECONDS_MAX};
-use crate::types::{Destination, Job, Problem, Recipient};
+use crate::types::{Destination, Job, KeptCells, Problem, Recipient};
 
 /// A check of one value; the problem's field is named by [`Problems::check`].
 type Check<T> = Result<T, Problem>;
@@ -84,6 +84,15 @@ impl<'a> Fields<'a> {
                 "is not valid UTF-8 text (if the file comes from Excel, set campaign.encoding = \"windows-1252\")",
             )
         })
+    }
+
+    /// The row's cells of the campaign's own columns, as written.
+    pub fn kept(&self) -> KeptCells {
+        let mut kept = KeptCells::default();
+        for (_, index) in &self.layout.kept {
+            kept.push(&self.lossy(Some(*index)));
+        }
+        kept
     }
 
     /// The field as written, for results lines of rows that are not sent.
@@ -231,6 +240,7 @@ pub fn check(
                 to: to.digits,
                 contact_name,
                 contact_phone,
+                kept: fields.kept(),
             },
             timing: rules.pacing.timing(delay, typing),
             priority,

@@ -110,6 +110,7 @@ impl Campaign {
         settings: &CampaignSettings,
         pacing: &PacingSettings,
         limit: Option<u64>,
+        keep_columns: bool,
     ) -> Result<Self, CampaignError> {
         let source_name = source.describe();
         let read_error = |error: csv::Error| CampaignError::Read {
@@ -140,13 +141,16 @@ impl Campaign {
                 None => String::from_utf8_lossy(name).into_owned(),
             })
             .collect();
-        let layout = Layout::resolve(
+        let mut layout = Layout::resolve(
             &headers,
             &settings.column_mapping()?,
             settings.key_column.as_deref(),
             settings.card.is_some(),
         )
         .map_err(layout_error)?;
+        if keep_columns {
+            layout.keep_columns(&headers);
+        }
         for (column, header) in &layout.renamed {
             debug!("column {column} is read from the header `{header}`");
         }
@@ -328,6 +332,7 @@ mod tests {
             &CampaignSettings::default(),
             &PacingSettings::default(),
             limit,
+            true,
         )
         .unwrap()
         .map(Result::unwrap)

@@ -65,6 +65,7 @@ impl RowRules {
                 to,
                 contact_name,
                 contact_phone,
+                kept: fields.kept(),
             },
             status: Status::Invalid,
             problems,

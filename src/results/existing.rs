@@ -41,25 +41,28 @@ pub struct Earlier {
 /// keeps its own form, and is refused, untouched, when it is of another
 /// kind (a rehearsal's, say) or another campaign's. A last line cut by a
 /// crash (there is a journal) is cut off; a last line that merely lacks
-/// its line end is complete, and gets one.
+/// its line end is complete, and gets one. Its lines carry the campaign's
+/// columns its header names, found by name among the row's `kept`.
 pub fn open_existing(
     path: &Path,
     dialect: Dialect,
     kind: Kind,
     campaign: &str,
+    kept: &[String],
 ) -> Result<Opened, ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_path_buf(),
         source,
     };
     if fs::symlink_metadata(path).is_err() {
-        return super::create(path, false, dialect, kind, campaign);
+        return super::create(path, false, dialect, kind, campaign, kept);
     }
     let mut options = OpenOptions::new();
     options.read(true).write(true);
     let mut file = paths::no_follow(options).open(path).map_err(io_error)?;
     paths::lock_results(&file, path)?;
     let (dialect, header) = check_is_ours(&mut file, path, kind, campaign)?;
+    let file_kept = kept_of(&mut file, dialect).map_err(io_error)?;
 
     // A journal says the run before was killed while writing the file.
     let killed = journal::read_left(path).map_err(io_error)?.is_some();
@@ -74,13 +77,21 @@ pub fn open_existing(
     file.seek(SeekFrom::End(0)).map_err(io_error)?;
     Ok(Opened {
         writer: super::line_writer(io::BufWriter::new(file), dialect),
-        lines: LineFormat::new(dialect, campaign),
+        lines: LineFormat::new(dialect, campaign, &file_kept, kept),
         results_from: length,
         earlier: Some(Earlier {
             dialect,
             upgraded: header == Header::Legacy,
         }),
     })
+}
+
+/// The campaign's columns the file's header carries.
+fn kept_of(file: &mut File, dialect: Dialect) -> io::Result<Vec<String>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut header = Vec::new();
+    io::BufReader::new(&mut *file).read_until(b'\n', &mut header)?;
+    Ok(dialect.kept_of_header(&header))
 }
 
 /// Rewrites an earlier version's results file in this version's form: the
@@ -374,7 +385,7 @@ mod tests {
     }
 
     fn read(path: &Path) -> Vec<EarlierLine> {
-        let opened = open_existing(path, Dialect::Plain, Kind::Send, "leads").unwrap();
+        let opened = open_existing(path, Dialect::Plain, Kind::Send, "leads", &[]).unwrap();
         let mut lines = Vec::new();
         let earlier = opened.earlier.unwrap();
         earlier_lines(path, &earlier, opened.results_from, |line| lines.push(line)).unwrap();
@@ -430,7 +441,7 @@ mod tests {
         let text = format!("{}\n{}", COLUMNS.join(","), line("other", "a", "SENT"));
         let path = results_file(dir.path(), &COLUMNS.join(","), &line("other", "a", "SENT"));
         assert!(matches!(
-            open_existing(&path, Dialect::Plain, Kind::Send, "leads").map(|_| ()),
+            open_existing(&path, Dialect::Plain, Kind::Send, "leads", &[]).map(|_| ()),
             Err(ResultsError::OtherCampaign { .. })
         ));
         assert_eq!(fs::read_to_string(&path).unwrap(), text);
@@ -442,7 +453,7 @@ mod tests {
             &line("leads", "a", "SENT"),
         );
         assert!(matches!(
-            open_existing(&path, Dialect::Plain, Kind::Send, "leads").map(|_| ()),
+            open_existing(&path, Dialect::Plain, Kind::Send, "leads", &[]).map(|_| ()),
             Err(ResultsError::OtherKind {
                 found: Kind::Rehearsal,
                 ..
@@ -479,7 +490,7 @@ mod tests {
         .unwrap();
 
         assert!(matches!(
-            open_existing(&path, Dialect::Plain, Kind::Send, "leads").map(|_| ()),
+            open_existing(&path, Dialect::Plain, Kind::Send, "leads", &[]).map(|_| ()),
             Err(ResultsError::NotResults(_))
         ));
         assert_eq!(

@@ -16,21 +16,36 @@ pub struct LineFormat {
     campaign: String,
     /// Seconds written with `,` (Excel in Brazil), not `.`.
     decimal_comma: bool,
+    /// For each of the campaign's columns the file carries, which of the
+    /// row's kept cells goes there (`None`: this run's campaign lacks it).
+    kept: Vec<Option<usize>>,
     number: String,
     stamp_millis: Option<i64>,
     stamp: String,
 }
 
 impl LineFormat {
-    pub fn new(dialect: super::Dialect, campaign: &str) -> Self {
+    /// Lines for a file whose header carries the campaign's columns
+    /// `file_kept`, of rows whose kept cells are those of `row_kept`.
+    pub fn new(
+        dialect: super::Dialect,
+        campaign: &str,
+        file_kept: &[String],
+        row_kept: &[String],
+    ) -> Self {
         LineFormat {
             campaign: cell(campaign).into_owned(),
             decimal_comma: dialect.decimal_mark() == ',',
+            kept: file_kept
+                .iter()
+                .map(|name| row_kept.iter().position(|kept| kept == name))
+                .collect(),
             ..LineFormat::default()
         }
     }
 
-    /// Writes `outcome` as one line, in the order of [`super::COLUMNS`].
+    /// Writes `outcome` as one line, in the order of [`super::COLUMNS`],
+    /// then the campaign's columns the file carries.
     pub fn write<W: io::Write>(
         &mut self,
         outcome: &Outcome,
@@ -69,6 +84,10 @@ impl LineFormat {
         }
         writer.write_field(cell(&outcome.error).as_bytes())?;
         writer.write_field(self.timestamp(outcome.finished_at))?;
+        for kept in &self.kept {
+            let text = kept.map_or("", |index| recipient.kept.get(index));
+            writer.write_field(cell(text).as_bytes())?;
+        }
         writer.write_record(None::<&[u8]>)
     }
 
@@ -150,6 +169,13 @@ mod tests {
                 to: "5511999999999".to_string(),
                 contact_name: "=Ana".to_string(),
                 contact_phone: "551130034000".to_string(),
+                kept: {
+                    let mut kept = crate::types::KeptCells::default();
+                    for cell in ["Recife", "ana@x.com", "a, b"] {
+                        kept.push(cell);
+                    }
+                    kept
+                },
             },
             instance_id: "solo".to_string(),
             status: Status::Sent,
@@ -163,7 +189,16 @@ mod tests {
             finished_at: "2026-11-24T09:00:00.123456Z".parse().unwrap(),
             sent_earlier: false,
         };
-        let mut lines = LineFormat::new(crate::results::Dialect::Plain, "leads, nov");
+        // The file carries E-mail and Cidade (in its order), and Bairro,
+        // which this run's rows lack.
+        let row_kept = ["Cidade", "E-mail", "Obs"].map(String::from);
+        let file_kept = ["E-mail", "Bairro", "Cidade", "Obs"].map(String::from);
+        let mut lines = LineFormat::new(
+            crate::results::Dialect::Plain,
+            "leads, nov",
+            &file_kept,
+            &row_kept,
+        );
         let mut writer = line_writer(Vec::new(), crate::results::Dialect::Plain);
         lines.write(&outcome, &mut writer).unwrap();
         let later = Outcome {
@@ -180,8 +215,8 @@ mod tests {
         let written = String::from_utf8(writer.into_inner().unwrap()).unwrap();
         assert_eq!(
             written,
-            "\"leads, nov\",7,k-7,5511999999999,'=Ana,551130034000,solo,SENT,QUEUED,msg-1,201,2,2.5,5,,2026-11-24T09:00:00.123Z\n\
-             \"leads, nov\",8,k-7,5511999999999,'=Ana,551130034000,solo,SENT,QUEUED,msg-1,,2,,5,,2026-11-24T09:00:01.500Z\n"
+            "\"leads, nov\",7,k-7,5511999999999,'=Ana,551130034000,solo,SENT,QUEUED,msg-1,201,2,2.5,5,,2026-11-24T09:00:00.123Z,ana@x.com,,Recife,\"a, b\"\n\
+             \"leads, nov\",8,k-7,5511999999999,'=Ana,551130034000,solo,SENT,QUEUED,msg-1,,2,,5,,2026-11-24T09:00:01.500Z,ana@x.com,,Recife,\"a, b\"\n"
         );
     }
 

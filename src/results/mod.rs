@@ -98,16 +98,17 @@ pub enum ResultsError {
     IsCampaign { path: PathBuf, campaign: PathBuf },
 }
 
-/// Creates the results file of `kind` for `campaign` and writes its header.
-/// An existing file is only replaced with `overwrite`, and then only once
-/// no other run writes it; a symbolic link there is replaced, not written
-/// through.
+/// Creates the results file of `kind` for `campaign` and writes its header,
+/// with the campaign's columns `kept` after the standard ones. An existing
+/// file is only replaced with `overwrite`, and then only once no other run
+/// writes it; a symbolic link there is replaced, not written through.
 pub fn create(
     path: &Path,
     overwrite: bool,
     dialect: Dialect,
     kind: Kind,
     campaign: &str,
+    kept: &[String],
 ) -> Result<Opened, ResultsError> {
     let io_error = |source| ResultsError::Io {
         path: path.to_path_buf(),
@@ -134,13 +135,13 @@ pub fn create(
     // Emptied only now that no other run can be writing it.
     file.set_len(0).map_err(io_error)?;
     let mut file = BufWriter::new(file);
-    let header = dialect.header(kind);
+    let header = dialect.header_with(kind, kept);
     file.write_all(&header).map_err(io_error)?;
     let mut writer = line_writer(file, dialect);
     writer.flush().map_err(io_error)?;
     Ok(Opened {
         writer,
-        lines: LineFormat::new(dialect, campaign),
+        lines: LineFormat::new(dialect, campaign, kept, kept),
         results_from: header.len() as u64,
         earlier: None,
     })

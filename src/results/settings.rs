@@ -3,13 +3,25 @@
 use serde::Deserialize;
 
 /// `[results]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResultsSettings {
     /// Write the results for Excel in Brazil: UTF-8 with a byte-order mark,
     /// `;` between cells, `,` as the decimal mark. A resume keeps the form
     /// the file already has.
     pub excel: bool,
+    /// Carry the campaign's own columns after the standard ones, so the
+    /// file joins back to where the leads came from.
+    pub keep_columns: bool,
+}
+
+impl Default for ResultsSettings {
+    fn default() -> Self {
+        ResultsSettings {
+            excel: false,
+            keep_columns: true,
+        }
+    }
 }
 
 /// The two forms of the results file.
@@ -61,15 +73,33 @@ impl Dialect {
         line
     }
 
+    /// The header of a file of `kind` that carries the campaign's columns
+    /// `kept` after the standard ones.
+    pub fn header_with(self, kind: Kind, kept: &[String]) -> Vec<u8> {
+        let mut line = self.header(kind);
+        line.pop();
+        for name in kept {
+            line.push(self.delimiter());
+            line.extend_from_slice(super::line::cell(name).as_bytes());
+        }
+        line.push(b'\n');
+        line
+    }
+
     /// The form and kind of a results file of this tool, from its first
-    /// line; `None` for any other file.
+    /// line (the campaign's columns may follow the standard ones); `None`
+    /// for any other file.
     pub fn of_header(line: &[u8]) -> Option<(Self, Header)> {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let bare = |header: Vec<u8>| header.strip_suffix(b"\n").map(<[u8]>::to_vec);
         for dialect in [Dialect::Plain, Dialect::Excel] {
             for kind in [Kind::Send, Kind::Rehearsal, Kind::Check] {
-                if bare(dialect.header(kind)).as_deref() == Some(line) {
+                let Some(standard) = bare(dialect.header(kind)) else {
+                    continue;
+                };
+                let rest = line.strip_prefix(standard.as_slice());
+                if rest.is_some_and(|rest| rest.is_empty() || rest[0] == dialect.delimiter()) {
                     return Some((dialect, Header::Of(kind)));
                 }
             }
@@ -78,6 +108,24 @@ impl Dialect {
             }
         }
         None
+    }
+
+    /// The campaign's columns a header of this form carries after the
+    /// standard ones, by name.
+    pub fn kept_of_header(self, line: &[u8]) -> Vec<String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .delimiter(self.delimiter())
+            .from_reader(line);
+        let mut record = csv::StringRecord::new();
+        match reader.read_record(&mut record) {
+            Ok(true) => record
+                .iter()
+                .skip(super::COLUMNS.len())
+                .map(|name| super::cell_value(name).to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// The header of a results file of an earlier version, which had no

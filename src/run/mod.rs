@@ -408,9 +408,19 @@ impl Opened {
             &settings.campaign,
             &settings.pacing,
             request.limit,
+            settings.results.keep_columns,
         )?;
-        if !campaign.layout().unknown.is_empty() {
-            warn!(columns = %campaign.layout().unknown.join(", "), "ignoring columns the tool does not use");
+        // Columns the tool does not use, and that the results do not carry
+        // either (`results.keep_columns` off, or named like a results column).
+        let layout = campaign.layout();
+        let ignored: Vec<&str> = layout
+            .unknown
+            .iter()
+            .filter(|header| !layout.kept.iter().any(|(kept, _)| kept == *header))
+            .map(String::as_str)
+            .collect();
+        if !ignored.is_empty() {
+            warn!(columns = %ignored.join(", "), "ignoring columns the tool does not use");
         }
         // The results file by its real name, and never the campaign; then
         // the lock: a second run must not even read the results file. A
@@ -432,13 +442,14 @@ impl Opened {
         // --overwrite: what it knows reaches the campaign's memory before
         // the run's own lines replace it (the rewrite at the end keeps only
         // those).
+        let kept = campaign.layout().kept_headers();
         let carry_on = request.resume
             || (request.overwrite
                 && kind == Kind::Send
                 && results::is_ours(path, kind, campaign_name));
         let results = match carry_on {
-            true => results::open_existing(path, dialect, kind, campaign_name)?,
-            false => results::create(path, overwrite, dialect, kind, campaign_name)?,
+            true => results::open_existing(path, dialect, kind, campaign_name, &kept)?,
+            false => results::create(path, overwrite, dialect, kind, campaign_name, &kept)?,
         };
         let total_rows = counting
             .then(|| {

@@ -16,7 +16,7 @@ pub use cause::{at_text, nanos_of, Cause};
 pub use memory::{AsRead, Facts, Fate, Remembered, Suppression};
 pub use outcome::Outcome;
 pub use problem::Problem;
-pub use row::{Destination, Job, Recipient, Rejected, Row, Timing};
+pub use row::{Destination, Job, KeptCells, Recipient, Rejected, Row, Timing};
 pub use status::Status;
 pub use stop::{Deferral, Hold, StopReason};
 pub use tally::Tally;

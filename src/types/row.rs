@@ -20,6 +20,36 @@ pub struct Recipient {
     pub to: String,
     pub contact_name: String,
     pub contact_phone: String,
+    /// The campaign's own cells of the row, for its results line
+    /// (`results.keep_columns`).
+    pub kept: KeptCells,
+}
+
+/// A row's cells of the campaign's own columns, as written, in one string
+/// (a row is read millions of times a run: one allocation, not one a cell).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeptCells {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl KeptCells {
+    pub fn push(&mut self, cell: &str) {
+        self.text.push_str(cell);
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+    }
+
+    /// The cell at `index`; empty past the last.
+    pub fn get(&self, index: usize) -> &str {
+        let Some(&end) = self.ends.get(index) else {
+            return "";
+        };
+        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
 }
 
 /// One message to send: a row that passed every check, normalised.

@@ -401,23 +401,135 @@ async fn a_missing_campaign_file_is_an_input_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unknown_columns_are_named_in_one_warning() {
+async fn unknown_columns_are_carried_to_the_results_or_named_in_one_warning() {
     let work = Workspace::new();
     work.write(
         "campaign.csv",
-        "to,contact_name,contact_phone,cidade,idade\n11987654321,Ana,551130034000,Recife,30\n",
+        "to,contact_name,contact_phone,cidade,idade,status\n11987654321,Ana,551130034000,Recife,30,lead\n",
     );
+    let warnings = |output: &std::process::Output| -> Vec<String> {
+        stderr(output)
+            .lines()
+            .filter(|line| line.contains("WARN"))
+            .map(String::from)
+            .collect()
+    };
 
+    // Carried (results.keep_columns): only the one named like a results
+    // column is not.
     let output = work.run(&["validate", "campaign.csv"]).await;
-
     assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let warnings: Vec<_> = stderr(&output)
-        .lines()
-        .filter(|line| line.contains("WARN"))
-        .map(String::from)
-        .collect();
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("cidade, idade"), "{}", warnings[0]);
+    let said = warnings(&output);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("columns=status"), "{}", said[0]);
+
+    let config = work
+        .config(&common::Config::fast("http://127.0.0.1:9").set("results.keep_columns", "false"));
+    let output = work
+        .run(&["validate", "campaign.csv", "--config", &config])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let said = warnings(&output);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0].contains("cidade, idade, status"), "{}", said[0]);
+    let header = std::fs::read_to_string(work.path("campaign.check.csv")).unwrap();
+    assert!(
+        header.lines().next().unwrap().ends_with(",finished_at"),
+        "{header}"
+    );
+}
+
+/// The results, check and rehearsal files carry the campaign's own columns
+/// after the standard ones, under their own headers and in the campaign's
+/// order, so they join back to the CRM; a resume after a re-export that
+/// moved and added columns keeps the file's columns, found by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_campaigns_own_columns_follow_the_standard_ones_in_every_file() {
+    let server = common::embedded(interacto_bulk::api::MockOptions::default()).await;
+    let work = Workspace::new();
+    let campaign = "Nome;Telefone;Cidade;E-mail\n\
+         Ana Souza;(11) 98765-4321;São Paulo;ana@x.com\n\
+         João;(21) 1234-5;=HYPERLINK(\"x\");joao@x.com\n\
+         Bia;(41) 99123-4567;Curitiba;bia@x.com\n";
+    work.write("leads.csv", campaign);
+    let mut config =
+        std::fs::read_to_string(work.config(&common::Config::fast(&server.base_url()))).unwrap();
+    config.push_str("[campaign.card]\nname = \"Loja\"\nphone = \"(11) 3003-4000\"\n");
+    let config = work.write("card.toml", &config);
+    let config = config.to_str().unwrap();
+    let standard = interacto_bulk::results::COLUMNS[1..].join(",");
+
+    for (args, file, first) in [
+        (vec!["validate", "leads.csv"], "leads.check.csv", "check"),
+        (
+            vec!["send", "leads.csv", "--mock"],
+            "leads.mock.csv",
+            "rehearsal",
+        ),
+        (
+            vec!["send", "leads.csv", "--limit", "1"],
+            "leads.results.csv",
+            "campaign",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--config", config]);
+        let output = work.run(&args).await;
+        assert!(code(&output) <= 1, "{file}: {}", stderr(&output));
+        let text = std::fs::read_to_string(work.path(file)).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            format!("{first},{standard},Nome,Telefone,Cidade,E-mail"),
+            "{file}"
+        );
+        let lines = work.results(file);
+        assert_eq!(lines[0]["Cidade"], "São Paulo", "{file}");
+        assert_eq!(lines[0]["Telefone"], "(11) 98765-4321", "{file}");
+        assert_eq!(lines[0]["to"], "5511987654321", "{file}");
+        if lines.len() > 1 {
+            assert_eq!(
+                lines[1]["Cidade"], "'=HYPERLINK(\"x\")",
+                "{file}: a formula stays text"
+            );
+            assert_eq!(lines[1]["E-mail"], "joao@x.com", "{file}");
+        }
+    }
+
+    // Tomorrow's export: a new column, the others moved about.
+    work.write(
+        "leads.csv",
+        "E-mail;Bairro;Telefone;Nome;Cidade\n\
+         ana@x.com;Centro;(11) 98765-4321;Ana Souza;São Paulo\n\
+         joao@x.com;Lapa;(21) 1234-5;João;Rio\n\
+         bia@x.com;Batel;(41) 99123-4567;Bia;Curitiba\n",
+    );
+    let output = work
+        .run(&["send", "leads.csv", "--config", config, "--resume"])
+        .await;
+    assert!(code(&output) <= 1, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 2, "Ana once, Bia once");
+    let text = std::fs::read_to_string(work.path("leads.results.csv")).unwrap();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with(",Nome,Telefone,Cidade,E-mail"),
+        "{text}"
+    );
+    let lines = work.results("leads.results.csv");
+    assert_eq!(lines.len(), 3, "{text}");
+    for (line, (name, city)) in lines.iter().zip([
+        ("Ana Souza", "São Paulo"),
+        ("João", "Rio"),
+        ("Bia", "Curitiba"),
+    ]) {
+        assert_eq!(
+            (line["Nome"].as_str(), line["Cidade"].as_str()),
+            (name, city),
+            "{text}"
+        );
+    }
+    assert_eq!(lines[2]["status"], "SENT");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,6 +28,7 @@ fn read_all(bytes: &[u8]) -> Vec<(u64, bool)> {
         &CampaignSettings::default(),
         &PacingSettings::default(),
         None,
+        true,
     )
     .expect("a file with a valid header opens");
     campaign
