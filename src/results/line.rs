@@ -33,12 +33,18 @@ impl LineFormat {
         file_kept: &[String],
         row_kept: &[String],
     ) -> Self {
+        // By name (the first of a name, should two share it); a header of
+        // a hundred thousand columns is read in one pass, not one a column.
+        let mut by_name = std::collections::HashMap::with_capacity(row_kept.len());
+        for (index, name) in row_kept.iter().enumerate() {
+            by_name.entry(name.as_str()).or_insert(index);
+        }
         LineFormat {
             campaign: cell(campaign).into_owned(),
             decimal_comma: dialect.decimal_mark() == ',',
             kept: file_kept
                 .iter()
-                .map(|name| row_kept.iter().position(|kept| kept == name))
+                .map(|name| by_name.get(name.as_str()).copied())
                 .collect(),
             ..LineFormat::default()
         }

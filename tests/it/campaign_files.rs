@@ -272,7 +272,7 @@ async fn phone_numbers_follow_libphonenumber() {
     let results = work.results("out.csv");
     assert_eq!(line(&results, 4)["to"], "442079460958");
     assert_eq!(line(&results, 5)["to"], "5511987654321");
-    assert!(line(&results, 3)["error"].contains("nine digits"));
+    assert!(line(&results, 3)["error"].contains("BR mobiles have 9 digits"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

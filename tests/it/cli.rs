@@ -75,7 +75,7 @@ async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
         (
             "11",
             "INVALID",
-            "to: `(47) 9876-5432` is not a valid BR number; read as international it would be a NO number",
+            "to: `(47) 9876-5432` is not a valid BR number: an old 8-digit mobile: BR mobiles have 9 digits after the area code, starting with 9 (add the 9: (47) 99876-5432)",
         ),
     ];
     for (row, status, error) in expected {
