@@ -88,21 +88,32 @@ impl<'a> Fields<'a> {
 
     /// The row's cells of the campaign's own columns, as written.
     pub fn kept(&self) -> KeptCells {
-        let mut kept = KeptCells::default();
-        for (_, index) in &self.layout.kept {
-            kept.push(&self.lossy(Some(*index)));
+        let columns = &self.layout.kept;
+        if columns.is_empty() {
+            return KeptCells::default();
+        }
+        let bytes = columns
+            .iter()
+            .map(|(_, index)| self.record.get(*index).map_or(0, <[u8]>::len))
+            .sum();
+        let mut kept = KeptCells::with_capacity(columns.len(), bytes);
+        for (_, index) in columns {
+            kept.push(&self.as_written(*index));
         }
         kept
     }
 
     /// The field as written, for results lines of rows that are not sent.
     pub fn lossy(&self, index: Option<usize>) -> String {
-        let Some(bytes) = index.and_then(|index| self.record.get(index)) else {
-            return String::new();
-        };
+        index.map_or_else(String::new, |index| self.as_written(index).into_owned())
+    }
+
+    /// The field's text, bytes the encoding cannot read replaced.
+    fn as_written(&self, index: usize) -> Cow<'a, str> {
+        let bytes = self.record.get(index).unwrap_or_default();
         match self.encoding.decode(bytes) {
-            Some(text) => text.into_owned(),
-            None => String::from_utf8_lossy(bytes).into_owned(),
+            Some(text) => text,
+            None => String::from_utf8_lossy(bytes).into_owned().into(),
         }
     }
 

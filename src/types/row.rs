@@ -34,6 +34,14 @@ pub struct KeptCells {
 }
 
 impl KeptCells {
+    /// Room for `cells` cells of `bytes` bytes in all.
+    pub fn with_capacity(cells: usize, bytes: usize) -> Self {
+        KeptCells {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(cells),
+        }
+    }
+
     pub fn push(&mut self, cell: &str) {
         self.text.push_str(cell);
         self.ends

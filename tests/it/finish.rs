@@ -89,8 +89,8 @@ async fn bash_completes_a_commands_options_after_the_command() {
     };
     for (line, expected) in [
         (
-            "interacto-bulk send --res",
-            vec!["--resume", "--resend-unknown"],
+            "interacto-bulk send --re",
+            vec!["--resume", "--resend-unknown", "--real-pace"],
         ),
         ("interacto-bulk suppress im", vec!["import"]),
         ("interacto-bulk man --out", vec!["--out-dir"]),
