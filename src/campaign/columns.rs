@@ -128,6 +128,12 @@ pub struct Layout {
     pub kept: Vec<(String, usize)>,
 }
 
+/// A header's name on one line, its runs of spaces and line breaks one
+/// space.
+fn one_line(header: &str) -> String {
+    header.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// A header row the campaign cannot be read with.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -160,14 +166,30 @@ pub enum LayoutError {
 impl Layout {
     /// Carries the campaign's columns into its results lines, after the
     /// standard ones: every named column, but one named like a standard
-    /// column (which the line has already, normalised).
+    /// column in any case (which the line has already, normalised). A
+    /// header goes on one line (a results file's header is one line), and
+    /// a name met before gets its place: `Nome (2)`.
     pub fn keep_columns(&mut self, headers: &[String]) {
+        let standard = |name: &str| {
+            crate::results::COLUMNS
+                .iter()
+                .chain(&["check", "rehearsal"])
+                .any(|column| column.eq_ignore_ascii_case(name))
+        };
+        let mut seen: HashMap<String, usize> = HashMap::new();
         self.kept = headers
             .iter()
             .enumerate()
-            .map(|(index, header)| (header.trim(), index))
-            .filter(|(header, _)| !header.is_empty() && !crate::results::COLUMNS.contains(header))
-            .map(|(header, index)| (header.to_string(), index))
+            .map(|(index, header)| (one_line(header), index))
+            .filter(|(header, _)| !header.is_empty() && !standard(header))
+            .map(|(header, index)| {
+                let times = seen.entry(header.to_lowercase()).or_insert(0);
+                *times += 1;
+                match *times {
+                    1 => (header, index),
+                    n => (format!("{header} ({n})"), index),
+                }
+            })
             .collect();
     }
 

@@ -165,7 +165,6 @@ impl RunControl {
     }
 }
 
-/// How one instance is doing in a run.
 /// What a lane logs at info once, and at debug after.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Told {
@@ -177,6 +176,7 @@ pub(super) enum Told {
     LongRetry,
 }
 
+/// How one instance is doing in a run.
 pub(super) struct LaneHealth {
     pub(super) instance_id: Arc<str>,
     /// Cancelled when the instance takes no more messages in this run.

@@ -74,7 +74,7 @@ struct Shared {
 const NOTEWORTHY_WAIT: Duration = Duration::from_secs(5);
 
 /// Jobs queued per instance; small, so a stopped run leaves little to mark.
-const LANE_QUEUE: usize = 64;
+const LANE_QUEUE: usize = crate::pacing::BATCH_TURNS;
 
 /// How many cards may be past their turn and not yet answered, for each
 /// request slot: while some wait for their answers, the next wait at the

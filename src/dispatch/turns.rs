@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::control::{LaneHealth, Told};
 use super::{Shared, NOTEWORTHY_WAIT};
-use crate::pacing::{nanos, Booking, Corrected, HeldBy, RUNS_QUEUED_MOST};
+use crate::pacing::{nanos, Booking, Corrected, HeldBy, BOOKED_AHEAD, RUNS_QUEUED_MOST};
 use crate::types::Job;
 
 /// A turn booked on the number's clock: when the message may leave, on
@@ -22,16 +22,13 @@ pub(super) struct Turn {
     held_by: HeldBy,
 }
 
-/// Turns a lane booked ahead of its jobs, oldest first, in nanoseconds since
-/// 1970. Only at a fast pace and without `pace_by_message` (where a turn
-/// does not depend on the message): then the ledger is asked once for many
-/// messages, not once for each.
+/// Turns a lane booked ahead of its jobs, oldest first. Only at a fast
+/// pace and without `pace_by_message` (where a turn does not depend on the
+/// message): then the ledger is asked once for many messages, not once for
+/// each.
 #[derive(Default)]
-pub(super) struct SpareTurns(VecDeque<(i64, HeldBy)>);
+pub(super) struct SpareTurns(VecDeque<Turn>);
 
-/// How far ahead a lane books spare turns: a run that stops loses at most
-/// this much of the number's time, which errs on the slow side.
-const BOOKED_AHEAD: Duration = Duration::from_millis(50);
 const SPARE_MOST: i64 = 4096;
 
 /// Books the turns of `jobs` on the instance's clock in the ledger, shared
@@ -44,15 +41,14 @@ pub(super) async fn book_turns(
     spare: Option<&mut SpareTurns>,
 ) -> Option<Vec<Turn>> {
     let pace = shared.pace;
-    let now_nanos = Timestamp::now().as_nanosecond();
     let mut spare = spare.filter(|_| pace.books_in_batches());
     let mut turns = Vec::with_capacity(jobs.len());
     let mut ahead = 0;
     if let Some(SpareTurns(spare)) = &mut spare {
         // A turn booked ahead but not used in time is lost, not sent late
         // in a burst.
-        let stale = i64::try_from(now_nanos).unwrap_or(i64::MAX) - nanos(BOOKED_AHEAD);
-        spare.retain(|(turn, _)| *turn >= stale);
+        let stale = Instant::now().checked_sub(BOOKED_AHEAD);
+        spare.retain(|turn| stale.is_none_or(|stale| turn.at >= stale));
         while turns.len() < jobs.len() {
             let Some(turn) = spare.pop_front() else { break };
             turns.push(turn);
@@ -70,15 +66,11 @@ pub(super) async fn book_turns(
             .book_turns(&lane.instance_id, pace, phone_times)
             .await
         {
-            Ok(Booking {
-                turns: booked,
-                held_by,
-                corrected,
-            }) => {
-                for correction in corrected {
+            Ok(booking) => {
+                if let Some(correction) = booking.corrected {
                     tell_corrected(correction, &lane.instance_id);
                 }
-                turns.extend(booked.into_iter().zip(held_by));
+                turns.extend(on_this_machine(booking));
             }
             Err(error) => {
                 let control = &shared.control;
@@ -92,15 +84,27 @@ pub(super) async fn book_turns(
     if let Some(SpareTurns(spare)) = spare {
         spare.extend(turns.drain(jobs.len()..));
     }
+    Some(turns)
+}
+
+/// A booking's turns on this machine's monotonic clock: each as far from
+/// now as it was from the time it was booked at, on the ledger's clock
+/// (the database server's, for PostgreSQL), so machines whose clocks differ
+/// keep one pace. Counted from the answer, which errs on the slow side.
+fn on_this_machine(booking: Booking) -> impl Iterator<Item = Turn> {
     let now = Instant::now();
-    let on_this_clock = |(turn, held_by): (i64, HeldBy)| {
-        let wait = u64::try_from(i128::from(turn) - now_nanos).unwrap_or(0);
-        Turn {
-            at: now + Duration::from_nanos(wait),
-            held_by,
-        }
-    };
-    Some(turns.into_iter().map(on_this_clock).collect())
+    let booked_at = booking.now;
+    booking
+        .turns
+        .into_iter()
+        .zip(booking.held_by)
+        .map(move |(turn, held_by)| {
+            let wait = u64::try_from(i128::from(turn) - i128::from(booked_at)).unwrap_or(0);
+            Turn {
+                at: now + Duration::from_nanos(wait),
+                held_by,
+            }
+        })
 }
 
 /// Waits for `turn`. A wait longer than [`NOTEWORTHY_WAIT`] and than one
@@ -130,12 +134,12 @@ fn tell_wait(
         .and_then(|wait| Timestamp::now().checked_add(wait).ok())
         .map_or_else(String::new, |at| at.strftime("%H:%M:%S UTC").to_string());
     let why = match held_by {
-        HeldBy::Rate => format!(
+        HeldBy::Rate | HeldBy::Nothing => format!(
             "its rate allows one message every {:#}, and its turns are booked until {until} by \
              the runs sharing it",
             SignedDuration::from_nanos(shared.pace.interval)
         ),
-        HeldBy::Phone | HeldBy::Nothing => format!(
+        HeldBy::Phone => format!(
             "its phone is busy until {until} with the messages booked before (pace_by_message \
              waits for each one's delay + typing)"
         ),
@@ -143,8 +147,8 @@ fn tell_wait(
     let instance = &*lane.instance_id;
     let seconds = wait.as_secs();
     let told = match held_by {
-        HeldBy::Rate => Told::WaitForRate,
-        HeldBy::Phone | HeldBy::Nothing => Told::WaitForPhone,
+        HeldBy::Rate | HeldBy::Nothing => Told::WaitForRate,
+        HeldBy::Phone => Told::WaitForPhone,
     };
     match lane.first_time(told) {
         true => info!(instance, "waiting {seconds} s for the number's turn: {why}"),
@@ -175,16 +179,15 @@ fn tell_corrected(correction: Corrected, instance: &str) {
     match correction {
         Corrected::BookedByClockAhead(ahead) => warn!(
             instance,
-            "the number's turns in the ledger were booked by a clock {} ahead of this machine's; \
-             counted from this machine's time instead (keep the clocks of every machine sharing \
-             the ledger in sync, e.g. with NTP)",
+            "the number's turns in the ledger were booked {} ahead of the clock's time now: the \
+             clock ran ahead then (or was set back since); counted from its time now instead",
             words(ahead)
         ),
         Corrected::BeyondHorizon { ahead, horizon } => warn!(
             instance,
             "the number's turns in the ledger were booked {} ahead, more than {RUNS_QUEUED_MOST} \
-             runs at this pace would ({}): taken as a clock that ran ahead, and brought back to \
-             {} from now",
+             runs at this pace would ({}), with no note of when: taken as a clock that ran ahead, \
+             and brought back to {} from now",
             words(ahead),
             words(horizon),
             words(horizon)

@@ -16,8 +16,8 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    assemble, cap_for, facts_of, key_of, now_nanos, stats_time, stored_key, too_new, within_cap,
-    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
+    assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, Admitted,
+    CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
     NumberRecord, Passing, Pruned, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
 };
 use crate::pacing::{Booking, ClockState, Pace};
@@ -229,7 +229,17 @@ impl PostgresLedger {
             phone_free_at: row.get(1),
             booked_at: row.get(2),
         };
-        let booking = clock.book(pace, now_nanos(), &phone_times);
+        // The server's clock, read once the row is ours: every machine's
+        // turns are on it, so machines whose clocks differ keep one pace.
+        let now: i64 = transaction
+            .query_typed_one(
+                "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000)::BIGINT",
+                &[],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?
+            .get(0);
+        let booking = clock.book(pace, now, &phone_times);
         transaction
             .execute_typed(
                 "UPDATE clocks SET next_at = $2, phone_free_at = $3, booked_at = $4

@@ -7,11 +7,14 @@
 //! `delay + typing` must have passed, so the tool never runs far ahead of
 //! what the phone really sends and stopping the run stops the campaign.
 //!
+//! Every booking of a number is on one clock: the machine's own with SQLite
+//! (one machine), the database server's with PostgreSQL (every machine).
 //! A clock booked far ahead would stall every run through the number. Each
-//! booking notes the booker's time, so one written by a machine whose clock
-//! ran ahead is counted back by as much; and, for what no note explains (a
-//! ledger of an earlier version), none is ever further ahead than
-//! [`RUNS_QUEUED_MOST`] runs' turns could reach (`Pace::horizon`).
+//! booking notes the time it was made, so turns booked before that clock
+//! was set back (it ran ahead, or a VM came back from a snapshot) are
+//! counted back by as much; and a clock with no note (a ledger of an
+//! earlier version) is never taken as further ahead than [`RUNS_QUEUED_MOST`]
+//! runs' turns could make it (`Pace::horizon`).
 
 use std::time::Duration;
 
@@ -24,8 +27,8 @@ pub struct ClockState {
     pub next_at: i64,
     /// When the phone is done with the last message booked.
     pub phone_free_at: i64,
-    /// The booker's clock at the last booking (0: not known): a booker
-    /// whose clock ran ahead shows here.
+    /// When the last booking was made (0: not known): a clock since set
+    /// back shows here.
     pub booked_at: i64,
 }
 
@@ -46,9 +49,18 @@ pub struct Pace {
 /// ledger is asked once per batch, not once per message.
 const FAST: Duration = Duration::from_millis(50);
 
-/// The most of a fast number's time one run books at once (a batch of 64
-/// turns under [`FAST`] each, and 50 ms more ahead: `dispatch::turns`).
-const ONE_BOOKING_MOST: Duration = Duration::from_millis(64 * 50 + 50);
+/// The most turns a run books at once for the jobs it holds (`dispatch`).
+pub const BATCH_TURNS: usize = 64;
+
+/// How far ahead of its jobs a run books spare turns at a fast pace: a
+/// run that stops loses at most this much of the number's time.
+pub const BOOKED_AHEAD: Duration = Duration::from_millis(50);
+
+/// The most of a fast number's time one run books at once: a batch of
+/// turns under [`FAST`] each, and the spare ones ahead.
+const ONE_BOOKING_MOST: Duration = FAST
+    .saturating_mul(BATCH_TURNS as u32)
+    .saturating_add(BOOKED_AHEAD);
 
 /// How many runs may wait on one number's turns at once: a clock booked
 /// further ahead of now than their turns is taken as wrong and brought back
@@ -60,18 +72,18 @@ pub const RUNS_QUEUED_MOST: i64 = 64;
 /// each at most [`MESSAGE_SECONDS_MAX`].
 const LONGEST_PHONE_TIME: Duration = Duration::from_secs(3 * MESSAGE_SECONDS_MAX as u64);
 
-/// A booker's clock this far ahead of this one is taken as the same time
-/// (machines in sync differ by milliseconds).
+/// A last booking this little ahead of now is taken as now (a clock kept by
+/// NTP is slewed by milliseconds).
 const CLOCKS_DIFFER_AT: Duration = Duration::from_secs(2);
 
 /// What a booking found wrong with the clock in the ledger, and set right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Corrected {
-    /// The last booking was by a clock this many nanoseconds ahead of this
-    /// one: its turns were counted back by as much.
+    /// The last booking was made this many nanoseconds ahead of now: the
+    /// clock was set back since, and its turns were counted back as much.
     BookedByClockAhead(i64),
-    /// Turns were booked this far ahead, beyond the horizon: brought back
-    /// to it.
+    /// A clock with no note was booked this far ahead, beyond the horizon:
+    /// brought back to it.
     BeyondHorizon { ahead: i64, horizon: i64 },
 }
 
@@ -90,9 +102,11 @@ pub enum HeldBy {
 /// was set right first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Booking {
+    /// The time it was booked at, on the clock the turns are on.
+    pub now: i64,
     pub turns: Vec<i64>,
     pub held_by: Vec<HeldBy>,
-    pub corrected: Vec<Corrected>,
+    pub corrected: Option<Corrected>,
 }
 
 impl Pace {
@@ -185,32 +199,38 @@ impl ClockState {
             .collect();
         self.booked_at = now;
         Booking {
+            now,
             turns,
             held_by,
             corrected,
         }
     }
 
-    /// Sets right a clock booked by a clock ahead of this one, or beyond the
-    /// horizon; says what it did.
-    fn correct(&mut self, pace: Pace, now: i64) -> Vec<Corrected> {
-        let mut corrected = Vec::new();
-        let clock_ahead = self.booked_at.saturating_sub(now);
-        if clock_ahead > nanos(CLOCKS_DIFFER_AT) {
-            // Its turns were on its time: on this clock they were earlier.
-            self.next_at = self.next_at.saturating_sub(clock_ahead);
-            self.phone_free_at = self.phone_free_at.saturating_sub(clock_ahead);
-            corrected.push(Corrected::BookedByClockAhead(clock_ahead));
-        }
-        let horizon = pace.horizon();
-        let ahead = self.next_at.max(self.phone_free_at).saturating_sub(now);
-        if ahead > horizon {
+    /// Sets right a clock booked before the clock was set back, or (with no
+    /// note of when it was booked) beyond the horizon; says what it did.
+    fn correct(&mut self, pace: Pace, now: i64) -> Option<Corrected> {
+        if self.booked_at == 0 {
+            // Only here: a run's own pace may be slower than this one's, and
+            // its turns are not this pace's to cut short.
+            let horizon = pace.horizon();
+            let ahead = self.next_at.max(self.phone_free_at).saturating_sub(now);
+            if ahead <= horizon {
+                return None;
+            }
             let most = now.saturating_add(horizon);
             self.next_at = self.next_at.min(most);
             self.phone_free_at = self.phone_free_at.min(most);
-            corrected.push(Corrected::BeyondHorizon { ahead, horizon });
+            return Some(Corrected::BeyondHorizon { ahead, horizon });
         }
-        corrected
+        let set_back = self.booked_at.saturating_sub(now);
+        if set_back <= nanos(CLOCKS_DIFFER_AT) {
+            return None;
+        }
+        // The turns were on the clock's time before it was set back: on its
+        // time now they are that much earlier.
+        self.next_at = self.next_at.saturating_sub(set_back);
+        self.phone_free_at = self.phone_free_at.saturating_sub(set_back);
+        Some(Corrected::BookedByClockAhead(set_back))
     }
 }
 
@@ -298,31 +318,42 @@ mod tests {
         let now = 100 * SECOND;
         let booking = clock.book(pace(SECOND, 1, false), now, &[0, 0]);
         assert_eq!(booking.held_by, vec![HeldBy::Nothing, HeldBy::Rate]);
-        assert!(booking.corrected.is_empty());
-        assert_eq!(clock.booked_at, now);
+        assert_eq!(booking.corrected, None);
+        assert_eq!((clock.booked_at, booking.now), (now, now));
     }
 
     #[test]
-    fn turns_booked_by_a_clock_ahead_are_counted_back_by_as_much() {
+    fn turns_booked_before_the_clock_was_set_back_are_counted_back_by_as_much() {
         let default = pace(3 * SECOND, 1, true);
         let now = 1_000_000 * SECOND;
         let hour = 3600 * SECOND;
-        // A machine an hour ahead sent two messages, on its own time.
+        // Two messages sent while the clock ran an hour ahead.
         let mut clock = ClockState::default();
         clock.book(default, now + hour, &[7 * SECOND, 7 * SECOND]);
-        // This machine, on time, takes the last booking as made just now:
-        // it goes when the second message's phone is done, counted from now.
+        // Set right, the clock takes the last booking as made just now: the
+        // next goes when the second message's phone is done, counted from now.
         let booking = clock.book(default, now + 10 * SECOND, &[7 * SECOND]);
         assert_eq!(booking.turns, vec![now + 24 * SECOND]);
-        assert_eq!(booking.corrected.len(), 1);
-        let Corrected::BookedByClockAhead(ahead) = booking.corrected[0] else {
-            panic!("{:?}", booking.corrected)
-        };
-        assert_eq!(ahead, hour - 10 * SECOND);
-        // Booked on this clock now: the next booking finds nothing to set right.
+        assert_eq!(
+            booking.corrected,
+            Some(Corrected::BookedByClockAhead(hour - 10 * SECOND))
+        );
+        // Booked on the clock as it is now: the next finds nothing to set right.
         let next = clock.book(default, now + 25 * SECOND, &[7 * SECOND]);
         assert_eq!(next.turns, vec![now + 31 * SECOND]);
-        assert!(next.corrected.is_empty());
+        assert_eq!(next.corrected, None);
+    }
+
+    #[test]
+    fn a_slower_runs_turns_are_not_a_faster_paces_to_cut_short() {
+        let now = 1_000_000 * SECOND;
+        let hourly = pace(3600 * SECOND, 1, false);
+        let fast = pace(3 * SECOND, 1, false);
+        let mut clock = ClockState::default();
+        clock.book(hourly, now, &[0]);
+        let booking = clock.book(fast, now + SECOND, &[0]);
+        assert_eq!(booking.turns, vec![now + 3600 * SECOND]);
+        assert_eq!(booking.corrected, None);
     }
 
     #[test]
@@ -333,11 +364,11 @@ mod tests {
         clock.book(rate, now + SECOND, &[0]);
         let booking = clock.book(rate, now, &[0]);
         assert_eq!(booking.turns, vec![now + 4 * SECOND]);
-        assert!(booking.corrected.is_empty());
+        assert_eq!(booking.corrected, None);
     }
 
     #[test]
-    fn a_queue_of_runs_within_the_horizon_keeps_its_turns() {
+    fn a_queue_of_runs_within_the_horizon_keeps_its_turns_even_without_a_note() {
         let now = 1_000_000 * SECOND;
         for pace in [
             pace(3 * SECOND, 1, true),
@@ -345,16 +376,25 @@ mod tests {
             pace(SECOND / 100, 1, false),
         ] {
             let mut clock = ClockState::default();
-            // Every run books at once, a batch each at a fast pace.
-            let batch = if pace.books_in_batches() { 64 + 5 } else { 1 };
-            let mut last = now;
-            for _ in 0..RUNS_QUEUED_MOST {
-                let booking = clock.book(pace, now, &vec![pace.phone_time; batch]);
-                assert!(booking.corrected.is_empty(), "{pace:?}: {booking:?}");
-                last = *booking.turns.last().unwrap();
+            // Every run books at once, a batch each at a fast pace, all but
+            // the last of them.
+            let batch = match pace.books_in_batches() {
+                true => BATCH_TURNS + (nanos(BOOKED_AHEAD) / pace.interval) as usize,
+                false => 1,
+            };
+            for _ in 1..RUNS_QUEUED_MOST {
+                clock.book(
+                    pace,
+                    now,
+                    &vec![LONGEST_PHONE_TIME.as_nanos() as i64; batch],
+                );
             }
+            // As an earlier version would have left it.
+            clock.booked_at = 0;
+            let booking = clock.book(pace, now, &vec![0; batch]);
+            assert_eq!(booking.corrected, None, "{pace:?}");
             let queued = RUNS_QUEUED_MOST - i64::from(pace.burst);
-            assert!(last >= now + pace.interval * queued, "{pace:?}");
+            assert!(booking.turns[0] >= now + pace.interval * queued, "{pace:?}");
         }
     }
 
@@ -376,10 +416,10 @@ mod tests {
         assert_eq!(booking.turns, vec![now + default.horizon()]);
         assert_eq!(
             booking.corrected,
-            vec![Corrected::BeyondHorizon {
+            Some(Corrected::BeyondHorizon {
                 ahead: week,
                 horizon: default.horizon()
-            }]
+            })
         );
     }
 }

@@ -6,6 +6,9 @@ mod clock;
 mod estimate;
 mod settings;
 
-pub use clock::{nanos, Booking, ClockState, Corrected, HeldBy, Pace, RUNS_QUEUED_MOST};
+pub use clock::{
+    nanos, Booking, ClockState, Corrected, HeldBy, Pace, BATCH_TURNS, BOOKED_AHEAD,
+    RUNS_QUEUED_MOST,
+};
 pub use estimate::Estimate;
 pub use settings::{PacingSettings, Rate, CONCURRENCY_MAX, MESSAGE_SECONDS_MAX};

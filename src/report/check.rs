@@ -294,9 +294,8 @@ impl CheckReport {
                 .join(", ");
             text.push_str(&format!("columns read from other headers: {columns}\n"));
         }
-        if view == View::Send || self.messages == 0 {
-            return text;
-        }
+        // Who the messages go to, in every view: a number abroad is a
+        // choice (written with + or 00) a send's summary shows too.
         if !self.countries.is_empty() {
             let mut countries: Vec<_> = self.countries.iter().collect();
             countries.sort_by_key(|(_, count)| std::cmp::Reverse(**count));
@@ -306,6 +305,9 @@ impl CheckReport {
                 .collect::<Vec<_>>()
                 .join(", ");
             text.push_str(&format!("recipients by country: {countries}\n"));
+        }
+        if view == View::Send || self.messages == 0 {
+            return text;
         }
         if self.landlines > 0 {
             let mut rows = self

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::check::View;
 use super::CheckReport;
 use crate::exit::{Ending, ExitCode};
-use crate::types::{Status, StopReason, Tally};
+use crate::types::{FailureGroup, Failures, Status, StopReason, Tally};
 
 /// The end-of-run summary, printed on stdout. A run that could not start
 /// has one too, with its `error` and no counts.
@@ -60,6 +60,10 @@ pub struct Summary {
     /// What to do now, for a run that did not finish the campaign.
     pub next_step: Option<String>,
     pub check: Option<CheckReport>,
+    /// The rows `FAILED` or `UNKNOWN`, grouped by their error, the
+    /// commonest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<FailureGroup>,
     #[serde(skip)]
     tally: Tally,
 }
@@ -99,6 +103,7 @@ pub struct Finished {
     /// The results file's rows after the run, once it is one line a row.
     pub state: Option<Tally>,
     pub check: CheckReport,
+    pub failures: Failures,
     pub stopped: Option<StopReason>,
 }
 
@@ -119,6 +124,7 @@ impl Summary {
             answered_for,
             state,
             mut check,
+            failures,
             stopped,
         } = finished;
         let now = Timestamp::now();
@@ -175,6 +181,7 @@ impl Summary {
             resume_after: stopped.as_ref().and_then(StopReason::until).map(stamp),
             next_step,
             check: Some(check),
+            failures: failures.commonest_first(),
             tally,
         }
     }
@@ -215,6 +222,7 @@ impl Summary {
             resume_after: None,
             next_step: None,
             check: None,
+            failures: Vec::new(),
             tally: Tally::default(),
         }
     }
@@ -258,6 +266,7 @@ impl Summary {
             };
             text.push_str(&check.text(view));
         }
+        text.push_str(&failures_text(&self.failures));
         if self.at_speed {
             text.push_str(
                 "a rehearsal at speed: a real send waits for the pace (--mock --real-pace \
@@ -355,6 +364,45 @@ fn stopped_in_words(reason: &StopReason) -> String {
     }
 }
 
+/// The kinds of failure a summary shows, the commonest first.
+const SUMMARY_FAILURES: usize = 3;
+
+/// `not sent for what the API or the network did:` and the commonest
+/// errors, a line each; the results file has every row's.
+fn failures_text(failures: &[FailureGroup]) -> String {
+    if failures.is_empty() {
+        return String::new();
+    }
+    let mut text =
+        String::from("not sent for what the API or the network did, most common first:\n");
+    for group in failures.iter().take(SUMMARY_FAILURES) {
+        let mut rows = group
+            .first_rows
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = group.rows - group.first_rows.len() as u64;
+        if more > 0 {
+            rows.push_str(&format!(" and {more} more"));
+        }
+        let plural = if group.rows == 1 { "" } else { "s" };
+        text.push_str(&format!(
+            "  {} — {} — {} row{plural}: {rows}\n",
+            group.status, group.error, group.rows
+        ));
+    }
+    let hidden = failures.get(SUMMARY_FAILURES..).unwrap_or_default();
+    if !hidden.is_empty() {
+        let rows: u64 = hidden.iter().map(|group| group.rows).sum();
+        text.push_str(&format!(
+            "  and {} more kinds ({rows} rows): the results file's error column says what each row met\n",
+            hidden.len()
+        ));
+    }
+    text
+}
+
 /// What to do after a run, in words: for rows left (exits 1 and 3), and for
 /// `INVALID` rows, which only a fixed campaign file sends.
 fn next_step(exit: ExitCode, rows: &Tally, ending: Ending) -> Option<String> {
@@ -417,6 +465,7 @@ mod tests {
             answered_for: BTreeMap::new(),
             state,
             check: CheckReport::at_20_a_minute(),
+            failures: Failures::default(),
             stopped: None,
         }
     }

@@ -63,6 +63,7 @@ pub fn open_existing(
     paths::lock_results(&file, path)?;
     let (dialect, header) = check_is_ours(&mut file, path, kind, campaign)?;
     let file_kept = kept_of(&mut file, dialect).map_err(io_error)?;
+    tell_columns_apart(&file_kept, kept);
 
     // A journal says the run before was killed while writing the file.
     let killed = journal::read_left(path).map_err(io_error)?.is_some();
@@ -84,6 +85,39 @@ pub fn open_existing(
             upgraded: header == Header::Legacy,
         }),
     })
+}
+
+/// Says where the campaign's columns and the file's differ: the file keeps
+/// its header, so a re-export's new columns are not carried, and columns
+/// it no longer has are left empty (in every line: the file is rewritten
+/// from this run's rows).
+fn tell_columns_apart(file_kept: &[String], kept: &[String]) {
+    let in_file: std::collections::HashSet<&str> = file_kept.iter().map(String::as_str).collect();
+    let in_campaign: std::collections::HashSet<&str> = kept.iter().map(String::as_str).collect();
+    let lacking: Vec<&str> = file_kept
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !in_campaign.contains(name))
+        .collect();
+    let new: Vec<&str> = kept
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !in_file.contains(name))
+        .collect();
+    if !lacking.is_empty() {
+        warn!(
+            columns = %lacking.join(", "),
+            "the campaign file no longer has these columns of the results file: they are left empty"
+        );
+    }
+    if !new.is_empty() {
+        warn!(
+            columns = %new.join(", "),
+            "the results file keeps its own columns, not these new ones of the campaign file \
+             (--overwrite starts the report afresh with them; the ledger still remembers what \
+             was sent)"
+        );
+    }
 }
 
 /// The campaign's columns the file's header carries.

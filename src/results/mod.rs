@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
-use crate::types::{Outcome, Tally};
+use crate::types::{Failures, Outcome, Status, Tally};
 
 mod compact;
 mod existing;
@@ -166,11 +166,13 @@ const VALIDATION_BATCH_WAIT: std::time::Duration = std::time::Duration::from_mil
 /// The same after a batch with answers from the API.
 const ANSWER_BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// What the writer wrote: lines by status, and by instance and status.
+/// What the writer wrote: lines by status, and by instance and status, and
+/// the rows not sent for what the API or the network did, by reason.
 #[derive(Debug, Default)]
 pub struct Written {
     pub tally: Tally,
     pub by_instance: BTreeMap<String, Tally>,
+    pub failures: Failures,
     /// The instance of the line before, and its counts so far: lines come
     /// in runs of one instance, and the writer is on every row's path.
     current: Option<(String, Tally)>,
@@ -180,6 +182,10 @@ impl Written {
     fn add(&mut self, outcome: &Outcome) {
         let status = outcome.counted_as();
         self.tally.add(status);
+        if matches!(status, Status::Failed | Status::Unknown) {
+            self.failures
+                .add(status, &outcome.error, outcome.recipient.row);
+        }
         if outcome.instance_id.is_empty() {
             return;
         }

@@ -374,6 +374,7 @@ pub async fn run(
         elapsed: started.elapsed(),
         tally: written.tally,
         by_instance: written.by_instance,
+        failures: written.failures,
         left_rotation: control.left(),
         answered_for: control.answered_for_others(),
         state,
@@ -432,6 +433,7 @@ impl Opened {
         // check file is a report, not state: the campaign's own is replaced.
         let (dialect, kind) = (Dialect::of(&settings.results), request.kind());
         let replace_check = kind == Kind::Check
+            && !request.overwrite
             && results::is_ours_or_refused(&request.results_path, Kind::Check, campaign_name)?;
         let overwrite = request.overwrite || replace_check;
         let path = &results::resolve(&request.results_path, overwrite)?;

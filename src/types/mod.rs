@@ -19,4 +19,4 @@ pub use problem::Problem;
 pub use row::{Destination, Job, KeptCells, Recipient, Rejected, Row, Timing};
 pub use status::Status;
 pub use stop::{Deferral, Hold, StopReason};
-pub use tally::Tally;
+pub use tally::{FailureGroup, Failures, Tally};

@@ -30,7 +30,7 @@ pub struct Recipient {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeptCells {
     text: String,
-    ends: Vec<u32>,
+    ends: Vec<usize>,
 }
 
 impl KeptCells {
@@ -44,8 +44,7 @@ impl KeptCells {
 
     pub fn push(&mut self, cell: &str) {
         self.text.push_str(cell);
-        self.ends
-            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+        self.ends.push(self.text.len());
     }
 
     /// The cell at `index`; empty past the last.
@@ -54,9 +53,7 @@ impl KeptCells {
             return "";
         };
         let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
-        self.text
-            .get(start as usize..end as usize)
-            .unwrap_or_default()
+        self.text.get(start..end).unwrap_or_default()
     }
 }
 

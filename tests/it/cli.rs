@@ -247,6 +247,44 @@ async fn a_large_run_with_bad_rows_and_failures_is_quiet_unless_asked() {
     assert!(not_sent > 0);
 }
 
+/// Headers a spreadsheet allows and a results file's one-line header does
+/// not: a line break in a name, a name twice, a standard name in capitals.
+/// Each value stays under its own header, and the file stays readable (a
+/// check replaced on the next validate, a rehearsal rewritten at its end).
+#[tokio::test(flavor = "multi_thread")]
+async fn awkward_headers_keep_each_value_under_its_own() {
+    let work = Workspace::new();
+    work.write(
+        "odd.csv",
+        "to,\"Obs\nextra\",Nome,Nome,STATUS,check,contact_name,contact_phone\n\
+         11987650001,o1,first,second,s1,c1,Ana,+55 11 3003-4000\n",
+    );
+    for _ in 0..2 {
+        let output = work.run(&["validate", "odd.csv"]).await;
+        assert_eq!(code(&output), 0, "{}", stderr(&output));
+    }
+    let output = work.run(&["send", "odd.csv", "--mock"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    for file in ["odd.check.csv", "odd.mock.csv"] {
+        let text = std::fs::read_to_string(work.path(file)).unwrap();
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .ends_with(",finished_at,Obs extra,Nome,Nome (2)"),
+            "{file}: {text}"
+        );
+        assert_eq!(text.lines().count(), 2, "{file}: {text}");
+        let line = &work.results(file)[0];
+        assert_eq!(line["Obs extra"], "o1", "{file}");
+        assert_eq!(
+            (line["Nome"].as_str(), line["Nome (2)"].as_str()),
+            ("first", "second"),
+            "{file}"
+        );
+    }
+}
+
 /// The check file is a report: validating again after fixing the file
 /// replaces it; a file that is not this campaign's check is left alone.
 #[tokio::test(flavor = "multi_thread")]
@@ -508,6 +546,12 @@ async fn the_campaigns_own_columns_follow_the_standard_ones_in_every_file() {
         .await;
     assert!(code(&output) <= 1, "{}", stderr(&output));
     assert_eq!(server.accepted(), 2, "Ana once, Bia once");
+    assert!(
+        stderr(&output).contains("not these new ones of the campaign file")
+            && stderr(&output).contains("columns=Bairro"),
+        "{}",
+        stderr(&output)
+    );
     let text = std::fs::read_to_string(work.path("leads.results.csv")).unwrap();
     assert!(
         text.lines()

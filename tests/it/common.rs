@@ -22,7 +22,7 @@ use interacto_bulk::api::{MockOptions, MockServer};
 pub const API_KEY: &str = "test-key-5f2c9a81d0e4";
 
 /// Where a test's ledger is: the tests of what runs share run on both.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Store {
     Sqlite,
     Postgres,
@@ -232,6 +232,21 @@ impl Workspace {
             .env("NO_COLOR", "1")
             .env("INTERACTO_API_KEY", API_KEY);
         finish(command).await
+    }
+
+    /// Starts the binary here in the background like [`Workspace::spawn`],
+    /// its wall clock moved by `shift` as in [`Workspace::run_later`].
+    pub fn spawn_later(&self, shift: &str, args: &[&str]) -> Child {
+        self.sealed(FAKETIME)
+            .args(["-f", shift, env!("CARGO_BIN_EXE_interacto-bulk")])
+            .args(args)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+            .env("NO_COLOR", "1")
+            .env("INTERACTO_API_KEY", API_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts")
     }
 
     /// Runs `send campaign.csv --config <config>` with `extra` flags.
