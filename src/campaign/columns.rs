@@ -116,7 +116,8 @@ pub struct Layout {
     pub metadata_entries: Vec<(String, usize)>,
     /// The `key_column`, when the campaign carries its own job ids.
     pub key: Option<usize>,
-    /// Headers that hold nothing the tool uses.
+    /// Headers that hold nothing the tool uses (nor carries to the
+    /// results, once [`Layout::keep_columns`] has taken its own).
     pub unknown: Vec<String>,
     /// Columns read from a header of another name (mapped in
     /// `[campaign.columns]`, or `telefone` as `to`), for the report.
@@ -177,11 +178,15 @@ impl Layout {
                 .any(|column| column.eq_ignore_ascii_case(name))
         };
         let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut carried = std::collections::HashSet::new();
         self.kept = headers
             .iter()
             .enumerate()
             .map(|(index, header)| (one_line(header), index))
             .filter(|(header, _)| !header.is_empty() && !standard(header))
+            .inspect(|(_, index)| {
+                carried.insert(headers[*index].trim());
+            })
             .map(|(header, index)| {
                 let times = seen.entry(header.to_lowercase()).or_insert(0);
                 *times += 1;
@@ -191,6 +196,7 @@ impl Layout {
                 }
             })
             .collect();
+        self.unknown.retain(|header| !carried.contains(header.as_str()));
     }
 
     /// The headers of [`Layout::kept`].

@@ -411,20 +411,7 @@ impl Opened {
             request.limit,
             settings.results.keep_columns,
         )?;
-        // Columns the tool does not use, and that the results do not carry
-        // either (`results.keep_columns` off, or named like a results column).
-        let layout = campaign.layout();
-        let kept: std::collections::HashSet<&str> = layout
-            .kept
-            .iter()
-            .map(|(header, _)| header.as_str())
-            .collect();
-        let ignored: Vec<&str> = layout
-            .unknown
-            .iter()
-            .map(String::as_str)
-            .filter(|header| !kept.contains(header))
-            .collect();
+        let ignored = &campaign.layout().unknown;
         if !ignored.is_empty() {
             warn!(columns = %ignored.join(", "), "ignoring columns the tool does not use");
         }
