@@ -26,9 +26,14 @@ pub struct Recipient {
 }
 
 /// A row's cells of the campaign's own columns, as written, in one string
-/// (a row is read millions of times a run: one allocation, not one a cell).
+/// (a row is read millions of times a run: one allocation, not one a cell),
+/// behind a pointer (a row is moved from stage to stage: a word, not six,
+/// and nothing at all for a campaign that keeps no column).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeptCells {
+pub struct KeptCells(Option<Box<Cells>>);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Cells {
     text: String,
     ends: Vec<usize>,
 }
@@ -36,24 +41,28 @@ pub struct KeptCells {
 impl KeptCells {
     /// Room for `cells` cells of `bytes` bytes in all.
     pub fn with_capacity(cells: usize, bytes: usize) -> Self {
-        KeptCells {
-            text: String::with_capacity(bytes),
-            ends: Vec::with_capacity(cells),
-        }
+        KeptCells((cells > 0).then(|| {
+            Box::new(Cells {
+                text: String::with_capacity(bytes),
+                ends: Vec::with_capacity(cells),
+            })
+        }))
     }
 
     pub fn push(&mut self, cell: &str) {
-        self.text.push_str(cell);
-        self.ends.push(self.text.len());
+        let cells = self.0.get_or_insert_with(Box::default);
+        cells.text.push_str(cell);
+        cells.ends.push(cells.text.len());
     }
 
     /// The cell at `index`; empty past the last.
     pub fn get(&self, index: usize) -> &str {
-        let Some(&end) = self.ends.get(index) else {
+        let Some(cells) = &self.0 else { return "" };
+        let Some(&end) = cells.ends.get(index) else {
             return "";
         };
-        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
-        self.text.get(start..end).unwrap_or_default()
+        let start = index.checked_sub(1).map_or(0, |before| cells.ends[before]);
+        cells.text.get(start..end).unwrap_or_default()
     }
 }
 
