@@ -196,7 +196,8 @@ impl Layout {
                 }
             })
             .collect();
-        self.unknown.retain(|header| !carried.contains(header.as_str()));
+        self.unknown
+            .retain(|header| !carried.contains(header.as_str()));
     }
 
     /// The headers of [`Layout::kept`].

@@ -136,7 +136,10 @@ mod tests {
         }
         let groups = failures.commonest_first();
         // 30 odd errors told apart, the other 70 as one.
-        assert_eq!((groups[0].error.as_str(), groups[0].rows), ("other errors", 70));
+        assert_eq!(
+            (groups[0].error.as_str(), groups[0].rows),
+            ("other errors", 70)
+        );
         assert_eq!((groups[1].error.as_str(), groups[1].rows), ("HTTP 500", 10));
         assert_eq!(groups[1].first_rows, vec![2, 3, 4, 5, 6]);
         assert_eq!(groups.len(), Failures::KINDS_MOST + 1);
