@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admission::{self, Admission, Card, Rules};
 use crate::pacing::{Booking, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, Remembered, Suppression};
+use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, NumberHold, Remembered, Suppression};
 
 pub use settings::{Keep, LedgerSettings, LedgerUrl};
 
@@ -322,6 +322,42 @@ impl Ledger {
         }
     }
 
+    /// Keeps a number from sending, for every run sharing the ledger. An
+    /// operator's hold (`by_operator`) replaces any other; a run's verdict
+    /// only one it outlasts. Returns whether it was set.
+    pub async fn hold_number(
+        &self,
+        hold: NumberHold,
+        by_operator: bool,
+    ) -> Result<bool, LedgerError> {
+        let now = now_nanos();
+        match self {
+            Ledger::Sqlite(store) => store.hold_number(hold, by_operator, now).await,
+            Ledger::Postgres(store) => {
+                store
+                    .patiently(|| store.hold_number(hold.clone(), by_operator, now))
+                    .await
+            }
+        }
+    }
+
+    /// Lets a number send again; whether it was held.
+    pub async fn release_number(&self, instance: &str) -> Result<bool, LedgerError> {
+        match self {
+            Ledger::Sqlite(store) => store.release_number(instance).await,
+            Ledger::Postgres(store) => store.patiently(|| store.release_number(instance)).await,
+        }
+    }
+
+    /// The numbers held now.
+    pub async fn holds(&self) -> Result<Vec<NumberHold>, LedgerError> {
+        let now = now_nanos();
+        match self {
+            Ledger::Sqlite(store) => store.holds(now).await,
+            Ledger::Postgres(store) => store.patiently(|| store.holds(now)).await,
+        }
+    }
+
     /// How many messages `instance` sent on `day`, for reports and tests.
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
         match self {
@@ -509,6 +545,16 @@ const MIGRATIONS: &[&str] = &[
     // 14: the booker's clock at each number's last booking (0: not known),
     //     to see a clock that ran ahead.
     "ALTER TABLE clocks ADD COLUMN booked_at BIGINT NOT NULL DEFAULT 0",
+    // 15: numbers kept from sending by every run (types::NumberHold): paused
+    //     by an operator or the API's refusal, held for a while by a run's
+    //     verdict. Times in nanoseconds since 1970; until NULL: until resumed.
+    "CREATE TABLE number_holds (
+         instance_id TEXT NOT NULL PRIMARY KEY,
+         kind TEXT NOT NULL,
+         reason TEXT NOT NULL,
+         since BIGINT NOT NULL,
+         until BIGINT
+     )",
 ];
 
 /// The schema this build writes. `ledger_version` holds it, one row, for

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{nanos_of, Cause, Facts, Fate, Remembered, Suppression};
+use crate::types::{nanos_of, Cause, Facts, Fate, HoldKind, NumberHold, Remembered, Suppression};
 
 /// A statement's parameters with their PostgreSQL types: a statement so
 /// typed goes in one round trip (`query_typed`), without a prepare first.
@@ -46,6 +46,10 @@ impl PgType for String {
 }
 
 impl PgType for i64 {
+    const TYPE: Type = Type::INT8;
+}
+
+impl PgType for Option<i64> {
     const TYPE: Type = Type::INT8;
 }
 
@@ -316,6 +320,74 @@ impl PostgresLedger {
             .await
             .map_err(|error| self.failed(&error))?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+    }
+
+    pub async fn hold_number(
+        &self,
+        hold: NumberHold,
+        by_operator: bool,
+        now: i64,
+    ) -> Result<bool, LedgerError> {
+        let mut client = self.client.lock().await;
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(|error| self.failed(&error))?;
+        // The row locked, if there is one: another run's verdict on the
+        // number waits for this one.
+        let held = transaction
+            .query_typed_opt(
+                "SELECT instance_id, kind, reason, since, until FROM number_holds
+                 WHERE instance_id = $1 FOR UPDATE",
+                typed![&hold.instance_id],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?
+            .map(|row| number_hold(&row));
+        if !by_operator && held.is_some_and(|held| !hold.outlasts(&held, now)) {
+            return Ok(false);
+        }
+        let kind = hold.kind.as_str();
+        transaction
+            .execute_typed(
+                "INSERT INTO number_holds (instance_id, kind, reason, since, until)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (instance_id) DO UPDATE SET kind = excluded.kind,
+                     reason = excluded.reason, since = excluded.since, until = excluded.until",
+                typed![&hold.instance_id, &kind, &hold.reason, &hold.since, &hold.until],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        transaction
+            .commit()
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(true)
+    }
+
+    pub async fn release_number(&self, instance: &str) -> Result<bool, LedgerError> {
+        let client = self.client.lock().await;
+        let released = client
+            .execute_typed(
+                "DELETE FROM number_holds WHERE instance_id = $1",
+                typed![&instance],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(released > 0)
+    }
+
+    pub async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query_typed(
+                "SELECT instance_id, kind, reason, since, until FROM number_holds
+                 WHERE until IS NULL OR until > $1 ORDER BY instance_id",
+                typed![&now],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(rows.iter().map(number_hold).collect())
     }
 
     pub async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
@@ -1196,3 +1268,14 @@ async fn migrate(client: &mut Client, shown: &str) -> Result<(), LedgerError> {
         .map_err(failed)?;
     transaction.commit().await.map_err(failed)
 }
+/// A row of `number_holds`.
+fn number_hold(row: &tokio_postgres::Row) -> NumberHold {
+    NumberHold {
+        instance_id: row.get(0),
+        kind: HoldKind::from_str(row.get(1)),
+        reason: row.get(2),
+        since: row.get(3),
+        until: row.get(4),
+    }
+}
+

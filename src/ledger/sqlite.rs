@@ -23,7 +23,9 @@ use super::{
 use crate::admission::Rules;
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, Remembered, Suppression};
+use crate::types::{
+    nanos_of, AsRead, Cause, Facts, Fate, HoldKind, NumberHold, Remembered, Suppression,
+};
 
 /// The columns of a row of `sends`, in [`found_from`]'s order: a macro, so
 /// that the statements that read them are constant text (a statement is
@@ -230,6 +232,73 @@ impl SqliteLedger {
             }
             transaction.commit()?;
             Ok(removed)
+        })
+        .await
+    }
+
+    pub async fn hold_number(
+        &self,
+        hold: NumberHold,
+        by_operator: bool,
+        now: i64,
+    ) -> Result<bool, LedgerError> {
+        self.call_mut(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let held = transaction
+                .query_row(
+                    "SELECT instance_id, kind, reason, since, until FROM number_holds
+                     WHERE instance_id = ?1",
+                    params![hold.instance_id],
+                    number_hold,
+                )
+                .optional()?;
+            if !by_operator && held.is_some_and(|held| !hold.outlasts(&held, now)) {
+                return Ok(false);
+            }
+            transaction.execute(
+                "INSERT INTO number_holds (instance_id, kind, reason, since, until)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (instance_id) DO UPDATE SET kind = excluded.kind,
+                     reason = excluded.reason, since = excluded.since, until = excluded.until",
+                params![
+                    hold.instance_id,
+                    hold.kind.as_str(),
+                    hold.reason,
+                    hold.since,
+                    hold.until
+                ],
+            )?;
+            transaction.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub async fn release_number(&self, instance: &str) -> Result<bool, LedgerError> {
+        let instance = instance.to_string();
+        self.call_mut(move |connection| {
+            let released = connection.execute(
+                "DELETE FROM number_holds WHERE instance_id = ?1",
+                params![instance],
+            )?;
+            Ok(released > 0)
+        })
+        .await
+    }
+
+    pub async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError> {
+        // On the reading connection: a run asks every few seconds, and must
+        // not wait behind the door's writes.
+        let worker = self.reader.as_ref().unwrap_or(&self.writer);
+        self.on(worker, move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT instance_id, kind, reason, since, until FROM number_holds
+                     WHERE until IS NULL OR until > ?1 ORDER BY instance_id",
+                )?
+                .query_map(params![now], number_hold)?
+                .collect()
         })
         .await
     }
@@ -1116,6 +1185,17 @@ fn sqlite_step(step: &str) -> String {
         true => format!("{step} WITHOUT ROWID"),
         false => step.to_string(),
     }
+}
+
+/// A row of `number_holds`.
+fn number_hold(row: &rusqlite::Row) -> rusqlite::Result<NumberHold> {
+    Ok(NumberHold {
+        instance_id: row.get(0)?,
+        kind: HoldKind::from_str(&row.get::<_, String>(1)?),
+        reason: row.get(2)?,
+        since: row.get(3)?,
+        until: row.get(4)?,
+    })
 }
 
 #[cfg(test)]

@@ -18,5 +18,5 @@ pub use outcome::Outcome;
 pub use problem::Problem;
 pub use row::{Destination, Job, KeptCells, Recipient, Rejected, Row, Timing};
 pub use status::Status;
-pub use stop::{Deferral, Hold, StopReason};
+pub use stop::{Deferral, Hold, HoldKind, NumberHold, StopReason};
 pub use tally::{FailureGroup, Failures, Tally};

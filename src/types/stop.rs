@@ -31,6 +31,67 @@ pub enum Hold {
     DailyCap,
     /// The API's `Retry-After` asked for longer than `retry.max_backoff`.
     ApiWait,
+    /// The number is paused or held in the ledger, for every run.
+    Number(HoldKind),
+}
+
+/// A number kept from sending by every run that shares the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberHold {
+    pub instance_id: String,
+    pub kind: HoldKind,
+    pub reason: String,
+    /// Since when, in nanoseconds since 1970.
+    pub since: i64,
+    /// Until when (nanoseconds since 1970); `None`: until `numbers resume`.
+    pub until: Option<i64>,
+}
+
+/// Why a number is kept from sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldKind {
+    /// By an operator (`numbers pause`), or by the API refusing it
+    /// (401/403): until resumed, or its `until`.
+    Paused,
+    /// For a while, by what a run saw: too many failures (quarantine), or
+    /// the API asking to wait (`Retry-After`).
+    Held,
+}
+
+impl HoldKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldKind::Paused => "paused",
+            HoldKind::Held => "held",
+        }
+    }
+
+    pub fn from_str(text: &str) -> Self {
+        match text {
+            "held" => HoldKind::Held,
+            _ => HoldKind::Paused,
+        }
+    }
+}
+
+impl NumberHold {
+    /// Whether `self`, set while `other` holds, may take its place: an
+    /// operator's word always does; a run's verdict only when it holds the
+    /// number longer (never over a pause until resumed).
+    pub fn outlasts(&self, other: &NumberHold, now: i64) -> bool {
+        let other_ended = other.until.is_some_and(|until| until <= now);
+        match (self.until, other.until) {
+            _ if other_ended => true,
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(mine), Some(theirs)) => mine > theirs,
+        }
+    }
+
+    /// Whether it holds the number at `now`.
+    pub fn holds_at(&self, now: i64) -> bool {
+        self.until.is_none_or(|until| until > now)
+    }
 }
 
 impl StopReason {
@@ -43,7 +104,8 @@ impl StopReason {
         }
     }
 
-    /// The same for a machine: `interrupted`, `halted`, `window`, `daily_cap`, `api_wait`.
+    /// The same for a machine: `interrupted`, `halted`, `window`,
+    /// `daily_cap`, `api_wait`, `paused`, `held`.
     pub fn code(&self) -> &'static str {
         match self {
             StopReason::Interrupted => "interrupted",
@@ -52,6 +114,7 @@ impl StopReason {
                 Hold::Window => "window",
                 Hold::DailyCap => "daily_cap",
                 Hold::ApiWait => "api_wait",
+                Hold::Number(kind) => kind.as_str(),
             },
         }
     }
