@@ -354,7 +354,13 @@ impl PostgresLedger {
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (instance_id) DO UPDATE SET kind = excluded.kind,
                      reason = excluded.reason, since = excluded.since, until = excluded.until",
-                typed![&hold.instance_id, &kind, &hold.reason, &hold.since, &hold.until],
+                typed![
+                    &hold.instance_id,
+                    &kind,
+                    &hold.reason,
+                    &hold.since,
+                    &hold.until
+                ],
             )
             .await
             .map_err(|error| self.failed(&error))?;
@@ -1272,10 +1278,9 @@ async fn migrate(client: &mut Client, shown: &str) -> Result<(), LedgerError> {
 fn number_hold(row: &tokio_postgres::Row) -> NumberHold {
     NumberHold {
         instance_id: row.get(0),
-        kind: HoldKind::from_str(row.get(1)),
+        kind: HoldKind::stored(row.get(1)),
         reason: row.get(2),
         since: row.get(3),
         until: row.get(4),
     }
 }
-

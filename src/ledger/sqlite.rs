@@ -1191,7 +1191,7 @@ fn sqlite_step(step: &str) -> String {
 fn number_hold(row: &rusqlite::Row) -> rusqlite::Result<NumberHold> {
     Ok(NumberHold {
         instance_id: row.get(0)?,
-        kind: HoldKind::from_str(&row.get::<_, String>(1)?),
+        kind: HoldKind::stored(&row.get::<_, String>(1)?),
         reason: row.get(2)?,
         since: row.get(3)?,
         until: row.get(4)?,

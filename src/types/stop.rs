@@ -66,7 +66,8 @@ impl HoldKind {
         }
     }
 
-    pub fn from_str(text: &str) -> Self {
+    /// As the ledger keeps it (anything but `held` is a pause: the safe side).
+    pub fn stored(text: &str) -> Self {
         match text {
             "held" => HoldKind::Held,
             _ => HoldKind::Paused,
