@@ -196,19 +196,47 @@ pub enum LedgerAction {
 
 #[derive(Debug, Args)]
 pub struct NumbersArgs {
+    /// Pause or resume a number, for every run sharing the ledger
+    #[command(subcommand)]
+    pub action: Option<NumbersAction>,
+
     /// Config file (TOML): the ledger, the daily cap and warm-up, the pace
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// The ledger to read: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
+    /// The ledger: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
     /// [config: ledger.url; env: INTERACTO_LEDGER_URL, the place for a password: a command
     /// line shows in `ps`]
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub ledger: Option<String>,
 
     /// One JSON array on stdout instead of a line a number
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NumbersAction {
+    /// Send nothing through the number, in every run sharing the ledger, on any machine
+    /// (a run in progress stops within a few seconds): its rows are DEFERRED, exit 5
+    Pause {
+        /// The instance id
+        #[arg(value_name = "ID")]
+        instance: String,
+        /// Why, for the rows it defers and for `numbers`
+        #[arg(long, value_name = "TEXT", default_value = "paused by an operator")]
+        reason: String,
+        /// Until a time (2026-12-01T08:00:00Z, or 2026-12-01 08:00 in schedule.timezone) or for
+        /// a while (30m, 12h, 2d); without it, until `numbers resume`
+        #[arg(long, value_name = "TIME|DURATION")]
+        until: Option<String>,
+    },
+    /// Let a paused or held number send again
+    Resume {
+        /// The instance id
+        #[arg(value_name = "ID")]
+        instance: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 use interacto_bulk::api::{MockOptions, MockServer};
 use interacto_bulk::campaign::Source;
 use interacto_bulk::cli::{
-    Cli, Command, ConfigAction, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersArgs,
+    Cli, Command, ConfigAction, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersAction, NumbersArgs,
     PacingArgs, RunArgs, SummaryFormat, SuppressArgs,
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
@@ -335,6 +335,23 @@ fn ledger_settings(
 
 async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
     let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
+    match args.action {
+        Some(NumbersAction::Pause {
+            instance,
+            reason,
+            until,
+        }) => {
+            let said = interacto_bulk::run::pause_number(&settings, &instance, &reason, until.as_deref()).await?;
+            print_out(&format!("{said}\n"));
+            return Ok(());
+        }
+        Some(NumbersAction::Resume { instance }) => {
+            let said = interacto_bulk::run::resume_number(&settings, &instance).await?;
+            print_out(&format!("{said}\n"));
+            return Ok(());
+        }
+        None => {}
+    }
     let numbers = interacto_bulk::run::numbers(&settings).await?;
     match args.json {
         true => print_out(&format!(

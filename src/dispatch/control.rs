@@ -5,12 +5,15 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+use jiff::Timestamp;
+
 use crate::retry::RetrySettings;
-use crate::types::{Deferral, Status, StopReason};
+use crate::types::{nanos_of, Deferral, HoldKind, NumberHold, Status, StopReason};
 
 /// What the workers share to stop the run: the signal token from outside,
 /// and the halts and holds that any worker can call.
@@ -27,13 +30,16 @@ pub struct RunControl {
     /// another instance, and which.
     answered_for: Mutex<BTreeMap<String, String>>,
     pub(super) retry: RetrySettings,
+    /// How long a number retired for its failures is held for every run.
+    quarantine: Duration,
     /// Instances still in rotation.
     pub(super) lanes_open: AtomicUsize,
 }
 
 impl RunControl {
-    pub fn new(signal: CancellationToken, retry: RetrySettings) -> Arc<Self> {
+    pub fn new(signal: CancellationToken, retry: RetrySettings, quarantine: Duration) -> Arc<Self> {
         Arc::new(RunControl {
+            quarantine,
             stop: signal.child_token(),
             signal,
             stopped: Mutex::new(None),
@@ -187,6 +193,9 @@ pub(super) struct LaneHealth {
     failed: AtomicU64,
     /// What of [`Told`] the lane has logged so far, one bit each.
     told: AtomicU8,
+    /// What the run found about the number that every run must know (the
+    /// API refused it, its failures): to be written in the ledger.
+    verdict: Mutex<Option<NumberHold>>,
 }
 
 impl LaneHealth {
@@ -198,7 +207,29 @@ impl LaneHealth {
             finished: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             told: AtomicU8::new(0),
+            verdict: Mutex::new(None),
         }
+    }
+
+    /// Notes a hold of the number for every run, to be written in the ledger.
+    pub(super) fn hold_for_every_run(&self, kind: HoldKind, reason: String, until: Option<Duration>) {
+        let now = nanos_of(Timestamp::now());
+        let hold = NumberHold {
+            instance_id: self.instance_id.to_string(),
+            kind,
+            reason,
+            since: now,
+            until: until.map(|wait| now.saturating_add(crate::pacing::nanos(wait))),
+        };
+        let mut verdict = self.verdict.lock().expect("no verdict panics holding the lock");
+        if verdict.as_ref().is_none_or(|held| hold.outlasts(held, now)) {
+            *verdict = Some(hold);
+        }
+    }
+
+    /// The hold noted for every run, once.
+    pub(super) fn take_verdict(&self) -> Option<NumberHold> {
+        self.verdict.lock().expect("no verdict panics holding the lock").take()
     }
 
     /// Whether this is the first time the lane tells `what`: the first is
@@ -231,13 +262,12 @@ impl LaneHealth {
         if finished >= retry.min_attempts_before_halt
             && failed as f64 / finished as f64 > retry.max_failure_ratio
         {
-            control.retire(
-                self,
-                format!(
-                    "{failed} of {finished} messages failed, above retry.max_failure_ratio = {}",
-                    retry.max_failure_ratio
-                ),
+            let reason = format!(
+                "{failed} of {finished} messages failed, above retry.max_failure_ratio = {}",
+                retry.max_failure_ratio
             );
+            self.hold_for_every_run(HoldKind::Held, reason.clone(), Some(control.quarantine));
+            control.retire(self, reason);
         }
     }
 }
@@ -256,7 +286,7 @@ mod tests {
 
     #[test]
     fn too_many_failures_retire_the_instance_and_with_the_last_one_halt_the_run() {
-        let control = RunControl::new(CancellationToken::new(), retry());
+        let control = RunControl::new(CancellationToken::new(), retry(), Duration::from_secs(3600));
         control.lanes_open.store(2, Ordering::SeqCst);
         let (first, second) = (LaneHealth::new("a".into()), LaneHealth::new("b".into()));
         for status in [Status::Failed, Status::Failed, Status::Sent] {
@@ -276,7 +306,7 @@ mod tests {
     #[test]
     fn a_signal_stops_the_run_as_interrupted() {
         let signal = CancellationToken::new();
-        let control = RunControl::new(signal.clone(), retry());
+        let control = RunControl::new(signal.clone(), retry(), Duration::from_secs(3600));
         signal.cancel();
         assert!(control.stopping().is_cancelled());
         assert_eq!(control.reason(), Some(StopReason::Interrupted));

@@ -7,6 +7,7 @@
 //! closed window and daily caps stop new sends ([`control`]).
 
 mod control;
+mod holds;
 mod lane;
 mod leaving;
 mod send;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use control::RunControl;
@@ -123,12 +125,18 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     let door_task = tokio::spawn(leaving::run_door(at_the_door, shared.clone()));
     let lane_tasks = TaskTracker::new();
     for id in &ids {
+        health.push(Arc::new(LaneHealth::new(id.clone())));
+    }
+    // A number paused or held in the ledger sends nothing from the start;
+    // one held later, within a few seconds.
+    holds::close_held(&health, &shared).await;
+    let watched = CancellationToken::new();
+    let watcher = tokio::spawn(holds::watch(health.clone(), shared.clone(), watched.clone()));
+    for lane_health in &health {
         let (queue, queued) = mpsc::channel(LANE_QUEUE);
-        let lane_health = Arc::new(LaneHealth::new(id.clone()));
         let lane = lane::run_lane(queued, door.clone(), lane_health.clone(), shared.clone());
         lane_tasks.spawn(lane);
         queues.push(queue);
-        health.push(lane_health);
     }
     lane_tasks.close();
 
@@ -151,6 +159,9 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     drop(queues);
     drop(door);
     lane_tasks.wait().await;
+    // The run's verdicts on its numbers go in the ledger before it ends.
+    watched.cancel();
+    let _ = watcher.await;
     if let Err(failed) = door_task.await {
         if failed.is_panic() {
             std::panic::resume_unwind(failed.into_panic());

@@ -15,7 +15,7 @@ use super::{turns, Shared, NOTEWORTHY_WAIT};
 use crate::api::{ContactMessage, Queued, SendError};
 use crate::ledger::Settled;
 use crate::retry::{backoff, next_step, Next};
-use crate::types::{nanos_of, Deferral, Fate, Hold, Job, Outcome, Remembered, Status};
+use crate::types::{nanos_of, Deferral, Fate, Hold, HoldKind, Job, Outcome, Remembered, Status};
 
 /// What the ledger said of a card it let out.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +144,7 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
             ..
         } = error
         {
+            lane.hold_for_every_run(HoldKind::Paused, format!("refused by the API: {error}"), None);
             control.retire(lane, format!("the API refused the credentials: {error}"));
             break refused_line(job, instance_id, Status::Failed, &error, attempts);
         }
@@ -168,6 +169,7 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
                     asked.as_secs(),
                     retry.max_backoff.as_secs_f64()
                 );
+                lane.hold_for_every_run(HoldKind::Held, reason.clone(), Some(asked));
                 control.defer(
                     lane,
                     Deferral {

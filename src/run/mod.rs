@@ -13,7 +13,7 @@ mod suppress;
 mod target;
 
 pub use keeping::keep_ledger;
-pub use numbers::numbers;
+pub use numbers::{numbers, pause_number, resume_number};
 pub use suppress::suppress;
 
 use std::path::PathBuf;
@@ -249,7 +249,7 @@ pub async fn run(
     };
 
     // Read: rows checked on a blocking thread, in file order.
-    let control = RunControl::new(shutdown, settings.retry);
+    let control = RunControl::new(shutdown, settings.retry, settings.schedule.quarantine.0);
     let (rows, read_rows) = mpsc::channel::<Vec<Row>>(4);
     let reader = {
         let reading = Reading {

@@ -1,4 +1,5 @@
-//! `interacto-bulk numbers`: reads the ledger, changes nothing.
+//! `interacto-bulk numbers`: what the ledger knows of each number; and
+//! `numbers pause` and `resume`, which keep one from sending in every run.
 
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -10,6 +11,7 @@ use crate::exit::RunError;
 use crate::ledger::Ledger;
 use crate::pacing::Pace;
 use crate::report::NumberReport;
+use crate::types::{nanos_of, HoldKind, NumberHold};
 
 /// Every number the ledger knows, with today's count and cap (the warm-up
 /// included) at the configured schedule and pace; "today" in the zone the
@@ -39,4 +41,74 @@ pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError>
             NumberReport::new(record, today, cap.as_ref(), pace, now)
         })
         .collect())
+}
+
+/// `numbers pause`: keeps the number from sending in every run sharing the
+/// ledger, until `until` (a time, or a span from now) or `numbers resume`.
+/// Returns what it did, in words.
+pub async fn pause_number(
+    settings: &Settings,
+    instance: &str,
+    reason: &str,
+    until: Option<&str>,
+) -> Result<String, RunError> {
+    let now = Timestamp::now();
+    let until = until
+        .map(|text| until_of(text, now, &settings.schedule.time_zone()))
+        .transpose()
+        .map_err(RunError::Usage)?;
+    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
+    let hold = NumberHold {
+        instance_id: instance.to_string(),
+        kind: HoldKind::Paused,
+        reason: reason.to_string(),
+        since: nanos_of(now),
+        until: until.map(nanos_of),
+    };
+    ledger.hold_number(hold, true).await?;
+    Ok(match until {
+        Some(at) => format!(
+            "{instance} paused until {}: every run sharing the ledger defers its rows",
+            at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        None => format!(
+            "{instance} paused until `numbers resume {instance}`: every run sharing the ledger \
+             defers its rows"
+        ),
+    })
+}
+
+/// `numbers resume`: lets the number send again.
+pub async fn resume_number(settings: &Settings, instance: &str) -> Result<String, RunError> {
+    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
+    Ok(match ledger.release_number(instance).await? {
+        true => format!("{instance} may send again"),
+        false => format!("{instance} was neither paused nor held"),
+    })
+}
+
+/// `--until`: a span from now (`30m`, `12h`, `2d`), a time with its zone
+/// (`2026-12-01T08:00:00Z`), or a local one (`2026-12-01 08:00`) in `zone`.
+fn until_of(text: &str, now: Timestamp, zone: &TimeZone) -> Result<Timestamp, String> {
+    let text = text.trim();
+    let at = crate::schedule::parse_span(text)
+        .ok()
+        .and_then(|span| jiff::SignedDuration::try_from(span).ok())
+        .and_then(|span| now.checked_add(span).ok())
+        .or_else(|| text.parse::<Timestamp>().ok())
+        .or_else(|| {
+            text.parse::<jiff::civil::DateTime>()
+                .ok()
+                .and_then(|local| zone.to_timestamp(local).ok())
+        })
+        .ok_or_else(|| {
+            format!(
+                "--until `{text}` is neither a span (30m, 12h, 2d) nor a time \
+                 (2026-12-01T08:00:00Z, or 2026-12-01 08:00 in schedule.timezone)"
+            )
+        })?;
+    if at <= now {
+        return Err(format!("--until `{text}` is already past"));
+    }
+    Ok(at)
 }

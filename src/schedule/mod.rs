@@ -36,6 +36,28 @@ pub struct ScheduleSettings {
     /// within this long (`"7d"`, `"12h"`, `"30m"`).
     #[serde(deserialize_with = "cooldown")]
     pub cooldown: Option<Duration>,
+    /// How long a number taken out of rotation for its failures is held,
+    /// by every run sharing the ledger (`"1h"`).
+    pub quarantine: Quarantine,
+}
+
+/// `schedule.quarantine`: one hour unless set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quarantine(pub Duration);
+
+impl Default for Quarantine {
+    fn default() -> Self {
+        Quarantine(Duration::from_secs(3600))
+    }
+}
+
+impl<'de> Deserialize<'de> for Quarantine {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_span(&text)
+            .map(Quarantine)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 impl ScheduleSettings {
@@ -93,7 +115,8 @@ fn cooldown<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duratio
         .map_err(serde::de::Error::custom)
 }
 
-fn parse_span(text: &str) -> Result<Duration, String> {
+/// `7d`, `12h`, `30m`, `45s`: a span of time, at most a year.
+pub fn parse_span(text: &str) -> Result<Duration, String> {
     let invalid =
         || format!("`{text}` is not a time span: write a number and d, h, m or s, like 7d");
     let text = text.trim();

@@ -1,0 +1,100 @@
+//! Numbers kept from sending by every run that shares the ledger: a pause
+//! an operator set (`numbers pause`), or a verdict of a run (the API
+//! refused the number; too many of its messages failed; the API asked it to
+//! wait). A run looks before its first message and every few seconds
+//! after, and writes its own verdicts there for the next run, on any
+//! machine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::control::LaneHealth;
+use super::Shared;
+use crate::types::{Deferral, Hold, HoldKind, NumberHold};
+
+/// How often a run asks the ledger for the numbers held: a pause set on
+/// another machine reaches a run in progress within this.
+pub(super) const HOLDS_POLL: Duration = Duration::from_secs(2);
+
+/// Closes the lanes of the numbers the ledger holds now: their rows are
+/// `DEFERRED`, naming the hold. A ledger that cannot say is left to the
+/// door, which fails on it too.
+pub(super) async fn close_held(lanes: &[Arc<LaneHealth>], shared: &Shared) {
+    let holds = match shared.ledger.holds().await {
+        Ok(holds) => holds,
+        Err(error) => {
+            debug!("cannot read the numbers held: {error}");
+            return;
+        }
+    };
+    for hold in holds {
+        if let Some(lane) = lanes.iter().find(|lane| *lane.instance_id == hold.instance_id) {
+            if !lane.closed.is_cancelled() {
+                shared.control.defer(lane, deferral(&hold));
+            }
+        }
+    }
+}
+
+/// Until `done`: every [`HOLDS_POLL`], writes the run's verdicts and closes
+/// the lanes of numbers held since.
+pub(super) async fn watch(lanes: Vec<Arc<LaneHealth>>, shared: Arc<Shared>, done: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => break,
+            _ = tokio::time::sleep(HOLDS_POLL) => {}
+        }
+        write_verdicts(&lanes, &shared).await;
+        close_held(&lanes, &shared).await;
+    }
+    write_verdicts(&lanes, &shared).await;
+}
+
+/// Writes in the ledger the holds the run found, for every run after it.
+async fn write_verdicts(lanes: &[Arc<LaneHealth>], shared: &Shared) {
+    for lane in lanes {
+        let Some(hold) = lane.take_verdict() else {
+            continue;
+        };
+        if let Err(error) = shared.ledger.hold_number(hold, false).await {
+            warn!(
+                instance = %lane.instance_id,
+                "cannot keep the number from sending in the ledger for the runs after this one: {error}"
+            );
+        }
+    }
+}
+
+/// A hold as the rows it defers say it.
+fn deferral(hold: &NumberHold) -> Deferral {
+    let until = hold
+        .until
+        .and_then(|until| Timestamp::from_nanosecond(i128::from(until)).ok());
+    let when = |at: Timestamp| at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let instance = &hold.instance_id;
+    let why = match (hold.kind, until) {
+        (HoldKind::Paused, None) => format!(
+            "instance {instance} is paused ({}) until `numbers resume {instance}`",
+            hold.reason
+        ),
+        (HoldKind::Paused, Some(at)) => format!(
+            "instance {instance} is paused ({}) until {}",
+            hold.reason,
+            when(at)
+        ),
+        (HoldKind::Held, _) => format!(
+            "instance {instance} is held ({}) until {}",
+            hold.reason,
+            until.map_or_else(|| "`numbers resume`".to_string(), when)
+        ),
+    };
+    Deferral {
+        cause: Hold::Number(hold.kind),
+        why,
+        until,
+    }
+}
