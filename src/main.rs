@@ -9,8 +9,8 @@ use tracing_subscriber::EnvFilter;
 use interacto_bulk::api::{MockOptions, MockServer};
 use interacto_bulk::campaign::Source;
 use interacto_bulk::cli::{
-    Cli, Command, ConfigAction, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersAction, NumbersArgs,
-    PacingArgs, RunArgs, SummaryFormat, SuppressArgs,
+    Cli, Command, ConfigAction, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersAction,
+    NumbersArgs, PacingArgs, RunArgs, SummaryFormat, SuppressArgs,
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
@@ -341,7 +341,9 @@ async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
             reason,
             until,
         }) => {
-            let said = interacto_bulk::run::pause_number(&settings, &instance, &reason, until.as_deref()).await?;
+            let said =
+                interacto_bulk::run::pause_number(&settings, &instance, &reason, until.as_deref())
+                    .await?;
             print_out(&format!("{said}\n"));
             return Ok(());
         }

@@ -212,7 +212,12 @@ impl LaneHealth {
     }
 
     /// Notes a hold of the number for every run, to be written in the ledger.
-    pub(super) fn hold_for_every_run(&self, kind: HoldKind, reason: String, until: Option<Duration>) {
+    pub(super) fn hold_for_every_run(
+        &self,
+        kind: HoldKind,
+        reason: String,
+        until: Option<Duration>,
+    ) {
         let now = nanos_of(Timestamp::now());
         let hold = NumberHold {
             instance_id: self.instance_id.to_string(),
@@ -221,7 +226,10 @@ impl LaneHealth {
             since: now,
             until: until.map(|wait| now.saturating_add(crate::pacing::nanos(wait))),
         };
-        let mut verdict = self.verdict.lock().expect("no verdict panics holding the lock");
+        let mut verdict = self
+            .verdict
+            .lock()
+            .expect("no verdict panics holding the lock");
         if verdict.as_ref().is_none_or(|held| hold.outlasts(held, now)) {
             *verdict = Some(hold);
         }
@@ -229,7 +237,10 @@ impl LaneHealth {
 
     /// The hold noted for every run, once.
     pub(super) fn take_verdict(&self) -> Option<NumberHold> {
-        self.verdict.lock().expect("no verdict panics holding the lock").take()
+        self.verdict
+            .lock()
+            .expect("no verdict panics holding the lock")
+            .take()
     }
 
     /// Whether this is the first time the lane tells `what`: the first is

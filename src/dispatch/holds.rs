@@ -32,7 +32,10 @@ pub(super) async fn close_held(lanes: &[Arc<LaneHealth>], shared: &Shared) {
         }
     };
     for hold in holds {
-        if let Some(lane) = lanes.iter().find(|lane| *lane.instance_id == hold.instance_id) {
+        if let Some(lane) = lanes
+            .iter()
+            .find(|lane| *lane.instance_id == hold.instance_id)
+        {
             if !lane.closed.is_cancelled() {
                 shared.control.defer(lane, deferral(&hold));
             }
@@ -42,7 +45,11 @@ pub(super) async fn close_held(lanes: &[Arc<LaneHealth>], shared: &Shared) {
 
 /// Until `done`: every [`HOLDS_POLL`], writes the run's verdicts and closes
 /// the lanes of numbers held since.
-pub(super) async fn watch(lanes: Vec<Arc<LaneHealth>>, shared: Arc<Shared>, done: CancellationToken) {
+pub(super) async fn watch(
+    lanes: Vec<Arc<LaneHealth>>,
+    shared: Arc<Shared>,
+    done: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = done.cancelled() => break,

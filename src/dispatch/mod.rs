@@ -131,7 +131,11 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     // one held later, within a few seconds.
     holds::close_held(&health, &shared).await;
     let watched = CancellationToken::new();
-    let watcher = tokio::spawn(holds::watch(health.clone(), shared.clone(), watched.clone()));
+    let watcher = tokio::spawn(holds::watch(
+        health.clone(),
+        shared.clone(),
+        watched.clone(),
+    ));
     for lane_health in &health {
         let (queue, queued) = mpsc::channel(LANE_QUEUE);
         let lane = lane::run_lane(queued, door.clone(), lane_health.clone(), shared.clone());

@@ -144,7 +144,11 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
             ..
         } = error
         {
-            lane.hold_for_every_run(HoldKind::Paused, format!("refused by the API: {error}"), None);
+            lane.hold_for_every_run(
+                HoldKind::Paused,
+                format!("refused by the API: {error}"),
+                None,
+            );
             control.retire(lane, format!("the API refused the credentials: {error}"));
             break refused_line(job, instance_id, Status::Failed, &error, attempts);
         }

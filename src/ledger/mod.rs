@@ -36,7 +36,7 @@ pub enum Ledger {
 }
 
 /// What the ledger knows of one number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NumberRecord {
     pub instance_id: String,
     /// The first day it was seen sending (with a daily cap or warm-up set).

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::ledger::NumberRecord;
+use crate::types::NumberHold;
 use crate::pacing::Pace;
 use crate::schedule::DailyCap;
 
@@ -26,6 +27,18 @@ pub struct NumberReport {
     pub next_free: Option<String>,
     /// Messages counted on each of the last 7 days, oldest first.
     pub last_7_days: Vec<DaySent>,
+    /// `active`, `paused` (by an operator, or the API's refusal) or `held`
+    /// (for a while, by a run's verdict): whether runs send through it.
+    pub state: &'static str,
+    /// Why it is paused or held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Since when (UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Until when (UTC); absent for a pause until `numbers resume`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +50,7 @@ pub struct DaySent {
 impl NumberReport {
     pub fn new(
         record: &NumberRecord,
+        hold: Option<&NumberHold>,
         today: Date,
         cap: Option<&DailyCap>,
         pace: Pace,
@@ -73,8 +87,19 @@ impl NumberReport {
             cap_today: cap.and_then(|cap| cap.cap_on(days_sending)),
             next_free,
             last_7_days,
+            state: hold.map_or("active", |hold| hold.kind.as_str()),
+            reason: hold.map(|hold| hold.reason.clone()),
+            since: hold.map(|hold| utc(hold.since)),
+            until: hold.and_then(|hold| hold.until).map(utc),
         }
     }
+}
+
+/// A time of the ledger (nanoseconds since 1970) as `numbers` shows it.
+fn utc(nanos: i64) -> String {
+    Timestamp::from_nanosecond(i128::from(nanos))
+        .map(|at| at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
 }
 
 /// Said under the numbers: why a rehearsal's messages are not among them.
@@ -96,9 +121,17 @@ pub fn numbers_text(reports: &[NumberReport]) -> String {
             .iter()
             .map(|day| day.sent.to_string())
             .collect();
+        let state = match (&report.reason, &report.until) {
+            (None, _) => String::new(),
+            (Some(reason), Some(until)) => format!(" · {} until {until} ({reason})", report.state),
+            (Some(reason), None) => format!(
+                " · {} until `numbers resume {}` ({reason})",
+                report.state, report.instance_id
+            ),
+        };
         let _ = writeln!(
             text,
-            "{}  first sent {}{} · today {} of {cap} · next free {} · last 7 days {}",
+            "{}{state}  first sent {}{} · today {} of {cap} · next free {} · last 7 days {}",
             report.instance_id,
             report.first_day.as_deref().unwrap_or("—"),
             report

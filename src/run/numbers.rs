@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::exit::RunError;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, NumberRecord};
 use crate::pacing::Pace;
 use crate::report::NumberReport;
 use crate::types::{nanos_of, HoldKind, NumberHold};
@@ -28,7 +28,18 @@ pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError>
         .date()
         .checked_sub(jiff::Span::new().days(7))
         .unwrap_or_default();
-    let records = ledger.numbers(since).await?;
+    let mut records = ledger.numbers(since).await?;
+    let holds = ledger.holds().await?;
+    // A number paused before it ever sent is a number too.
+    for hold in &holds {
+        if !records.iter().any(|record| record.instance_id == hold.instance_id) {
+            records.push(NumberRecord {
+                instance_id: hold.instance_id.clone(),
+                ..NumberRecord::default()
+            });
+        }
+    }
+    records.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     let pace = Pace::of(&settings.pacing);
     Ok(records
         .iter()
@@ -38,7 +49,8 @@ pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError>
                 name => TimeZone::get(name).unwrap_or_else(|_| timezone.clone()),
             };
             let today = now.to_zoned_datetime(zone).date();
-            NumberReport::new(record, today, cap.as_ref(), pace, now)
+            let hold = holds.iter().find(|hold| hold.instance_id == record.instance_id);
+            NumberReport::new(record, hold, today, cap.as_ref(), pace, now)
         })
         .collect())
 }

@@ -7,6 +7,7 @@ mod common;
 mod contract;
 mod documentation;
 mod finish;
+mod health;
 mod hostile;
 
 mod bench_harness;

@@ -1,0 +1,196 @@
+//! A number's health, shared by every run: a pause set on one machine
+//! stops the other's runs (before they start, and mid-run); the API's
+//! verdict on a number (401) outlasts its run, on every machine, until an
+//! operator resumes it; a hold for too many failures ends by itself (the
+//! binary's clock moved with libfaketime). Two "machines" are two
+//! workspaces, each its own home, sharing one ledger; what reached the
+//! server is counted.
+
+use crate::common::{self, code, embedded, stderr, stdout, summary_json, Config, Store, Workspace};
+use interacto_bulk::api::MockOptions;
+
+on_both_stores!(
+    a_pause_from_one_machine_defers_the_others_run_before_it_starts,
+    a_pause_reaches_a_run_in_progress_within_seconds,
+    a_number_the_api_refused_stays_out_of_every_run_until_resumed,
+    a_hold_for_failures_ends_by_itself,
+);
+
+/// Two machines' configs on one ledger, through `inst-1`.
+async fn two_machines(base_url: &str, store: Store) -> (Workspace, Workspace, Config) {
+    let (here, there) = (Workspace::new(), Workspace::new());
+    let ledger = store.ledger(&here).await;
+    let settings = Config::fast(base_url).set("ledger.url", &format!("{ledger:?}"));
+    (here, there, settings)
+}
+
+async fn a_pause_from_one_machine_defers_the_others_run_before_it_starts(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let (here, there, settings) = two_machines(&server.base_url(), store).await;
+    let (mine, theirs) = (here.config(&settings), there.config(&settings));
+
+    let output = here
+        .run(&[
+            "numbers",
+            "pause",
+            "inst-1",
+            "--reason",
+            "a warning on the phone",
+            "--until",
+            "2h",
+            "--config",
+            &mine,
+        ])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("inst-1 paused until"),
+        "{}",
+        stdout(&output)
+    );
+
+    there.write("campaign.csv", &common::campaign(3));
+    let output = there.send(&theirs, &["--summary", "json"]).await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_eq!(server.requests(), 0, "nothing goes through a paused number");
+    let summary = summary_json(&output);
+    assert_eq!(summary["stop_reason"], "paused", "{summary}");
+    let resume_after: jiff::Timestamp = summary["resume_after"].as_str().unwrap().parse().unwrap();
+    let in_two_hours = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2);
+    assert!(resume_after.duration_until(in_two_hours).abs() < jiff::SignedDuration::from_mins(1));
+    for line in there.results("campaign.results.csv") {
+        assert_eq!(line["status"], "DEFERRED");
+        assert!(
+            line["error"].contains("inst-1 is paused (a warning on the phone) until"),
+            "{line:?}"
+        );
+    }
+
+    // Resumed from the other machine, the same campaign goes.
+    let output = there
+        .run(&["numbers", "resume", "inst-1", "--config", &theirs])
+        .await;
+    assert!(
+        stdout(&output).contains("inst-1 may send again"),
+        "{}",
+        stdout(&output)
+    );
+    let output = there.send(&theirs, &["--resume"]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_eq!(server.accepted(), 3);
+}
+
+async fn a_pause_reaches_a_run_in_progress_within_seconds(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let (here, there, settings) = two_machines(&server.base_url(), store).await;
+    let settings = settings.set("pacing.rate", "\"4/s\"");
+    let (mine, theirs) = (here.config(&settings), there.config(&settings));
+    there.write("campaign.csv", &common::campaign(60));
+    let run = there.spawn(&["send", "campaign.csv", "--config", &theirs]);
+    common::wait_for("the first messages", || server.accepted() >= 3).await;
+
+    let output = here
+        .run(&["numbers", "pause", "inst-1", "--config", &mine])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let paused_at = server.accepted();
+    let output = common::ended(run).await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    // Within the poll (2 s) and the messages already past their turn: at
+    // 4/s, a dozen at most.
+    let sent = server.accepted();
+    assert!(
+        sent <= paused_at + 12,
+        "{paused_at} at the pause, {sent} in all"
+    );
+    let results = there.results("campaign.results.csv");
+    assert_eq!(common::count(&results, "SENT") as u64, sent);
+    assert_eq!(common::count(&results, "DEFERRED") as u64, 60 - sent);
+    assert!(
+        stderr(&output).contains("inst-1 is paused (paused by an operator)"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+async fn a_number_the_api_refused_stays_out_of_every_run_until_resumed(store: Store) {
+    let server = embedded(MockOptions {
+        revoked_instances: vec!["inst-1".to_string()],
+        ..MockOptions::default()
+    })
+    .await;
+    let (here, there, settings) = two_machines(&server.base_url(), store).await;
+    let (mine, theirs) = (here.config(&settings), there.config(&settings));
+    here.write("campaign.csv", &common::campaign(5));
+    let output = here.send(&mine, &[]).await;
+    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    let refused = server.requests();
+    assert!(refused >= 1);
+
+    // The next run, on the other machine, asks nothing of the API.
+    there.write("campaign.csv", &common::campaign_from(5, 5));
+    let output = there.send(&theirs, &["--summary", "json"]).await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_eq!(
+        server.requests(),
+        refused,
+        "no request through a refused number"
+    );
+    let line = &there.results("campaign.results.csv")[0];
+    assert!(
+        line["error"].contains("inst-1 is paused (refused by the API: HTTP 401"),
+        "{line:?}"
+    );
+    assert!(
+        line["error"].contains("until `numbers resume inst-1`"),
+        "{line:?}"
+    );
+    let output = there.run(&["numbers", "--json", "--config", &theirs]).await;
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let inst = numbers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["instance_id"] == "inst-1")
+        .unwrap();
+    assert_eq!(inst["state"], "paused", "{numbers}");
+
+    // Resumed, it is tried again.
+    there
+        .run(&["numbers", "resume", "inst-1", "--config", &theirs])
+        .await;
+    let output = there.send(&theirs, &["--resume"]).await;
+    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert!(server.requests() > refused);
+}
+
+async fn a_hold_for_failures_ends_by_itself(store: Store) {
+    let server = embedded(MockOptions {
+        failure_rate: 1.0,
+        ..MockOptions::default()
+    })
+    .await;
+    let (here, there, settings) = two_machines(&server.base_url(), store).await;
+    let settings = settings.set("retry.max_attempts", "1");
+    let (mine, theirs) = (here.config(&settings), there.config(&settings));
+    here.write("campaign.csv", &common::campaign(30));
+    let output = here.send(&mine, &[]).await;
+    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    let failed = server.requests();
+
+    // Within schedule.quarantine (1 h): held, on the other machine too.
+    there.write("campaign.csv", &common::campaign_from(30, 3));
+    let output = there.send(&theirs, &["--summary", "json"]).await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_eq!(summary_json(&output)["stop_reason"], "held");
+    assert_eq!(server.requests(), failed);
+
+    // Two hours later the hold is over: the number is tried again.
+    let output = there
+        .run_later(
+            "+2h",
+            &["send", "campaign.csv", "--config", &theirs, "--resume"],
+        )
+        .await;
+    assert!(server.requests() > failed, "{}", stderr(&output));
+}
