@@ -8,13 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::control::LaneHealth;
 use super::Shared;
-use crate::types::{Deferral, Hold, HoldKind, NumberHold};
 
 /// How often a run asks the ledger for the numbers held: a pause set on
 /// another machine reaches a run in progress within this.
@@ -37,7 +35,7 @@ pub(super) async fn close_held(lanes: &[Arc<LaneHealth>], shared: &Shared) {
             .find(|lane| *lane.instance_id == hold.instance_id)
         {
             if !lane.closed.is_cancelled() {
-                shared.control.defer(lane, deferral(&hold));
+                shared.control.defer(lane, hold.deferral());
             }
         }
     }
@@ -73,35 +71,5 @@ async fn write_verdicts(lanes: &[Arc<LaneHealth>], shared: &Shared) {
                 "cannot keep the number from sending in the ledger for the runs after this one: {error}"
             );
         }
-    }
-}
-
-/// A hold as the rows it defers say it.
-fn deferral(hold: &NumberHold) -> Deferral {
-    let until = hold
-        .until
-        .and_then(|until| Timestamp::from_nanosecond(i128::from(until)).ok());
-    let when = |at: Timestamp| at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
-    let instance = &hold.instance_id;
-    let why = match (hold.kind, until) {
-        (HoldKind::Paused, None) => format!(
-            "instance {instance} is paused ({}) until `numbers resume {instance}`",
-            hold.reason
-        ),
-        (HoldKind::Paused, Some(at)) => format!(
-            "instance {instance} is paused ({}) until {}",
-            hold.reason,
-            when(at)
-        ),
-        (HoldKind::Held, _) => format!(
-            "instance {instance} is held ({}) until {}",
-            hold.reason,
-            until.map_or_else(|| "`numbers resume`".to_string(), when)
-        ),
-    };
-    Deferral {
-        cause: Hold::Number(hold.kind),
-        why,
-        until,
     }
 }

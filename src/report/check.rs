@@ -13,6 +13,14 @@ use crate::pacing::Estimate;
 use crate::schedule::Schedule;
 use crate::types::{Job, Problem, Rejected};
 
+/// A number the ledger holds, as the check reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldNumber {
+    /// The messages that would be `DEFERRED`.
+    pub messages: u64,
+    pub why: String,
+}
+
 /// How much of the report a summary shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -80,6 +88,13 @@ pub struct CheckReport {
     /// `schedule.daily_cap`, and whether a warm-up lowers the first days.
     #[serde(skip)]
     daily_cap: Option<(u64, bool)>,
+    /// The numbers paused or held in the ledger, by their index among the
+    /// run's instances: their rows would not go.
+    #[serde(skip)]
+    held: Vec<(usize, String)>,
+    /// The messages of those numbers, by instance, with the hold's words.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub held_numbers: BTreeMap<String, HeldNumber>,
     /// Recipients by country, counted as they come (a handful of countries).
     #[serde(skip)]
     by_country: Vec<(Region, u64)>,
@@ -130,6 +145,8 @@ impl CheckReport {
             schedule,
             home,
             daily_cap: None,
+            held: Vec::new(),
+            held_numbers: BTreeMap::new(),
             by_country: Vec::new(),
         }
     }
@@ -147,10 +164,25 @@ impl CheckReport {
             .collect();
     }
 
+    /// Notes the numbers the ledger holds now: the instance at each index,
+    /// with the hold in words.
+    pub fn numbers_held(&mut self, held: Vec<(usize, String, String)>) {
+        for (index, instance, why) in held {
+            self.held.push((index, instance.clone()));
+            self.held_numbers
+                .insert(instance, HeldNumber { messages: 0, why });
+        }
+    }
+
     /// One more job that goes, through the instance at `instance`.
     pub fn add_job(&mut self, job: &Job, instance: usize) {
         self.raised_to_floor += u64::from(job.timing.note.is_some());
-        self.estimate.add(&job.timing, instance);
+        let held = self.held.iter().find(|(index, _)| *index == instance);
+        match held.and_then(|(_, id)| self.held_numbers.get_mut(id)) {
+            // Through a number held in the ledger: it would wait, not go.
+            Some(number) => number.messages += 1,
+            None => self.estimate.add(&job.timing, instance),
+        }
         if job.destination.landline {
             self.landlines += 1;
             if self.landline_rows.len() < FIRST_LANDLINES {
@@ -306,7 +338,17 @@ impl CheckReport {
                 .join(", ");
             text.push_str(&format!("recipients by country: {countries}\n"));
         }
-        if view == View::Send || self.messages == 0 {
+        if view == View::Send {
+            return text;
+        }
+        for number in self.held_numbers.values() {
+            text.push_str(&format!(
+                "{}: its {} would be DEFERRED\n",
+                number.why,
+                counted(number.messages, "message")
+            ));
+        }
+        if self.messages == 0 {
             return text;
         }
         if self.landlines > 0 {

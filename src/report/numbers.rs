@@ -7,9 +7,9 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::ledger::NumberRecord;
-use crate::types::NumberHold;
 use crate::pacing::Pace;
 use crate::schedule::DailyCap;
+use crate::types::NumberHold;
 
 /// One number, as the `numbers` command shows it.
 #[derive(Debug, Clone, Serialize)]

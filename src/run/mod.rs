@@ -241,6 +241,17 @@ pub async fn run(
             settings.campaign.default_region,
         );
         check.columns_from(&campaign.layout().renamed);
+        // The numbers paused or held in the (real) ledger: their rows wait.
+        let held = ledger
+            .holds()
+            .await?
+            .into_iter()
+            .filter_map(|hold| {
+                let index = instances.iter().position(|id| *id == hold.instance_id)?;
+                Some((index, hold.instance_id.clone(), hold.deferral().why))
+            })
+            .collect();
+        check.numbers_held(held);
         check.daily_cap(
             settings.schedule.daily_cap,
             !settings.schedule.warmup.is_empty(),

@@ -32,7 +32,10 @@ pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError>
     let holds = ledger.holds().await?;
     // A number paused before it ever sent is a number too.
     for hold in &holds {
-        if !records.iter().any(|record| record.instance_id == hold.instance_id) {
+        if !records
+            .iter()
+            .any(|record| record.instance_id == hold.instance_id)
+        {
             records.push(NumberRecord {
                 instance_id: hold.instance_id.clone(),
                 ..NumberRecord::default()
@@ -49,7 +52,9 @@ pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError>
                 name => TimeZone::get(name).unwrap_or_else(|_| timezone.clone()),
             };
             let today = now.to_zoned_datetime(zone).date();
-            let hold = holds.iter().find(|hold| hold.instance_id == record.instance_id);
+            let hold = holds
+                .iter()
+                .find(|hold| hold.instance_id == record.instance_id);
             NumberReport::new(record, hold, today, cap.as_ref(), pace, now)
         })
         .collect())

@@ -89,6 +89,27 @@ impl NumberHold {
         }
     }
 
+    /// The hold as the rows it defers say it.
+    pub fn deferral(&self) -> Deferral {
+        let until = self
+            .until
+            .and_then(|until| Timestamp::from_nanosecond(i128::from(until)).ok());
+        let when = |at: Timestamp| at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+        let (instance, reason) = (&self.instance_id, &self.reason);
+        let until_words = match until {
+            Some(at) => when(at),
+            None => format!("`numbers resume {instance}`"),
+        };
+        Deferral {
+            cause: Hold::Number(self.kind),
+            why: format!(
+                "instance {instance} is {} ({reason}) until {until_words}",
+                self.kind.as_str()
+            ),
+            until,
+        }
+    }
+
     /// Whether it holds the number at `now`.
     pub fn holds_at(&self, now: i64) -> bool {
         self.until.is_none_or(|until| until > now)

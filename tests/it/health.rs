@@ -66,6 +66,36 @@ async fn a_pause_from_one_machine_defers_the_others_run_before_it_starts(store: 
         );
     }
 
+    // The check says so, and its estimate leaves them out.
+    let output = there
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            &theirs,
+            "--summary",
+            "json",
+        ])
+        .await;
+    let check = &summary_json(&output)["check"];
+    assert_eq!(check["held_numbers"]["inst-1"]["messages"], 3, "{check}");
+    assert_eq!(check["messages"], 0, "{check}");
+    let output = there
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            &theirs,
+            "--overwrite",
+        ])
+        .await;
+    assert!(
+        stdout(&output).contains("is paused (a warning on the phone) until")
+            && stdout(&output).contains("its 3 messages would be DEFERRED"),
+        "{}",
+        stdout(&output)
+    );
+
     // Resumed from the other machine, the same campaign goes.
     let output = there
         .run(&["numbers", "resume", "inst-1", "--config", &theirs])
