@@ -153,6 +153,17 @@ impl RunControl {
         }
     }
 
+    /// Some rows wait for later while the run goes on (a number's first
+    /// contacts for the day are used up): the run ends as one held back
+    /// (exit 5), unless something else stops it.
+    pub(super) fn held_back(&self, deferral: Deferral) {
+        let mut capped = self.capped.lock().expect("no cap panics holding the lock");
+        if capped.is_none() {
+            warn!("{}", deferral.why);
+            *capped = Some(deferral);
+        }
+    }
+
     /// An instance may send no more for now (its daily cap, or the API
     /// asking it to wait longer than `retry.max_backoff`): its rows are
     /// DEFERRED, and when no instance is left the run stops until later.

@@ -25,7 +25,7 @@ use tokio::task::{JoinError, JoinSet};
 use super::control::LaneHealth;
 use super::{send, Shared};
 use crate::ledger::{Claim, Claimed, Passing, Settled};
-use crate::types::{nanos_of, Deferral, Hold, Job, Outcome};
+use crate::types::{nanos_of, Cause, Deferral, Hold, Job, Outcome};
 
 /// A card whose turn has come, with its place in the pipeline, on its way
 /// out: it leaves once it has a slot, if the ledger lets it.
@@ -168,7 +168,20 @@ async fn pass(
                 requests.spawn(send::send(job, permit, granted, lane, shared.clone()));
                 continue;
             }
-            Claimed::Held(cause) => Outcome::held(&job, &lane.instance_id, cause),
+            Claimed::Held(cause) => {
+                if let Cause::FirstContacts { cap, until } = cause {
+                    shared.control.held_back(Deferral {
+                        cause: Hold::FirstContacts,
+                        why: format!(
+                            "instance {} used up its first contacts for today \
+                             (schedule.daily_new_contacts = {cap}); the rows to new recipients wait",
+                            lane.instance_id
+                        ),
+                        until: until.and_then(|at| Timestamp::from_nanosecond(at.into()).ok()),
+                    });
+                }
+                Outcome::held(&job, &lane.instance_id, cause)
+            }
             Claimed::CapReached { cap, until } => {
                 shared.control.defer(
                     &lane,

@@ -555,6 +555,9 @@ const MIGRATIONS: &[&str] = &[
          since BIGINT NOT NULL,
          until BIGINT
      )",
+    // 16: each number's first contacts a day (schedule.daily_new_contacts):
+    //     cards to recipients it never reached before.
+    "ALTER TABLE daily_counts ADD COLUMN new_contacts BIGINT NOT NULL DEFAULT 0",
 ];
 
 /// The schema this build writes. `ledger_version` holds it, one row, for
@@ -662,6 +665,52 @@ impl Admitted {
             .collect();
         Admitted {
             admissions: admission::admit_batch(&cards, facts, rules, now),
+        }
+    }
+
+    /// The claims whose cards go, by index: the ones a first-contact limit
+    /// asks about.
+    fn going(&self) -> impl Iterator<Item = usize> + '_ {
+        self.admissions
+            .iter()
+            .enumerate()
+            .filter(|(_, admission)| matches!(admission, Admission::Goes { .. }))
+            .map(|(index, _)| index)
+    }
+
+    /// How many first contacts each number's cards of the pass are
+    /// (`new`, by claim).
+    fn wanted_new<'a>(claims: &'a [Claim], new: &[bool]) -> BTreeMap<&'a str, u64> {
+        let mut wanted: BTreeMap<&str, u64> = BTreeMap::new();
+        for (claim, _) in claims.iter().zip(new).filter(|(_, new)| **new) {
+            *wanted.entry(&claim.instance_id).or_default() += 1;
+        }
+        wanted
+    }
+
+    /// Holds back the first contacts beyond what each number's limit for
+    /// the day allowed: they wait for its next day. A number's other cards
+    /// go on.
+    fn limit_first_contacts(
+        &mut self,
+        claims: &[Claim],
+        new: &[bool],
+        mut allowed: BTreeMap<&str, CapTaken>,
+    ) {
+        let cards = claims.iter().zip(self.admissions.iter_mut()).zip(new);
+        for ((claim, admission), _) in cards.filter(|(_, new)| **new) {
+            let Some(limit) = allowed.get_mut(claim.instance_id.as_str()) else {
+                continue;
+            };
+            match limit.taken {
+                0 => {
+                    *admission = Admission::Held(Cause::FirstContacts {
+                        cap: limit.cap,
+                        until: limit.until,
+                    })
+                }
+                _ => limit.taken -= 1,
+            }
         }
     }
 

@@ -498,7 +498,20 @@ impl PostgresLedger {
             transaction.commit().await.map_err(failed)?;
             return Ok(Vec::new());
         }
-        let admitted = Admitted::new(claims, facts, rules, *now);
+        let mut admitted = Admitted::new(claims, facts, rules, *now);
+        if let Some(cap) = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some()) {
+            let new = first_contacts(&transaction, claims, &admitted)
+                .await
+                .map_err(failed)?;
+            let mut allowed = BTreeMap::new();
+            for (instance, wanted) in Admitted::wanted_new(claims, &new) {
+                let taken = take_first_contacts(&transaction, instance, cap, *now, wanted)
+                    .await
+                    .map_err(failed)?;
+                allowed.insert(instance, taken);
+            }
+            admitted.limit_first_contacts(claims, &new, allowed);
+        }
         let mut allowed = BTreeMap::new();
         for (instance, wanted) in admitted.wanted(claims) {
             let taken = match daily_cap {
@@ -872,16 +885,15 @@ fn lock_key(parts: &[&str]) -> i64 {
     hash as i64
 }
 
-/// Takes up to `wanted` messages from `instance`'s cap for the day of
-/// `now`, noting the first day the number is seen sending; the count's row
-/// is locked to the end of the transaction.
-async fn take_from_cap(
+/// The number's day at `now` in the zone its days are kept in, noting the
+/// first day the number is seen sending (its warm-up counts from it) and
+/// the zone, the first time; with the first day and the cap in that zone.
+async fn number_day(
     transaction: &Transaction<'_>,
     instance: &str,
     cap: &DailyCap,
     now: i64,
-    wanted: u64,
-) -> Result<CapTaken, tokio_postgres::Error> {
+) -> Result<(String, DailyCap, String), tokio_postgres::Error> {
     let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
     transaction
         .execute_typed(
@@ -915,6 +927,19 @@ async fn take_from_cap(
             typed![&instance, &day],
         )
         .await?;
+    Ok((first_day, cap, day))
+}
+
+/// Takes up to `wanted` messages from `instance`'s cap for the day of
+/// `now`; the day's row locked, so runs at once take one after the other.
+async fn take_from_cap(
+    transaction: &Transaction<'_>,
+    instance: &str,
+    cap: &DailyCap,
+    now: i64,
+    wanted: u64,
+) -> Result<CapTaken, tokio_postgres::Error> {
+    let (first_day, cap, day) = number_day(transaction, instance, cap, now).await?;
     let sent: i64 = transaction
         .query_typed_one(
             "SELECT sent FROM daily_counts WHERE instance_id = $1 AND day = $2 FOR UPDATE",
@@ -933,10 +958,73 @@ async fn take_from_cap(
             )
             .await?;
     }
+    let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
     Ok(CapTaken {
         until: cap.next_day(at).map(nanos_of),
         ..allowed
     })
+}
+
+/// Takes up to `wanted` first contacts from `instance`'s limit for the day
+/// of `now` (`schedule.daily_new_contacts`), as [`take_from_cap`] does.
+async fn take_first_contacts(
+    transaction: &Transaction<'_>,
+    instance: &str,
+    cap: &DailyCap,
+    now: i64,
+    wanted: u64,
+) -> Result<CapTaken, tokio_postgres::Error> {
+    let (_, cap, day) = number_day(transaction, instance, cap, now).await?;
+    let made: i64 = transaction
+        .query_typed_one(
+            "SELECT new_contacts FROM daily_counts WHERE instance_id = $1 AND day = $2 FOR UPDATE",
+            typed![&instance, &day],
+        )
+        .await?
+        .get(0);
+    let allowed = within_cap(made, cap.new_contacts, wanted);
+    if allowed.taken > 0 {
+        let now_made = made.saturating_add(i64::try_from(allowed.taken).unwrap_or(i64::MAX));
+        transaction
+            .execute_typed(
+                "UPDATE daily_counts SET new_contacts = $3 WHERE instance_id = $1 AND day = $2",
+                typed![&instance, &day, &now_made],
+            )
+            .await?;
+    }
+    let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
+    Ok(CapTaken {
+        until: cap.next_day(at).map(nanos_of),
+        ..allowed
+    })
+}
+
+/// Which of the cards that go are first contacts: to a recipient their
+/// number never reached (as far as the ledger remembers). A recipient met
+/// twice in one pass is a first contact once.
+async fn first_contacts(
+    transaction: &Transaction<'_>,
+    claims: &[Claim],
+    admitted: &Admitted,
+) -> Result<Vec<bool>, tokio_postgres::Error> {
+    let mut new = vec![false; claims.len()];
+    let mut asked = std::collections::HashSet::new();
+    for index in admitted.going().collect::<Vec<_>>() {
+        let claim = &claims[index];
+        if !asked.insert((claim.instance_id.as_str(), claim.to.as_str())) {
+            continue;
+        }
+        let known: bool = transaction
+            .query_typed_one(
+                "SELECT EXISTS (SELECT 1 FROM sends WHERE recipient = $1 AND instance_id = $2
+                     AND fate IN ('LEAVING', 'SENT', 'UNKNOWN'))",
+                typed![&claim.to, &claim.instance_id],
+            )
+            .await?
+            .get(0);
+        new[index] = !known;
+    }
+    Ok(new)
 }
 
 /// Records what a pass decided: the cards let out are their campaign's

@@ -394,7 +394,16 @@ impl SqliteLedger {
                     None => read.next().expect("a fact read for every claim not held"),
                 })
                 .collect();
-            let admitted = Admitted::new(claims, facts, rules, *now);
+            let mut admitted = Admitted::new(claims, facts, rules, *now);
+            if let Some(cap) = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some()) {
+                let new = first_contacts(&transaction, claims, &admitted)?;
+                let mut allowed = BTreeMap::new();
+                for (instance, wanted) in Admitted::wanted_new(claims, &new) {
+                    let taken = take_first_contacts(&transaction, instance, cap, *now, wanted)?;
+                    allowed.insert(instance, taken);
+                }
+                admitted.limit_first_contacts(claims, &new, allowed);
+            }
             let mut allowed = BTreeMap::new();
             for (instance, wanted) in admitted.wanted(claims) {
                 let taken = match daily_cap {
@@ -862,17 +871,15 @@ fn prefixed_sends(prefix: &str) -> String {
         .join(", ")
 }
 
-/// Takes up to `wanted` messages from `instance`'s cap for the day of
-/// `now`, noting the first day the number is seen sending (its warm-up
-/// counts from it). The pass's write transaction keeps other runs out
-/// between the read and the write.
-fn take_from_cap(
+/// The number's day at `now` in the zone its days are kept in, noting the
+/// first day the number is seen sending (its warm-up counts from it) and
+/// the zone, the first time; with the first day and the cap in that zone.
+fn number_day(
     connection: &Connection,
     instance: &str,
     cap: &DailyCap,
     now: i64,
-    wanted: u64,
-) -> rusqlite::Result<CapTaken> {
+) -> rusqlite::Result<(String, DailyCap, String)> {
     let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
     connection
         .prepare_cached(
@@ -890,6 +897,20 @@ fn take_from_cap(
     }
     let cap = cap.in_zone(&kept_zone);
     let day = cap.day(at).to_string();
+    Ok((first_day, cap, day))
+}
+
+/// Takes up to `wanted` messages from `instance`'s cap for the day of
+/// `now`. The pass's write transaction keeps other runs out between the
+/// read and the write.
+fn take_from_cap(
+    connection: &Connection,
+    instance: &str,
+    cap: &DailyCap,
+    now: i64,
+    wanted: u64,
+) -> rusqlite::Result<CapTaken> {
+    let (first_day, cap, day) = number_day(connection, instance, cap, now)?;
     let sent: i64 = connection
         .prepare_cached("SELECT sent FROM daily_counts WHERE instance_id = ?1 AND day = ?2")?
         .query_row(params![instance, day], |row| row.get(0))
@@ -909,10 +930,74 @@ fn take_from_cap(
                 sent.saturating_add(i64::try_from(allowed.taken).unwrap_or(i64::MAX))
             ])?;
     }
+    let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
     Ok(CapTaken {
         until: cap.next_day(at).map(nanos_of),
         ..allowed
     })
+}
+
+/// Takes up to `wanted` first contacts from `instance`'s limit for the day
+/// of `now` (`schedule.daily_new_contacts`), as [`take_from_cap`] does.
+fn take_first_contacts(
+    connection: &Connection,
+    instance: &str,
+    cap: &DailyCap,
+    now: i64,
+    wanted: u64,
+) -> rusqlite::Result<CapTaken> {
+    let (_, cap, day) = number_day(connection, instance, cap, now)?;
+    let made: i64 = connection
+        .prepare_cached(
+            "SELECT new_contacts FROM daily_counts WHERE instance_id = ?1 AND day = ?2",
+        )?
+        .query_row(params![instance, day], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let allowed = within_cap(made, cap.new_contacts, wanted);
+    if allowed.taken > 0 {
+        connection
+            .prepare_cached(
+                "INSERT INTO daily_counts (instance_id, day, sent, new_contacts) VALUES (?1, ?2, 0, ?3)
+                 ON CONFLICT (instance_id, day) DO UPDATE SET new_contacts = excluded.new_contacts",
+            )?
+            .execute(params![
+                instance,
+                day,
+                made.saturating_add(i64::try_from(allowed.taken).unwrap_or(i64::MAX))
+            ])?;
+    }
+    let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
+    Ok(CapTaken {
+        until: cap.next_day(at).map(nanos_of),
+        ..allowed
+    })
+}
+
+/// Which of the cards that go are first contacts: to a recipient their
+/// number never reached (as far as the ledger remembers). A recipient met
+/// twice in one pass is a first contact once.
+fn first_contacts(
+    connection: &Connection,
+    claims: &[Claim],
+    admitted: &Admitted,
+) -> rusqlite::Result<Vec<bool>> {
+    let mut new = vec![false; claims.len()];
+    let mut asked = std::collections::HashSet::new();
+    let mut reached = connection.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM sends WHERE recipient = ?1 AND instance_id = ?2
+             AND fate IN ('LEAVING', 'SENT', 'UNKNOWN'))",
+    )?;
+    for index in admitted.going() {
+        let claim = &claims[index];
+        if !asked.insert((claim.instance_id.as_str(), claim.to.as_str())) {
+            continue;
+        }
+        let known: bool =
+            reached.query_row(params![claim.to, claim.instance_id], |row| row.get(0))?;
+        new[index] = !known;
+    }
+    Ok(new)
 }
 
 /// Records what a pass decided of one claim: a card let out is its
@@ -1242,6 +1327,7 @@ mod tests {
 
     fn cap(n: u64) -> DailyCap {
         DailyCap {
+            new_contacts: None,
             cap: Some(n),
             warmup: Vec::new(),
             timezone: jiff::tz::TimeZone::UTC,
@@ -1274,6 +1360,7 @@ mod tests {
     async fn a_new_number_warms_up_from_the_first_day_it_sends() {
         let ledger = SqliteLedger::open(None).await.unwrap();
         let cap = DailyCap {
+            new_contacts: None,
             cap: Some(5),
             warmup: vec![1, 2],
             timezone: jiff::tz::TimeZone::UTC,

@@ -13,6 +13,8 @@ pub struct DailyCap {
     pub cap: Option<u64>,
     /// The caps of a number's 1st, 2nd, … day of sending.
     pub warmup: Vec<u64>,
+    /// First contacts a day (`schedule.daily_new_contacts`).
+    pub new_contacts: Option<u64>,
     /// The zone whose midnight starts a new day.
     pub timezone: TimeZone,
 }
@@ -68,6 +70,7 @@ mod tests {
     #[test]
     fn the_day_is_the_local_one() {
         let cap = DailyCap {
+            new_contacts: None,
             cap: Some(1),
             warmup: Vec::new(),
             timezone: TimeZone::get("America/Sao_Paulo").unwrap(),
@@ -80,6 +83,7 @@ mod tests {
     #[test]
     fn a_new_number_warms_up_then_takes_the_cap() {
         let cap = DailyCap {
+            new_contacts: None,
             cap: Some(500),
             warmup: vec![20, 40, 80],
             timezone: TimeZone::UTC,

@@ -28,6 +28,9 @@ pub struct ScheduleSettings {
     pub timezone: Option<TimeZone>,
     /// Messages per instance per day, across every run sharing the ledger.
     pub daily_cap: Option<u64>,
+    /// First contacts per instance per day: messages to recipients the
+    /// number never reached before (as far as the ledger remembers).
+    pub daily_new_contacts: Option<u64>,
     /// A new number's caps on its 1st, 2nd, … day of sending, before
     /// `daily_cap` applies: numbers that send at full volume on day one
     /// are the likeliest to be banned.
@@ -68,6 +71,12 @@ impl ScheduleSettings {
                 "must be at least 1; leave it out for no cap",
             ));
         }
+        if self.daily_new_contacts == Some(0) {
+            return Err(invalid(
+                "schedule.daily_new_contacts",
+                "must be at least 1; leave it out for no limit",
+            ));
+        }
         if self.warmup.contains(&0) {
             return Err(invalid("schedule.warmup", "a day's cap must be at least 1"));
         }
@@ -89,9 +98,13 @@ impl ScheduleSettings {
 
     /// The daily cap, when one (or a warm-up) is set.
     pub fn daily_cap(&self) -> Option<DailyCap> {
-        (self.daily_cap.is_some() || !self.warmup.is_empty()).then(|| DailyCap {
+        let counted = self.daily_cap.is_some()
+            || !self.warmup.is_empty()
+            || self.daily_new_contacts.is_some();
+        counted.then(|| DailyCap {
             cap: self.daily_cap,
             warmup: self.warmup.clone(),
+            new_contacts: self.daily_new_contacts,
             timezone: self.time_zone(),
         })
     }

@@ -25,6 +25,10 @@ pub enum Cause {
     SameCard { at: i64 },
     /// The recipient was reached within `schedule.cooldown`: not before `until`.
     CoolingDown { until: i64 },
+    /// A recipient its number never reached, and the number's first
+    /// contacts for the day (`schedule.daily_new_contacts`, `cap`) are used
+    /// up: not before its next day, `until`.
+    FirstContacts { cap: u64, until: Option<i64> },
 }
 
 impl Cause {
@@ -35,7 +39,7 @@ impl Cause {
             Cause::InDoubt(_) | Cause::InFlight { .. } => Status::Unknown,
             Cause::Suppressed(_) => Status::Suppressed,
             Cause::SameCard { .. } => Status::Duplicate,
-            Cause::CoolingDown { .. } => Status::Deferred,
+            Cause::CoolingDown { .. } | Cause::FirstContacts { .. } => Status::Deferred,
         }
     }
 
@@ -80,6 +84,14 @@ impl Cause {
                 "the recipient was reached recently (schedule.cooldown); not before {}, when \
                  --resume sends it",
                 at_text(*until)
+            ),
+            Cause::FirstContacts { cap, until } => format!(
+                "first contacts for today used up (schedule.daily_new_contacts = {cap} a number); \
+                 --resume sends it {}",
+                until.map_or_else(
+                    || "tomorrow".to_string(),
+                    |until| format!("from {}", at_text(until))
+                )
             ),
         }
     }

@@ -33,6 +33,8 @@ pub enum Hold {
     ApiWait,
     /// The number is paused or held in the ledger, for every run.
     Number(HoldKind),
+    /// The number's first contacts for the day are used up.
+    FirstContacts,
 }
 
 /// A number kept from sending by every run that shares the ledger.
@@ -127,7 +129,7 @@ impl StopReason {
     }
 
     /// The same for a machine: `interrupted`, `halted`, `window`,
-    /// `daily_cap`, `api_wait`, `paused`, `held`.
+    /// `daily_cap`, `api_wait`, `paused`, `held`, `first_contacts`.
     pub fn code(&self) -> &'static str {
         match self {
             StopReason::Interrupted => "interrupted",
@@ -137,6 +139,7 @@ impl StopReason {
                 Hold::DailyCap => "daily_cap",
                 Hold::ApiWait => "api_wait",
                 Hold::Number(kind) => kind.as_str(),
+                Hold::FirstContacts => "first_contacts",
             },
         }
     }

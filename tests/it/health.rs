@@ -14,6 +14,7 @@ on_both_stores!(
     a_pause_reaches_a_run_in_progress_within_seconds,
     a_number_the_api_refused_stays_out_of_every_run_until_resumed,
     a_hold_for_failures_ends_by_itself,
+    first_contacts_are_capped_apart_from_people_the_number_knows,
 );
 
 /// Two machines' configs on one ledger, through `inst-1`.
@@ -223,4 +224,53 @@ async fn a_hold_for_failures_ends_by_itself(store: Store) {
         )
         .await;
     assert!(server.requests() > failed, "{}", stderr(&output));
+}
+
+/// `daily_new_contacts = 8`, five new recipients reached today (on the
+/// other machine), then five of those again (another card) and five new:
+/// the five known and three new go, two wait for tomorrow (exit 5).
+async fn first_contacts_are_capped_apart_from_people_the_number_knows(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let (here, there, settings) = two_machines(&server.base_url(), store).await;
+    let settings = settings.set("schedule.daily_new_contacts", "8");
+    let (mine, theirs) = (here.config(&settings), there.config(&settings));
+    let rows = |range: std::ops::Range<usize>, card: &str| -> String {
+        let mut text = String::from("to,contact_name,contact_phone\n");
+        for n in range {
+            text.push_str(&format!("+55 11 98000-{n:04},Pessoa {n},{card}\n"));
+        }
+        text
+    };
+    here.write("campaign.csv", &rows(0..5, "+55 11 3003-4000"));
+    let output = here.send(&mine, &[]).await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+
+    there.write("campaign.csv", &rows(0..10, "+55 11 3003-5000"));
+    let output = there.send(&theirs, &["--summary", "json"]).await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_eq!(summary_json(&output)["stop_reason"], "first_contacts");
+    assert_eq!(server.accepted(), 5 + 8);
+    let results = there.results("campaign.results.csv");
+    let sent: Vec<&str> = results
+        .iter()
+        .filter(|line| line["status"] == "SENT")
+        .map(|line| line["to"].as_str())
+        .collect();
+    for known in 0..5 {
+        assert!(
+            sent.contains(&format!("551198000{known:04}").as_str()),
+            "{sent:?}"
+        );
+    }
+    let waiting: Vec<_> = results
+        .iter()
+        .filter(|line| line["status"] == "DEFERRED")
+        .collect();
+    assert_eq!(waiting.len(), 2, "{results:?}");
+    for line in waiting {
+        assert!(
+            line["error"].contains("first contacts for today used up"),
+            "{line:?}"
+        );
+    }
 }
