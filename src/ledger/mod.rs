@@ -48,6 +48,8 @@ pub struct NumberRecord {
     pub next_at: Option<i64>,
     /// Messages counted per day, from the days asked for.
     pub sent: BTreeMap<Date, u64>,
+    /// First contacts counted per day (`schedule.daily_new_contacts`).
+    pub new_contacts: BTreeMap<Date, u64>,
 }
 
 /// The ledger cannot be opened, read or written.
@@ -810,7 +812,7 @@ fn cap_for(cap: &DailyCap, first_day: &str, day: Date) -> Option<u64> {
 fn assemble(
     first_days: Vec<(String, String, String)>,
     clocks: Vec<(String, i64)>,
-    counts: Vec<(String, String, i64)>,
+    counts: Vec<(String, String, i64, i64)>,
 ) -> Vec<NumberRecord> {
     let mut numbers: BTreeMap<String, NumberRecord> = BTreeMap::new();
     for (id, first_day, timezone) in first_days {
@@ -824,10 +826,13 @@ fn assemble(
             .or_insert_with(|| empty(&id))
             .next_at = Some(next_at);
     }
-    for (id, day, sent) in counts {
+    for (id, day, sent, new_contacts) in counts {
         if let Ok(day) = day.parse() {
             let record = numbers.entry(id.clone()).or_insert_with(|| empty(&id));
             record.sent.insert(day, u64::try_from(sent).unwrap_or(0));
+            record
+                .new_contacts
+                .insert(day, u64::try_from(new_contacts).unwrap_or(0));
         }
     }
     numbers.into_values().collect()
@@ -840,6 +845,7 @@ fn empty(instance_id: &str) -> NumberRecord {
         timezone: String::new(),
         next_at: None,
         sent: BTreeMap::new(),
+        new_contacts: BTreeMap::new(),
     }
 }
 

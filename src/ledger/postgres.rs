@@ -283,13 +283,13 @@ impl PostgresLedger {
             .collect();
         let counts = client
             .query(
-                "SELECT instance_id, day, sent FROM daily_counts WHERE day >= $1",
+                "SELECT instance_id, day, sent, new_contacts FROM daily_counts WHERE day >= $1",
                 &[&since.to_string()],
             )
             .await
             .map_err(failed)?
             .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
             .collect();
         Ok(assemble(first_days, clocks, counts))
     }

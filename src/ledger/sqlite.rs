@@ -195,9 +195,11 @@ impl SqliteLedger {
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             let counts = connection
-                .prepare("SELECT instance_id, day, sent FROM daily_counts WHERE day >= ?1")?
+                .prepare(
+                    "SELECT instance_id, day, sent, new_contacts FROM daily_counts WHERE day >= ?1",
+                )?
                 .query_map(params![since], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(assemble(first_days, clocks, counts))

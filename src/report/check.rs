@@ -92,6 +92,21 @@ pub struct CheckReport {
     /// run's instances: their rows would not go.
     #[serde(skip)]
     held: Vec<(usize, String)>,
+    /// `schedule.daily_new_contacts`.
+    #[serde(skip)]
+    first_contacts_cap: Option<u64>,
+    /// Messages to recipients the ledger never saw reached, by instance
+    /// index: first contacts, at least.
+    #[serde(skip)]
+    first_contacts_by_instance: BTreeMap<usize, u64>,
+    /// Messages to recipients the ledger never saw reached (with
+    /// `schedule.daily_new_contacts`): first contacts, at least.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_contacts: Option<u64>,
+    /// The days the busiest number's first contacts take at
+    /// `schedule.daily_new_contacts`, when more than one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub days_at_first_contacts: Option<u64>,
     /// The messages of those numbers, by instance, with the hold's words.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub held_numbers: BTreeMap<String, HeldNumber>,
@@ -147,6 +162,10 @@ impl CheckReport {
             daily_cap: None,
             held: Vec::new(),
             held_numbers: BTreeMap::new(),
+            first_contacts_cap: None,
+            first_contacts_by_instance: BTreeMap::new(),
+            first_contacts: None,
+            days_at_first_contacts: None,
             by_country: Vec::new(),
         }
     }
@@ -162,6 +181,17 @@ impl CheckReport {
             .iter()
             .map(|(column, header)| (column.to_string(), header.clone()))
             .collect();
+    }
+
+    /// Notes `schedule.daily_new_contacts`.
+    pub fn first_contacts_cap(&mut self, cap: Option<u64>) {
+        self.first_contacts_cap = cap;
+    }
+
+    /// One more message to a recipient the ledger never saw reached,
+    /// through the instance at `instance`.
+    pub fn add_first_contact(&mut self, instance: usize) {
+        *self.first_contacts_by_instance.entry(instance).or_default() += 1;
     }
 
     /// Notes the numbers the ledger holds now: the instance at each index,
@@ -261,6 +291,17 @@ impl CheckReport {
             .daily_cap
             .map(|(cap, _)| self.busiest_instance_messages.div_ceil(cap.max(1)))
             .filter(|days| *days > 1);
+        if let Some(cap) = self.first_contacts_cap {
+            let busiest = self
+                .first_contacts_by_instance
+                .values()
+                .max()
+                .copied()
+                .unwrap_or(0);
+            self.first_contacts = Some(self.first_contacts_by_instance.values().sum());
+            self.days_at_first_contacts =
+                Some(busiest.div_ceil(cap.max(1))).filter(|days| *days > 1);
+        }
     }
 
     /// The report in words, as `view` shows it.
@@ -369,6 +410,17 @@ impl CheckReport {
             ));
         }
         text.push_str(&format!("sending would take {}\n", self.expected_time()));
+        if let (Some(first), Some(cap)) = (self.first_contacts, self.first_contacts_cap) {
+            let days = match self.days_at_first_contacts {
+                Some(days) => format!(", which spreads them over at least {days} days"),
+                None => String::new(),
+            };
+            text.push_str(&format!(
+                "{} to recipients the ledger never saw reached: first contacts, at most {cap} a \
+                 number a day (schedule.daily_new_contacts){days}\n",
+                counted(first, "message")
+            ));
+        }
         if let (Some(days), Some((cap, warmup))) = (self.days_at_daily_cap, self.daily_cap) {
             let warming = match warmup {
                 true => ", more while a number warms up",

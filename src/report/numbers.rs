@@ -23,6 +23,10 @@ pub struct NumberReport {
     pub sent_today: u64,
     /// Today's cap, the warm-up included; `None`: no cap.
     pub cap_today: Option<u64>,
+    /// Today's first contacts (recipients it never reached before).
+    pub first_contacts_today: u64,
+    /// `schedule.daily_new_contacts`; `None`: no limit.
+    pub first_contacts_cap: Option<u64>,
     /// When its next message may leave, at the configured pace (UTC).
     pub next_free: Option<String>,
     /// Messages counted on each of the last 7 days, oldest first.
@@ -85,6 +89,8 @@ impl NumberReport {
             timezone: Some(record.timezone.clone()).filter(|zone| !zone.is_empty()),
             sent_today: record.sent.get(&today).copied().unwrap_or(0),
             cap_today: cap.and_then(|cap| cap.cap_on(days_sending)),
+            first_contacts_today: record.new_contacts.get(&today).copied().unwrap_or(0),
+            first_contacts_cap: cap.and_then(|cap| cap.new_contacts),
             next_free,
             last_7_days,
             state: hold.map_or("active", |hold| hold.kind.as_str()),
@@ -121,6 +127,9 @@ pub fn numbers_text(reports: &[NumberReport]) -> String {
             .iter()
             .map(|day| day.sent.to_string())
             .collect();
+        let first_contacts = report.first_contacts_cap.map_or_else(String::new, |cap| {
+            format!(", first contacts {} of {cap}", report.first_contacts_today)
+        });
         let state = match (&report.reason, &report.until) {
             (None, _) => String::new(),
             (Some(reason), Some(until)) => format!(" · {} until {until} ({reason})", report.state),
@@ -131,7 +140,7 @@ pub fn numbers_text(reports: &[NumberReport]) -> String {
         };
         let _ = writeln!(
             text,
-            "{}{state}  first sent {}{} · today {} of {cap} · next free {} · last 7 days {}",
+            "{}{state}  first sent {}{} · today {} of {cap}{first_contacts} · next free {} · last 7 days {}",
             report.instance_id,
             report.first_day.as_deref().unwrap_or("—"),
             report

@@ -42,6 +42,9 @@ pub struct Admitting {
     pub jobs: Option<mpsc::Sender<Job>>,
     pub outcomes: mpsc::Sender<Outcome>,
     pub control: Arc<RunControl>,
+    /// `schedule.daily_new_contacts` is set: the report counts the rows to
+    /// recipients the ledger never saw reached.
+    pub counts_first_contacts: bool,
 }
 
 impl Admitting {
@@ -101,9 +104,10 @@ impl Admitting {
                     }
                 };
                 let instance = dispatch::assign(&job.recipient.to, &self.instances);
-                let admission = match facts.as_mut().and_then(Iterator::next) {
+                let (admission, never_reached) = match facts.as_mut().and_then(Iterator::next) {
                     Some(facts) => {
                         let known_repeat = is_remembered_repeat(&facts);
+                        let never_reached = facts.last_reached.is_none();
                         // Only the ledger the facts came from can tell at
                         // the door whether they still hold.
                         job.as_read = epoch.filter(|_| self.remembers).map(|epoch| {
@@ -125,7 +129,7 @@ impl Admitting {
                             );
                             repeats.push((recipient.key.clone(), repeat));
                         }
-                        admission
+                        (admission, never_reached)
                     }
                     None => {
                         let why = lost.as_deref().unwrap_or("the ledger could not be read");
@@ -140,6 +144,9 @@ impl Admitting {
                     }
                     Admission::Goes { .. } => {
                         check.add_job(&job, instance);
+                        if never_reached && self.counts_first_contacts {
+                            check.add_first_contact(instance);
+                        }
                         self.goes(job, instance).await;
                     }
                 }
@@ -169,7 +176,9 @@ impl Admitting {
             })
             .collect();
         let (ledger, campaign) = (self.ledger.clone(), self.campaign.clone());
-        let with_cooldown = self.rules.cooldown.is_some();
+        // The recipient's last contact: for a cooldown, and for the report
+        // of first contacts.
+        let with_cooldown = self.rules.cooldown.is_some() || self.counts_first_contacts;
         let asking = tokio::spawn(async move {
             match lookups.is_empty() {
                 true => Ok((Vec::new(), None)),

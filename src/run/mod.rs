@@ -256,6 +256,7 @@ pub async fn run(
             settings.schedule.daily_cap,
             !settings.schedule.warmup.is_empty(),
         );
+        check.first_contacts_cap(settings.schedule.daily_new_contacts);
         check
     };
 
@@ -292,6 +293,7 @@ pub async fn run(
             jobs: (kind != Kind::Check).then_some(jobs),
             outcomes: outcomes.clone(),
             control: control.clone(),
+            counts_first_contacts: settings.schedule.daily_new_contacts.is_some(),
         };
         tokio::spawn(admitting.admit(read_rows, check))
     };
