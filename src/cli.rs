@@ -34,8 +34,8 @@ pub const EXIT_CODES: &str =
   2    usage, config or campaign-file error; nothing sent
   3    halted (credentials refused, too many failures, disk full); --resume later
   4    another run holds the lock on the results file
-  5    stopped by the send window (--no-wait), a daily cap, or a number paused
-       or held in the ledger; --resume later
+  5    stopped by the send window (--no-wait), a daily cap or first-contact
+       limit, or a number paused or held in the ledger; --resume later
   130  interrupted by a signal; --resume carries on";
 
 /// `--help`'s end: where to start, the environment and the exit codes.
