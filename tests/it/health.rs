@@ -15,6 +15,7 @@ on_both_stores!(
     a_number_the_api_refused_stays_out_of_every_run_until_resumed,
     a_hold_for_failures_ends_by_itself,
     first_contacts_are_capped_apart_from_people_the_number_knows,
+    a_long_retry_after_holds_the_number_for_every_run_until_then,
 );
 
 /// Two machines' configs on one ledger, through `inst-1`.
@@ -273,4 +274,37 @@ async fn first_contacts_are_capped_apart_from_people_the_number_knows(store: Sto
             "{line:?}"
         );
     }
+}
+
+/// The API asks the number to wait two minutes, longer than
+/// `retry.max_backoff`: the run stops for now, and the other machine's run
+/// asks nothing of the API until then; after it (faketime), it does.
+async fn a_long_retry_after_holds_the_number_for_every_run_until_then(store: Store) {
+    let server = embedded(MockOptions {
+        throttle_rate: 1.0,
+        retry_after: 120,
+        ..MockOptions::default()
+    })
+    .await;
+    let (here, there, settings) = two_machines(&server.base_url(), store).await;
+    let (mine, theirs) = (here.config(&settings), there.config(&settings));
+    here.write("campaign.csv", &common::campaign(3));
+    let output = here.send(&mine, &["--summary", "json"]).await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_eq!(summary_json(&output)["stop_reason"], "api_wait");
+    let asked = server.requests();
+
+    there.write("campaign.csv", &common::campaign_from(3, 3));
+    let output = there.send(&theirs, &["--summary", "json"]).await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_eq!(summary_json(&output)["stop_reason"], "held");
+    assert_eq!(server.requests(), asked, "held until the API's time");
+
+    let output = there
+        .run_later(
+            "+5m",
+            &["send", "campaign.csv", "--config", &theirs, "--resume"],
+        )
+        .await;
+    assert!(server.requests() > asked, "{}", stderr(&output));
 }
