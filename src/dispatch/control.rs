@@ -230,13 +230,19 @@ impl LaneHealth {
         until: Option<Duration>,
     ) {
         let now = nanos_of(Timestamp::now());
-        let hold = NumberHold {
+        self.keep_verdict(NumberHold {
             instance_id: self.instance_id.to_string(),
             kind,
             reason,
             since: now,
             until: until.map(|wait| now.saturating_add(crate::pacing::nanos(wait))),
-        };
+        });
+    }
+
+    /// Keeps `hold` to be written in the ledger, unless a longer one is kept
+    /// already (one that could not be written waits here for the next try).
+    pub(super) fn keep_verdict(&self, hold: NumberHold) {
+        let now = nanos_of(Timestamp::now());
         let mut verdict = self
             .verdict
             .lock()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::control::LaneHealth;
 use super::Shared;
@@ -19,13 +19,15 @@ use super::Shared;
 pub(super) const HOLDS_POLL: Duration = Duration::from_secs(2);
 
 /// Closes the lanes of the numbers the ledger holds now: their rows are
-/// `DEFERRED`, naming the hold. A ledger that cannot say is left to the
-/// door, which fails on it too.
+/// `DEFERRED`, naming the hold. A ledger that cannot say halts the run: a
+/// number paused there must not send.
 pub(super) async fn close_held(lanes: &[Arc<LaneHealth>], shared: &Shared) {
     let holds = match shared.ledger.holds().await {
         Ok(holds) => holds,
         Err(error) => {
-            debug!("cannot read the numbers held: {error}");
+            shared.control.halt(format!(
+                "cannot read which numbers are paused or held in the ledger: {error}"
+            ));
             return;
         }
     };
@@ -65,11 +67,14 @@ async fn write_verdicts(lanes: &[Arc<LaneHealth>], shared: &Shared) {
         let Some(hold) = lane.take_verdict() else {
             continue;
         };
-        if let Err(error) = shared.ledger.hold_number(hold, false).await {
+        if let Err(error) = shared.ledger.hold_number(hold.clone(), false).await {
             warn!(
                 instance = %lane.instance_id,
-                "cannot keep the number from sending in the ledger for the runs after this one: {error}"
+                "cannot keep the number from sending in the ledger for the runs after this one \
+                 (tried again in {} s): {error}",
+                HOLDS_POLL.as_secs()
             );
+            lane.keep_verdict(hold);
         }
     }
 }

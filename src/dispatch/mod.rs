@@ -163,10 +163,12 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     drop(queues);
     drop(door);
     lane_tasks.wait().await;
-    // The run's verdicts on its numbers go in the ledger before it ends.
+    let door_ended = door_task.await;
+    // The run's verdicts on its numbers go in the ledger before it ends,
+    // the last answers' included.
     watched.cancel();
     let _ = watcher.await;
-    if let Err(failed) = door_task.await {
+    if let Err(failed) = door_ended {
         if failed.is_panic() {
             std::panic::resume_unwind(failed.into_panic());
         }

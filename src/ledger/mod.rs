@@ -680,40 +680,73 @@ impl Admitted {
             .map(|(index, _)| index)
     }
 
-    /// How many first contacts each number's cards of the pass are
-    /// (`new`, by claim).
+    /// The first contacts each number's cards of the pass would make:
+    /// their recipients (`new`, by claim), each once however many cards go
+    /// to it.
     fn wanted_new<'a>(claims: &'a [Claim], new: &[bool]) -> BTreeMap<&'a str, u64> {
+        let recipients: std::collections::BTreeSet<(&str, &str)> = claims
+            .iter()
+            .zip(new)
+            .filter(|(_, new)| **new)
+            .map(|(claim, _)| (claim.instance_id.as_str(), claim.to.as_str()))
+            .collect();
         let mut wanted: BTreeMap<&str, u64> = BTreeMap::new();
-        for (claim, _) in claims.iter().zip(new).filter(|(_, new)| **new) {
-            *wanted.entry(&claim.instance_id).or_default() += 1;
+        for (instance, _) in recipients {
+            *wanted.entry(instance).or_default() += 1;
         }
         wanted
     }
 
-    /// Holds back the first contacts beyond what each number's limit for
-    /// the day allowed: they wait for its next day. A number's other cards
-    /// go on.
+    /// Holds back the cards to the recipients beyond what each number's
+    /// first contacts for the day allowed (`allowed`, in recipients): all
+    /// of a recipient's cards go, or none. A number's other cards go on.
     fn limit_first_contacts(
         &mut self,
         claims: &[Claim],
         new: &[bool],
         mut allowed: BTreeMap<&str, CapTaken>,
     ) {
+        let mut decided: std::collections::HashMap<(&str, &str), bool> = Default::default();
         let cards = claims.iter().zip(self.admissions.iter_mut()).zip(new);
         for ((claim, admission), _) in cards.filter(|(_, new)| **new) {
             let Some(limit) = allowed.get_mut(claim.instance_id.as_str()) else {
                 continue;
             };
-            match limit.taken {
-                0 => {
-                    *admission = Admission::Held(Cause::FirstContacts {
-                        cap: limit.cap,
-                        until: limit.until,
-                    })
-                }
-                _ => limit.taken -= 1,
+            let (cap, until) = (limit.cap, limit.until);
+            let goes = *decided
+                .entry((claim.instance_id.as_str(), claim.to.as_str()))
+                .or_insert_with(|| match limit.taken {
+                    0 => false,
+                    _ => {
+                        limit.taken -= 1;
+                        true
+                    }
+                });
+            if !goes {
+                *admission = Admission::Held(Cause::FirstContacts { cap, until });
             }
         }
+    }
+
+    /// The first contacts a pass made, by number: the recipients of its
+    /// new cards let out, each once.
+    fn first_contacts_made<'a>(
+        claims: &'a [Claim],
+        new: &[bool],
+        decided: &[Claimed],
+    ) -> BTreeMap<&'a str, u64> {
+        let granted = claims
+            .iter()
+            .zip(new)
+            .zip(decided)
+            .filter(|((_, new), claimed)| **new && matches!(claimed, Claimed::Granted { .. }))
+            .map(|((claim, _), _)| (claim.instance_id.as_str(), claim.to.as_str()));
+        let recipients: std::collections::BTreeSet<(&str, &str)> = granted.collect();
+        let mut made: BTreeMap<&str, u64> = BTreeMap::new();
+        for (instance, _) in recipients {
+            *made.entry(instance).or_default() += 1;
+        }
+        made
     }
 
     /// How many cards of each number go: its cap is taken once a pass.

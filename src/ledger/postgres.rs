@@ -333,12 +333,19 @@ impl PostgresLedger {
             .transaction()
             .await
             .map_err(|error| self.failed(&error))?;
-        // The row locked, if there is one: another run's verdict on the
-        // number waits for this one.
+        // The number's holds locked, whether or not it has one yet: another
+        // run's verdict on it, or an operator's pause, waits for this one.
+        transaction
+            .execute_typed(
+                "SELECT pg_advisory_xact_lock(7, hashtext($1))",
+                typed![&hold.instance_id],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
         let held = transaction
             .query_typed_opt(
                 "SELECT instance_id, kind, reason, since, until FROM number_holds
-                 WHERE instance_id = $1 FOR UPDATE",
+                 WHERE instance_id = $1",
                 typed![&hold.instance_id],
             )
             .await
@@ -499,16 +506,27 @@ impl PostgresLedger {
             return Ok(Vec::new());
         }
         let mut admitted = Admitted::new(claims, facts, rules, *now);
-        if let Some(cap) = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some()) {
-            let new = first_contacts(&transaction, claims, &admitted)
+        // Every number of the pass locked first, in one order: two passes
+        // never wait for each other's numbers.
+        if let Some(cap) = daily_cap {
+            for instance in admitted.wanted(claims).keys() {
+                number_day(&transaction, instance, cap, *now)
+                    .await
+                    .map_err(failed)?;
+            }
+        }
+        let first_contacts_cap = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some());
+        let mut new = Vec::new();
+        if let Some(cap) = first_contacts_cap {
+            new = first_contacts(&transaction, claims, &admitted)
                 .await
                 .map_err(failed)?;
             let mut allowed = BTreeMap::new();
             for (instance, wanted) in Admitted::wanted_new(claims, &new) {
-                let taken = take_first_contacts(&transaction, instance, cap, *now, wanted)
+                let left = first_contacts_left(&transaction, instance, cap, *now, wanted)
                     .await
                     .map_err(failed)?;
-                allowed.insert(instance, taken);
+                allowed.insert(instance, left);
             }
             admitted.limit_first_contacts(claims, &new, allowed);
         }
@@ -523,6 +541,13 @@ impl PostgresLedger {
             allowed.insert(instance, taken);
         }
         let decided = admitted.grant(claims, allowed, *now);
+        if let Some(cap) = first_contacts_cap {
+            for (instance, made) in Admitted::first_contacts_made(claims, &new, &decided) {
+                count_first_contacts(&transaction, instance, cap, *now, made)
+                    .await
+                    .map_err(failed)?;
+            }
+        }
         record(&transaction, campaign, claims, &decided)
             .await
             .map_err(failed)?;
@@ -965,9 +990,10 @@ async fn take_from_cap(
     })
 }
 
-/// Takes up to `wanted` first contacts from `instance`'s limit for the day
-/// of `now` (`schedule.daily_new_contacts`), as [`take_from_cap`] does.
-async fn take_first_contacts(
+/// How many of `wanted` first contacts `instance`'s limit for the day of
+/// `now` has left (`schedule.daily_new_contacts`), the day's row locked;
+/// counted once the pass knows which went ([`count_first_contacts`]).
+async fn first_contacts_left(
     transaction: &Transaction<'_>,
     instance: &str,
     cap: &DailyCap,
@@ -982,38 +1008,43 @@ async fn take_first_contacts(
         )
         .await?
         .get(0);
-    let allowed = within_cap(made, cap.new_contacts, wanted);
-    if allowed.taken > 0 {
-        let now_made = made.saturating_add(i64::try_from(allowed.taken).unwrap_or(i64::MAX));
-        transaction
-            .execute_typed(
-                "UPDATE daily_counts SET new_contacts = $3 WHERE instance_id = $1 AND day = $2",
-                typed![&instance, &day, &now_made],
-            )
-            .await?;
-    }
     let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
     Ok(CapTaken {
         until: cap.next_day(at).map(nanos_of),
-        ..allowed
+        ..within_cap(made, cap.new_contacts, wanted)
     })
 }
 
+/// Counts `made` first contacts of `instance` on the day of `now`.
+async fn count_first_contacts(
+    transaction: &Transaction<'_>,
+    instance: &str,
+    cap: &DailyCap,
+    now: i64,
+    made: u64,
+) -> Result<(), tokio_postgres::Error> {
+    let (_, _, day) = number_day(transaction, instance, cap, now).await?;
+    let made = i64::try_from(made).unwrap_or(i64::MAX);
+    transaction
+        .execute_typed(
+            "UPDATE daily_counts SET new_contacts = new_contacts + $3
+             WHERE instance_id = $1 AND day = $2",
+            typed![&instance, &day, &made],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Which of the cards that go are first contacts: to a recipient their
-/// number never reached (as far as the ledger remembers). A recipient met
-/// twice in one pass is a first contact once.
+/// number never reached (as far as the ledger remembers).
 async fn first_contacts(
     transaction: &Transaction<'_>,
     claims: &[Claim],
     admitted: &Admitted,
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
     let mut new = vec![false; claims.len()];
-    let mut asked = std::collections::HashSet::new();
     for index in admitted.going().collect::<Vec<_>>() {
         let claim = &claims[index];
-        if !asked.insert((claim.instance_id.as_str(), claim.to.as_str())) {
-            continue;
-        }
         let known: bool = transaction
             .query_typed_one(
                 "SELECT EXISTS (SELECT 1 FROM sends WHERE recipient = $1 AND instance_id = $2

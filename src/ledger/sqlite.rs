@@ -397,12 +397,14 @@ impl SqliteLedger {
                 })
                 .collect();
             let mut admitted = Admitted::new(claims, facts, rules, *now);
-            if let Some(cap) = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some()) {
-                let new = first_contacts(&transaction, claims, &admitted)?;
+            let first_contacts_cap = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some());
+            let mut new = Vec::new();
+            if let Some(cap) = first_contacts_cap {
+                new = first_contacts(&transaction, claims, &admitted)?;
                 let mut allowed = BTreeMap::new();
                 for (instance, wanted) in Admitted::wanted_new(claims, &new) {
-                    let taken = take_first_contacts(&transaction, instance, cap, *now, wanted)?;
-                    allowed.insert(instance, taken);
+                    let left = first_contacts_left(&transaction, instance, cap, *now, wanted)?;
+                    allowed.insert(instance, left);
                 }
                 admitted.limit_first_contacts(claims, &new, allowed);
             }
@@ -415,6 +417,11 @@ impl SqliteLedger {
                 allowed.insert(instance, taken);
             }
             let decided = admitted.grant(claims, allowed, *now);
+            if let Some(cap) = first_contacts_cap {
+                for (instance, made) in Admitted::first_contacts_made(claims, &new, &decided) {
+                    count_first_contacts(&transaction, instance, cap, *now, made)?;
+                }
+            }
             for (claim, claimed) in claims.iter().zip(&decided) {
                 record(&transaction, &campaign, claim, claimed)?;
             }
@@ -939,9 +946,10 @@ fn take_from_cap(
     })
 }
 
-/// Takes up to `wanted` first contacts from `instance`'s limit for the day
-/// of `now` (`schedule.daily_new_contacts`), as [`take_from_cap`] does.
-fn take_first_contacts(
+/// How many of `wanted` first contacts `instance`'s limit for the day of
+/// `now` has left (`schedule.daily_new_contacts`); counted once the pass
+/// knows which went ([`count_first_contacts`]).
+fn first_contacts_left(
     connection: &Connection,
     instance: &str,
     cap: &DailyCap,
@@ -956,24 +964,34 @@ fn take_first_contacts(
         .query_row(params![instance, day], |row| row.get(0))
         .optional()?
         .unwrap_or(0);
-    let allowed = within_cap(made, cap.new_contacts, wanted);
-    if allowed.taken > 0 {
-        connection
-            .prepare_cached(
-                "INSERT INTO daily_counts (instance_id, day, sent, new_contacts) VALUES (?1, ?2, 0, ?3)
-                 ON CONFLICT (instance_id, day) DO UPDATE SET new_contacts = excluded.new_contacts",
-            )?
-            .execute(params![
-                instance,
-                day,
-                made.saturating_add(i64::try_from(allowed.taken).unwrap_or(i64::MAX))
-            ])?;
-    }
     let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
     Ok(CapTaken {
         until: cap.next_day(at).map(nanos_of),
-        ..allowed
+        ..within_cap(made, cap.new_contacts, wanted)
     })
+}
+
+/// Counts `made` first contacts of `instance` on the day of `now`.
+fn count_first_contacts(
+    connection: &Connection,
+    instance: &str,
+    cap: &DailyCap,
+    now: i64,
+    made: u64,
+) -> rusqlite::Result<()> {
+    let (_, _, day) = number_day(connection, instance, cap, now)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO daily_counts (instance_id, day, sent, new_contacts) VALUES (?1, ?2, 0, ?3)
+             ON CONFLICT (instance_id, day) DO UPDATE
+                 SET new_contacts = daily_counts.new_contacts + excluded.new_contacts",
+        )?
+        .execute(params![
+            instance,
+            day,
+            i64::try_from(made).unwrap_or(i64::MAX)
+        ])?;
+    Ok(())
 }
 
 /// Which of the cards that go are first contacts: to a recipient their

@@ -16,6 +16,7 @@ on_both_stores!(
     a_hold_for_failures_ends_by_itself,
     first_contacts_are_capped_apart_from_people_the_number_knows,
     a_long_retry_after_holds_the_number_for_every_run_until_then,
+    a_recipient_is_one_first_contact_however_many_cards_go_to_them,
 );
 
 /// Two machines' configs on one ledger, through `inst-1`.
@@ -307,4 +308,33 @@ async fn a_long_retry_after_holds_the_number_for_every_run_until_then(store: Sto
         )
         .await;
     assert!(server.requests() > asked, "{}", stderr(&output));
+}
+
+/// One first contact a day: two cards to one new recipient are that one
+/// first contact, and go together; the next new recipient waits.
+async fn a_recipient_is_one_first_contact_however_many_cards_go_to_them(store: Store) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .set("ledger.url", &format!("{ledger:?}"))
+            .set("schedule.daily_new_contacts", "1"),
+    );
+    work.write(
+        "campaign.csv",
+        "to,contact_name,contact_phone\n\
+         +55 11 98000-0001,Loja,+55 11 3003-4000\n\
+         +55 11 98000-0001,Loja,+55 11 3003-5000\n\
+         +55 11 98000-0002,Loja,+55 11 3003-4000\n",
+    );
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    let results = work.results("campaign.results.csv");
+    let statuses: Vec<&str> = results.iter().map(|line| line["status"].as_str()).collect();
+    assert_eq!(statuses, ["SENT", "SENT", "DEFERRED"], "{results:?}");
+    assert_eq!(server.accepted(), 2);
+    let output = work.run(&["numbers", "--json", "--config", &config]).await;
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(numbers[0]["first_contacts_today"], 1, "{numbers}");
 }
