@@ -70,6 +70,9 @@ pub enum Command {
     /// Keep recipients from ever getting a message (opt-outs; Brazil's LGPD
     /// requires honouring them): add, import, remove, list
     Suppress(SuppressArgs),
+    /// Write a campaign report a person looks at: one HTML file, charts inline, from a
+    /// results file
+    Report(ReportArgs),
     /// Look after the ledger: what it holds, pruning cards older than ledger.keep,
     /// forgetting a person on request (LGPD)
     Ledger(LedgerArgs),
@@ -216,6 +219,25 @@ pub struct NumbersArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The results file (or a check or rehearsal file)
+    #[arg(value_name = "RESULTS.csv")]
+    pub results: PathBuf,
+
+    /// Where the page goes [default: the results file's name with .html]
+    #[arg(long, value_name = "FILE.html")]
+    pub out: Option<PathBuf>,
+
+    /// The page's language [default: from LANG: pt-BR for pt_*, else en]
+    #[arg(long, value_name = "LANG", value_parser = ["en", "pt-BR"])]
+    pub lang: Option<String>,
+
+    /// Config file (TOML): the pace the chart shows
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum NumbersAction {
     /// Send nothing through the number, in every run sharing the ledger, on any machine
@@ -264,6 +286,10 @@ pub struct SendArgs {
     /// With --mock: wait for the pace as a real send would, to rehearse its timing
     #[arg(long, requires = "mock")]
     pub real_pace: bool,
+
+    /// At the end, write the campaign's report (one HTML file) here, in LANG's language
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 
     /// Exit 1 unless every row is SENT (by default INVALID, SUPPRESSED and DUPLICATE rows,
     /// which no later run would send, complete a campaign)

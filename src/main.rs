@@ -10,10 +10,11 @@ use interacto_bulk::api::{MockOptions, MockServer};
 use interacto_bulk::campaign::Source;
 use interacto_bulk::cli::{
     Cli, Command, ConfigAction, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersAction,
-    NumbersArgs, PacingArgs, RunArgs, SummaryFormat, SuppressArgs,
+    NumbersArgs, PacingArgs, ReportArgs, RunArgs, SummaryFormat, SuppressArgs,
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
+use interacto_bulk::report::page::Lang;
 use interacto_bulk::report::{self, LogWriter, Summary};
 use interacto_bulk::results::{Kind, WriteGate};
 use interacto_bulk::RunRequest;
@@ -68,6 +69,7 @@ fn main() -> std::process::ExitCode {
                     dry_run: args.dry_run,
                     mock: args.mock,
                     real_pace: args.real_pace,
+                    report: args.report.clone(),
                     no_wait: args.no_wait,
                     resume: args.resume.resume,
                     resend_unknown: args.resume.resend_unknown,
@@ -81,6 +83,7 @@ fn main() -> std::process::ExitCode {
                     dry_run: true,
                     mock: false,
                     real_pace: false,
+                    report: None,
                     no_wait: false,
                     resume: false,
                     resend_unknown: false,
@@ -94,6 +97,7 @@ fn main() -> std::process::ExitCode {
             Command::Numbers(args) => show_numbers(args).await.map(|()| ExitCode::Success),
             Command::Suppress(args) => suppress(args).await,
             Command::Ledger(args) => keep_ledger(args).await,
+            Command::Report(args) => write_report(args),
             Command::Completions { shell } => {
                 let mut completions = Vec::new();
                 let mut command = Cli::command();
@@ -137,6 +141,31 @@ fn asks_for_a_json_summary(args: impl Iterator<Item = std::ffi::OsString>) -> bo
         || args
             .windows(2)
             .any(|pair| pair[0] == "--summary" && pair[1] == "json")
+}
+
+/// `report RESULTS.csv`: the campaign's report page.
+fn write_report(args: ReportArgs) -> Result<ExitCode, RunError> {
+    let settings = Settings::load(
+        args.config.as_deref(),
+        Environment::from_process(),
+        Overrides::default(),
+    )?;
+    let lang = match args.lang.as_deref() {
+        Some("pt-BR") => Lang::PtBr,
+        Some(_) => Lang::En,
+        None => Lang::from_env(std::env::var("LANG").ok().as_deref()),
+    };
+    let out = args
+        .out
+        .unwrap_or_else(|| args.results.with_extension("html"));
+    let bytes = interacto_bulk::report::page::write_report(&args.results, &out, lang, &settings)
+        .map_err(|error| RunError::Usage(error.to_string()))?;
+    print_out(&format!(
+        "{} ({} KB)\n",
+        out.display(),
+        bytes.div_ceil(1024)
+    ));
+    Ok(ExitCode::Success)
 }
 
 /// The example config, as the project ships it.
@@ -226,6 +255,8 @@ struct Mode {
     dry_run: bool,
     mock: bool,
     real_pace: bool,
+    /// Write the campaign's report here at the end.
+    report: Option<std::path::PathBuf>,
     no_wait: bool,
     resume: bool,
     resend_unknown: bool,
@@ -254,6 +285,7 @@ async fn run_campaign(
         resume,
         resend_unknown,
         strict,
+        report,
     }: Mode,
     progress_area: &indicatif::MultiProgress,
     shutdown: CancellationToken,
@@ -282,13 +314,25 @@ async fn run_campaign(
         request.source.describe(),
         request.results_path.display().to_string(),
     );
+    let results_path = request.results_path.clone();
     let run = async {
         let settings = Settings::load(
             args.config.as_deref(),
             Environment::from_process(),
             overrides,
         )?;
-        interacto_bulk::run(settings, request, progress_area, shutdown).await
+        let summary =
+            interacto_bulk::run(settings.clone(), request, progress_area, shutdown).await?;
+        // The report of the campaign as the run left it; one that cannot
+        // be written is said, and the run's exit stands.
+        if let Some(page) = &report {
+            let lang = Lang::from_env(std::env::var("LANG").ok().as_deref());
+            match interacto_bulk::report::page::write_report(&results_path, page, lang, &settings) {
+                Ok(_) => tracing::info!(report = %page.display(), "wrote the campaign's report"),
+                Err(error) => tracing::warn!("cannot write the report: {error}"),
+            }
+        }
+        Ok(summary)
     };
     match (run.await, args.summary) {
         (Ok(summary), SummaryFormat::Text) => {

@@ -4,6 +4,7 @@
 mod check;
 mod log;
 mod numbers;
+pub mod page;
 mod progress;
 mod summary;
 
@@ -11,4 +12,4 @@ pub use check::{human_duration, CheckReport, ProblemGroup};
 pub use log::{LogLine, LogWriter};
 pub use numbers::{numbers_text, DaySent, NumberReport};
 pub use progress::{progress_area, Progress};
-pub use summary::{CampaignState, Finished, Summary};
+pub use summary::{next_step_of, CampaignState, Finished, Summary};

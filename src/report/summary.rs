@@ -364,6 +364,13 @@ fn stopped_in_words(reason: &StopReason) -> String {
     }
 }
 
+/// The next step for a campaign whose results file holds `rows`, in the
+/// summary's words (for the report page).
+pub fn next_step_of(rows: &Tally) -> Option<String> {
+    let exit = ExitCode::of_run(None, rows, Ending::Complete);
+    next_step(exit, rows, Ending::Complete)
+}
+
 /// The kinds of failure a summary shows, the commonest first.
 const SUMMARY_FAILURES: usize = 3;
 
