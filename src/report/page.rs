@@ -411,7 +411,7 @@ pub fn render(aggregates: &Aggregates, context: &Context) -> String {
 fn state_section(page: &mut String, aggregates: &Aggregates, context: &Context, words: &Words) {
     let _ = write!(
         page,
-        "<h2>{}</h2><p class=\"big\" id=\"rows\">{} {}</p><p>",
+        "<h2>{}</h2><p class=\"big\" id=\"rows\">{} {}</p><p id=\"state-counts\">",
         words.state, aggregates.rows, words.rows
     );
     for status in Status::ALL {

@@ -24,5 +24,6 @@ mod pg;
 mod phones;
 mod properties;
 mod reliability;
+mod report_page;
 mod schedule;
 mod send;
