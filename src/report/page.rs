@@ -63,6 +63,9 @@ pub struct Aggregates {
     /// The minutes in which lines were finished: the runs, as the file
     /// shows them.
     minutes: BTreeSet<i64>,
+    /// The reasons rows were held back, by the minute their lines were
+    /// written: why each run stopped.
+    stops: BTreeMap<i64, BTreeMap<String, u64>>,
     /// Recipients by country code (`55`), and landlines among them.
     pub countries: BTreeMap<String, u64>,
     pub landlines: u64,
@@ -176,6 +179,14 @@ impl Aggregates {
         if let Ok(at) = finished.parse::<Timestamp>() {
             let seconds = at.as_second();
             self.minutes.insert(seconds.div_euclid(60));
+            if status == Status::Deferred {
+                *self
+                    .stops
+                    .entry(seconds.div_euclid(60))
+                    .or_default()
+                    .entry(reason_of(error).to_string())
+                    .or_default() += 1;
+            }
             if status.is_an_answer() && !instance.is_empty() {
                 *self
                     .per_hour
@@ -199,8 +210,9 @@ impl Aggregates {
     }
 
     /// The runs the file shows: stretches of minutes with lines finished,
-    /// a quarter of an hour apart or more.
-    pub fn runs(&self) -> Vec<(i64, i64)> {
+    /// a quarter of an hour apart or more, and why each stopped where its
+    /// rows say (the commonest reason of the rows it held back).
+    pub fn runs(&self) -> Vec<(i64, i64, Option<&str>)> {
         let mut runs: Vec<(i64, i64)> = Vec::new();
         for &minute in &self.minutes {
             match runs.last_mut() {
@@ -209,7 +221,19 @@ impl Aggregates {
             }
         }
         runs.into_iter()
-            .map(|(first, last)| (first * 60, last * 60 + 59))
+            .map(|(first, last)| {
+                let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
+                for counts in self.stops.range(first..=last).map(|(_, counts)| counts) {
+                    for (reason, count) in counts {
+                        *reasons.entry(reason.as_str()).or_default() += count;
+                    }
+                }
+                let why = reasons
+                    .into_iter()
+                    .max_by_key(|(_, count)| *count)
+                    .map(|(reason, _)| reason);
+                (first * 60, last * 60 + 59, why)
+            })
             .collect()
     }
 }
@@ -263,6 +287,7 @@ struct Words {
     runs: &'static str,
     from: &'static str,
     to: &'static str,
+    stopped: &'static str,
     countries: &'static str,
     landlines: &'static str,
     none: &'static str,
@@ -286,6 +311,7 @@ const EN: Words = Words {
     runs: "When the runs ran",
     from: "from",
     to: "to",
+    stopped: "rows held back",
     countries: "Recipients by country code",
     landlines: "messages to landlines, which receive WhatsApp only with WhatsApp Business; rows",
     none: "none",
@@ -309,6 +335,7 @@ const PT_BR: Words = Words {
     runs: "Quando as execuções rodaram",
     from: "de",
     to: "até",
+    stopped: "linhas adiadas",
     countries: "Destinatários por código de país",
     landlines:
         "mensagens para telefones fixos, que só recebem WhatsApp com o WhatsApp Business; linhas",
@@ -612,10 +639,13 @@ fn runs_section(page: &mut String, aggregates: &Aggregates, words: &Words) {
             .unwrap_or_default()
     };
     let _ = write!(page, "<h2>{}</h2><ul>", words.runs);
-    for (first, last) in runs.iter().rev().take(30).rev() {
+    for (first, last, why) in runs.iter().rev().take(30).rev() {
+        let stopped = why.map_or_else(String::new, |why| {
+            format!(" — {}: {}", words.stopped, escape(why))
+        });
         let _ = write!(
             page,
-            "<li>{} {} {} {}</li>",
+            "<li>{} {} {} {}{stopped}</li>",
             words.from,
             when(*first),
             words.to,

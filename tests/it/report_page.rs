@@ -236,3 +236,24 @@ async fn a_real_browser_renders_the_page() {
         "{inked_rows} of {height} rows have ink"
     );
 }
+
+/// When the runs ran, and why the one that hit the daily cap stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runs_say_why_they_stopped() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(5));
+    let config = work.config(&Config::fast(&server.base_url()).set("schedule.daily_cap", "2"));
+    let output = work.send(&config, &["--report", "report.html"]).await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    let (_, html) = page(&work, "report.html");
+    let runs: Vec<String> = html
+        .select(&Selector::parse("li").unwrap())
+        .map(|run| run.text().collect())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        runs[0].contains("rows held back: instance inst-1 reached its daily cap of 2 messages"),
+        "{runs:?}"
+    );
+}
