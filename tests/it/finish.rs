@@ -90,7 +90,7 @@ async fn bash_completes_a_commands_options_after_the_command() {
     for (line, expected) in [
         (
             "interacto-bulk send --re",
-            vec!["--resume", "--resend-unknown", "--real-pace"],
+            vec!["--resume", "--resend-unknown", "--real-pace", "--report"],
         ),
         ("interacto-bulk suppress im", vec!["import"]),
         ("interacto-bulk man --out", vec!["--out-dir"]),
