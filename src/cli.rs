@@ -236,6 +236,12 @@ pub struct ReportArgs {
     /// Config file (TOML): the pace the chart shows
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Also show what the ledger knows of the file's numbers now: paused or held (why,
+    /// until), today's count: sqlite://PATH or postgres://USER:PASSWORD@HOST/DB
+    /// [env: INTERACTO_LEDGER_URL is not read for this: name the ledger to show it]
+    #[arg(long, value_name = "URL")]
+    pub ledger: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

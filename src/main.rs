@@ -97,7 +97,7 @@ fn main() -> std::process::ExitCode {
             Command::Numbers(args) => show_numbers(args).await.map(|()| ExitCode::Success),
             Command::Suppress(args) => suppress(args).await,
             Command::Ledger(args) => keep_ledger(args).await,
-            Command::Report(args) => write_report(args),
+            Command::Report(args) => write_report(args).await,
             Command::Completions { shell } => {
                 let mut completions = Vec::new();
                 let mut command = Cli::command();
@@ -144,12 +144,14 @@ fn asks_for_a_json_summary(args: impl Iterator<Item = std::ffi::OsString>) -> bo
 }
 
 /// `report RESULTS.csv`: the campaign's report page.
-fn write_report(args: ReportArgs) -> Result<ExitCode, RunError> {
-    let settings = Settings::load(
-        args.config.as_deref(),
-        Environment::from_process(),
-        Overrides::default(),
-    )?;
+async fn write_report(args: ReportArgs) -> Result<ExitCode, RunError> {
+    let with_ledger = args.ledger.is_some();
+    let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
+    // What the ledger knows of the numbers now, when it is named.
+    let numbers = match with_ledger {
+        true => interacto_bulk::run::numbers(&settings).await?,
+        false => Vec::new(),
+    };
     let lang = match args.lang.as_deref() {
         Some("pt-BR") => Lang::PtBr,
         Some(_) => Lang::En,
@@ -158,8 +160,9 @@ fn write_report(args: ReportArgs) -> Result<ExitCode, RunError> {
     let out = args
         .out
         .unwrap_or_else(|| args.results.with_extension("html"));
-    let bytes = interacto_bulk::report::page::write_report(&args.results, &out, lang, &settings)
-        .map_err(|error| RunError::Usage(error.to_string()))?;
+    let bytes =
+        interacto_bulk::report::page::write_report(&args.results, &out, lang, &settings, numbers)
+            .map_err(|error| RunError::Usage(error.to_string()))?;
     print_out(&format!(
         "{} ({} KB)\n",
         out.display(),
@@ -327,7 +330,16 @@ async fn run_campaign(
         // be written is said, and the run's exit stands.
         if let Some(page) = &report {
             let lang = Lang::from_env(std::env::var("LANG").ok().as_deref());
-            match interacto_bulk::report::page::write_report(&results_path, page, lang, &settings) {
+            let numbers = interacto_bulk::run::numbers(&settings)
+                .await
+                .unwrap_or_default();
+            match interacto_bulk::report::page::write_report(
+                &results_path,
+                page,
+                lang,
+                &settings,
+                numbers,
+            ) {
                 Ok(_) => tracing::info!(report = %page.display(), "wrote the campaign's report"),
                 Err(error) => tracing::warn!("cannot write the report: {error}"),
             }

@@ -288,6 +288,8 @@ struct Words {
     from: &'static str,
     to: &'static str,
     stopped: &'static str,
+    now: &'static str,
+    today: &'static str,
     countries: &'static str,
     landlines: &'static str,
     none: &'static str,
@@ -312,6 +314,8 @@ const EN: Words = Words {
     from: "from",
     to: "to",
     stopped: "rows held back",
+    now: "The numbers now, as the ledger knows them",
+    today: "sent today",
     countries: "Recipients by country code",
     landlines: "messages to landlines, which receive WhatsApp only with WhatsApp Business; rows",
     none: "none",
@@ -336,6 +340,8 @@ const PT_BR: Words = Words {
     from: "de",
     to: "até",
     stopped: "linhas adiadas",
+    now: "Os números agora, segundo o ledger",
+    today: "enviadas hoje",
     countries: "Destinatários por código de país",
     landlines:
         "mensagens para telefones fixos, que só recebem WhatsApp com o WhatsApp Business; linhas",
@@ -350,6 +356,8 @@ pub struct Context {
     pub pace_per_hour: Option<f64>,
     /// The next step, in the summary's words.
     pub next_step: Option<String>,
+    /// What the ledger knows of the numbers now, when it was asked.
+    pub numbers: Vec<super::NumberReport>,
 }
 
 /// Colours of the statuses, the same in every chart.
@@ -412,6 +420,7 @@ pub fn render(aggregates: &Aggregates, context: &Context) -> String {
     state_section(&mut page, aggregates, context, words);
     hourly_section(&mut page, aggregates, context, words);
     numbers_section(&mut page, aggregates, words);
+    ledger_section(&mut page, aggregates, context, words);
     groups_section(
         &mut page,
         words.failures,
@@ -608,6 +617,36 @@ fn numbers_section(page: &mut String, aggregates: &Aggregates, words: &Words) {
     page.push_str("</table>");
 }
 
+/// The file's numbers as the ledger knows them now: paused or held, and
+/// why, and today's count.
+fn ledger_section(page: &mut String, aggregates: &Aggregates, context: &Context, words: &Words) {
+    let numbers: Vec<&super::NumberReport> = context
+        .numbers
+        .iter()
+        .filter(|number| aggregates.by_instance.contains_key(&number.instance_id))
+        .collect();
+    if numbers.is_empty() {
+        return;
+    }
+    let _ = write!(page, "<h2>{}</h2><table id=\"numbers-now\">", words.now);
+    for number in numbers {
+        let why = match (&number.reason, &number.until) {
+            (Some(reason), Some(until)) => format!(" — {} ({until})", escape(reason)),
+            (Some(reason), None) => format!(" — {}", escape(reason)),
+            _ => String::new(),
+        };
+        let _ = write!(
+            page,
+            "<tr data-instance=\"{0}\"><td>{0}</td><td data-state=\"{1}\">{1}{why}</td><td>{2} {3}</td></tr>",
+            escape(&number.instance_id),
+            number.state,
+            number.sent_today,
+            words.today
+        );
+    }
+    page.push_str("</table>");
+}
+
 fn groups_section(page: &mut String, title: &str, groups: &[FailureGroup], words: &Words) {
     if groups.is_empty() {
         return;
@@ -691,6 +730,7 @@ pub fn write_report(
     out: &Path,
     lang: Lang,
     settings: &crate::config::Settings,
+    numbers: Vec<super::NumberReport>,
 ) -> Result<usize, PageError> {
     let aggregates = read(results)?;
     let one_turn = crate::pacing::Pace::of(&settings.pacing).one_turn();
@@ -698,6 +738,7 @@ pub fn write_report(
         lang,
         pace_per_hour: (one_turn > 0).then(|| 3600e9 / one_turn as f64),
         next_step: super::next_step_of(&aggregates.tally),
+        numbers,
     };
     let page = render(&aggregates, &context);
     std::fs::write(out, &page).map_err(|source| PageError::Io {

@@ -261,4 +261,43 @@ async fn the_runs_say_why_they_stopped() {
         runs[0].contains("rows held back: instance inst-1 reached its daily cap of 2 messages"),
         "{runs:?}"
     );
+
+    // With the ledger named, the page says what it knows of the number now.
+    let ledger = format!(
+        "sqlite://{}",
+        work.path("home/state/interacto-bulk/ledger.db").display()
+    );
+    let output = work
+        .run(&[
+            "numbers",
+            "pause",
+            "inst-1",
+            "--reason",
+            "a warning on the phone",
+            "--ledger",
+            &ledger,
+        ])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = work
+        .run(&[
+            "report",
+            "campaign.results.csv",
+            "--out",
+            "now.html",
+            "--ledger",
+            &ledger,
+        ])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let (_, html) = page(&work, "now.html");
+    let state = html
+        .select(
+            &Selector::parse("#numbers-now tr[data-instance=\"inst-1\"] td[data-state]").unwrap(),
+        )
+        .next()
+        .expect("the number's row")
+        .text()
+        .collect::<String>();
+    assert_eq!(state, "paused — a warning on the phone", "{state}");
 }
