@@ -2,7 +2,10 @@
 //! the daily cap per instance, counted across runs.
 
 mod daily_cap;
+mod recipient_zone;
 mod window;
+#[rustfmt::skip] // generated: tools/zone_map.py
+mod zone_map;
 
 use std::time::Duration;
 
@@ -10,6 +13,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer};
 
 pub use daily_cap::DailyCap;
+pub use recipient_zone::zones_of;
 pub use window::{Schedule, Window};
 
 use crate::setting::{self, invalid, InvalidSetting};
