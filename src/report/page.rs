@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -108,7 +108,7 @@ pub fn read(path: &Path) -> Result<Aggregates, PageError> {
         .has_headers(false)
         .flexible(true)
         .delimiter(dialect.delimiter())
-        .from_reader(reader.chain(io::empty()));
+        .from_reader(reader);
     let mut aggregates = Aggregates::default();
     let mut record = csv::StringRecord::new();
     loop {
