@@ -316,16 +316,7 @@ impl CheckReport {
                 View::Rehearsal | View::Send => SUMMARY_PROBLEMS,
             };
             for group in self.problems.iter().take(shown) {
-                let mut rows = group
-                    .first_rows
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let more = group.rows_affected - group.first_rows.len() as u64;
-                if more > 0 {
-                    rows.push_str(&format!(" and {more} more"));
-                }
+                let rows = first_rows(&group.first_rows, group.rows_affected);
                 text.push_str(&format!(
                     "  {} — {}: {rows}\n",
                     group.problem,
@@ -393,16 +384,7 @@ impl CheckReport {
             return text;
         }
         if self.landlines > 0 {
-            let mut rows = self
-                .landline_rows
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            let more = self.landlines - self.landline_rows.len() as u64;
-            if more > 0 {
-                rows.push_str(&format!(" and {more} more"));
-            }
+            let rows = first_rows(&self.landline_rows, self.landlines);
             text.push_str(&format!(
                 "{} to landlines, which receive WhatsApp only if they run WhatsApp Business: \
                  rows {rows}\n",
@@ -476,7 +458,21 @@ impl CheckReport {
 }
 
 /// `1 row`, `2 rows`.
-fn counted(count: u64, noun: &str) -> String {
+/// `3, 7, 14 and 12 more`: the first rows of `total`.
+pub(super) fn first_rows(first: &[u64], total: u64) -> String {
+    let mut rows = first
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = total.saturating_sub(first.len() as u64);
+    if more > 0 {
+        rows.push_str(&format!(" and {more} more"));
+    }
+    rows
+}
+
+pub(super) fn counted(count: u64, noun: &str) -> String {
     if count == 1 {
         format!("1 {noun}")
     } else {

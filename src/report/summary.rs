@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::check::View;
+use super::check::{counted, first_rows, View};
 use super::CheckReport;
 use crate::exit::{Ending, ExitCode};
 use crate::types::{FailureGroup, Failures, Status, StopReason, Tally};
@@ -383,20 +383,12 @@ fn failures_text(failures: &[FailureGroup]) -> String {
     let mut text =
         String::from("not sent for what the API or the network did, most common first:\n");
     for group in failures.iter().take(SUMMARY_FAILURES) {
-        let mut rows = group
-            .first_rows
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let more = group.rows - group.first_rows.len() as u64;
-        if more > 0 {
-            rows.push_str(&format!(" and {more} more"));
-        }
-        let plural = if group.rows == 1 { "" } else { "s" };
         text.push_str(&format!(
-            "  {} — {} — {} row{plural}: {rows}\n",
-            group.status, group.error, group.rows
+            "  {} — {} — {}: {}\n",
+            group.status,
+            group.error,
+            counted(group.rows, "row"),
+            first_rows(&group.first_rows, group.rows)
         ));
     }
     let hidden = failures.get(SUMMARY_FAILURES..).unwrap_or_default();
