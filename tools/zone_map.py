@@ -44,4 +44,6 @@ out.write("pub(super) const PREFIXES: &[(&str, &[u16])] = &[\n")
 for prefix, names in entries:
     ids = ", ".join(str(index[name]) for name in names)
     out.write(f'    ("{prefix}", &[{ids}]),\n')
-out.write("];\n")
+out.write("];\n\n")
+out.write("/// The longest prefix in [`PREFIXES`], in digits.\n")
+out.write(f"pub(super) const LONGEST_PREFIX: usize = {max(len(prefix) for prefix, _ in entries)};\n")

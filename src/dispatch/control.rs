@@ -62,7 +62,7 @@ impl RunControl {
         self.stop_for(StopReason::Halted(reason));
     }
 
-    /// Stops the run until later: the window is closed (exit 5).
+    /// Stops the run until later: the send window is shut (exit 5).
     pub(super) fn hold(&self, deferral: Deferral) {
         warn!("stopping: {}", deferral.why);
         self.stop_for(StopReason::Deferred(deferral));
@@ -154,13 +154,22 @@ impl RunControl {
     }
 
     /// Some rows wait for later while the run goes on (a number's first
-    /// contacts for the day are used up): the run ends as one held back
-    /// (exit 5), unless something else stops it.
+    /// contacts for the day are used up, recipients' windows are shut): the
+    /// run ends as one held back (exit 5), unless something else stops it,
+    /// to be resumed at the first time any of them may go.
     pub(super) fn held_back(&self, deferral: Deferral) {
         let mut capped = self.capped.lock().expect("no cap panics holding the lock");
-        if capped.is_none() {
-            warn!("{}", deferral.why);
-            *capped = Some(deferral);
+        match capped.as_mut() {
+            None => {
+                warn!("{}", deferral.why);
+                *capped = Some(deferral);
+            }
+            Some(held) if held.cause == deferral.cause => {
+                if let Some(until) = deferral.until {
+                    held.until = Some(held.until.map_or(until, |held| held.min(until)));
+                }
+            }
+            Some(_) => {}
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod control;
 mod holds;
+mod in_hand;
 mod lane;
 mod leaving;
 mod send;

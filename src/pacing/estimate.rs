@@ -27,8 +27,9 @@ impl Estimate {
         }
     }
 
-    /// One more message, sent by the instance at `instance`.
-    pub fn add(&mut self, timing: &Timing, instance: usize) {
+    /// One more message, sent by the instance at `instance`; returns the
+    /// time it takes.
+    pub fn add(&mut self, timing: &Timing, instance: usize) -> Duration {
         let gap = if self.pace_by_message {
             self.rate.interval().max(timing.phone_time())
         } else {
@@ -38,6 +39,7 @@ impl Estimate {
         let (messages, total) = &mut self.shares[instance.min(last)];
         *messages += 1;
         *total += gap;
+        gap
     }
 
     pub fn messages(&self) -> u64 {

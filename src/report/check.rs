@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::campaign::phone::Region;
 use crate::campaign::Column;
 use crate::pacing::Estimate;
-use crate::schedule::Schedule;
+use crate::schedule::{SendWindow, WindowState, Zones};
 use crate::types::{Job, Problem, Rejected};
 
 /// A number the ledger holds, as the check reports it.
@@ -82,7 +82,7 @@ pub struct CheckReport {
     #[serde(skip)]
     estimate: Estimate,
     #[serde(skip)]
-    schedule: Option<Schedule>,
+    schedule: Option<SendWindow>,
     #[serde(skip)]
     home: Region,
     /// `schedule.daily_cap`, and whether a warm-up lowers the first days.
@@ -113,6 +113,26 @@ pub struct CheckReport {
     /// Recipients by country, counted as they come (a handful of countries).
     #[serde(skip)]
     by_country: Vec<(Region, u64)>,
+    /// With the window in each recipient's zone: recipients by zone
+    /// (`America/Manaus or America/Cuiaba` for a number in either), the
+    /// ones whose number tells none under `unknown (<sender's zone>)`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub time_zones: BTreeMap<String, u64>,
+    /// Of those, the ones whose number tells no zone: the window is read in
+    /// the sender's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone_unknown: Option<u64>,
+    /// Messages to recipients whose window is never open in all their
+    /// zones at once: they would be `DEFERRED`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub never_in_window: Option<u64>,
+    /// Recipients by zones, as they come.
+    #[serde(skip)]
+    by_zones: BTreeMap<Zones, u64>,
+    /// Each instance's sending time, by its recipients' zones: the window
+    /// opens for each at its own hours.
+    #[serde(skip)]
+    sending_by_zones: BTreeMap<(usize, Zones), Duration>,
 }
 
 /// The rows with one kind of problem.
@@ -134,7 +154,7 @@ impl CheckReport {
         encoding: String,
         delimiter: u8,
         estimate: Estimate,
-        schedule: Option<Schedule>,
+        schedule: Option<SendWindow>,
         home: Region,
     ) -> Self {
         CheckReport {
@@ -150,7 +170,7 @@ impl CheckReport {
             busiest_instance_messages: 0,
             rate: estimate.rate().to_string(),
             pace_by_message: estimate.pace_by_message(),
-            window: schedule.as_ref().map(Schedule::describe),
+            window: schedule.as_ref().map(SendWindow::describe),
             days_at_daily_cap: None,
             countries: BTreeMap::new(),
             landlines: 0,
@@ -167,6 +187,11 @@ impl CheckReport {
             first_contacts: None,
             days_at_first_contacts: None,
             by_country: Vec::new(),
+            time_zones: BTreeMap::new(),
+            time_zone_unknown: None,
+            never_in_window: None,
+            by_zones: BTreeMap::new(),
+            sending_by_zones: BTreeMap::new(),
         }
     }
 
@@ -208,10 +233,18 @@ impl CheckReport {
     pub fn add_job(&mut self, job: &Job, instance: usize) {
         self.raised_to_floor += u64::from(job.timing.note.is_some());
         let held = self.held.iter().find(|(index, _)| *index == instance);
-        match held.and_then(|(_, id)| self.held_numbers.get_mut(id)) {
+        let sending = match held.and_then(|(_, id)| self.held_numbers.get_mut(id)) {
             // Through a number held in the ledger: it would wait, not go.
-            Some(number) => number.messages += 1,
+            Some(number) => {
+                number.messages += 1;
+                Duration::ZERO
+            }
             None => self.estimate.add(&job.timing, instance),
+        };
+        if let Some(window) = self.schedule.as_ref().filter(|w| w.in_recipient_zones) {
+            let zones = window.zones_of(&job.recipient.to);
+            *self.by_zones.entry(zones).or_default() += 1;
+            *self.sending_by_zones.entry((instance, zones)).or_default() += sending;
         }
         if job.destination.landline {
             self.landlines += 1;
@@ -281,8 +314,8 @@ impl CheckReport {
         self.busiest_instance_messages = self.estimate.busiest_messages();
         let sending = self.estimate.duration();
         self.sending_seconds = sending.as_secs_f64().round();
-        let elapsed = match &self.schedule {
-            Some(schedule) if self.messages > 0 => schedule.elapsed_for(now, sending),
+        let elapsed = match self.schedule.clone() {
+            Some(window) if self.messages > 0 => self.elapsed_in(&window, now, sending),
             _ => Some(sending),
         };
         // Centuries away: the sending time alone says enough.
@@ -302,6 +335,47 @@ impl CheckReport {
             self.days_at_first_contacts =
                 Some(busiest.div_ceil(cap.max(1))).filter(|days| *days > 1);
         }
+    }
+
+    /// From `now` to the last message, the send window's shut hours
+    /// counted: in each recipient's zones, the slowest instance's time.
+    fn elapsed_in(
+        &mut self,
+        window: &SendWindow,
+        now: Timestamp,
+        sending: Duration,
+    ) -> Option<Duration> {
+        if !window.in_recipient_zones {
+            return window.elapsed_for(now, &[(Zones::Sender, sending)]);
+        }
+        let sender = window.zone_name();
+        let mut never = 0;
+        for (zones, count) in &self.by_zones {
+            let name = match zones {
+                Zones::Sender => format!("unknown ({sender})"),
+                _ => zones.describe(sender),
+            };
+            *self.time_zones.entry(name).or_default() += count;
+            never += match window.state(*zones, now) {
+                WindowState::Never => *count,
+                _ => 0,
+            };
+        }
+        self.time_zone_unknown = Some(self.by_zones.get(&Zones::Sender).copied().unwrap_or(0));
+        self.never_in_window = Some(never);
+        (0..self.instances)
+            .map(|instance| {
+                let shares: Vec<(Zones, Duration)> = self
+                    .sending_by_zones
+                    .range((instance, Zones::Sender)..)
+                    .take_while(|((of, _), _)| *of == instance)
+                    .map(|((_, zones), sending)| (*zones, *sending))
+                    .collect();
+                window.elapsed_for(now, &shares)
+            })
+            .try_fold(Duration::ZERO, |slowest, elapsed| {
+                Some(slowest.max(elapsed?))
+            })
     }
 
     /// The report in words, as `view` shows it.
@@ -373,6 +447,9 @@ impl CheckReport {
         if view == View::Send {
             return text;
         }
+        if !self.time_zones.is_empty() {
+            text.push_str(&self.by_time_zone());
+        }
         for number in self.held_numbers.values() {
             text.push_str(&format!(
                 "{}: its {} would be DEFERRED\n",
@@ -417,6 +494,35 @@ impl CheckReport {
 }
 
 impl CheckReport {
+    /// `recipients by time zone: America/Sao_Paulo 812, America/Manaus 97,
+    /// unknown (America/Sao_Paulo) 2`, the commonest first, and the
+    /// messages whose window never opens.
+    fn by_time_zone(&self) -> String {
+        const SHOWN: usize = 8;
+        let mut zones: Vec<_> = self.time_zones.iter().collect();
+        zones.sort_by_key(|(_, count)| std::cmp::Reverse(**count));
+        let mut shown = zones
+            .iter()
+            .take(SHOWN)
+            .map(|(zone, count)| format!("{zone} {count}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if zones.len() > SHOWN {
+            let rest: u64 = zones[SHOWN..].iter().map(|(_, count)| **count).sum();
+            shown.push_str(&format!(" and {rest} in {} more", zones.len() - SHOWN));
+        }
+        let mut text =
+            format!("recipients by time zone (the window read in each one's): {shown}\n");
+        if let Some(never) = self.never_in_window.filter(|never| *never > 0) {
+            text.push_str(&format!(
+                "{} to recipients whose send window is never open in all of their number's time \
+                 zones at once: they would be DEFERRED\n",
+                counted(never, "message")
+            ));
+        }
+        text
+    }
+
     /// `about 2 days 3 h (sending only 08:00-20:00 America/Sao_Paulo): 5000
     /// messages at 20/min a number on 3 instances, the busiest with 1712; …`.
     fn expected_time(&self) -> String {

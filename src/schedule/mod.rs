@@ -1,5 +1,6 @@
-//! When messages may go: the send window in the campaign's time zone, and
-//! the daily cap per instance, counted across runs.
+//! When messages may go: the send window, in the campaign's time zone or
+//! in each recipient's own, and the daily cap per instance, counted across
+//! runs.
 
 mod daily_cap;
 mod recipient_zone;
@@ -13,8 +14,8 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer};
 
 pub use daily_cap::DailyCap;
-pub use recipient_zone::zones_of;
-pub use window::{Schedule, Window};
+pub use recipient_zone::Zones;
+pub use window::{SendWindow, Window, WindowState};
 
 use crate::setting::{self, invalid, InvalidSetting};
 
@@ -30,6 +31,8 @@ pub struct ScheduleSettings {
     /// machine's own (`/etc/localtime`), whatever `TZ` the run was given.
     #[serde(deserialize_with = "time_zone")]
     pub timezone: Option<TimeZone>,
+    /// Whose local time the window is read in.
+    pub window_in: WindowIn,
     /// Messages per instance per day, across every run sharing the ledger.
     pub daily_cap: Option<u64>,
     /// First contacts per instance per day: messages to recipients the
@@ -46,6 +49,18 @@ pub struct ScheduleSettings {
     /// How long a number taken out of rotation for its failures is held,
     /// by every run sharing the ledger (`"1h"`).
     pub quarantine: Quarantine,
+}
+
+/// `schedule.window_in`: whose local time the send window is read in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowIn {
+    /// `schedule.timezone`'s, for every recipient.
+    #[default]
+    Timezone,
+    /// Each recipient's, from their number (`schedule.timezone`'s where
+    /// the number tells none).
+    Recipient,
 }
 
 /// `schedule.quarantine`: one hour unless set.
@@ -81,6 +96,12 @@ impl ScheduleSettings {
                 "must be at least 1; leave it out for no limit",
             ));
         }
+        if self.window_in == WindowIn::Recipient && self.window.is_none() {
+            return Err(invalid(
+                "schedule.window_in",
+                "reads schedule.window in each recipient's time zone: set schedule.window too",
+            ));
+        }
         if self.warmup.contains(&0) {
             return Err(invalid("schedule.warmup", "a day's cap must be at least 1"));
         }
@@ -92,11 +113,12 @@ impl ScheduleSettings {
         self.timezone.clone().unwrap_or_else(machine_zone)
     }
 
-    /// The send window with its time zone, when one is set.
-    pub fn send_window(&self) -> Option<Schedule> {
-        self.window.map(|window| Schedule {
+    /// The send window with the zone it is read in, when one is set.
+    pub fn send_window(&self) -> Option<SendWindow> {
+        self.window.map(|window| SendWindow {
             window,
             timezone: self.time_zone(),
+            in_recipient_zones: self.window_in == WindowIn::Recipient,
         })
     }
 

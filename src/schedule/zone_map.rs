@@ -3603,3 +3603,6 @@ pub(super) const PREFIXES: &[(&str, &[u16])] = &[
     ("996", &[133]),
     ("998", &[173]),
 ];
+
+/// The longest prefix in [`PREFIXES`], in digits.
+pub(super) const LONGEST_PREFIX: usize = 9;

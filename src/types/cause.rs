@@ -29,6 +29,10 @@ pub enum Cause {
     /// contacts for the day (`schedule.daily_new_contacts`, `cap`) are used
     /// up: not before its next day, `until`.
     FirstContacts { cap: u64, until: Option<i64> },
+    /// The recipient's send window (`window`, in words with its zones) is
+    /// shut until `opens`; `None`: it is never open in all of their zones
+    /// at once.
+    OutsideWindow { window: String, opens: Option<i64> },
 }
 
 impl Cause {
@@ -39,7 +43,9 @@ impl Cause {
             Cause::InDoubt(_) | Cause::InFlight { .. } => Status::Unknown,
             Cause::Suppressed(_) => Status::Suppressed,
             Cause::SameCard { .. } => Status::Duplicate,
-            Cause::CoolingDown { .. } | Cause::FirstContacts { .. } => Status::Deferred,
+            Cause::CoolingDown { .. }
+            | Cause::FirstContacts { .. }
+            | Cause::OutsideWindow { .. } => Status::Deferred,
         }
     }
 
@@ -92,6 +98,20 @@ impl Cause {
                     || "tomorrow".to_string(),
                     |until| format!("from {}", at_text(until))
                 )
+            ),
+            Cause::OutsideWindow {
+                window,
+                opens: Some(opens),
+            } => format!(
+                "outside the send window {window} (it opens {}); --resume sends it then",
+                at_text(*opens)
+            ),
+            Cause::OutsideWindow {
+                window,
+                opens: None,
+            } => format!(
+                "the send window {window} is never open in all of the number's time zones at \
+                 once; a wider schedule.window (or window_in = \"timezone\") sends it"
             ),
         }
     }

@@ -1,0 +1,335 @@
+//! The jobs a lane holds: taken from its queue a batch at a time, and those
+//! whose recipient's send window is shut, parked until it opens, so that the
+//! lane goes on with the recipients whose window is open. With `--no-wait`
+//! a job whose window is shut gets its `DEFERRED` line instead.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::control::LaneHealth;
+use super::leaving::written;
+use super::{Shared, LANE_QUEUE};
+use crate::schedule::{SendWindow, WindowState, Zones};
+use crate::types::{nanos_of, Cause, Deferral, Hold, Job, Outcome};
+
+/// Jobs a lane parks at most, in each recipient's zone: past that it takes
+/// no more from its queue until the first parked window opens, so a file
+/// of millions in shut zones is not held in memory.
+const PARKED_MOST: usize = 10_000;
+
+/// How long a wait for a window sleeps before it looks at the clock again:
+/// the wall clock may be set or jump while it sleeps.
+const WINDOW_NAP: Duration = Duration::from_secs(60);
+
+pub(super) struct InHand {
+    queued: mpsc::Receiver<Job>,
+    queue_ended: bool,
+    /// Taken from the queue, oldest last (for `pop`).
+    waiting: Vec<Job>,
+    parked: Parked,
+    /// Parked at most: in the sender's zone one (every window is that one),
+    /// in each recipient's [`PARKED_MOST`].
+    parked_most: usize,
+    /// Each set of zones' window as last judged, while it lasts.
+    judged: HashMap<Zones, WindowState>,
+    /// The opening whose wait was last logged: logged once.
+    told: Option<Timestamp>,
+}
+
+impl InHand {
+    pub(super) fn new(queued: mpsc::Receiver<Job>, shared: &Shared) -> Self {
+        let in_recipient_zones = shared
+            .gates
+            .window
+            .as_ref()
+            .is_some_and(|window| window.in_recipient_zones);
+        InHand {
+            queued,
+            queue_ended: false,
+            waiting: Vec::with_capacity(LANE_QUEUE),
+            parked: Parked::default(),
+            parked_most: if in_recipient_zones { PARKED_MOST } else { 1 },
+            judged: HashMap::new(),
+            told: None,
+        }
+    }
+
+    /// The next job whose recipient's window is open, waiting for more jobs
+    /// or for the first parked window to open while none is. `None` when
+    /// nothing is left, or the run or the lane stopped.
+    pub(super) async fn next_open(&mut self, lane: &LaneHealth, shared: &Shared) -> Option<Job> {
+        loop {
+            if shared.control.stopping().is_cancelled() || lane.closed.is_cancelled() {
+                return None;
+            }
+            if let Some(job) = self.open_at_hand(lane, shared).await {
+                return Some(job);
+            }
+            if !self.wait_for_more(lane, shared).await {
+                return None;
+            }
+        }
+    }
+
+    /// The next job in hand whose recipient's window is open now, without
+    /// waiting: parked jobs whose window has opened first, in the order they
+    /// came; those found shut are parked (or DEFERRED) on the way.
+    pub(super) async fn open_at_hand(&mut self, lane: &LaneHealth, shared: &Shared) -> Option<Job> {
+        let Some(window) = &shared.gates.window else {
+            return self.waiting.pop();
+        };
+        let now = Timestamp::now();
+        loop {
+            let job = match self.parked.take_opened(now) {
+                Some(job) => job,
+                None => self.waiting.pop()?,
+            };
+            let zones = window.zones_of(&job.recipient.to);
+            match self.judge(window, zones, now) {
+                WindowState::Open { .. } => return Some(job),
+                WindowState::Shut { opens } if !shared.gates.no_wait => {
+                    self.parked.park(job, zones, opens);
+                }
+                shut => {
+                    if !window.in_recipient_zones {
+                        // Every recipient's window is the sender's: the run
+                        // stops until it opens.
+                        stop_until_open(window, shut, shared);
+                        self.waiting.push(job);
+                        return None;
+                    }
+                    defer(job, window, zones, shut, lane, shared).await;
+                }
+            }
+        }
+    }
+
+    /// The window for `zones` at `now`, judged again only once it changes.
+    fn judge(&mut self, window: &SendWindow, zones: Zones, now: Timestamp) -> WindowState {
+        let lasting = self
+            .judged
+            .get(&zones)
+            .copied()
+            .filter(|state| match state {
+                WindowState::Open { closes } => now < *closes,
+                WindowState::Shut { opens } => now < *opens,
+                WindowState::Never => true,
+            });
+        lasting.unwrap_or_else(|| {
+            let state = window.state(zones, now);
+            self.judged.insert(zones, state);
+            state
+        })
+    }
+
+    /// Waits for more jobs from the queue (while it has some and the parking
+    /// is not full), or for the first parked window to open; false when
+    /// there is neither, or the run or the lane stopped.
+    async fn wait_for_more(&mut self, lane: &LaneHealth, shared: &Shared) -> bool {
+        let opening = self.parked.first_opening();
+        let takes_more = !self.queue_ended && self.parked.len() < self.parked_most;
+        if !takes_more && opening.is_none() {
+            return false;
+        }
+        // Only a window is waited for: said on the bar while it lasts.
+        let _shown = match (takes_more, opening, &shared.gates.window) {
+            (false, Some(opens), Some(window)) => Some(self.tell_wait(opens, window, lane, shared)),
+            _ => None,
+        };
+        let nap = opening.map(|opens| {
+            let wait =
+                Duration::try_from(opens.duration_since(Timestamp::now())).unwrap_or_default();
+            wait.clamp(Duration::from_millis(10), WINDOW_NAP)
+        });
+        let control = &shared.control;
+        tokio::select! {
+            biased;
+            _ = control.stopping().cancelled() => false,
+            _ = lane.closed.cancelled() => false,
+            taken = self.queued.recv_many(&mut self.waiting, LANE_QUEUE), if takes_more => {
+                self.queue_ended = taken == 0;
+                self.waiting.reverse();
+                true
+            }
+            _ = tokio::time::sleep(nap.unwrap_or_default()), if nap.is_some() => true,
+        }
+    }
+
+    /// Logs a wait for the window (once for each opening) and shows it on
+    /// the progress bar until the guard is dropped.
+    fn tell_wait(
+        &mut self,
+        opens: Timestamp,
+        window: &SendWindow,
+        lane: &LaneHealth,
+        shared: &Shared,
+    ) -> ShownUntilDropped {
+        let when = opens
+            .to_zoned_datetime(window.timezone.clone())
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string();
+        let whom = match window.in_recipient_zones {
+            true => format!(" ({})", self.parked.first_waiting(window.zone_name())),
+            false => String::new(),
+        };
+        if self.told != Some(opens) {
+            self.told = Some(opens);
+            info!(
+                instance = &*lane.instance_id,
+                "outside the send window {}{whom}; waiting until {when}",
+                window.describe()
+            );
+        }
+        let progress = shared.gates.progress.clone();
+        progress.waiting(Some(format!(
+            "waiting for the send window until {when}{whom}"
+        )));
+        ShownUntilDropped(progress)
+    }
+
+    /// Every job still in hand, for its line once the lane stops: parked,
+    /// taken and still queued.
+    pub(super) fn left(mut self) -> impl Iterator<Item = Job> {
+        self.queued.close();
+        let mut queued = self.queued;
+        self.parked
+            .drain()
+            .chain(self.waiting.into_iter().rev())
+            .chain(std::iter::from_fn(move || queued.try_recv().ok()))
+    }
+}
+
+/// Clears the bar's wait when dropped.
+struct ShownUntilDropped(crate::report::Progress);
+
+impl Drop for ShownUntilDropped {
+    fn drop(&mut self) {
+        self.0.waiting(None);
+    }
+}
+
+/// With `--no-wait` and the window in the sender's zone: the run stops
+/// until it opens (exit 5), every row left `DEFERRED`.
+fn stop_until_open(window: &SendWindow, shut: WindowState, shared: &Shared) {
+    let opens = match shut {
+        WindowState::Shut { opens } => Some(opens),
+        _ => None,
+    };
+    let when = opens.map_or_else(String::new, |opens| {
+        let local = opens.to_zoned_datetime(window.timezone.clone());
+        format!(" (it opens {})", local.strftime("%Y-%m-%d %H:%M %Z"))
+    });
+    shared.control.hold(Deferral {
+        cause: Hold::Window,
+        why: format!("outside the send window {}{when}", window.window),
+        until: opens,
+    });
+}
+
+/// A job whose recipient's window is shut (with `--no-wait`) or never open
+/// in all their zones: `DEFERRED`, while the run goes on with the others.
+async fn defer(
+    job: Job,
+    window: &SendWindow,
+    zones: Zones,
+    shut: WindowState,
+    lane: &LaneHealth,
+    shared: &Shared,
+) {
+    let opens = match shut {
+        WindowState::Shut { opens } => Some(opens),
+        _ => None,
+    };
+    shared.control.held_back(Deferral {
+        cause: Hold::Window,
+        why: format!(
+            "rows to recipients outside the send window {} wait",
+            window.describe()
+        ),
+        until: opens,
+    });
+    let cause = Cause::OutsideWindow {
+        window: format!(
+            "{} in {}",
+            window.window,
+            zones.describe(window.zone_name())
+        ),
+        opens: opens.map(nanos_of),
+    };
+    written(Outcome::held(&job, &lane.instance_id, cause), shared).await;
+}
+
+/// Jobs whose recipient's window is shut, by when it opens, in the order
+/// they came.
+#[derive(Default)]
+struct Parked {
+    by_opening: BTreeMap<Timestamp, Parking>,
+    len: usize,
+}
+
+/// The jobs waiting for one opening, and whose zones they are.
+#[derive(Default)]
+struct Parking {
+    jobs: VecDeque<Job>,
+    zones: Vec<Zones>,
+}
+
+impl Parked {
+    fn park(&mut self, job: Job, zones: Zones, opens: Timestamp) {
+        let parking = self.by_opening.entry(opens).or_default();
+        if !parking.zones.contains(&zones) {
+            parking.zones.push(zones);
+        }
+        parking.jobs.push_back(job);
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn first_opening(&self) -> Option<Timestamp> {
+        self.by_opening.keys().next().copied()
+    }
+
+    /// The first job whose window has opened by `now`.
+    fn take_opened(&mut self, now: Timestamp) -> Option<Job> {
+        let mut first = self.by_opening.first_entry()?;
+        if *first.key() > now {
+            return None;
+        }
+        let job = first.get_mut().jobs.pop_front();
+        if first.get().jobs.is_empty() {
+            first.remove();
+        }
+        self.len -= usize::from(job.is_some());
+        job
+    }
+
+    /// `12 recipients in America/Rio_Branco`: who waits for the first opening.
+    fn first_waiting(&self, sender_zone: &str) -> String {
+        let Some(parking) = self.by_opening.values().next() else {
+            return String::new();
+        };
+        let zones = parking
+            .zones
+            .iter()
+            .map(|zones| zones.describe(sender_zone))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match parking.jobs.len() {
+            1 => format!("1 recipient in {zones}"),
+            count => format!("{count} recipients in {zones}"),
+        }
+    }
+
+    fn drain(self) -> impl Iterator<Item = Job> {
+        self.by_opening
+            .into_values()
+            .flat_map(|parking| parking.jobs)
+    }
+}
