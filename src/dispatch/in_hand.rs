@@ -172,16 +172,23 @@ impl InHand {
             .to_zoned_datetime(window.timezone.clone())
             .strftime("%Y-%m-%d %H:%M %Z")
             .to_string();
-        let whom = match window.in_recipient_zones {
-            true => format!(" ({})", self.parked.first_waiting(window.zone_name())),
-            false => String::new(),
+        // With each recipient's zone: whom the first opening is for.
+        let (shut, whom) = match window.in_recipient_zones {
+            true => (
+                format!(
+                    "{} of the {} recipients in hand",
+                    window.window,
+                    self.parked.len()
+                ),
+                format!(" ({})", self.parked.first_waiting(window.zone_name())),
+            ),
+            false => (window.describe(), String::new()),
         };
         if self.told != Some(opens) {
             self.told = Some(opens);
             info!(
                 instance = &*lane.instance_id,
-                "outside the send window {}{whom}; waiting until {when}",
-                window.describe()
+                "outside the send window {shut}; waiting until {when}{whom}"
             );
         }
         let progress = shared.gates.progress.clone();
@@ -247,8 +254,8 @@ async fn defer(
     shared.control.held_back(Deferral {
         cause: Hold::Window,
         why: format!(
-            "rows to recipients outside the send window {} wait",
-            window.describe()
+            "rows wait for their recipient's send window ({} in each one's time zone)",
+            window.window
         ),
         until: opens,
     });

@@ -511,8 +511,7 @@ impl CheckReport {
             let rest: u64 = zones[SHOWN..].iter().map(|(_, count)| **count).sum();
             shown.push_str(&format!(" and {rest} in {} more", zones.len() - SHOWN));
         }
-        let mut text =
-            format!("recipients by time zone (the window read in each one's): {shown}\n");
+        let mut text = format!("recipients by time zone: {shown}\n");
         if let Some(never) = self.never_in_window.filter(|never| *never > 0) {
             text.push_str(&format!(
                 "{} to recipients whose send window is never open in all of their number's time \

@@ -201,13 +201,13 @@ impl SendWindow {
     }
 
     /// `08:00-20:00 America/Sao_Paulo`, or `08:00-20:00 in each recipient's
-    /// time zone (America/Sao_Paulo where unknown)`, for messages.
+    /// time zone, America/Sao_Paulo where unknown`, for messages.
     pub fn describe(&self) -> String {
         let zone = self.zone_name();
         match self.in_recipient_zones {
             false => format!("{} {zone}", self.window),
             true => format!(
-                "{} in each recipient's time zone ({zone} where unknown)",
+                "{} in each recipient's time zone, {zone} where unknown",
                 self.window
             ),
         }
@@ -346,7 +346,7 @@ mod tests {
         );
         assert_eq!(
             window.describe(),
-            "08:00-20:00 in each recipient's time zone (America/Sao_Paulo where unknown)"
+            "08:00-20:00 in each recipient's time zone, America/Sao_Paulo where unknown"
         );
     }
 

@@ -271,6 +271,19 @@ impl Workspace {
     /// from util-linux, gives it one), so that it draws its progress bar;
     /// the terminal's output, logs and all, is the child's stdout.
     pub fn on_a_terminal(&self, args: &[&str]) -> Child {
+        self.terminal(&[env!("CARGO_BIN_EXE_interacto-bulk")], args)
+    }
+
+    /// [`Workspace::on_a_terminal`], the binary's wall clock moved by
+    /// `shift` as in [`Workspace::run_later`].
+    pub fn on_a_terminal_later(&self, shift: &str, args: &[&str]) -> Child {
+        self.terminal(
+            &[FAKETIME, "-f", shift, env!("CARGO_BIN_EXE_interacto-bulk")],
+            args,
+        )
+    }
+
+    fn terminal(&self, program: &[&str], args: &[&str]) -> Child {
         if std::process::Command::new("script")
             .arg("--version")
             .output()
@@ -278,14 +291,17 @@ impl Workspace {
         {
             panic!("`script` (util-linux) is needed to give the binary a terminal");
         }
-        let command = std::iter::once(env!("CARGO_BIN_EXE_interacto-bulk"))
-            .chain(args.iter().copied())
+        let command = program
+            .iter()
+            .chain(args)
+            .copied()
             .collect::<Vec<_>>()
             .join(" ");
         self.sealed("script")
             .args(["-qfec", &command, "/dev/null"])
             .env("PATH", "/usr/bin:/bin")
             .env("TERM", "xterm")
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
             .env("INTERACTO_API_KEY", API_KEY)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

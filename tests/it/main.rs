@@ -23,6 +23,7 @@ mod optouts;
 mod pg;
 mod phones;
 mod properties;
+mod recipient_windows;
 mod reliability;
 mod report_page;
 mod schedule;

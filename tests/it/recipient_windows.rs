@@ -1,0 +1,441 @@
+//! The send window in each recipient's own time zone
+//! (`schedule.window_in = "recipient"`): windows are chosen from the time
+//! now, so that each test holds at any hour, and what reached the server
+//! is what counts.
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::common::{
+    self, code, embedded, ended, line, stderr, stdout, summary_json, Config, Workspace,
+};
+use interacto_bulk::api::MockOptions;
+
+const SAO_PAULO: &str = "America/Sao_Paulo";
+const ACRE: &str = "America/Rio_Branco";
+const LISBON: &str = "Europe/Lisbon";
+
+/// `HH:MM-HH:MM` in local time: from `from` minutes to `to` minutes after
+/// the minute it is now at `at` in `zone` (negative: before).
+fn window_around(at: Timestamp, zone: &str, from: i64, to: i64) -> String {
+    let local = at.to_zoned_datetime(TimeZone::get(zone).unwrap());
+    let minute = local
+        .time()
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .unwrap();
+    let at_minute = |offset: i64| {
+        minute
+            .wrapping_add(SignedDuration::from_mins(offset))
+            .strftime("%H:%M")
+            .to_string()
+    };
+    format!("{}-{}", at_minute(from), at_minute(to))
+}
+
+/// The minute `at` is in, plus `minutes`, as the ledger's messages write
+/// it (`2026-12-01 14:00`, UTC).
+fn minute_after(at: Timestamp, minutes: i64) -> String {
+    let minute = Timestamp::from_second(at.as_second() - at.as_second().rem_euclid(60)).unwrap();
+    minute
+        .checked_add(SignedDuration::from_mins(minutes))
+        .unwrap()
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+/// A campaign of `rows`, one line each: (phone, name).
+fn campaign_of(rows: &[(String, String)]) -> String {
+    let mut text = String::from("to,contact_name,contact_phone\n");
+    for (phone, name) in rows {
+        text.push_str(&format!("{phone},{name},+55 11 3003-4000\n"));
+    }
+    text
+}
+
+/// `count` rows alternating São Paulo and Acre mobiles, São Paulo first.
+fn alternating(count: usize) -> Vec<(String, String)> {
+    (0..count)
+        .map(|n| match n % 2 {
+            0 => (format!("+55 11 98765-{n:04}"), format!("SP {n}")),
+            _ => (format!("+55 68 99988-{n:04}"), format!("Acre {n}")),
+        })
+        .collect()
+}
+
+/// A fast config with the window in each recipient's zone, São Paulo the
+/// sender's.
+fn in_recipients_zones(base_url: &str, window: &str) -> Config {
+    Config::fast(base_url)
+        .set("schedule.window", &format!("{window:?}"))
+        .set("schedule.window_in", "\"recipient\"")
+        .set("schedule.timezone", &format!("{SAO_PAULO:?}"))
+}
+
+/// The `to` of every request the server received, in the order they came.
+fn reached(server: &interacto_bulk::api::MockServer) -> Vec<String> {
+    server
+        .received()
+        .iter()
+        .map(|request| request.body["to"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sao_paulo_goes_while_acre_is_shut_and_acre_once_it_opens() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    work.write("campaign.csv", &campaign_of(&alternating(8)));
+    let now = Timestamp::now();
+    // An hour either side of São Paulo's time now: Acre, two hours behind,
+    // opens in an hour.
+    let window = window_around(now, SAO_PAULO, -60, 60);
+    let config = work.config(&in_recipients_zones(&server.base_url(), &window));
+
+    let output = work
+        .send(&config, &["--no-wait", "--summary", "json"])
+        .await;
+
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    let sent = reached(&server);
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    assert!(sent.iter().all(|to| to.starts_with("5511")), "{sent:?}");
+    let results = work.results("campaign.results.csv");
+    let opens = minute_after(now, 60);
+    for row in [3, 5, 7, 9] {
+        let acre = line(&results, row);
+        assert_eq!(acre["status"], "DEFERRED", "{acre:?}");
+        assert!(
+            acre["error"].contains(&format!("{window} in {ACRE} (it opens {opens}")),
+            "{acre:?}"
+        );
+    }
+    let summary = summary_json(&output);
+    assert_eq!(summary["stop_reason"], "window");
+    assert!(
+        summary["resume_after"]
+            .as_str()
+            .unwrap()
+            .starts_with(&opens.replace(' ', "T")),
+        "{summary}"
+    );
+
+    // Seventy minutes on, Acre's window is open and São Paulo's shut: the
+    // resume sends Acre's four and nothing else.
+    let output = work
+        .run_later(
+            "+70m",
+            &["send", "campaign.csv", "--config", &config, "--resume"],
+        )
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let sent = reached(&server);
+    assert_eq!(sent.len(), 8, "{sent:?}");
+    assert!(
+        sent[4..].iter().all(|to| to.starts_with("5568")),
+        "{sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acre_goes_while_sao_paulo_is_shut() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    work.write("campaign.csv", &campaign_of(&alternating(6)));
+    let now = Timestamp::now();
+    let window = window_around(now, ACRE, -60, 60);
+    let config = work.config(&in_recipients_zones(&server.base_url(), &window));
+
+    let output = work.send(&config, &["--no-wait"]).await;
+
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    let sent = reached(&server);
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent.iter().all(|to| to.starts_with("5568")), "{sent:?}");
+    // São Paulo opens when its clock reaches Acre's an hour ago: 21 hours on.
+    let results = work.results("campaign.results.csv");
+    let opens = minute_after(now, 21 * 60);
+    let sao_paulo = line(&results, 2);
+    assert_eq!(sao_paulo["status"], "DEFERRED");
+    assert!(
+        sao_paulo["error"].contains(&format!("in {SAO_PAULO} (it opens {opens}")),
+        "{sao_paulo:?}"
+    );
+    // Read in the sender's zone (the default), every recipient waits.
+    let config = work.config(
+        &in_recipients_zones(&server.base_url(), &window).set("schedule.window_in", "\"timezone\""),
+    );
+    work.write("other.csv", &campaign_of(&alternating(6)));
+    let output = work
+        .run(&["send", "other.csv", "--config", &config, "--no-wait"])
+        .await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_eq!(reached(&server).len(), 3, "nothing more was sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_azores_wait_for_their_own_morning_and_a_number_of_either_zone_for_both() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let rows = [
+        ("+351 21 345 6789", "Lisboa"),
+        ("+351 296 123 456", "Açores"),
+        // A mobile: the table gives its prefix both zones.
+        ("+351 912 345 678", "Telemóvel"),
+    ]
+    .map(|(phone, name)| (phone.to_string(), name.to_string()));
+    work.write("campaign.csv", &campaign_of(&rows));
+    let now = Timestamp::now();
+    // From half an hour ago in Lisbon to two hours on: the Azores, an hour
+    // behind, open in half an hour, and then it is open in both zones.
+    let window = window_around(now, LISBON, -30, 120);
+    let config = work.config(&in_recipients_zones(&server.base_url(), &window));
+
+    let output = work.send(&config, &["--no-wait"]).await;
+
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_eq!(reached(&server), ["351213456789"]);
+    let results = work.results("campaign.results.csv");
+    let opens = minute_after(now, 30);
+    let azores = line(&results, 3);
+    assert!(
+        azores["error"].contains(&format!("in Atlantic/Azores (it opens {opens}")),
+        "{azores:?}"
+    );
+    let mobile = line(&results, 4);
+    assert!(
+        mobile["error"].contains(&format!(
+            "in Atlantic/Azores or Europe/Lisbon (it opens {opens}"
+        )),
+        "{mobile:?}"
+    );
+
+    // An hour wide, the window is never open in both zones at once: the
+    // mobile is DEFERRED with that reason, and the check says so.
+    let narrow = window_around(now, LISBON, -30, 30);
+    let config = work.config(&in_recipients_zones(&server.base_url(), &narrow));
+    // (On a ledger of its own: this one's Lisbon card is sent already.)
+    let output = work
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--ledger",
+            &work.fresh_ledger("check"),
+            "--summary",
+            "json",
+        ])
+        .await;
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let check = &summary_json(&output)["check"];
+    assert_eq!(check["never_in_window"], 1, "{check}");
+    assert_eq!(check["time_zones"]["Europe/Lisbon"], 1, "{check}");
+    assert_eq!(check["time_zones"]["Atlantic/Azores"], 1, "{check}");
+    assert_eq!(
+        check["time_zones"]["Atlantic/Azores or Europe/Lisbon"], 1,
+        "{check}"
+    );
+    work.write("again.csv", &campaign_of(&rows[2..]));
+    let output = work.run(&["send", "again.csv", "--config", &config]).await;
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    let results = work.results("again.results.csv");
+    assert_eq!(results[0]["status"], "DEFERRED");
+    assert!(
+        results[0]["error"].contains("never open in all of the number's time zones"),
+        "{results:?}"
+    );
+    assert_eq!(reached(&server).len(), 1, "nothing more was sent");
+}
+
+/// Without `--no-wait` the run sends the open recipients, waits for the
+/// others' window (the bar says for whom and until when), and sends them
+/// once it opens: the binary's clock is set a few seconds before Acre's
+/// window opens.
+#[tokio::test(flavor = "multi_thread")]
+async fn alternating_rows_send_the_open_ones_and_wait_for_the_others() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    // More rows than a lane takes from its queue at once.
+    work.write("campaign.csv", &campaign_of(&alternating(150)));
+    // The binary's clock starts 8 s before a minute, when Acre's window
+    // opens: 8 s from now on this test's clock.
+    let real = Timestamp::now();
+    let started = std::time::Instant::now();
+    let opening =
+        Timestamp::from_second(real.as_second() - real.as_second().rem_euclid(60) + 120).unwrap();
+    let shift = (opening.as_second() - 8) - real.as_second();
+    let opens_here = started + std::time::Duration::from_secs(8)
+        - std::time::Duration::from_nanos(real.subsec_nanosecond().unsigned_abs().into());
+    let window = window_around(opening, ACRE, 0, 150);
+    let config = work.config(&in_recipients_zones(&server.base_url(), &window));
+
+    let child = work.on_a_terminal_later(
+        &format!("+{shift}s"),
+        &["send", "campaign.csv", "--config", &config],
+    );
+    let output = ended(child).await;
+
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(code(&output), 0, "{screen}");
+    let sent = reached(&server);
+    assert_eq!(sent.len(), 150, "{sent:?}");
+    assert!(
+        sent[..75].iter().all(|to| to.starts_with("5511")),
+        "{sent:?}"
+    );
+    assert!(
+        sent[75..].iter().all(|to| to.starts_with("5568")),
+        "{sent:?}"
+    );
+    // São Paulo's cards went at once, Acre's once their window opened on
+    // the binary's clock.
+    let received = server.received();
+    assert!(received[74].at < opens_here, "São Paulo's went before");
+    assert!(received[75].at >= opens_here, "Acre's waited for 8 s");
+    let until = opening
+        .to_zoned_datetime(TimeZone::get(SAO_PAULO).unwrap())
+        .strftime("%Y-%m-%d %H:%M -03")
+        .to_string();
+    assert!(
+        screen.contains(&format!(
+            "waiting for the send window until {until} (75 recipients in {ACRE})"
+        )),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!(
+            "outside the send window {window} of the 75 recipients in hand"
+        )),
+        "{screen}"
+    );
+    let results = work.results("campaign.results.csv");
+    assert!(
+        results.iter().all(|row| row["status"] == "SENT"),
+        "{results:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_estimate_sends_in_each_zones_own_hours() {
+    let work = Workspace::new();
+    // 58 in São Paulo, 2 the table knows no zone for (read in São Paulo's),
+    // 60 in Acre: an hour of sending each at a minute a message.
+    let mut rows = alternating(116);
+    rows.extend([
+        ("+870 773 111 632".to_string(), "Inmarsat".to_string()),
+        ("+882 16 1234 5678".to_string(), "Rede".to_string()),
+    ]);
+    rows.extend((0..2).map(|n| (format!("+55 68 99988-66{n:02}"), format!("Acre {n}"))));
+    work.write("campaign.csv", &campaign_of(&rows));
+    let now = Timestamp::now();
+    // Open for an hour from two hours on, in São Paulo's time: São Paulo's
+    // hour is then, Acre's two hours later.
+    let window = window_around(now, SAO_PAULO, 120, 180);
+    let base = in_recipients_zones("http://127.0.0.1:9", &window).set("pacing.rate", "\"1/min\"");
+    let config = work.config(&base);
+
+    let output = work
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--summary",
+            "json",
+        ])
+        .await;
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let check = &summary_json(&output)["check"];
+    assert_eq!(check["time_zones"][SAO_PAULO], 58, "{check}");
+    assert_eq!(check["time_zones"][ACRE], 60, "{check}");
+    assert_eq!(
+        check["time_zones"]["unknown (America/Sao_Paulo)"], 2,
+        "{check}"
+    );
+    assert_eq!(check["time_zone_unknown"], 2, "{check}");
+    assert_eq!(check["sending_seconds"], 120.0 * 60.0);
+    // Five hours from the minute it is: Acre's hour ends then.
+    let expected = check["expected_seconds"].as_f64().unwrap();
+    let into_the_minute = (now.as_second().rem_euclid(60)) as f64;
+    let five_hours = 5.0 * 3600.0 - into_the_minute;
+    assert!(
+        (five_hours - 5.0..=five_hours + 5.0).contains(&expected),
+        "{expected}, not {five_hours}"
+    );
+    // In São Paulo's time for everyone, the second hour waits a day.
+    let config = work.config(&base.clone().set("schedule.window_in", "\"timezone\""));
+    let output = work
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--summary",
+            "json",
+            "--overwrite",
+        ])
+        .await;
+    let check = &summary_json(&output)["check"];
+    let expected = check["expected_seconds"].as_f64().unwrap();
+    let next_day = 27.0 * 3600.0 - into_the_minute;
+    assert!(
+        (next_day - 5.0..=next_day + 5.0).contains(&expected),
+        "{expected}, not {next_day}"
+    );
+    assert!(check.get("time_zones").is_none(), "{check}");
+
+    let output = work
+        .run(&[
+            "validate",
+            "campaign.csv",
+            "--config",
+            &work.config(&base),
+            "--overwrite",
+        ])
+        .await;
+    let report = stdout(&output);
+    assert!(
+        report.contains(&format!(
+            "recipients by time zone: {ACRE} 60, {SAO_PAULO} 58, unknown ({SAO_PAULO}) 2"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "sending only {window} in each recipient's time zone, {SAO_PAULO} where unknown"
+        )),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn window_in_without_a_window_is_refused() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(1));
+    let config =
+        work.config(&Config::fast("http://127.0.0.1:9").set("schedule.window_in", "\"recipient\""));
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("schedule.window_in"),
+        "{}",
+        stderr(&output)
+    );
+    let config = work.config(
+        &Config::fast("http://127.0.0.1:9")
+            .set("schedule.window", "\"08:00-20:00\"")
+            .set("schedule.window_in", "\"sender\""),
+    );
+    let output = work.send(&config, &[]).await;
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("recipient"),
+        "the choices are named: {}",
+        stderr(&output)
+    );
+}
