@@ -302,7 +302,8 @@ pub struct SendArgs {
     #[arg(long)]
     pub strict: bool,
 
-    /// Outside the send window, stop at once (rows DEFERRED, exit 5) instead of waiting
+    /// Outside the send window, stop at once (rows DEFERRED, exit 5) instead of waiting; with
+    /// schedule.window_in = "recipient", only the rows whose window is shut wait for a --resume
     #[arg(long)]
     pub no_wait: bool,
 }
