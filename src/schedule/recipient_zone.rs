@@ -24,14 +24,28 @@ impl Zones {
     /// The zones a number (E.164 digits without `+`, as the tool keeps it)
     /// may be in: the sender's when the table knows none of its prefixes.
     pub fn of(digits: &str) -> Zones {
-        let longest = digits.len().min(LONGEST_PREFIX);
-        for length in (1..=longest).rev() {
-            let prefix = digits.get(..length).unwrap_or_default();
-            if let Ok(found) = PREFIXES.binary_search_by(|(known, _)| (*known).cmp(prefix)) {
-                return Zones::Recipient(PREFIXES[found].1);
+        // The table is sorted, so the prefixes that begin with the digits
+        // read so far are together, and the one that is those digits alone
+        // comes first: narrow them a digit at a time (a byte compared,
+        // not a string), keeping the longest that is a prefix.
+        let mut beginning = PREFIXES;
+        let mut found = Zones::Sender;
+        for (at, digit) in digits.bytes().enumerate().take(LONGEST_PREFIX) {
+            let before = |(prefix, _): &(&str, &[u16])| {
+                prefix.as_bytes().get(at).is_none_or(|next| *next < digit)
+            };
+            let up_to = |(prefix, _): &(&str, &[u16])| {
+                prefix.as_bytes().get(at).is_none_or(|next| *next <= digit)
+            };
+            beginning =
+                &beginning[beginning.partition_point(before)..beginning.partition_point(up_to)];
+            match beginning.first() {
+                None => break,
+                Some((prefix, zones)) if prefix.len() == at + 1 => found = Zones::Recipient(zones),
+                Some(_) => {}
             }
         }
-        Zones::Sender
+        found
     }
 
     /// Their IANA names; none for the sender's.
@@ -97,6 +111,27 @@ mod tests {
     }
 
     #[test]
+    fn the_maps_errors_on_the_early_side_are_corrected() {
+        // Recife shares Fernando de Noronha's area code: the window must be
+        // open in both, not Noronha's alone (an hour early in Recife).
+        assert_eq!(
+            zones_of("5581987654321"),
+            ["America/Noronha", "America/Recife"]
+        );
+        assert_eq!(
+            zones_of("558132345678"),
+            ["America/Noronha", "America/Recife"]
+        );
+        // Pará is UTC-3 throughout; western Amazonas partly UTC-5.
+        assert_eq!(zones_of("5593987654321"), ["America/Santarem"]);
+        assert_eq!(zones_of("5594987654321"), ["America/Belem"]);
+        assert_eq!(
+            zones_of("5597987654321"),
+            ["America/Eirunepe", "America/Manaus"]
+        );
+    }
+
+    #[test]
     fn the_azores_are_an_hour_behind_lisbon() {
         assert_eq!(zones_of("351213456789"), ["Europe/Lisbon"]);
         assert_eq!(zones_of("351296123456"), ["Atlantic/Azores"]);
@@ -117,6 +152,25 @@ mod tests {
             "{}",
             Zones::of("55").describe("UTC")
         );
+    }
+
+    #[test]
+    fn the_longest_prefix_the_table_knows_decides() {
+        // Every prefix of the table finds itself, and a number longer than
+        // it finds it unless a longer prefix of the number is there too.
+        for (prefix, zones) in PREFIXES {
+            assert_eq!(Zones::of(prefix), Zones::Recipient(zones), "{prefix}");
+            let longer = format!("{prefix}0000000000");
+            let longest = (prefix.len()..=LONGEST_PREFIX)
+                .rev()
+                .find_map(|length| {
+                    PREFIXES
+                        .iter()
+                        .find(|(known, _)| *known == &longer[..length])
+                })
+                .unwrap();
+            assert_eq!(Zones::of(&longer), Zones::Recipient(longest.1), "{longer}");
+        }
     }
 
     #[test]
