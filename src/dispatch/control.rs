@@ -164,12 +164,12 @@ impl RunControl {
                 warn!("{}", deferral.why);
                 *capped = Some(deferral);
             }
-            Some(held) if held.cause == deferral.cause => {
+            // The first reason stays; the run may go on at the earliest.
+            Some(held) => {
                 if let Some(until) = deferral.until {
                     held.until = Some(held.until.map_or(until, |held| held.min(until)));
                 }
             }
-            Some(_) => {}
         }
     }
 

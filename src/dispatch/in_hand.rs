@@ -13,12 +13,14 @@ use tracing::info;
 use super::control::LaneHealth;
 use super::leaving::written;
 use super::{Shared, LANE_QUEUE};
+use crate::report::WaitShown;
 use crate::schedule::{SendWindow, WindowState, Zones};
 use crate::types::{nanos_of, Cause, Deferral, Hold, Job, Outcome};
 
-/// Jobs a lane parks at most, in each recipient's zone: past that it takes
-/// no more from its queue until the first parked window opens, so a file
-/// of millions in shut zones is not held in memory.
+/// Jobs a lane parks at most with the window in each recipient's zone: past
+/// that, a job whose window is shut is `DEFERRED` as with `--no-wait`, so a
+/// file of millions in shut zones neither fills memory nor holds up the
+/// rows behind it.
 const PARKED_MOST: usize = 10_000;
 
 /// How long a wait for a window sleeps before it looks at the clock again:
@@ -31,9 +33,6 @@ pub(super) struct InHand {
     /// Taken from the queue, oldest last (for `pop`).
     waiting: Vec<Job>,
     parked: Parked,
-    /// Parked at most: in the sender's zone one (every window is that one),
-    /// in each recipient's [`PARKED_MOST`].
-    parked_most: usize,
     /// Each set of zones' window as last judged, while it lasts.
     judged: HashMap<Zones, WindowState>,
     /// The opening whose wait was last logged: logged once.
@@ -41,18 +40,12 @@ pub(super) struct InHand {
 }
 
 impl InHand {
-    pub(super) fn new(queued: mpsc::Receiver<Job>, shared: &Shared) -> Self {
-        let in_recipient_zones = shared
-            .gates
-            .window
-            .as_ref()
-            .is_some_and(|window| window.in_recipient_zones);
+    pub(super) fn new(queued: mpsc::Receiver<Job>) -> Self {
         InHand {
             queued,
             queue_ended: false,
             waiting: Vec::with_capacity(LANE_QUEUE),
             parked: Parked::default(),
-            parked_most: if in_recipient_zones { PARKED_MOST } else { 1 },
             judged: HashMap::new(),
             told: None,
         }
@@ -79,31 +72,70 @@ impl InHand {
     /// waiting: parked jobs whose window has opened first, in the order they
     /// came; those found shut are parked (or DEFERRED) on the way.
     pub(super) async fn open_at_hand(&mut self, lane: &LaneHealth, shared: &Shared) -> Option<Job> {
-        let Some(window) = &shared.gates.window else {
-            return self.waiting.pop();
-        };
-        let now = Timestamp::now();
         loop {
-            let job = match self.parked.take_opened(now) {
+            let job = match self.parked.take_opened(Timestamp::now()) {
                 Some(job) => job,
                 None => self.waiting.pop()?,
             };
-            let zones = window.zones_of(&job.recipient.to);
-            match self.judge(window, zones, now) {
-                WindowState::Open { .. } => return Some(job),
-                WindowState::Shut { opens } if !shared.gates.no_wait => {
-                    self.parked.park(job, zones, opens);
-                }
-                shut => {
-                    if !window.in_recipient_zones {
-                        // Every recipient's window is the sender's: the run
-                        // stops until it opens.
-                        stop_until_open(window, shut, shared);
-                        self.waiting.push(job);
-                        return None;
-                    }
-                    defer(job, window, zones, shut, lane, shared).await;
-                }
+            if let Some(job) = self.if_open(job, lane, shared).await {
+                return Some(job);
+            }
+            if shared.control.stopping().is_cancelled() {
+                return None;
+            }
+        }
+    }
+
+    /// `job` back when its recipient's window is open now; else it is
+    /// parked or `DEFERRED` (or, the window being the sender's with
+    /// `--no-wait`, the run stops) and `None`. Asked again as a card leaves:
+    /// its turn may come after its window shut.
+    pub(super) async fn if_open(
+        &mut self,
+        job: Job,
+        lane: &LaneHealth,
+        shared: &Shared,
+    ) -> Option<Job> {
+        let Some(window) = &shared.gates.window else {
+            return Some(job);
+        };
+        let zones = window.zones_of(&job.recipient.to);
+        let state = self.judge(window, zones, Timestamp::now());
+        if let WindowState::Open { .. } = state {
+            return Some(job);
+        }
+        self.hold(job, window, zones, state, lane, shared).await;
+        None
+    }
+
+    /// Holds a job whose window is shut: parked until it opens, or
+    /// `DEFERRED` with `--no-wait`, when it never opens in all its zones,
+    /// or when the lane has parked [`PARKED_MOST`]. With the window in the
+    /// sender's zone and `--no-wait`, the run stops until it opens (the job
+    /// kept in hand for its line).
+    async fn hold(
+        &mut self,
+        job: Job,
+        window: &SendWindow,
+        zones: Zones,
+        state: WindowState,
+        lane: &LaneHealth,
+        shared: &Shared,
+    ) {
+        let waits = !shared.gates.no_wait;
+        match (state, window.in_recipient_zones) {
+            (WindowState::Shut { opens }, false) if waits => self.parked.park(job, zones, opens),
+            (WindowState::Shut { opens }, true) if waits && self.parked.len() < PARKED_MOST => {
+                self.parked.park(job, zones, opens)
+            }
+            (_, false) => {
+                // Every recipient's window is the sender's.
+                stop_until_open(window, state, shared);
+                self.waiting.push(job);
+            }
+            (_, true) => {
+                let parked_full = waits && state.opens().is_some();
+                defer_for_window(job, window, zones, state, parked_full, lane, shared).await;
             }
         }
     }
@@ -126,17 +158,21 @@ impl InHand {
         })
     }
 
-    /// Waits for more jobs from the queue (while it has some and the parking
-    /// is not full), or for the first parked window to open; false when
-    /// there is neither, or the run or the lane stopped.
+    /// Waits for more jobs from the queue, or for the first parked window
+    /// to open; false when there is neither, or the run or the lane
+    /// stopped. With the window in the sender's zone, every recipient's is
+    /// shut while one is: no more jobs are taken until it opens.
     async fn wait_for_more(&mut self, lane: &LaneHealth, shared: &Shared) -> bool {
+        let window = shared.gates.window.as_ref();
         let opening = self.parked.first_opening();
-        let takes_more = !self.queue_ended && self.parked.len() < self.parked_most;
+        let all_alike = window.is_some_and(|window| !window.in_recipient_zones);
+        let all_shut = all_alike && opening.is_some();
+        let takes_more = !self.queue_ended && !all_shut;
         if !takes_more && opening.is_none() {
             return false;
         }
         // Only a window is waited for: said on the bar while it lasts.
-        let _shown = match (takes_more, opening, &shared.gates.window) {
+        let _shown = match (takes_more, opening, window) {
             (false, Some(opens), Some(window)) => Some(self.tell_wait(opens, window, lane, shared)),
             _ => None,
         };
@@ -167,12 +203,14 @@ impl InHand {
         window: &SendWindow,
         lane: &LaneHealth,
         shared: &Shared,
-    ) -> ShownUntilDropped {
+    ) -> WaitShown {
+        // In the sender's zone, and with each recipient's, the window's
+        // start in theirs: `… until 2026-12-01 10:00 -03 (08:00 for 75
+        // recipients in America/Rio_Branco)`.
         let when = opens
             .to_zoned_datetime(window.timezone.clone())
             .strftime("%Y-%m-%d %H:%M %Z")
             .to_string();
-        // With each recipient's zone: whom the first opening is for.
         let (shut, whom) = match window.in_recipient_zones {
             true => (
                 format!(
@@ -180,7 +218,11 @@ impl InHand {
                     window.window,
                     self.parked.len()
                 ),
-                format!(" ({})", self.parked.first_waiting(window.zone_name())),
+                format!(
+                    " ({} for {})",
+                    window.window.start.strftime("%H:%M"),
+                    self.parked.first_waiting(window.zone_name())
+                ),
             ),
             false => (window.describe(), String::new()),
         };
@@ -191,11 +233,8 @@ impl InHand {
                 "outside the send window {shut}; waiting until {when}{whom}"
             );
         }
-        let progress = shared.gates.progress.clone();
-        progress.waiting(Some(format!(
-            "waiting for the send window until {when}{whom}"
-        )));
-        ShownUntilDropped(progress)
+        let progress = &shared.gates.progress;
+        progress.waiting_while(format!("waiting for the send window until {when}{whom}"))
     }
 
     /// Every job still in hand, for its line once the lane stops: parked,
@@ -210,22 +249,10 @@ impl InHand {
     }
 }
 
-/// Clears the bar's wait when dropped.
-struct ShownUntilDropped(crate::report::Progress);
-
-impl Drop for ShownUntilDropped {
-    fn drop(&mut self) {
-        self.0.waiting(None);
-    }
-}
-
 /// With `--no-wait` and the window in the sender's zone: the run stops
 /// until it opens (exit 5), every row left `DEFERRED`.
 fn stop_until_open(window: &SendWindow, shut: WindowState, shared: &Shared) {
-    let opens = match shut {
-        WindowState::Shut { opens } => Some(opens),
-        _ => None,
-    };
+    let opens = shut.opens();
     let when = opens.map_or_else(String::new, |opens| {
         let local = opens.to_zoned_datetime(window.timezone.clone());
         format!(" (it opens {})", local.strftime("%Y-%m-%d %H:%M %Z"))
@@ -237,24 +264,27 @@ fn stop_until_open(window: &SendWindow, shut: WindowState, shared: &Shared) {
     });
 }
 
-/// A job whose recipient's window is shut (with `--no-wait`) or never open
-/// in all their zones: `DEFERRED`, while the run goes on with the others.
-async fn defer(
+/// A job whose recipient's window is shut (with `--no-wait`, or `parked_full`),
+/// or never open in all their zones: `DEFERRED`, while the run goes on with
+/// the others.
+async fn defer_for_window(
     job: Job,
     window: &SendWindow,
     zones: Zones,
     shut: WindowState,
+    parked_full: bool,
     lane: &LaneHealth,
     shared: &Shared,
 ) {
-    let opens = match shut {
-        WindowState::Shut { opens } => Some(opens),
-        _ => None,
+    let opens = shut.opens();
+    let full = match parked_full {
+        true => format!(" and more rows than a number holds ({PARKED_MOST}) wait for theirs"),
+        false => String::new(),
     };
     shared.control.held_back(Deferral {
         cause: Hold::Window,
         why: format!(
-            "rows wait for their recipient's send window ({} in each one's time zone)",
+            "rows wait for their recipient's send window ({} in each one's time zone){full}",
             window.window
         ),
         until: opens,

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
@@ -15,8 +16,8 @@ use super::leaving::Leaving;
 use super::turns::{self, Turn};
 use super::{send, Shared, LANE_QUEUE};
 use crate::report::Progress;
-use crate::schedule::{DailyCap, SendWindow};
-use crate::types::Job;
+use crate::schedule::{DailyCap, SendWindow, WindowState};
+use crate::types::{Deferral, Hold, Job};
 
 /// When an instance may send: the send window and the daily cap.
 #[derive(Clone)]
@@ -29,6 +30,29 @@ pub struct Gates {
     pub progress: Progress,
 }
 
+impl Gates {
+    /// `None` while the send window is open for the job's recipient;
+    /// otherwise what holds it back (a try again after a wait is judged
+    /// anew).
+    pub(super) fn window_shut_for(&self, job: &Job) -> Option<Deferral> {
+        let window = self.window.as_ref()?;
+        let zones = window.zones_of(&job.recipient.to);
+        let state = window.state(zones, Timestamp::now());
+        if let WindowState::Open { .. } = state {
+            return None;
+        }
+        Some(Deferral {
+            cause: Hold::Window,
+            why: format!(
+                "outside the send window {} in {}",
+                window.window,
+                zones.describe(window.zone_name())
+            ),
+            until: state.opens(),
+        })
+    }
+}
+
 /// One instance's loop: books turns on the number's clock, waits for each
 /// and a place in the pipeline, then hands the job to the door.
 pub(super) async fn run_lane(
@@ -37,7 +61,7 @@ pub(super) async fn run_lane(
     lane: Arc<LaneHealth>,
     shared: Arc<Shared>,
 ) {
-    let mut in_hand = InHand::new(queued, &shared);
+    let mut in_hand = InHand::new(queued);
     let mut held_back = Vec::new();
     let mut spare = turns::SpareTurns::default();
     // No turn is booked for a job whose window is shut.
@@ -50,8 +74,8 @@ pub(super) async fn run_lane(
                 break;
             }
         };
-        if let Err(left) = send_at_turns(batch.into_iter().zip(turns), &door, &lane, &shared).await
-        {
+        let booked = batch.into_iter().zip(turns);
+        if let Err(left) = send_at_turns(booked, &mut in_hand, &door, &lane, &shared).await {
             held_back.extend(left);
             break;
         }
@@ -87,10 +111,12 @@ async fn booking_batch(
 }
 
 /// Sends each job through the door at its turn, with a place in the
-/// pipeline. The jobs not sent through, when the run or the instance stops,
-/// come back.
+/// pipeline, if its recipient's window is still open (else it goes back in
+/// hand, parked or DEFERRED). The jobs not sent through, when the run or
+/// the instance stops, come back.
 async fn send_at_turns(
     mut booked: impl Iterator<Item = (Job, Turn)>,
+    in_hand: &mut InHand,
     door: &mpsc::UnboundedSender<Leaving>,
     lane: &Arc<LaneHealth>,
     shared: &Arc<Shared>,
@@ -104,19 +130,21 @@ async fn send_at_turns(
             Some(permit) => Some(permit),
             None => place_at(turn, lane, shared).await,
         };
-        let left = match permit {
-            Some(permit) => {
-                let lane = lane.clone();
-                match door.send(Leaving { job, permit, lane }) {
-                    Ok(()) => continue,
-                    Err(closed) => closed.0.job,
-                }
-            }
-            None => job,
+        let Some(permit) = permit else {
+            return Err(std::iter::once(job)
+                .chain(booked.map(|(job, _)| job))
+                .collect());
         };
-        return Err(std::iter::once(left)
-            .chain(booked.map(|(job, _)| job))
-            .collect());
+        // The turn may come after the window shut: then back in hand.
+        let Some(job) = in_hand.if_open(job, lane, shared).await else {
+            continue;
+        };
+        let lane = lane.clone();
+        if let Err(closed) = door.send(Leaving { job, permit, lane }) {
+            return Err(std::iter::once(closed.0.job)
+                .chain(booked.map(|(job, _)| job))
+                .collect());
+        }
     }
     Ok(())
 }

@@ -226,17 +226,27 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
         if wait > NOTEWORTHY_WAIT {
             shared.gates.progress.waiting(None);
         }
-        if stopped {
-            // Not tried again: the run is stopping, or the instance took no
-            // more messages. DEFERRED, so a later --resume sends it; unless
-            // an earlier try may have been delivered.
+        // Not tried again when the run is stopping, the instance took no
+        // more messages, or the recipient's window shut meanwhile:
+        // DEFERRED, so a later --resume sends it; unless an earlier try may
+        // have been delivered.
+        let not_again = match (stopped, shared.gates.window_shut_for(job)) {
+            (true, _) => Some("stopped while waiting to try again".to_string()),
+            (false, Some(shut)) => {
+                let why = format!("not tried again: {}", shut.why);
+                control.held_back(shut);
+                Some(why)
+            }
+            (false, None) => None,
+        };
+        if let Some(why) = not_again {
             let status = if maybe_delivered {
                 Status::Unknown
             } else {
                 Status::Deferred
             };
             let mut outcome = refused_line(job, instance_id, status, &error, attempts);
-            outcome.add_error("stopped while waiting to try again".to_string());
+            outcome.add_error(why);
             break outcome;
         }
     };

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 use super::control::{LaneHealth, Told};
 use super::{Shared, NOTEWORTHY_WAIT};
 use crate::pacing::{nanos, Booking, Corrected, HeldBy, BOOKED_AHEAD, RUNS_QUEUED_MOST};
+use crate::report::WaitShown;
 use crate::types::Job;
 
 /// A turn booked on the number's clock: when the message may leave, on
@@ -123,12 +124,7 @@ pub(super) async fn wait_for(turn: Turn, lane: &LaneHealth, shared: &Shared) {
 
 /// Logs a long wait for a turn and shows it in the progress bar, until the
 /// returned guard is dropped.
-fn tell_wait(
-    wait: Duration,
-    held_by: HeldBy,
-    lane: &LaneHealth,
-    shared: &Shared,
-) -> ShownUntilDropped {
+fn tell_wait(wait: Duration, held_by: HeldBy, lane: &LaneHealth, shared: &Shared) -> WaitShown {
     let until = SignedDuration::try_from(wait)
         .ok()
         .and_then(|wait| Timestamp::now().checked_add(wait).ok())
@@ -154,18 +150,8 @@ fn tell_wait(
         true => info!(instance, "waiting {seconds} s for the number's turn: {why}"),
         false => debug!(instance, "waiting {seconds} s for the number's turn: {why}"),
     }
-    let progress = shared.gates.progress.clone();
-    progress.waiting(Some(format!("waiting {seconds} s for {instance}'s turn")));
-    ShownUntilDropped(progress)
-}
-
-/// Clears the progress bar's `waiting` when the wait ends, or is given up.
-struct ShownUntilDropped(crate::report::Progress);
-
-impl Drop for ShownUntilDropped {
-    fn drop(&mut self) {
-        self.0.waiting(None);
-    }
+    let progress = &shared.gates.progress;
+    progress.waiting_while(format!("waiting {seconds} s for {instance}'s turn"))
 }
 
 /// Says what a booking set right in the number's clock: a clock that ran

@@ -315,7 +315,12 @@ impl CheckReport {
         let sending = self.estimate.duration();
         self.sending_seconds = sending.as_secs_f64().round();
         let elapsed = match self.schedule.clone() {
-            Some(window) if self.messages > 0 => self.elapsed_in(&window, now, sending),
+            Some(window) if self.messages > 0 => {
+                if window.in_recipient_zones {
+                    self.count_zones(&window, now);
+                }
+                self.elapsed_in(&window, now, sending)
+            }
             _ => Some(sending),
         };
         // Centuries away: the sending time alone says enough.
@@ -340,7 +345,7 @@ impl CheckReport {
     /// From `now` to the last message, the send window's shut hours
     /// counted: in each recipient's zones, the slowest instance's time.
     fn elapsed_in(
-        &mut self,
+        &self,
         window: &SendWindow,
         now: Timestamp,
         sending: Duration,
@@ -348,21 +353,6 @@ impl CheckReport {
         if !window.in_recipient_zones {
             return window.elapsed_for(now, &[(Zones::Sender, sending)]);
         }
-        let sender = window.zone_name();
-        let mut never = 0;
-        for (zones, count) in &self.by_zones {
-            let name = match zones {
-                Zones::Sender => format!("unknown ({sender})"),
-                _ => zones.describe(sender),
-            };
-            *self.time_zones.entry(name).or_default() += count;
-            never += match window.state(*zones, now) {
-                WindowState::Never => *count,
-                _ => 0,
-            };
-        }
-        self.time_zone_unknown = Some(self.by_zones.get(&Zones::Sender).copied().unwrap_or(0));
-        self.never_in_window = Some(never);
         (0..self.instances)
             .map(|instance| {
                 let shares: Vec<(Zones, Duration)> = self
@@ -376,6 +366,25 @@ impl CheckReport {
             .try_fold(Duration::ZERO, |slowest, elapsed| {
                 Some(slowest.max(elapsed?))
             })
+    }
+
+    /// With the window in each recipient's zone: the recipients by zone,
+    /// those of no known zone, and those whose window never opens at `now`.
+    fn count_zones(&mut self, window: &SendWindow, now: Timestamp) {
+        let sender = window.zone_name();
+        let mut never = 0;
+        for (zones, count) in &self.by_zones {
+            let name = match zones {
+                Zones::Sender => format!("unknown ({sender})"),
+                _ => zones.describe(sender),
+            };
+            *self.time_zones.entry(name).or_default() += count;
+            if window.state(*zones, now) == WindowState::Never {
+                never += count;
+            }
+        }
+        self.time_zone_unknown = Some(self.by_zones.get(&Zones::Sender).copied().unwrap_or(0));
+        self.never_in_window = Some(never);
     }
 
     /// The report in words, as `view` shows it.

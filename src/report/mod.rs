@@ -11,5 +11,5 @@ mod summary;
 pub use check::{human_duration, CheckReport, ProblemGroup};
 pub use log::{LogLine, LogWriter};
 pub use numbers::{numbers_text, DaySent, NumberReport};
-pub use progress::{progress_area, Progress};
+pub use progress::{progress_area, Progress, WaitShown};
 pub use summary::{next_step_of, CampaignState, Finished, Summary};

@@ -95,8 +95,24 @@ impl Progress {
         self.draw(&pace);
     }
 
+    /// Shows `why` as [`Progress::waiting`] does until the returned guard
+    /// is dropped: when the wait ends, or is given up.
+    pub fn waiting_while(&self, why: String) -> WaitShown {
+        self.waiting(Some(why));
+        WaitShown(self.clone())
+    }
+
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// A wait shown on the bar, cleared when dropped.
+pub struct WaitShown(Progress);
+
+impl Drop for WaitShown {
+    fn drop(&mut self) {
+        self.0.waiting(None);
     }
 }
 

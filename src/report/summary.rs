@@ -357,15 +357,10 @@ fn stopped_in_words(reason: &StopReason) -> String {
     match reason {
         StopReason::Halted(why) => format!("halted: {why}"),
         StopReason::Interrupted => "interrupted: run again with --resume to carry on".to_string(),
-        StopReason::Deferred(deferral) => {
-            let from = deferral.until.map_or_else(String::new, |until| {
-                format!(" from {}", until.strftime("%Y-%m-%d %H:%M UTC"))
-            });
-            format!(
-                "deferred: {}; --resume sends the DEFERRED rows{from}",
-                deferral.why
-            )
-        }
+        StopReason::Deferred(deferral) => format!(
+            "deferred: {}; --resume sends the DEFERRED rows",
+            deferral.why
+        ),
     }
 }
 

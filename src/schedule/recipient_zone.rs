@@ -70,15 +70,12 @@ impl Zones {
         }
     }
 
-    /// `America/Rio_Branco`, `America/Manaus or America/Porto_Velho`,
-    /// `Europe/Moscow or 10 more zones`; `sender` for the sender's.
+    /// `America/Rio_Branco`, `Atlantic/Azores or Europe/Lisbon`: every zone
+    /// (two sets never read alike); `sender` for the sender's.
     pub fn describe(self, sender: &str) -> String {
-        let names: Vec<&str> = self.names().collect();
-        match names.as_slice() {
-            [] => sender.to_string(),
-            [one] => one.to_string(),
-            [first, second] => format!("{first} or {second}"),
-            [first, rest @ ..] => format!("{first} or {} more zones", rest.len()),
+        match self {
+            Zones::Sender => sender.to_string(),
+            Zones::Recipient(_) => self.names().collect::<Vec<_>>().join(" or "),
         }
     }
 }

@@ -83,7 +83,9 @@ pub struct SendWindow {
 /// The window as it stands for a recipient at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowState {
-    /// Open in each of their zones, until `closes` (in the first to close).
+    /// Open in each of their zones, at least until `closes`: the first
+    /// zone's window end, or an offset change (daylight saving) in one of
+    /// them, which may move the local time out of the window.
     Open { closes: Timestamp },
     /// Shut in some zone; open in all of them at `opens`.
     Shut { opens: Timestamp },
@@ -116,7 +118,12 @@ impl SendWindow {
         if open_at(now) {
             let closes = zones
                 .iter()
-                .filter_map(|zone| next_after(zone, now, self.window.end))
+                .filter_map(|zone| {
+                    let end = next_after(zone, now, self.window.end);
+                    let offset_changes =
+                        zone.following(now).next().map(|change| change.timestamp());
+                    end.into_iter().chain(offset_changes).min()
+                })
                 .min();
             return match closes {
                 Some(closes) => WindowState::Open { closes },
@@ -127,7 +134,7 @@ impl SendWindow {
         // when the windows overlap: the first such opening is the one.
         let mut openings: Vec<Timestamp> = zones
             .iter()
-            .flat_map(|zone| openings_after(zone, now, self.window.start).take(DAYS_AHEAD))
+            .flat_map(|zone| each_day_at(zone, now, self.window.start).take(DAYS_AHEAD))
             .collect();
         openings.sort_unstable();
         match openings.into_iter().find(|at| open_at(*at)) {
@@ -143,8 +150,10 @@ impl SendWindow {
     /// count, as the sending waits them out; recipients whose window never
     /// opens are left out. `None` when that is centuries away.
     pub fn elapsed_for(&self, start: Timestamp, shares: &[(Zones, Duration)]) -> Option<Duration> {
-        // Each step passes a window's opening or closing, or a share's end:
-        // this many is decades of sending.
+        // Each step passes one share's window opening or closing (or an
+        // offset change), or the end of the open shares: for a few hundred
+        // zones' shares, a year of sending. Past it, `None`: the sending
+        // time alone is given.
         const MOST_STEPS: usize = 100_000;
         struct Share {
             zones: Zones,
@@ -220,6 +229,14 @@ impl SendWindow {
 }
 
 impl WindowState {
+    /// When a shut window opens.
+    pub fn opens(self) -> Option<Timestamp> {
+        match self {
+            WindowState::Shut { opens } => Some(opens),
+            _ => None,
+        }
+    }
+
     /// When the state changes: the window closes or opens.
     fn changes_at(self) -> Option<Timestamp> {
         match self {
@@ -233,11 +250,11 @@ impl WindowState {
 /// The first `time` of `zone` after `now`: today's, or tomorrow's if today's
 /// has passed. Daylight saving gaps are resolved forward, as clocks do.
 fn next_after(zone: &TimeZone, now: Timestamp, time: Time) -> Option<Timestamp> {
-    openings_after(zone, now, time).next()
+    each_day_at(zone, now, time).next()
 }
 
 /// Each day's `time` of `zone` after `now`.
-fn openings_after(
+fn each_day_at(
     zone: &TimeZone,
     now: Timestamp,
     time: Time,
@@ -459,6 +476,23 @@ mod tests {
             Some(Duration::ZERO),
             "left out of the estimate"
         );
+    }
+
+    #[test]
+    fn an_open_window_is_judged_again_when_the_clocks_go_back() {
+        // New York falls back at 06:00 UTC on 2026-11-01: 01:59 EDT, then
+        // 01:00 EST, outside a window from 01:30.
+        let new_york = in_zone("01:30-03:00", "America/New_York");
+        assert_eq!(
+            new_york.state(Zones::Sender, at("2026-11-01T05:45:00Z")),
+            WindowState::Open {
+                closes: at("2026-11-01T06:00:00Z")
+            }
+        );
+        assert!(matches!(
+            new_york.state(Zones::Sender, at("2026-11-01T06:00:00Z")),
+            WindowState::Shut { .. }
+        ));
     }
 
     #[test]
