@@ -440,3 +440,89 @@ async fn window_in_without_a_window_is_refused() {
         stderr(&output)
     );
 }
+
+/// A card judged inside the window whose turn comes after it shut does
+/// not go: the binary's clock starts 3 s before São Paulo's window ends,
+/// and the number sends one card every 5 s (the second's turn is 2 s after
+/// the end).
+#[tokio::test(flavor = "multi_thread")]
+async fn no_card_leaves_after_the_window_shuts() {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let rows: Vec<(String, String)> = (0..4)
+        .map(|n| (format!("+55 11 98765-{n:04}"), format!("SP {n}")))
+        .collect();
+    work.write("campaign.csv", &campaign_of(&rows));
+    let real = Timestamp::now();
+    let started = std::time::Instant::now();
+    let closing =
+        Timestamp::from_second(real.as_second() - real.as_second().rem_euclid(60) + 120).unwrap();
+    let shift = (closing.as_second() - 3) - real.as_second();
+    let closes_here = started + std::time::Duration::from_secs(3)
+        - std::time::Duration::from_nanos(real.subsec_nanosecond().unsigned_abs().into());
+    let window = window_around(closing, SAO_PAULO, -60, 0);
+    let config = work
+        .config(&in_recipients_zones(&server.base_url(), &window).set("pacing.rate", "\"12/min\""));
+
+    let output = work
+        .run_later(
+            &format!("+{shift}s"),
+            &["send", "campaign.csv", "--config", &config, "--no-wait"],
+        )
+        .await;
+
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    let received = server.received();
+    assert_eq!(received.len(), 1, "the first went while it was open");
+    // (A card that passed the door just before the end may still be on
+    // its way: a second is room enough.)
+    let last = received.last().unwrap().at;
+    assert!(
+        last < closes_here + std::time::Duration::from_secs(1),
+        "a card arrived {:?} after the window shut",
+        last - closes_here
+    );
+    let results = work.results("campaign.results.csv");
+    assert_eq!(common::count(&results, "SENT"), received.len());
+    assert_eq!(common::count(&results, "DEFERRED"), 3, "{results:?}");
+}
+
+/// Past the rows a number holds for their window, the ones whose window is
+/// shut are DEFERRED, and the open ones behind them still go: nothing waits
+/// on a parking that is full.
+#[tokio::test(flavor = "multi_thread")]
+async fn more_rows_than_a_number_holds_for_their_window_do_not_hold_up_the_open_ones() {
+    const PARKED_MOST: usize = 10_000;
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let mut rows: Vec<(String, String)> = (0..PARKED_MOST + 50)
+        .map(|n| {
+            (
+                format!("+55 68 9{:04}-{:04}", 8000 + n / 10_000, n % 10_000),
+                format!("Acre {n}"),
+            )
+        })
+        .collect();
+    rows.extend((0..50).map(|n| (format!("+55 11 98765-{n:04}"), format!("SP {n}"))));
+    work.write("campaign.csv", &campaign_of(&rows));
+    let window = window_around(Timestamp::now(), SAO_PAULO, -60, 60);
+    let config = work.config(&in_recipients_zones(&server.base_url(), &window));
+
+    let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    common::wait_for("São Paulo's 50 cards", || server.requests() >= 50).await;
+    common::terminate(&child);
+    let output = ended(child).await;
+
+    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    let sent = reached(&server);
+    assert_eq!(sent.len(), 50);
+    assert!(sent.iter().all(|to| to.starts_with("5511")), "{sent:?}");
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), PARKED_MOST + 100, "a line for every row");
+    let overflow = results
+        .iter()
+        .filter(|row| row["error"].starts_with("outside the send window"))
+        .count();
+    assert_eq!(overflow, 50, "the rows past the parking");
+    assert_eq!(common::count(&results, "DEFERRED"), PARKED_MOST + 50);
+}
