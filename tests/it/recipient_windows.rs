@@ -526,3 +526,56 @@ async fn more_rows_than_a_number_holds_for_their_window_do_not_hold_up_the_open_
     assert_eq!(overflow, 50, "the rows past the parking");
     assert_eq!(common::count(&results, "DEFERRED"), PARKED_MOST + 50);
 }
+
+/// A try again after a wait is judged anew: the API asks to wait 3 s, by
+/// then the window has shut, and the card waits for it (DEFERRED with
+/// `--no-wait`) instead of going late.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_the_window_shut_waits_for_it() {
+    let server = embedded(MockOptions {
+        throttle_rate: 1.0,
+        retry_after: 3,
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    work.write("campaign.csv", &campaign_of(&alternating(1)));
+    let real = Timestamp::now();
+    let closing =
+        Timestamp::from_second(real.as_second() - real.as_second().rem_euclid(60) + 120).unwrap();
+    let shift = (closing.as_second() - 1) - real.as_second();
+    let window = window_around(closing, SAO_PAULO, -60, 0);
+    let config = work
+        .config(&in_recipients_zones(&server.base_url(), &window).set("retry.max_backoff", "5"));
+
+    let output = work
+        .run_later(
+            &format!("+{shift}s"),
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                &config,
+                "--no-wait",
+                "--summary",
+                "json",
+            ],
+        )
+        .await;
+
+    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_eq!(
+        server.requests(),
+        1,
+        "not tried again after the window shut"
+    );
+    let results = work.results("campaign.results.csv");
+    assert_eq!(results[0]["status"], "DEFERRED");
+    assert!(
+        results[0]["error"].contains(&format!(
+            "not tried again: outside the send window {window} in {SAO_PAULO}"
+        )),
+        "{results:?}"
+    );
+    assert_eq!(summary_json(&output)["stop_reason"], "window");
+}
