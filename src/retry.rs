@@ -81,38 +81,84 @@ impl RetrySettings {
     }
 }
 
-/// What to do after one failed try.
-#[derive(Debug)]
-pub enum Next {
-    /// Try again, after at least this long (the server's `Retry-After`).
-    Retry(Option<Duration>),
-    /// Final: this status.
-    Give(Status),
+/// What is known of a message after a failed try.
+#[derive(Debug, Clone, Copy)]
+pub struct Tried {
+    /// Tries so far, the failed one included.
+    pub attempts: u32,
+    /// A try so far, the failed one included, may have been delivered.
+    pub maybe_delivered: bool,
 }
 
-/// Whether a failure is worth another try: not when the API said no for
-/// good, and not when the card may already have arrived (unless the user
-/// accepts a duplicate).
-pub fn next_step(error: &SendError, retry: &RetrySettings) -> Next {
-    match error {
+impl Tried {
+    /// The status of a message not tried again for a reason of the run's
+    /// (it stopped, the number stopped, the window shut): `DEFERRED`, so a
+    /// later `--resume` sends it, unless a try may have been delivered.
+    pub fn not_tried_again(self) -> Status {
+        match self.maybe_delivered {
+            true => Status::Unknown,
+            false => Status::Deferred,
+        }
+    }
+}
+
+/// What to do after one failed try.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    /// Try again after this long (and then the number's own turn).
+    Retry(Duration),
+    /// Stop trying: the message ends with this status.
+    GiveUp(Status),
+    /// The API refused the credentials (401/403): the number leaves
+    /// rotation, paused for every run until resumed; the message FAILED.
+    RetireNumber,
+    /// The API asked the number to wait longer than `retry.max_backoff`:
+    /// it stops for now, held that long for every run; the message ends
+    /// with `status`.
+    HoldNumber { wait: Duration, status: Status },
+}
+
+/// The one retry policy: from the failure, the tries so far and whether one
+/// may have been delivered. Not again when the API said no for good, when
+/// the card may already have arrived (unless the user accepts a
+/// duplicate), or after `retry.max_attempts`; a `Retry-After` is honoured
+/// up to `retry.max_backoff`, and a longer one stops the number instead.
+pub fn next_step(error: &SendError, tried: Tried, retry: &RetrySettings) -> Next {
+    let given_up = match tried.maybe_delivered {
+        true => Status::Unknown,
+        false => Status::Failed,
+    };
+    let asked = match error {
         SendError::Refused {
-            http_status,
+            http_status: 401 | 403,
+            ..
+        } => return Next::RetireNumber,
+        SendError::Refused {
+            http_status: 429 | 500 | 502 | 503,
             retry_after,
             ..
-        } => match http_status {
-            429 | 500 | 502 | 503 => Next::Retry(*retry_after),
-            _ => Next::Give(Status::Failed),
+        } => *retry_after,
+        SendError::Refused { .. } | SendError::NotSent(_) => return Next::GiveUp(given_up),
+        SendError::Unreachable(_) => None,
+        SendError::Ambiguous { .. } if retry.retry_ambiguous => None,
+        SendError::Ambiguous { .. } => return Next::GiveUp(Status::Unknown),
+    };
+    if tried.attempts >= retry.max_attempts {
+        return Next::GiveUp(given_up);
+    }
+    match asked {
+        Some(wait) if wait > retry.max_backoff => Next::HoldNumber {
+            wait,
+            status: tried.not_tried_again(),
         },
-        SendError::Unreachable(_) => Next::Retry(None),
-        SendError::NotSent(_) => Next::Give(Status::Failed),
-        SendError::Ambiguous { .. } if retry.retry_ambiguous => Next::Retry(None),
-        SendError::Ambiguous { .. } => Next::Give(Status::Unknown),
+        Some(wait) => Next::Retry(wait),
+        None => Next::Retry(backoff(retry, tried.attempts)),
     }
 }
 
 /// Exponential backoff with full jitter: a random wait up to a ceiling that
 /// doubles each try, so many failing clients do not retry in step.
-pub fn backoff(retry: &RetrySettings, failed_tries: u32) -> Duration {
+fn backoff(retry: &RetrySettings, failed_tries: u32) -> Duration {
     let doubling = 2f64.powi(failed_tries.saturating_sub(1).min(30) as i32);
     let ceiling = retry
         .initial_backoff
@@ -148,32 +194,92 @@ mod tests {
         }
     }
 
-    #[test]
-    fn transient_answers_are_retried_and_permanent_ones_are_not() {
-        let refused = |http_status| SendError::Refused {
+    /// The first failed try of a message no try of which was delivered.
+    const FIRST: Tried = Tried {
+        attempts: 1,
+        maybe_delivered: false,
+    };
+
+    fn refused(http_status: u16, retry_after: Option<u64>) -> SendError {
+        SendError::Refused {
             http_status,
             message: String::new(),
-            retry_after: None,
-        };
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn transient_answers_are_retried_and_permanent_ones_are_not() {
         for status in [429, 500, 502, 503] {
             assert!(
-                matches!(next_step(&refused(status), &retry()), Next::Retry(_)),
-                "{status}"
-            );
-        }
-        for status in [301, 307, 400, 404, 409, 422] {
-            assert!(
                 matches!(
-                    next_step(&refused(status), &retry()),
-                    Next::Give(Status::Failed)
+                    next_step(&refused(status, None), FIRST, &retry()),
+                    Next::Retry(_)
                 ),
                 "{status}"
             );
         }
+        for status in [301, 307, 400, 404, 409, 422] {
+            assert_eq!(
+                next_step(&refused(status, None), FIRST, &retry()),
+                Next::GiveUp(Status::Failed),
+                "{status}"
+            );
+        }
         assert!(matches!(
-            next_step(&SendError::Unreachable(String::new()), &retry()),
-            Next::Retry(None)
+            next_step(&SendError::Unreachable(String::new()), FIRST, &retry()),
+            Next::Retry(_)
         ));
+        // The last try: no more, and UNKNOWN once one may have arrived.
+        let last = Tried {
+            attempts: retry().max_attempts,
+            ..FIRST
+        };
+        assert_eq!(
+            next_step(&refused(503, None), last, &retry()),
+            Next::GiveUp(Status::Failed)
+        );
+        let last_in_doubt = Tried {
+            maybe_delivered: true,
+            ..last
+        };
+        assert_eq!(
+            next_step(&refused(503, None), last_in_doubt, &retry()),
+            Next::GiveUp(Status::Unknown)
+        );
+    }
+
+    #[test]
+    fn refused_credentials_retire_the_number_and_a_long_wait_holds_it() {
+        for status in [401, 403] {
+            assert_eq!(
+                next_step(&refused(status, None), FIRST, &retry()),
+                Next::RetireNumber
+            );
+        }
+        // Retry-After within retry.max_backoff (1 s here) is waited for.
+        assert_eq!(
+            next_step(&refused(429, Some(1)), FIRST, &retry()),
+            Next::Retry(Duration::from_secs(1))
+        );
+        assert_eq!(
+            next_step(&refused(429, Some(120)), FIRST, &retry()),
+            Next::HoldNumber {
+                wait: Duration::from_secs(120),
+                status: Status::Deferred
+            }
+        );
+        let in_doubt = Tried {
+            maybe_delivered: true,
+            ..FIRST
+        };
+        assert_eq!(
+            next_step(&refused(429, Some(120)), in_doubt, &retry()),
+            Next::HoldNumber {
+                wait: Duration::from_secs(120),
+                status: Status::Unknown
+            }
+        );
     }
 
     #[test]
@@ -182,14 +288,21 @@ mod tests {
             http_status: None,
             detail: String::new(),
         };
-        assert!(matches!(
-            next_step(&lost, &retry()),
-            Next::Give(Status::Unknown)
-        ));
+        let in_doubt = Tried {
+            maybe_delivered: true,
+            ..FIRST
+        };
+        assert_eq!(
+            next_step(&lost, in_doubt, &retry()),
+            Next::GiveUp(Status::Unknown)
+        );
         let opted_in = RetrySettings {
             retry_ambiguous: true,
             ..retry()
         };
-        assert!(matches!(next_step(&lost, &opted_in), Next::Retry(None)));
+        assert!(matches!(
+            next_step(&lost, in_doubt, &opted_in),
+            Next::Retry(_)
+        ));
     }
 }

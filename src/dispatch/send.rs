@@ -14,7 +14,7 @@ use super::leaving::Back;
 use super::{turns, Shared, NOTEWORTHY_WAIT};
 use crate::api::{ContactMessage, Queued, SendError};
 use crate::ledger::Settled;
-use crate::retry::{backoff, next_step, Next};
+use crate::retry::{next_step, Next, Tried};
 use crate::types::{nanos_of, Deferral, Fate, Hold, HoldKind, Job, Outcome, Remembered, Status};
 
 /// What the ledger said of a card it let out.
@@ -120,132 +120,50 @@ pub(super) fn not_sent(job: &Job, lane: &LaneHealth, control: &RunControl) -> Ou
     outcome
 }
 
-/// Sends one job, retrying transient failures, and says how it ended.
+/// Sends one job, trying again as the retry policy ([`next_step`]) says,
+/// and says how it ended.
 async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Outcome {
     let control = &shared.control;
-    let retry = &control.retry;
     let instance_id = &*lane.instance_id;
     let message = ContactMessage::from(job);
-    let mut maybe_delivered = false;
-    let mut attempts = 0;
+    let mut tried = Tried {
+        attempts: 0,
+        maybe_delivered: false,
+    };
     let outcome = loop {
-        attempts += 1;
+        tried.attempts += 1;
         let error = match shared.client.send(instance_id, &message).await {
             Ok(queued) => {
                 if let Some(other) = &queued.other_instance {
                     control.answered_for(instance_id, other);
                 }
-                break accepted_line(job, instance_id, queued, attempts, maybe_delivered);
+                break accepted_line(job, instance_id, queued, tried);
             }
             Err(error) => error,
         };
-        if let SendError::Refused {
-            http_status: 401 | 403,
-            ..
-        } = error
-        {
-            lane.hold_for_every_run(
-                HoldKind::Paused,
-                format!("refused by the API: {error}"),
-                None,
-            );
-            control.retire(lane, format!("the API refused the credentials: {error}"));
-            break refused_line(job, instance_id, Status::Failed, &error, attempts);
-        }
-        maybe_delivered |= matches!(error, SendError::Ambiguous { .. });
-        let given_up = if maybe_delivered {
-            Status::Unknown
-        } else {
-            Status::Failed
-        };
-        let wait = match next_step(&error, retry) {
-            Next::Give(status) => break refused_line(job, instance_id, status, &error, attempts),
-            Next::Retry(_) if attempts >= retry.max_attempts => {
-                break refused_line(job, instance_id, given_up, &error, attempts)
+        tried.maybe_delivered |= matches!(error, SendError::Ambiguous { .. });
+        let wait = match next_step(&error, tried, &control.retry) {
+            Next::Retry(wait) => wait,
+            Next::GiveUp(status) => break refused_line(job, instance_id, status, &error, tried),
+            Next::RetireNumber => {
+                lane.hold_for_every_run(
+                    HoldKind::Paused,
+                    format!("refused by the API: {error}"),
+                    None,
+                );
+                control.retire(lane, format!("the API refused the credentials: {error}"));
+                break refused_line(job, instance_id, Status::Failed, &error, tried);
             }
-            Next::Retry(Some(asked)) if asked > retry.max_backoff => {
-                // Waiting that long would hold a slot and the lock for it:
-                // the instance stops for now, as at a daily cap.
-                let reason = format!(
-                    "the API asked instance {instance_id} to wait until {} (Retry-After: {} s), \
-                     longer than retry.max_backoff = {} s",
-                    after(asked),
-                    asked.as_secs(),
-                    retry.max_backoff.as_secs_f64()
-                );
-                lane.hold_for_every_run(HoldKind::Held, reason.clone(), Some(asked));
-                control.defer(
-                    lane,
-                    Deferral {
-                        cause: Hold::ApiWait,
-                        why: reason.clone(),
-                        until: jiff::SignedDuration::try_from(asked)
-                            .ok()
-                            .and_then(|wait| Timestamp::now().checked_add(wait).ok()),
-                    },
-                );
-                let status = if maybe_delivered {
-                    Status::Unknown
-                } else {
-                    Status::Deferred
-                };
-                let mut outcome = refused_line(job, instance_id, status, &error, attempts);
-                outcome.add_error(format!("not sent again: {reason}"));
+            Next::HoldNumber { wait, status } => {
+                let why = hold_number(wait, lane, control);
+                let mut outcome = refused_line(job, instance_id, status, &error, tried);
+                outcome.add_error(format!("not sent again: {why}"));
                 break outcome;
             }
-            Next::Retry(retry_after) => retry_after.unwrap_or_else(|| backoff(retry, attempts)),
         };
-        if wait > NOTEWORTHY_WAIT {
-            match lane.first_time(Told::LongRetry) {
-                true => {
-                    info!(row = job.recipient.row, instance = instance_id, %error, "retrying in {} s (later long waits to retry: -v)", wait.as_secs())
-                }
-                false => {
-                    debug!(row = job.recipient.row, instance = instance_id, %error, "retrying in {} s", wait.as_secs())
-                }
-            }
-            shared
-                .gates
-                .progress
-                .waiting(Some(format!("retrying in {} s ({error})", wait.as_secs())));
-        } else {
-            debug!(row = job.recipient.row, attempt = attempts, wait_ms = wait.as_millis() as u64, %error, "retrying");
-        }
-        // The backoff, then the instance's own clock, as for a first try:
-        // a retry never goes around the number's pacing.
-        let stopped = tokio::select! {
-            _ = control.stopping().cancelled() => true,
-            _ = lane.closed.cancelled() => true,
-            booked = async {
-                tokio::time::sleep(wait).await;
-                let turn = turns::book_turns(std::slice::from_ref(job), lane, shared, None).await?;
-                turns::wait_for(turn[0], lane, shared).await;
-                Some(())
-            } => booked.is_none(),
-        };
-        if wait > NOTEWORTHY_WAIT {
-            shared.gates.progress.waiting(None);
-        }
-        // Not tried again when the run is stopping, the instance took no
-        // more messages, or the recipient's window shut meanwhile:
-        // DEFERRED, so a later --resume sends it; unless an earlier try may
-        // have been delivered.
-        let not_again = match (stopped, shared.gates.window_shut_for(job)) {
-            (true, _) => Some("stopped while waiting to try again".to_string()),
-            (false, Some(shut)) => {
-                let why = format!("not tried again: {}", shut.why);
-                control.held_back(shut);
-                Some(why)
-            }
-            (false, None) => None,
-        };
-        if let Some(why) = not_again {
-            let status = if maybe_delivered {
-                Status::Unknown
-            } else {
-                Status::Deferred
-            };
-            let mut outcome = refused_line(job, instance_id, status, &error, attempts);
+        if let Some(why) = wait_to_try_again(wait, &error, job, lane, shared).await {
+            let status = tried.not_tried_again();
+            let mut outcome = refused_line(job, instance_id, status, &error, tried);
             outcome.add_error(why);
             break outcome;
         }
@@ -254,6 +172,80 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
         lane.count(control, outcome.status);
     }
     outcome
+}
+
+/// The API asked the number to wait `wait`, longer than
+/// `retry.max_backoff`: waiting would hold a slot for it, so the number
+/// stops for now, as at a daily cap, and is held that long for every run.
+/// Returns why, in words.
+fn hold_number(wait: Duration, lane: &LaneHealth, control: &RunControl) -> String {
+    let instance_id = &*lane.instance_id;
+    let reason = format!(
+        "the API asked instance {instance_id} to wait until {} (Retry-After: {} s), longer \
+         than retry.max_backoff = {} s",
+        after(wait),
+        wait.as_secs(),
+        control.retry.max_backoff.as_secs_f64()
+    );
+    lane.hold_for_every_run(HoldKind::Held, reason.clone(), Some(wait));
+    control.defer(
+        lane,
+        Deferral {
+            cause: Hold::ApiWait,
+            why: reason.clone(),
+            until: jiff::SignedDuration::try_from(wait)
+                .ok()
+                .and_then(|wait| Timestamp::now().checked_add(wait).ok()),
+        },
+    );
+    reason
+}
+
+/// Waits `wait`, then the number's own turn, as for a first try: a retry
+/// never goes around the number's pacing. `Some(why)` when the message is
+/// not to be tried again after all: the run is stopping, the number took no
+/// more messages, or the recipient's send window shut meanwhile.
+async fn wait_to_try_again(
+    wait: Duration,
+    error: &SendError,
+    job: &Job,
+    lane: &LaneHealth,
+    shared: &Shared,
+) -> Option<String> {
+    let control = &shared.control;
+    let _shown = (wait > NOTEWORTHY_WAIT).then(|| {
+        let (instance, row, seconds) = (&*lane.instance_id, job.recipient.row, wait.as_secs());
+        match lane.first_time(Told::LongRetry) {
+            true => {
+                info!(row, instance, %error, "retrying in {seconds} s (later long waits to retry: -v)")
+            }
+            false => debug!(row, instance, %error, "retrying in {seconds} s"),
+        }
+        shared
+            .gates
+            .progress
+            .waiting_while(format!("retrying in {seconds} s ({error})"))
+    });
+    if wait <= NOTEWORTHY_WAIT {
+        debug!(row = job.recipient.row, wait_ms = wait.as_millis() as u64, %error, "retrying");
+    }
+    let stopped = tokio::select! {
+        _ = control.stopping().cancelled() => true,
+        _ = lane.closed.cancelled() => true,
+        booked = async {
+            tokio::time::sleep(wait).await;
+            let turn = turns::book_turns(std::slice::from_ref(job), lane, shared, None).await?;
+            turns::wait_for(turn[0], lane, shared).await;
+            Some(())
+        } => booked.is_none(),
+    };
+    if stopped {
+        return Some("stopped while waiting to try again".to_string());
+    }
+    let shut = shared.gates.window_shut_for(job)?;
+    let why = format!("not tried again: {}", shut.why);
+    control.held_back(shut);
+    Some(why)
 }
 
 /// The time `wait` from now, as a log line shows it.
@@ -268,15 +260,9 @@ fn after(wait: Duration) -> String {
 }
 
 /// The line of a message the API queued.
-fn accepted_line(
-    job: &Job,
-    instance_id: &str,
-    queued: Queued,
-    attempts: u32,
-    maybe_twice: bool,
-) -> Outcome {
+fn accepted_line(job: &Job, instance_id: &str, queued: Queued, tried: Tried) -> Outcome {
     let mut outcome = Outcome::for_job(job, instance_id, Status::Sent);
-    outcome.attempts = attempts;
+    outcome.attempts = tried.attempts;
     outcome.http_status = Some(queued.http_status);
     outcome.api_status = queued.api_status;
     outcome.message_id = queued.message_id;
@@ -285,23 +271,23 @@ fn accepted_line(
             "the API's answer names instance {other}, not {instance_id}: check api.instance_id"
         ));
     }
-    if maybe_twice {
+    if tried.maybe_delivered {
         outcome
             .add_error("an earlier try may also have been delivered (retry_ambiguous)".to_string());
     }
     outcome
 }
 
-/// The line of a message not accepted, after `attempts` tries, ending in `error`.
+/// The line of a message not accepted, after its tries, ending in `error`.
 fn refused_line(
     job: &Job,
     instance_id: &str,
     status: Status,
     error: &SendError,
-    attempts: u32,
+    tried: Tried,
 ) -> Outcome {
     let mut outcome = Outcome::for_job(job, instance_id, status);
-    outcome.attempts = attempts;
+    outcome.attempts = tried.attempts;
     outcome.http_status = error.http_status();
     outcome.add_error(error.to_string());
     outcome
