@@ -33,7 +33,7 @@ use crate::exit::RunError;
 use crate::ledger::{Ledger, PRUNE_BATCH};
 use crate::pacing::{Estimate, Pace};
 use crate::report::{CheckReport, Finished, Progress, Summary};
-use crate::results::{self, Dialect, Journal, Kind, ResultsError, RunLock, WriteGate};
+use crate::results::{self, Dialect, Journal, Kind, ResultsError, RunLock, WriteGate, Written};
 use crate::types::{nanos_of, Job, Row};
 use admitting::Admitting;
 use reading::Reading;
@@ -86,16 +86,42 @@ pub async fn run(
     progress_area: &MultiProgress,
     shutdown: CancellationToken,
 ) -> Result<Summary, RunError> {
-    let started = Instant::now();
-    let started_at = jiff::Timestamp::now();
-    let kind = request.kind();
-    if kind == Kind::Check && request.resume {
+    let started = (Instant::now(), jiff::Timestamp::now());
+    if request.kind() == Kind::Check && request.resume {
         return Err(RunError::Usage(
             "a dry run writes its own file afresh; --resume carries on a send".to_string(),
         ));
     }
+    let prepared = prepare(&settings, &request, progress_area, &shutdown).await?;
+    let journal = recover(&settings, &request, &prepared).await?;
+    let ran = send_every_row(&settings, &request, prepared, progress_area, shutdown).await?;
+    finish(request, ran, journal, started).await
+}
 
-    // Campaign: its name is what its memory in the ledger goes by.
+/// Everything a run needs before its first row: the campaign's name, where
+/// it sends, the ledger, and its files opened.
+struct Prepared {
+    campaign_name: String,
+    /// The API or the embedded mock; `None` in a dry run.
+    target: Option<Target>,
+    instances: Vec<String>,
+    /// What every run sharing it knows.
+    ledger: Arc<Ledger>,
+    /// Where this run's cards leave through: the ledger, or for a rehearsal
+    /// a throwaway one.
+    door_ledger: Arc<Ledger>,
+    opened: Opened,
+}
+
+/// Prepare: the campaign's name (what its memory in the ledger goes by),
+/// the target, the ledger, the campaign and results files.
+async fn prepare(
+    settings: &Settings,
+    request: &RunRequest,
+    progress_area: &MultiProgress,
+    shutdown: &CancellationToken,
+) -> Result<Prepared, RunError> {
+    let kind = request.kind();
     let named = campaign::name_of(settings.campaign.name.as_deref(), &request.source)
         .map_err(CampaignError::Unnamed)?;
     if named.looks_dated() {
@@ -113,7 +139,7 @@ pub async fn run(
     // credentials stop the run here, before any file is touched.
     let target = match kind {
         Kind::Check => None,
-        _ => Some(Target::connect(&settings, request.mock).await?),
+        _ => Some(Target::connect(settings, request.mock).await?),
     };
     let instances = match &target {
         Some(target) => target.instances.clone(),
@@ -128,7 +154,7 @@ pub async fn run(
     // A signal while the ledger is being opened ends the run at once.
     let ledger = tokio::select! {
         biased;
-        ledger = Ledger::open(&settings.ledger, &shutdown) => Arc::new(ledger?),
+        ledger = Ledger::open(&settings.ledger, shutdown) => Arc::new(ledger?),
         () = shutdown.cancelled() => return Err(RunError::Interrupted),
     };
     let door_ledger = match kind {
@@ -151,6 +177,25 @@ pub async fn run(
             () = shutdown.cancelled() => return Err(RunError::Interrupted),
         }
     };
+    say_starting(settings, request, &campaign_name, target.is_some(), &ledger);
+    Ok(Prepared {
+        campaign_name,
+        target,
+        instances,
+        ledger,
+        door_ledger,
+        opened,
+    })
+}
+
+/// The run's first log line: what it runs, where to, at what pace.
+fn say_starting(
+    settings: &Settings,
+    request: &RunRequest,
+    campaign_name: &str,
+    sends: bool,
+    ledger: &Ledger,
+) {
     info!(
         campaign = %campaign_name,
         file = %request.source.describe(),
@@ -163,24 +208,36 @@ pub async fn run(
         config = %settings.read_from.as_deref().map_or_else(|| "none".into(), |path| path.display().to_string()),
         "starting"
     );
-    match (&target, request.at_speed()) {
-        (Some(_), false) => info!("{}", settings.pacing.describe_pace()),
-        (Some(_), true) => info!(
+    match (sends, request.at_speed()) {
+        (true, false) => info!("{}", settings.pacing.describe_pace()),
+        (true, true) => info!(
             "a rehearsal at speed: not waiting for the pace (--real-pace does); the summary says \
              how long a real send would take"
         ),
-        (None, _) => {}
+        (false, _) => {}
     }
+}
 
-    // Recover: what earlier runs of the campaign left that its memory
-    // lacks. Then this run's journal: until it is gone, a crash is known.
+/// Recover: what earlier runs of the campaign left that its memory lacks;
+/// the ledger kept to `ledger.keep`. Then this run's journal: until it is
+/// gone, a crash is known. A dry run has none of these.
+async fn recover(
+    settings: &Settings,
+    request: &RunRequest,
+    prepared: &Prepared,
+) -> Result<Option<Journal>, RunError> {
+    let kind = request.kind();
+    let (ledger, opened) = (&prepared.ledger, &prepared.opened);
     let results_path = opened.results_path.clone();
     let results_from = opened.results.results_from;
+    if kind == Kind::Check {
+        return Ok(None);
+    }
     if kind == Kind::Send {
         let (earlier, left) = (opened.results.earlier.as_ref(), opened.left.as_ref());
         recovery::recover(
-            &ledger,
-            &campaign_name,
+            ledger,
+            &prepared.campaign_name,
             &results_path,
             earlier,
             left,
@@ -200,20 +257,53 @@ pub async fn run(
             );
         }
     }
-    let journal = match kind {
-        Kind::Check => None,
-        _ => {
-            let path = results_path.clone();
-            let started = tokio::task::spawn_blocking(move || Journal::start(&path, results_from));
-            let journal = started.await.expect("starting the journal does not panic");
-            Some(journal.map_err(|source| ResultsError::Io {
-                path: results_path.clone(),
-                source,
-            })?)
-        }
-    };
+    let started = tokio::task::spawn_blocking(move || Journal::start(&results_path, results_from));
+    let journal = started.await.expect("starting the journal does not panic");
+    journal
+        .map(Some)
+        .map_err(|source| ResultsError::Io {
+            path: opened.results_path.clone(),
+            source,
+        })
+        .map_err(RunError::from)
+}
 
-    // Results: one thread writes every line, and moves the progress bar.
+/// What the pipeline left for the end of the run.
+struct Ran {
+    sends: bool,
+    read: Result<(), CampaignError>,
+    check: CheckReport,
+    written: Result<Written, ResultsError>,
+    control: Arc<RunControl>,
+    progress: Progress,
+    lock: RunLock,
+    results_path: PathBuf,
+    results_from: u64,
+    campaign_name: String,
+}
+
+/// Send: one thread writes every line (and moves the progress bar), one
+/// reads the rows in file order, the admission step asks the ledger about
+/// each, and the dispatcher sends what it lets through: one lane per
+/// instance, each paced on its own, `concurrency` requests in flight over
+/// all of them, every card through the door. Returns once every row has
+/// its line.
+async fn send_every_row(
+    settings: &Settings,
+    request: &RunRequest,
+    prepared: Prepared,
+    progress_area: &MultiProgress,
+    shutdown: CancellationToken,
+) -> Result<Ran, RunError> {
+    let kind = request.kind();
+    let Prepared {
+        campaign_name,
+        target,
+        instances,
+        ledger,
+        door_ledger,
+        opened,
+    } = prepared;
     let progress = match progress_area.is_hidden() {
         true => Progress::hidden(),
         false => Progress::new(progress_area, opened.total_rows),
@@ -228,59 +318,14 @@ pub async fn run(
             request.results_gate.clone(),
         )
     };
-
-    // What the dry-run report says of the file, and how long sending takes.
-    let check = {
-        let pacing = &settings.pacing;
-        let campaign = &opened.campaign;
-        let mut check = CheckReport::new(
-            campaign.encoding_label(),
-            campaign.delimiter(),
-            Estimate::new(pacing.rate, pacing.pace_by_message, instances.len()),
-            settings.schedule.send_window(),
-            settings.campaign.default_region,
-        );
-        check.columns_from(&campaign.layout().renamed);
-        // The numbers paused or held in the (real) ledger: their rows wait.
-        let held = ledger
-            .holds()
-            .await?
-            .into_iter()
-            .filter_map(|hold| {
-                let index = instances.iter().position(|id| *id == hold.instance_id)?;
-                Some((index, hold.instance_id.clone(), hold.deferral().why))
-            })
-            .collect();
-        check.numbers_held(held);
-        check.daily_cap(
-            settings.schedule.daily_cap,
-            !settings.schedule.warmup.is_empty(),
-        );
-        check.first_contacts_cap(settings.schedule.daily_new_contacts);
-        check
-    };
-
-    // Read: rows checked on a blocking thread, in file order.
+    let check = check_report(settings, &opened.campaign, &instances, &ledger).await?;
     let control = RunControl::new(shutdown, settings.retry, settings.schedule.quarantine.0);
-    let (rows, read_rows) = mpsc::channel::<Vec<Row>>(4);
-    let reader = {
-        let reading = Reading {
-            rows,
-            stop: control.stopping().clone(),
-            read_to_the_end: kind != Kind::Check && request.source.is_regular_file(),
-        };
-        let campaign = opened.campaign;
-        tokio::task::spawn_blocking(move || reading.read(campaign))
-    };
+    let (reader, read_rows) = start_reading(request, opened.campaign, &control);
 
-    // Admit: each row on what the ledger knows of it; jobs go on to the
-    // dispatcher, every other row straight to the results.
     let rules = Rules::new(
         settings.schedule.cooldown,
         request.resend_unknown,
-        settings
-            .retry
-            .longest_in_flight(settings.api.timeout, settings.pacing.longest_turn()),
+        (settings.retry).longest_in_flight(settings.api.timeout, settings.pacing.longest_turn()),
     );
     let (jobs, queued) = mpsc::channel::<Job>(256);
     let admitter = {
@@ -298,8 +343,6 @@ pub async fn run(
         tokio::spawn(admitting.admit(read_rows, check))
     };
 
-    // Send: one lane per instance, each paced on its own, `concurrency`
-    // requests in flight over all of them, every card through the door.
     match &target {
         Some(target) => {
             let sending = Sending {
@@ -315,29 +358,112 @@ pub async fn run(
                 rules,
                 outcomes: outcomes.clone(),
                 control: control.clone(),
-                gates: Gates {
-                    window: settings.schedule.send_window(),
-                    daily_cap: settings.schedule.daily_cap(),
-                    no_wait: request.no_wait,
-                    progress: progress.clone(),
-                },
+                gates: gates(settings, request, &progress),
             };
             dispatch::dispatch(queued, sending).await;
         }
         None => drop(queued),
     }
-
-    // Finish: every row has its line; then the journal has done its work
-    // and the lock can go.
     let read = reader.await.expect("the campaign reader does not panic");
     let check = admitter.await.expect("the admission step does not panic");
     drop(outcomes);
-    let written = match writer.await.expect("the results writer does not panic") {
+    let written = writer.await.expect("the results writer does not panic");
+    Ok(Ran {
+        sends: target.is_some(),
+        read,
+        check,
+        written,
+        control,
+        progress,
+        lock: opened.lock,
+        results_path: opened.results_path,
+        results_from: opened.results.results_from,
+        campaign_name,
+    })
+}
+
+/// The rows, read and checked on a blocking thread, in file order.
+fn start_reading(
+    request: &RunRequest,
+    campaign: Campaign,
+    control: &RunControl,
+) -> (
+    tokio::task::JoinHandle<Result<(), CampaignError>>,
+    mpsc::Receiver<Vec<Row>>,
+) {
+    let (rows, read_rows) = mpsc::channel::<Vec<Row>>(4);
+    let reading = Reading {
+        rows,
+        stop: control.stopping().clone(),
+        read_to_the_end: request.kind() != Kind::Check && request.source.is_regular_file(),
+    };
+    let reader = tokio::task::spawn_blocking(move || reading.read(campaign));
+    (reader, read_rows)
+}
+
+/// When the instances may send: the window, the daily cap.
+fn gates(settings: &Settings, request: &RunRequest, progress: &Progress) -> Gates {
+    Gates {
+        window: settings.schedule.send_window(),
+        daily_cap: settings.schedule.daily_cap(),
+        no_wait: request.no_wait,
+        progress: progress.clone(),
+    }
+}
+
+/// What the dry-run report says of the file, and how long sending takes:
+/// filled in by the admission step, row by row.
+async fn check_report(
+    settings: &Settings,
+    campaign: &Campaign,
+    instances: &[String],
+    ledger: &Ledger,
+) -> Result<CheckReport, RunError> {
+    let pacing = &settings.pacing;
+    let mut check = CheckReport::new(
+        campaign.encoding_label(),
+        campaign.delimiter(),
+        Estimate::new(pacing.rate, pacing.pace_by_message, instances.len()),
+        settings.schedule.send_window(),
+        settings.campaign.default_region,
+    );
+    check.columns_from(&campaign.layout().renamed);
+    // The numbers paused or held in the (real) ledger: their rows wait.
+    let held = ledger
+        .holds()
+        .await?
+        .into_iter()
+        .filter_map(|hold| {
+            let index = instances.iter().position(|id| *id == hold.instance_id)?;
+            Some((index, hold.instance_id.clone(), hold.deferral().why))
+        })
+        .collect();
+    check.numbers_held(held);
+    check.daily_cap(
+        settings.schedule.daily_cap,
+        !settings.schedule.warmup.is_empty(),
+    );
+    check.first_contacts_cap(settings.schedule.daily_new_contacts);
+    Ok(check)
+}
+
+/// Finish: every row has its line; then the journal has done its work, the
+/// results file becomes the campaign's report (this run's lines, one a row,
+/// in row order; a dry run's file is that already), the lock goes, and the
+/// summary says what came of it.
+async fn finish(
+    request: RunRequest,
+    ran: Ran,
+    journal: Option<Journal>,
+    (started, started_at): (Instant, jiff::Timestamp),
+) -> Result<Summary, RunError> {
+    let kind = request.kind();
+    let written = match ran.written {
         Ok(written) => written,
         // Messages may have gone out: not a usage error but a halt, and
         // the journal stays, so the next run knows the file was cut.
-        Err(error) if target.is_some() => {
-            progress.finish();
+        Err(error) if ran.sends => {
+            ran.progress.finish();
             return Err(RunError::Halted(format!(
                 "{error}; the ledger remembers what was sent: once the file can be written, run \
                  again with --resume"
@@ -345,11 +471,9 @@ pub async fn run(
         }
         Err(error) => return Err(error.into()),
     };
-    progress.finish();
+    ran.progress.finish();
 
-    // Then the results file becomes the campaign's report: this run's
-    // lines, one a row, in row order. A dry run's file is that already.
-    let lock = opened.lock;
+    let (lock, results_path, results_from) = (ran.lock, ran.results_path, ran.results_from);
     let state = tokio::task::spawn_blocking(move || {
         let journal_gone = match journal.map(Journal::finish) {
             Some(Err(error)) => {
@@ -373,12 +497,11 @@ pub async fn run(
     })
     .await
     .expect("tidying the results file does not panic");
-    read?;
+    ran.read?;
 
-    // Report.
     Ok(Summary::new(Finished {
         campaign: request.source.describe(),
-        campaign_name,
+        campaign_name: ran.campaign_name,
         results: request.results_path.display().to_string(),
         dry_run: request.dry_run,
         at_speed: request.at_speed(),
@@ -388,11 +511,11 @@ pub async fn run(
         tally: written.tally,
         by_instance: written.by_instance,
         failures: written.failures,
-        left_rotation: control.left(),
-        answered_for: control.answered_for_others(),
+        left_rotation: ran.control.left(),
+        answered_for: ran.control.answered_for_others(),
         state,
-        check,
-        stopped: control.reason(),
+        check: ran.check,
+        stopped: ran.control.reason(),
     }))
 }
 
