@@ -83,6 +83,29 @@ fn reached(server: &interacto_bulk::api::MockServer) -> Vec<String> {
         .collect()
 }
 
+/// A minute to come, for the binary's clock to start `ahead` seconds
+/// before (libfaketime's shift), and when that minute comes on this test's
+/// own clock.
+struct Moment {
+    at: Timestamp,
+    shift: String,
+    here: std::time::Instant,
+}
+
+fn moment_in(ahead: i64) -> Moment {
+    let now = Timestamp::now();
+    let here = std::time::Instant::now();
+    let at =
+        Timestamp::from_second(now.as_second() - now.as_second().rem_euclid(60) + 120).unwrap();
+    let shift = (at.as_second() - ahead) - now.as_second();
+    let subsecond = std::time::Duration::from_nanos(now.subsec_nanosecond().unsigned_abs().into());
+    Moment {
+        at,
+        shift: format!("+{shift}s"),
+        here: here + std::time::Duration::from_secs(ahead.unsigned_abs()) - subsecond,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sao_paulo_goes_while_acre_is_shut_and_acre_once_it_opens() {
     let server = embedded(MockOptions::default()).await;
@@ -263,18 +286,12 @@ async fn alternating_rows_send_the_open_ones_and_wait_for_the_others() {
     work.write("campaign.csv", &campaign_of(&alternating(150)));
     // The binary's clock starts 8 s before a minute, when Acre's window
     // opens: 8 s from now on this test's clock.
-    let real = Timestamp::now();
-    let started = std::time::Instant::now();
-    let opening =
-        Timestamp::from_second(real.as_second() - real.as_second().rem_euclid(60) + 120).unwrap();
-    let shift = (opening.as_second() - 8) - real.as_second();
-    let opens_here = started + std::time::Duration::from_secs(8)
-        - std::time::Duration::from_nanos(real.subsec_nanosecond().unsigned_abs().into());
-    let window = window_around(opening, ACRE, 0, 150);
+    let opening = moment_in(8);
+    let window = window_around(opening.at, ACRE, 0, 150);
     let config = work.config(&in_recipients_zones(&server.base_url(), &window));
 
     let child = work.on_a_terminal_later(
-        &format!("+{shift}s"),
+        &opening.shift,
         &["send", "campaign.csv", "--config", &config],
     );
     let output = ended(child).await;
@@ -294,10 +311,11 @@ async fn alternating_rows_send_the_open_ones_and_wait_for_the_others() {
     // São Paulo's cards went at once, Acre's once their window opened on
     // the binary's clock.
     let received = server.received();
-    assert!(received[74].at < opens_here, "São Paulo's went before");
-    assert!(received[75].at >= opens_here, "Acre's waited for 8 s");
+    assert!(received[74].at < opening.here, "São Paulo's went before");
+    assert!(received[75].at >= opening.here, "Acre's waited for 8 s");
     let opens_there = window.split('-').next().unwrap();
     let until = opening
+        .at
         .to_zoned_datetime(TimeZone::get(SAO_PAULO).unwrap())
         .strftime("%Y-%m-%d %H:%M -03")
         .to_string();
@@ -453,20 +471,14 @@ async fn no_card_leaves_after_the_window_shuts() {
         .map(|n| (format!("+55 11 98765-{n:04}"), format!("SP {n}")))
         .collect();
     work.write("campaign.csv", &campaign_of(&rows));
-    let real = Timestamp::now();
-    let started = std::time::Instant::now();
-    let closing =
-        Timestamp::from_second(real.as_second() - real.as_second().rem_euclid(60) + 120).unwrap();
-    let shift = (closing.as_second() - 3) - real.as_second();
-    let closes_here = started + std::time::Duration::from_secs(3)
-        - std::time::Duration::from_nanos(real.subsec_nanosecond().unsigned_abs().into());
-    let window = window_around(closing, SAO_PAULO, -60, 0);
+    let closing = moment_in(3);
+    let window = window_around(closing.at, SAO_PAULO, -60, 0);
     let config = work
         .config(&in_recipients_zones(&server.base_url(), &window).set("pacing.rate", "\"12/min\""));
 
     let output = work
         .run_later(
-            &format!("+{shift}s"),
+            &closing.shift,
             &["send", "campaign.csv", "--config", &config, "--no-wait"],
         )
         .await;
@@ -478,9 +490,9 @@ async fn no_card_leaves_after_the_window_shuts() {
     // its way: a second is room enough.)
     let last = received.last().unwrap().at;
     assert!(
-        last < closes_here + std::time::Duration::from_secs(1),
+        last < closing.here + std::time::Duration::from_secs(1),
         "a card arrived {:?} after the window shut",
-        last - closes_here
+        last - closing.here
     );
     let results = work.results("campaign.results.csv");
     assert_eq!(common::count(&results, "SENT"), received.len());
@@ -540,17 +552,14 @@ async fn a_retry_after_the_window_shut_waits_for_it() {
     .await;
     let work = Workspace::new();
     work.write("campaign.csv", &campaign_of(&alternating(1)));
-    let real = Timestamp::now();
-    let closing =
-        Timestamp::from_second(real.as_second() - real.as_second().rem_euclid(60) + 120).unwrap();
-    let shift = (closing.as_second() - 1) - real.as_second();
-    let window = window_around(closing, SAO_PAULO, -60, 0);
+    let closing = moment_in(1);
+    let window = window_around(closing.at, SAO_PAULO, -60, 0);
     let config = work
         .config(&in_recipients_zones(&server.base_url(), &window).set("retry.max_backoff", "5"));
 
     let output = work
         .run_later(
-            &format!("+{shift}s"),
+            &closing.shift,
             &[
                 "send",
                 "campaign.csv",
