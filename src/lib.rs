@@ -14,17 +14,18 @@
 //! carried on, and the rewrite to this run's lines, one a row, at the end) →
 //! `report` (progress, logs, dry-run report, summary) → `exit` (the exit code).
 //! `types` holds the records that cross stages and `setting` how settings are
-//! written; both import no stage.
+//! written; both import no stage. `commands` are the commands beside a run
+//! (numbers, suppress, ledger); only `cli` (and `main.rs`) know the flags.
 
 pub mod admission;
 pub mod api;
 pub mod campaign;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod dispatch;
 pub mod exit;
 pub mod ledger;
-pub mod manual;
 pub mod pacing;
 pub mod report;
 pub mod results;

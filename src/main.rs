@@ -149,7 +149,7 @@ async fn write_report(args: ReportArgs) -> Result<ExitCode, RunError> {
     let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
     // What the ledger knows of the numbers now, when it is named.
     let numbers = match with_ledger {
-        true => interacto_bulk::run::numbers(&settings).await?,
+        true => interacto_bulk::commands::numbers(&settings).await?,
         false => Vec::new(),
     };
     let lang = match args.lang.as_deref() {
@@ -179,7 +179,7 @@ const CONFIG_EXAMPLE: &str = include_str!("../config.example.toml");
 fn manual_pages(command: &[String], out_dir: Option<&Path>) -> Result<ExitCode, RunError> {
     if let Some(folder) = out_dir {
         let written = std::fs::create_dir_all(folder)
-            .and_then(|()| interacto_bulk::manual::write_all(folder))
+            .and_then(|()| interacto_bulk::cli::manual::write_all(folder))
             .map_err(|error| {
                 RunError::Usage(format!(
                     "cannot write the manual pages into {}: {error}",
@@ -191,7 +191,7 @@ fn manual_pages(command: &[String], out_dir: Option<&Path>) -> Result<ExitCode, 
         }
         return Ok(ExitCode::Success);
     }
-    let Some(page) = interacto_bulk::manual::page(command) else {
+    let Some(page) = interacto_bulk::cli::manual::page(command) else {
         let names: Vec<_> = Cli::command()
             .get_subcommands()
             .map(|command| command.get_name().to_string())
@@ -330,7 +330,7 @@ async fn run_campaign(
         // be written is said, and the run's exit stands.
         if let Some(page) = &report {
             let lang = Lang::from_env(std::env::var("LANG").ok().as_deref());
-            let numbers = interacto_bulk::run::numbers(&settings)
+            let numbers = interacto_bulk::commands::numbers(&settings)
                 .await
                 .unwrap_or_default();
             match interacto_bulk::report::page::write_report(
@@ -397,20 +397,24 @@ async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
             reason,
             until,
         }) => {
-            let said =
-                interacto_bulk::run::pause_number(&settings, &instance, &reason, until.as_deref())
-                    .await?;
+            let said = interacto_bulk::commands::pause_number(
+                &settings,
+                &instance,
+                &reason,
+                until.as_deref(),
+            )
+            .await?;
             print_out(&format!("{said}\n"));
             return Ok(());
         }
         Some(NumbersAction::Resume { instance }) => {
-            let said = interacto_bulk::run::resume_number(&settings, &instance).await?;
+            let said = interacto_bulk::commands::resume_number(&settings, &instance).await?;
             print_out(&format!("{said}\n"));
             return Ok(());
         }
         None => {}
     }
-    let numbers = interacto_bulk::run::numbers(&settings).await?;
+    let numbers = interacto_bulk::commands::numbers(&settings).await?;
     match args.json {
         true => print_out(&format!(
             "{}\n",
@@ -423,14 +427,14 @@ async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
 
 async fn keep_ledger(args: LedgerArgs) -> Result<ExitCode, RunError> {
     let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
-    let (text, exit) = interacto_bulk::run::keep_ledger(&settings, args.action).await?;
+    let (text, exit) = interacto_bulk::commands::keep_ledger(&settings, args.action.into()).await?;
     print_out(&text);
     Ok(exit)
 }
 
 async fn suppress(args: SuppressArgs) -> Result<ExitCode, RunError> {
     let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
-    let (text, exit) = interacto_bulk::run::suppress(&settings, args.action).await?;
+    let (text, exit) = interacto_bulk::commands::suppress(&settings, args.action.into()).await?;
     print_out(&text);
     Ok(exit)
 }

@@ -5,16 +5,9 @@
 //! and the summary at the end.
 
 mod admitting;
-mod keeping;
-mod numbers;
 mod reading;
 mod recovery;
-mod suppress;
 mod target;
-
-pub use keeping::keep_ledger;
-pub use numbers::{numbers, pause_number, resume_number};
-pub use suppress::suppress;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -246,7 +239,7 @@ async fn recover(
         .await?;
         // Keep: cards older than `ledger.keep` go, a bounded few each run,
         // so that no run pays for years of history.
-        let before = nanos_of(keeping::cutoff(settings.ledger.keep));
+        let before = nanos_of(settings.ledger.keep.cutoff());
         let pruned = ledger.prune(before, Some(PRUNE_BATCH)).await?;
         if pruned.cards + pruned.daily_counts > 0 {
             info!(

@@ -2,9 +2,8 @@
 //! what it holds, pruning what is older than `ledger.keep`, and forgetting
 //! a person on request.
 
-use jiff::Timestamp;
+use std::path::PathBuf;
 
-use crate::cli::LedgerAction;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -14,15 +13,30 @@ use crate::types::nanos_of;
 
 use super::suppress::{normalised, read_phones, unread_text};
 
-/// Carries out `action`; returns what to print on stdout and the exit code.
+/// What `ledger` is asked to do.
+#[derive(Debug, Clone)]
+pub enum LedgerTask {
+    /// What it holds, as text or (`json`) one JSON object.
+    Stats { json: bool },
+    /// Remove every card older than `keep` (else `ledger.keep`).
+    Prune { keep: Option<Keep> },
+    /// Erase every card sent to or carrying these phones, and those of a
+    /// CSV file's phone column.
+    Forget {
+        phones: Vec<String>,
+        from: Option<PathBuf>,
+    },
+}
+
+/// Carries out `task`; returns what to print on stdout and the exit code.
 pub async fn keep_ledger(
     settings: &Settings,
-    action: LedgerAction,
+    task: LedgerTask,
 ) -> Result<(String, ExitCode), RunError> {
     // A command of a moment: nothing to stop it but the server's answer.
     let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
-    match action {
-        LedgerAction::Stats { json } => {
+    match task {
+        LedgerTask::Stats { json } => {
             let stats = ledger.stats().await?;
             let text = match json {
                 true => format!(
@@ -33,9 +47,9 @@ pub async fn keep_ledger(
             };
             Ok((text, ExitCode::Success))
         }
-        LedgerAction::Prune { keep } => {
+        LedgerTask::Prune { keep } => {
             let keep = keep.unwrap_or(settings.ledger.keep);
-            let before = cutoff(keep);
+            let before = keep.cutoff();
             let pruned = ledger.prune(nanos_of(before), None).await?;
             let text = format!(
                 "removed {} cards that left before {} and {} daily counts (kept: {keep})\n",
@@ -45,7 +59,7 @@ pub async fn keep_ledger(
             );
             Ok((text, ExitCode::Success))
         }
-        LedgerAction::Forget { phones, from } => {
+        LedgerTask::Forget { phones, from } => {
             let region = settings.campaign.default_region;
             let mut wanted = normalised(&phones, region)?;
             let mut unread = Vec::new();
@@ -80,12 +94,6 @@ pub async fn keep_ledger(
             Ok((text, exit))
         }
     }
-}
-
-/// The moment before which cards are older than `keep`.
-pub fn cutoff(keep: Keep) -> Timestamp {
-    let keep = jiff::SignedDuration::try_from(keep.0).unwrap_or(jiff::SignedDuration::MAX);
-    Timestamp::now().checked_sub(keep).unwrap_or(Timestamp::MIN)
 }
 
 /// `ledger stats` for people.

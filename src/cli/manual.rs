@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 
-use crate::cli::{Cli, ENVIRONMENT, EXIT_CODES};
+use super::{Cli, ENVIRONMENT, EXIT_CODES};
 use crate::types::Status;
 
 /// The tool's commands as the manual pages show them: no `help` command

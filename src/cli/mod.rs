@@ -1,10 +1,15 @@
-//! The command line: flags only. `config` turns them into checked settings.
+//! The command line: the flags, and the manual pages made from them
+//! ([`manual`]). `config` turns the flags into checked settings; the
+//! commands take plain types ([`crate::commands`]).
+
+pub mod manual;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::commands::{LedgerTask, SuppressTask};
 use crate::ledger::Keep;
 use crate::pacing::Rate;
 
@@ -196,6 +201,27 @@ pub enum LedgerAction {
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
     },
+}
+
+impl From<SuppressAction> for SuppressTask {
+    fn from(action: SuppressAction) -> Self {
+        match action {
+            SuppressAction::Add { phones, reason } => SuppressTask::Add { phones, reason },
+            SuppressAction::Import { file, reason } => SuppressTask::Import { file, reason },
+            SuppressAction::Remove { phones } => SuppressTask::Remove { phones },
+            SuppressAction::List => SuppressTask::List,
+        }
+    }
+}
+
+impl From<LedgerAction> for LedgerTask {
+    fn from(action: LedgerAction) -> Self {
+        match action {
+            LedgerAction::Stats { json } => LedgerTask::Stats { json },
+            LedgerAction::Prune { keep } => LedgerTask::Prune { keep },
+            LedgerAction::Forget { phones, from } => LedgerTask::Forget { phones, from },
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 //! `interacto-bulk suppress`: the recipients no campaign may reach, kept in
 //! the ledger so every run that shares it honours them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
@@ -9,7 +9,6 @@ use crate::campaign::columns::{match_key, TO_ALIASES};
 use crate::campaign::input::{self, DelimiterChoice, EncodingChoice};
 use crate::campaign::phone::{self, Region};
 use crate::campaign::Source;
-use crate::cli::SuppressAction;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -25,18 +24,37 @@ fn is_phone_header(header: &str) -> bool {
     key == "phone" || key == "to" || TO_ALIASES.contains(&key.as_str())
 }
 
-/// Carries out `action`; returns what to print on stdout and the exit code.
+/// What `suppress` is asked to do.
+#[derive(Debug, Clone)]
+pub enum SuppressTask {
+    /// Add these phones, with a reason kept with each.
+    Add {
+        phones: Vec<String>,
+        reason: Option<String>,
+    },
+    /// Add every phone of a CSV file's phone column.
+    Import {
+        file: PathBuf,
+        reason: Option<String>,
+    },
+    /// Take these phones off the list.
+    Remove { phones: Vec<String> },
+    /// The whole list, as CSV.
+    List,
+}
+
+/// Carries out `task`; returns what to print on stdout and the exit code.
 pub async fn suppress(
     settings: &Settings,
-    action: SuppressAction,
+    task: SuppressTask,
 ) -> Result<(String, ExitCode), RunError> {
     // A command of a moment: nothing to stop it but the server's answer.
     let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
     let region = settings.campaign.default_region;
     let added_at = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let why = |reason: Option<String>| reason.unwrap_or_default();
-    match action {
-        SuppressAction::Add { phones, reason } => {
+    match task {
+        SuppressTask::Add { phones, reason } => {
             let phones = normalised(&phones, region)?;
             let reason = why(reason);
             let entries = entries(phones, &reason, &added_at);
@@ -45,7 +63,7 @@ pub async fn suppress(
             let text = format!("{added} added, {} already on the list\n", count - added);
             Ok((text, ExitCode::Success))
         }
-        SuppressAction::Import { file, reason } => {
+        SuppressTask::Import { file, reason } => {
             let (phones, unread) = read_phones(&file, region)?;
             let reason = why(reason);
             let count = phones.len();
@@ -66,7 +84,7 @@ pub async fn suppress(
             };
             Ok((text, exit))
         }
-        SuppressAction::Remove { phones } => {
+        SuppressTask::Remove { phones } => {
             let phones = normalised(&phones, region)?;
             let count = phones.len();
             let removed = ledger.unsuppress(phones).await?;
@@ -76,7 +94,7 @@ pub async fn suppress(
             );
             Ok((text, ExitCode::Success))
         }
-        SuppressAction::List => {
+        SuppressTask::List => {
             let mut writer = csv::Writer::from_writer(Vec::new());
             let write = |writer: &mut csv::Writer<Vec<u8>>, cells: [&str; 3]| {
                 writer
