@@ -124,8 +124,10 @@ impl InHand {
     ) {
         let waits = !shared.gates.no_wait;
         match (state, window.in_recipient_zones) {
-            (WindowState::Shut { opens }, false) if waits => self.parked.park(job, zones, opens),
-            (WindowState::Shut { opens }, true) if waits && self.parked.len() < PARKED_MOST => {
+            // In the sender's zone every job waits alike: no bound.
+            (WindowState::Shut { opens }, each_own)
+                if waits && (!each_own || self.parked.len() < PARKED_MOST) =>
+            {
                 self.parked.park(job, zones, opens)
             }
             (_, false) => {
@@ -290,11 +292,7 @@ async fn defer_for_window(
         until: opens,
     });
     let cause = Cause::OutsideWindow {
-        window: format!(
-            "{} in {}",
-            window.window,
-            zones.describe(window.zone_name())
-        ),
+        window: window.in_zones(zones),
         opens: opens.map(nanos_of),
     };
     written(Outcome::held(&job, &lane.instance_id, cause), shared).await;

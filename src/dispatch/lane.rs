@@ -43,11 +43,7 @@ impl Gates {
         }
         Some(Deferral {
             cause: Hold::Window,
-            why: format!(
-                "outside the send window {} in {}",
-                window.window,
-                zones.describe(window.zone_name())
-            ),
+            why: format!("outside the send window {}", window.in_zones(zones)),
             until: state.opens(),
         })
     }

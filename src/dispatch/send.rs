@@ -213,22 +213,21 @@ async fn wait_to_try_again(
     shared: &Shared,
 ) -> Option<String> {
     let control = &shared.control;
-    let _shown = (wait > NOTEWORTHY_WAIT).then(|| {
-        let (instance, row, seconds) = (&*lane.instance_id, job.recipient.row, wait.as_secs());
+    let (instance, row) = (&*lane.instance_id, job.recipient.row);
+    let _shown = if wait > NOTEWORTHY_WAIT {
+        let seconds = wait.as_secs();
         match lane.first_time(Told::LongRetry) {
             true => {
                 info!(row, instance, %error, "retrying in {seconds} s (later long waits to retry: -v)")
             }
             false => debug!(row, instance, %error, "retrying in {seconds} s"),
         }
-        shared
-            .gates
-            .progress
-            .waiting_while(format!("retrying in {seconds} s ({error})"))
-    });
-    if wait <= NOTEWORTHY_WAIT {
-        debug!(row = job.recipient.row, wait_ms = wait.as_millis() as u64, %error, "retrying");
-    }
+        let progress = &shared.gates.progress;
+        Some(progress.waiting_while(format!("retrying in {seconds} s ({error})")))
+    } else {
+        debug!(row, wait_ms = wait.as_millis() as u64, %error, "retrying");
+        None
+    };
     let stopped = tokio::select! {
         _ = control.stopping().cancelled() => true,
         _ = lane.closed.cancelled() => true,

@@ -222,6 +222,12 @@ impl SendWindow {
         }
     }
 
+    /// `08:00-20:00 in America/Rio_Branco`: the window as it stands for
+    /// recipients in `zones`.
+    pub fn in_zones(&self, zones: Zones) -> String {
+        format!("{} in {}", self.window, zones.describe(self.zone_name()))
+    }
+
     /// The sender's zone by name.
     pub fn zone_name(&self) -> &str {
         self.timezone.iana_name().unwrap_or("local time")
