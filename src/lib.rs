@@ -21,6 +21,7 @@ pub mod admission;
 pub mod api;
 pub mod campaign;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod dispatch;
@@ -33,6 +34,7 @@ pub mod retry;
 pub mod run;
 pub mod schedule;
 pub mod setting;
+mod threads;
 pub mod types;
 
 pub use run::{run, RunRequest};

@@ -312,6 +312,7 @@ async fn run_campaign(
         limit: args.limit,
         strict,
         results_gate,
+        clock: interacto_bulk::clock::Clock::system(),
     };
     let (campaign, results) = (
         request.source.describe(),

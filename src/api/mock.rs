@@ -173,7 +173,8 @@ async fn send_contact(
 ) -> Response {
     let options = &state.options;
     let _counted = InFlight::enter(&state);
-    let at = std::time::Instant::now();
+    // tokio's clock: a test on its paused clock times arrivals on it.
+    let at = tokio::time::Instant::now().into_std();
     if !options.latency.is_zero() {
         tokio::time::sleep(options.latency).await;
     }

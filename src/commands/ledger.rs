@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::exit::{ExitCode, RunError};
 use crate::ledger::{Keep, Ledger, LedgerStats};
@@ -34,7 +35,7 @@ pub async fn keep_ledger(
     task: LedgerTask,
 ) -> Result<(String, ExitCode), RunError> {
     // A command of a moment: nothing to stop it but the server's answer.
-    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
+    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new(), Clock::system()).await?;
     match task {
         LedgerTask::Stats { json } => {
             let stats = ledger.stats().await?;

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::exit::RunError;
 use crate::ledger::{Ledger, NumberRecord};
@@ -18,7 +19,7 @@ use crate::types::{nanos_of, HoldKind, NumberHold};
 /// ledger counts the number's days in.
 pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError> {
     // A command of a moment: nothing to stop it but the server's answer.
-    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
+    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new(), Clock::system()).await?;
     let cap = settings.schedule.daily_cap();
     let timezone = settings.schedule.time_zone();
     let now = Timestamp::now();
@@ -74,7 +75,7 @@ pub async fn pause_number(
         .map(|text| until_of(text, now, &settings.schedule.time_zone()))
         .transpose()
         .map_err(RunError::Usage)?;
-    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
+    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new(), Clock::system()).await?;
     let hold = NumberHold {
         instance_id: instance.to_string(),
         kind: HoldKind::Paused,
@@ -97,7 +98,7 @@ pub async fn pause_number(
 
 /// `numbers resume`: lets the number send again.
 pub async fn resume_number(settings: &Settings, instance: &str) -> Result<String, RunError> {
-    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
+    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new(), Clock::system()).await?;
     Ok(match ledger.release_number(instance).await? {
         true => format!("{instance} may send again"),
         false => format!("{instance} was neither paused nor held"),

@@ -11,6 +11,7 @@ use crate::campaign::phone::{self, Region};
 use crate::campaign::Source;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::exit::{ExitCode, RunError};
 use crate::ledger::Ledger;
@@ -49,7 +50,7 @@ pub async fn suppress(
     task: SuppressTask,
 ) -> Result<(String, ExitCode), RunError> {
     // A command of a moment: nothing to stop it but the server's answer.
-    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new()).await?;
+    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new(), Clock::system()).await?;
     let region = settings.campaign.default_region;
     let added_at = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let why = |reason: Option<String>| reason.unwrap_or_default();

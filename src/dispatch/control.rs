@@ -10,10 +10,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use jiff::Timestamp;
-
+use crate::clock::Clock;
 use crate::retry::RetrySettings;
-use crate::types::{nanos_of, Deferral, HoldKind, NumberHold, Status, StopReason};
+use crate::types::{Deferral, HoldKind, NumberHold, Status, StopReason};
 
 /// What the workers share to stop the run: the signal token from outside,
 /// and the halts and holds that any worker can call.
@@ -216,12 +215,15 @@ pub(super) struct LaneHealth {
     /// What the run found about the number that every run must know (the
     /// API refused it, its failures): to be written in the ledger.
     verdict: Mutex<Option<NumberHold>>,
+    /// The run's clock, which its holds are timed on.
+    pub(super) clock: Clock,
 }
 
 impl LaneHealth {
-    pub(super) fn new(instance_id: Arc<str>) -> Self {
+    pub(super) fn new(instance_id: Arc<str>, clock: Clock) -> Self {
         LaneHealth {
             instance_id,
+            clock,
             closed: CancellationToken::new(),
             closed_for: Mutex::new(None),
             finished: AtomicU64::new(0),
@@ -238,7 +240,7 @@ impl LaneHealth {
         reason: String,
         until: Option<Duration>,
     ) {
-        let now = nanos_of(Timestamp::now());
+        let now = self.clock.now_nanos();
         self.keep_verdict(NumberHold {
             instance_id: self.instance_id.to_string(),
             kind,
@@ -251,7 +253,7 @@ impl LaneHealth {
     /// Keeps `hold` to be written in the ledger, unless a longer one is kept
     /// already (one that could not be written waits here for the next try).
     pub(super) fn keep_verdict(&self, hold: NumberHold) {
-        let now = nanos_of(Timestamp::now());
+        let now = self.clock.now_nanos();
         let mut verdict = self
             .verdict
             .lock()
@@ -325,7 +327,10 @@ mod tests {
     fn too_many_failures_retire_the_instance_and_with_the_last_one_halt_the_run() {
         let control = RunControl::new(CancellationToken::new(), retry(), Duration::from_secs(3600));
         control.lanes_open.store(2, Ordering::SeqCst);
-        let (first, second) = (LaneHealth::new("a".into()), LaneHealth::new("b".into()));
+        let (first, second) = (
+            LaneHealth::new("a".into(), Clock::system()),
+            LaneHealth::new("b".into(), Clock::system()),
+        );
         for status in [Status::Failed, Status::Failed, Status::Sent] {
             first.count(&control, status);
         }

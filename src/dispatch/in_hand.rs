@@ -73,7 +73,7 @@ impl InHand {
     /// came; those found shut are parked (or DEFERRED) on the way.
     pub(super) async fn open_at_hand(&mut self, lane: &LaneHealth, shared: &Shared) -> Option<Job> {
         loop {
-            let job = match self.parked.take_opened(Timestamp::now()) {
+            let job = match self.parked.take_opened(shared.clock.now()) {
                 Some(job) => job,
                 None => self.waiting.pop()?,
             };
@@ -100,7 +100,7 @@ impl InHand {
             return Some(job);
         };
         let zones = window.zones_of(&job.recipient.to);
-        let state = self.judge(window, zones, Timestamp::now());
+        let state = self.judge(window, zones, shared.clock.now());
         if let WindowState::Open { .. } = state {
             return Some(job);
         }
@@ -180,7 +180,7 @@ impl InHand {
         };
         let nap = opening.map(|opens| {
             let wait =
-                Duration::try_from(opens.duration_since(Timestamp::now())).unwrap_or_default();
+                Duration::try_from(opens.duration_since(shared.clock.now())).unwrap_or_default();
             wait.clamp(Duration::from_millis(10), WINDOW_NAP)
         });
         let control = &shared.control;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
-use tokio::time::Instant;
 
 use super::control::LaneHealth;
 use super::in_hand::InHand;
@@ -34,10 +33,10 @@ impl Gates {
     /// `None` while the send window is open for the job's recipient;
     /// otherwise what holds it back (a try again after a wait is judged
     /// anew).
-    pub(super) fn window_shut_for(&self, job: &Job) -> Option<Deferral> {
+    pub(super) fn window_shut_for(&self, job: &Job, now: Timestamp) -> Option<Deferral> {
         let window = self.window.as_ref()?;
         let zones = window.zones_of(&job.recipient.to);
-        let state = window.state(zones, Timestamp::now());
+        let state = window.state(zones, now);
         if let WindowState::Open { .. } = state {
             return None;
         }
@@ -118,7 +117,7 @@ async fn send_at_turns(
     shared: &Arc<Shared>,
 ) -> Result<(), Vec<Job>> {
     while let Some((job, turn)) = booked.next() {
-        let at_once = match turn.at <= Instant::now() {
+        let at_once = match turn.at <= shared.clock.instant() {
             true => shared.pipeline.clone().try_acquire_owned().ok(),
             false => None,
         };

@@ -127,7 +127,7 @@ async fn pass(
     if leaving.is_empty() && back.is_empty() {
         return;
     }
-    let now = Timestamp::now();
+    let now = shared.clock.now();
     let (settled, answered): (Vec<Settled>, Vec<(Outcome, OwnedSemaphorePermit)>) = back
         .drain(..)
         .map(|card| (card.settled, (card.outcome, card.permit)))

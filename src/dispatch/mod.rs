@@ -28,6 +28,7 @@ pub use lane::Gates;
 
 use crate::admission::Rules;
 use crate::api::ApiClient;
+use crate::clock::Clock;
 use crate::ledger::Ledger;
 use crate::pacing::Pace;
 use crate::types::{Job, Outcome};
@@ -52,6 +53,8 @@ pub struct Sending {
     pub outcomes: mpsc::Sender<Outcome>,
     pub control: Arc<RunControl>,
     pub gates: Gates,
+    /// The run's clock.
+    pub clock: Clock,
 }
 
 /// What every lane shares.
@@ -71,6 +74,7 @@ struct Shared {
     rules: Rules,
     outcomes: mpsc::Sender<Outcome>,
     control: Arc<RunControl>,
+    clock: Clock,
 }
 
 /// Waits longer than this are logged and shown on the progress bar.
@@ -101,6 +105,7 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
         outcomes,
         control,
         gates,
+        clock,
     } = sending;
     control.lanes_open.store(instances.len(), Ordering::SeqCst);
     let shared = Arc::new(Shared {
@@ -116,6 +121,7 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
         rules,
         outcomes: outcomes.clone(),
         control: control.clone(),
+        clock: clock.clone(),
     });
     let ids: Vec<Arc<str>> = instances.iter().map(|id| Arc::from(id.as_str())).collect();
     let mut queues = Vec::new();
@@ -126,7 +132,7 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     let door_task = tokio::spawn(leaving::run_door(at_the_door, shared.clone()));
     let lane_tasks = TaskTracker::new();
     for id in &ids {
-        health.push(Arc::new(LaneHealth::new(id.clone())));
+        health.push(Arc::new(LaneHealth::new(id.clone(), clock.clone())));
     }
     // A number paused or held in the ledger sends nothing from the start;
     // one held later, within a few seconds.

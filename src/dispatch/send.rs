@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, info};
 
@@ -13,6 +12,7 @@ use super::control::{LaneHealth, RunControl, Told};
 use super::leaving::Back;
 use super::{turns, Shared, NOTEWORTHY_WAIT};
 use crate::api::{ContactMessage, Queued, SendError};
+use crate::clock::Clock;
 use crate::ledger::Settled;
 use crate::retry::{next_step, Next, Tried};
 use crate::types::{nanos_of, Deferral, Fate, Hold, HoldKind, Job, Outcome, Remembered, Status};
@@ -183,7 +183,7 @@ fn hold_number(wait: Duration, lane: &LaneHealth, control: &RunControl) -> Strin
     let reason = format!(
         "the API asked instance {instance_id} to wait until {} (Retry-After: {} s), longer \
          than retry.max_backoff = {} s",
-        after(wait),
+        after(wait, &lane.clock),
         wait.as_secs(),
         control.retry.max_backoff.as_secs_f64()
     );
@@ -195,7 +195,7 @@ fn hold_number(wait: Duration, lane: &LaneHealth, control: &RunControl) -> Strin
             why: reason.clone(),
             until: jiff::SignedDuration::try_from(wait)
                 .ok()
-                .and_then(|wait| Timestamp::now().checked_add(wait).ok()),
+                .and_then(|wait| lane.clock.now().checked_add(wait).ok()),
         },
     );
     reason
@@ -241,17 +241,17 @@ async fn wait_to_try_again(
     if stopped {
         return Some("stopped while waiting to try again".to_string());
     }
-    let shut = shared.gates.window_shut_for(job)?;
+    let shut = shared.gates.window_shut_for(job, shared.clock.now())?;
     let why = format!("not tried again: {}", shut.why);
     control.held_back(shut);
     Some(why)
 }
 
 /// The time `wait` from now, as a log line shows it.
-fn after(wait: Duration) -> String {
+fn after(wait: Duration, clock: &Clock) -> String {
     jiff::SignedDuration::try_from(wait)
         .ok()
-        .and_then(|wait| jiff::Timestamp::now().checked_add(wait).ok())
+        .and_then(|wait| clock.now().checked_add(wait).ok())
         .map_or_else(
             || "a time past any calendar".to_string(),
             |at| at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -48,7 +48,7 @@ pub(super) async fn book_turns(
     if let Some(SpareTurns(spare)) = &mut spare {
         // A turn booked ahead but not used in time is lost, not sent late
         // in a burst.
-        let stale = Instant::now().checked_sub(BOOKED_AHEAD);
+        let stale = shared.clock.instant().checked_sub(BOOKED_AHEAD);
         spare.retain(|turn| stale.is_none_or(|stale| turn.at >= stale));
         while turns.len() < jobs.len() {
             let Some(turn) = spare.pop_front() else { break };
@@ -71,7 +71,7 @@ pub(super) async fn book_turns(
                 if let Some(correction) = booking.corrected {
                     tell_corrected(correction, &lane.instance_id);
                 }
-                turns.extend(on_this_machine(booking));
+                turns.extend(on_this_machine(booking, shared.clock.instant()));
             }
             Err(error) => {
                 let control = &shared.control;
@@ -92,8 +92,7 @@ pub(super) async fn book_turns(
 /// now as it was from the time it was booked at, on the ledger's clock
 /// (the database server's, for PostgreSQL), so machines whose clocks differ
 /// keep one pace. Counted from the answer, which errs on the slow side.
-fn on_this_machine(booking: Booking) -> impl Iterator<Item = Turn> {
-    let now = Instant::now();
+fn on_this_machine(booking: Booking, now: Instant) -> impl Iterator<Item = Turn> {
     let booked_at = booking.now;
     booking
         .turns
@@ -113,7 +112,7 @@ fn on_this_machine(booking: Booking) -> impl Iterator<Item = Turn> {
 /// logged, at info the first time for each reason in the lane, and shown
 /// by the progress bar while it lasts.
 pub(super) async fn wait_for(turn: Turn, lane: &LaneHealth, shared: &Shared) {
-    let wait = turn.at.saturating_duration_since(Instant::now());
+    let wait = turn.at.saturating_duration_since(shared.clock.instant());
     if wait.is_zero() {
         return;
     }
@@ -127,7 +126,7 @@ pub(super) async fn wait_for(turn: Turn, lane: &LaneHealth, shared: &Shared) {
 fn tell_wait(wait: Duration, held_by: HeldBy, lane: &LaneHealth, shared: &Shared) -> WaitShown {
     let until = SignedDuration::try_from(wait)
         .ok()
-        .and_then(|wait| Timestamp::now().checked_add(wait).ok())
+        .and_then(|wait| shared.clock.now().checked_add(wait).ok())
         .map_or_else(String::new, |at| at.strftime("%H:%M:%S UTC").to_string());
     let why = match held_by {
         HeldBy::Rate | HeldBy::Nothing => format!(

@@ -23,16 +23,17 @@ use jiff::civil::Date;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{self, Admission, Card, Rules};
+use crate::clock::Clock;
 use crate::pacing::{Booking, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, NumberHold, Remembered, Suppression};
+use crate::types::{AsRead, Cause, Facts, Fate, NumberHold, Remembered, Suppression};
 
 pub use settings::{Keep, LedgerSettings, LedgerUrl};
 
 /// The ledger of a run: the shared one, or a throwaway one for rehearsals.
-pub enum Ledger {
-    Sqlite(sqlite::SqliteLedger),
-    Postgres(postgres::PostgresLedger),
+pub struct Ledger {
+    store: Box<dyn Store>,
+    clock: Clock,
 }
 
 /// What the ledger knows of one number.
@@ -124,16 +125,18 @@ pub enum Claimed {
 
 impl Ledger {
     /// Opens the ledger `settings` name, creating and migrating its schema
-    /// on first use. Once `stop` is cancelled (the run was asked to stop), a
-    /// wait for a PostgreSQL server ends within seconds, whatever it does.
+    /// on first use; its times are read on `clock`. Once `stop` is cancelled
+    /// (the run was asked to stop), a wait for a PostgreSQL server ends
+    /// within seconds, whatever it does.
     pub async fn open(
         settings: &LedgerSettings,
         stop: &CancellationToken,
+        clock: Clock,
     ) -> Result<Ledger, LedgerError> {
         let url = settings
             .url_or_default()
             .expect("checked with the settings");
-        match &url {
+        let store: Box<dyn Store> = match &url {
             LedgerUrl::Sqlite(path) => {
                 // A path relative to the working directory: cron lines in
                 // different folders would each get a ledger of their own.
@@ -147,22 +150,22 @@ impl Ledger {
                         absolute.display()
                     );
                 }
-                Ok(Ledger::Sqlite(
-                    sqlite::SqliteLedger::open(Some(absolute)).await?,
-                ))
+                Box::new(sqlite::SqliteLedger::open(Some(absolute), clock.clone()).await?)
             }
-            LedgerUrl::Postgres(text) => Ok(Ledger::Postgres(
+            LedgerUrl::Postgres(text) => Box::new(
                 postgres::PostgresLedger::open(text, url.to_string(), settings, stop.clone())
                     .await?,
-            )),
-        }
+            ),
+        };
+        Ok(Ledger { store, clock })
     }
 
     /// A ledger in memory, gone with the run: rehearsals (`--mock`, dry
     /// runs) must not spend the real numbers' caps or enter the campaign's
     /// memory.
-    pub async fn throwaway() -> Result<Ledger, LedgerError> {
-        Ok(Ledger::Sqlite(sqlite::SqliteLedger::open(None).await?))
+    pub async fn throwaway(clock: Clock) -> Result<Ledger, LedgerError> {
+        let store = Box::new(sqlite::SqliteLedger::open(None, clock.clone()).await?);
+        Ok(Ledger { store, clock })
     }
 
     /// What the ledger knows that bears on each row of `campaign`, for the
@@ -176,15 +179,7 @@ impl Ledger {
         lookups: Vec<Lookup>,
         with_cooldown: bool,
     ) -> Result<(Vec<Facts>, Option<u64>), LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.facts(campaign, lookups, with_cooldown).await,
-            Ledger::Postgres(store) => Ok((
-                store
-                    .patiently(|| store.facts(campaign, lookups.clone(), with_cooldown))
-                    .await?,
-                None,
-            )),
-        }
+        self.store.facts(campaign, lookups, with_cooldown).await
     }
 
     /// One pass of the door, in one transaction against every run sharing
@@ -197,14 +192,7 @@ impl Ledger {
         campaign: &str,
         passing: Passing,
     ) -> Result<Vec<Claimed>, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.pass(campaign, passing).await,
-            Ledger::Postgres(store) => {
-                store
-                    .patiently(|| store.pass(campaign, passing.clone()))
-                    .await
-            }
-        }
+        self.store.pass(campaign, passing).await
     }
 
     /// Remembers fates of `campaign`'s rows decided without a pass (a
@@ -231,14 +219,7 @@ impl Ledger {
             return Ok(());
         }
         let records: Vec<_> = by_key.into_iter().collect();
-        match self {
-            Ledger::Sqlite(store) => store.remember(campaign, records).await,
-            Ledger::Postgres(store) => {
-                store
-                    .patiently(|| store.remember(campaign, records.clone()))
-                    .await
-            }
-        }
+        self.store.remember(campaign, records).await
     }
 
     /// The cards of `campaign` recorded as leaving with no answer recorded:
@@ -247,81 +228,52 @@ impl Ledger {
         &self,
         campaign: &str,
     ) -> Result<Vec<(String, Remembered)>, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.unsettled(campaign).await,
-            Ledger::Postgres(store) => store.patiently(|| store.unsettled(campaign)).await,
-        }
+        self.store.unsettled(campaign).await
     }
 
     /// Whether `campaign` sent through this ledger before: a campaign new to
     /// the ledger learns what it sent from its results file, then meets it.
     pub async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.knows(campaign).await,
-            Ledger::Postgres(store) => store.patiently(|| store.knows(campaign)).await,
-        }
+        self.store.knows(campaign).await
     }
 
     /// Notes that `campaign` sends through this ledger.
     pub async fn meet(&self, campaign: &str) -> Result<(), LedgerError> {
-        let now = now_nanos();
-        match self {
-            Ledger::Sqlite(store) => store.meet(campaign, now).await,
-            Ledger::Postgres(store) => store.patiently(|| store.meet(campaign, now)).await,
-        }
+        self.store.meet(campaign, self.clock.now_nanos()).await
     }
 
     /// Books the next turns of `instance` for messages whose phone takes
     /// `phone_times` (nanoseconds), in one atomic step against every other
     /// run sharing the ledger; returns when each may leave (nanoseconds
-    /// since 1970, this machine's clock).
+    /// since 1970, on the clock the booking read).
     pub async fn book_turns(
         &self,
         instance: &str,
         pace: Pace,
         phone_times: Vec<i64>,
     ) -> Result<Booking, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.book_turns(instance, pace, phone_times).await,
-            Ledger::Postgres(store) => {
-                store
-                    .patiently(|| store.book_turns(instance, pace, phone_times.clone()))
-                    .await
-            }
-        }
+        self.store.book_turns(instance, pace, phone_times).await
     }
 
     /// Every number the ledger knows, with its counts from `since` on.
     pub async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.numbers(since).await,
-            Ledger::Postgres(store) => store.patiently(|| store.numbers(since)).await,
-        }
+        self.store.numbers(since).await
     }
 
     /// Adds recipients to the suppression list; returns how many were not
     /// on it already (those keep their first reason and date).
     pub async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.suppress(entries).await,
-            Ledger::Postgres(store) => store.patiently(|| store.suppress(entries.clone())).await,
-        }
+        self.store.suppress(entries).await
     }
 
     /// Takes phones off the suppression list; returns how many were on it.
     pub async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.unsuppress(phones).await,
-            Ledger::Postgres(store) => store.patiently(|| store.unsuppress(phones.clone())).await,
-        }
+        self.store.unsuppress(phones).await
     }
 
     /// The whole suppression list, by phone.
     pub async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.suppressed().await,
-            Ledger::Postgres(store) => store.patiently(|| store.suppressed()).await,
-        }
+        self.store.suppressed().await
     }
 
     /// Keeps a number from sending, for every run sharing the ledger. An
@@ -332,40 +284,23 @@ impl Ledger {
         hold: NumberHold,
         by_operator: bool,
     ) -> Result<bool, LedgerError> {
-        let now = now_nanos();
-        match self {
-            Ledger::Sqlite(store) => store.hold_number(hold, by_operator, now).await,
-            Ledger::Postgres(store) => {
-                store
-                    .patiently(|| store.hold_number(hold.clone(), by_operator, now))
-                    .await
-            }
-        }
+        let now = self.clock.now_nanos();
+        self.store.hold_number(hold, by_operator, now).await
     }
 
     /// Lets a number send again; whether it was held.
     pub async fn release_number(&self, instance: &str) -> Result<bool, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.release_number(instance).await,
-            Ledger::Postgres(store) => store.patiently(|| store.release_number(instance)).await,
-        }
+        self.store.release_number(instance).await
     }
 
     /// The numbers held now.
     pub async fn holds(&self) -> Result<Vec<NumberHold>, LedgerError> {
-        let now = now_nanos();
-        match self {
-            Ledger::Sqlite(store) => store.holds(now).await,
-            Ledger::Postgres(store) => store.patiently(|| store.holds(now)).await,
-        }
+        self.store.holds(self.clock.now_nanos()).await
     }
 
     /// How many messages `instance` sent on `day`, for reports and tests.
     pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.sent_on(instance, day).await,
-            Ledger::Postgres(store) => store.patiently(|| store.sent_on(instance, day)).await,
-        }
+        self.store.sent_on(instance, day).await
     }
 
     /// Removes the cards that left before `before` (nanoseconds since 1970)
@@ -380,12 +315,7 @@ impl Ledger {
         let mut pruned = Pruned::default();
         loop {
             let batch = most.map_or(PRUNE_BATCH, |most| (most - pruned.cards).min(PRUNE_BATCH));
-            let done = match self {
-                Ledger::Sqlite(store) => store.prune(before, day, batch).await?,
-                Ledger::Postgres(store) => {
-                    store.patiently(|| store.prune(before, day, batch)).await?
-                }
-            };
+            let done = self.store.prune(before, day, batch).await?;
             pruned.cards += done.cards;
             pruned.daily_counts += done.daily_counts;
             if done.cards < batch || most.is_some_and(|most| pruned.cards >= most) {
@@ -396,21 +326,70 @@ impl Ledger {
 
     /// What the ledger holds.
     pub async fn stats(&self) -> Result<LedgerStats, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.stats().await,
-            Ledger::Postgres(store) => store.patiently(|| store.stats()).await,
-        }
+        self.store.stats().await
     }
 
     /// Erases every card to or carrying each of `phones` (normalised), in
     /// one transaction; their entries on the suppression list stay. Returns
     /// how many cards went for each phone.
     pub async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
-        match self {
-            Ledger::Sqlite(store) => store.forget(phones).await,
-            Ledger::Postgres(store) => store.patiently(|| store.forget(phones.clone())).await,
-        }
+        self.store.forget(phones).await
     }
+
+    /// The clock the ledger's times are read on: the run's.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+}
+
+/// What a ledger's store does, each call one transaction (or, where it
+/// says, a few): SQLite on one machine, PostgreSQL for several. [`Ledger`]
+/// holds one and adds what is the same for both (the clock, a prune's
+/// batches, a record a key).
+#[async_trait::async_trait]
+trait Store: Send + Sync {
+    /// Where the store is, its password hidden.
+    fn shown(&self) -> &str;
+    async fn facts(
+        &self,
+        campaign: &str,
+        lookups: Vec<Lookup>,
+        with_cooldown: bool,
+    ) -> Result<(Vec<Facts>, Option<u64>), LedgerError>;
+    async fn pass(&self, campaign: &str, passing: Passing) -> Result<Vec<Claimed>, LedgerError>;
+    async fn remember(
+        &self,
+        campaign: &str,
+        records: Vec<(String, Remembered)>,
+    ) -> Result<(), LedgerError>;
+    async fn unsettled(&self, campaign: &str) -> Result<Vec<(String, Remembered)>, LedgerError>;
+    async fn knows(&self, campaign: &str) -> Result<bool, LedgerError>;
+    async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError>;
+    /// Books on the run's clock (SQLite, read inside the transaction) or on
+    /// the server's (PostgreSQL: one for every machine).
+    async fn book_turns(
+        &self,
+        instance: &str,
+        pace: Pace,
+        phone_times: Vec<i64>,
+    ) -> Result<Booking, LedgerError>;
+    async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError>;
+    async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError>;
+    async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError>;
+    async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError>;
+    async fn hold_number(
+        &self,
+        hold: NumberHold,
+        by_operator: bool,
+        now: i64,
+    ) -> Result<bool, LedgerError>;
+    async fn release_number(&self, instance: &str) -> Result<bool, LedgerError>;
+    async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError>;
+    async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError>;
+    /// At most `most` cards, in one transaction.
+    async fn prune(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError>;
+    async fn stats(&self) -> Result<LedgerStats, LedgerError>;
+    async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError>;
 }
 
 /// The most cards one prune transaction removes: other runs wait for a
@@ -450,19 +429,13 @@ fn stats_time(nanos: Option<i64>) -> Option<String> {
 /// path).
 impl fmt::Display for Ledger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Ledger::Sqlite(store) => f.write_str(store.shown()),
-            Ledger::Postgres(store) => f.write_str(store.shown()),
-        }
+        f.write_str(self.store.shown())
     }
 }
 
 impl fmt::Debug for Ledger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Ledger::Sqlite(store) => write!(f, "Ledger({})", store.shown()),
-            Ledger::Postgres(store) => write!(f, "Ledger({})", store.shown()),
-        }
+        write!(f, "Ledger({})", self.store.shown())
     }
 }
 
@@ -890,11 +863,6 @@ fn day_index(first_day: &str, day: Date) -> i64 {
         .ok()
         .and_then(|first| first.until(day).ok())
         .map_or(0, |span| i64::from(span.get_days()).max(0))
-}
-
-/// Now, in nanoseconds since 1970: the time a clock is booked against.
-fn now_nanos() -> i64 {
-    nanos_of(jiff::Timestamp::now())
 }
 
 #[cfg(test)]

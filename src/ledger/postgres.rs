@@ -15,6 +15,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use super::Store;
 use super::{
     assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, Admitted,
     CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
@@ -193,10 +194,6 @@ impl PostgresLedger {
             url: self.shown.clone(),
             problem,
         }
-    }
-
-    pub fn shown(&self) -> &str {
-        &self.shown
     }
 
     pub async fn book_turns(
@@ -713,6 +710,125 @@ impl PostgresLedger {
             url: self.shown.clone(),
             problem: describe(error),
         }
+    }
+}
+
+/// The store's methods above, each one try, tried once more on a new
+/// connection when the server was lost ([`PostgresLedger::patiently`]).
+#[async_trait::async_trait]
+impl Store for PostgresLedger {
+    fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    async fn facts(
+        &self,
+        campaign: &str,
+        lookups: Vec<Lookup>,
+        with_cooldown: bool,
+    ) -> Result<(Vec<Facts>, Option<u64>), LedgerError> {
+        let facts = self
+            .patiently(|| PostgresLedger::facts(self, campaign, lookups.clone(), with_cooldown))
+            .await?;
+        // No epoch: every pass reads the facts again.
+        Ok((facts, None))
+    }
+
+    async fn pass(&self, campaign: &str, passing: Passing) -> Result<Vec<Claimed>, LedgerError> {
+        self.patiently(|| PostgresLedger::pass(self, campaign, passing.clone()))
+            .await
+    }
+
+    async fn remember(
+        &self,
+        campaign: &str,
+        records: Vec<(String, Remembered)>,
+    ) -> Result<(), LedgerError> {
+        self.patiently(|| PostgresLedger::remember(self, campaign, records.clone()))
+            .await
+    }
+
+    async fn unsettled(&self, campaign: &str) -> Result<Vec<(String, Remembered)>, LedgerError> {
+        self.patiently(|| PostgresLedger::unsettled(self, campaign))
+            .await
+    }
+
+    async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
+        self.patiently(|| PostgresLedger::knows(self, campaign))
+            .await
+    }
+
+    async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
+        self.patiently(|| PostgresLedger::meet(self, campaign, now))
+            .await
+    }
+
+    /// On the server's clock, not the run's.
+    async fn book_turns(
+        &self,
+        instance: &str,
+        pace: Pace,
+        phone_times: Vec<i64>,
+    ) -> Result<Booking, LedgerError> {
+        self.patiently(|| PostgresLedger::book_turns(self, instance, pace, phone_times.clone()))
+            .await
+    }
+
+    async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
+        self.patiently(|| PostgresLedger::numbers(self, since))
+            .await
+    }
+
+    async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
+        self.patiently(|| PostgresLedger::suppress(self, entries.clone()))
+            .await
+    }
+
+    async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
+        self.patiently(|| PostgresLedger::unsuppress(self, phones.clone()))
+            .await
+    }
+
+    async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
+        self.patiently(|| PostgresLedger::suppressed(self)).await
+    }
+
+    async fn hold_number(
+        &self,
+        hold: NumberHold,
+        by_operator: bool,
+        now: i64,
+    ) -> Result<bool, LedgerError> {
+        self.patiently(|| PostgresLedger::hold_number(self, hold.clone(), by_operator, now))
+            .await
+    }
+
+    async fn release_number(&self, instance: &str) -> Result<bool, LedgerError> {
+        self.patiently(|| PostgresLedger::release_number(self, instance))
+            .await
+    }
+
+    async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError> {
+        self.patiently(|| PostgresLedger::holds(self, now)).await
+    }
+
+    async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
+        self.patiently(|| PostgresLedger::sent_on(self, instance, day))
+            .await
+    }
+
+    async fn prune(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
+        self.patiently(|| PostgresLedger::prune(self, before, day, most))
+            .await
+    }
+
+    async fn stats(&self) -> Result<LedgerStats, LedgerError> {
+        self.patiently(|| PostgresLedger::stats(self)).await
+    }
+
+    async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
+        self.patiently(|| PostgresLedger::forget(self, phones.clone()))
+            .await
     }
 }
 

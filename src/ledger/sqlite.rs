@@ -15,12 +15,14 @@ use std::time::Duration;
 use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::Store;
 use super::{
-    assemble, cap_for, facts_of, key_of, now_nanos, stats_time, stored_key, too_new, within_cap,
-    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerStats, Lookup, NumberRecord,
-    Passing, Pruned, Settled, MIGRATIONS, SCHEMA_VERSION,
+    assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, Admitted,
+    CapTaken, Claim, Claimed, Found, LedgerError, LedgerStats, Lookup, NumberRecord, Passing,
+    Pruned, Settled, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::admission::Rules;
+use crate::clock::Clock;
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
 use crate::types::{
@@ -47,6 +49,8 @@ pub struct SqliteLedger {
     reader: Option<Worker>,
     /// Where it is, for messages.
     shown: String,
+    /// The run's clock: bookings are on it.
+    clock: Clock,
 }
 
 /// Other runs' writes, as the writing connection sees them: SQLite's
@@ -95,8 +99,9 @@ const WAL_PAGES: i64 = 10_000;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl SqliteLedger {
-    /// Opens (or creates) the ledger at `path`; `None` is a throwaway one in memory.
-    pub async fn open(path: Option<PathBuf>) -> Result<Self, LedgerError> {
+    /// Opens (or creates) the ledger at `path`; `None` is a throwaway one in
+    /// memory. Its times are read on `clock`.
+    pub async fn open(path: Option<PathBuf>, clock: Clock) -> Result<Self, LedgerError> {
         let shown = match &path {
             Some(path) => format!("sqlite://{}", path.display()),
             None => "in memory".to_string(),
@@ -124,6 +129,7 @@ impl SqliteLedger {
             reader,
             others: Arc::default(),
             shown,
+            clock,
         };
         // The epoch starts at the version the writer sees now.
         let others = ledger.others.clone();
@@ -132,24 +138,28 @@ impl SqliteLedger {
             .await?;
         Ok(ledger)
     }
+}
 
-    pub fn shown(&self) -> &str {
+#[async_trait::async_trait]
+impl Store for SqliteLedger {
+    fn shown(&self) -> &str {
         &self.shown
     }
 
-    pub async fn book_turns(
+    async fn book_turns(
         &self,
         instance: &str,
         pace: Pace,
         phone_times: Vec<i64>,
     ) -> Result<Booking, LedgerError> {
         let instance = instance.to_string();
+        let clock = self.clock.clone();
         self.call_mut(move |connection| {
             // Read, book and write back in one write transaction: another
             // run's booking waits for this one, never interleaves.
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut clock = transaction
+            let mut state = transaction
                 .query_row(
                     "SELECT next_at, phone_free_at, booked_at FROM clocks WHERE instance_id = ?1",
                     params![instance],
@@ -163,7 +173,7 @@ impl SqliteLedger {
                 )
                 .optional()?
                 .unwrap_or_default();
-            let booking = clock.book(pace, now_nanos(), &phone_times);
+            let booking = state.book(pace, clock.now_nanos(), &phone_times);
             transaction.execute(
                 "INSERT INTO clocks (instance_id, next_at, phone_free_at, booked_at)
                  VALUES (?1, ?2, ?3, ?4)
@@ -172,9 +182,9 @@ impl SqliteLedger {
                          booked_at = excluded.booked_at",
                 params![
                     instance,
-                    clock.next_at,
-                    clock.phone_free_at,
-                    clock.booked_at
+                    state.next_at,
+                    state.phone_free_at,
+                    state.booked_at
                 ],
             )?;
             transaction.commit()?;
@@ -183,7 +193,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
+    async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
         let since = since.to_string();
         self.call(move |connection| {
             let first_days = connection
@@ -207,7 +217,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
+    async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
         self.call_mut(move |connection| {
             let transaction = connection.transaction()?;
             let mut added = 0;
@@ -224,7 +234,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
+    async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
         self.call_mut(move |connection| {
             let transaction = connection.transaction()?;
             let mut removed = 0;
@@ -238,7 +248,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn hold_number(
+    async fn hold_number(
         &self,
         hold: NumberHold,
         by_operator: bool,
@@ -277,7 +287,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn release_number(&self, instance: &str) -> Result<bool, LedgerError> {
+    async fn release_number(&self, instance: &str) -> Result<bool, LedgerError> {
         let instance = instance.to_string();
         self.call_mut(move |connection| {
             let released = connection.execute(
@@ -289,7 +299,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError> {
+    async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError> {
         // On the reading connection: a run asks every few seconds, and must
         // not wait behind the door's writes.
         let worker = self.reader.as_ref().unwrap_or(&self.writer);
@@ -305,7 +315,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
+    async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
         self.call(|connection| {
             connection
                 .prepare("SELECT phone, reason, added_at FROM suppressed ORDER BY phone")?
@@ -321,7 +331,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn facts(
+    async fn facts(
         &self,
         campaign: &str,
         lookups: Vec<Lookup>,
@@ -349,11 +359,7 @@ impl SqliteLedger {
         Ok((facts, Some(epoch)))
     }
 
-    pub async fn pass(
-        &self,
-        campaign: &str,
-        passing: Passing,
-    ) -> Result<Vec<Claimed>, LedgerError> {
+    async fn pass(&self, campaign: &str, passing: Passing) -> Result<Vec<Claimed>, LedgerError> {
         let campaign = campaign.to_string();
         let others = self.others.clone();
         self.call_mut(move |connection| {
@@ -431,7 +437,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn remember(
+    async fn remember(
         &self,
         campaign: &str,
         records: Vec<(String, Remembered)>,
@@ -447,10 +453,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn unsettled(
-        &self,
-        campaign: &str,
-    ) -> Result<Vec<(String, Remembered)>, LedgerError> {
+    async fn unsettled(&self, campaign: &str) -> Result<Vec<(String, Remembered)>, LedgerError> {
         let campaign = campaign.to_string();
         self.call(move |connection| {
             connection
@@ -469,7 +472,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
+    async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
         let campaign = campaign.to_string();
         self.call(move |connection| {
             connection.query_row(
@@ -481,7 +484,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
+    async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
         let campaign = campaign.to_string();
         self.call(move |connection| {
             connection.execute(
@@ -494,7 +497,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
+    async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
         let (instance, day) = (instance.to_string(), day.to_string());
         self.call(move |connection| {
             let sent: Option<i64> = connection
@@ -509,7 +512,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn prune(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
+    async fn prune(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
         let (day, most) = (day.to_string(), i64::try_from(most).unwrap_or(i64::MAX));
         self.call_mut(move |connection| {
             let transaction =
@@ -532,7 +535,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn stats(&self) -> Result<LedgerStats, LedgerError> {
+    async fn stats(&self) -> Result<LedgerStats, LedgerError> {
         self.call(|connection| {
             let count = |sql: &str| -> rusqlite::Result<u64> {
                 connection.query_row(sql, [], |row| row.get::<_, i64>(0).map(|n| n as u64))
@@ -575,7 +578,7 @@ impl SqliteLedger {
         .await
     }
 
-    pub async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
+    async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
         self.call_mut(move |connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -591,7 +594,9 @@ impl SqliteLedger {
         })
         .await
     }
+}
 
+impl SqliteLedger {
     /// Runs `work` on the writing connection, on its thread.
     async fn call<T: Send + 'static>(
         &self,
@@ -625,7 +630,8 @@ impl SqliteLedger {
         });
         let calls = worker.calls.as_ref().ok_or_else(stopped)?;
         calls.send(call).map_err(|_| stopped())?;
-        answer
+        self.clock
+            .answer_from_thread(answer)
             .await
             .map_err(|_| stopped())?
             .map_err(|error| failed(error.to_string()))
@@ -1358,8 +1364,12 @@ mod tests {
     async fn the_daily_cap_counts_per_instance_and_day_and_stops_at_the_cap() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/ledger.db");
-        let first = SqliteLedger::open(Some(path.clone())).await.unwrap();
-        let second = SqliteLedger::open(Some(path)).await.unwrap();
+        let first = SqliteLedger::open(Some(path.clone()), Clock::system())
+            .await
+            .unwrap();
+        let second = SqliteLedger::open(Some(path), Clock::system())
+            .await
+            .unwrap();
         let today = day("2026-11-24");
         assert!(take(&first, "a", today, 2).await);
         assert!(
@@ -1378,7 +1388,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_number_warms_up_from_the_first_day_it_sends() {
-        let ledger = SqliteLedger::open(None).await.unwrap();
+        let ledger = SqliteLedger::open(None, Clock::system()).await.unwrap();
         let cap = DailyCap {
             new_contacts: None,
             cap: Some(5),
@@ -1401,8 +1411,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
         let (first, second) = (
-            SqliteLedger::open(Some(path.clone())).await.unwrap(),
-            SqliteLedger::open(Some(path)).await.unwrap(),
+            SqliteLedger::open(Some(path.clone()), Clock::system())
+                .await
+                .unwrap(),
+            SqliteLedger::open(Some(path), Clock::system())
+                .await
+                .unwrap(),
         );
         let pace = Pace {
             interval: 1_000_000_000,
@@ -1423,7 +1437,7 @@ mod tests {
     async fn an_in_memory_ledger_starts_empty_each_time() {
         let today = day("2026-11-24");
         for _ in 0..2 {
-            let ledger = SqliteLedger::open(None).await.unwrap();
+            let ledger = SqliteLedger::open(None, Clock::system()).await.unwrap();
             assert_eq!(ledger.sent_on("a", today).await.unwrap(), 0);
             assert!(take(&ledger, "a", today, 1).await);
         }

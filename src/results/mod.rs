@@ -227,10 +227,10 @@ pub fn spawn_writer(
     gate: WriteGate,
 ) -> (
     mpsc::Sender<Outcome>,
-    tokio::task::JoinHandle<Result<Written, ResultsError>>,
+    crate::threads::Finished<Result<Written, ResultsError>>,
 ) {
     let (sender, mut outcomes) = mpsc::channel::<Outcome>(1024);
-    let task = tokio::task::spawn_blocking(move || {
+    let task = crate::threads::spawn("results", move || {
         let io_error = |source| ResultsError::Io {
             path: path.clone(),
             source,

@@ -9,14 +9,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use jiff::Timestamp;
 use tokio::sync::mpsc;
 
 use crate::admission::{self, Admission, Rules};
 use crate::dispatch::{self, RunControl};
 use crate::ledger::{Ledger, LedgerError, Lookup};
 use crate::report::CheckReport;
-use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, Job, Outcome, Remembered, Row, Status};
+use crate::types::{AsRead, Cause, Facts, Fate, Job, Outcome, Remembered, Row, Status};
 
 /// Batches whose facts are asked for at once: one admitted while the ledger
 /// reads the next.
@@ -92,7 +91,7 @@ impl Admitting {
                 },
             };
             let mut facts = facts.map(Vec::into_iter);
-            let now = nanos_of(Timestamp::now());
+            let now = self.ledger.clock().now_nanos();
             let mut repeats = Vec::new();
             for row in batch.drain(..) {
                 let mut job = match row {

@@ -11,15 +11,16 @@ mod target;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use indicatif::MultiProgress;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::admission::Rules;
 use crate::campaign::{self, Campaign, CampaignError, Source};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::dispatch::{self, Gates, RunControl, Sending};
 use crate::exit::RunError;
@@ -56,6 +57,9 @@ pub struct RunRequest {
     pub strict: bool,
     /// Held while the results file is written, so an abort never cuts a line.
     pub results_gate: WriteGate,
+    /// Where every stage reads the time: [`Clock::system`], or in tests one
+    /// that follows tokio's paused clock.
+    pub clock: Clock,
 }
 
 impl RunRequest {
@@ -79,7 +83,7 @@ pub async fn run(
     progress_area: &MultiProgress,
     shutdown: CancellationToken,
 ) -> Result<Summary, RunError> {
-    let started = (Instant::now(), jiff::Timestamp::now());
+    let started = (request.clock.instant(), request.clock.now());
     if request.kind() == Kind::Check && request.resume {
         return Err(RunError::Usage(
             "a dry run writes its own file afresh; --resume carries on a send".to_string(),
@@ -147,12 +151,12 @@ async fn prepare(
     // A signal while the ledger is being opened ends the run at once.
     let ledger = tokio::select! {
         biased;
-        ledger = Ledger::open(&settings.ledger, shutdown) => Arc::new(ledger?),
+        ledger = Ledger::open(&settings.ledger, shutdown, request.clock.clone()) => Arc::new(ledger?),
         () = shutdown.cancelled() => return Err(RunError::Interrupted),
     };
     let door_ledger = match kind {
         Kind::Send => ledger.clone(),
-        _ => Arc::new(Ledger::throwaway().await?),
+        _ => Arc::new(Ledger::throwaway(request.clock.clone()).await?),
     };
 
     // Open: the campaign, the lock, the results file (this campaign's, of
@@ -352,15 +356,16 @@ async fn send_every_row(
                 outcomes: outcomes.clone(),
                 control: control.clone(),
                 gates: gates(settings, request, &progress),
+                clock: request.clock.clone(),
             };
             dispatch::dispatch(queued, sending).await;
         }
         None => drop(queued),
     }
-    let read = reader.await.expect("the campaign reader does not panic");
+    let read = reader.await;
     let check = admitter.await.expect("the admission step does not panic");
     drop(outcomes);
-    let written = writer.await.expect("the results writer does not panic");
+    let written = writer.await;
     Ok(Ran {
         sends: target.is_some(),
         read,
@@ -381,7 +386,7 @@ fn start_reading(
     campaign: Campaign,
     control: &RunControl,
 ) -> (
-    tokio::task::JoinHandle<Result<(), CampaignError>>,
+    crate::threads::Finished<Result<(), CampaignError>>,
     mpsc::Receiver<Vec<Row>>,
 ) {
     let (rows, read_rows) = mpsc::channel::<Vec<Row>>(4);
@@ -390,7 +395,7 @@ fn start_reading(
         stop: control.stopping().clone(),
         read_to_the_end: request.kind() != Kind::Check && request.source.is_regular_file(),
     };
-    let reader = tokio::task::spawn_blocking(move || reading.read(campaign));
+    let reader = crate::threads::spawn("reader", move || reading.read(campaign));
     (reader, read_rows)
 }
 

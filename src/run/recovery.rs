@@ -97,7 +97,7 @@ pub async fn recover(
             settled,
             claims: Vec::new(),
             rules: Rules::default(),
-            now: nanos_of(Timestamp::now()),
+            now: ledger.clock().now_nanos(),
             daily_cap: None,
         };
         ledger.pass(campaign, passing).await?;
@@ -126,10 +126,11 @@ async fn remember_in_doubt(
     journal_keys: &[String],
     answered: &HashSet<String>,
 ) -> Result<(), RunError> {
+    let now = ledger.clock().now_nanos();
     let in_doubt: Vec<(String, Remembered)> = journal_keys
         .iter()
         .filter(|key| !answered.contains(*key))
-        .map(|key| (key.clone(), in_doubt_since_upgrade(key)))
+        .map(|key| (key.clone(), in_doubt_since_upgrade(key, now)))
         .collect();
     if !in_doubt.is_empty() {
         warn!(
@@ -281,13 +282,12 @@ fn remembered(line: &EarlierLine, fate: Fate, left_at: i64) -> Remembered {
 /// The record of a key an earlier version's journal was sending: in doubt.
 /// Its key is `to:contact_phone` (digits both) unless the campaign has a key
 /// column: then the card is not known, only the key.
-fn in_doubt_since_upgrade(key: &str) -> Remembered {
+fn in_doubt_since_upgrade(key: &str, now: i64) -> Remembered {
     let digits = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit());
     let (to, card_phone) = key
         .split_once(':')
         .filter(|(to, phone)| digits(to) && digits(phone))
         .unwrap_or(("", ""));
-    let now = nanos_of(Timestamp::now());
     Remembered {
         fate: Fate::Unknown,
         to: to.to_string(),

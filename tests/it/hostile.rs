@@ -402,47 +402,6 @@ async fn an_instance_id_that_cannot_go_in_a_header_is_refused_at_start() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn retries_wait_for_the_instances_clock() {
-    let server = embedded(MockOptions {
-        failure_rate: 0.5,
-        ..MockOptions::default()
-    })
-    .await;
-    let work = Workspace::new();
-    let config = work.config(
-        &Config::fast(&server.base_url())
-            .set("pacing.rate", "\"8/s\"")
-            .set("pacing.concurrency", "4")
-            .set("retry.max_attempts", "6"),
-    );
-    work.write("campaign.csv", &common::campaign(10));
-
-    let output = work.send(&config, &[]).await;
-
-    let results = work.results("campaign.results.csv");
-    assert_eq!(
-        code(&output),
-        common::exit_for(&results),
-        "{}",
-        stderr(&output)
-    );
-    let mut arrivals: Vec<_> = server
-        .received()
-        .into_iter()
-        .map(|request| request.at)
-        .collect();
-    assert!(
-        arrivals.len() > 10,
-        "some first tries failed and were retried"
-    );
-    common::assert_paced(
-        &mut arrivals,
-        Duration::from_millis(125),
-        "8/s with retries",
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn an_endless_answer_is_cut_off_and_the_row_is_unknown() {
     let endless = RawServer::start(
         "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",

@@ -2,7 +2,6 @@
 //! the same number, and a number that fails taken out of rotation.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::common::{self, code, embedded, stderr, stdout, Config, Workspace};
 use interacto_bulk::api::MockOptions;
@@ -12,30 +11,6 @@ fn three_instances(base_url: &str) -> Config {
     Config::fast(base_url)
         .unset("api.instance_id")
         .set("api.instances", r#"["inst-a", "inst-b", "inst-c"]"#)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn each_instance_keeps_its_own_rate() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&three_instances(&server.base_url()).set("pacing.concurrency", "6"));
-    work.write("campaign.csv", &common::campaign(36));
-
-    let output = work.send(&config, &["--rate", "5/s"]).await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let mut arrivals: HashMap<String, Vec<std::time::Instant>> = HashMap::new();
-    for request in server.received() {
-        arrivals
-            .entry(request.instance_id.unwrap())
-            .or_default()
-            .push(request.at);
-    }
-    assert_eq!(arrivals.len(), 3, "every instance sent");
-    for (instance, mut times) in arrivals {
-        // 5/s with burst 1 on each number.
-        common::assert_paced(&mut times, Duration::from_millis(200), &instance);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -20,6 +20,7 @@ mod ledger;
 mod memory;
 mod mock_api;
 mod optouts;
+mod paced;
 mod pg;
 mod phones;
 mod properties;

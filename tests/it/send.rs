@@ -305,52 +305,6 @@ async fn an_api_that_cannot_be_reached_fails_the_rows_and_the_run_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_rate_limit_spaces_requests_at_the_server() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
-    work.write("campaign.csv", &common::campaign(6));
-
-    let output = work.send(&config, &["--rate", "10/s"]).await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let mut arrivals: Vec<_> = server
-        .received()
-        .into_iter()
-        .map(|request| request.at)
-        .collect();
-    arrivals.sort();
-    assert_eq!(arrivals.len(), 6);
-    common::assert_paced(&mut arrivals, Duration::from_millis(100), "10/s");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn pace_by_message_waits_for_each_message_delay_and_typing() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(
-        &Config::fast(&server.base_url())
-            .set("pacing.pace_by_message", "true")
-            .set("pacing.min_delay", "0")
-            .set("pacing.min_typing", "0")
-            .set("pacing.default_delay", "0.2")
-            .set("pacing.default_typing", "0.1"),
-    );
-    work.write("campaign.csv", &common::campaign(4));
-
-    let output = work.send(&config, &[]).await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let mut arrivals: Vec<_> = server
-        .received()
-        .into_iter()
-        .map(|request| request.at)
-        .collect();
-    // Each message takes 0.2 s delay + 0.1 s typing on the phone.
-    common::assert_paced(&mut arrivals, Duration::from_millis(300), "pace_by_message");
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn concurrency_bounds_the_requests_in_flight() {
     let server = embedded(MockOptions {
         latency: Duration::from_millis(150),
