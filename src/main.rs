@@ -10,7 +10,7 @@ use interacto_bulk::api::{MockOptions, MockServer};
 use interacto_bulk::campaign::Source;
 use interacto_bulk::cli::{
     Cli, Command, ConfigAction, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersAction,
-    NumbersArgs, PacingArgs, ReportArgs, RunArgs, SummaryFormat, SuppressArgs,
+    NumbersArgs, PacingArgs, ReportArgs, RunArgs, SendArgs, SummaryFormat, SuppressArgs,
 };
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
@@ -20,7 +20,37 @@ use interacto_bulk::results::{Kind, WriteGate};
 use interacto_bulk::RunRequest;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::try_parse().unwrap_or_else(|error| {
+    let cli = parse_flags();
+    let wants_progress = match &cli.command {
+        Command::Send(args) => !args.run.no_progress,
+        Command::Validate(args) => !args.run.no_progress,
+        _ => false,
+    };
+    let progress_area = report::progress_area(wants_progress);
+    init_logging(&cli.log, LogWriter::new(progress_area.clone()));
+
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    let outcome = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let gate = WriteGate::default();
+        let words = SignalWords::of(&cli.command);
+        tokio::spawn(watch_signals(shutdown.clone(), gate.clone(), words));
+        run_command(cli.command, &progress_area, shutdown, gate).await
+    });
+    // A blocking read that never returns (a FIFO nobody writes to) must not
+    // keep the process from ending once the run is over.
+    runtime.shutdown_background();
+    let code = outcome.unwrap_or_else(|error| {
+        tracing::error!("{error}");
+        ExitCode::of_error(&error)
+    });
+    std::process::ExitCode::from(code.code())
+}
+
+/// The flags, or clap's error and its exit, with a `--summary json` line
+/// before it when the command line asks for one.
+fn parse_flags() -> Cli {
+    Cli::try_parse().unwrap_or_else(|error| {
         // A log of `--summary json` lines has a line for every run, one
         // refused for its flags too.
         if error.use_stderr() && asks_for_a_json_summary(std::env::args_os()) {
@@ -38,98 +68,67 @@ fn main() -> std::process::ExitCode {
             print_out(&format!("{}\n", summary.json()));
         }
         error.exit()
-    });
-    let wants_progress = match &cli.command {
-        Command::Send(args) => !args.run.no_progress,
-        Command::Validate(args) => !args.run.no_progress,
-        _ => false,
-    };
-    let progress_area = report::progress_area(wants_progress);
-    init_logging(&cli.log, LogWriter::new(progress_area.clone()));
+    })
+}
 
-    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
-    let outcome = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        let gate = WriteGate::default();
-        let words = match &cli.command {
-            Command::MockServer(_) => SignalWords {
-                stopping: "mock server: stopping (signal again to stop at once)",
-                aborting: "mock server: stopping at once",
-            },
-            _ => SignalWords {
-                stopping: "stopping: no new messages; those in flight get their answer (signal again to abort at once)",
-                aborting: "aborting; the results file stays valid and --resume carries on",
-            },
-        };
-        tokio::spawn(watch_signals(shutdown.clone(), gate.clone(), words));
-        match cli.command {
-            Command::Send(args) => {
-                let overrides = overrides(args.pacing, &args.run);
-                let mode = Mode {
-                    dry_run: args.dry_run,
-                    mock: args.mock,
-                    real_pace: args.real_pace,
-                    report: args.report.clone(),
-                    no_wait: args.no_wait,
-                    resume: args.resume.resume,
-                    resend_unknown: args.resume.resend_unknown,
-                    strict: args.strict,
-                };
-                run_campaign(args.run, overrides, mode, &progress_area, shutdown, gate).await
-            }
-            Command::Validate(args) => {
-                let overrides = overrides(args.pacing, &args.run);
-                let mode = Mode {
-                    dry_run: true,
-                    mock: false,
-                    real_pace: false,
-                    report: None,
-                    no_wait: false,
-                    resume: false,
-                    resend_unknown: false,
-                    strict: false,
-                };
-                run_campaign(args.run, overrides, mode, &progress_area, shutdown, gate).await
-            }
-            Command::MockServer(args) => {
-                serve_mock(args, shutdown).await.map(|()| ExitCode::Success)
-            }
-            Command::Numbers(args) => show_numbers(args).await.map(|()| ExitCode::Success),
-            Command::Suppress(args) => suppress(args).await,
-            Command::Ledger(args) => keep_ledger(args).await,
-            Command::Report(args) => write_report(args).await,
-            Command::Completions { shell } => {
-                let mut completions = Vec::new();
-                let mut command = Cli::command();
-                clap_complete::generate(shell, &mut command, "interacto-bulk", &mut completions);
-                let mut script = String::from_utf8_lossy(&completions).into_owned();
-                if shell == clap_complete::Shell::Bash {
-                    // clap_complete's bash script looks a hyphenated
-                    // binary's commands up as `interacto__bulk__subcmd__send`
-                    // but names their case arms `interacto__subcmd__bulk__…`,
-                    // so nothing after the command completed: one name.
-                    script = script.replace("interacto__subcmd__bulk", "interacto__bulk");
-                }
-                print_out(&script);
-                Ok(ExitCode::Success)
-            }
-            Command::Man { command, out_dir } => manual_pages(&command, out_dir.as_deref()),
-            Command::Config {
-                action: ConfigAction::Example,
-            } => {
-                print_out(CONFIG_EXAMPLE);
-                Ok(ExitCode::Success)
-            }
+/// Runs the command the flags name, to the exit code it ends with.
+async fn run_command(
+    command: Command,
+    progress_area: &indicatif::MultiProgress,
+    shutdown: CancellationToken,
+    gate: WriteGate,
+) -> Result<ExitCode, RunError> {
+    match command {
+        Command::Send(args) => {
+            let mode = Mode::of_send(&args);
+            let overrides = overrides(args.pacing, &args.run);
+            run_campaign(args.run, overrides, mode, progress_area, shutdown, gate).await
         }
-    });
-    // A blocking read that never returns (a FIFO nobody writes to) must not
-    // keep the process from ending once the run is over.
-    runtime.shutdown_background();
-    let code = outcome.unwrap_or_else(|error| {
-        tracing::error!("{error}");
-        ExitCode::of_error(&error)
-    });
-    std::process::ExitCode::from(code.code())
+        Command::Validate(args) => {
+            let overrides = overrides(args.pacing, &args.run);
+            run_campaign(
+                args.run,
+                overrides,
+                Mode::validate(),
+                progress_area,
+                shutdown,
+                gate,
+            )
+            .await
+        }
+        Command::MockServer(args) => serve_mock(args, shutdown).await.map(|()| ExitCode::Success),
+        Command::Numbers(args) => show_numbers(args).await.map(|()| ExitCode::Success),
+        Command::Suppress(args) => suppress(args).await,
+        Command::Ledger(args) => keep_ledger(args).await,
+        Command::Report(args) => write_report(args).await,
+        Command::Completions { shell } => {
+            print_completions(shell);
+            Ok(ExitCode::Success)
+        }
+        Command::Man { command, out_dir } => manual_pages(&command, out_dir.as_deref()),
+        Command::Config {
+            action: ConfigAction::Example,
+        } => {
+            print_out(CONFIG_EXAMPLE);
+            Ok(ExitCode::Success)
+        }
+    }
+}
+
+/// `completions SHELL`: the shell's completion script on stdout.
+fn print_completions(shell: clap_complete::Shell) {
+    let mut completions = Vec::new();
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "interacto-bulk", &mut completions);
+    let mut script = String::from_utf8_lossy(&completions).into_owned();
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete's bash script looks a hyphenated
+        // binary's commands up as `interacto__bulk__subcmd__send`
+        // but names their case arms `interacto__subcmd__bulk__…`,
+        // so nothing after the command completed: one name.
+        script = script.replace("interacto__subcmd__bulk", "interacto__bulk");
+    }
+    print_out(&script);
 }
 
 /// Whether the command line asks for the summary as JSON
@@ -223,6 +222,22 @@ struct SignalWords {
     aborting: &'static str,
 }
 
+impl SignalWords {
+    /// The mock server's words, or a run's (whose results file outlives an abort).
+    fn of(command: &Command) -> SignalWords {
+        match command {
+            Command::MockServer(_) => SignalWords {
+                stopping: "mock server: stopping (signal again to stop at once)",
+                aborting: "mock server: stopping at once",
+            },
+            _ => SignalWords {
+                stopping: "stopping: no new messages; those in flight get their answer (signal again to abort at once)",
+                aborting: "aborting; the results file stays valid and --resume carries on",
+            },
+        }
+    }
+}
+
 /// The first SIGINT, SIGTERM or SIGHUP (a closed terminal) stops the run
 /// taking rows; the second aborts at once, after any results line being
 /// written is whole.
@@ -266,6 +281,36 @@ struct Mode {
     strict: bool,
 }
 
+impl Mode {
+    /// `send`, as its flags say.
+    fn of_send(args: &SendArgs) -> Mode {
+        Mode {
+            dry_run: args.dry_run,
+            mock: args.mock,
+            real_pace: args.real_pace,
+            report: args.report.clone(),
+            no_wait: args.no_wait,
+            resume: args.resume.resume,
+            resend_unknown: args.resume.resend_unknown,
+            strict: args.strict,
+        }
+    }
+
+    /// `validate`: `send --dry-run`, and nothing else.
+    fn validate() -> Mode {
+        Mode {
+            dry_run: true,
+            mock: false,
+            real_pace: false,
+            report: None,
+            no_wait: false,
+            resume: false,
+            resend_unknown: false,
+            strict: false,
+        }
+    }
+}
+
 /// The settings the flags of `send` and `validate` lay over the config.
 fn overrides(pacing: PacingArgs, run: &RunArgs) -> Overrides {
     Overrides {
@@ -277,43 +322,18 @@ fn overrides(pacing: PacingArgs, run: &RunArgs) -> Overrides {
     }
 }
 
+/// `send` and `validate`: the run, the campaign's report page when asked
+/// for, and the summary on stdout.
 async fn run_campaign(
     args: RunArgs,
     overrides: Overrides,
-    Mode {
-        dry_run,
-        mock,
-        real_pace,
-        no_wait,
-        resume,
-        resend_unknown,
-        strict,
-        report,
-    }: Mode,
+    mode: Mode,
     progress_area: &indicatif::MultiProgress,
     shutdown: CancellationToken,
     results_gate: WriteGate,
 ) -> Result<ExitCode, RunError> {
     let started_at = jiff::Timestamp::now();
-    let source = Source::from_arg(&args.campaign);
-    let request = RunRequest {
-        results_path: args
-            .out
-            .clone()
-            .unwrap_or_else(|| source.default_results_path(Kind::of(dry_run, mock).file_name())),
-        source,
-        overwrite: args.overwrite,
-        resume,
-        resend_unknown,
-        dry_run,
-        mock,
-        real_pace,
-        no_wait,
-        limit: args.limit,
-        strict,
-        results_gate,
-        clock: interacto_bulk::clock::Clock::system(),
-    };
+    let request = run_request(&args, &mode, results_gate);
     let (campaign, results) = (
         request.source.describe(),
         request.results_path.display().to_string(),
@@ -327,23 +347,8 @@ async fn run_campaign(
         )?;
         let summary =
             interacto_bulk::run(settings.clone(), request, progress_area, shutdown).await?;
-        // The report of the campaign as the run left it; one that cannot
-        // be written is said, and the run's exit stands.
-        if let Some(page) = &report {
-            let lang = Lang::from_env(std::env::var("LANG").ok().as_deref());
-            let numbers = interacto_bulk::commands::numbers(&settings)
-                .await
-                .unwrap_or_default();
-            match interacto_bulk::report::page::write_report(
-                &results_path,
-                page,
-                lang,
-                &settings,
-                numbers,
-            ) {
-                Ok(_) => tracing::info!(report = %page.display(), "wrote the campaign's report"),
-                Err(error) => tracing::warn!("cannot write the report: {error}"),
-            }
+        if let Some(page) = &mode.report {
+            write_campaign_report(&results_path, page, &settings).await;
         }
         Ok(summary)
     };
@@ -362,7 +367,7 @@ async fn run_campaign(
             let summary = Summary::failed(
                 campaign,
                 results,
-                dry_run,
+                mode.dry_run,
                 started_at,
                 error.to_string(),
                 exit,
@@ -371,6 +376,42 @@ async fn run_campaign(
             Err(error)
         }
         (Err(error), SummaryFormat::Text) => Err(error),
+    }
+}
+
+/// What the library's run is asked to do, from the flags; the results file
+/// by default beside the campaign, named for the run's kind.
+fn run_request(args: &RunArgs, mode: &Mode, results_gate: WriteGate) -> RunRequest {
+    let source = Source::from_arg(&args.campaign);
+    RunRequest {
+        results_path: args.out.clone().unwrap_or_else(|| {
+            source.default_results_path(Kind::of(mode.dry_run, mode.mock).file_name())
+        }),
+        source,
+        overwrite: args.overwrite,
+        resume: mode.resume,
+        resend_unknown: mode.resend_unknown,
+        dry_run: mode.dry_run,
+        mock: mode.mock,
+        real_pace: mode.real_pace,
+        no_wait: mode.no_wait,
+        limit: args.limit,
+        strict: mode.strict,
+        results_gate,
+        clock: interacto_bulk::clock::Clock::system(),
+    }
+}
+
+/// The report of the campaign as the run left it (`--report`); one that
+/// cannot be written is said, and the run's exit stands.
+async fn write_campaign_report(results_path: &Path, page: &Path, settings: &Settings) {
+    let lang = Lang::from_env(std::env::var("LANG").ok().as_deref());
+    let numbers = interacto_bulk::commands::numbers(settings)
+        .await
+        .unwrap_or_default();
+    match interacto_bulk::report::page::write_report(results_path, page, lang, settings, numbers) {
+        Ok(_) => tracing::info!(report = %page.display(), "wrote the campaign's report"),
+        Err(error) => tracing::warn!("cannot write the report: {error}"),
     }
 }
 

@@ -117,20 +117,62 @@ impl ApiClient {
         instance_id: &str,
         message: &ContactMessage<'_>,
     ) -> Result<Queued, SendError> {
+        let response = self.post(instance_id, message).await?;
+        let status = response.status();
+        let http_status = status.as_u16();
+        self.not_from_the_api(&response)?;
+        let retry_after = retry_after(response.headers());
+        let (body, cut_short) = read_capped(response, ANSWER_BYTES_MAX)
+            .await
+            .map_err(|error| SendError::Ambiguous {
+                http_status: Some(http_status),
+                detail: format!("the answer was cut off: {}", describe(error)),
+            })?;
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let answer = self.redact(String::from_utf8_lossy(&body).into_owned());
+            trace!(instance = instance_id, status = http_status, %answer, "answer");
+        }
+
+        if status.is_success() {
+            return self.queued(status, &body, cut_short, instance_id);
+        }
+        Err(SendError::Refused {
+            http_status,
+            // Taken out before the message is cut: a cut may keep part of it.
+            message: error_message(
+                status,
+                self.redact(String::from_utf8_lossy(&body).into_owned())
+                    .as_bytes(),
+            ),
+            retry_after,
+        })
+    }
+
+    /// Posts the card through the instance, to whatever answer comes back;
+    /// a request that never got one is classified by why.
+    async fn post(
+        &self,
+        instance_id: &str,
+        message: &ContactMessage<'_>,
+    ) -> Result<reqwest::Response, SendError> {
         // The body holds no key (it travels in a header); -vv shows it.
         if tracing::enabled!(tracing::Level::TRACE) {
             let body = serde_json::to_string(message).unwrap_or_default();
             trace!(instance = instance_id, %body, "request");
         }
-        let response = self
-            .http
+        self.http
             .post(self.endpoint.clone())
             .header("Instance-Id", instance_id)
             .json(message)
             .send()
             .await
-            .map_err(classify_transport_error)?;
+            .map_err(classify_transport_error)
+    }
 
+    /// Fails on an answer that is not the API's own, read before its body:
+    /// a redirect (never followed), or a gateway that gave up waiting for
+    /// an API that may have queued the message.
+    fn not_from_the_api(&self, response: &reqwest::Response) -> Result<(), SendError> {
         let status = response.status();
         let http_status = status.as_u16();
         if status.is_redirection() {
@@ -153,51 +195,39 @@ impl ApiClient {
                 detail: "HTTP 504: a gateway gave up waiting, and the API behind it may have queued the message".to_string(),
             });
         }
-        let retry_after = retry_after(response.headers());
-        let (body, cut_short) = read_capped(response, ANSWER_BYTES_MAX)
-            .await
-            .map_err(|error| SendError::Ambiguous {
-                http_status: Some(http_status),
-                detail: format!("the answer was cut off: {}", describe(error)),
-            })?;
-        if tracing::enabled!(tracing::Level::TRACE) {
-            let answer = self.redact(String::from_utf8_lossy(&body).into_owned());
-            trace!(instance = instance_id, status = http_status, %answer, "answer");
-        }
+        Ok(())
+    }
 
-        if status.is_success() {
-            let ambiguous = |detail: String| SendError::Ambiguous {
-                http_status: Some(http_status),
-                detail: self.redact(format!("HTTP {status} {detail}")),
-            };
-            if cut_short {
-                return Err(ambiguous(format!(
-                    "with an answer longer than {ANSWER_BYTES_MAX} bytes"
-                )));
-            }
-            let accepted = serde_json::from_slice::<Accepted>(&body).map_err(|error| {
-                ambiguous(format!("with an answer that cannot be read: {error}"))
-            })?;
-            let data = accepted.data;
-            if data.id.trim().is_empty() {
-                return Err(ambiguous("without a message id".to_string()));
-            }
-            return Ok(Queued {
-                http_status,
-                message_id: data.id,
-                api_status: data.status,
-                other_instance: data.instance_id.filter(|id| id != instance_id),
-            });
+    /// What a 2xx answer says was queued; one cut short, unreadable or
+    /// naming no message is ambiguous: the card may have gone.
+    fn queued(
+        &self,
+        status: StatusCode,
+        body: &[u8],
+        cut_short: bool,
+        instance_id: &str,
+    ) -> Result<Queued, SendError> {
+        let http_status = status.as_u16();
+        let ambiguous = |detail: String| SendError::Ambiguous {
+            http_status: Some(http_status),
+            detail: self.redact(format!("HTTP {status} {detail}")),
+        };
+        if cut_short {
+            return Err(ambiguous(format!(
+                "with an answer longer than {ANSWER_BYTES_MAX} bytes"
+            )));
         }
-        Err(SendError::Refused {
+        let accepted = serde_json::from_slice::<Accepted>(body)
+            .map_err(|error| ambiguous(format!("with an answer that cannot be read: {error}")))?;
+        let data = accepted.data;
+        if data.id.trim().is_empty() {
+            return Err(ambiguous("without a message id".to_string()));
+        }
+        Ok(Queued {
             http_status,
-            // Taken out before the message is cut: a cut may keep part of it.
-            message: error_message(
-                status,
-                self.redact(String::from_utf8_lossy(&body).into_owned())
-                    .as_bytes(),
-            ),
-            retry_after,
+            message_id: data.id,
+            api_status: data.status,
+            other_instance: data.instance_id.filter(|id| id != instance_id),
         })
     }
 

@@ -232,78 +232,118 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The answer to one request: refused as the API refuses it, a fault
+/// injected at the rates asked for, or the message queued.
 fn answer(state: &MockState, headers: &HeaderMap, body: Option<&Value>) -> Response {
-    let options = &state.options;
-    let header_text = |name| {
-        headers
-            .get(name)
-            .and_then(|value: &HeaderValue| value.to_str().ok())
-            .unwrap_or("")
-            .trim()
+    let (instance_id, body) = match admitted(state, headers, body) {
+        Ok(admitted) => admitted,
+        Err((status, message)) => return error(status, &message),
     };
-
-    let key = header_text(header::AUTHORIZATION.as_str());
-    if key.is_empty()
-        || options
-            .require_key
-            .as_deref()
-            .is_some_and(|wanted| wanted != key)
-    {
-        return error(StatusCode::UNAUTHORIZED, "invalid or missing API key");
+    if let Some(fault) = injected_fault(&state.options) {
+        return fault;
     }
-    if options
-        .auth_fail_after
-        .is_some_and(|limit| state.accepted.load(Ordering::Relaxed) >= limit)
-    {
-        return error(StatusCode::UNAUTHORIZED, "API key revoked");
-    }
-    let instance_id = header_text("instance-id");
-    if instance_id.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "missing Instance-Id header");
-    }
-    if options
-        .revoked_instances
-        .iter()
-        .any(|revoked| revoked == instance_id)
-    {
-        return error(StatusCode::UNAUTHORIZED, "instance disconnected");
-    }
-    if !header_text(header::CONTENT_TYPE.as_str()).starts_with("application/json") {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Content-Type must be application/json",
-        );
-    }
-    let Some(body) = body else {
-        return error(StatusCode::BAD_REQUEST, "the body is not JSON");
-    };
-    let problems = contract_problems(body);
-    if !problems.is_empty() {
-        return error(StatusCode::BAD_REQUEST, &problems.join("; "));
-    }
-
-    if fastrand::f64() < options.throttle_rate {
-        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(options.retry_after));
-        return response;
-    }
-    if fastrand::f64() < options.failure_rate {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error (injected by the mock)",
-        );
-    }
-
     let serial = state.accepted.fetch_add(1, Ordering::Relaxed);
-    if fastrand::f64() < options.drop_rate {
+    if fastrand::f64() < state.options.drop_rate {
         // Queued, but the answer never arrives whole.
         let cut = futures_util::stream::once(async {
             Err::<Bytes, _>(std::io::Error::other("connection dropped by the mock"))
         });
         return (StatusCode::CREATED, Body::from_stream(cut)).into_response();
     }
+    queued(state, serial, instance_id, body)
+}
+
+/// A header's text, trimmed; empty when absent or not text.
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|value: &HeaderValue| value.to_str().ok())
+        .unwrap_or("")
+        .trim()
+}
+
+/// The request's instance and body, or the status and message the API
+/// refuses it with: a key missing, wrong or revoked, an instance missing or
+/// disconnected, a body that is not JSON or breaks the contract.
+fn admitted<'a>(
+    state: &MockState,
+    headers: &'a HeaderMap,
+    body: Option<&'a Value>,
+) -> Result<(&'a str, &'a Value), (StatusCode, String)> {
+    let options = &state.options;
+    let key = header_text(headers, header::AUTHORIZATION.as_str());
+    if key.is_empty()
+        || options
+            .require_key
+            .as_deref()
+            .is_some_and(|wanted| wanted != key)
+    {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "invalid or missing API key".to_string(),
+        ));
+    }
+    if options
+        .auth_fail_after
+        .is_some_and(|limit| state.accepted.load(Ordering::Relaxed) >= limit)
+    {
+        return Err((StatusCode::UNAUTHORIZED, "API key revoked".to_string()));
+    }
+    let instance_id = header_text(headers, "instance-id");
+    if instance_id.is_empty() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "missing Instance-Id header".to_string(),
+        ));
+    }
+    if options
+        .revoked_instances
+        .iter()
+        .any(|revoked| revoked == instance_id)
+    {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "instance disconnected".to_string(),
+        ));
+    }
+    if !header_text(headers, header::CONTENT_TYPE.as_str()).starts_with("application/json") {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "Content-Type must be application/json".to_string(),
+        ));
+    }
+    let Some(body) = body else {
+        return Err((StatusCode::BAD_REQUEST, "the body is not JSON".to_string()));
+    };
+    let problems = contract_problems(body);
+    if !problems.is_empty() {
+        return Err((StatusCode::BAD_REQUEST, problems.join("; ")));
+    }
+    Ok((instance_id, body))
+}
+
+/// A throttle (429 with Retry-After) or a server error, at the rates the
+/// options ask for; `None` for most requests.
+fn injected_fault(options: &MockOptions) -> Option<Response> {
+    if fastrand::f64() < options.throttle_rate {
+        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(options.retry_after));
+        return Some(response);
+    }
+    if fastrand::f64() < options.failure_rate {
+        return Some(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (injected by the mock)",
+        ));
+    }
+    None
+}
+
+/// The API's 201 for a message queued, its id made of the server's prefix
+/// and the `serial`-th message accepted.
+fn queued(state: &MockState, serial: u64, instance_id: &str, body: &Value) -> Response {
     let accepted = Accepted {
         status_code: 201,
         message: "request successful".to_string(),

@@ -218,119 +218,16 @@ impl Layout {
         if headers.iter().all(|header| match_key(header).is_empty()) {
             return Err(LayoutError::NoHeader);
         }
-        // Maps by key, so that a header of 100,000 columns takes as long as
-        // 100,000 lookups, not their square.
-        let mapped: HashMap<String, &Column> = mapping
-            .iter()
-            .map(|(name, column)| (match_key(name), column))
-            .collect();
-        let wanted_key = key_column.map(match_key);
-        let mut assigned: Vec<(Column, usize)> = Vec::new();
-        let mut first_of: HashMap<Column, usize> = HashMap::new();
-        let mut to_aliases: Vec<usize> = Vec::new();
+        let mut matched = Matched::by_name(headers, mapping, key_column)?;
+        matched.alias_as_to(headers)?;
+        matched.require(headers, card_set)?;
         let mut layout = Layout {
             width: headers.len(),
+            unknown: matched.unknown,
             ..Layout::default()
         };
-        for (index, header) in headers.iter().enumerate() {
-            let key = match_key(header);
-            let column = match mapped.get(&key) {
-                Some(column) => Some((*column).clone()),
-                None => Column::from_name(header),
-            };
-            let Some(column) = column else {
-                if TO_ALIASES.contains(&key.as_str()) {
-                    to_aliases.push(index);
-                } else if key.is_empty() {
-                    // A spreadsheet's trailing empty columns: nothing to name.
-                    continue;
-                } else if wanted_key.as_ref() != Some(&key) {
-                    layout.unknown.push(header.trim().to_string());
-                }
-                continue;
-            };
-            if let Some(first) = first_of.get(&column) {
-                return Err(LayoutError::Twice {
-                    column,
-                    first: headers[*first].trim().to_string(),
-                    second: header.trim().to_string(),
-                });
-            }
-            first_of.insert(column.clone(), index);
-            assigned.push((column, index));
-        }
-
-        // `telefone` is `to` only in a file without a `to`, and only if it is the one such header.
-        match to_aliases.as_slice() {
-            [] => {}
-            [index] if !first_of.contains_key(&Column::To) => {
-                first_of.insert(Column::To, *index);
-                assigned.push((Column::To, *index));
-            }
-            several if !first_of.contains_key(&Column::To) => {
-                let named = several
-                    .iter()
-                    .map(|index| format!("`{}`", super::shown(headers[*index].trim())))
-                    .collect::<Vec<_>>();
-                return Err(LayoutError::WhichTo(
-                    named.join(" and "),
-                    headers[several[0]].trim().to_string(),
-                ));
-            }
-            unused => layout.unknown.extend(
-                unused
-                    .iter()
-                    .map(|index| headers[*index].trim().to_string()),
-            ),
-        }
-
-        let required: &[Column] = match card_set {
-            true => &[Column::To],
-            false => &[Column::To, Column::ContactName, Column::ContactPhone],
-        };
-        let missing: Vec<String> = required
-            .iter()
-            .filter(|required| !first_of.contains_key(required))
-            .map(|column| column.to_string())
-            .collect();
-        if !missing.is_empty() {
-            // Named, but not all of a header of thousands, nor all of a huge one.
-            const NAMED_MOST: usize = 20;
-            let mut found = headers
-                .iter()
-                .take(NAMED_MOST)
-                .map(|h| format!("`{}`", super::shown(h.trim())))
-                .collect::<Vec<_>>()
-                .join(", ");
-            if headers.len() > NAMED_MOST {
-                found.push_str(&format!(" and {} more", headers.len() - NAMED_MOST));
-            }
-            return Err(LayoutError::Missing {
-                missing: missing.join(", "),
-                required: match card_set {
-                    true => "to",
-                    false => "to, contact_name, contact_phone; or set [campaign.card]",
-                },
-                found,
-            });
-        }
-
-        for (column, index) in assigned {
-            let header = headers[index].trim();
-            if match_key(header) != match_key(&column.to_string()) {
-                layout.renamed.push((column.clone(), header.to_string()));
-            }
-            match column {
-                Column::To => layout.to = index,
-                Column::ContactName => layout.contact_name = Some(index),
-                Column::ContactPhone => layout.contact_phone = Some(index),
-                Column::Delay => layout.delay = Some(index),
-                Column::Typing => layout.typing = Some(index),
-                Column::Priority => layout.priority = Some(index),
-                Column::Tags => layout.tags = Some(index),
-                Column::Metadata => layout.metadata = Some(index),
-                Column::MetadataEntry(key) => layout.metadata_entries.push((key, index)),
-            }
+        for (column, index) in matched.assigned {
+            layout.place(column, index, headers[index].trim());
         }
         if let Some(wanted) = key_column {
             let wanted_key = match_key(wanted);
@@ -342,6 +239,153 @@ impl Layout {
             }
         }
         Ok(layout)
+    }
+
+    /// Puts a matched column at its index, noting the header it was read
+    /// from when that header has another name, for the report.
+    fn place(&mut self, column: Column, index: usize, header: &str) {
+        if match_key(header) != match_key(&column.to_string()) {
+            self.renamed.push((column.clone(), header.to_string()));
+        }
+        match column {
+            Column::To => self.to = index,
+            Column::ContactName => self.contact_name = Some(index),
+            Column::ContactPhone => self.contact_phone = Some(index),
+            Column::Delay => self.delay = Some(index),
+            Column::Typing => self.typing = Some(index),
+            Column::Priority => self.priority = Some(index),
+            Column::Tags => self.tags = Some(index),
+            Column::Metadata => self.metadata = Some(index),
+            Column::MetadataEntry(key) => self.metadata_entries.push((key, index)),
+        }
+    }
+}
+
+/// The header row matched to columns by name, before the rules that look
+/// at the whole row (`telefone` as `to`, the required columns).
+#[derive(Default)]
+struct Matched {
+    /// Each column found and its header's index, in header order.
+    assigned: Vec<(Column, usize)>,
+    /// The header each column was first found in, to name both when a
+    /// second one holds it too.
+    first_of: HashMap<Column, usize>,
+    /// Headers named like `telefone`, `to` only in a file without one.
+    to_aliases: Vec<usize>,
+    /// Headers that hold nothing the tool uses, trimmed.
+    unknown: Vec<String>,
+}
+
+impl Matched {
+    /// Matches each header by the `[campaign.columns]` mapping, else by
+    /// its canonical name; the aliases of `to` are set aside. Two headers
+    /// of one column are an error.
+    fn by_name(
+        headers: &[String],
+        mapping: &[(String, Column)],
+        key_column: Option<&str>,
+    ) -> Result<Matched, LayoutError> {
+        // Maps by key, so that a header of 100,000 columns takes as long as
+        // 100,000 lookups, not their square.
+        let mapped: HashMap<String, &Column> = mapping
+            .iter()
+            .map(|(name, column)| (match_key(name), column))
+            .collect();
+        let wanted_key = key_column.map(match_key);
+        let mut matched = Matched::default();
+        for (index, header) in headers.iter().enumerate() {
+            let key = match_key(header);
+            let column = match mapped.get(&key) {
+                Some(column) => Some((*column).clone()),
+                None => Column::from_name(header),
+            };
+            let Some(column) = column else {
+                if TO_ALIASES.contains(&key.as_str()) {
+                    matched.to_aliases.push(index);
+                } else if key.is_empty() {
+                    // A spreadsheet's trailing empty columns: nothing to name.
+                    continue;
+                } else if wanted_key.as_ref() != Some(&key) {
+                    matched.unknown.push(header.trim().to_string());
+                }
+                continue;
+            };
+            if let Some(first) = matched.first_of.get(&column) {
+                return Err(LayoutError::Twice {
+                    column,
+                    first: headers[*first].trim().to_string(),
+                    second: header.trim().to_string(),
+                });
+            }
+            matched.first_of.insert(column.clone(), index);
+            matched.assigned.push((column, index));
+        }
+        Ok(matched)
+    }
+
+    /// Reads a `telefone` header as `to`, in a file without a `to`, if it
+    /// is the one such header; with a `to`, the aliases are unknown headers.
+    fn alias_as_to(&mut self, headers: &[String]) -> Result<(), LayoutError> {
+        match self.to_aliases.as_slice() {
+            [] => {}
+            [index] if !self.first_of.contains_key(&Column::To) => {
+                let index = *index;
+                self.first_of.insert(Column::To, index);
+                self.assigned.push((Column::To, index));
+            }
+            several if !self.first_of.contains_key(&Column::To) => {
+                let named = several
+                    .iter()
+                    .map(|index| format!("`{}`", super::shown(headers[*index].trim())))
+                    .collect::<Vec<_>>();
+                return Err(LayoutError::WhichTo(
+                    named.join(" and "),
+                    headers[several[0]].trim().to_string(),
+                ));
+            }
+            unused => self.unknown.extend(
+                unused
+                    .iter()
+                    .map(|index| headers[*index].trim().to_string()),
+            ),
+        }
+        Ok(())
+    }
+
+    /// Fails when a required column is missing (only `to` when
+    /// `[campaign.card]` gives the card), naming the headers there are.
+    fn require(&self, headers: &[String], card_set: bool) -> Result<(), LayoutError> {
+        let required: &[Column] = match card_set {
+            true => &[Column::To],
+            false => &[Column::To, Column::ContactName, Column::ContactPhone],
+        };
+        let missing: Vec<String> = required
+            .iter()
+            .filter(|required| !self.first_of.contains_key(required))
+            .map(|column| column.to_string())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        // Named, but not all of a header of thousands, nor all of a huge one.
+        const NAMED_MOST: usize = 20;
+        let mut found = headers
+            .iter()
+            .take(NAMED_MOST)
+            .map(|h| format!("`{}`", super::shown(h.trim())))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if headers.len() > NAMED_MOST {
+            found.push_str(&format!(" and {} more", headers.len() - NAMED_MOST));
+        }
+        Err(LayoutError::Missing {
+            missing: missing.join(", "),
+            required: match card_set {
+                true => "to",
+                false => "to, contact_name, contact_phone; or set [campaign.card]",
+            },
+            found,
+        })
     }
 }
 

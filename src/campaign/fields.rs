@@ -156,66 +156,16 @@ pub fn check(
 ) -> Result<Job, Vec<Problem>> {
     let layout = fields.layout;
     let mut problems = Problems::default();
-    let phone_flaw = |error: PhoneError| Problem::new(error.kind(), error.to_string());
-    let to = fields.text(layout.to).and_then(|text| {
-        phone::normalize(&text, rules.region)
-            .and_then(|phone| phone::allowed(&phone, &text, &rules.countries).map(|()| phone))
-            .map_err(phone_flaw)
-    });
-    let to = problems.check("to", to);
-
+    let to = problems.check("to", recipient_phone(fields, rules));
     // The card: the row's own columns where it has them, else `[campaign.card]`.
     let card = rules.card.as_ref();
-    let contact_phone = match (fields.optional(layout.contact_phone), card) {
-        (Ok(None), Some(card)) => Ok(card.phone.clone()),
-        (Ok(Some(text)), _) => phones
-            .normalize(&text)
-            .map(|phone| phone.digits)
-            .map_err(phone_flaw),
-        (Ok(None), None) => Err(phone_flaw(PhoneError::Empty)),
-        (Err(problem), _) => Err(problem),
-    };
-    let contact_phone = problems.check("contact_phone", contact_phone);
-    let contact_name = match (fields.optional(layout.contact_name), card) {
-        (Ok(None), Some(card)) => Ok(card.name.clone()),
-        (Ok(Some(text)), _) => clean_name(&text),
-        (Ok(None), None) => clean_name(""),
-        (Err(problem), _) => Err(problem),
-    };
-    let contact_name = problems.check("contact_name", contact_name);
+    let contact_phone = problems.check("contact_phone", card_phone(fields, phones, card));
+    let contact_name = problems.check("contact_name", card_name(fields, card));
     let delay = problems.check("delay", parse_optional(fields, layout.delay, seconds));
     let typing = problems.check("typing", parse_optional(fields, layout.typing, seconds));
     let priority = problems.check("priority", parse_optional(fields, layout.priority, integer));
     let tags = problems.check("tags", parse_optional(fields, layout.tags, tags));
-    let mut metadata = problems.check(
-        "metadata",
-        parse_optional(fields, layout.metadata, json_object),
-    );
-    for (key, index) in &layout.metadata_entries {
-        let name = format_args!("metadata.{key}");
-        let Some(value) = problems
-            .check(name, fields.optional(Some(*index)))
-            .flatten()
-        else {
-            continue;
-        };
-        // `None` here means the metadata column itself was bad, already reported.
-        let Some(map) = metadata.as_mut() else {
-            continue;
-        };
-        let map = map.get_or_insert_with(Map::new);
-        if map.contains_key(key) {
-            problems.check::<()>(
-                name,
-                Err(Problem::new(
-                    "also in metadata",
-                    format!("`{key}` is also in the metadata column"),
-                )),
-            );
-        } else {
-            map.insert(key.clone(), Value::String(value.trim().to_string()));
-        }
-    }
+    let metadata = metadata(fields, &mut problems);
 
     // With a key column the key is its value; else the job's phones.
     let key_column = layout
@@ -266,6 +216,79 @@ pub fn check(
         }),
         _ => Err(problems.0),
     }
+}
+
+/// A phone rule broken, as a problem of its field.
+fn phone_flaw(error: PhoneError) -> Problem {
+    Problem::new(error.kind(), error.to_string())
+}
+
+/// The recipient's phone, normalised and in one of `campaign.countries`.
+fn recipient_phone(fields: &Fields, rules: &FieldRules) -> Check<Phone> {
+    fields.text(fields.layout.to).and_then(|text| {
+        phone::normalize(&text, rules.region)
+            .and_then(|phone| phone::allowed(&phone, &text, &rules.countries).map(|()| phone))
+            .map_err(phone_flaw)
+    })
+}
+
+/// The card's phone, in E.164 digits: the row's, else `[campaign.card]`'s.
+fn card_phone(fields: &Fields, phones: &mut PhoneBook, card: Option<&Card>) -> Check<String> {
+    match (fields.optional(fields.layout.contact_phone), card) {
+        (Ok(None), Some(card)) => Ok(card.phone.clone()),
+        (Ok(Some(text)), _) => phones
+            .normalize(&text)
+            .map(|phone| phone.digits)
+            .map_err(phone_flaw),
+        (Ok(None), None) => Err(phone_flaw(PhoneError::Empty)),
+        (Err(problem), _) => Err(problem),
+    }
+}
+
+/// The card's name, cleaned: the row's, else `[campaign.card]`'s.
+fn card_name(fields: &Fields, card: Option<&Card>) -> Check<String> {
+    match (fields.optional(fields.layout.contact_name), card) {
+        (Ok(None), Some(card)) => Ok(card.name.clone()),
+        (Ok(Some(text)), _) => clean_name(&text),
+        (Ok(None), None) => clean_name(""),
+        (Err(problem), _) => Err(problem),
+    }
+}
+
+/// The metadata: the metadata column's object, with each `metadata.<key>`
+/// column's value added; a key the metadata column has already is a problem.
+/// `None` when a problem was found in the metadata column.
+fn metadata(fields: &Fields, problems: &mut Problems) -> Option<Option<Map<String, Value>>> {
+    let mut metadata = problems.check(
+        "metadata",
+        parse_optional(fields, fields.layout.metadata, json_object),
+    );
+    for (key, index) in &fields.layout.metadata_entries {
+        let name = format_args!("metadata.{key}");
+        let Some(value) = problems
+            .check(name, fields.optional(Some(*index)))
+            .flatten()
+        else {
+            continue;
+        };
+        // `None` here means the metadata column itself was bad, already reported.
+        let Some(map) = metadata.as_mut() else {
+            continue;
+        };
+        let map = map.get_or_insert_with(Map::new);
+        if map.contains_key(key) {
+            problems.check::<()>(
+                name,
+                Err(Problem::new(
+                    "also in metadata",
+                    format!("`{key}` is also in the metadata column"),
+                )),
+            );
+        } else {
+            map.insert(key.clone(), Value::String(value.trim().to_string()));
+        }
+    }
+    metadata
 }
 
 fn parse_optional<T>(

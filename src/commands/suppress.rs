@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::campaign::columns::{match_key, TO_ALIASES};
-use crate::campaign::input::{self, DelimiterChoice, EncodingChoice};
+use crate::campaign::input::{self, DelimiterChoice, EncodingChoice, TextEncoding};
 use crate::campaign::phone::{self, Region};
 use crate::campaign::Source;
 use tokio_util::sync::CancellationToken;
@@ -156,77 +156,22 @@ pub(super) fn read_phones(
 ) -> Result<(Vec<String>, Vec<Unread>), RunError> {
     let unreadable =
         |error: String| RunError::Usage(format!("cannot read {}: {error}", file.display()));
-    // Looked at before it is opened: a FIFO would wait for a writer, past
-    // any signal, and a device never ends. A list is a file.
-    let metadata = std::fs::metadata(file).map_err(|error| unreadable(error.to_string()))?;
-    if !metadata.is_file() {
-        return Err(unreadable(
-            "not a regular file (a device, a FIFO, a directory or a socket): save the list as a CSV file"
-                .to_string(),
-        ));
-    }
-    let opened = input::open(
-        &Source::File(file.to_path_buf()),
-        EncodingChoice::Auto,
-        DelimiterChoice::Auto,
-    )
-    .map_err(|error| unreadable(error.to_string()))?;
-    let encoding = opened.encoding;
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(opened.delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(opened.reader);
+    let (mut reader, encoding) = open_list(file).map_err(unreadable)?;
     let mut records = reader.byte_records();
-    let cells = |record: &csv::ByteRecord| -> Vec<Option<String>> {
-        record
-            .iter()
-            .map(|cell| encoding.decode(cell).map(|text| text.trim().to_string()))
-            .collect()
-    };
     let first = match records.next() {
-        Some(record) => cells(&record.map_err(|error| unreadable(error.to_string()))?),
+        Some(record) => trimmed_cells(
+            &record.map_err(|error| unreadable(error.to_string()))?,
+            encoding,
+        ),
         None => return Ok((Vec::new(), Vec::new())),
     };
-    let is_phone = |cell: &Option<String>| {
-        cell.as_deref()
-            .is_some_and(|cell| phone::normalize(cell, region).is_ok())
-    };
-    let named = first
-        .iter()
-        .position(|cell| cell.as_deref().is_some_and(is_phone_header));
-    // The phone column, and whether the first line is a row of it.
-    let (column, first_is_a_row) = match (named, first.len()) {
-        (Some(column), _) => (column, false),
-        (None, 1) => (0, is_phone(&first[0])),
-        (None, _) => match first.iter().position(is_phone) {
-            Some(column) => (column, true),
-            None => {
-                return Err(unreadable(format!(
-                    "no phone column: name it one of phone, to, {}",
-                    TO_ALIASES.join(", ")
-                )))
-            }
-        },
-    };
+    let (column, first_is_a_row) = phone_column(&first, region).map_err(unreadable)?;
     let (mut phones, mut unread) = (Vec::new(), Vec::new());
-    let mut take = |row: u64, cells: Result<Vec<Option<String>>, String>| {
-        let why = match cells {
-            Err(error) => error,
-            Ok(cells) => match cells.into_iter().nth(column) {
-                None => "no phone column in this row".to_string(),
-                Some(None) => format!("not {encoding} text"),
-                Some(Some(cell)) if cell.is_empty() => "empty".to_string(),
-                Some(Some(cell)) => match phone::normalize(&cell, region) {
-                    Ok(phone) => {
-                        phones.push(phone.digits);
-                        return;
-                    }
-                    Err(error) => format!("{cell:?}: {error}"),
-                },
-            },
-        };
-        unread.push(Unread { row, why });
+    let mut take = |row: u64, cells: Result<Vec<Option<String>>, String>| match phone_in(
+        cells, column, region, encoding,
+    ) {
+        Ok(phone) => phones.push(phone),
+        Err(why) => unread.push(Unread { row, why }),
     };
     if first_is_a_row {
         take(1, Ok(first));
@@ -236,11 +181,88 @@ pub(super) fn read_phones(
         take(
             row,
             record
-                .map(|record| cells(&record))
+                .map(|record| trimmed_cells(&record, encoding))
                 .map_err(|error| format!("unreadable: {error}")),
         );
     }
     Ok((phones, unread))
+}
+
+/// A CSV reader of the list, its encoding and delimiter detected, or why it
+/// cannot be read.
+fn open_list(
+    file: &Path,
+) -> Result<(csv::Reader<Box<dyn std::io::Read + Send>>, TextEncoding), String> {
+    // Looked at before it is opened: a FIFO would wait for a writer, past
+    // any signal, and a device never ends. A list is a file.
+    let metadata = std::fs::metadata(file).map_err(|error| error.to_string())?;
+    if !metadata.is_file() {
+        return Err(
+            "not a regular file (a device, a FIFO, a directory or a socket): save the list as a CSV file"
+                .to_string(),
+        );
+    }
+    let opened = input::open(
+        &Source::File(file.to_path_buf()),
+        EncodingChoice::Auto,
+        DelimiterChoice::Auto,
+    )
+    .map_err(|error| error.to_string())?;
+    let reader = csv::ReaderBuilder::new()
+        .delimiter(opened.delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(opened.reader);
+    Ok((reader, opened.encoding))
+}
+
+/// A record's cells as trimmed text; `None` for a cell the encoding cannot read.
+fn trimmed_cells(record: &csv::ByteRecord, encoding: TextEncoding) -> Vec<Option<String>> {
+    record
+        .iter()
+        .map(|cell| encoding.decode(cell).map(|text| text.trim().to_string()))
+        .collect()
+}
+
+/// The phone column, found from the first line's cells, and whether that
+/// line is a row of it: the column a header names, else a lone column, else
+/// the first whose cell is a phone (a list without a header).
+fn phone_column(first: &[Option<String>], region: Region) -> Result<(usize, bool), String> {
+    let is_phone = |cell: &Option<String>| {
+        cell.as_deref()
+            .is_some_and(|cell| phone::normalize(cell, region).is_ok())
+    };
+    let named = first
+        .iter()
+        .position(|cell| cell.as_deref().is_some_and(is_phone_header));
+    match (named, first.len()) {
+        (Some(column), _) => Ok((column, false)),
+        (None, 1) => Ok((0, is_phone(&first[0]))),
+        (None, _) => match first.iter().position(is_phone) {
+            Some(column) => Ok((column, true)),
+            None => Err(format!(
+                "no phone column: name it one of phone, to, {}",
+                TO_ALIASES.join(", ")
+            )),
+        },
+    }
+}
+
+/// The phone in a row's `column`, normalised, or why the row has none.
+fn phone_in(
+    cells: Result<Vec<Option<String>>, String>,
+    column: usize,
+    region: Region,
+    encoding: TextEncoding,
+) -> Result<String, String> {
+    match cells?.into_iter().nth(column) {
+        None => Err("no phone column in this row".to_string()),
+        Some(None) => Err(format!("not {encoding} text")),
+        Some(Some(cell)) if cell.is_empty() => Err("empty".to_string()),
+        Some(Some(cell)) => phone::normalize(&cell, region)
+            .map(|phone| phone.digits)
+            .map_err(|error| format!("{cell:?}: {error}")),
+    }
 }
 
 /// What was not imported of a phones file, a line a row (the first ten).

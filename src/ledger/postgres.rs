@@ -454,6 +454,30 @@ impl PostgresLedger {
         let mut client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let transaction = client.transaction().await.map_err(failed)?;
+        let facts = Self::lock_settle_and_read(&transaction, campaign, &passing)
+            .await
+            .map_err(failed)?;
+        if passing.claims.is_empty() {
+            transaction.commit().await.map_err(failed)?;
+            return Ok(Vec::new());
+        }
+        let decided = Self::decide(&transaction, &passing, facts)
+            .await
+            .map_err(failed)?;
+        record(&transaction, campaign, &passing.claims, &decided)
+            .await
+            .map_err(failed)?;
+        transaction.commit().await.map_err(failed)?;
+        Ok(decided)
+    }
+
+    /// The first statements of a pass: the locks of every card it touches,
+    /// the answers of those settled, and the facts of those claimed.
+    async fn lock_settle_and_read(
+        transaction: &Transaction<'_>,
+        campaign: &str,
+        passing: &Passing,
+    ) -> Result<Vec<Facts>, tokio_postgres::Error> {
         // The locks first, every one the pass needs, in one order.
         let cards = passing
             .settled
@@ -469,9 +493,8 @@ impl PostgresLedger {
             settled,
             claims,
             rules,
-            now,
-            daily_cap,
-        } = &passing;
+            ..
+        } = passing;
         let rows: Vec<(&str, &str, &str)> = claims
             .iter()
             .map(|claim| {
@@ -486,43 +509,49 @@ impl PostgresLedger {
         // trip; the server runs them in this order, the facts read under
         // the locks.
         let (_, _, facts) = tokio::try_join!(
-            lock_cards(&transaction, campaign, cards),
-            settle(&transaction, campaign, settled),
+            lock_cards(transaction, campaign, cards),
+            settle(transaction, campaign, settled),
             async {
                 match rows.is_empty() {
                     true => Ok(Vec::new()),
                     false => {
-                        read_facts(&transaction, campaign, &rows, rules.cooldown.is_some()).await
+                        read_facts(transaction, campaign, &rows, rules.cooldown.is_some()).await
                     }
                 }
             },
-        )
-        .map_err(failed)?;
-        if claims.is_empty() {
-            transaction.commit().await.map_err(failed)?;
-            return Ok(Vec::new());
-        }
+        )?;
+        Ok(facts)
+    }
+
+    /// Which claims of a pass go: admitted on their facts, then within the
+    /// first contacts and the daily cap each number has left, both counted.
+    async fn decide(
+        transaction: &Transaction<'_>,
+        passing: &Passing,
+        facts: Vec<Facts>,
+    ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+        let Passing {
+            claims,
+            rules,
+            now,
+            daily_cap,
+            ..
+        } = passing;
         let mut admitted = Admitted::new(claims, facts, rules, *now);
         // Every number of the pass locked first, in one order: two passes
         // never wait for each other's numbers.
         if let Some(cap) = daily_cap {
             for instance in admitted.wanted(claims).keys() {
-                number_day(&transaction, instance, cap, *now)
-                    .await
-                    .map_err(failed)?;
+                number_day(transaction, instance, cap, *now).await?;
             }
         }
         let first_contacts_cap = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some());
         let mut new = Vec::new();
         if let Some(cap) = first_contacts_cap {
-            new = first_contacts(&transaction, claims, &admitted)
-                .await
-                .map_err(failed)?;
+            new = first_contacts(transaction, claims, &admitted).await?;
             let mut allowed = BTreeMap::new();
             for (instance, wanted) in Admitted::wanted_new(claims, &new) {
-                let left = first_contacts_left(&transaction, instance, cap, *now, wanted)
-                    .await
-                    .map_err(failed)?;
+                let left = first_contacts_left(transaction, instance, cap, *now, wanted).await?;
                 allowed.insert(instance, left);
             }
             admitted.limit_first_contacts(claims, &new, allowed);
@@ -530,9 +559,7 @@ impl PostgresLedger {
         let mut allowed = BTreeMap::new();
         for (instance, wanted) in admitted.wanted(claims) {
             let taken = match daily_cap {
-                Some(cap) => take_from_cap(&transaction, instance, cap, *now, wanted)
-                    .await
-                    .map_err(failed)?,
+                Some(cap) => take_from_cap(transaction, instance, cap, *now, wanted).await?,
                 None => within_cap(0, None, wanted),
             };
             allowed.insert(instance, taken);
@@ -540,15 +567,9 @@ impl PostgresLedger {
         let decided = admitted.grant(claims, allowed, *now);
         if let Some(cap) = first_contacts_cap {
             for (instance, made) in Admitted::first_contacts_made(claims, &new, &decided) {
-                count_first_contacts(&transaction, instance, cap, *now, made)
-                    .await
-                    .map_err(failed)?;
+                count_first_contacts(transaction, instance, cap, *now, made).await?;
             }
         }
-        record(&transaction, campaign, claims, &decided)
-            .await
-            .map_err(failed)?;
-        transaction.commit().await.map_err(failed)?;
         Ok(decided)
     }
 
@@ -870,107 +891,163 @@ async fn read_facts(
     rows: &[(&str, &str, &str)],
     with_cooldown: bool,
 ) -> Result<Vec<Facts>, tokio_postgres::Error> {
-    let recipients: Vec<&str> = rows.iter().map(|row| row.1).collect();
-    let phones: Vec<&str> = rows.iter().map(|row| row.2).collect();
-    let stored: Vec<&str> = rows
-        .iter()
-        .map(|(key, to, phone)| stored_key(key, to, phone))
-        .collect();
-    let cards_sql = format!(
-        "SELECT c.i, {} FROM unnest($1::text[], $2::text[])
-             WITH ORDINALITY AS c(recipient, card_phone, i)
-         JOIN sends s ON s.recipient = c.recipient AND s.card_phone = c.card_phone",
-        prefixed("s.")
-    );
-    let keys_sql = format!(
-        "SELECT c.i, {} FROM unnest($2::text[]) WITH ORDINALITY AS c(key, i)
-         JOIN sends s ON s.campaign = $1 AND s.key = c.key
-         WHERE c.key <> ''",
-        prefixed("s.")
-    );
-    let last_sql = format!(
-        "SELECT c.i, (SELECT MAX(s.left_at) FROM sends s
-                      WHERE s.recipient = c.recipient AND s.{WENT})
-         FROM unnest($1::text[]) WITH ORDINALITY AS c(recipient, i)"
-    );
-    let with_keys = stored.iter().any(|key| !key.is_empty());
-    let (cards, keys, suppressions, last) = tokio::try_join!(
-        async {
-            transaction
-                .query_typed(&cards_sql, typed![&recipients, &phones])
-                .await
-        },
-        async {
-            match with_keys {
-                true => {
-                    transaction
-                        .query_typed(&keys_sql, typed![&campaign, &stored])
-                        .await
+    let lookups = LookupColumns::of(rows);
+    let found = FactRows::query(transaction, campaign, &lookups, with_cooldown).await?;
+    Ok(found.facts(campaign, &lookups.stored))
+}
+
+/// The rows [`read_facts`] looks up, as the arrays its statements take: a
+/// column each.
+struct LookupColumns<'a> {
+    recipients: Vec<&'a str>,
+    phones: Vec<&'a str>,
+    /// The keys as `sends` stores them.
+    stored: Vec<&'a str>,
+}
+
+impl<'a> LookupColumns<'a> {
+    fn of(rows: &[(&'a str, &'a str, &'a str)]) -> Self {
+        LookupColumns {
+            recipients: rows.iter().map(|row| row.1).collect(),
+            phones: rows.iter().map(|row| row.2).collect(),
+            stored: rows
+                .iter()
+                .map(|(key, to, phone)| stored_key(key, to, phone))
+                .collect(),
+        }
+    }
+}
+
+/// The rows [`read_facts`] finds, each with the ordinal of its lookup (1
+/// for the first) in column 0.
+struct FactRows {
+    /// The rows of `sends` of each card.
+    cards: Vec<Row>,
+    /// With a key column, the row of `sends` of each key.
+    keys: Vec<Row>,
+    /// The recipients on the suppression list.
+    suppressions: Vec<Row>,
+    /// With a cooldown, when each recipient was last reached.
+    last: Vec<Row>,
+}
+
+impl FactRows {
+    /// The four queries, sent together: one round trip.
+    async fn query(
+        transaction: &Transaction<'_>,
+        campaign: &str,
+        lookups: &LookupColumns<'_>,
+        with_cooldown: bool,
+    ) -> Result<FactRows, tokio_postgres::Error> {
+        let LookupColumns {
+            recipients,
+            phones,
+            stored,
+        } = lookups;
+        let cards_sql = format!(
+            "SELECT c.i, {} FROM unnest($1::text[], $2::text[])
+                 WITH ORDINALITY AS c(recipient, card_phone, i)
+             JOIN sends s ON s.recipient = c.recipient AND s.card_phone = c.card_phone",
+            prefixed("s.")
+        );
+        let keys_sql = format!(
+            "SELECT c.i, {} FROM unnest($2::text[]) WITH ORDINALITY AS c(key, i)
+             JOIN sends s ON s.campaign = $1 AND s.key = c.key
+             WHERE c.key <> ''",
+            prefixed("s.")
+        );
+        let last_sql = format!(
+            "SELECT c.i, (SELECT MAX(s.left_at) FROM sends s
+                          WHERE s.recipient = c.recipient AND s.{WENT})
+             FROM unnest($1::text[]) WITH ORDINALITY AS c(recipient, i)"
+        );
+        let with_keys = stored.iter().any(|key| !key.is_empty());
+        let (cards, keys, suppressions, last) = tokio::try_join!(
+            async {
+                transaction
+                    .query_typed(&cards_sql, typed![recipients, phones])
+                    .await
+            },
+            async {
+                match with_keys {
+                    true => {
+                        transaction
+                            .query_typed(&keys_sql, typed![&campaign, stored])
+                            .await
+                    }
+                    false => Ok(Vec::new()),
                 }
-                false => Ok(Vec::new()),
-            }
-        },
-        async {
-            transaction
-                .query_typed(
-                    "SELECT c.i, s.phone, s.reason, s.added_at
-                     FROM unnest($1::text[]) WITH ORDINALITY AS c(phone, i)
-                     JOIN suppressed s ON s.phone = c.phone",
-                    typed![&recipients],
-                )
-                .await
-        },
-        async {
-            match with_cooldown {
-                true => {
-                    transaction
-                        .query_typed(&last_sql, typed![&recipients])
-                        .await
+            },
+            async {
+                transaction
+                    .query_typed(
+                        "SELECT c.i, s.phone, s.reason, s.added_at
+                         FROM unnest($1::text[]) WITH ORDINALITY AS c(phone, i)
+                         JOIN suppressed s ON s.phone = c.phone",
+                        typed![recipients],
+                    )
+                    .await
+            },
+            async {
+                match with_cooldown {
+                    true => transaction.query_typed(&last_sql, typed![recipients]).await,
+                    false => Ok(Vec::new()),
                 }
-                false => Ok(Vec::new()),
-            }
-        },
-    )?;
-    // Each found row goes to the lookup at its ordinal (1 for the first).
-    let place = |row: &Row| usize::try_from(row.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
-    let mut card_rows: Vec<Vec<Found>> = vec![Vec::new(); rows.len()];
-    for row in &cards {
-        if let Some(found) = card_rows.get_mut(place(row)) {
-            found.push(found_from(row, 1));
-        }
-    }
-    let mut key_rows: Vec<Option<Found>> = vec![None; rows.len()];
-    for row in &keys {
-        if let Some(found) = key_rows.get_mut(place(row)) {
-            *found = Some(found_from(row, 1));
-        }
-    }
-    let mut suppressed: Vec<Option<Suppression>> = vec![None; rows.len()];
-    for row in &suppressions {
-        if let Some(entry) = suppressed.get_mut(place(row)) {
-            *entry = Some(Suppression {
-                phone: row.get(1),
-                reason: row.get(2),
-                added_at: row.get(3),
-            });
-        }
-    }
-    let mut last_reached: Vec<Option<i64>> = vec![None; rows.len()];
-    for row in &last {
-        if let Some(reached) = last_reached.get_mut(place(row)) {
-            *reached = row.get(1);
-        }
-    }
-    Ok(card_rows
-        .into_iter()
-        .zip(key_rows)
-        .zip(suppressed)
-        .zip(last_reached)
-        .zip(&stored)
-        .map(|((((card, key), suppressed), last), stored)| {
-            facts_of(campaign, stored, card, key, suppressed, last)
+            },
+        )?;
+        Ok(FactRows {
+            cards,
+            keys,
+            suppressions,
+            last,
         })
-        .collect())
+    }
+
+    /// The facts of each lookup, from the rows found for it; `stored`: the
+    /// lookups' stored keys.
+    fn facts(self, campaign: &str, stored: &[&str]) -> Vec<Facts> {
+        let lookups = stored.len();
+        // Each found row goes to the lookup at its ordinal (1 for the first).
+        let place = |row: &Row| usize::try_from(row.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
+        let mut card_rows: Vec<Vec<Found>> = vec![Vec::new(); lookups];
+        for row in &self.cards {
+            if let Some(found) = card_rows.get_mut(place(row)) {
+                found.push(found_from(row, 1));
+            }
+        }
+        let mut key_rows: Vec<Option<Found>> = vec![None; lookups];
+        for row in &self.keys {
+            if let Some(found) = key_rows.get_mut(place(row)) {
+                *found = Some(found_from(row, 1));
+            }
+        }
+        let mut suppressed: Vec<Option<Suppression>> = vec![None; lookups];
+        for row in &self.suppressions {
+            if let Some(entry) = suppressed.get_mut(place(row)) {
+                *entry = Some(Suppression {
+                    phone: row.get(1),
+                    reason: row.get(2),
+                    added_at: row.get(3),
+                });
+            }
+        }
+        let mut last_reached: Vec<Option<i64>> = vec![None; lookups];
+        for row in &self.last {
+            if let Some(reached) = last_reached.get_mut(place(row)) {
+                *reached = row.get(1);
+            }
+        }
+        card_rows
+            .into_iter()
+            .zip(key_rows)
+            .zip(suppressed)
+            .zip(last_reached)
+            .zip(stored)
+            .map(|((((card, key), suppressed), last), stored)| {
+                facts_of(campaign, stored, card, key, suppressed, last)
+            })
+            .collect()
+    }
 }
 
 /// The [`SENDS`] columns, each with `prefix`.
@@ -1330,100 +1407,136 @@ async fn settle(
         .iter()
         .filter_map(|settled| Some((settled, settled.answer.as_ref()?)))
         .collect();
+    let never_left: Vec<&Settled> = settled.iter().filter(|s| s.answer.is_none()).collect();
     // Both statements go together, in one round trip with what the pass
     // sends with them.
-    let answers = async {
-        if answered.is_empty() {
-            return Ok(0);
+    tokio::try_join!(
+        record_answers(transaction, campaign, &answered),
+        forget_never_left(transaction, campaign, &never_left),
+    )
+    .map(drop)
+}
+
+/// The columns that find settled cards' rows of `sends` (still `LEAVING`,
+/// and since the same moment), an array each.
+struct SettledColumns<'a> {
+    recipients: Vec<&'a str>,
+    phones: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    left_at: Vec<i64>,
+}
+
+impl<'a> SettledColumns<'a> {
+    fn of(cards: impl Iterator<Item = &'a Settled> + Clone) -> Self {
+        SettledColumns {
+            recipients: cards.clone().map(|s| s.to.as_str()).collect(),
+            phones: cards.clone().map(|s| s.card_phone.as_str()).collect(),
+            keys: cards
+                .clone()
+                .map(|s| stored_key(&s.key, &s.to, &s.card_phone))
+                .collect(),
+            left_at: cards.map(|s| s.left_at).collect(),
         }
-        let recipients: Vec<&str> = answered.iter().map(|(s, _)| s.to.as_str()).collect();
-        let phones: Vec<&str> = answered
-            .iter()
-            .map(|(s, _)| s.card_phone.as_str())
-            .collect();
-        let keys: Vec<&str> = answered
-            .iter()
-            .map(|(s, _)| stored_key(&s.key, &s.to, &s.card_phone))
-            .collect();
-        let left_at: Vec<i64> = answered.iter().map(|(s, _)| s.left_at).collect();
-        let fates: Vec<&str> = answered.iter().map(|(_, a)| a.fate.as_str()).collect();
-        let instances: Vec<&str> = answered
-            .iter()
-            .map(|(_, a)| a.instance_id.as_str())
-            .collect();
-        let message_ids: Vec<&str> = answered
-            .iter()
-            .map(|(_, a)| a.message_id.as_str())
-            .collect();
-        let api_statuses: Vec<&str> = answered
-            .iter()
-            .map(|(_, a)| a.api_status.as_str())
-            .collect();
-        let http_statuses: Vec<Option<i64>> = answered
-            .iter()
-            .map(|(_, a)| a.http_status.map(i64::from))
-            .collect();
-        let attempts: Vec<i64> = answered
-            .iter()
-            .map(|(_, a)| i64::from(a.attempts))
-            .collect();
-        let finished_at: Vec<i64> = answered.iter().map(|(_, a)| a.finished_at).collect();
-        transaction
-            .execute_typed(
-                "UPDATE sends AS s SET fate = u.fate, instance_id = u.instance_id,
-                     message_id = u.message_id, api_status = u.api_status,
-                     http_status = u.http_status, attempts = u.attempts,
-                     finished_at = u.finished_at
-                 FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
-                     $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
-                     $12::bigint[])
-                     AS u(recipient, card_phone, key, left_at, fate, instance_id, message_id,
-                         api_status, http_status, attempts, finished_at)
-                 WHERE s.recipient = u.recipient AND s.card_phone = u.card_phone
-                     AND s.campaign = $1 AND s.key = u.key AND s.fate = 'LEAVING'
-                     AND s.left_at = u.left_at",
-                typed![
-                    &campaign,
-                    &recipients,
-                    &phones,
-                    &keys,
-                    &left_at,
-                    &fates,
-                    &instances,
-                    &message_ids,
-                    &api_statuses,
-                    &http_statuses,
-                    &attempts,
-                    &finished_at,
-                ],
-            )
-            .await
-    };
-    let never_left: Vec<&Settled> = settled.iter().filter(|s| s.answer.is_none()).collect();
-    let forgotten = async {
-        if never_left.is_empty() {
-            return Ok(0);
-        }
-        let recipients: Vec<&str> = never_left.iter().map(|s| s.to.as_str()).collect();
-        let phones: Vec<&str> = never_left.iter().map(|s| s.card_phone.as_str()).collect();
-        let keys: Vec<&str> = never_left
-            .iter()
-            .map(|s| stored_key(&s.key, &s.to, &s.card_phone))
-            .collect();
-        let left_at: Vec<i64> = never_left.iter().map(|s| s.left_at).collect();
-        transaction
-            .execute_typed(
-                "DELETE FROM sends AS s
-                 USING unnest($2::text[], $3::text[], $4::text[], $5::bigint[])
-                     AS u(recipient, card_phone, key, left_at)
-                 WHERE s.recipient = u.recipient AND s.card_phone = u.card_phone
-                     AND s.campaign = $1 AND s.key = u.key AND s.fate = 'LEAVING'
-                     AND s.left_at = u.left_at",
-                typed![&campaign, &recipients, &phones, &keys, &left_at],
-            )
-            .await
-    };
-    tokio::try_join!(answers, forgotten).map(drop)
+    }
+}
+
+/// Writes the answers of cards let out into their rows, each if its row
+/// is still that one's.
+async fn record_answers(
+    transaction: &Transaction<'_>,
+    campaign: &str,
+    answered: &[(&Settled, &Remembered)],
+) -> Result<u64, tokio_postgres::Error> {
+    if answered.is_empty() {
+        return Ok(0);
+    }
+    let SettledColumns {
+        recipients,
+        phones,
+        keys,
+        left_at,
+    } = SettledColumns::of(answered.iter().map(|(s, _)| *s));
+    let fates: Vec<&str> = answered.iter().map(|(_, a)| a.fate.as_str()).collect();
+    let instances: Vec<&str> = answered
+        .iter()
+        .map(|(_, a)| a.instance_id.as_str())
+        .collect();
+    let message_ids: Vec<&str> = answered
+        .iter()
+        .map(|(_, a)| a.message_id.as_str())
+        .collect();
+    let api_statuses: Vec<&str> = answered
+        .iter()
+        .map(|(_, a)| a.api_status.as_str())
+        .collect();
+    let http_statuses: Vec<Option<i64>> = answered
+        .iter()
+        .map(|(_, a)| a.http_status.map(i64::from))
+        .collect();
+    let attempts: Vec<i64> = answered
+        .iter()
+        .map(|(_, a)| i64::from(a.attempts))
+        .collect();
+    let finished_at: Vec<i64> = answered.iter().map(|(_, a)| a.finished_at).collect();
+    transaction
+        .execute_typed(
+            "UPDATE sends AS s SET fate = u.fate, instance_id = u.instance_id,
+                 message_id = u.message_id, api_status = u.api_status,
+                 http_status = u.http_status, attempts = u.attempts,
+                 finished_at = u.finished_at
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                 $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
+                 $12::bigint[])
+                 AS u(recipient, card_phone, key, left_at, fate, instance_id, message_id,
+                     api_status, http_status, attempts, finished_at)
+             WHERE s.recipient = u.recipient AND s.card_phone = u.card_phone
+                 AND s.campaign = $1 AND s.key = u.key AND s.fate = 'LEAVING'
+                 AND s.left_at = u.left_at",
+            typed![
+                &campaign,
+                &recipients,
+                &phones,
+                &keys,
+                &left_at,
+                &fates,
+                &instances,
+                &message_ids,
+                &api_statuses,
+                &http_statuses,
+                &attempts,
+                &finished_at,
+            ],
+        )
+        .await
+}
+
+/// Deletes the rows of cards that never left, each if its row is still
+/// that one's.
+async fn forget_never_left(
+    transaction: &Transaction<'_>,
+    campaign: &str,
+    never_left: &[&Settled],
+) -> Result<u64, tokio_postgres::Error> {
+    if never_left.is_empty() {
+        return Ok(0);
+    }
+    let SettledColumns {
+        recipients,
+        phones,
+        keys,
+        left_at,
+    } = SettledColumns::of(never_left.iter().copied());
+    transaction
+        .execute_typed(
+            "DELETE FROM sends AS s
+             USING unnest($2::text[], $3::text[], $4::text[], $5::bigint[])
+                 AS u(recipient, card_phone, key, left_at)
+             WHERE s.recipient = u.recipient AND s.card_phone = u.card_phone
+                 AND s.campaign = $1 AND s.key = u.key AND s.fate = 'LEAVING'
+                 AND s.left_at = u.left_at",
+            typed![&campaign, &recipients, &phones, &keys, &left_at],
+        )
+        .await
 }
 
 /// The error with its cause, which tokio-postgres keeps apart.

@@ -370,65 +370,9 @@ impl Store for SqliteLedger {
             for settled in &passing.settled {
                 settle(&transaction, &campaign, settled)?;
             }
-            let Passing {
-                claims,
-                rules,
-                now,
-                daily_cap,
-                ..
-            } = &passing;
-            // The facts of the claims whose facts as read do not hold, read
-            // now, in one go.
-            let unread: Vec<(&str, &str, &str)> = claims
-                .iter()
-                .filter(|claim| still_true(claim, epoch, rules).is_none())
-                .map(|claim| {
-                    (
-                        claim.key.as_str(),
-                        claim.to.as_str(),
-                        claim.card_phone.as_str(),
-                    )
-                })
-                .collect();
-            let asked = match unread.is_empty() {
-                true => (false, false),
-                false => (any_suppressed(&transaction)?, rules.cooldown.is_some()),
-            };
-            let mut read = read_facts(&transaction, &campaign, &unread, asked)?.into_iter();
-            let facts: Vec<Facts> = claims
-                .iter()
-                .map(|claim| match still_true(claim, epoch, rules) {
-                    Some(as_read) => as_read.facts.clone(),
-                    None => read.next().expect("a fact read for every claim not held"),
-                })
-                .collect();
-            let mut admitted = Admitted::new(claims, facts, rules, *now);
-            let first_contacts_cap = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some());
-            let mut new = Vec::new();
-            if let Some(cap) = first_contacts_cap {
-                new = first_contacts(&transaction, claims, &admitted)?;
-                let mut allowed = BTreeMap::new();
-                for (instance, wanted) in Admitted::wanted_new(claims, &new) {
-                    let left = first_contacts_left(&transaction, instance, cap, *now, wanted)?;
-                    allowed.insert(instance, left);
-                }
-                admitted.limit_first_contacts(claims, &new, allowed);
-            }
-            let mut allowed = BTreeMap::new();
-            for (instance, wanted) in admitted.wanted(claims) {
-                let taken = match daily_cap {
-                    Some(cap) => take_from_cap(&transaction, instance, cap, *now, wanted)?,
-                    None => within_cap(0, None, wanted),
-                };
-                allowed.insert(instance, taken);
-            }
-            let decided = admitted.grant(claims, allowed, *now);
-            if let Some(cap) = first_contacts_cap {
-                for (instance, made) in Admitted::first_contacts_made(claims, &new, &decided) {
-                    count_first_contacts(&transaction, instance, cap, *now, made)?;
-                }
-            }
-            for (claim, claimed) in claims.iter().zip(&decided) {
+            let facts = Self::facts_of_claims(&transaction, &campaign, &passing, epoch)?;
+            let decided = Self::decide(&transaction, &passing, facts)?;
+            for (claim, claimed) in passing.claims.iter().zip(&decided) {
                 record(&transaction, &campaign, claim, claimed)?;
             }
             transaction.commit()?;
@@ -597,6 +541,85 @@ impl Store for SqliteLedger {
 }
 
 impl SqliteLedger {
+    /// The facts each claim of a pass is decided on: those the admission
+    /// step read, while they still hold, else read now under the pass's lock.
+    fn facts_of_claims(
+        transaction: &Connection,
+        campaign: &str,
+        passing: &Passing,
+        epoch: u64,
+    ) -> rusqlite::Result<Vec<Facts>> {
+        let Passing { claims, rules, .. } = passing;
+        // The facts of the claims whose facts as read do not hold, read
+        // now, in one go.
+        let unread: Vec<(&str, &str, &str)> = claims
+            .iter()
+            .filter(|claim| still_true(claim, epoch, rules).is_none())
+            .map(|claim| {
+                (
+                    claim.key.as_str(),
+                    claim.to.as_str(),
+                    claim.card_phone.as_str(),
+                )
+            })
+            .collect();
+        let asked = match unread.is_empty() {
+            true => (false, false),
+            false => (any_suppressed(transaction)?, rules.cooldown.is_some()),
+        };
+        let mut read = read_facts(transaction, campaign, &unread, asked)?.into_iter();
+        Ok(claims
+            .iter()
+            .map(|claim| match still_true(claim, epoch, rules) {
+                Some(as_read) => as_read.facts.clone(),
+                None => read.next().expect("a fact read for every claim not held"),
+            })
+            .collect())
+    }
+
+    /// Which claims of a pass go: admitted on their facts, then within the
+    /// first contacts and the daily cap each number has left, both counted.
+    fn decide(
+        transaction: &Connection,
+        passing: &Passing,
+        facts: Vec<Facts>,
+    ) -> rusqlite::Result<Vec<Claimed>> {
+        let Passing {
+            claims,
+            rules,
+            now,
+            daily_cap,
+            ..
+        } = passing;
+        let mut admitted = Admitted::new(claims, facts, rules, *now);
+        let first_contacts_cap = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some());
+        let mut new = Vec::new();
+        if let Some(cap) = first_contacts_cap {
+            new = first_contacts(transaction, claims, &admitted)?;
+            let mut allowed = BTreeMap::new();
+            for (instance, wanted) in Admitted::wanted_new(claims, &new) {
+                let left = first_contacts_left(transaction, instance, cap, *now, wanted)?;
+                allowed.insert(instance, left);
+            }
+            admitted.limit_first_contacts(claims, &new, allowed);
+        }
+        let mut allowed = BTreeMap::new();
+        for (instance, wanted) in admitted.wanted(claims) {
+            let taken = match daily_cap {
+                Some(cap) => take_from_cap(transaction, instance, cap, *now, wanted)?,
+                None => within_cap(0, None, wanted),
+            };
+            allowed.insert(instance, taken);
+        }
+        let decided = admitted.grant(claims, allowed, *now);
+        if let Some(cap) = first_contacts_cap {
+            for (instance, made) in Admitted::first_contacts_made(claims, &new, &decided) {
+                count_first_contacts(transaction, instance, cap, *now, made)?;
+            }
+        }
+        Ok(decided)
+    }
+
     /// Runs `work` on the writing connection, on its thread.
     async fn call<T: Send + 'static>(
         &self,

@@ -389,37 +389,75 @@ impl CheckReport {
 
     /// The report in words, as `view` shows it.
     pub(super) fn text(&self, view: View) -> String {
+        let mut text = self.problems_in_words(view);
+        text.push_str(&self.how_read());
+        // Who the messages go to, in every view: a number abroad is a
+        // choice (written with + or 00) a send's summary shows too.
+        if !self.countries.is_empty() {
+            text.push_str(&self.recipients_by_country());
+        }
+        if view == View::Send {
+            return text;
+        }
+        if !self.time_zones.is_empty() {
+            text.push_str(&self.by_time_zone());
+        }
+        for number in self.held_numbers.values() {
+            text.push_str(&format!(
+                "{}: its {} would be DEFERRED\n",
+                number.why,
+                counted(number.messages, "message")
+            ));
+        }
+        if self.messages == 0 {
+            return text;
+        }
+        text.push_str(&self.what_sending_takes());
+        text
+    }
+
+    /// The kinds of problem, most common first, with the rows they are on:
+    /// every kind with an example for a check, the commonest few otherwise.
+    fn problems_in_words(&self, view: View) -> String {
         let mut text = String::new();
-        if !self.problems.is_empty() {
-            text.push_str("problems, most common first:\n");
-            // A check shows each kind with an example; a send's summary,
-            // read in a cron mail, the commonest few in a line each.
-            let shown = match view {
-                View::Check => self.problems.len(),
-                View::Rehearsal | View::Send => SUMMARY_PROBLEMS,
-            };
-            for group in self.problems.iter().take(shown) {
-                let rows = first_rows(&group.first_rows, group.rows_affected);
-                text.push_str(&format!(
-                    "  {} — {}: {rows}\n",
-                    group.problem,
-                    counted(group.rows_affected, "row"),
-                ));
-                if view == View::Check {
-                    text.push_str(&format!("      {}\n", group.example));
-                }
-            }
-            let hidden = &self.problems[shown.min(self.problems.len())..];
-            if !hidden.is_empty() {
-                let rows: u64 = hidden.iter().map(|group| group.rows_affected).sum();
-                text.push_str(&format!(
-                    "  and {} more kinds of problem ({}): the results file's error column says \
-                     what each row has\n",
-                    hidden.len(),
-                    counted(rows, "row")
-                ));
+        if self.problems.is_empty() {
+            return text;
+        }
+        text.push_str("problems, most common first:\n");
+        // A check shows each kind with an example; a send's summary,
+        // read in a cron mail, the commonest few in a line each.
+        let shown = match view {
+            View::Check => self.problems.len(),
+            View::Rehearsal | View::Send => SUMMARY_PROBLEMS,
+        };
+        for group in self.problems.iter().take(shown) {
+            let rows = first_rows(&group.first_rows, group.rows_affected);
+            text.push_str(&format!(
+                "  {} — {}: {rows}\n",
+                group.problem,
+                counted(group.rows_affected, "row"),
+            ));
+            if view == View::Check {
+                text.push_str(&format!("      {}\n", group.example));
             }
         }
+        let hidden = &self.problems[shown.min(self.problems.len())..];
+        if !hidden.is_empty() {
+            let rows: u64 = hidden.iter().map(|group| group.rows_affected).sum();
+            text.push_str(&format!(
+                "  and {} more kinds of problem ({}): the results file's error column says \
+                 what each row has\n",
+                hidden.len(),
+                counted(rows, "row")
+            ));
+        }
+        text
+    }
+
+    /// How the rows were read where it was not as written: Excel's decimal
+    /// phones, delays raised to a floor, columns under other headers.
+    fn how_read(&self) -> String {
+        let mut text = String::new();
         if self.excel_decimals > 0 {
             text.push_str(&format!(
                 "{} written with Excel's decimal ending (`5511987654321.0`), read as the number\n",
@@ -441,34 +479,25 @@ impl CheckReport {
                 .join(", ");
             text.push_str(&format!("columns read from other headers: {columns}\n"));
         }
-        // Who the messages go to, in every view: a number abroad is a
-        // choice (written with + or 00) a send's summary shows too.
-        if !self.countries.is_empty() {
-            let mut countries: Vec<_> = self.countries.iter().collect();
-            countries.sort_by_key(|(_, count)| std::cmp::Reverse(**count));
-            let countries = countries
-                .iter()
-                .map(|(country, count)| format!("{country} {count}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            text.push_str(&format!("recipients by country: {countries}\n"));
-        }
-        if view == View::Send {
-            return text;
-        }
-        if !self.time_zones.is_empty() {
-            text.push_str(&self.by_time_zone());
-        }
-        for number in self.held_numbers.values() {
-            text.push_str(&format!(
-                "{}: its {} would be DEFERRED\n",
-                number.why,
-                counted(number.messages, "message")
-            ));
-        }
-        if self.messages == 0 {
-            return text;
-        }
+        text
+    }
+
+    /// `recipients by country: BR 812, PT 3`, the commonest first.
+    fn recipients_by_country(&self) -> String {
+        let mut countries: Vec<_> = self.countries.iter().collect();
+        countries.sort_by_key(|(_, count)| std::cmp::Reverse(**count));
+        let countries = countries
+            .iter()
+            .map(|(country, count)| format!("{country} {count}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("recipients by country: {countries}\n")
+    }
+
+    /// What sending the messages would take: the landlines among them, how
+    /// long, and the days first contacts and the daily cap spread it over.
+    fn what_sending_takes(&self) -> String {
+        let mut text = String::new();
         if self.landlines > 0 {
             let rows = first_rows(&self.landline_rows, self.landlines);
             text.push_str(&format!(
