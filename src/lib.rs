@@ -14,7 +14,9 @@
 //! carried on, and the rewrite to this run's lines, one a row, at the end) →
 //! `report` (progress, logs, dry-run report, summary) → `exit` (the exit code).
 //! `types` holds the records that cross stages and `setting` how settings are
-//! written; both import no stage. `commands` are the commands beside a run
+//! written; both import no stage. `clock` is where every stage reads the
+//! time (passed in, so tests can pause it); `threads` runs the reader and the
+//! writer on threads of their own. `commands` are the commands beside a run
 //! (numbers, suppress, ledger); only `cli` (and `main.rs`) know the flags.
 
 pub mod admission;
