@@ -35,7 +35,9 @@ pub(super) async fn send(
     lane: Arc<LaneHealth>,
     shared: Arc<Shared>,
 ) -> Back {
-    let outcome = send_with_retries(&shared, &job, &lane).await;
+    let mut outcome = send_with_retries(&shared, &job, &lane).await;
+    // Its answer's time on the run's clock, as the ledger's other times are.
+    outcome.finished_at = shared.clock.now();
     match outcome.status {
         Status::Sent => {
             debug!(row = job.recipient.row, message_id = %outcome.message_id, attempts = outcome.attempts, "sent")

@@ -95,6 +95,20 @@ async fn the_default_pace_spaces_requests_three_seconds_apart() {
         "the run's own clock says it waited: {} s",
         summary.elapsed_seconds
     );
+    // The results file's times are on the run's clock too.
+    let finished: Vec<jiff::Timestamp> = work
+        .results("campaign.results.csv")
+        .iter()
+        .map(|line| line["finished_at"].parse().expect("an RFC 3339 time"))
+        .collect();
+    let (first, last) = (
+        finished.iter().min().unwrap(),
+        finished.iter().max().unwrap(),
+    );
+    assert!(
+        last.duration_since(*first) >= jiff::SignedDuration::from_secs(33),
+        "{first} to {last}"
+    );
 }
 
 /// `pace_by_message`: each message waits its delay and typing on the phone.
