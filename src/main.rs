@@ -491,6 +491,7 @@ async fn serve_mock(args: MockServerArgs, stop: CancellationToken) -> Result<(),
         auth_fail_after: args.auth_fail_after,
         revoked_instances: args.revoke_instance,
         drop_rate: args.drop_rate,
+        fail_first: 0,
         record: false,
     };
     let server = MockServer::start(args.listen, options)

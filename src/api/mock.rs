@@ -28,6 +28,8 @@ pub struct MockOptions {
     pub require_key: Option<String>,
     /// Share of requests answered 500.
     pub failure_rate: f64,
+    /// The first this many requests answered 500: a fault at a known place.
+    pub fail_first: u64,
     /// Share of requests answered 429 with `Retry-After`.
     pub throttle_rate: f64,
     /// Seconds in `Retry-After`.
@@ -61,6 +63,8 @@ struct MockState {
     options: MockOptions,
     accepted: AtomicU64,
     requests: AtomicU64,
+    /// Of `fail_first`, the errors still to give.
+    failures_left: AtomicU64,
     in_flight: AtomicU64,
     most_in_flight: AtomicU64,
     received: Mutex<Vec<Received>>,
@@ -82,6 +86,7 @@ impl MockServer {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(MockState {
+            failures_left: AtomicU64::new(options.fail_first),
             options,
             accepted: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -239,7 +244,7 @@ fn answer(state: &MockState, headers: &HeaderMap, body: Option<&Value>) -> Respo
         Ok(admitted) => admitted,
         Err((status, message)) => return error(status, &message),
     };
-    if let Some(fault) = injected_fault(&state.options) {
+    if let Some(fault) = injected_fault(state) {
         return fault;
     }
     let serial = state.accepted.fetch_add(1, Ordering::Relaxed);
@@ -323,8 +328,15 @@ fn admitted<'a>(
 }
 
 /// A throttle (429 with Retry-After) or a server error, at the rates the
-/// options ask for; `None` for most requests.
-fn injected_fault(options: &MockOptions) -> Option<Response> {
+/// options ask for (or the first requests' errors); `None` for most requests.
+fn injected_fault(state: &MockState) -> Option<Response> {
+    let options = &state.options;
+    let first = state
+        .failures_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
+        .is_ok();
     if fastrand::f64() < options.throttle_rate {
         let mut response = error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
         response
@@ -332,7 +344,7 @@ fn injected_fault(options: &MockOptions) -> Option<Response> {
             .insert(header::RETRY_AFTER, HeaderValue::from(options.retry_after));
         return Some(response);
     }
-    if fastrand::f64() < options.failure_rate {
+    if first || fastrand::f64() < options.failure_rate {
         return Some(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error (injected by the mock)",

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+use super::turns::Spacing;
 use crate::clock::Clock;
 use crate::retry::RetrySettings;
 use crate::types::{Deferral, HoldKind, NumberHold, Status, StopReason};
@@ -217,12 +218,15 @@ pub(super) struct LaneHealth {
     verdict: Mutex<Option<NumberHold>>,
     /// The run's clock, which its holds are timed on.
     pub(super) clock: Clock,
+    /// Its requests as they really leave, kept to the pace.
+    pub(super) spacing: Spacing,
 }
 
 impl LaneHealth {
     pub(super) fn new(instance_id: Arc<str>, clock: Clock) -> Self {
         LaneHealth {
             instance_id,
+            spacing: Spacing::new(clock.instant()),
             clock,
             closed: CancellationToken::new(),
             closed_for: Mutex::new(None),

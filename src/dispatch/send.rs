@@ -132,6 +132,9 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
         attempts: 0,
         maybe_delivered: false,
     };
+    if !turns::spaced(job, lane, shared).await {
+        return not_sent(job, lane, control);
+    }
     let outcome = loop {
         tried.attempts += 1;
         let error = match shared.client.send(instance_id, &message).await {
@@ -237,7 +240,7 @@ async fn wait_to_try_again(
             tokio::time::sleep(wait).await;
             let turn = turns::book_turns(std::slice::from_ref(job), lane, shared, None).await?;
             turns::wait_for(turn[0], lane, shared).await;
-            Some(())
+            turns::spaced(job, lane, shared).await.then_some(())
         } => booked.is_none(),
     };
     if stopped {

@@ -3,6 +3,7 @@
 //! messages; and waiting for them, saying why when a wait is long.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::SignedDuration;
@@ -11,7 +12,9 @@ use tracing::{debug, info, warn};
 
 use super::control::{LaneHealth, Told};
 use super::{Shared, NOTEWORTHY_WAIT};
-use crate::pacing::{nanos, Booking, Corrected, HeldBy, BOOKED_AHEAD, RUNS_QUEUED_MOST};
+use crate::pacing::{
+    nanos, Booking, ClockState, Corrected, HeldBy, Pace, BOOKED_AHEAD, RUNS_QUEUED_MOST,
+};
 use crate::report::WaitShown;
 use crate::types::Job;
 
@@ -105,6 +108,60 @@ fn on_this_machine(booking: Booking, now: Instant) -> impl Iterator<Item = Turn>
                 held_by,
             }
         })
+}
+
+/// The requests of one lane as they really leave, kept to the pace on a
+/// clock of the lane's own: a card let out after its turn (it waited at the
+/// door for a request slot) would otherwise go on top of the next card's
+/// turn. Cards that leave at their turns never wait here.
+pub(super) struct Spacing {
+    left: Mutex<ClockState>,
+    /// Where the lane's clock starts (its times are nanoseconds since).
+    since: Instant,
+}
+
+impl Spacing {
+    pub(super) fn new(since: Instant) -> Spacing {
+        Spacing {
+            left: Mutex::new(ClockState::default()),
+            since,
+        }
+    }
+
+    /// When a request whose phone takes `phone_time` may leave, asked at
+    /// `now`; noted as leaving then.
+    fn book(&self, pace: Pace, phone_time: Duration, now: Instant) -> Instant {
+        let mut left = self
+            .left
+            .lock()
+            .expect("no booking panics holding the lock");
+        let now_nanos = nanos(now.saturating_duration_since(self.since));
+        let at = left.book(pace, now_nanos, &[nanos(phone_time)]).turns[0];
+        now + Duration::from_nanos(u64::try_from(at - now_nanos).unwrap_or(0))
+    }
+}
+
+/// Waits, if need be, until `job`'s request may leave after the lane's
+/// last at the pace ([`Spacing`]). `false` when the run or the number
+/// stopped first.
+pub(super) async fn spaced(job: &Job, lane: &LaneHealth, shared: &Shared) -> bool {
+    let now = shared.clock.instant();
+    let at = lane.spacing.book(shared.pace, job.timing.phone_time(), now);
+    if at <= now {
+        return true;
+    }
+    debug!(
+        row = job.recipient.row,
+        wait_ms = (at - now).as_millis() as u64,
+        "let out after its turn: waiting to keep the pace"
+    );
+    let control = &shared.control;
+    tokio::select! {
+        biased;
+        _ = control.stopping().cancelled() => false,
+        _ = lane.closed.cancelled() => false,
+        () = tokio::time::sleep_until(at) => true,
+    }
 }
 
 /// Waits for `turn`. A wait longer than [`NOTEWORTHY_WAIT`] and than one

@@ -180,3 +180,27 @@ async fn retries_wait_for_the_instances_clock() {
     );
     assert_spaced(&mut arrivals, Duration::from_secs(2), "30/min with retries");
 }
+
+/// A card whose turn comes while the only request slot is held, by a retry
+/// waiting for its own turn, leaves once the slot is free: no sooner after
+/// the retry than the pace allows (it would go on top of it).
+#[tokio::test(start_paused = true)]
+async fn a_card_that_waited_for_a_slot_keeps_the_pace() {
+    let server = embedded(MockOptions {
+        fail_first: 1,
+        ..MockOptions::default()
+    })
+    .await;
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(4));
+    let config = Config::fast(&server.base_url())
+        .set("pacing.rate", "\"20/min\"")
+        .set("pacing.concurrency", "1");
+
+    let summary = send_here(&work, &config).await;
+
+    assert_eq!(summary.counts.get("SENT"), Some(&4), "{}", summary.text());
+    let mut arrivals = arrivals_by_instance(&server).remove("inst-1").unwrap();
+    assert_eq!(arrivals.len(), 5, "the first card tried twice");
+    assert_spaced(&mut arrivals, Duration::from_secs(3), "20/min, one slot");
+}
