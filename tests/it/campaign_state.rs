@@ -49,7 +49,7 @@ async fn a_crash_while_tidying_leaves_a_file_the_next_run_completes() {
 
     let output = work.send(&config, &["--resume"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 1, "only row 4 was left to send");
     let results = work.results("campaign.results.csv");
     let rows: Vec<(&str, &str, &str)> = results
@@ -263,6 +263,7 @@ async fn every_exit_prints_one_json_summary() {
         "--ledger",
         &ledgers[5],
     ]);
+    child.wait_for_start().await;
     wait_for("a message", || server.accepted() > before).await;
     terminate(&child);
     let output = ended(child).await;
@@ -281,19 +282,17 @@ async fn validate_then_send_each_writes_its_own_file() {
     let config = work.config(&Config::fast(&server.base_url()));
     work.write("campaign.csv", &common::campaign(3));
 
-    let output = work
-        .run(&["validate", "campaign.csv", "--config", &config])
+    work.ok(&["validate", "campaign.csv", "--config", &config])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(statuses(&work.results("campaign.check.csv"))["VALID"], 3);
 
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(statuses(&work.results("campaign.results.csv"))["SENT"], 3);
 
     // Again: the file is there, and the message says what each way out does.
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 2);
+    assert_exit!(output, 2);
     let error = stderr(&output);
     let resume = error.find("--resume").expect("names --resume");
     let overwrite = error.find("--overwrite").expect("names --overwrite");
@@ -302,7 +301,7 @@ async fn validate_then_send_each_writes_its_own_file() {
     assert_eq!(server.accepted(), 3, "nothing sent twice");
 
     let output = work.send(&config, &["--out", "nowhere/results.csv"]).await;
-    assert_eq!(code(&output), 2);
+    assert_exit!(output, 2);
     assert!(
         stderr(&output).contains("the folder nowhere for the results file does not exist"),
         "{}",
@@ -324,7 +323,7 @@ async fn results_for_excel_open_in_columns_and_a_resume_reads_them() {
 
     let output = work.send(&excel, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let bytes = std::fs::read(work.path("campaign.results.csv")).unwrap();
     let text = String::from_utf8(bytes).unwrap();
     assert!(
@@ -338,7 +337,7 @@ async fn results_for_excel_open_in_columns_and_a_resume_reads_them() {
     // A resume with the plain setting reads the Excel form, keeps it, sends nothing.
     let plain = work.config(&Config::fast(&server.base_url()));
     let output = work.send(&plain, &["--resume"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 2);
     let again = std::fs::read_to_string(work.path("campaign.results.csv")).unwrap();
     assert_eq!(again, text, "complete, and still in Excel's form");
@@ -352,12 +351,12 @@ async fn the_rewritten_file_keeps_the_permissions_it_had() {
     let config = work.config(&Config::fast(&server.base_url()));
     work.write("campaign.csv", &common::campaign(2));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let results = work.path("campaign.results.csv");
     std::fs::set_permissions(&results, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let output = work.send(&config, &["--resume"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let mode = std::fs::metadata(&results).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }

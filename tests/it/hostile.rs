@@ -36,7 +36,7 @@ async fn absurd_delays_are_invalid_rows_and_the_rest_is_sent() {
             true => work.send(&config, &["--overwrite", "--strict"]).await,
             false => work.run(&args).await,
         };
-        assert_eq!(code(&output), 1, "not every row sent: {}", stderr(&output));
+        assert_exit!(output, 1, "not every row sent");
         let results = match args.is_empty() {
             true => work.results("campaign.results.csv"),
             false => work.results("campaign.check.csv"),
@@ -81,7 +81,7 @@ async fn absurd_durations_in_the_config_are_refused_naming_the_key() {
             ])
             .await;
 
-        assert_eq!(code(&output), 2, "{key} = {value}: {}", stderr(&output));
+        assert_exit!(output, 2, "{key} = {value}");
         assert!(stderr(&output).contains(key), "{key}: {}", stderr(&output));
         assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
     }
@@ -98,7 +98,7 @@ async fn assert_refused_untouched(
 ) {
     let before = std::fs::read(work.path("campaign.csv")).unwrap();
     let output = work.send(config, flags).await;
-    assert_eq!(code(&output), exit, "{flags:?}: {}", stderr(&output));
+    assert_exit!(output, exit, "{flags:?}");
     assert!(
         stderr(&output).contains(named),
         "{flags:?}: {}",
@@ -141,6 +141,7 @@ async fn two_names_of_one_results_file_share_one_lock() {
     work.write("campaign.csv", &common::campaign(20));
     let slow = ["send", "campaign.csv", "--config", &config, "--rate", "5/s"];
     let first = work.spawn(&[&slow[..], &["--out", "real.csv"]].concat());
+    first.wait_for_start().await;
     wait_for("the first run to send", || server.accepted() >= 1).await;
     std::os::unix::fs::symlink("real.csv", work.path("link.csv")).unwrap();
     std::fs::hard_link(work.path("real.csv"), work.path("hard.csv")).unwrap();
@@ -149,17 +150,15 @@ async fn two_names_of_one_results_file_share_one_lock() {
         let output = work
             .send(&config, &["--out", out, "--resume", "--instance", "second"])
             .await;
-        assert_eq!(code(&output), 4, "{out}: {}", stderr(&output));
+        assert_exit!(output, 4, "{out}");
     }
 
     terminate(&first);
     let output = ended(first).await;
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
-    let second = server.received();
-    assert!(
-        second
-            .iter()
-            .all(|request| request.instance_id.as_deref() != Some("second")),
+    assert_exit!(output, 130);
+    assert_eq!(
+        common::requests_from(&server, "second"),
+        0,
         "the second runs sent nothing"
     );
     let results = work.results("real.csv");
@@ -181,20 +180,17 @@ async fn an_earlier_versions_journal_without_its_results_file_is_never_sent_agai
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
     assert_eq!(common::line(&results, 2)["status"], "UNKNOWN");
     assert_eq!(count(&results, "SENT"), 2);
-    assert!(server
-        .received()
-        .iter()
-        .all(|request| request.body["to"] != "5511980000000"));
+    assert!(!common::recipients(&server).contains(&"5511980000000".to_string()));
     assert!(!work.path("campaign.results.csv.journal").exists());
 
     // The ledger remembers it from now on, whatever the results file.
     std::fs::remove_file(work.path("campaign.results.csv")).unwrap();
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     assert_eq!(server.accepted(), 2, "nothing more was sent");
 }
 
@@ -214,7 +210,7 @@ async fn symbolic_links_where_its_files_go_are_never_written_through() {
     let output = work
         .send(&config, &["--out", "out.csv", "--overwrite"])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(precious(), "precious\n");
     assert!(!std::fs::symlink_metadata(work.path("out.csv"))
         .unwrap()
@@ -224,7 +220,7 @@ async fn symbolic_links_where_its_files_go_are_never_written_through() {
     // A lock file that is a link: refused.
     link("out.csv.lock");
     let output = work.send(&config, &["--out", "out.csv", "--resume"]).await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert_eq!(precious(), "precious\n");
     unlink("out.csv.lock");
 
@@ -238,7 +234,7 @@ async fn symbolic_links_where_its_files_go_are_never_written_through() {
     let output = work
         .send(&config, &["--out", "out.csv", "--overwrite"])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(precious(), "precious\n");
 }
 
@@ -278,7 +274,7 @@ async fn a_retry_after_longer_than_max_backoff_stops_the_instance_for_now() {
     for answer in [in_a_day, year_9999] {
         let (output, results, server) = send_three_rows_to(answer, &[]).await;
 
-        assert_eq!(code(&output), 5, "{}", stderr(&output));
+        assert_exit!(output, 5);
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
         assert_eq!(count(&results, "DEFERRED"), 3, "{results:?}");
         assert!(
@@ -298,7 +294,7 @@ async fn a_retry_after_longer_than_max_backoff_stops_the_instance_for_now() {
 async fn a_504_may_have_been_queued_so_it_is_unknown_and_not_sent_again() {
     let (output, results, server) = send_three_rows_to(ResponseTemplate::new(504), &[]).await;
 
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     assert_eq!(
         server.received_requests().await.unwrap().len(),
         3,
@@ -324,7 +320,7 @@ async fn redirects_are_not_followed_and_the_row_fails_naming_where() {
             ResponseTemplate::new(status).insert_header("Location", "http://127.0.0.1:9/elsewhere");
         let (output, results, server) = send_three_rows_to(away, &[]).await;
 
-        assert_eq!(code(&output), 1, "{status}: {}", stderr(&output));
+        assert_exit!(output, 1, "{status}");
         assert_eq!(
             server.received_requests().await.unwrap().len(),
             3,
@@ -341,7 +337,7 @@ async fn redirects_are_not_followed_and_the_row_fails_naming_where() {
 async fn only_an_answer_with_a_message_id_counts_as_sent() {
     let ok = ResponseTemplate::new(200).set_body_json(body("m-200", "inst-1"));
     let (output, results, _) = send_three_rows_to(ok, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert!(results
         .iter()
         .all(|line| line["status"] == "SENT" && line["http_status"] == "200"));
@@ -350,7 +346,7 @@ async fn only_an_answer_with_a_message_id_counts_as_sent() {
     // names one instance always): queued, SENT, the instance noted.
     let other = ResponseTemplate::new(201).set_body_json(body("m-1", "another-instance"));
     let (output, results, server) = send_three_rows_to(other, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
     for line in &results {
         assert_eq!(line["status"], "SENT", "{line:?}");
@@ -363,7 +359,7 @@ async fn only_an_answer_with_a_message_id_counts_as_sent() {
     // No id: the API may have queued it, and nothing says which message it is.
     let without_id = ResponseTemplate::new(201).set_body_json(body("", "inst-1"));
     let (output, results, server) = send_three_rows_to(without_id, &[]).await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     assert_eq!(
         server.received_requests().await.unwrap().len(),
         3,
@@ -383,7 +379,7 @@ async fn an_instance_id_that_cannot_go_in_a_header_is_refused_at_start() {
     work.write("campaign.csv", &common::campaign(3));
 
     let output = work.send(&config, &["--instance", "bad\u{1}id"]).await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert!(
         stderr(&output).contains("--instance") && stderr(&output).contains("U+0001"),
         "{}",
@@ -392,7 +388,7 @@ async fn an_instance_id_that_cannot_go_in_a_header_is_refused_at_start() {
 
     let config = work.config(&Config::fast(&server.uri()).set("api.instance_id", "\"bad\\nid\""));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert!(
         stderr(&output).contains("api.instance_id"),
         "{}",
@@ -455,7 +451,7 @@ async fn an_endless_answer_is_cut_off_and_the_row_is_unknown() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     for line in work.results("campaign.results.csv") {
         assert_eq!(line["status"], "UNKNOWN", "{line:?}");
         assert!(
@@ -490,7 +486,7 @@ async fn plain_http_to_loopback_never_goes_through_a_proxy() {
         )
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 2);
     assert_eq!(proxy.connections(), 0, "the proxy saw nothing");
 }
@@ -501,7 +497,7 @@ async fn the_key_is_taken_out_of_whatever_a_server_or_a_parser_says() {
         "bad request; headers were Authorization: {API_KEY}"
     ));
     let (output, results, _) = send_three_rows_to(echo, &[]).await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     for line in &results {
         assert!(line["error"].contains("<the API key>"), "{line:?}");
     }
@@ -527,7 +523,7 @@ async fn the_key_is_taken_out_of_whatever_a_server_or_a_parser_says() {
                 &[],
             )
             .await;
-        assert_eq!(code(&output), 2, "{}", stderr(&output));
+        assert_exit!(output, 2);
         assert!(
             !stderr(&output).contains(API_KEY) && !stderr(&output).contains("987654321"),
             "{}",
@@ -573,12 +569,13 @@ async fn a_hangup_stops_the_run_like_sigterm() {
         "--rate",
         "20/s",
     ]);
+    child.wait_for_start().await;
     wait_for("a few messages", || server.accepted() >= 3).await;
 
     common::signal(&child, libc::SIGHUP);
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_exit!(output, 130);
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), 30, "every row has its line");
     assert!(count(&results, "DEFERRED") > 0);
@@ -611,9 +608,21 @@ async fn a_closed_stdout_is_no_reason_to_panic() {
 
         let output = ended(child).await;
 
-        assert_eq!(code(&output), 1, "the run's own code: {}", stderr(&output));
+        assert_exit!(output, 1, "the run's own code");
         assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
     }
+}
+
+/// Whether a thread of process `pid` waits in open(2) for the other end of
+/// a named pipe.
+fn waits_for_a_writer(pid: u32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    threads.flatten().any(|thread| {
+        std::fs::read_to_string(thread.path().join("wchan"))
+            .is_ok_and(|wchan| wchan == "wait_for_partner")
+    })
 }
 
 /// A named pipe at `path`, as `mkfifo` makes.
@@ -631,7 +640,7 @@ async fn a_device_is_not_a_campaign() {
             .run(&["validate", device, "--out", "out.csv", "--overwrite"])
             .await;
 
-        assert_eq!(code(&output), 2, "{device}: {}", stderr(&output));
+        assert_exit!(output, 2, "{device}");
         assert!(
             stderr(&output).contains("not a regular file"),
             "{}",
@@ -645,12 +654,16 @@ async fn a_pipe_nobody_writes_to_gives_way_to_a_signal() {
     let work = Workspace::new();
     fifo(&work.path("campaign.csv"));
     let child = work.spawn(&["validate", "campaign.csv"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It opens the campaign before it logs its start, and waits there.
+    let pid = child.id().expect("still running");
+    child
+        .wait_until_ready("the run to wait for a writer", || waits_for_a_writer(pid))
+        .await;
 
     terminate(&child);
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_exit!(output, 130);
     assert!(
         stderr(&output).contains("interrupted"),
         "{}",
@@ -678,7 +691,7 @@ async fn a_pipe_without_a_header_line_is_refused_with_a_short_error() {
     let output = ended(child).await;
     writer.await.unwrap();
 
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert!(
         stderr(&output).contains("no line ends"),
         "{}",
@@ -711,13 +724,14 @@ async fn a_pipe_that_never_ends_stops_being_read_on_a_signal() {
             }
         }
     });
+    child.wait_for_start().await;
     wait_for("a few messages", || server.accepted() >= 3).await;
 
     terminate(&child);
     let output = ended(child).await;
     writer.await.unwrap();
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_exit!(output, 130);
     let results = work.results("campaign.results.csv");
     let sent = count(&results, "SENT");
     assert_eq!(
@@ -745,7 +759,7 @@ async fn cells_are_written_as_excel_in_brazil_would_read_them_safely() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let raw = std::fs::read_to_string(work.path("campaign.results.csv")).unwrap();
     assert!(raw.contains(",\"a;=1+1\","), "{raw}");
     assert!(raw.contains(",\"Ana;=1+1;x\","), "{raw}");
@@ -755,7 +769,7 @@ async fn cells_are_written_as_excel_in_brazil_would_read_them_safely() {
 
     // The keys match again: a resume finds the sent rows sent.
     let output = work.send(&config, &["--resume"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 2, "nothing sent twice");
 }
 
@@ -792,7 +806,7 @@ async fn a_full_disk_mid_run_is_a_halt_and_a_resume_accounts_for_every_row() {
 
     let output = common::finish(command).await;
 
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert_exit!(output, 3);
     assert!(stderr(&output).contains("--resume"), "{}", stderr(&output));
     let sent_before = server.accepted();
     assert!(sent_before > 0, "it did send before the disk filled");
@@ -800,12 +814,7 @@ async fn a_full_disk_mid_run_is_a_halt_and_a_resume_accounts_for_every_row() {
     let output = work.send(&config, &["--resume"]).await;
 
     let results = work.results("campaign.results.csv");
-    assert_eq!(
-        code(&output),
-        common::exit_for(&results),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit!(output, common::exit_for(&results));
     assert_eq!(results.len(), rows, "every row has its line, once");
     let queued = common::queued_per_recipient(&server);
     assert!(
@@ -828,15 +837,12 @@ async fn a_header_of_a_hundred_thousand_columns_is_read_and_a_huge_one_named_bri
         ),
     );
 
-    let output = work.run(&["validate", "wide.csv"]).await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&["validate", "wide.csv"]).await;
     assert_eq!(work.results("wide.check.csv")[0]["status"], "VALID");
 
     // Ten megabytes of header and none of the columns needed: a short error.
     work.write("huge.csv", &format!("{}\nx\n", "h".repeat(10 << 20)));
-    let output = work.run(&["validate", "huge.csv"]).await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    let output = work.fails(&["validate", "huge.csv"], 2).await;
     assert!(
         stderr(&output).len() < 2000,
         "{} bytes of error",
@@ -853,9 +859,7 @@ async fn a_valid_number_the_api_cannot_take_is_invalid() {
         "to,contact_name,contact_phone\n+43 59804,Ana,551130034000\n11987654321,Bia,+43 59804\n",
     );
 
-    let output = work.run(&["validate", "campaign.csv"]).await;
-
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    work.fails(&["validate", "campaign.csv"], 1).await;
     for line in work.results("campaign.check.csv") {
         assert_eq!(line["status"], "INVALID", "{line:?}");
         assert!(line["error"].contains("the API takes 8 to 15"), "{line:?}");
@@ -880,7 +884,7 @@ async fn a_resume_that_cannot_start_its_journal_keeps_the_old_one_whole() {
 
     let output = work.send(&config, &["--resume"]).await;
 
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert_eq!(server.requests(), 0);
     let kept = std::fs::read_to_string(work.path("campaign.results.csv.journal")).unwrap();
     assert_eq!(kept, journal, "the old journal is whole");
@@ -888,7 +892,7 @@ async fn a_resume_that_cannot_start_its_journal_keeps_the_old_one_whole() {
     std::fs::remove_dir(work.path("campaign.results.csv.journal.new")).unwrap();
     let output = work.send(&config, &["--resume"]).await;
 
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
     assert_eq!(line(&results, 2)["status"], "UNKNOWN", "{results:?}");
     assert_eq!(server.accepted(), 2, "the row in flight is not sent again");
@@ -907,7 +911,7 @@ async fn a_refusal_that_echoes_the_key_past_its_cut_shows_none_of_it() {
     let refusal = ResponseTemplate::new(400).set_body_string(echo);
     let (output, results, _) = send_three_rows_to(refusal, &[]).await;
 
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     for line in &results {
         assert_eq!(line["status"], "FAILED", "{line:?}");
         assert!(!holds_part_of_the_key(&line["error"]), "{line:?}");
@@ -946,7 +950,7 @@ async fn a_config_that_is_a_device_a_fifo_or_huge_is_refused_at_once() {
             )
             .await;
         for output in [by_flag, by_env] {
-            assert_eq!(code(&output), 2, "{config}: {}", stderr(&output));
+            assert_exit!(output, 2, "{config}");
             assert!(
                 stderr(&output).contains(said),
                 "{config}: {}",
@@ -966,10 +970,8 @@ async fn a_config_others_can_change_draws_a_warning() {
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
 
     let output = work
-        .run(&["send", "campaign.csv", "--dry-run", "--config", &config])
+        .ok(&["send", "campaign.csv", "--dry-run", "--config", &config])
         .await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert!(
         stderr(&output).contains("can be changed by other users")
             && stderr(&output).contains("chmod go-w"),
@@ -986,9 +988,7 @@ async fn a_json_summary_is_printed_for_a_run_refused_for_its_flags() {
         let mut args = vec!["send", "campaign.csv", "--rate", "fast"];
         args.extend_from_slice(summary);
 
-        let output = work.run(&args).await;
-
-        assert_eq!(code(&output), 2, "{}", stderr(&output));
+        let output = work.fails(&args, 2).await;
         let line: serde_json::Value = serde_json::from_str(stdout(&output).trim())
             .unwrap_or_else(|_| panic!("one JSON line: {}", stdout(&output)));
         assert_eq!(line["exit_code"], 2, "{line}");
@@ -1021,7 +1021,7 @@ async fn hard_links_at_the_tidy_and_lock_names_never_get_written_through() {
     )
     .unwrap();
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(
         unchanged(),
         campaign,
@@ -1041,7 +1041,7 @@ async fn hard_links_at_the_tidy_and_lock_names_never_get_written_through() {
             &["--out", "again.results.csv", "--campaign", "again"],
         )
         .await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert!(stderr(&output).contains("hard link"), "{}", stderr(&output));
     assert_eq!(
         std::fs::read_to_string(work.path("notes.txt")).unwrap(),

@@ -52,7 +52,7 @@ async fn a_recipient_always_goes_through_the_same_instance() {
         let output = work
             .send(&config, &["--overwrite", "--ledger", &ledger])
             .await;
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert_exit!(output, 0);
         let by_recipient: HashMap<String, String> = work
             .results("campaign.results.csv")
             .into_iter()
@@ -77,17 +77,15 @@ async fn a_recipient_always_goes_through_the_same_instance() {
     }
 
     // A dry run shows the same assignment before anything is sent.
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--out",
-            "check.csv",
-        ])
-        .await;
-    assert_eq!(code(&output), 0);
+    work.ok(&[
+        "validate",
+        "campaign.csv",
+        "--config",
+        &config,
+        "--out",
+        "check.csv",
+    ])
+    .await;
     for line in work.results("check.csv") {
         assert_eq!(Some(&line["instance_id"]), seen_runs[0].get(&line["to"]));
     }
@@ -106,12 +104,7 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_wait_without_m
 
     let output = work.send(&config, &["--summary", "json"]).await;
 
-    assert_eq!(
-        code(&output),
-        1,
-        "the run goes on with two instances: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 1, "the run goes on with two instances");
     let summary = common::summary_json(&output);
     let why = summary["left_rotation"]["inst-b"]
         .as_str()
@@ -146,11 +139,7 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_wait_without_m
             _ => assert_eq!(line["status"], "SENT", "{line:?}"),
         }
     }
-    let requests_for_b = server
-        .received()
-        .iter()
-        .filter(|request| request.instance_id.as_deref() == Some("inst-b"))
-        .count();
+    let requests_for_b = common::requests_from(&server, "inst-b");
     // One refusal takes the instance out; only requests already in flight (4 at most) were sent.
     assert!(
         (1..=4).contains(&requests_for_b),
@@ -175,7 +164,7 @@ async fn the_run_halts_only_when_no_instance_is_left() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert_exit!(output, 3);
     assert!(
         stdout(&output).contains("no instance left"),
         "{}",
@@ -195,7 +184,7 @@ async fn instances_can_be_given_as_repeated_flags() {
         .send(&config, &["--instance", "x", "--instance", "y"])
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let instances: std::collections::HashSet<String> = server
         .received()
         .into_iter()

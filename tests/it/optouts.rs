@@ -1,7 +1,7 @@
 //! Opt-out lists as people export them: every phone in them reaches the
 //! suppression list, or the row is named with why it did not.
 
-use crate::common::{self, code, embedded, stderr, stdout, Config, Workspace};
+use crate::common::{self, embedded, stderr, stdout, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 
 /// Runs `suppress ARGS… --config CONFIG` in `work`.
@@ -25,14 +25,14 @@ async fn an_excel_export_from_brazil_is_read_and_its_people_never_get_the_card()
 
     let output = suppress(&work, &config, &["import", "optouts.csv"]).await;
 
-    assert_eq!(code(&output), 0, "{}{}", stdout(&output), stderr(&output));
+    assert_exit!(output, 0, "{}", stdout(&output));
     assert!(stdout(&output).contains("2 added"), "{}", stdout(&output));
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone\n(85) 96049-7465,Loja,+55 11 3003-4000\n+55 11 98765-4321,Loja,+55 11 3003-4000\n(21) 99876-5432,Loja,+55 11 3003-4000\n",
     );
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let results = work.results("campaign.results.csv");
     assert_eq!(common::count(&results, "SUPPRESSED"), 2, "{results:?}");
     assert_eq!(server.accepted(), 1, "only the one who did not opt out");
@@ -48,7 +48,7 @@ async fn a_list_of_numbers_without_a_header_keeps_its_first_number() {
 
     let output = suppress(&work, &config, &["import", "numbers.csv"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stdout(&output));
+    assert_exit!(output, 0, "{}", stdout(&output));
     assert!(stdout(&output).contains("3 added"), "{}", stdout(&output));
     let listed = stdout(&suppress(&work, &config, &["list"]).await);
     assert!(
@@ -58,7 +58,7 @@ async fn a_list_of_numbers_without_a_header_keeps_its_first_number() {
     // A single column whose first line is a title is still a header.
     work.write("titled.csv", "Números\n41988887777\n");
     let output = suppress(&work, &config, &["import", "titled.csv"]).await;
-    assert_eq!(code(&output), 0, "{}", stdout(&output));
+    assert_exit!(output, 0, "{}", stdout(&output));
     assert!(stdout(&output).contains("1 added"), "{}", stdout(&output));
 }
 
@@ -75,7 +75,7 @@ async fn rows_not_imported_are_named_with_why_and_the_import_exits_1() {
 
     let output = suppress(&work, &config, &["import", "optouts.csv"]).await;
 
-    assert_eq!(code(&output), 1, "{}", stdout(&output));
+    assert_exit!(output, 1, "{}", stdout(&output));
     let said = stdout(&output);
     assert!(said.contains("1 added"), "{said}");
     assert!(said.contains("3 rows not imported"), "{said}");
@@ -100,7 +100,7 @@ async fn a_list_that_is_a_fifo_or_a_device_is_refused_at_once() {
     for list in [fifo.as_str(), "/dev/zero"] {
         let started = std::time::Instant::now();
         let output = suppress(&work, &config, &["import", list]).await;
-        assert_eq!(code(&output), 2, "{list}: {}", stderr(&output));
+        assert_exit!(output, 2, "{list}");
         assert!(
             stderr(&output).contains("not a regular file"),
             "{}",

@@ -11,7 +11,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::{
-    self, accepted, code, embedded, ended, line, queued_per_recipient, statuses, stderr, stdout,
+    self, accepted, embedded, ended, line, queued_per_recipient, statuses, stderr, stdout,
     terminate, wait_for, Config, Workspace, API_KEY,
 };
 use interacto_bulk::api::MockOptions;
@@ -49,7 +49,7 @@ async fn transient_failures_are_retried_and_the_attempts_counted() {
 
     let (output, line) = send_one_row(&Config::fast(&server.uri())).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(
         (line["status"].as_str(), line["attempts"].as_str()),
         ("SENT", "3")
@@ -65,7 +65,7 @@ async fn retry_after_is_honoured_up_to_max_backoff() {
 
     let (output, line) = send_one_row(&config).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 2);
     assert_eq!(line["attempts"], "2");
@@ -100,7 +100,7 @@ async fn a_permanent_refusal_is_not_retried() {
 
     let (output, line) = send_one_row(&Config::fast(&server.uri())).await;
 
-    assert_eq!(code(&output), 1);
+    assert_exit!(output, 1);
     assert_eq!(
         (line["status"].as_str(), line["attempts"].as_str()),
         ("FAILED", "1")
@@ -121,7 +121,7 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 1);
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
     assert!(results
         .iter()
@@ -139,7 +139,7 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
     let output = work
         .send(&config, &["--out", "again.csv", "--ledger", &ledger])
         .await;
-    assert_eq!(code(&output), 1);
+    assert_exit!(output, 1);
     let results = work.results("again.csv");
     assert!(results
         .iter()
@@ -160,7 +160,7 @@ async fn a_401_halts_the_run_at_once_and_the_rest_is_deferred() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert_exit!(output, 3);
     assert!(stdout(&output).contains("halted"), "{}", stdout(&output));
     assert!(stderr(&output).contains("401"), "{}", stderr(&output));
     assert_eq!(server.received().len(), 4, "no request after the 401");
@@ -192,7 +192,7 @@ async fn too_many_failures_halt_the_run() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert_exit!(output, 3);
     assert!(
         stdout(&output).contains("max_failure_ratio"),
         "{}",
@@ -224,12 +224,7 @@ async fn a_fault_soak_ends_every_row_with_one_status_and_never_delivers_twice() 
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(
-        code(&output),
-        1,
-        "dropped answers leave rows UNKNOWN: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 1, "dropped answers leave rows UNKNOWN");
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), rows);
     let rows_seen: HashSet<&str> = results.iter().map(|line| line["row"].as_str()).collect();
@@ -273,11 +268,12 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
         "--rate",
         "20/s",
     ]);
+    child.wait_for_start().await;
     wait_for("a few messages", || server.accepted() >= 5).await;
     terminate(&child);
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_exit!(output, 130);
     let first = work.results("campaign.results.csv");
     assert_eq!(
         first.len(),
@@ -305,12 +301,7 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
 
     let output = work.send(&config, &["--resume", "--summary", "json"]).await;
 
-    assert_eq!(
-        code(&output),
-        0,
-        "the resume completes the campaign: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 0, "the resume completes the campaign");
     let summary = common::summary_json(&output);
     assert_eq!(summary["counts"]["SKIPPED"], sent_first);
     assert_eq!(summary["state"]["complete"], true);
@@ -332,12 +323,7 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
         .all(|count| *count == 1));
 
     let output = work.send(&config, &["--resume"]).await;
-    assert_eq!(
-        code(&output),
-        0,
-        "a complete campaign again: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 0, "a complete campaign again");
     assert_eq!(server.accepted() as usize, rows, "nothing more is sent");
     assert_eq!(work.results("campaign.results.csv"), all);
 }
@@ -372,20 +358,14 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
 
     let output = work.send(&config, &["--resume", "--summary", "json"]).await;
 
-    assert_eq!(
-        code(&output),
-        1,
-        "rows in flight at the kill are UNKNOWN: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 1, "rows in flight at the kill are UNKNOWN");
     let summary = common::summary_json(&output);
     let next = summary["next_step"].as_str().unwrap();
     assert!(
         next.contains("UNKNOWN") && next.contains("--resend-unknown"),
         "{next}"
     );
-    // Let the handlers of the killed run's requests finish before counting.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    common::all_handled(&server).await;
     let queued = queued_per_recipient(&server);
     assert!(
         queued.values().all(|count| *count == 1),
@@ -433,6 +413,7 @@ async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
     let config = work.config(&Config::fast(&server.base_url()));
     work.write("campaign.csv", &common::campaign(20));
     let first = work.spawn(&["send", "campaign.csv", "--config", &config, "--rate", "5/s"]);
+    first.wait_for_start().await;
     wait_for("the first run to start sending", || server.accepted() >= 1).await;
 
     // The second run sends as another instance, so its requests would show.
@@ -446,21 +427,20 @@ async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
         )
         .await;
 
-    assert_eq!(code(&output), 4, "{}", stderr(&output));
+    assert_exit!(output, 4);
     assert!(
         stderr(&output).contains(&format!("pid {}", first.id().unwrap())),
         "{}",
         stderr(&output)
     );
-    let from_second = server
-        .received()
-        .into_iter()
-        .filter(|request| request.instance_id.as_deref() == Some("second-run"))
-        .count();
-    assert_eq!(from_second, 0, "the second run sent nothing");
+    assert_eq!(
+        common::requests_from(&server, "second-run"),
+        0,
+        "the second run sent nothing"
+    );
     terminate(&first);
     let output = ended(first).await;
-    assert_eq!(code(&output), 130);
+    assert_exit!(output, 130);
     let line_for_row_2 = line(&work.results("campaign.results.csv"), 2).clone();
     assert_eq!(line_for_row_2["status"], "SENT");
 }
@@ -477,14 +457,15 @@ async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
     work.write("campaign.csv", &common::campaign(50));
 
     let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    child.wait_for_start().await;
     wait_for("requests in flight", || server.requests() >= 4).await;
     terminate(&child);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.wait_for_log("stopping: no new messages").await;
     terminate(&child);
     let started = Instant::now();
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_exit!(output, 130);
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "it did not wait for the answers"
@@ -498,16 +479,17 @@ async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
     // The resume talks to a quick server, to keep the test short.
     let quick = embedded(MockOptions::default()).await;
     let quick_config = work.config(&Config::fast(&quick.base_url()).set("pacing.concurrency", "4"));
-    let output = work
-        .run(&[
+    work.fails(
+        &[
             "send",
             "campaign.csv",
             "--config",
             &quick_config,
             "--resume",
-        ])
-        .await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+        ],
+        1,
+    )
+    .await;
     assert_eq!(quick.accepted(), 46);
     let all = work.results("campaign.results.csv");
     let last_run = statuses(&all[all.len() - 50..]);

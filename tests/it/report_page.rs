@@ -109,19 +109,17 @@ async fn the_page_counts_what_the_results_file_holds() {
 async fn the_page_speaks_portuguese_from_lang_or_the_flag() {
     let work = Workspace::new();
     let config = a_sent_campaign(&work).await;
-    let output = work
-        .run(&[
-            "report",
-            "campaign.results.csv",
-            "--out",
-            "pt.html",
-            "--lang",
-            "pt-BR",
-            "--config",
-            &config,
-        ])
-        .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&[
+        "report",
+        "campaign.results.csv",
+        "--out",
+        "pt.html",
+        "--lang",
+        "pt-BR",
+        "--config",
+        &config,
+    ])
+    .await;
     let (text, html) = page(&work, "pt.html");
     let root = html.root_element();
     assert_eq!(root.value().attr("lang"), Some("pt-BR"));
@@ -142,7 +140,7 @@ async fn the_page_speaks_portuguese_from_lang_or_the_flag() {
             &[("LANG", "pt_BR.UTF-8")],
         )
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert!(page(&work, "lang.html").0.contains("Relatório da campanha"));
     let output = work
         .run(&["report", "campaign.results.csv", "--config", &config])
@@ -164,8 +162,7 @@ async fn a_file_it_cannot_read_is_named_with_its_line() {
     let mut text = std::fs::read_to_string(work.path("campaign.results.csv")).unwrap();
     text.push_str("campaign,notarow,k,1,a,b,i,SENT,,,,,,,,\n");
     work.write("broken.csv", &text);
-    let output = work.run(&["report", "broken.csv"]).await;
-    assert_eq!(code(&output), 2);
+    let output = work.fails(&["report", "broken.csv"], 2).await;
     let lines = text.lines().count();
     assert!(
         stderr(&output).contains(&format!(
@@ -175,8 +172,7 @@ async fn a_file_it_cannot_read_is_named_with_its_line() {
         stderr(&output)
     );
     work.write("other.csv", "name,phone\nAna,1\n");
-    let output = work.run(&["report", "other.csv"]).await;
-    assert_eq!(code(&output), 2);
+    let output = work.fails(&["report", "other.csv"], 2).await;
     assert!(
         stderr(&output).contains("not a results file"),
         "{}",
@@ -250,7 +246,7 @@ async fn the_runs_say_why_they_stopped() {
     work.write("campaign.csv", &common::campaign(5));
     let config = work.config(&Config::fast(&server.base_url()).set("schedule.daily_cap", "2"));
     let output = work.send(&config, &["--report", "report.html"]).await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     let (_, html) = page(&work, "report.html");
     let runs: Vec<String> = html
         .select(&Selector::parse("li").unwrap())
@@ -267,29 +263,25 @@ async fn the_runs_say_why_they_stopped() {
         "sqlite://{}",
         work.path("home/state/interacto-bulk/ledger.db").display()
     );
-    let output = work
-        .run(&[
-            "numbers",
-            "pause",
-            "inst-1",
-            "--reason",
-            "a warning on the phone",
-            "--ledger",
-            &ledger,
-        ])
-        .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let output = work
-        .run(&[
-            "report",
-            "campaign.results.csv",
-            "--out",
-            "now.html",
-            "--ledger",
-            &ledger,
-        ])
-        .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&[
+        "numbers",
+        "pause",
+        "inst-1",
+        "--reason",
+        "a warning on the phone",
+        "--ledger",
+        &ledger,
+    ])
+    .await;
+    work.ok(&[
+        "report",
+        "campaign.results.csv",
+        "--out",
+        "now.html",
+        "--ledger",
+        &ledger,
+    ])
+    .await;
     let (_, html) = page(&work, "now.html");
     let state = html
         .select(

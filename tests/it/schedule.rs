@@ -1,11 +1,7 @@
 //! Send windows and daily caps, for cron: what is held back is DEFERRED
 //! (exit 5), and a later `--resume` sends it.
 
-use std::time::Duration;
-
-use crate::common::{
-    self, code, count, embedded, ended, stderr, stdout, Config, Workspace, API_KEY,
-};
+use crate::common::{self, count, embedded, ended, stderr, stdout, Config, Workspace, API_KEY};
 use interacto_bulk::api::MockOptions;
 
 /// A two-hour window open now and a one-hour window closed now, in UTC.
@@ -54,16 +50,17 @@ async fn outside_the_window_no_wait_defers_everything_and_a_resume_inside_it_sen
     ));
 
     let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            &closed_config,
-            "--no-wait",
-        ])
+        .fails(
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                &closed_config,
+                "--no-wait",
+            ],
+            5,
+        )
         .await;
-
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
     assert!(
         stdout(&output).contains("outside the send window"),
         "{}",
@@ -82,11 +79,8 @@ async fn outside_the_window_no_wait_defers_everything_and_a_resume_inside_it_sen
         "window",
         &format!("{open:?}"),
     ));
-    let output = work
-        .run(&["send", "campaign.csv", "--config", &open_config, "--resume"])
+    work.ok(&["send", "campaign.csv", "--config", &open_config, "--resume"])
         .await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(server.accepted(), 8);
     let all = work.results("campaign.results.csv");
     assert!(all[8..].iter().all(|line| line["status"] == "SENT"));
@@ -105,11 +99,12 @@ async fn outside_the_window_the_run_waits_and_says_until_when() {
     ));
     let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.wait_for_start().await;
+    child.wait_for_log("waiting until").await;
     common::terminate(&child);
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130);
+    assert_exit!(output, 130);
     assert_eq!(server.requests(), 0, "nothing is sent outside the window");
     let start = closed.split('-').next().unwrap();
     assert!(
@@ -148,12 +143,11 @@ async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
         &format!("to,contact_name,contact_phone\n{second}\n"),
     );
 
-    let output = work.run(&["send", "first.csv", "--config", &config]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&["send", "first.csv", "--config", &config]).await;
 
-    let output = work.run(&["send", "second.csv", "--config", &config]).await;
-
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    let output = work
+        .fails(&["send", "second.csv", "--config", &config], 5)
+        .await;
     assert!(
         stdout(&output).contains("daily cap of 5"),
         "{}",
@@ -199,7 +193,7 @@ async fn the_daily_cap_counts_one_day_whatever_tz_a_run_is_given() {
                 &[("INTERACTO_API_KEY", API_KEY), ("TZ", tz)],
             )
             .await;
-        assert_eq!(code(&output), 5, "{tz}: {}", stderr(&output));
+        assert_exit!(output, 5, "{tz}");
     }
     assert_eq!(server.accepted(), 3, "one cap for the day, not one per TZ");
 }

@@ -38,7 +38,7 @@ async fn every_row_is_sent_once_with_the_headers_and_body_of_the_contract() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let mut bodies: Vec<Value> = server
         .received_requests()
         .await
@@ -92,7 +92,7 @@ async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let timing = |to: &str| {
         let body = server
             .received()
@@ -140,17 +140,12 @@ async fn invalid_and_duplicate_rows_are_never_sent_and_are_reported() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(
-        code(&output),
+    assert_exit!(
+        output,
         0,
-        "rows never to be sent leave the campaign complete: {}",
-        stderr(&output)
+        "rows never to be sent leave the campaign complete"
     );
-    let sent: HashSet<String> = server
-        .received()
-        .into_iter()
-        .map(|r| r.body["to"].as_str().unwrap().to_string())
-        .collect();
+    let sent: HashSet<String> = common::recipients(&server).into_iter().collect();
     assert_eq!(
         sent,
         HashSet::from(["5511987654321".to_string(), "5511987654324".to_string()])
@@ -187,8 +182,7 @@ async fn a_dry_run_sends_nothing_and_marks_rows_valid() {
     ] {
         let mut args = args;
         args.extend(["--config", &config]);
-        let output = work.run(&args).await;
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        let output = work.ok(&args).await;
         assert!(stdout(&output).contains("dry run"), "{}", stdout(&output));
         let results = work.results("campaign.check.csv");
         assert_eq!(results.len(), 5);
@@ -208,7 +202,7 @@ async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_se
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 2);
+    assert_exit!(output, 2);
     assert!(
         stderr(&output).contains("--overwrite"),
         "{}",
@@ -232,7 +226,7 @@ async fn overwrite_replaces_the_results_file() {
         .send(&config, &["--out", "out.csv", "--overwrite"])
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(work.results("out.csv").len(), 2);
 }
 
@@ -263,7 +257,7 @@ async fn refused_messages_are_failed_with_the_http_status_and_the_api_message() 
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 1);
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
     let refused = line(&results, 2);
     assert_eq!(
@@ -297,7 +291,7 @@ async fn an_api_that_cannot_be_reached_fails_the_rows_and_the_run_ends() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 1);
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
     assert!(results
         .iter()
@@ -363,7 +357,7 @@ async fn concurrency_bounds_the_requests_in_flight() {
 
     let output = work.send(&config, &["--concurrency", "3"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 12);
     assert!(
         server.most_in_flight() <= 3,
@@ -407,7 +401,7 @@ async fn the_api_key_appears_in_no_output_or_file_even_at_trace_level() {
     let lock = std::fs::read_to_string(work.path("campaign.results.csv.lock")).unwrap();
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 3, "the key reached the server");
     assert!(
         journal.starts_with("run "),
@@ -443,7 +437,7 @@ async fn the_api_key_is_taken_from_the_config_file_when_the_environment_has_none
         .run_with_env(&["send", "campaign.csv", "--config", &config], &[])
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(
         server.received()[0].authorization.as_deref(),
         Some("file-key")
@@ -462,7 +456,7 @@ async fn sending_without_credentials_stops_before_anything_is_written() {
         )
         .await;
 
-    assert_eq!(code(&output), 2);
+    assert_exit!(output, 2);
     assert!(
         stderr(&output).contains("INTERACTO_API_KEY"),
         "{}",
@@ -480,7 +474,7 @@ async fn limit_reads_only_the_first_rows() {
 
     let output = work.send(&config, &["--limit", "4"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 4);
     let rows: Vec<String> = work
         .results("campaign.results.csv")
@@ -508,7 +502,7 @@ async fn the_campaign_can_come_from_standard_input() {
     };
 
     let output = piped(&[]).await;
-    assert_eq!(code(&output), 2, "standard input has no name to go by");
+    assert_exit!(output, 2, "standard input has no name to go by");
     assert!(
         stderr(&output).contains("needs a name") && stderr(&output).contains("--campaign NAME"),
         "{}",
@@ -518,7 +512,7 @@ async fn the_campaign_can_come_from_standard_input() {
 
     let output = piped(&["--campaign", "leads"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let results = work.results("piped.csv");
     assert_eq!(results.len(), 3);
     assert!(results.iter().all(|line| line["campaign"] == "leads"));
@@ -549,7 +543,7 @@ async fn the_json_summary_counts_every_status() {
         "{summary}"
     );
     assert_eq!(summary["results"], "campaign.results.csv");
-    assert_eq!(code(&output), 0);
+    assert_exit!(output, 0);
 }
 
 /// The API's documented 201 names instance `66a09db606fd14660c8fc1d0`
@@ -580,7 +574,7 @@ async fn the_vendors_own_answer_naming_another_instance_is_sent_and_said_once() 
 
     let output = work.send(&config, &["--summary", "json"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.received_requests().await.unwrap().len(), 25);
     let results = work.results("campaign.results.csv");
     assert_eq!(common::count(&results, "SENT"), 25, "{results:?}");
