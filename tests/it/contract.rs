@@ -46,12 +46,7 @@ async fn every_request_the_client_sends_meets_the_contract() {
     );
 
     let output = work.send(&config, &[]).await;
-    assert_eq!(
-        crate::common::code(&output),
-        0,
-        "{}",
-        crate::common::stderr(&output)
-    );
+    assert_exit!(output, 0);
 
     let message = schema("ContactMessage");
     let received = server.received();

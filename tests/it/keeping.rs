@@ -2,7 +2,7 @@
 //! refused, who may read it on disk, and one day per number whatever each
 //! run's zone.
 
-use crate::common::{self, code, embedded, stderr, stdout, Config, Store, Workspace};
+use crate::common::{self, embedded, stderr, stdout, Config, Store, Workspace};
 use crate::pg;
 use interacto_bulk::api::MockOptions;
 
@@ -535,7 +535,7 @@ async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_si
     })
     .await;
     let output = ended_within_5_s_of_sigterm(run).await;
-    assert_ne!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 3);
     assert_eq!(server.requests(), 0);
     drop(holder);
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::common::{self, code, embedded, stderr, stdout, Config, Workspace};
+use crate::common::{self, embedded, stderr, stdout, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 use scraper::{Html, Selector};
 
@@ -28,7 +28,8 @@ async fn a_sent_campaign(work: &Workspace) -> String {
             .set("retry.max_failure_ratio", "1.0"),
     );
     let output = work.send(&config, &["--report", "report.html"]).await;
-    assert!(code(&output) <= 1, "{}", stderr(&output));
+    // A mock failing 4 in 10 leaves some of the 120 rows FAILED.
+    assert_exit!(output, 1);
     config
 }
 
