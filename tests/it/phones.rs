@@ -127,6 +127,7 @@ async fn numbers_pasted_with_invisible_characters_and_dashes_are_read() {
         .fails(&["validate", "campaign.csv", "--out", "check.csv"], 1)
         .await;
     let results = work.results("check.csv");
+    assert_eq!(results.len(), pasted.len() + 3);
     for (index, line) in results.iter().take(pasted.len()).enumerate() {
         assert_eq!(line["status"], "VALID", "{line:?}");
         assert_eq!(line["to"], format!("551198765432{}", index + 1));

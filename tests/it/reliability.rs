@@ -348,13 +348,31 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
         "--rate",
         "40/s",
     ]);
-    wait_for("messages in flight", || server.accepted() >= 6).await;
+    let results = work.path("campaign.results.csv");
+    wait_for("messages in flight and a line SENT", || {
+        server.accepted() >= 6
+            && std::fs::read_to_string(&results).is_ok_and(|text| text.contains(",SENT,"))
+    })
+    .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     assert!(
         work.path("campaign.results.csv.journal").exists(),
         "the journal survives the kill"
     );
+    // The rows the killed run wrote SENT, in the lines it finished.
+    let text = std::fs::read_to_string(&results).unwrap();
+    work.write(
+        "killed.csv",
+        &text[..text.rfind('\n').map_or(0, |end| end + 1)],
+    );
+    let sent_before: HashMap<String, String> = work
+        .results("killed.csv")
+        .into_iter()
+        .filter(|line| line["status"] == "SENT")
+        .map(|line| (line["row"].clone(), line["message_id"].clone()))
+        .collect();
+    assert!(!sent_before.is_empty(), "the killed run sent a row");
 
     let output = work.send(&config, &["--resume", "--summary", "json"]).await;
 
@@ -372,25 +390,19 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
         "a recipient was queued twice: {queued:?}"
     );
     let all = work.results("campaign.results.csv");
-    let sent_before: HashSet<String> = all
-        .iter()
-        .filter(|line| line["status"] == "SENT")
-        .map(|line| line["row"].clone())
-        .collect();
     assert_eq!(all.len(), rows, "one line per row after the resume");
-    let last_run = &all[..];
-    let rows_seen: HashSet<&str> = last_run.iter().map(|line| line["row"].as_str()).collect();
+    let rows_seen: HashSet<&str> = all.iter().map(|line| line["row"].as_str()).collect();
     assert_eq!(
         rows_seen.len(),
         rows,
         "the resume run accounts for every row"
     );
-    let counts = statuses(last_run);
+    let counts = statuses(&all);
     assert!(
         counts.get("UNKNOWN").copied().unwrap_or(0) > 0,
         "in-flight rows are UNKNOWN: {counts:?}"
     );
-    for line in last_run {
+    for line in &all {
         let times = queued.get(&line["to"]).copied().unwrap_or(0);
         match line["status"].as_str() {
             "SENT" | "SKIPPED" => assert_eq!(times, 1, "{line:?}"),
@@ -400,10 +412,14 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
             other => panic!("unexpected status {other}: {line:?}"),
         }
     }
-    assert!(
-        sent_before.len() >= rows - counts["UNKNOWN"],
-        "every row not UNKNOWN is sent once"
-    );
+    for (row, id) in &sent_before {
+        let kept = common::line(&all, row.parse().unwrap());
+        assert_eq!(
+            (kept["status"].as_str(), &kept["message_id"]),
+            ("SENT", id),
+            "what the killed run sent is kept"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -492,10 +508,11 @@ async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
     .await;
     assert_eq!(quick.accepted(), 46);
     let all = work.results("campaign.results.csv");
-    let last_run = statuses(&all[all.len() - 50..]);
+    assert_eq!(all.len(), 50, "one line per row after the resume");
+    let counts = statuses(&all);
     assert_eq!(
-        last_run["UNKNOWN"], 4,
-        "the four in flight at the abort: {last_run:?}"
+        counts["UNKNOWN"], 4,
+        "the four in flight at the abort: {counts:?}"
     );
-    assert_eq!(last_run["SENT"], 46);
+    assert_eq!(counts["SENT"], 46);
 }
