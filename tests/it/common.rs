@@ -40,6 +40,16 @@ impl Store {
     }
 }
 
+/// A test of what runs on `store`: the embedded mock, a workspace, and a
+/// quick config that sends to the mock and keeps a new ledger on `store`.
+pub async fn on_store(store: Store) -> (MockServer, Workspace, Config) {
+    let server = embedded(MockOptions::default()).await;
+    let work = Workspace::new();
+    let ledger = store.ledger(&work).await;
+    let settings = Config::fast(&server.base_url()).ledger(&ledger);
+    (server, work, settings)
+}
+
 /// Each test, once on each store: `async fn name(store: Store)` becomes
 /// `name::sqlite` and `name::postgres`.
 macro_rules! on_both_stores {
@@ -189,6 +199,11 @@ impl Config {
     pub fn set(mut self, key: &str, value: &str) -> Self {
         self.keys.insert(key.to_string(), value.to_string());
         self
+    }
+
+    /// Keeps the ledger at `url` (`sqlite://…`, `postgres://…`).
+    pub fn ledger(self, url: &str) -> Self {
+        self.set("ledger.url", &format!("{url:?}"))
     }
 
     pub fn unset(mut self, key: &str) -> Self {

@@ -23,7 +23,7 @@ on_both_stores!(
 async fn two_machines(base_url: &str, store: Store) -> (Workspace, Workspace, Config) {
     let (here, there) = (Workspace::new(), Workspace::new());
     let ledger = store.ledger(&here).await;
-    let settings = Config::fast(base_url).set("ledger.url", &format!("{ledger:?}"));
+    let settings = Config::fast(base_url).ledger(&ledger);
     (here, there, settings)
 }
 
@@ -291,14 +291,8 @@ async fn a_long_retry_after_holds_the_number_for_every_run_until_then(store: Sto
 /// One first contact a day: two cards to one new recipient are that one
 /// first contact, and go together; the next new recipient waits.
 async fn a_recipient_is_one_first_contact_however_many_cards_go_to_them(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
-    let config = work.config(
-        &Config::fast(&server.base_url())
-            .set("ledger.url", &format!("{ledger:?}"))
-            .set("schedule.daily_new_contacts", "1"),
-    );
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings.set("schedule.daily_new_contacts", "1"));
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone\n\

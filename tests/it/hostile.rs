@@ -1006,10 +1006,8 @@ async fn a_json_summary_is_printed_for_a_run_refused_for_its_flags() {
 async fn hard_links_at_the_tidy_and_lock_names_never_get_written_through() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
-    let config = work.config(
-        &Config::fast(&server.base_url())
-            .set("ledger.url", &format!("{:?}", work.fresh_ledger("ledger"))),
-    );
+    let config =
+        work.config(&Config::fast(&server.base_url()).ledger(&work.fresh_ledger("ledger")));
     let campaign = common::campaign(3);
     work.write("campaign.csv", &campaign);
     let unchanged = || std::fs::read_to_string(work.path("campaign.csv")).unwrap();

@@ -37,7 +37,7 @@ async fn the_earlier_release_s_ledger_is_upgraded_with_its_cards_counts_and_opt_
     let ledger = format!("sqlite://{}", work.path("ledger.db").display());
     let config = work.config(
         &Config::fast(&server.base_url())
-            .set("ledger.url", &format!("{ledger:?}"))
+            .ledger(&ledger)
             .set("api.instance_id", "\"fixture-number\"")
             .set("schedule.daily_cap", "50")
             .set("schedule.timezone", "\"UTC\""),
@@ -107,8 +107,7 @@ async fn a_ledger_of_a_newer_version_is_refused_untouched(store: Store) {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
     let ledger = store.ledger(&work).await;
-    let config =
-        work.config(&Config::fast(&server.base_url()).set("ledger.url", &format!("{ledger:?}")));
+    let config = work.config(&Config::fast(&server.base_url()).ledger(&ledger));
     work.write("campaign.csv", &common::campaign(3));
     let output = work
         .run_with_env(&["numbers", "--config", &config], &[])
@@ -136,13 +135,11 @@ async fn a_ledger_of_a_newer_version_is_refused_untouched(store: Store) {
 /// 12:00 UTC: 02:00 the next day for the first, noon for the second. The
 /// number's day is the one the ledger keeps for it, so they share its cap.
 async fn runs_in_zones_fourteen_hours_apart_share_one_day_of_the_cap(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
+    let (server, work, settings) = common::on_store(store).await;
     let in_zone = |zone: &str| {
         work.config(
-            &Config::fast(&server.base_url())
-                .set("ledger.url", &format!("{ledger:?}"))
+            &settings
+                .clone()
                 .set("schedule.daily_cap", "5")
                 .set("schedule.timezone", &format!("{zone:?}")),
         )
@@ -243,7 +240,7 @@ async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Stor
     let ledger = store.ledger(&work).await;
     let config = work.config(
         &Config::fast(&server.base_url())
-            .set("ledger.url", &format!("{ledger:?}"))
+            .ledger(&ledger)
             .set("ledger.keep", "\"30d\"")
             .set("schedule.daily_cap", "100"),
     );
@@ -300,11 +297,8 @@ async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Stor
 }
 
 async fn a_forgotten_person_s_cards_are_gone_and_their_opt_out_stays(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
-    let config =
-        work.config(&Config::fast(&server.base_url()).set("ledger.url", &format!("{ledger:?}")));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("first.csv", &common::campaign_from(0, 3));
     work.ok(&["send", "first.csv", "--config", &config]).await;
     let results = work.results("first.results.csv");
@@ -378,7 +372,7 @@ async fn a_keep_shorter_than_the_cooldown_is_refused() {
     ] {
         let config = work.config(
             &Config::fast("http://127.0.0.1:9")
-                .set("ledger.url", &format!("{url:?}"))
+                .ledger(&url)
                 .set("ledger.keep", keep)
                 .set("schedule.cooldown", cooldown),
         );
@@ -425,7 +419,7 @@ async fn a_postgres_that_never_answers_is_given_up_on_and_sigterm_ends_the_wait(
     let waiting = |seconds: &str| {
         work.config(
             &Config::fast(&server.base_url())
-                .set("ledger.url", &format!("{ledger:?}"))
+                .ledger(&ledger)
                 .set("ledger.connect_timeout", seconds),
         )
     };
@@ -502,7 +496,7 @@ async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_si
     let config = |lock_timeout: &str| {
         work.config(
             &Config::fast(&server.base_url())
-                .set("ledger.url", &format!("{ledger:?}"))
+                .ledger(&ledger)
                 .set("ledger.lock_timeout", lock_timeout),
         )
     };

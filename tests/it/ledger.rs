@@ -25,15 +25,12 @@ on_both_stores!(
 
 /// A quick config whose ledger is `url`.
 fn with_ledger(base_url: &str, url: &str) -> Config {
-    Config::fast(base_url).set("ledger.url", &format!("{url:?}"))
+    Config::fast(base_url).ledger(url)
 }
 
 async fn three_runs_at_once_share_one_daily_cap_exactly(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
-    let config =
-        work.config(&with_ledger(&server.base_url(), &ledger).set("schedule.daily_cap", "10"));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings.set("schedule.daily_cap", "10"));
     let runs: Vec<_> = (0..3)
         .map(|run| {
             let name = format!("c{run}.csv");
@@ -62,11 +59,9 @@ async fn three_runs_at_once_share_one_daily_cap_exactly(store: Store) {
 /// At a fast pace many messages are between their turn and their request
 /// when the cap is reached: the ones counted still go, the rest wait.
 async fn every_message_counted_against_the_cap_is_sent(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
+    let (server, work, settings) = common::on_store(store).await;
     let config = work.config(
-        &with_ledger(&server.base_url(), &ledger)
+        &settings
             .set("schedule.daily_cap", "25")
             .set("pacing.rate", "\"100000/s\"")
             .set("pacing.burst", "1000"),
@@ -89,11 +84,8 @@ async fn every_message_counted_against_the_cap_is_sent(store: Store) {
 }
 
 async fn a_rehearsal_spends_none_of_the_real_cap(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
-    let config =
-        work.config(&with_ledger(&server.base_url(), &ledger).set("schedule.daily_cap", "5"));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings.set("schedule.daily_cap", "5"));
     work.write("campaign.csv", &common::campaign(5));
 
     let output = work
@@ -348,11 +340,9 @@ async fn a_ledger_lost_mid_run_halts_it_and_a_resume_completes() {
 }
 
 async fn a_new_number_warms_up_and_numbers_shows_it(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
+    let (server, work, settings) = common::on_store(store).await;
     let config = work.config(
-        &with_ledger(&server.base_url(), &ledger)
+        &settings
             .set("schedule.warmup", "[2, 3]")
             .set("schedule.daily_cap", "10")
             .set("schedule.timezone", "\"UTC\""),
@@ -397,10 +387,8 @@ async fn a_new_number_warms_up_and_numbers_shows_it(store: Store) {
 }
 
 async fn suppressed_recipients_are_never_sent_to(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
-    let config = work.config(&with_ledger(&server.base_url(), &ledger));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(4));
     let suppress = |args: &[&str]| {
         let mut all = vec!["suppress"];
@@ -540,11 +528,8 @@ async fn the_same_card_never_goes_twice_whatever_the_runs(store: Store) {
 }
 
 async fn a_cooldown_holds_back_a_recipient_across_campaigns(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
-    let config =
-        work.config(&with_ledger(&server.base_url(), &ledger).set("schedule.cooldown", "\"7d\""));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings.set("schedule.cooldown", "\"7d\""));
     work.write("campaign.csv", &common::campaign(3));
     // The same people, another card.
     work.write(

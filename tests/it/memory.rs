@@ -29,11 +29,6 @@ on_both_stores!(
     after_kill_9_at_concurrency_8_no_more_than_8_rows_are_in_doubt,
 );
 
-/// A quick config whose ledger is `url`.
-fn with_ledger(base_url: &str, url: &str) -> Config {
-    Config::fast(base_url).set("ledger.url", &format!("{url:?}"))
-}
-
 /// A day and an hour later, for the binary's clock.
 const NEXT_DAY: &str = "+25h";
 
@@ -49,9 +44,8 @@ fn sent_ids(results: &[HashMap<String, String>]) -> HashMap<String, String> {
 async fn two_results_files_of_one_campaign_never_send_a_card_twice_not_even_the_next_day(
     store: Store,
 ) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(2));
 
     let output = work.send(&config, &["--out", "a.csv"]).await;
@@ -84,9 +78,8 @@ async fn two_results_files_of_one_campaign_never_send_a_card_twice_not_even_the_
 }
 
 async fn a_lost_results_file_is_rebuilt_and_the_next_day_nothing_is_sent_again(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(3));
     let output = work.send(&config, &[]).await;
     assert_exit!(output, 0);
@@ -128,10 +121,9 @@ async fn a_lost_results_file_is_rebuilt_and_the_next_day_nothing_is_sent_again(s
 }
 
 async fn new_leads_on_top_of_a_re_export_each_get_their_own_line_and_nobody_gets_two(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::on_store(store).await;
     let config = work.config(
-        &with_ledger(&server.base_url(), &store.ledger(&work).await)
+        &settings
             .set("schedule.daily_cap", "6")
             .set("schedule.timezone", "\"UTC\""),
     );
@@ -199,9 +191,8 @@ async fn new_leads_on_top_of_a_re_export_each_get_their_own_line_and_nobody_gets
 }
 
 async fn a_results_file_saved_without_its_final_line_end_keeps_its_last_line(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(3));
     let output = work.send(&config, &[]).await;
     assert_exit!(output, 0);
@@ -230,9 +221,8 @@ async fn a_results_file_saved_without_its_final_line_end_keeps_its_last_line(sto
 }
 
 async fn a_rehearsal_never_passes_for_the_real_send(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(4));
 
     let output = work.send(&config, &["--mock"]).await;
@@ -268,9 +258,8 @@ async fn a_rehearsal_never_passes_for_the_real_send(store: Store) {
 }
 
 async fn rows_never_to_be_sent_complete_the_campaign_unless_strict(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     let output = work
         .run_with_env(
             &["suppress", "add", "+55 11 98000-0001", "--config", &config],
@@ -312,9 +301,8 @@ async fn rows_never_to_be_sent_complete_the_campaign_unless_strict(store: Store)
 }
 
 async fn a_repeat_of_another_campaigns_card_is_never_sent_not_even_the_next_day(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(2));
     work.write("other.csv", &common::campaign(2));
     let output = work.send(&config, &[]).await;
@@ -334,9 +322,8 @@ async fn a_repeat_of_another_campaigns_card_is_never_sent_not_even_the_next_day(
 }
 
 async fn a_campaign_is_sent_again_on_purpose_under_a_new_name(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(2));
     let output = work.send(&config, &[]).await;
     assert_exit!(output, 0);
@@ -452,7 +439,8 @@ async fn after_kill_9_at_concurrency_8_no_more_than_8_rows_are_in_doubt(store: S
     .await;
     let work = Workspace::new();
     let config = work.config(
-        &with_ledger(&server.base_url(), &store.ledger(&work).await)
+        &Config::fast(&server.base_url())
+            .ledger(&store.ledger(&work).await)
             .set("pacing.rate", "\"100000/s\"")
             .set("pacing.burst", "1000")
             .set("pacing.concurrency", "8"),
@@ -515,8 +503,11 @@ async fn postgres_lost_mid_run_then_a_resume_sends_every_card_once() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
     let ledger = pg::database().await;
-    let config =
-        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"50/s\""));
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .ledger(&ledger)
+            .set("pacing.rate", "\"50/s\""),
+    );
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
     let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
@@ -539,8 +530,11 @@ async fn a_postgres_connection_lost_once_is_made_again_and_the_run_goes_on() {
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
     let ledger = pg::database().await;
-    let config =
-        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"50/s\""));
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .ledger(&ledger)
+            .set("pacing.rate", "\"50/s\""),
+    );
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
     let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
@@ -566,8 +560,11 @@ async fn sqlite_out_of_space_mid_run_then_a_resume_sends_every_card_once() {
     let full = work.path("full");
     std::fs::create_dir(&full).unwrap();
     let ledger = format!("sqlite://{}/ledger.db", full.display());
-    let config =
-        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"50/s\""));
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .ledger(&ledger)
+            .set("pacing.rate", "\"50/s\""),
+    );
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
     // In a mount namespace of its own, the ledger's folder is a small

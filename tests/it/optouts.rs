@@ -17,8 +17,7 @@ async fn an_excel_export_from_brazil_is_read_and_its_people_never_get_the_card()
     let server = embedded(MockOptions::default()).await;
     let work = Workspace::new();
     let url = work.fresh_ledger("ledger");
-    let config =
-        work.config(&Config::fast(&server.base_url()).set("ledger.url", &format!("{url:?}")));
+    let config = work.config(&Config::fast(&server.base_url()).ledger(&url));
     // Excel's "CSV" in Brazil: Windows-1252, `;`, CRLF, accents in the names.
     let list = b"Nome;Telefone;Motivo\r\nJos\xe9 Ara\xfajo;85960497465;n\xe3o quer\r\nMaria;(11) 98765-4321;sair\r\n";
     std::fs::write(work.path("optouts.csv"), list).unwrap();
@@ -42,8 +41,7 @@ async fn an_excel_export_from_brazil_is_read_and_its_people_never_get_the_card()
 async fn a_list_of_numbers_without_a_header_keeps_its_first_number() {
     let work = Workspace::new();
     let url = work.fresh_ledger("ledger");
-    let config =
-        work.config(&Config::fast("http://127.0.0.1:9").set("ledger.url", &format!("{url:?}")));
+    let config = work.config(&Config::fast("http://127.0.0.1:9").ledger(&url));
     work.write("numbers.csv", "11987654321\n21998765432\n31976543210\n");
 
     let output = suppress(&work, &config, &["import", "numbers.csv"]).await;
@@ -66,8 +64,7 @@ async fn a_list_of_numbers_without_a_header_keeps_its_first_number() {
 async fn rows_not_imported_are_named_with_why_and_the_import_exits_1() {
     let work = Workspace::new();
     let url = work.fresh_ledger("ledger");
-    let config =
-        work.config(&Config::fast("http://127.0.0.1:9").set("ledger.url", &format!("{url:?}")));
+    let config = work.config(&Config::fast("http://127.0.0.1:9").ledger(&url));
     work.write(
         "optouts.csv",
         "phone,reason\n11987654321,ok\n,empty one\nnot a phone,x\n12,too short\n",
@@ -88,8 +85,7 @@ async fn rows_not_imported_are_named_with_why_and_the_import_exits_1() {
 async fn a_list_that_is_a_fifo_or_a_device_is_refused_at_once() {
     let work = Workspace::new();
     let url = work.fresh_ledger("ledger");
-    let config =
-        work.config(&Config::fast("http://127.0.0.1:9").set("ledger.url", &format!("{url:?}")));
+    let config = work.config(&Config::fast("http://127.0.0.1:9").ledger(&url));
     let fifo = work.path("optouts.fifo");
     assert!(std::process::Command::new("mkfifo")
         .arg(&fifo)

@@ -566,7 +566,7 @@ async fn the_vendors_own_answer_naming_another_instance_is_sent_and_said_once() 
     let work = Workspace::new();
     let config = work.config(
         &Config::fast(&server.uri())
-            .set("ledger.url", &format!("{:?}", work.fresh_ledger("ledger")))
+            .ledger(&work.fresh_ledger("ledger"))
             .set("pacing.rate", "\"1000/s\""),
     );
     // More rows than the failures that halt a run (20).
