@@ -22,9 +22,8 @@ fn line(row: u64, status: &str, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_while_tidying_leaves_a_file_the_next_run_completes() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     let mut campaign = String::from("to,contact_name,contact_phone\n");
     for row in 2..=5u64 {
         campaign.push_str(&format!("119876543{:02},Pessoa {row},551130034000\n", row));
@@ -277,9 +276,8 @@ async fn every_exit_prints_one_json_summary() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn validate_then_send_each_writes_its_own_file() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(3));
 
     work.ok(&["validate", "campaign.csv", "--config", &config])

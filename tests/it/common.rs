@@ -40,14 +40,20 @@ impl Store {
     }
 }
 
-/// A test of what runs on `store`: the embedded mock, a workspace, and a
-/// quick config that sends to the mock and keeps a new ledger on `store`.
+/// A test against the embedded mock with `options`: the mock, a
+/// workspace, and a quick config that sends to the mock.
+pub async fn against(options: MockOptions) -> (MockServer, Workspace, Config) {
+    let server = embedded(options).await;
+    let settings = Config::fast(&server.base_url());
+    (server, Workspace::new(), settings)
+}
+
+/// A test of what runs on `store`: [`against`] the default mock, the
+/// config keeping a new ledger on `store`.
 pub async fn on_store(store: Store) -> (MockServer, Workspace, Config) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = against(MockOptions::default()).await;
     let ledger = store.ledger(&work).await;
-    let settings = Config::fast(&server.base_url()).ledger(&ledger);
-    (server, work, settings)
+    (server, work, settings.ledger(&ledger))
 }
 
 /// Each test, once on each store: `async fn name(store: Store)` becomes

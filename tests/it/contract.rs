@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::cli::repo;
-use crate::common::{embedded, Config, Workspace, API_KEY};
+use crate::common::{self, embedded, API_KEY};
 use interacto_bulk::api::MockOptions;
 
 /// The contract's schemas, as one JSON document whose `$ref`s resolve.
@@ -35,9 +35,8 @@ fn assert_valid(validator: &jsonschema::Validator, value: &Value, what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_the_client_sends_meets_the_contract() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay,typing,priority,tags,metadata,metadata.cidade\n\

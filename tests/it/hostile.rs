@@ -18,9 +18,8 @@ use interacto_bulk::api::MockOptions;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn absurd_delays_are_invalid_rows_and_the_rest_is_sent() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay,typing\n\
@@ -110,9 +109,8 @@ async fn assert_refused_untouched(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_results_lock_or_journal_path_that_is_the_campaign_is_refused() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(20));
     std::os::unix::fs::symlink("campaign.csv", work.path("link.csv")).unwrap();
     std::fs::hard_link(work.path("campaign.csv"), work.path("hard.csv")).unwrap();
@@ -135,9 +133,8 @@ async fn a_results_lock_or_journal_path_that_is_the_campaign_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_names_of_one_results_file_share_one_lock() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(20));
     let slow = ["send", "campaign.csv", "--config", &config, "--rate", "5/s"];
     let first = work.spawn(&[&slow[..], &["--out", "real.csv"]].concat());
@@ -167,9 +164,8 @@ async fn two_names_of_one_results_file_share_one_lock() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_earlier_versions_journal_without_its_results_file_is_never_sent_again() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(3));
     // What an earlier version, killed while sending, leaves once someone
     // deletes its results: the keys it had in flight.
@@ -196,9 +192,8 @@ async fn an_earlier_versions_journal_without_its_results_file_is_never_sent_agai
 
 #[tokio::test(flavor = "multi_thread")]
 async fn symbolic_links_where_its_files_go_are_never_written_through() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (_server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(2));
     work.write("precious.txt", "precious\n");
     let link = |name: &str| std::os::unix::fs::symlink("precious.txt", work.path(name)).unwrap();
@@ -557,9 +552,8 @@ async fn a_config_file_with_the_key_that_others_can_read_is_warned_about() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hangup_stops_the_run_like_sigterm() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(30));
     let child = work.spawn(&[
         "send",
@@ -706,9 +700,8 @@ async fn a_pipe_without_a_header_line_is_refused_with_a_short_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pipe_that_never_ends_stops_being_read_on_a_signal() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"50/s\""));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings.set("pacing.rate", "\"50/s\""));
     let path = work.path("campaign.csv");
     fifo(&path);
     let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
@@ -743,10 +736,8 @@ async fn a_pipe_that_never_ends_stops_being_read_on_a_signal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cells_are_written_as_excel_in_brazil_would_read_them_safely() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config =
-        work.config(&Config::fast(&server.base_url()).set("campaign.key_column", "\"id\""));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings.set("campaign.key_column", "\"id\""));
     // Rows 4 and 5 are INVALID (a bad phone), so their name is kept as written.
     work.write(
         "campaign.csv",
@@ -775,10 +766,9 @@ async fn cells_are_written_as_excel_in_brazil_would_read_them_safely() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_mid_run_is_a_halt_and_a_resume_accounts_for_every_row() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let config = work.config(
-        &Config::fast(&server.base_url())
+        &settings
             .set("pacing.rate", "\"5000/s\"")
             .set("pacing.concurrency", "8"),
     );
@@ -868,9 +858,8 @@ async fn a_valid_number_the_api_cannot_take_is_invalid() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resume_that_cannot_start_its_journal_keeps_the_old_one_whole() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(3));
     // What a run killed while sending row 2 leaves: a header, and a journal.
     let header = "row,key,to,contact_name,contact_phone,instance_id,status,api_status,message_id,\
@@ -1004,10 +993,8 @@ async fn a_json_summary_is_printed_for_a_run_refused_for_its_flags() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hard_links_at_the_tidy_and_lock_names_never_get_written_through() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config =
-        work.config(&Config::fast(&server.base_url()).ledger(&work.fresh_ledger("ledger")));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings.ledger(&work.fresh_ledger("ledger")));
     let campaign = common::campaign(3);
     work.write("campaign.csv", &campaign);
     let unchanged = || std::fs::read_to_string(work.path("campaign.csv")).unwrap();

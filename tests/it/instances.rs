@@ -175,9 +175,8 @@ async fn the_run_halts_only_when_no_instance_is_left() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_can_be_given_as_repeated_flags() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(20));
 
     let output = work

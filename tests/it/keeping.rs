@@ -31,12 +31,11 @@ const FIXTURE_DAY: &str = "@2026-11-30 22:06:00";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_earlier_release_s_ledger_is_upgraded_with_its_cards_counts_and_opt_outs() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     std::fs::write(work.path("ledger.db"), EARLIER_RELEASE).unwrap();
     let ledger = format!("sqlite://{}", work.path("ledger.db").display());
     let config = work.config(
-        &Config::fast(&server.base_url())
+        &settings
             .ledger(&ledger)
             .set("api.instance_id", "\"fixture-number\"")
             .set("schedule.daily_cap", "50")
@@ -104,10 +103,9 @@ async fn made_newer(url: &str) {
 }
 
 async fn a_ledger_of_a_newer_version_is_refused_untouched(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = store.ledger(&work).await;
-    let config = work.config(&Config::fast(&server.base_url()).ledger(&ledger));
+    let config = work.config(&settings.ledger(&ledger));
     work.write("campaign.csv", &common::campaign(3));
     let output = work
         .run_with_env(&["numbers", "--config", &config], &[])
@@ -176,11 +174,10 @@ fn mode_of(path: &std::path::Path) -> u32 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_default_ledger_is_its_owner_s_alone() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (_server, work, settings) = common::against(MockOptions::default()).await;
     // The default ledger, under the workspace's own XDG_STATE_HOME; a pace
     // slow enough to look at its WAL while it runs.
-    let config = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"4/s\""));
+    let config = work.config(&settings.set("pacing.rate", "\"4/s\""));
     work.write("campaign.csv", &common::campaign(6));
     let folder = work.path("home/state/interacto-bulk");
     let ledger = folder.join("ledger.db");
@@ -235,11 +232,10 @@ async fn stats(work: &Workspace, config: &str) -> serde_json::Value {
 }
 
 async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = store.ledger(&work).await;
     let config = work.config(
-        &Config::fast(&server.base_url())
+        &settings
             .ledger(&ledger)
             .set("ledger.keep", "\"30d\"")
             .set("schedule.daily_cap", "100"),
@@ -490,12 +486,12 @@ async fn someone_waits_on_a_lock(url: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_sigterm() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = Store::Postgres.ledger(&work).await;
     let config = |lock_timeout: &str| {
         work.config(
-            &Config::fast(&server.base_url())
+            &settings
+                .clone()
                 .ledger(&ledger)
                 .set("ledger.lock_timeout", lock_timeout),
         )

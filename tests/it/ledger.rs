@@ -252,10 +252,9 @@ async fn machines_whose_clocks_differ_keep_one_pace_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_ledger_nothing_is_sent() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     work.write("campaign.csv", &common::campaign(2));
-    let config = work.config(&Config::fast(&server.base_url()));
+    let config = work.config(&settings);
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

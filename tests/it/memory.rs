@@ -362,9 +362,8 @@ async fn a_campaign_is_sent_again_on_purpose_under_a_new_name(store: Store) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_campaigns_results_file_is_refused_and_left_alone() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(2));
     work.write("other.csv", &common::campaign(3));
     let output = work.send(&config, &[]).await;
@@ -399,9 +398,8 @@ async fn another_campaigns_results_file_is_refused_and_left_alone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_campaign_named_after_a_dated_export_says_how_to_name_it() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (_server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("leads-2026-11-30.csv", &common::campaign(1));
 
     let output = work
@@ -500,14 +498,9 @@ fn every_card_went_once(server: &interacto_bulk::api::MockServer, work: &Workspa
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_lost_mid_run_then_a_resume_sends_every_card_once() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = pg::database().await;
-    let config = work.config(
-        &Config::fast(&server.base_url())
-            .ledger(&ledger)
-            .set("pacing.rate", "\"50/s\""),
-    );
+    let config = work.config(&settings.ledger(&ledger).set("pacing.rate", "\"50/s\""));
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
     let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
@@ -527,14 +520,9 @@ async fn postgres_lost_mid_run_then_a_resume_sends_every_card_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_postgres_connection_lost_once_is_made_again_and_the_run_goes_on() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = pg::database().await;
-    let config = work.config(
-        &Config::fast(&server.base_url())
-            .ledger(&ledger)
-            .set("pacing.rate", "\"50/s\""),
-    );
+    let config = work.config(&settings.ledger(&ledger).set("pacing.rate", "\"50/s\""));
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
     let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
@@ -555,16 +543,11 @@ async fn a_postgres_connection_lost_once_is_made_again_and_the_run_goes_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_out_of_space_mid_run_then_a_resume_sends_every_card_once() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let full = work.path("full");
     std::fs::create_dir(&full).unwrap();
     let ledger = format!("sqlite://{}/ledger.db", full.display());
-    let config = work.config(
-        &Config::fast(&server.base_url())
-            .ledger(&ledger)
-            .set("pacing.rate", "\"50/s\""),
-    );
+    let config = work.config(&settings.ledger(&ledger).set("pacing.rate", "\"50/s\""));
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
     // In a mount namespace of its own, the ledger's folder is a small
@@ -619,9 +602,8 @@ async fn sqlite_out_of_space_mid_run_then_a_resume_sends_every_card_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_earlier_versions_results_file_is_remembered_even_when_overwritten() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     let mut campaign = String::from("to,contact_name,contact_phone\n");
     for row in 2..=4u64 {
         campaign.push_str(&format!("119876543{row:02},Pessoa {row},551130034000\n"));

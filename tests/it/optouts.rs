@@ -1,7 +1,7 @@
 //! Opt-out lists as people export them: every phone in them reaches the
 //! suppression list, or the row is named with why it did not.
 
-use crate::common::{self, embedded, stderr, stdout, Config, Workspace};
+use crate::common::{self, stderr, stdout, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 
 /// Runs `suppress ARGS… --config CONFIG` in `work`.
@@ -14,10 +14,9 @@ async fn suppress(work: &Workspace, config: &str, args: &[&str]) -> std::process
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_excel_export_from_brazil_is_read_and_its_people_never_get_the_card() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let url = work.fresh_ledger("ledger");
-    let config = work.config(&Config::fast(&server.base_url()).ledger(&url));
+    let config = work.config(&settings.ledger(&url));
     // Excel's "CSV" in Brazil: Windows-1252, `;`, CRLF, accents in the names.
     let list = b"Nome;Telefone;Motivo\r\nJos\xe9 Ara\xfajo;85960497465;n\xe3o quer\r\nMaria;(11) 98765-4321;sair\r\n";
     std::fs::write(work.path("optouts.csv"), list).unwrap();

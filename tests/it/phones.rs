@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::common::{self, embedded, stderr, stdout, utc_window_from_now, Config, Workspace};
+use crate::common::{self, stderr, stdout, utc_window_from_now, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 
 /// Brazil's 67 area codes.
@@ -158,9 +158,8 @@ async fn numbers_pasted_with_invisible_characters_and_dashes_are_read() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_card_set_once_goes_to_every_lead_of_a_file_with_portuguese_headers() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let fast = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let fast = work.config(&settings);
     let mut config = std::fs::read_to_string(&fast).unwrap();
     config.push_str(
         "[campaign.card]\nname = \"Loja Exemplo\"\nphone = \"(11) 3003-4000\"\n\
@@ -218,10 +217,9 @@ async fn a_card_set_once_goes_to_every_lead_of_a_file_with_portuguese_headers() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rows_own_card_columns_override_the_card_where_filled() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let config = work.config(
-        &Config::fast(&server.base_url())
+        &settings
             .set("campaign.card.name", "\"Loja Exemplo\"")
             .set("campaign.card.phone", "\"+55 11 3003-4000\""),
     );

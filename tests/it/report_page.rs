@@ -242,10 +242,9 @@ async fn a_real_browser_renders_the_page() {
 /// When the runs ran, and why the one that hit the daily cap stopped.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_runs_say_why_they_stopped() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (_server, work, settings) = common::against(MockOptions::default()).await;
     work.write("campaign.csv", &common::campaign(5));
-    let config = work.config(&Config::fast(&server.base_url()).set("schedule.daily_cap", "2"));
+    let config = work.config(&settings.set("schedule.daily_cap", "2"));
     let output = work.send(&config, &["--report", "report.html"]).await;
     assert_exit!(output, 5);
     let (_, html) = page(&work, "report.html");

@@ -165,14 +165,13 @@ async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daily_cap_counts_one_day_whatever_tz_a_run_is_given() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = format!(
         "{:?}",
         format!("sqlite://{}", work.path("ledger.db").display())
     );
     let config = work.config(
-        &Config::fast(&server.base_url())
+        &settings
             .set("schedule.daily_cap", "3")
             .set("ledger.url", &ledger),
     );

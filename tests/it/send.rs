@@ -73,10 +73,9 @@ async fn every_row_is_sent_once_with_the_headers_and_body_of_the_contract() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let config = work.config(
-        &Config::fast(&server.base_url())
+        &settings
             .set("pacing.min_delay", "4")
             .set("pacing.min_typing", "6")
             .set("pacing.default_delay", "5")
@@ -124,9 +123,8 @@ async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_and_duplicate_rows_are_never_sent_and_are_reported() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay\n\
@@ -216,9 +214,8 @@ async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_se
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overwrite_replaces_the_results_file() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (_server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(2));
     work.write("out.csv", "old\n");
 
@@ -467,9 +464,8 @@ async fn sending_without_credentials_stops_before_anything_is_written() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn limit_reads_only_the_first_rows() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(10));
 
     let output = work.send(&config, &["--limit", "4"]).await;
@@ -489,9 +485,8 @@ async fn limit_reads_only_the_first_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_campaign_can_come_from_standard_input() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     let campaign = work.write("campaign.csv", &common::campaign(3));
     let piped = |extra: &[&str]| {
         let mut args = vec!["send", "-", "--config", &config, "--out", "piped.csv"];
@@ -520,9 +515,8 @@ async fn the_campaign_can_come_from_standard_input() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_json_summary_counts_every_status() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (_server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings);
     work.write(
         "campaign.csv",
         &format!("{}bad,X,551130034000\n", common::campaign(2)),
