@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::common::{
-    self, code, embedded, ended, statuses, stderr, summary_json, terminate, utc_window_from_now,
+    self, embedded, ended, statuses, stderr, summary_json, terminate, utc_window_from_now,
     wait_for, Config, Workspace,
 };
 use interacto_bulk::api::MockOptions;
@@ -83,28 +83,9 @@ async fn every_exit_prints_one_json_summary() {
     let ledgers: Vec<String> = (0..8)
         .map(|n| work.fresh_ledger(&format!("l{n}")))
         .collect();
-    let json_run = |ledger: usize, extra: &'static [&'static str]| {
-        let mut args = vec![
-            "send",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--summary",
-            "json",
-            "--ledger",
-            &ledgers[ledger],
-        ];
-        args.extend_from_slice(extra);
-        args
-    };
 
     // 0: every row sent.
-    let output = work.run(&json_run(0, &[])).await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (0, Value::from(0))
-    );
+    let summary = summary_of_send(&work, &config, &ledgers[0], &[], 0).await;
     assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
     assert!(summary["started_at"].as_str().unwrap() <= summary["finished_at"].as_str().unwrap());
     assert_eq!(summary["instances"]["inst-1"]["SENT"], 3);
@@ -118,12 +99,7 @@ async fn every_exit_prints_one_json_summary() {
     .unwrap();
     let holder = std::fs::File::open(work.path("campaign.results.csv.lock")).unwrap();
     holder.lock().unwrap();
-    let output = work.run(&json_run(1, &["--resume"])).await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (4, Value::from(4))
-    );
+    let summary = summary_of_send(&work, &config, &ledgers[1], &["--resume"], 4).await;
     assert!(
         summary["error"].as_str().unwrap().contains("lock"),
         "{summary}"
@@ -133,20 +109,19 @@ async fn every_exit_prints_one_json_summary() {
     // 2: a config that cannot be read.
     work.write("bad.toml", "[pacing]\nrate = \"fast\"\n");
     let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            "bad.toml",
-            "--summary",
-            "json",
-        ])
+        .fails(
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                "bad.toml",
+                "--summary",
+                "json",
+            ],
+            2,
+        )
         .await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (2, Value::from(2))
-    );
+    let summary = summary_saying(&output, 2);
     assert!(
         summary["error"].as_str().unwrap().contains("pacing.rate"),
         "{summary}"
@@ -157,12 +132,7 @@ async fn every_exit_prints_one_json_summary() {
         "campaign.csv",
         &format!("{}(21) 1234-5,Bad,551130034000\n", common::campaign(2)),
     );
-    let output = work.run(&json_run(2, &["--overwrite"])).await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (0, Value::from(0))
-    );
+    let summary = summary_of_send(&work, &config, &ledgers[2], &["--overwrite"], 0).await;
     assert_eq!(
         (
             summary["state"]["never"].clone(),
@@ -174,12 +144,8 @@ async fn every_exit_prints_one_json_summary() {
         summary["next_step"].as_str().unwrap().contains("INVALID"),
         "{summary}"
     );
-    let output = work.run(&json_run(2, &["--resume", "--strict"])).await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (1, Value::from(1))
-    );
+    let strict = ["--resume", "--strict"];
+    let summary = summary_of_send(&work, &config, &ledgers[2], &strict, 1).await;
     assert!(
         summary["next_step"].as_str().unwrap().contains("--strict"),
         "{summary}"
@@ -194,25 +160,8 @@ async fn every_exit_prints_one_json_summary() {
             )
             .set("schedule.timezone", "\"UTC\""),
     );
-    let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            &closed,
-            "--no-wait",
-            "--overwrite",
-            "--summary",
-            "json",
-            "--ledger",
-            &ledgers[3],
-        ])
-        .await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (5, Value::from(5))
-    );
+    let no_wait = ["--no-wait", "--overwrite"];
+    let summary = summary_of_send(&work, &closed, &ledgers[3], &no_wait, 5).await;
     assert_eq!(summary["stop_reason"], "window");
     assert!(summary["resume_after"].is_string(), "{summary}");
 
@@ -223,24 +172,7 @@ async fn every_exit_prints_one_json_summary() {
     })
     .await;
     let refused = work.config(&Config::fast(&refusing.base_url()));
-    let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            &refused,
-            "--overwrite",
-            "--summary",
-            "json",
-            "--ledger",
-            &ledgers[4],
-        ])
-        .await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (3, Value::from(3))
-    );
+    let summary = summary_of_send(&work, &refused, &ledgers[4], &["--overwrite"], 3).await;
     assert_eq!(summary["stop_reason"], "halted");
     assert!(
         summary["next_step"].as_str().unwrap().contains("--resume"),
@@ -266,12 +198,32 @@ async fn every_exit_prints_one_json_summary() {
     wait_for("a message", || server.accepted() > before).await;
     terminate(&child);
     let output = ended(child).await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (130, Value::from(130))
-    );
+    assert_exit!(output, 130);
+    let summary = summary_saying(&output, 130);
     assert_eq!(summary["stop_reason"], "interrupted");
+}
+
+/// Sends `campaign.csv` with `config`, the ledger `ledger`, `--summary
+/// json` and `extra`; asserts that it exited with `exit` and its summary
+/// says so; returns the summary.
+async fn summary_of_send(
+    work: &Workspace,
+    config: &str,
+    ledger: &str,
+    extra: &[&str],
+    exit: i32,
+) -> Value {
+    let mut args = vec!["send", "campaign.csv", "--config", config];
+    args.extend(["--summary", "json", "--ledger", ledger]);
+    args.extend_from_slice(extra);
+    summary_saying(&work.fails(&args, exit).await, exit)
+}
+
+/// The JSON summary of a run that exited with `exit`, asserting it says so.
+fn summary_saying(output: &std::process::Output, exit: i32) -> Value {
+    let summary = summary_json(output);
+    assert_eq!(summary["exit_code"], exit, "{summary}");
+    summary
 }
 
 #[tokio::test(flavor = "multi_thread")]
