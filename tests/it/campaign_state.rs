@@ -22,8 +22,7 @@ fn line(row: u64, status: &str, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_while_tidying_leaves_a_file_the_next_run_completes() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     let mut campaign = String::from("to,contact_name,contact_phone\n");
     for row in 2..=5u64 {
         campaign.push_str(&format!("119876543{:02},Pessoa {row},551130034000\n", row));
@@ -228,8 +227,7 @@ fn summary_saying(output: &std::process::Output, exit: i32) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn validate_then_send_each_writes_its_own_file() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(3));
 
     work.ok(&["validate", "campaign.csv", "--config", &config])

@@ -48,6 +48,14 @@ pub async fn against(options: MockOptions) -> (MockServer, Workspace, Config) {
     (server, Workspace::new(), settings)
 }
 
+/// A test against the default mock: the mock, a workspace, and the quick
+/// config's file.
+pub async fn against_the_mock() -> (MockServer, Workspace, String) {
+    let (server, work, settings) = against(MockOptions::default()).await;
+    let config = work.config(&settings);
+    (server, work, config)
+}
+
 /// A test of what runs on `store`: [`against`] the default mock, the
 /// config keeping a new ledger on `store`.
 pub async fn on_store(store: Store) -> (MockServer, Workspace, Config) {

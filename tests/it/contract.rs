@@ -35,8 +35,7 @@ fn assert_valid(validator: &jsonschema::Validator, value: &Value, what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_the_client_sends_meets_the_contract() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay,typing,priority,tags,metadata,metadata.cidade\n\

@@ -18,8 +18,7 @@ use interacto_bulk::api::MockOptions;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn absurd_delays_are_invalid_rows_and_the_rest_is_sent() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay,typing\n\
@@ -109,8 +108,7 @@ async fn assert_refused_untouched(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_results_lock_or_journal_path_that_is_the_campaign_is_refused() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(20));
     std::os::unix::fs::symlink("campaign.csv", work.path("link.csv")).unwrap();
     std::fs::hard_link(work.path("campaign.csv"), work.path("hard.csv")).unwrap();
@@ -133,8 +131,7 @@ async fn a_results_lock_or_journal_path_that_is_the_campaign_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_names_of_one_results_file_share_one_lock() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(20));
     let slow = ["send", "campaign.csv", "--config", &config, "--rate", "5/s"];
     let first = work.spawn(&[&slow[..], &["--out", "real.csv"]].concat());
@@ -164,8 +161,7 @@ async fn two_names_of_one_results_file_share_one_lock() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_earlier_versions_journal_without_its_results_file_is_never_sent_again() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(3));
     // What an earlier version, killed while sending, leaves once someone
     // deletes its results: the keys it had in flight.
@@ -192,8 +188,7 @@ async fn an_earlier_versions_journal_without_its_results_file_is_never_sent_agai
 
 #[tokio::test(flavor = "multi_thread")]
 async fn symbolic_links_where_its_files_go_are_never_written_through() {
-    let (_server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (_server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(2));
     work.write("precious.txt", "precious\n");
     let link = |name: &str| std::os::unix::fs::symlink("precious.txt", work.path(name)).unwrap();
@@ -552,8 +547,7 @@ async fn a_config_file_with_the_key_that_others_can_read_is_warned_about() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hangup_stops_the_run_like_sigterm() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(30));
     let child = work.spawn(&[
         "send",
@@ -858,8 +852,7 @@ async fn a_valid_number_the_api_cannot_take_is_invalid() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resume_that_cannot_start_its_journal_keeps_the_old_one_whole() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(3));
     // What a run killed while sending row 2 leaves: a header, and a journal.
     let header = "row,key,to,contact_name,contact_phone,instance_id,status,api_status,message_id,\

@@ -175,8 +175,7 @@ async fn the_run_halts_only_when_no_instance_is_left() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_can_be_given_as_repeated_flags() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(20));
 
     let output = work

@@ -6,8 +6,8 @@
 //! counted, not what a file claims.
 
 use std::collections::HashMap;
-
 use std::time::Duration;
+
 use tokio::io::AsyncWriteExt;
 
 use crate::common::{
@@ -15,7 +15,7 @@ use crate::common::{
     Config, Store, Workspace, API_KEY,
 };
 use crate::pg;
-use interacto_bulk::api::MockOptions;
+use interacto_bulk::api::{MockOptions, MockServer};
 
 on_both_stores!(
     two_results_files_of_one_campaign_never_send_a_card_twice_not_even_the_next_day,
@@ -362,8 +362,7 @@ async fn a_campaign_is_sent_again_on_purpose_under_a_new_name(store: Store) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_campaigns_results_file_is_refused_and_left_alone() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(2));
     work.write("other.csv", &common::campaign(3));
     let output = work.send(&config, &[]).await;
@@ -398,8 +397,7 @@ async fn another_campaigns_results_file_is_refused_and_left_alone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_campaign_named_after_a_dated_export_says_how_to_name_it() {
-    let (_server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (_server, work, config) = common::against_the_mock().await;
     work.write("leads-2026-11-30.csv", &common::campaign(1));
 
     let output = work
@@ -483,7 +481,7 @@ async fn after_kill_9_at_concurrency_8_no_more_than_8_rows_are_in_doubt(store: S
 
 /// What the ledger's loss mid-run must leave, once a resume has run: every
 /// card sent exactly once, none called a repeat of itself.
-fn every_card_went_once(server: &interacto_bulk::api::MockServer, work: &Workspace, rows: usize) {
+fn every_card_went_once(server: &MockServer, work: &Workspace, rows: usize) {
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), rows, "one line per row");
     assert_eq!(count(&results, "DUPLICATE"), 0, "no card is its own repeat");
@@ -496,15 +494,25 @@ fn every_card_went_once(server: &interacto_bulk::api::MockServer, work: &Workspa
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn postgres_lost_mid_run_then_a_resume_sends_every_card_once() {
+/// The rows of the runs that lose their ledger.
+const ROWS: usize = 60;
+
+/// A run of [`ROWS`] rows at 50/s on a PostgreSQL ledger of its own, once
+/// it has sent a few: the mock, the workspace, the ledger, the config and
+/// the run.
+async fn sending_on_postgres() -> (MockServer, Workspace, String, String, common::Running) {
     let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = pg::database().await;
     let config = work.config(&settings.ledger(&ledger).set("pacing.rate", "\"50/s\""));
-    let rows = 60;
-    work.write("campaign.csv", &common::campaign(rows));
+    work.write("campaign.csv", &common::campaign(ROWS));
     let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
     wait_for("a few messages", || server.accepted() >= 10).await;
+    (server, work, ledger, config, run)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_lost_mid_run_then_a_resume_sends_every_card_once() {
+    let (server, work, ledger, config, run) = sending_on_postgres().await;
 
     // A server that goes away and stays away: the run's connection ends,
     // and connecting again fails.
@@ -515,18 +523,12 @@ async fn postgres_lost_mid_run_then_a_resume_sends_every_card_once() {
     let output = work.send(&config, &["--resume"]).await;
 
     assert_exit!(output, 0);
-    every_card_went_once(&server, &work, rows);
+    every_card_went_once(&server, &work, ROWS);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_postgres_connection_lost_once_is_made_again_and_the_run_goes_on() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let ledger = pg::database().await;
-    let config = work.config(&settings.ledger(&ledger).set("pacing.rate", "\"50/s\""));
-    let rows = 60;
-    work.write("campaign.csv", &common::campaign(rows));
-    let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
-    wait_for("a few messages", || server.accepted() >= 10).await;
+    let (server, work, ledger, _, run) = sending_on_postgres().await;
 
     // What a restart of the server does to the run: its connection ends.
     pg::cut_off(&ledger).await;
@@ -538,7 +540,7 @@ async fn a_postgres_connection_lost_once_is_made_again_and_the_run_goes_on() {
         "{}",
         stderr(&output)
     );
-    every_card_went_once(&server, &work, rows);
+    every_card_went_once(&server, &work, ROWS);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -602,8 +604,7 @@ async fn sqlite_out_of_space_mid_run_then_a_resume_sends_every_card_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_earlier_versions_results_file_is_remembered_even_when_overwritten() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     let mut campaign = String::from("to,contact_name,contact_phone\n");
     for row in 2..=4u64 {
         campaign.push_str(&format!("119876543{row:02},Pessoa {row},551130034000\n"));

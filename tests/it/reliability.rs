@@ -254,8 +254,7 @@ async fn a_fault_soak_ends_every_row_with_one_status_and_never_delivers_twice() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
 
@@ -423,8 +422,7 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(20));
     let first = work.spawn(&["send", "campaign.csv", "--config", &config, "--rate", "5/s"]);
     first.wait_for_start().await;

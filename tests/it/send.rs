@@ -123,8 +123,7 @@ async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_and_duplicate_rows_are_never_sent_and_are_reported() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay\n\
@@ -214,8 +213,7 @@ async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_se
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overwrite_replaces_the_results_file() {
-    let (_server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (_server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(2));
     work.write("out.csv", "old\n");
 
@@ -464,8 +462,7 @@ async fn sending_without_credentials_stops_before_anything_is_written() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn limit_reads_only_the_first_rows() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(10));
 
     let output = work.send(&config, &["--limit", "4"]).await;
@@ -485,8 +482,7 @@ async fn limit_reads_only_the_first_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_campaign_can_come_from_standard_input() {
-    let (server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (server, work, config) = common::against_the_mock().await;
     let campaign = work.write("campaign.csv", &common::campaign(3));
     let piped = |extra: &[&str]| {
         let mut args = vec!["send", "-", "--config", &config, "--out", "piped.csv"];
@@ -515,8 +511,7 @@ async fn the_campaign_can_come_from_standard_input() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_json_summary_counts_every_status() {
-    let (_server, work, settings) = common::against(MockOptions::default()).await;
-    let config = work.config(&settings);
+    let (_server, work, config) = common::against_the_mock().await;
     work.write(
         "campaign.csv",
         &format!("{}bad,X,551130034000\n", common::campaign(2)),
