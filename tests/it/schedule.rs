@@ -1,7 +1,7 @@
 //! Send windows and daily caps, for cron: what is held back is DEFERRED
 //! (exit 5), and a later `--resume` sends it.
 
-use crate::common::{self, count, embedded, ended, stderr, stdout, Config, Workspace, API_KEY};
+use crate::common::{self, count, ended, stderr, stdout, Config, API_KEY};
 use interacto_bulk::api::MockOptions;
 
 /// A two-hour window open now and a one-hour window closed now, in UTC.
@@ -16,9 +16,10 @@ fn windows() -> (String, String) {
     )
 }
 
-/// A quick config with `[schedule]` in UTC and `key = value`.
-fn with_schedule(base_url: &str, key: &str, value: &str) -> Config {
-    Config::fast(base_url)
+/// `settings` with `[schedule]` in UTC and `key = value`.
+fn with_schedule(settings: &Config, key: &str, value: &str) -> Config {
+    settings
+        .clone()
         .set("schedule.timezone", "\"UTC\"")
         .set(&format!("schedule.{key}"), value)
 }
@@ -39,15 +40,10 @@ fn zone_at_noon() -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outside_the_window_no_wait_defers_everything_and_a_resume_inside_it_sends() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let (open, closed) = windows();
     work.write("campaign.csv", &common::campaign(8));
-    let closed_config = work.config(&with_schedule(
-        &server.base_url(),
-        "window",
-        &format!("{closed:?}"),
-    ));
+    let closed_config = work.config(&with_schedule(&settings, "window", &format!("{closed:?}")));
 
     let output = work
         .fails(
@@ -74,11 +70,7 @@ async fn outside_the_window_no_wait_defers_everything_and_a_resume_inside_it_sen
         "{results:?}"
     );
 
-    let open_config = work.config(&with_schedule(
-        &server.base_url(),
-        "window",
-        &format!("{open:?}"),
-    ));
+    let open_config = work.config(&with_schedule(&settings, "window", &format!("{open:?}")));
     work.ok(&["send", "campaign.csv", "--config", &open_config, "--resume"])
         .await;
     assert_eq!(server.accepted(), 8);
@@ -89,15 +81,10 @@ async fn outside_the_window_no_wait_defers_everything_and_a_resume_inside_it_sen
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outside_the_window_the_run_waits_and_says_until_when() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let (_, closed) = windows();
     work.write("campaign.csv", &common::campaign(3));
-    let config = work.config(&with_schedule(
-        &server.base_url(),
-        "window",
-        &format!("{closed:?}"),
-    ));
+    let config = work.config(&with_schedule(&settings, "window", &format!("{closed:?}")));
     let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
 
     child.wait_for_start().await;
@@ -122,16 +109,12 @@ async fn outside_the_window_the_run_waits_and_says_until_when() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = format!(
-        "{:?}",
-        format!("sqlite://{}", work.path("ledger.db").display())
-    );
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let ledger = work.fresh_ledger("ledger");
     let config = work.config(
-        &with_schedule(&server.base_url(), "daily_cap", "5")
+        &with_schedule(&settings, "daily_cap", "5")
             .set("schedule.timezone", &format!("{:?}", zone_at_noon()))
-            .set("ledger.url", &ledger),
+            .ledger(&ledger),
     );
     work.write("first.csv", &common::campaign(3));
     let second: String = common::campaign(10)
@@ -166,15 +149,8 @@ async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daily_cap_counts_one_day_whatever_tz_a_run_is_given() {
     let (server, work, settings) = common::against(MockOptions::default()).await;
-    let ledger = format!(
-        "{:?}",
-        format!("sqlite://{}", work.path("ledger.db").display())
-    );
-    let config = work.config(
-        &settings
-            .set("schedule.daily_cap", "3")
-            .set("ledger.url", &ledger),
-    );
+    let ledger = work.fresh_ledger("ledger");
+    let config = work.config(&settings.set("schedule.daily_cap", "3").ledger(&ledger));
     work.write("campaign.csv", &common::campaign(6));
     // A zone on another date than UTC right now: Kiritimati (UTC+14) is a
     // day ahead from 10:00 UTC, Etc/GMT+12 (UTC-12) a day behind until 12:00.
