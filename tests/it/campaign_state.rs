@@ -249,11 +249,9 @@ async fn validate_then_send_each_writes_its_own_file() {
     assert_eq!(server.accepted(), 3, "nothing sent twice");
 
     let output = work.send(&config, &["--out", "nowhere/results.csv"]).await;
-    assert_exit!(output, 2);
-    assert!(
-        stderr(&output).contains("the folder nowhere for the results file does not exist"),
-        "{}",
-        stderr(&output)
+    common::assert_refused(
+        &output,
+        "the folder nowhere for the results file does not exist",
     );
 }
 

@@ -318,6 +318,14 @@ impl Workspace {
         output
     }
 
+    /// Runs the binary here with the test key and asserts it refused (exit
+    /// 2), saying `saying`.
+    pub async fn refuses(&self, args: &[&str], saying: &str) -> Output {
+        let output = self.fails(args, 2).await;
+        assert_refused(&output, saying);
+        output
+    }
+
     /// Checks `campaign.csv` (`validate` with `flags` and `--summary json`),
     /// asserts it exited with exactly `exit` and returns the summary's
     /// `check`.
@@ -686,6 +694,13 @@ pub fn check_exit(output: &Output, exit: i32, what: &str) {
         if what.is_empty() { "" } else { ": " },
         stderr(output)
     );
+}
+
+/// Asserts that a run refused (exit 2, a bad config, flag or file),
+/// saying `saying` on stderr.
+pub fn assert_refused(output: &Output, saying: &str) {
+    check_exit(output, 2, saying);
+    assert!(stderr(output).contains(saying), "{}", stderr(output));
 }
 
 /// Sends SIGTERM, as `kill` or systemd would.

@@ -268,12 +268,7 @@ async fn a_bad_card_or_an_unclear_phone_header_stops_before_anything_is_sent() {
             .set("campaign.card.phone", "\"(47) 9876-5432\""),
     );
     let output = work.send(&bad_card, &[]).await;
-    assert_exit!(output, 2);
-    assert!(
-        stderr(&output).contains("campaign.card.phone"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "campaign.card.phone");
 
     let card = work.config(
         &Config::fast(&server.uri())
@@ -293,12 +288,7 @@ async fn a_bad_card_or_an_unclear_phone_header_stops_before_anything_is_sent() {
     let output = work
         .send(work.config(&Config::fast(&server.uri())), &[])
         .await;
-    assert_exit!(output, 2);
-    assert!(
-        stderr(&output).contains("or set [campaign.card]"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "or set [campaign.card]");
 }
 
 #[tokio::test(flavor = "multi_thread")]

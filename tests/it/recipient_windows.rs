@@ -394,12 +394,7 @@ async fn window_in_without_a_window_is_refused() {
     let config =
         work.config(&Config::fast("http://127.0.0.1:9").set("schedule.window_in", "\"recipient\""));
     let output = work.send(&config, &[]).await;
-    assert_exit!(output, 2);
-    assert!(
-        stderr(&output).contains("schedule.window_in"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "schedule.window_in");
     let config = work.config(
         &Config::fast("http://127.0.0.1:9")
             .set("schedule.window", "\"08:00-20:00\"")

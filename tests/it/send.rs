@@ -199,12 +199,7 @@ async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_se
 
     let output = work.send(&config, &[]).await;
 
-    assert_exit!(output, 2);
-    assert!(
-        stderr(&output).contains("--overwrite"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "--overwrite");
     assert_eq!(
         std::fs::read_to_string(work.path("campaign.results.csv")).unwrap(),
         "precious earlier results\n"
@@ -451,12 +446,7 @@ async fn sending_without_credentials_stops_before_anything_is_written() {
         )
         .await;
 
-    assert_exit!(output, 2);
-    assert!(
-        stderr(&output).contains("INTERACTO_API_KEY"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "INTERACTO_API_KEY");
     assert!(!work.path("campaign.results.csv").exists());
 }
 
