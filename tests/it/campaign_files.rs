@@ -92,11 +92,7 @@ async fn windows_1252_with_semicolons_crlf_and_decimal_commas_is_detected() {
         "a log line says so: {}",
         stderr(&output)
     );
-    assert!(
-        stdout(&output).contains("windows-1252, `;`-separated"),
-        "{}",
-        stdout(&output)
-    );
+    crate::common::assert_has(&stdout(&output), "windows-1252, `;`-separated");
     let results = work.results("out.csv");
     assert_eq!(line(&results, 2)["contact_name"], "João Conceição");
     assert_eq!(line(&results, 2)["delay"], "2.5");

@@ -285,11 +285,7 @@ async fn validate_again_after_fixing_the_rows_replaces_the_check_file() {
     campaign.push_str("+55 11 9876-543,Short,+55 11 3003-4000\n");
     work.write("leads.csv", &campaign);
     let output = work.fails(&["validate", "leads.csv"], 1).await;
-    assert!(
-        stdout(&output).contains("1 INVALID: fix those rows in the campaign file (the error column says how), and validate again"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "1 INVALID: fix those rows in the campaign file (the error column says how), and validate again");
 
     work.write("leads.csv", &common::campaign(3));
     work.ok(&["validate", "leads.csv"]).await;
@@ -320,10 +316,9 @@ async fn numbers_says_rehearsals_are_not_recorded_and_a_missing_config_is_named(
     work.ok(&["send", "campaign.csv", "--mock", "--ledger", &ledger])
         .await;
     let output = work.ok(&["numbers", "--ledger", &ledger]).await;
-    assert!(
-        stdout(&output).contains("the ledger knows no number yet; rehearsals (--mock, --dry-run, validate) are not recorded"),
-        "{}",
-        stdout(&output)
+    common::assert_has(
+        &stdout(&output),
+        "the ledger knows no number yet; rehearsals (--mock, --dry-run, validate) are not recorded",
     );
 
     let output = work

@@ -703,6 +703,11 @@ pub fn assert_refused(output: &Output, saying: &str) {
     assert!(stderr(output).contains(saying), "{}", stderr(output));
 }
 
+/// Asserts that `text` (what a run printed or logged) contains `part`.
+pub fn assert_has(text: &str, part: &str) {
+    assert!(text.contains(part), "`{part}` not in:\n{text}");
+}
+
 /// Sends SIGTERM, as `kill` or systemd would.
 pub fn terminate(run: &Running) {
     signal(run, libc::SIGTERM);

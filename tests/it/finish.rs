@@ -272,7 +272,7 @@ async fn validate_estimates_with_the_sends_flags_and_refuses_what_only_a_send_me
     for flag in ["--resume", "--resend-unknown"] {
         let output = work.run(&["validate", "campaign.csv", flag]).await;
         assert_exit!(output, 2, "{flag}");
-        assert!(stderr(&output).contains(flag), "{}", stderr(&output));
+        crate::common::assert_has(&stderr(&output), flag);
     }
     work.refuses(
         &["send", "campaign.csv", "--concurrency", "0"],
@@ -305,11 +305,7 @@ async fn files_as_excel_writes_them_are_read_and_reported_as_they_are() {
     bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
     std::fs::write(work.path("unicode.csv"), bytes).unwrap();
     let output = work.ok(&["validate", "unicode.csv"]).await;
-    assert!(
-        stdout(&output).contains("(utf-16, `\\t`-separated)"),
-        "{}",
-        stdout(&output)
-    );
+    crate::common::assert_has(&stdout(&output), "(utf-16, `\\t`-separated)");
     assert!(Path::new(&work.path("unicode.check.csv")).exists());
 }
 

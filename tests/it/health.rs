@@ -45,11 +45,7 @@ async fn a_pause_from_one_machine_defers_the_others_run_before_it_starts(store: 
             &mine,
         ])
         .await;
-    assert!(
-        stdout(&output).contains("inst-1 paused until"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "inst-1 paused until");
 
     there.write("campaign.csv", &common::campaign(3));
     let output = there.send(&theirs, &["--summary", "json"]).await;
@@ -83,11 +79,7 @@ async fn a_pause_from_one_machine_defers_the_others_run_before_it_starts(store: 
     let output = there
         .run(&["numbers", "resume", "inst-1", "--config", &theirs])
         .await;
-    assert!(
-        stdout(&output).contains("inst-1 may send again"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "inst-1 may send again");
     let output = there.send(&theirs, &["--resume"]).await;
     assert_exit!(output, 0);
     assert_eq!(server.accepted(), 3);
@@ -117,11 +109,7 @@ async fn a_pause_reaches_a_run_in_progress_within_seconds(store: Store) {
     let results = there.results("campaign.results.csv");
     assert_eq!(common::count(&results, "SENT") as u64, sent);
     assert_eq!(common::count(&results, "DEFERRED") as u64, 60 - sent);
-    assert!(
-        stderr(&output).contains("inst-1 is paused (paused by an operator)"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_has(&stderr(&output), "inst-1 is paused (paused by an operator)");
 }
 
 async fn a_number_the_api_refused_stays_out_of_every_run_until_resumed(store: Store) {

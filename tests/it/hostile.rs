@@ -272,11 +272,7 @@ async fn a_retry_after_longer_than_max_backoff_stops_the_instance_for_now() {
                 || results[1]["error"].contains("Retry-After"),
             "{results:?}"
         );
-        assert!(
-            stdout(&output).contains("retry.max_backoff"),
-            "{}",
-            stdout(&output)
-        );
+        common::assert_has(&stdout(&output), "retry.max_backoff");
     }
 }
 
@@ -529,7 +525,7 @@ async fn a_config_file_with_the_key_that_others_can_read_is_warned_about() {
 
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let output = run().await;
-    assert!(stderr(&output).contains("chmod 600"), "{}", stderr(&output));
+    common::assert_has(&stderr(&output), "chmod 600");
 
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     let output = run().await;
@@ -624,11 +620,7 @@ async fn a_device_is_not_a_campaign() {
             .await;
 
         assert_exit!(output, 2, "{device}");
-        assert!(
-            stderr(&output).contains("not a regular file"),
-            "{}",
-            stderr(&output)
-        );
+        common::assert_has(&stderr(&output), "not a regular file");
     }
 }
 
@@ -647,11 +639,7 @@ async fn a_pipe_nobody_writes_to_gives_way_to_a_signal() {
     let output = ended(child).await;
 
     assert_exit!(output, 130);
-    assert!(
-        stderr(&output).contains("interrupted"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_has(&stderr(&output), "interrupted");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -781,7 +769,7 @@ async fn a_full_disk_mid_run_is_a_halt_and_a_resume_accounts_for_every_row() {
     let output = common::finish(command).await;
 
     assert_exit!(output, 3);
-    assert!(stderr(&output).contains("--resume"), "{}", stderr(&output));
+    common::assert_has(&stderr(&output), "--resume");
     let sent_before = server.accepted();
     assert!(sent_before > 0, "it did send before the disk filled");
 

@@ -114,11 +114,7 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_wait_without_m
         "the summary says which left and why: {summary}"
     );
     assert!(summary["instances"]["inst-a"]["SENT"].as_u64().unwrap() > 0);
-    assert!(
-        stderr(&output).contains("out of rotation"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_has(&stderr(&output), "out of rotation");
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), 30);
     for line in &results {
@@ -165,11 +161,7 @@ async fn the_run_halts_only_when_no_instance_is_left() {
     let output = work.send(&config, &[]).await;
 
     assert_exit!(output, 3);
-    assert!(
-        stdout(&output).contains("no instance left"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "no instance left");
     assert_eq!(work.results("campaign.results.csv").len(), 30);
 }
 

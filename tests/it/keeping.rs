@@ -56,11 +56,7 @@ async fn the_earlier_release_s_ledger_is_upgraded_with_its_cards_counts_and_opt_
     let output = work
         .run_with_env(&["suppress", "list", "--config", &config], &[])
         .await;
-    assert!(
-        stdout(&output).contains("5541988887777,pediu para sair"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "5541988887777,pediu para sair");
 
     // Its cards: the same cards, within the day, do not go again.
     work.write("campaign.csv", FIXTURE_CAMPAIGN);
@@ -335,7 +331,7 @@ async fn a_forgotten_person_s_cards_are_gone_and_their_opt_out_stays(store: Stor
     );
     assert_eq!(stats(&work, &config).await["cards"], 1);
     let list = run(vec!["suppress", "list"]).await;
-    assert!(stdout(&list).contains(&opted_out), "{}", stdout(&list));
+    common::assert_has(&stdout(&list), &opted_out);
     // The same card the same day, in another campaign: the one forgotten
     // goes (nothing remembers it went), the one kept is still a repeat, the
     // one who opted out is still held back.
@@ -425,10 +421,9 @@ async fn a_postgres_that_never_answers_is_given_up_on_and_sigterm_ends_the_wait(
     let output = work.send(waiting("1"), &[]).await;
     assert_exit!(output, 2);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    assert!(
-        stderr(&output).contains("no answer within 1 s (ledger.connect_timeout)"),
-        "{}",
-        stderr(&output)
+    common::assert_has(
+        &stderr(&output),
+        "no answer within 1 s (ledger.connect_timeout)",
     );
     assert!(!stderr(&output).contains("s3cret"));
     assert_eq!(server.requests(), 0);
@@ -509,11 +504,7 @@ async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_si
 
     assert_exit!(output, 3, "halted");
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
-    assert!(
-        stderr(&output).contains("lock timeout"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_has(&stderr(&output), "lock timeout");
     assert_eq!(server.requests(), 0);
 
     // Without a lock timeout to speak of, SIGTERM ends the wait.

@@ -529,11 +529,7 @@ async fn a_postgres_connection_lost_once_is_made_again_and_the_run_goes_on() {
     let output = common::ended(run).await;
 
     assert_exit!(output, 0);
-    assert!(
-        stderr(&output).contains("connecting again"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_has(&stderr(&output), "connecting again");
     every_card_went_once(&server, &work, ROWS);
 }
 
@@ -592,7 +588,7 @@ async fn sqlite_out_of_space_mid_run_then_a_resume_sends_every_card_once() {
         "the resume completes: {said}\n{}",
         stderr(&output)
     );
-    assert!(stderr(&output).contains("ledger"), "{}", stderr(&output));
+    common::assert_has(&stderr(&output), "ledger");
     every_card_went_once(&server, &work, rows);
 }
 

@@ -465,5 +465,5 @@ async fn the_check_names_the_rows_of_landlines() {
         "25 messages to landlines, which receive WhatsApp only if they run WhatsApp Business: rows {} and 5 more",
         rows.join(", ")
     );
-    assert!(stdout(&output).contains(&expected), "{}", stdout(&output));
+    common::assert_has(&stdout(&output), &expected);
 }

@@ -161,8 +161,8 @@ async fn a_401_halts_the_run_at_once_and_the_rest_is_deferred() {
     let output = work.send(&config, &[]).await;
 
     assert_exit!(output, 3);
-    assert!(stdout(&output).contains("halted"), "{}", stdout(&output));
-    assert!(stderr(&output).contains("401"), "{}", stderr(&output));
+    common::assert_has(&stdout(&output), "halted");
+    common::assert_has(&stderr(&output), "401");
     assert_eq!(server.received().len(), 4, "no request after the 401");
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), 10, "every row has its line");
@@ -193,11 +193,7 @@ async fn too_many_failures_halt_the_run() {
     let output = work.send(&config, &[]).await;
 
     assert_exit!(output, 3);
-    assert!(
-        stdout(&output).contains("max_failure_ratio"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "max_failure_ratio");
     let counts = statuses(&work.results("campaign.results.csv"));
     assert_eq!(counts["FAILED"], 5);
     assert_eq!(counts["DEFERRED"], 25);
@@ -482,7 +478,7 @@ async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
         started.elapsed() < Duration::from_secs(2),
         "it did not wait for the answers"
     );
-    assert!(stderr(&output).contains("aborting"), "{}", stderr(&output));
+    common::assert_has(&stderr(&output), "aborting");
     // Every line parses; the rows in flight have none, and the journal remembers them.
     let results = work.results("campaign.results.csv");
     assert!(results.iter().all(|line| line["status"] != "SENT"));

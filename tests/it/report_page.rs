@@ -146,11 +146,7 @@ async fn the_page_speaks_portuguese_from_lang_or_the_flag() {
     let output = work
         .run(&["report", "campaign.results.csv", "--config", &config])
         .await;
-    assert!(
-        stdout(&output).contains("campaign.results.html"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "campaign.results.html");
     assert!(page(&work, "campaign.results.html")
         .0
         .contains("Campaign report"));
@@ -165,12 +161,9 @@ async fn a_file_it_cannot_read_is_named_with_its_line() {
     work.write("broken.csv", &text);
     let output = work.fails(&["report", "broken.csv"], 2).await;
     let lines = text.lines().count();
-    assert!(
-        stderr(&output).contains(&format!(
-            "broken.csv, line {lines}: `notarow` is not a row number"
-        )),
-        "{}",
-        stderr(&output)
+    common::assert_has(
+        &stderr(&output),
+        &format!("broken.csv, line {lines}: `notarow` is not a row number"),
     );
     work.write("other.csv", "name,phone\nAna,1\n");
     work.refuses(&["report", "other.csv"], "not a results file")

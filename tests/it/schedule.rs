@@ -57,11 +57,7 @@ async fn outside_the_window_no_wait_defers_everything_and_a_resume_inside_it_sen
             5,
         )
         .await;
-    assert!(
-        stdout(&output).contains("outside the send window"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "outside the send window");
     assert_eq!(server.requests(), 0);
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), 8);
@@ -95,11 +91,7 @@ async fn outside_the_window_the_run_waits_and_says_until_when() {
     assert_exit!(output, 130);
     assert_eq!(server.requests(), 0, "nothing is sent outside the window");
     let start = closed.split('-').next().unwrap();
-    assert!(
-        stderr(&output).contains("waiting until"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_has(&stderr(&output), "waiting until");
     assert!(
         stderr(&output).contains(start),
         "the log names the opening time: {}",
@@ -132,11 +124,7 @@ async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
     let output = work
         .fails(&["send", "second.csv", "--config", &config], 5)
         .await;
-    assert!(
-        stdout(&output).contains("daily cap of 5"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "daily cap of 5");
     let results = work.results("second.results.csv");
     assert_eq!(
         (count(&results, "SENT"), count(&results, "DEFERRED")),

@@ -180,7 +180,7 @@ async fn a_dry_run_sends_nothing_and_marks_rows_valid() {
         let mut args = args;
         args.extend(["--config", &config]);
         let output = work.ok(&args).await;
-        assert!(stdout(&output).contains("dry run"), "{}", stdout(&output));
+        common::assert_has(&stdout(&output), "dry run");
         let results = work.results("campaign.check.csv");
         assert_eq!(results.len(), 5);
         assert!(results
