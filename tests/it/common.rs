@@ -355,6 +355,18 @@ impl Workspace {
     /// `shift` (libfaketime's `+25h`): "the next day" for the binary, while
     /// its monotonic clock, and this test's servers, keep real time.
     pub async fn run_later(&self, shift: &str, args: &[&str]) -> Output {
+        finish(self.later(shift, args)).await
+    }
+
+    /// Starts the binary here in the background like [`Workspace::spawn`],
+    /// its wall clock moved by `shift` as in [`Workspace::run_later`].
+    pub fn spawn_later(&self, shift: &str, args: &[&str]) -> Running {
+        background(self.later(shift, args), Log::Stderr)
+    }
+
+    /// The binary with `args` and the test key, its wall clock moved by
+    /// `shift` (libfaketime's).
+    fn later(&self, shift: &str, args: &[&str]) -> Command {
         let mut command = self.sealed(FAKETIME);
         command
             .args(["-f", shift, env!("CARGO_BIN_EXE_interacto-bulk")])
@@ -362,24 +374,7 @@ impl Workspace {
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
             .env("NO_COLOR", "1")
             .env("INTERACTO_API_KEY", API_KEY);
-        finish(command).await
-    }
-
-    /// Starts the binary here in the background like [`Workspace::spawn`],
-    /// its wall clock moved by `shift` as in [`Workspace::run_later`].
-    pub fn spawn_later(&self, shift: &str, args: &[&str]) -> Running {
-        let child = self
-            .sealed(FAKETIME)
-            .args(["-f", shift, env!("CARGO_BIN_EXE_interacto-bulk")])
-            .args(args)
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-            .env("NO_COLOR", "1")
-            .env("INTERACTO_API_KEY", API_KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        Running::new(child, Log::Stderr)
+        command
     }
 
     /// Runs `send campaign.csv --config <config>` with `extra` flags.
@@ -393,19 +388,8 @@ impl Workspace {
     /// Starts the binary here in the background with the test key, for
     /// tests that signal or kill it.
     pub fn spawn(&self, args: &[&str]) -> Running {
-        self.spawn_with_env(args, &[("INTERACTO_API_KEY", API_KEY)])
-    }
-
-    /// Starts the binary here in the background with `env` and nothing else
-    /// in its environment.
-    pub fn spawn_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Running {
-        let child = self
-            .command(args, env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        Running::new(child, Log::Stderr)
+        let command = self.command(args, &[("INTERACTO_API_KEY", API_KEY)]);
+        background(command, Log::Stderr)
     }
 
     /// Starts the binary here with the test key on a terminal (`script`,
@@ -438,18 +422,14 @@ impl Workspace {
             .copied()
             .collect::<Vec<_>>()
             .join(" ");
-        let child = self
-            .sealed("script")
+        let mut script = self.sealed("script");
+        script
             .args(["-qfec", &command, "/dev/null"])
             .env("PATH", "/usr/bin:/bin")
             .env("TERM", "xterm")
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-            .env("INTERACTO_API_KEY", API_KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("script starts");
-        Running::new(child, Log::Stdout)
+            .env("INTERACTO_API_KEY", API_KEY);
+        background(script, Log::Stdout)
     }
 
     /// A new, empty ledger in this workspace, as `--ledger` takes it: for a
@@ -475,6 +455,17 @@ pub async fn finish(mut command: Command) -> Output {
         .await
         .expect("the binary finishes within a minute")
         .expect("the binary runs")
+}
+
+/// Starts `command` in the background, its output piped, its log (`on`)
+/// read as it comes.
+fn background(mut command: Command, on: Log) -> Running {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    Running::new(child, on)
 }
 
 /// Which of a background binary's streams is its log.
@@ -545,9 +536,10 @@ impl Running {
         .await;
     }
 
-    /// Waits for `done`, a sign that the binary is ready for a signal, for
-    /// a binary that signals before it logs its start (a mock server, a
-    /// run waiting to open its files).
+    /// Waits for `done`, a sign that the binary is ready for a signal: for
+    /// a binary that never logs `starting` (a mock server), or a test that
+    /// signals it before it can (a run waiting for its ledger or campaign
+    /// file).
     pub async fn wait_until_ready(&self, what: &str, done: impl FnMut() -> bool) {
         wait_for(what, done).await;
         self.ready.store(true, Ordering::SeqCst);
