@@ -248,6 +248,7 @@ async fn send_three_rows_to(
     work.write("campaign.csv", &common::campaign(3));
     let output = work.send(&config, &[]).await;
     let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 3, "one line per row");
     (output, results, server)
 }
 

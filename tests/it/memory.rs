@@ -636,5 +636,6 @@ async fn an_earlier_versions_results_file_is_remembered_even_when_overwritten() 
         common::line(&results, 2)["message_id"],
         "66b3c041eac929f51c6f0002"
     );
+    assert_eq!(results.len(), 3, "one line per row");
     assert!(results.iter().all(|line| line["campaign"] == "campaign"));
 }

@@ -210,6 +210,7 @@ async fn a_card_set_once_goes_to_every_lead_of_a_file_with_portuguese_headers() 
         ]
     );
     let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 3);
     assert!(results
         .iter()
         .all(|line| line["status"] == "SENT" && line["contact_name"] == "Loja Exemplo"));

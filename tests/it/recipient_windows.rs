@@ -317,6 +317,7 @@ async fn alternating_rows_send_the_open_ones_and_wait_for_the_others() {
         "{screen}"
     );
     let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 150);
     assert!(
         results.iter().all(|row| row["status"] == "SENT"),
         "{results:?}"

@@ -123,6 +123,7 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
 
     assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 2);
     assert!(results
         .iter()
         .all(|line| line["status"] == "UNKNOWN" && line["attempts"] == "1"));
@@ -141,6 +142,7 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
         .await;
     assert_exit!(output, 1);
     let results = work.results("again.csv");
+    assert_eq!(results.len(), 2);
     assert!(results
         .iter()
         .all(|line| line["status"] == "UNKNOWN" && line["attempts"] == "2"));

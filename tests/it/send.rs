@@ -283,6 +283,7 @@ async fn an_api_that_cannot_be_reached_fails_the_rows_and_the_run_ends() {
 
     assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 2);
     assert!(results
         .iter()
         .all(|line| line["status"] == "FAILED" && line["error"].contains("cannot reach")));
