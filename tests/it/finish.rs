@@ -262,10 +262,17 @@ async fn the_users_config_file_is_found_without_a_flag_and_named_in_the_log() {
 async fn validate_estimates_with_the_sends_flags_and_refuses_what_only_a_send_means() {
     let work = Workspace::new();
     work.write("campaign.csv", &crate::common::campaign(6));
-    let flags = ["--rate", "1/s", "--instance", "a", "--instance", "b"];
-    let check = work
-        .validate(&[&flags[..], &["--concurrency", "2"]].concat(), 0)
-        .await;
+    let flags = [
+        "--rate",
+        "1/s",
+        "--instance",
+        "a",
+        "--instance",
+        "b",
+        "--concurrency",
+        "2",
+    ];
+    let check = work.validate(&flags, 0).await;
     assert_eq!(check["rate"], "1/s");
     assert_eq!(check["instances"], 2);
 
