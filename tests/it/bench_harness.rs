@@ -7,7 +7,7 @@ use std::process::Command;
 
 use interacto_bulk::api::MockOptions;
 
-use crate::common::{code, embedded, statuses, stdout, Workspace};
+use crate::common::{embedded, statuses, stdout, Workspace};
 
 /// `python3 benches/gen_campaign.py rows`, as the harness runs it, in a
 /// cleared environment but for the system's own `PATH`.
@@ -39,7 +39,7 @@ async fn generated_campaigns_have_the_mix_they_claim() {
     let output = workspace
         .run(&["validate", "campaign.csv", "--out", "checked.csv", "-q"])
         .await;
-    assert_eq!(code(&output), 1, "a campaign with bad rows fails the check");
+    assert_exit!(output, 1, "a campaign with bad rows fails the check");
 
     let results = workspace.results("checked.csv");
     let numbers: Vec<u64> = results
@@ -81,8 +81,8 @@ async fn a_generated_campaign_goes_through_an_unthrottled_send() {
     );
 
     let output = workspace.send(&config, &["-q", "--summary", "json"]).await;
-    assert_eq!(
-        code(&output),
+    assert_exit!(
+        output,
         0,
         "invalid and duplicate rows, never to be sent, leave the campaign complete"
     );

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::{code, line, stderr, stdout, Workspace};
+use crate::common::{line, stderr, stdout, Workspace};
 
 fn corpus(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,13 +32,7 @@ async fn expect_rows(
 
     let output = work.run(&args).await;
 
-    assert_eq!(
-        code(&output),
-        exit,
-        "{file}: {}{}",
-        stdout(&output),
-        stderr(&output)
-    );
+    assert_exit!(output, exit, "{file}: {}", stdout(&output));
     let results = work.results("out.csv");
     assert_eq!(
         results.len(),
@@ -84,7 +78,7 @@ async fn windows_1252_with_semicolons_crlf_and_decimal_commas_is_detected() {
         "[campaign.columns]\nto = \"telefone\"\ncontact_name = \"nome\"\n",
     );
     let output = work
-        .run(&[
+        .ok(&[
             "validate",
             &corpus("windows-1252-semicolon-crlf.csv"),
             "--out",
@@ -93,18 +87,12 @@ async fn windows_1252_with_semicolons_crlf_and_decimal_commas_is_detected() {
             config.to_str().unwrap(),
         ])
         .await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert!(
         stderr(&output).contains("Windows-1252"),
         "a log line says so: {}",
         stderr(&output)
     );
-    assert!(
-        stdout(&output).contains("windows-1252, `;`-separated"),
-        "{}",
-        stdout(&output)
-    );
+    crate::common::assert_has(&stdout(&output), "windows-1252, `;`-separated");
     let results = work.results("out.csv");
     assert_eq!(line(&results, 2)["contact_name"], "João Conceição");
     assert_eq!(line(&results, 2)["delay"], "2.5");
@@ -118,18 +106,18 @@ async fn the_encoding_can_be_set_instead_of_detected() {
         "utf8.toml",
         "[campaign]\nencoding = \"utf-8\"\ndelimiter = \";\"\n[campaign.columns]\nto = \"telefone\"\ncontact_name = \"nome\"\n",
     );
-    let output = work
-        .run(&[
+    work.fails(
+        &[
             "validate",
             &corpus("windows-1252-semicolon-crlf.csv"),
             "--out",
             "out.csv",
             "--config",
             config.to_str().unwrap(),
-        ])
-        .await;
-
-    assert_eq!(code(&output), 1);
+        ],
+        1,
+    )
+    .await;
     let results = work.results("out.csv");
     assert_eq!(line(&results, 2)["status"], "INVALID");
     assert!(
@@ -283,34 +271,26 @@ async fn a_header_only_file_has_no_rows_and_succeeds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_file_is_an_input_error() {
     let work = Workspace::new();
-    let output = work
-        .run(&["validate", &corpus("empty.csv"), "--out", "out.csv"])
-        .await;
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("no header row"),
-        "{}",
-        stderr(&output)
-    );
+    work.refuses(
+        &["validate", &corpus("empty.csv"), "--out", "out.csv"],
+        "no header row",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_required_column_is_named_and_nothing_is_written() {
     let work = Workspace::new();
-    let output = work
-        .run(&[
+    work.refuses(
+        &[
             "validate",
             &corpus("missing-column.csv"),
             "--out",
             "out.csv",
-        ])
-        .await;
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("no to, contact_name column"),
-        "{}",
-        stderr(&output)
-    );
+        ],
+        "no to, contact_name column",
+    )
+    .await;
     assert!(!work.path("out.csv").exists());
 }
 
@@ -324,11 +304,8 @@ async fn a_huge_field_is_just_a_bad_row() {
         &format!("to,contact_name,contact_phone\n{huge},Ana,551130034000\n11987654321,{name},551130034000\n11987654322,Bia,551130034000\n"),
     );
 
-    let output = work
-        .run(&["validate", "huge.csv", "--out", "out.csv"])
+    work.fails(&["validate", "huge.csv", "--out", "out.csv"], 1)
         .await;
-
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
     let results = work.results("out.csv");
     assert_eq!(line(&results, 2)["status"], "INVALID");
     assert!(
@@ -352,10 +329,8 @@ async fn the_dry_run_report_groups_problems_and_estimates_the_sending_time() {
     work.write("campaign.csv", &text);
 
     let output = work
-        .run(&["validate", "campaign.csv", "--out", "out.csv"])
+        .fails(&["validate", "campaign.csv", "--out", "out.csv"], 1)
         .await;
-
-    assert_eq!(code(&output), 1);
     let report = stdout(&output);
     assert!(report.contains("VALID 30"), "{report}");
     assert!(
@@ -372,20 +347,9 @@ async fn the_dry_run_report_groups_problems_and_estimates_the_sending_time() {
         "{report}"
     );
 
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--out",
-            "out.csv",
-            "--overwrite",
-            "--summary",
-            "json",
-        ])
-        .await;
-    let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
-    assert_eq!(summary["check"]["problems"][0]["problem"], "to: too short");
-    assert_eq!(summary["check"]["problems"][0]["rows_affected"], 12);
-    assert_eq!(summary["check"]["raised_to_floor"], 30);
-    assert_eq!(summary["check"]["expected_seconds"], 210.0);
+    let check = work.validate(&["--out", "out.csv", "--overwrite"], 1).await;
+    assert_eq!(check["problems"][0]["problem"], "to: too short");
+    assert_eq!(check["problems"][0]["rows_affected"], 12);
+    assert_eq!(check["raised_to_floor"], 30);
+    assert_eq!(check["expected_seconds"], 210.0);
 }

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::common::{
-    self, code, embedded, ended, statuses, stderr, summary_json, terminate, utc_window_from_now,
+    self, embedded, ended, statuses, stderr, summary_json, terminate, utc_window_from_now,
     wait_for, Config, Workspace,
 };
 use interacto_bulk::api::MockOptions;
@@ -22,9 +22,7 @@ fn line(row: u64, status: &str, id: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_while_tidying_leaves_a_file_the_next_run_completes() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     let mut campaign = String::from("to,contact_name,contact_phone\n");
     for row in 2..=5u64 {
         campaign.push_str(&format!("119876543{:02},Pessoa {row},551130034000\n", row));
@@ -49,7 +47,7 @@ async fn a_crash_while_tidying_leaves_a_file_the_next_run_completes() {
 
     let output = work.send(&config, &["--resume"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 1, "only row 4 was left to send");
     let results = work.results("campaign.results.csv");
     let rows: Vec<(&str, &str, &str)> = results
@@ -84,28 +82,9 @@ async fn every_exit_prints_one_json_summary() {
     let ledgers: Vec<String> = (0..8)
         .map(|n| work.fresh_ledger(&format!("l{n}")))
         .collect();
-    let json_run = |ledger: usize, extra: &'static [&'static str]| {
-        let mut args = vec![
-            "send",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--summary",
-            "json",
-            "--ledger",
-            &ledgers[ledger],
-        ];
-        args.extend_from_slice(extra);
-        args
-    };
 
     // 0: every row sent.
-    let output = work.run(&json_run(0, &[])).await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (0, Value::from(0))
-    );
+    let summary = summary_of_send(&work, &config, &ledgers[0], &[], 0).await;
     assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
     assert!(summary["started_at"].as_str().unwrap() <= summary["finished_at"].as_str().unwrap());
     assert_eq!(summary["instances"]["inst-1"]["SENT"], 3);
@@ -119,12 +98,7 @@ async fn every_exit_prints_one_json_summary() {
     .unwrap();
     let holder = std::fs::File::open(work.path("campaign.results.csv.lock")).unwrap();
     holder.lock().unwrap();
-    let output = work.run(&json_run(1, &["--resume"])).await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (4, Value::from(4))
-    );
+    let summary = summary_of_send(&work, &config, &ledgers[1], &["--resume"], 4).await;
     assert!(
         summary["error"].as_str().unwrap().contains("lock"),
         "{summary}"
@@ -134,20 +108,19 @@ async fn every_exit_prints_one_json_summary() {
     // 2: a config that cannot be read.
     work.write("bad.toml", "[pacing]\nrate = \"fast\"\n");
     let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            "bad.toml",
-            "--summary",
-            "json",
-        ])
+        .fails(
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                "bad.toml",
+                "--summary",
+                "json",
+            ],
+            2,
+        )
         .await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (2, Value::from(2))
-    );
+    let summary = summary_saying(&output, 2);
     assert!(
         summary["error"].as_str().unwrap().contains("pacing.rate"),
         "{summary}"
@@ -158,12 +131,7 @@ async fn every_exit_prints_one_json_summary() {
         "campaign.csv",
         &format!("{}(21) 1234-5,Bad,551130034000\n", common::campaign(2)),
     );
-    let output = work.run(&json_run(2, &["--overwrite"])).await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (0, Value::from(0))
-    );
+    let summary = summary_of_send(&work, &config, &ledgers[2], &["--overwrite"], 0).await;
     assert_eq!(
         (
             summary["state"]["never"].clone(),
@@ -175,12 +143,8 @@ async fn every_exit_prints_one_json_summary() {
         summary["next_step"].as_str().unwrap().contains("INVALID"),
         "{summary}"
     );
-    let output = work.run(&json_run(2, &["--resume", "--strict"])).await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (1, Value::from(1))
-    );
+    let strict = ["--resume", "--strict"];
+    let summary = summary_of_send(&work, &config, &ledgers[2], &strict, 1).await;
     assert!(
         summary["next_step"].as_str().unwrap().contains("--strict"),
         "{summary}"
@@ -195,25 +159,8 @@ async fn every_exit_prints_one_json_summary() {
             )
             .set("schedule.timezone", "\"UTC\""),
     );
-    let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            &closed,
-            "--no-wait",
-            "--overwrite",
-            "--summary",
-            "json",
-            "--ledger",
-            &ledgers[3],
-        ])
-        .await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (5, Value::from(5))
-    );
+    let no_wait = ["--no-wait", "--overwrite"];
+    let summary = summary_of_send(&work, &closed, &ledgers[3], &no_wait, 5).await;
     assert_eq!(summary["stop_reason"], "window");
     assert!(summary["resume_after"].is_string(), "{summary}");
 
@@ -224,24 +171,7 @@ async fn every_exit_prints_one_json_summary() {
     })
     .await;
     let refused = work.config(&Config::fast(&refusing.base_url()));
-    let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            &refused,
-            "--overwrite",
-            "--summary",
-            "json",
-            "--ledger",
-            &ledgers[4],
-        ])
-        .await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (3, Value::from(3))
-    );
+    let summary = summary_of_send(&work, &refused, &ledgers[4], &["--overwrite"], 3).await;
     assert_eq!(summary["stop_reason"], "halted");
     assert!(
         summary["next_step"].as_str().unwrap().contains("--resume"),
@@ -263,37 +193,54 @@ async fn every_exit_prints_one_json_summary() {
         "--ledger",
         &ledgers[5],
     ]);
+    child.wait_for_start().await;
     wait_for("a message", || server.accepted() > before).await;
     terminate(&child);
     let output = ended(child).await;
-    let summary = summary_json(&output);
-    assert_eq!(
-        (code(&output), summary["exit_code"].clone()),
-        (130, Value::from(130))
-    );
+    assert_exit!(output, 130);
+    let summary = summary_saying(&output, 130);
     assert_eq!(summary["stop_reason"], "interrupted");
+}
+
+/// Sends `campaign.csv` with `config`, the ledger `ledger`, `--summary
+/// json` and `extra`; asserts that it exited with `exit` and its summary
+/// says so; returns the summary.
+async fn summary_of_send(
+    work: &Workspace,
+    config: &str,
+    ledger: &str,
+    extra: &[&str],
+    exit: i32,
+) -> Value {
+    let mut args = vec!["send", "campaign.csv", "--config", config];
+    args.extend(["--summary", "json", "--ledger", ledger]);
+    args.extend_from_slice(extra);
+    summary_saying(&work.fails(&args, exit).await, exit)
+}
+
+/// The JSON summary of a run that exited with `exit`, asserting it says so.
+fn summary_saying(output: &std::process::Output, exit: i32) -> Value {
+    let summary = summary_json(output);
+    assert_eq!(summary["exit_code"], exit, "{summary}");
+    summary
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn validate_then_send_each_writes_its_own_file() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(3));
 
-    let output = work
-        .run(&["validate", "campaign.csv", "--config", &config])
+    work.ok(&["validate", "campaign.csv", "--config", &config])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(statuses(&work.results("campaign.check.csv"))["VALID"], 3);
 
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(statuses(&work.results("campaign.results.csv"))["SENT"], 3);
 
     // Again: the file is there, and the message says what each way out does.
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 2);
+    assert_exit!(output, 2);
     let error = stderr(&output);
     let resume = error.find("--resume").expect("names --resume");
     let overwrite = error.find("--overwrite").expect("names --overwrite");
@@ -302,11 +249,9 @@ async fn validate_then_send_each_writes_its_own_file() {
     assert_eq!(server.accepted(), 3, "nothing sent twice");
 
     let output = work.send(&config, &["--out", "nowhere/results.csv"]).await;
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("the folder nowhere for the results file does not exist"),
-        "{}",
-        stderr(&output)
+    common::assert_refused(
+        &output,
+        "the folder nowhere for the results file does not exist",
     );
 }
 
@@ -324,7 +269,7 @@ async fn results_for_excel_open_in_columns_and_a_resume_reads_them() {
 
     let output = work.send(&excel, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let bytes = std::fs::read(work.path("campaign.results.csv")).unwrap();
     let text = String::from_utf8(bytes).unwrap();
     assert!(
@@ -338,7 +283,7 @@ async fn results_for_excel_open_in_columns_and_a_resume_reads_them() {
     // A resume with the plain setting reads the Excel form, keeps it, sends nothing.
     let plain = work.config(&Config::fast(&server.base_url()));
     let output = work.send(&plain, &["--resume"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 2);
     let again = std::fs::read_to_string(work.path("campaign.results.csv")).unwrap();
     assert_eq!(again, text, "complete, and still in Excel's form");
@@ -352,12 +297,12 @@ async fn the_rewritten_file_keeps_the_permissions_it_had() {
     let config = work.config(&Config::fast(&server.base_url()));
     work.write("campaign.csv", &common::campaign(2));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let results = work.path("campaign.results.csv");
     std::fs::set_permissions(&results, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let output = work.send(&config, &["--resume"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let mode = std::fs::metadata(&results).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }

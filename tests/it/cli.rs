@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::common::{self, code, stderr, stdout, Workspace};
+use crate::common::{self, stderr, stdout, Workspace};
 
 pub fn repo(path: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,7 +29,7 @@ async fn the_sample_campaign_runs_end_to_end_against_the_embedded_mock() {
         )
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let results = work.results("campaign.mock.csv");
     assert_eq!(results.len(), 10);
     assert!(results
@@ -51,7 +51,7 @@ async fn the_sample_with_errors_names_the_field_and_problem_of_every_bad_row() {
         .run(&["validate", &repo("samples/campaign-with-errors.csv")])
         .await;
 
-    assert_eq!(code(&output), 1, "not every row is valid");
+    assert_exit!(output, 1, "not every row is valid");
     let results = work.results("campaign-with-errors.check.csv");
     assert_eq!(results.len(), 10);
     let expected = [
@@ -114,7 +114,7 @@ async fn a_rehearsal_goes_at_speed_unless_asked_for_the_real_pace() {
     };
 
     let output = work
-        .run(&[
+        .ok(&[
             "send",
             "campaign.csv",
             "--mock",
@@ -124,7 +124,6 @@ async fn a_rehearsal_goes_at_speed_unless_asked_for_the_real_pace() {
             "json",
         ])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(summary["at_speed"], true, "{summary}");
     assert!(
@@ -156,7 +155,7 @@ async fn a_rehearsal_goes_at_speed_unless_asked_for_the_real_pace() {
     );
 
     let output = work
-        .run(&[
+        .ok(&[
             "send",
             "campaign.csv",
             "--mock",
@@ -166,7 +165,6 @@ async fn a_rehearsal_goes_at_speed_unless_asked_for_the_real_pace() {
             "--overwrite",
         ])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert!(!stdout(&output).contains("at speed"), "{}", stdout(&output));
     let results = work.results("campaign.mock.csv");
     assert!(
@@ -175,12 +173,7 @@ async fn a_rehearsal_goes_at_speed_unless_asked_for_the_real_pace() {
     );
 
     let output = work.run(&["send", "campaign.csv", "--real-pace"]).await;
-    assert_eq!(
-        code(&output),
-        2,
-        "--real-pace needs --mock: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 2, "--real-pace needs --mock");
 }
 
 /// What cron mails: at the default level, a run of any size says the start,
@@ -218,7 +211,7 @@ async fn a_large_run_with_bad_rows_and_failures_is_quiet_unless_asked() {
     );
 
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
     let not_sent = results
         .iter()
@@ -260,11 +253,9 @@ async fn awkward_headers_keep_each_value_under_its_own() {
          11987650001,o1,first,second,s1,c1,Ana,+55 11 3003-4000\n",
     );
     for _ in 0..2 {
-        let output = work.run(&["validate", "odd.csv"]).await;
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        work.ok(&["validate", "odd.csv"]).await;
     }
-    let output = work.run(&["send", "odd.csv", "--mock"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&["send", "odd.csv", "--mock"]).await;
     for file in ["odd.check.csv", "odd.mock.csv"] {
         let text = std::fs::read_to_string(work.path(file)).unwrap();
         assert!(
@@ -293,17 +284,11 @@ async fn validate_again_after_fixing_the_rows_replaces_the_check_file() {
     let mut campaign = common::campaign(2);
     campaign.push_str("+55 11 9876-543,Short,+55 11 3003-4000\n");
     work.write("leads.csv", &campaign);
-    let output = work.run(&["validate", "leads.csv"]).await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("1 INVALID: fix those rows in the campaign file (the error column says how), and validate again"),
-        "{}",
-        stdout(&output)
-    );
+    let output = work.fails(&["validate", "leads.csv"], 1).await;
+    common::assert_has(&stdout(&output), "1 INVALID: fix those rows in the campaign file (the error column says how), and validate again");
 
     work.write("leads.csv", &common::campaign(3));
-    let output = work.run(&["validate", "leads.csv"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&["validate", "leads.csv"]).await;
     let check = work.results("leads.check.csv");
     assert_eq!(common::statuses(&check)["VALID"], 3, "{check:?}");
 
@@ -311,13 +296,11 @@ async fn validate_again_after_fixing_the_rows_replaces_the_check_file() {
     work.write("other.csv", &common::campaign(1));
     let before = std::fs::read(work.path("leads.check.csv")).unwrap();
     for out in ["leads.check.csv"] {
-        let output = work.run(&["validate", "other.csv", "--out", out]).await;
-        assert_eq!(code(&output), 2, "{}", stderr(&output));
-        assert!(
-            stderr(&output).contains("is the results file of the campaign `leads`"),
-            "{}",
-            stderr(&output)
-        );
+        work.refuses(
+            &["validate", "other.csv", "--out", out],
+            "is the results file of the campaign `leads`",
+        )
+        .await;
     }
     assert_eq!(std::fs::read(work.path("leads.check.csv")).unwrap(), before);
 }
@@ -330,22 +313,17 @@ async fn numbers_says_rehearsals_are_not_recorded_and_a_missing_config_is_named(
     let work = Workspace::new();
     work.write("campaign.csv", &common::campaign(2));
     let ledger = work.fresh_ledger("ledger");
-    let output = work
-        .run(&["send", "campaign.csv", "--mock", "--ledger", &ledger])
+    work.ok(&["send", "campaign.csv", "--mock", "--ledger", &ledger])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let output = work.run(&["numbers", "--ledger", &ledger]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("the ledger knows no number yet; rehearsals (--mock, --dry-run, validate) are not recorded"),
-        "{}",
-        stdout(&output)
+    let output = work.ok(&["numbers", "--ledger", &ledger]).await;
+    common::assert_has(
+        &stdout(&output),
+        "the ledger knows no number yet; rehearsals (--mock, --dry-run, validate) are not recorded",
     );
 
     let output = work
-        .run(&["send", "campaign.csv", "--ledger", &ledger])
+        .fails(&["send", "campaign.csv", "--ledger", &ledger], 2)
         .await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
     let looked_for = work.path("home/config/interacto-bulk/config.toml");
     assert!(
         stderr(&output).contains(&format!(
@@ -365,12 +343,8 @@ async fn assert_config_refused(command: &str, text: &str, named: &str) {
     work.write("campaign.csv", &common::campaign(1));
     let config = config.to_str().expect("test paths are UTF-8");
 
-    let output = work
-        .run(&[command, "campaign.csv", "--config", config])
+    work.refuses(&[command, "campaign.csv", "--config", config], named)
         .await;
-
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
-    assert!(stderr(&output).contains(named), "{}", stderr(&output));
     assert!(!work.path("campaign.results.csv").exists());
 }
 
@@ -398,10 +372,8 @@ async fn a_bad_rate_flag_is_a_usage_error() {
     work.write("campaign.csv", &common::campaign(1));
 
     let output = work
-        .run(&["send", "campaign.csv", "--mock", "--rate", "fast"])
+        .fails(&["send", "campaign.csv", "--mock", "--rate", "fast"], 2)
         .await;
-
-    assert_eq!(code(&output), 2);
     assert!(
         stderr(&output).contains("20/min"),
         "the error shows an example: {}",
@@ -414,9 +386,7 @@ async fn a_campaign_without_a_required_column_is_refused_naming_it() {
     let work = Workspace::new();
     work.write("campaign.csv", "phone,name\n11987654321,Ana\n");
 
-    let output = work.run(&["send", "campaign.csv", "--mock"]).await;
-
-    assert_eq!(code(&output), 2);
+    let output = work.fails(&["send", "campaign.csv", "--mock"], 2).await;
     let error = stderr(&output);
     assert!(error.contains("to, contact_name, contact_phone"), "{error}");
     assert!(error.contains("[campaign.columns]"), "{error}");
@@ -429,13 +399,8 @@ async fn a_campaign_without_a_required_column_is_refused_naming_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_campaign_file_is_an_input_error() {
     let work = Workspace::new();
-    let output = work.run(&["validate", "nowhere.csv"]).await;
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("nowhere.csv"),
-        "{}",
-        stderr(&output)
-    );
+    work.refuses(&["validate", "nowhere.csv"], "nowhere.csv")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -455,8 +420,7 @@ async fn unknown_columns_are_carried_to_the_results_or_named_in_one_warning() {
 
     // Carried (results.keep_columns): only the one named like a results
     // column is not.
-    let output = work.run(&["validate", "campaign.csv"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = work.ok(&["validate", "campaign.csv"]).await;
     let said = warnings(&output);
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(said[0].contains("columns=status"), "{}", said[0]);
@@ -464,9 +428,8 @@ async fn unknown_columns_are_carried_to_the_results_or_named_in_one_warning() {
     let config = work
         .config(&common::Config::fast("http://127.0.0.1:9").set("results.keep_columns", "false"));
     let output = work
-        .run(&["validate", "campaign.csv", "--config", &config])
+        .ok(&["validate", "campaign.csv", "--config", &config])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     let said = warnings(&output);
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(said[0].contains("cidade, idade, status"), "{}", said[0]);
@@ -497,23 +460,24 @@ async fn the_campaigns_own_columns_follow_the_standard_ones_in_every_file() {
     let config = config.to_str().unwrap();
     let standard = interacto_bulk::results::COLUMNS[1..].join(",");
 
-    for (args, file, first) in [
-        (vec!["validate", "leads.csv"], "leads.check.csv", "check"),
+    for (args, file, first, exit) in [
+        (vec!["validate", "leads.csv"], "leads.check.csv", "check", 1),
         (
             vec!["send", "leads.csv", "--mock"],
             "leads.mock.csv",
             "rehearsal",
+            0,
         ),
         (
             vec!["send", "leads.csv", "--limit", "1"],
             "leads.results.csv",
             "campaign",
+            0,
         ),
     ] {
         let mut args = args.clone();
         args.extend(["--config", config]);
-        let output = work.run(&args).await;
-        assert!(code(&output) <= 1, "{file}: {}", stderr(&output));
+        work.fails(&args, exit).await;
         let text = std::fs::read_to_string(work.path(file)).unwrap();
         assert_eq!(
             text.lines().next().unwrap(),
@@ -542,9 +506,8 @@ async fn the_campaigns_own_columns_follow_the_standard_ones_in_every_file() {
          bia@x.com;Batel;(41) 99123-4567;Bia;Curitiba\n",
     );
     let output = work
-        .run(&["send", "leads.csv", "--config", config, "--resume"])
+        .ok(&["send", "leads.csv", "--config", config, "--resume"])
         .await;
-    assert!(code(&output) <= 1, "{}", stderr(&output));
     assert_eq!(server.accepted(), 2, "Ana once, Bia once");
     assert!(
         stderr(&output).contains("not these new ones of the campaign file")
@@ -579,8 +542,7 @@ async fn the_campaigns_own_columns_follow_the_standard_ones_in_every_file() {
 #[tokio::test(flavor = "multi_thread")]
 async fn help_lists_the_commands_and_flags() {
     let work = Workspace::new();
-    let output = work.run(&["send", "--help"]).await;
-    assert_eq!(code(&output), 0);
+    let output = work.ok(&["send", "--help"]).await;
     for flag in [
         "--config",
         "--out",
@@ -613,10 +575,8 @@ async fn json_logs_are_one_object_per_line() {
     work.write("campaign.csv", &common::campaign(1));
 
     let output = work
-        .run(&["validate", "campaign.csv", "--log-format", "json"])
+        .ok(&["validate", "campaign.csv", "--log-format", "json"])
         .await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     let lines: Vec<&str> = std::str::from_utf8(&output.stderr)
         .unwrap()
         .lines()

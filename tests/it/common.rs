@@ -5,16 +5,18 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use interacto_bulk::api::{MockOptions, MockServer};
@@ -38,6 +40,30 @@ impl Store {
     }
 }
 
+/// A test against the embedded mock with `options`: the mock, a
+/// workspace, and a quick config that sends to the mock.
+pub async fn against(options: MockOptions) -> (MockServer, Workspace, Config) {
+    let server = embedded(options).await;
+    let settings = Config::fast(&server.base_url());
+    (server, Workspace::new(), settings)
+}
+
+/// A test against the default mock: the mock, a workspace, and the quick
+/// config's file.
+pub async fn against_the_mock() -> (MockServer, Workspace, String) {
+    let (server, work, settings) = against(MockOptions::default()).await;
+    let config = work.config(&settings);
+    (server, work, config)
+}
+
+/// A test of what runs on `store`: [`against`] the default mock, the
+/// config keeping a new ledger on `store`.
+pub async fn on_store(store: Store) -> (MockServer, Workspace, Config) {
+    let (server, work, settings) = against(MockOptions::default()).await;
+    let ledger = store.ledger(&work).await;
+    (server, work, settings.ledger(&ledger))
+}
+
 /// Each test, once on each store: `async fn name(store: Store)` becomes
 /// `name::sqlite` and `name::postgres`.
 macro_rules! on_both_stores {
@@ -54,6 +80,17 @@ macro_rules! on_both_stores {
             }
         }
     )*};
+}
+
+/// Asserts that a finished binary exited with exactly `exit`; the message
+/// gives its stderr, after the words given (`assert_exit!(output, 2, "{flag}")`).
+macro_rules! assert_exit {
+    ($output:expr, $exit:expr $(,)?) => {
+        $crate::common::check_exit(&$output, $exit, "")
+    };
+    ($output:expr, $exit:expr, $($what:tt)+) => {
+        $crate::common::check_exit(&$output, $exit, &format!($($what)+))
+    };
 }
 
 /// The embedded mock on a free port of 127.0.0.1, keeping every request.
@@ -100,6 +137,54 @@ pub fn queued_per_recipient(server: &MockServer) -> HashMap<String, usize> {
     queued
 }
 
+/// The recipient (`to`) of every request that reached the mock, in the
+/// order they came.
+pub fn recipients(server: &MockServer) -> Vec<String> {
+    server
+        .received()
+        .iter()
+        .map(|request| {
+            let to = request.body["to"].as_str().expect("a request has a `to`");
+            to.to_string()
+        })
+        .collect()
+}
+
+/// When each request reached the mock, in the order they came.
+pub fn arrival_times(server: &MockServer) -> Vec<Instant> {
+    server
+        .received()
+        .into_iter()
+        .map(|request| request.at)
+        .collect()
+}
+
+/// How many requests reached the mock through `instance`.
+pub fn requests_from(server: &MockServer, instance: &str) -> usize {
+    server
+        .received()
+        .iter()
+        .filter(|request| request.instance_id.as_deref() == Some(instance))
+        .count()
+}
+
+/// Waits until the mock is done with every connection: each request that
+/// reached it was answered, or dropped with its client (a killed run's), so
+/// that what it received can be counted.
+pub async fn all_handled(server: &MockServer) {
+    let port = format!(":{:04X} ", server.addr().port());
+    wait_for("the mock to close every connection", || {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp is readable");
+        // Columns: sl, local address, remote address, state (01
+        // established, 08 waiting for this side to close).
+        !table.lines().skip(1).any(|socket| {
+            let columns: Vec<&str> = socket.split_whitespace().collect();
+            format!("{} ", columns[1]).ends_with(&port) && ["01", "08"].contains(&columns[3])
+        })
+    })
+    .await;
+}
+
 /// A test's config file, section by section: it starts from
 /// [`Config::fast`] and changes keys one at a time.
 #[derive(Clone)]
@@ -128,6 +213,11 @@ impl Config {
     pub fn set(mut self, key: &str, value: &str) -> Self {
         self.keys.insert(key.to_string(), value.to_string());
         self
+    }
+
+    /// Keeps the ledger at `url` (`sqlite://…`, `postgres://…`).
+    pub fn ledger(self, url: &str) -> Self {
+        self.set("ledger.url", &format!("{url:?}"))
     }
 
     pub fn unset(mut self, key: &str) -> Self {
@@ -215,6 +305,47 @@ impl Workspace {
             .await
     }
 
+    /// Runs the binary here with the test key and asserts it succeeded.
+    pub async fn ok(&self, args: &[&str]) -> Output {
+        self.fails(args, 0).await
+    }
+
+    /// Runs the binary here with the test key and asserts it exited with
+    /// exactly `exit`.
+    pub async fn fails(&self, args: &[&str], exit: i32) -> Output {
+        let output = self.run(args).await;
+        check_exit(&output, exit, &args.join(" "));
+        output
+    }
+
+    /// Runs the binary here with the test key and asserts it refused (exit
+    /// 2), saying `saying`.
+    pub async fn refuses(&self, args: &[&str], saying: &str) -> Output {
+        let output = self.fails(args, 2).await;
+        assert_refused(&output, saying);
+        output
+    }
+
+    /// Checks `campaign.csv` (`validate` with `flags` and `--summary json`),
+    /// asserts it exited with exactly `exit` and returns the summary's
+    /// `check`.
+    pub async fn validate(&self, flags: &[&str], exit: i32) -> serde_json::Value {
+        let mut args = vec!["validate", "campaign.csv"];
+        args.extend_from_slice(flags);
+        args.extend(["--summary", "json"]);
+        let output = self.fails(&args, exit).await;
+        summary_json(&output)["check"].clone()
+    }
+
+    /// Checks `campaign.csv` again (`validate` with `flags` and
+    /// `--overwrite`) and returns the report it printed.
+    pub async fn report(&self, flags: &[&str], exit: i32) -> String {
+        let mut args = vec!["validate", "campaign.csv"];
+        args.extend_from_slice(flags);
+        args.push("--overwrite");
+        stdout(&self.fails(&args, exit).await)
+    }
+
     /// Runs the binary here with `env` and nothing else in its environment.
     pub async fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         finish(self.command(args, env)).await
@@ -224,6 +355,18 @@ impl Workspace {
     /// `shift` (libfaketime's `+25h`): "the next day" for the binary, while
     /// its monotonic clock, and this test's servers, keep real time.
     pub async fn run_later(&self, shift: &str, args: &[&str]) -> Output {
+        finish(self.later(shift, args)).await
+    }
+
+    /// Starts the binary here in the background like [`Workspace::spawn`],
+    /// its wall clock moved by `shift` as in [`Workspace::run_later`].
+    pub fn spawn_later(&self, shift: &str, args: &[&str]) -> Running {
+        background(self.later(shift, args), Log::Stderr)
+    }
+
+    /// The binary with `args` and the test key, its wall clock moved by
+    /// `shift` (libfaketime's).
+    fn later(&self, shift: &str, args: &[&str]) -> Command {
         let mut command = self.sealed(FAKETIME);
         command
             .args(["-f", shift, env!("CARGO_BIN_EXE_interacto-bulk")])
@@ -231,22 +374,7 @@ impl Workspace {
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
             .env("NO_COLOR", "1")
             .env("INTERACTO_API_KEY", API_KEY);
-        finish(command).await
-    }
-
-    /// Starts the binary here in the background like [`Workspace::spawn`],
-    /// its wall clock moved by `shift` as in [`Workspace::run_later`].
-    pub fn spawn_later(&self, shift: &str, args: &[&str]) -> Child {
-        self.sealed(FAKETIME)
-            .args(["-f", shift, env!("CARGO_BIN_EXE_interacto-bulk")])
-            .args(args)
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-            .env("NO_COLOR", "1")
-            .env("INTERACTO_API_KEY", API_KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts")
+        command
     }
 
     /// Runs `send campaign.csv --config <config>` with `extra` flags.
@@ -259,31 +387,28 @@ impl Workspace {
 
     /// Starts the binary here in the background with the test key, for
     /// tests that signal or kill it.
-    pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args, &[("INTERACTO_API_KEY", API_KEY)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts")
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        let command = self.command(args, &[("INTERACTO_API_KEY", API_KEY)]);
+        background(command, Log::Stderr)
     }
 
     /// Starts the binary here with the test key on a terminal (`script`,
     /// from util-linux, gives it one), so that it draws its progress bar;
     /// the terminal's output, logs and all, is the child's stdout.
-    pub fn on_a_terminal(&self, args: &[&str]) -> Child {
+    pub fn on_a_terminal(&self, args: &[&str]) -> Running {
         self.terminal(&[env!("CARGO_BIN_EXE_interacto-bulk")], args)
     }
 
     /// [`Workspace::on_a_terminal`], the binary's wall clock moved by
     /// `shift` as in [`Workspace::run_later`].
-    pub fn on_a_terminal_later(&self, shift: &str, args: &[&str]) -> Child {
+    pub fn on_a_terminal_later(&self, shift: &str, args: &[&str]) -> Running {
         self.terminal(
             &[FAKETIME, "-f", shift, env!("CARGO_BIN_EXE_interacto-bulk")],
             args,
         )
     }
 
-    fn terminal(&self, program: &[&str], args: &[&str]) -> Child {
+    fn terminal(&self, program: &[&str], args: &[&str]) -> Running {
         if std::process::Command::new("script")
             .arg("--version")
             .output()
@@ -297,16 +422,14 @@ impl Workspace {
             .copied()
             .collect::<Vec<_>>()
             .join(" ");
-        self.sealed("script")
+        let mut script = self.sealed("script");
+        script
             .args(["-qfec", &command, "/dev/null"])
             .env("PATH", "/usr/bin:/bin")
             .env("TERM", "xterm")
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-            .env("INTERACTO_API_KEY", API_KEY)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("script starts")
+            .env("INTERACTO_API_KEY", API_KEY);
+        background(script, Log::Stdout)
     }
 
     /// A new, empty ledger in this workspace, as `--ledger` takes it: for a
@@ -334,12 +457,138 @@ pub async fn finish(mut command: Command) -> Output {
         .expect("the binary runs")
 }
 
-/// Waits for a spawned binary to end, within 30 seconds.
-pub async fn ended(child: Child) -> Output {
-    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+/// Starts `command` in the background, its output piped, its log (`on`)
+/// read as it comes.
+fn background(mut command: Command, on: Log) -> Running {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    Running::new(child, on)
+}
+
+/// Which of a background binary's streams is its log.
+pub enum Log {
+    Stderr,
+    /// On a terminal, whose output (logs and all) is the child's stdout.
+    Stdout,
+}
+
+/// A binary started in the background. Its log is read as it comes, so
+/// that a test can wait for a line of it and still have all of it when the
+/// binary ends; it derefs to the [`Child`].
+pub struct Running {
+    child: Child,
+    log: Arc<Mutex<Vec<u8>>>,
+    reader: tokio::task::JoinHandle<()>,
+    on: Log,
+    /// Whether the test saw the binary ready for a signal.
+    ready: AtomicBool,
+}
+
+impl Running {
+    pub fn new(mut child: Child, on: Log) -> Self {
+        let stream: Option<Box<dyn AsyncRead + Send + Unpin>> = match on {
+            Log::Stderr => child.stderr.take().map(|stream| Box::new(stream) as _),
+            Log::Stdout => child.stdout.take().map(|stream| Box::new(stream) as _),
+        };
+        let stream = stream.unwrap_or_else(|| Box::new(tokio::io::empty()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let read = log.clone();
+        let reader = tokio::spawn(async move {
+            let mut stream = stream;
+            let mut chunk = vec![0; 64 * 1024];
+            while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                read.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Running {
+            child,
+            log,
+            reader,
+            on,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Waits for the run's first log line (`starting`, naming the config):
+    /// by then its signal handlers are in place, and a signal is safe.
+    pub async fn wait_for_start(&self) {
+        self.wait_until_ready("the run's `starting` line", || {
+            self.log()
+                .lines()
+                .any(|line| line.contains("starting") && line.contains("config"))
+        })
+        .await;
+    }
+
+    /// Waits for a line of the log that contains `text`.
+    pub async fn wait_for_log(&self, text: &str) {
+        wait_for(&format!("`{text}` in the log"), || {
+            self.log().contains(text)
+        })
+        .await;
+    }
+
+    /// Waits for `done`, a sign that the binary is ready for a signal: for
+    /// a binary that never logs `starting` (a mock server), or a test that
+    /// signals it before it can (a run waiting for its ledger or campaign
+    /// file).
+    pub async fn wait_until_ready(&self, what: &str, done: impl FnMut() -> bool) {
+        wait_for(what, done).await;
+        self.ready.store(true, Ordering::SeqCst);
+    }
+}
+
+impl From<Child> for Running {
+    fn from(child: Child) -> Self {
+        Running::new(child, Log::Stderr)
+    }
+}
+
+impl Deref for Running {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+/// Waits for a background binary to end, within 30 seconds.
+pub async fn ended(run: impl Into<Running>) -> Output {
+    let Running {
+        child,
+        log,
+        reader,
+        on,
+        ..
+    } = run.into();
+    let mut output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("the binary ends within 30 seconds")
-        .expect("the binary's output is read")
+        .expect("the binary's output is read");
+    tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the binary's log ends with it")
+        .expect("the log is read");
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    match on {
+        Log::Stderr => output.stderr = log,
+        Log::Stdout => output.stdout = log,
+    }
+    output
 }
 
 /// Rows counted by their status.
@@ -428,14 +677,43 @@ pub fn code(output: &Output) -> i32 {
     output.status.code().expect("the binary exits, not killed")
 }
 
-/// Sends SIGTERM, as `kill` or systemd would.
-pub fn terminate(child: &Child) {
-    signal(child, libc::SIGTERM);
+/// What [`assert_exit!`] checks: `output` exited with exactly `exit`.
+pub fn check_exit(output: &Output, exit: i32, what: &str) {
+    assert_eq!(
+        code(output),
+        exit,
+        "{what}{}exit {exit} expected: {}",
+        if what.is_empty() { "" } else { ": " },
+        stderr(output)
+    );
 }
 
-/// Sends `signal` to a spawned binary.
-pub fn signal(child: &Child, signal: libc::c_int) {
-    let pid = child.id().expect("still running");
+/// Asserts that a run refused (exit 2, a bad config, flag or file),
+/// saying `saying` on stderr.
+pub fn assert_refused(output: &Output, saying: &str) {
+    check_exit(output, 2, saying);
+    assert!(stderr(output).contains(saying), "{}", stderr(output));
+}
+
+/// Asserts that `text` (what a run printed or logged) contains `part`.
+pub fn assert_has(text: &str, part: &str) {
+    assert!(text.contains(part), "`{part}` not in:\n{text}");
+}
+
+/// Sends SIGTERM, as `kill` or systemd would.
+pub fn terminate(run: &Running) {
+    signal(run, libc::SIGTERM);
+}
+
+/// Sends `signal` to a background binary, once it is ready for one
+/// ([`Running::wait_for_start`]): earlier, it would race the binary's
+/// setting up of its signal handlers.
+pub fn signal(run: &Running, signal: libc::c_int) {
+    assert!(
+        run.ready.load(Ordering::SeqCst),
+        "a signal before the binary is ready for one: wait_for_start first"
+    );
+    let pid = run.id().expect("still running");
     let pid = libc::pid_t::try_from(pid).expect("a pid fits");
     // SAFETY: kill(2) with a pid this test spawned and a valid signal number.
     let sent = unsafe { libc::kill(pid, signal) };
@@ -444,12 +722,15 @@ pub fn signal(child: &Child, signal: libc::c_int) {
 
 /// Polls `done` until it holds, for at most 20 seconds.
 pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+    wait_until(what, || std::future::ready(done())).await;
+}
+
+/// Polls `done`, a question that takes a while (a database's), until it
+/// holds, for at most 20 seconds. The tests' one poll loop.
+pub async fn wait_until<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::cli::repo;
-use crate::common::{embedded, Config, Workspace, API_KEY};
+use crate::common::{self, embedded, API_KEY};
 use interacto_bulk::api::MockOptions;
 
 /// The contract's schemas, as one JSON document whose `$ref`s resolve.
@@ -35,9 +35,7 @@ fn assert_valid(validator: &jsonschema::Validator, value: &Value, what: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_the_client_sends_meets_the_contract() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay,typing,priority,tags,metadata,metadata.cidade\n\
@@ -46,12 +44,7 @@ async fn every_request_the_client_sends_meets_the_contract() {
     );
 
     let output = work.send(&config, &[]).await;
-    assert_eq!(
-        crate::common::code(&output),
-        0,
-        "{}",
-        crate::common::stderr(&output)
-    );
+    assert_exit!(output, 0);
 
     let message = schema("ContactMessage");
     let received = server.received();

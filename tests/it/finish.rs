@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::cli::repo;
-use crate::common::{code, stderr, stdout, Workspace};
+use crate::common::{stderr, stdout, Workspace};
 
 const COMMANDS: [&str; 7] = [
     "send",
@@ -22,22 +22,20 @@ async fn completions_for_every_shell_know_every_command() {
     let work = Workspace::new();
     for shell in ["bash", "zsh", "fish", "powershell"] {
         let output = work.run(&["completions", shell]).await;
-        assert_eq!(code(&output), 0, "{shell}: {}", stderr(&output));
+        assert_exit!(output, 0, "{shell}");
         let script = stdout(&output);
         for command in COMMANDS {
             assert!(script.contains(command), "{shell} lacks {command}");
         }
         assert!(script.contains("resend-unknown"), "{shell}");
     }
-    let output = work.run(&["completions", "tcsh"]).await;
-    assert_eq!(code(&output), 2);
+    work.fails(&["completions", "tcsh"], 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manual_page_for_the_tool_and_for_each_command() {
     let work = Workspace::new();
-    let output = work.run(&["man"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = work.ok(&["man"]).await;
     let page = stdout(&output);
     assert!(
         page.starts_with(".ie") || page.contains(".TH interacto-bulk 1"),
@@ -52,7 +50,7 @@ async fn a_manual_page_for_the_tool_and_for_each_command() {
             "the page lists {command}"
         );
         let output = work.run(&["man", command]).await;
-        assert_eq!(code(&output), 0, "{command}: {}", stderr(&output));
+        assert_exit!(output, 0, "{command}");
         assert!(
             stdout(&output).contains(&format!(".TH interacto-bulk-{command} 1")),
             "{command}"
@@ -60,13 +58,8 @@ async fn a_manual_page_for_the_tool_and_for_each_command() {
     }
     let send = stdout(&work.run(&["man", "send"]).await);
     assert!(send.contains("\\-\\-no\\-wait"), "{send}");
-    let output = work.run(&["man", "sned"]).await;
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("one of: send, validate"),
-        "{}",
-        stderr(&output)
-    );
+    work.refuses(&["man", "sned"], "one of: send, validate")
+        .await;
 }
 
 /// Bash itself completes: the script sourced, `send --re<TAB>` and the
@@ -74,8 +67,7 @@ async fn a_manual_page_for_the_tool_and_for_each_command() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bash_completes_a_commands_options_after_the_command() {
     let work = Workspace::new();
-    let output = work.run(&["completions", "bash"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = work.ok(&["completions", "bash"]).await;
     work.write("completion.bash", &stdout(&output));
     let complete = |line: &str| {
         let words: Vec<&str> = line.split(' ').collect();
@@ -112,8 +104,7 @@ async fn bash_completes_a_commands_options_after_the_command() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_manual_page_referred_to_is_written() {
     let work = Workspace::new();
-    let output = work.run(&["man", "--out-dir", "man/man1"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&["man", "--out-dir", "man/man1"]).await;
     let folder = Path::new(&work.path("man/man1")).to_path_buf();
     let written: Vec<String> = std::fs::read_dir(&folder)
         .unwrap()
@@ -158,8 +149,7 @@ async fn every_manual_page_referred_to_is_written() {
 #[tokio::test(flavor = "multi_thread")]
 async fn config_example_prints_the_projects_example_config() {
     let work = Workspace::new();
-    let output = work.run(&["config", "example"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = work.ok(&["config", "example"]).await;
     let shipped = std::fs::read_to_string(repo("config.example.toml")).unwrap();
     assert_eq!(stdout(&output), shipped);
 }
@@ -212,7 +202,7 @@ async fn the_start_with_example_of_help_runs_as_written() {
     let args: Vec<&str> = example.split_whitespace().skip(1).collect();
     for _ in 0..2 {
         let output = work.run_with_env(&args, &[]).await;
-        assert_eq!(code(&output), 0, "{example}: {}", stderr(&output));
+        assert_exit!(output, 0, "{example}");
     }
 }
 
@@ -228,9 +218,8 @@ async fn the_users_config_file_is_found_without_a_flag_and_named_in_the_log() {
     std::fs::write(folder.join("config.toml"), "[pacing]\nrate = \"7/min\"\n").unwrap();
 
     let output = work
-        .run(&["validate", "campaign.csv", "--summary", "json"])
+        .ok(&["validate", "campaign.csv", "--summary", "json"])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     let check = crate::common::summary_json(&output);
     assert_eq!(check["check"]["rate"], "7/min");
     assert!(
@@ -266,48 +255,37 @@ async fn the_users_config_file_is_found_without_a_flag_and_named_in_the_log() {
     let output = work
         .run_with_env(&args, &[("INTERACTO_CONFIG", "missing.toml")])
         .await;
-    assert_eq!(code(&output), 2, "a named file must exist");
+    assert_exit!(output, 2, "a named file must exist");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn validate_estimates_with_the_sends_flags_and_refuses_what_only_a_send_means() {
     let work = Workspace::new();
     work.write("campaign.csv", &crate::common::campaign(6));
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--rate",
-            "1/s",
-            "--instance",
-            "a",
-            "--instance",
-            "b",
-            "--concurrency",
-            "2",
-            "--summary",
-            "json",
-        ])
-        .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let summary = crate::common::summary_json(&output);
-    assert_eq!(summary["check"]["rate"], "1/s");
-    assert_eq!(summary["check"]["instances"], 2);
+    let flags = [
+        "--rate",
+        "1/s",
+        "--instance",
+        "a",
+        "--instance",
+        "b",
+        "--concurrency",
+        "2",
+    ];
+    let check = work.validate(&flags, 0).await;
+    assert_eq!(check["rate"], "1/s");
+    assert_eq!(check["instances"], 2);
 
     for flag in ["--resume", "--resend-unknown"] {
         let output = work.run(&["validate", "campaign.csv", flag]).await;
-        assert_eq!(code(&output), 2, "{flag}");
-        assert!(stderr(&output).contains(flag), "{}", stderr(&output));
+        assert_exit!(output, 2, "{flag}");
+        crate::common::assert_has(&stderr(&output), flag);
     }
-    let output = work
-        .run(&["send", "campaign.csv", "--concurrency", "0"])
-        .await;
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("must be at least 1"),
-        "{}",
-        stderr(&output)
-    );
+    work.refuses(
+        &["send", "campaign.csv", "--concurrency", "0"],
+        "must be at least 1",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -318,8 +296,7 @@ async fn files_as_excel_writes_them_are_read_and_reported_as_they_are() {
         "sep.csv",
         "sep=;\r\nto;contact_name;contact_phone;;\r\n11987654321;Ana;551130034000;;\r\n",
     );
-    let output = work.run(&["validate", "sep.csv"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = work.ok(&["validate", "sep.csv"]).await;
     let report = stdout(&output);
     assert!(report.contains("1 row checked"), "{report}");
     assert!(report.contains("`;`-separated"), "{report}");
@@ -334,13 +311,8 @@ async fn files_as_excel_writes_them_are_read_and_reported_as_they_are() {
     let mut bytes = vec![0xFF, 0xFE];
     bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
     std::fs::write(work.path("unicode.csv"), bytes).unwrap();
-    let output = work.run(&["validate", "unicode.csv"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("(utf-16, `\\t`-separated)"),
-        "{}",
-        stdout(&output)
-    );
+    let output = work.ok(&["validate", "unicode.csv"]).await;
+    crate::common::assert_has(&stdout(&output), "(utf-16, `\\t`-separated)");
     assert!(Path::new(&work.path("unicode.check.csv")).exists());
 }
 
@@ -353,7 +325,7 @@ async fn the_pace_each_number_keeps_is_said_at_the_start() {
     );
     work.write("campaign.csv", &crate::common::campaign(1));
     let output = work.send(&config, &["--rate", "1000/s"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let log = stderr(&output);
     assert!(
         log.contains("each number sends at most one message every 7 s: pace_by_message waits"),
@@ -369,7 +341,7 @@ async fn send_at_trace_shows_each_body_and_answer_but_never_the_key() {
     let config = work.config(&crate::common::Config::fast(&server.base_url()));
     work.write("campaign.csv", &crate::common::campaign(2));
     let output = work.send(&config, &["-vv"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let log = stderr(&output);
     assert!(
         log.contains("request") && log.contains("\"contact\""),
@@ -392,14 +364,15 @@ async fn the_mock_server_logs_what_it_answers_and_stops_in_its_own_words() {
     let listen = format!("127.0.0.1:{port}");
     let mock = work.spawn(&["mock-server", "--listen", &listen, "-v"]);
     let base = format!("http://{listen}");
-    crate::common::wait_for("the mock to listen", || {
+    // A mock server logs no `starting`: it is ready once it listens.
+    mock.wait_until_ready("the mock to listen", || {
         std::net::TcpStream::connect(&listen).is_ok()
     })
     .await;
     let config = work.config(&crate::common::Config::fast(&base));
     work.write("campaign.csv", &crate::common::campaign(2));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
 
     crate::common::terminate(&mock);
     let output = crate::common::ended(mock).await;
@@ -427,8 +400,16 @@ async fn on_a_terminal_the_wait_for_the_window_shows_when_it_opens() {
             .set("schedule.timezone", "\"UTC\""),
     );
     let child = work.on_a_terminal(&["send", "campaign.csv", "--config", &config]);
-    // Long enough for a few redraws of the bar (every 200 ms).
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    child.wait_for_start().await;
+    // A few redraws of the bar (every 200 ms).
+    crate::common::wait_for("the bar to wait for the window", || {
+        child
+            .log()
+            .matches("waiting for the send window until")
+            .count()
+            >= 3
+    })
+    .await;
     crate::common::terminate(&child);
     let output = crate::common::ended(child).await;
     let screen = String::from_utf8_lossy(&output.stdout);
@@ -449,9 +430,8 @@ async fn config_errors_say_it_once() {
     let work = Workspace::new();
     work.write("campaign.csv", &crate::common::campaign(1));
     let output = work
-        .run(&["validate", "campaign.csv", "--config", "nothere.toml"])
+        .fails(&["validate", "campaign.csv", "--config", "nothere.toml"], 2)
         .await;
-    assert_eq!(code(&output), 2);
     let error = stderr(&output);
     assert_eq!(error.matches("os error 2").count(), 1, "{error}");
     assert!(
@@ -461,9 +441,8 @@ async fn config_errors_say_it_once() {
 
     work.write("bad.toml", "[pacing]\nrate = \"fast\"\n");
     let output = work
-        .run(&["validate", "campaign.csv", "--config", "bad.toml"])
+        .fails(&["validate", "campaign.csv", "--config", "bad.toml"], 2)
         .await;
-    assert_eq!(code(&output), 2);
     let error = stderr(&output);
     assert_eq!(error.matches("is not a rate").count(), 1, "{error}");
     assert!(error.contains("bad.toml, line 2: pacing.rate"), "{error}");

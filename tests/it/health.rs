@@ -6,7 +6,7 @@
 //! workspaces, each its own home, sharing one ledger; what reached the
 //! server is counted.
 
-use crate::common::{self, code, embedded, stderr, stdout, summary_json, Config, Store, Workspace};
+use crate::common::{self, embedded, stderr, stdout, summary_json, Config, Store, Workspace};
 use interacto_bulk::api::MockOptions;
 
 on_both_stores!(
@@ -23,7 +23,7 @@ on_both_stores!(
 async fn two_machines(base_url: &str, store: Store) -> (Workspace, Workspace, Config) {
     let (here, there) = (Workspace::new(), Workspace::new());
     let ledger = store.ledger(&here).await;
-    let settings = Config::fast(base_url).set("ledger.url", &format!("{ledger:?}"));
+    let settings = Config::fast(base_url).ledger(&ledger);
     (here, there, settings)
 }
 
@@ -33,7 +33,7 @@ async fn a_pause_from_one_machine_defers_the_others_run_before_it_starts(store: 
     let (mine, theirs) = (here.config(&settings), there.config(&settings));
 
     let output = here
-        .run(&[
+        .ok(&[
             "numbers",
             "pause",
             "inst-1",
@@ -45,16 +45,11 @@ async fn a_pause_from_one_machine_defers_the_others_run_before_it_starts(store: 
             &mine,
         ])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("inst-1 paused until"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "inst-1 paused until");
 
     there.write("campaign.csv", &common::campaign(3));
     let output = there.send(&theirs, &["--summary", "json"]).await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     assert_eq!(server.requests(), 0, "nothing goes through a paused number");
     let summary = summary_json(&output);
     assert_eq!(summary["stop_reason"], "paused", "{summary}");
@@ -70,46 +65,23 @@ async fn a_pause_from_one_machine_defers_the_others_run_before_it_starts(store: 
     }
 
     // The check says so, and its estimate leaves them out.
-    let output = there
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &theirs,
-            "--summary",
-            "json",
-        ])
-        .await;
-    let check = &summary_json(&output)["check"];
+    let check = there.validate(&["--config", &theirs], 0).await;
     assert_eq!(check["held_numbers"]["inst-1"]["messages"], 3, "{check}");
     assert_eq!(check["messages"], 0, "{check}");
-    let output = there
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &theirs,
-            "--overwrite",
-        ])
-        .await;
+    let report = there.report(&["--config", &theirs], 0).await;
     assert!(
-        stdout(&output).contains("is paused (a warning on the phone) until")
-            && stdout(&output).contains("its 3 messages would be DEFERRED"),
-        "{}",
-        stdout(&output)
+        report.contains("is paused (a warning on the phone) until")
+            && report.contains("its 3 messages would be DEFERRED"),
+        "{report}"
     );
 
     // Resumed from the other machine, the same campaign goes.
     let output = there
         .run(&["numbers", "resume", "inst-1", "--config", &theirs])
         .await;
-    assert!(
-        stdout(&output).contains("inst-1 may send again"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "inst-1 may send again");
     let output = there.send(&theirs, &["--resume"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 3);
 }
 
@@ -122,13 +94,11 @@ async fn a_pause_reaches_a_run_in_progress_within_seconds(store: Store) {
     let run = there.spawn(&["send", "campaign.csv", "--config", &theirs]);
     common::wait_for("the first messages", || server.accepted() >= 3).await;
 
-    let output = here
-        .run(&["numbers", "pause", "inst-1", "--config", &mine])
+    here.ok(&["numbers", "pause", "inst-1", "--config", &mine])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     let paused_at = server.accepted();
     let output = common::ended(run).await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     // Within the poll (2 s) and the messages already past their turn: at
     // 4/s, a dozen at most.
     let sent = server.accepted();
@@ -139,11 +109,7 @@ async fn a_pause_reaches_a_run_in_progress_within_seconds(store: Store) {
     let results = there.results("campaign.results.csv");
     assert_eq!(common::count(&results, "SENT") as u64, sent);
     assert_eq!(common::count(&results, "DEFERRED") as u64, 60 - sent);
-    assert!(
-        stderr(&output).contains("inst-1 is paused (paused by an operator)"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_has(&stderr(&output), "inst-1 is paused (paused by an operator)");
 }
 
 async fn a_number_the_api_refused_stays_out_of_every_run_until_resumed(store: Store) {
@@ -156,14 +122,14 @@ async fn a_number_the_api_refused_stays_out_of_every_run_until_resumed(store: St
     let (mine, theirs) = (here.config(&settings), there.config(&settings));
     here.write("campaign.csv", &common::campaign(5));
     let output = here.send(&mine, &[]).await;
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert_exit!(output, 3);
     let refused = server.requests();
     assert!(refused >= 1);
 
     // The next run, on the other machine, asks nothing of the API.
     there.write("campaign.csv", &common::campaign_from(5, 5));
     let output = there.send(&theirs, &["--summary", "json"]).await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     assert_eq!(
         server.requests(),
         refused,
@@ -193,7 +159,7 @@ async fn a_number_the_api_refused_stays_out_of_every_run_until_resumed(store: St
         .run(&["numbers", "resume", "inst-1", "--config", &theirs])
         .await;
     let output = there.send(&theirs, &["--resume"]).await;
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert_exit!(output, 3);
     assert!(server.requests() > refused);
 }
 
@@ -208,13 +174,13 @@ async fn a_hold_for_failures_ends_by_itself(store: Store) {
     let (mine, theirs) = (here.config(&settings), there.config(&settings));
     here.write("campaign.csv", &common::campaign(30));
     let output = here.send(&mine, &[]).await;
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
+    assert_exit!(output, 3);
     let failed = server.requests();
 
     // Within schedule.quarantine (1 h): held, on the other machine too.
     there.write("campaign.csv", &common::campaign_from(30, 3));
     let output = there.send(&theirs, &["--summary", "json"]).await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     assert_eq!(summary_json(&output)["stop_reason"], "held");
     assert_eq!(server.requests(), failed);
 
@@ -245,11 +211,11 @@ async fn first_contacts_are_capped_apart_from_people_the_number_knows(store: Sto
     };
     here.write("campaign.csv", &rows(0..5, "+55 11 3003-4000"));
     let output = here.send(&mine, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
 
     there.write("campaign.csv", &rows(0..10, "+55 11 3003-5000"));
     let output = there.send(&theirs, &["--summary", "json"]).await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     assert_eq!(summary_json(&output)["stop_reason"], "first_contacts");
     assert_eq!(server.accepted(), 5 + 8);
     let results = there.results("campaign.results.csv");
@@ -291,13 +257,13 @@ async fn a_long_retry_after_holds_the_number_for_every_run_until_then(store: Sto
     let (mine, theirs) = (here.config(&settings), there.config(&settings));
     here.write("campaign.csv", &common::campaign(3));
     let output = here.send(&mine, &["--summary", "json"]).await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     assert_eq!(summary_json(&output)["stop_reason"], "api_wait");
     let asked = server.requests();
 
     there.write("campaign.csv", &common::campaign_from(3, 3));
     let output = there.send(&theirs, &["--summary", "json"]).await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     assert_eq!(summary_json(&output)["stop_reason"], "held");
     assert_eq!(server.requests(), asked, "held until the API's time");
 
@@ -313,14 +279,8 @@ async fn a_long_retry_after_holds_the_number_for_every_run_until_then(store: Sto
 /// One first contact a day: two cards to one new recipient are that one
 /// first contact, and go together; the next new recipient waits.
 async fn a_recipient_is_one_first_contact_however_many_cards_go_to_them(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
-    let config = work.config(
-        &Config::fast(&server.base_url())
-            .set("ledger.url", &format!("{ledger:?}"))
-            .set("schedule.daily_new_contacts", "1"),
-    );
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings.set("schedule.daily_new_contacts", "1"));
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone\n\
@@ -329,7 +289,7 @@ async fn a_recipient_is_one_first_contact_however_many_cards_go_to_them(store: S
          +55 11 98000-0002,Loja,+55 11 3003-4000\n",
     );
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     let results = work.results("campaign.results.csv");
     let statuses: Vec<&str> = results.iter().map(|line| line["status"].as_str()).collect();
     assert_eq!(statuses, ["SENT", "SENT", "DEFERRED"], "{results:?}");

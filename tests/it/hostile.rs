@@ -18,9 +18,7 @@ use interacto_bulk::api::MockOptions;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn absurd_delays_are_invalid_rows_and_the_rest_is_sent() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay,typing\n\
@@ -36,7 +34,7 @@ async fn absurd_delays_are_invalid_rows_and_the_rest_is_sent() {
             true => work.send(&config, &["--overwrite", "--strict"]).await,
             false => work.run(&args).await,
         };
-        assert_eq!(code(&output), 1, "not every row sent: {}", stderr(&output));
+        assert_exit!(output, 1, "not every row sent");
         let results = match args.is_empty() {
             true => work.results("campaign.results.csv"),
             false => work.results("campaign.check.csv"),
@@ -81,7 +79,7 @@ async fn absurd_durations_in_the_config_are_refused_naming_the_key() {
             ])
             .await;
 
-        assert_eq!(code(&output), 2, "{key} = {value}: {}", stderr(&output));
+        assert_exit!(output, 2, "{key} = {value}");
         assert!(stderr(&output).contains(key), "{key}: {}", stderr(&output));
         assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
     }
@@ -98,7 +96,7 @@ async fn assert_refused_untouched(
 ) {
     let before = std::fs::read(work.path("campaign.csv")).unwrap();
     let output = work.send(config, flags).await;
-    assert_eq!(code(&output), exit, "{flags:?}: {}", stderr(&output));
+    assert_exit!(output, exit, "{flags:?}");
     assert!(
         stderr(&output).contains(named),
         "{flags:?}: {}",
@@ -110,9 +108,7 @@ async fn assert_refused_untouched(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_results_lock_or_journal_path_that_is_the_campaign_is_refused() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(20));
     std::os::unix::fs::symlink("campaign.csv", work.path("link.csv")).unwrap();
     std::fs::hard_link(work.path("campaign.csv"), work.path("hard.csv")).unwrap();
@@ -135,12 +131,11 @@ async fn a_results_lock_or_journal_path_that_is_the_campaign_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_names_of_one_results_file_share_one_lock() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(20));
     let slow = ["send", "campaign.csv", "--config", &config, "--rate", "5/s"];
     let first = work.spawn(&[&slow[..], &["--out", "real.csv"]].concat());
+    first.wait_for_start().await;
     wait_for("the first run to send", || server.accepted() >= 1).await;
     std::os::unix::fs::symlink("real.csv", work.path("link.csv")).unwrap();
     std::fs::hard_link(work.path("real.csv"), work.path("hard.csv")).unwrap();
@@ -149,17 +144,15 @@ async fn two_names_of_one_results_file_share_one_lock() {
         let output = work
             .send(&config, &["--out", out, "--resume", "--instance", "second"])
             .await;
-        assert_eq!(code(&output), 4, "{out}: {}", stderr(&output));
+        assert_exit!(output, 4, "{out}");
     }
 
     terminate(&first);
     let output = ended(first).await;
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
-    let second = server.received();
-    assert!(
-        second
-            .iter()
-            .all(|request| request.instance_id.as_deref() != Some("second")),
+    assert_exit!(output, 130);
+    assert_eq!(
+        common::requests_from(&server, "second"),
+        0,
         "the second runs sent nothing"
     );
     let results = work.results("real.csv");
@@ -168,9 +161,7 @@ async fn two_names_of_one_results_file_share_one_lock() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_earlier_versions_journal_without_its_results_file_is_never_sent_again() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(3));
     // What an earlier version, killed while sending, leaves once someone
     // deletes its results: the keys it had in flight.
@@ -181,28 +172,23 @@ async fn an_earlier_versions_journal_without_its_results_file_is_never_sent_agai
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
     assert_eq!(common::line(&results, 2)["status"], "UNKNOWN");
     assert_eq!(count(&results, "SENT"), 2);
-    assert!(server
-        .received()
-        .iter()
-        .all(|request| request.body["to"] != "5511980000000"));
+    assert!(!common::recipients(&server).contains(&"5511980000000".to_string()));
     assert!(!work.path("campaign.results.csv.journal").exists());
 
     // The ledger remembers it from now on, whatever the results file.
     std::fs::remove_file(work.path("campaign.results.csv")).unwrap();
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     assert_eq!(server.accepted(), 2, "nothing more was sent");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn symbolic_links_where_its_files_go_are_never_written_through() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (_server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(2));
     work.write("precious.txt", "precious\n");
     let link = |name: &str| std::os::unix::fs::symlink("precious.txt", work.path(name)).unwrap();
@@ -214,7 +200,7 @@ async fn symbolic_links_where_its_files_go_are_never_written_through() {
     let output = work
         .send(&config, &["--out", "out.csv", "--overwrite"])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(precious(), "precious\n");
     assert!(!std::fs::symlink_metadata(work.path("out.csv"))
         .unwrap()
@@ -224,7 +210,7 @@ async fn symbolic_links_where_its_files_go_are_never_written_through() {
     // A lock file that is a link: refused.
     link("out.csv.lock");
     let output = work.send(&config, &["--out", "out.csv", "--resume"]).await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert_eq!(precious(), "precious\n");
     unlink("out.csv.lock");
 
@@ -238,7 +224,7 @@ async fn symbolic_links_where_its_files_go_are_never_written_through() {
     let output = work
         .send(&config, &["--out", "out.csv", "--overwrite"])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(precious(), "precious\n");
 }
 
@@ -262,6 +248,7 @@ async fn send_three_rows_to(
     work.write("campaign.csv", &common::campaign(3));
     let output = work.send(&config, &[]).await;
     let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 3, "one line per row");
     (output, results, server)
 }
 
@@ -278,7 +265,7 @@ async fn a_retry_after_longer_than_max_backoff_stops_the_instance_for_now() {
     for answer in [in_a_day, year_9999] {
         let (output, results, server) = send_three_rows_to(answer, &[]).await;
 
-        assert_eq!(code(&output), 5, "{}", stderr(&output));
+        assert_exit!(output, 5);
         assert_eq!(server.received_requests().await.unwrap().len(), 1);
         assert_eq!(count(&results, "DEFERRED"), 3, "{results:?}");
         assert!(
@@ -286,11 +273,7 @@ async fn a_retry_after_longer_than_max_backoff_stops_the_instance_for_now() {
                 || results[1]["error"].contains("Retry-After"),
             "{results:?}"
         );
-        assert!(
-            stdout(&output).contains("retry.max_backoff"),
-            "{}",
-            stdout(&output)
-        );
+        common::assert_has(&stdout(&output), "retry.max_backoff");
     }
 }
 
@@ -298,7 +281,7 @@ async fn a_retry_after_longer_than_max_backoff_stops_the_instance_for_now() {
 async fn a_504_may_have_been_queued_so_it_is_unknown_and_not_sent_again() {
     let (output, results, server) = send_three_rows_to(ResponseTemplate::new(504), &[]).await;
 
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     assert_eq!(
         server.received_requests().await.unwrap().len(),
         3,
@@ -324,7 +307,7 @@ async fn redirects_are_not_followed_and_the_row_fails_naming_where() {
             ResponseTemplate::new(status).insert_header("Location", "http://127.0.0.1:9/elsewhere");
         let (output, results, server) = send_three_rows_to(away, &[]).await;
 
-        assert_eq!(code(&output), 1, "{status}: {}", stderr(&output));
+        assert_exit!(output, 1, "{status}");
         assert_eq!(
             server.received_requests().await.unwrap().len(),
             3,
@@ -341,7 +324,7 @@ async fn redirects_are_not_followed_and_the_row_fails_naming_where() {
 async fn only_an_answer_with_a_message_id_counts_as_sent() {
     let ok = ResponseTemplate::new(200).set_body_json(body("m-200", "inst-1"));
     let (output, results, _) = send_three_rows_to(ok, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert!(results
         .iter()
         .all(|line| line["status"] == "SENT" && line["http_status"] == "200"));
@@ -350,7 +333,7 @@ async fn only_an_answer_with_a_message_id_counts_as_sent() {
     // names one instance always): queued, SENT, the instance noted.
     let other = ResponseTemplate::new(201).set_body_json(body("m-1", "another-instance"));
     let (output, results, server) = send_three_rows_to(other, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
     for line in &results {
         assert_eq!(line["status"], "SENT", "{line:?}");
@@ -363,7 +346,7 @@ async fn only_an_answer_with_a_message_id_counts_as_sent() {
     // No id: the API may have queued it, and nothing says which message it is.
     let without_id = ResponseTemplate::new(201).set_body_json(body("", "inst-1"));
     let (output, results, server) = send_three_rows_to(without_id, &[]).await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     assert_eq!(
         server.received_requests().await.unwrap().len(),
         3,
@@ -383,7 +366,7 @@ async fn an_instance_id_that_cannot_go_in_a_header_is_refused_at_start() {
     work.write("campaign.csv", &common::campaign(3));
 
     let output = work.send(&config, &["--instance", "bad\u{1}id"]).await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert!(
         stderr(&output).contains("--instance") && stderr(&output).contains("U+0001"),
         "{}",
@@ -392,12 +375,7 @@ async fn an_instance_id_that_cannot_go_in_a_header_is_refused_at_start() {
 
     let config = work.config(&Config::fast(&server.uri()).set("api.instance_id", "\"bad\\nid\""));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("api.instance_id"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "api.instance_id");
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 
@@ -414,7 +392,7 @@ async fn an_endless_answer_is_cut_off_and_the_row_is_unknown() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     for line in work.results("campaign.results.csv") {
         assert_eq!(line["status"], "UNKNOWN", "{line:?}");
         assert!(
@@ -449,7 +427,7 @@ async fn plain_http_to_loopback_never_goes_through_a_proxy() {
         )
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 2);
     assert_eq!(proxy.connections(), 0, "the proxy saw nothing");
 }
@@ -460,7 +438,7 @@ async fn the_key_is_taken_out_of_whatever_a_server_or_a_parser_says() {
         "bad request; headers were Authorization: {API_KEY}"
     ));
     let (output, results, _) = send_three_rows_to(echo, &[]).await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     for line in &results {
         assert!(line["error"].contains("<the API key>"), "{line:?}");
     }
@@ -486,7 +464,7 @@ async fn the_key_is_taken_out_of_whatever_a_server_or_a_parser_says() {
                 &[],
             )
             .await;
-        assert_eq!(code(&output), 2, "{}", stderr(&output));
+        assert_exit!(output, 2);
         assert!(
             !stderr(&output).contains(API_KEY) && !stderr(&output).contains("987654321"),
             "{}",
@@ -507,7 +485,7 @@ async fn a_config_file_with_the_key_that_others_can_read_is_warned_about() {
 
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
     let output = run().await;
-    assert!(stderr(&output).contains("chmod 600"), "{}", stderr(&output));
+    common::assert_has(&stderr(&output), "chmod 600");
 
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     let output = run().await;
@@ -520,9 +498,7 @@ async fn a_config_file_with_the_key_that_others_can_read_is_warned_about() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hangup_stops_the_run_like_sigterm() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(30));
     let child = work.spawn(&[
         "send",
@@ -532,12 +508,13 @@ async fn a_hangup_stops_the_run_like_sigterm() {
         "--rate",
         "20/s",
     ]);
+    child.wait_for_start().await;
     wait_for("a few messages", || server.accepted() >= 3).await;
 
     common::signal(&child, libc::SIGHUP);
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_exit!(output, 130);
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), 30, "every row has its line");
     assert!(count(&results, "DEFERRED") > 0);
@@ -570,9 +547,21 @@ async fn a_closed_stdout_is_no_reason_to_panic() {
 
         let output = ended(child).await;
 
-        assert_eq!(code(&output), 1, "the run's own code: {}", stderr(&output));
+        assert_exit!(output, 1, "the run's own code");
         assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
     }
+}
+
+/// Whether a thread of process `pid` waits in open(2) for the other end of
+/// a named pipe.
+fn waits_for_a_writer(pid: u32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    threads.flatten().any(|thread| {
+        std::fs::read_to_string(thread.path().join("wchan"))
+            .is_ok_and(|wchan| wchan == "wait_for_partner")
+    })
 }
 
 /// A named pipe at `path`, as `mkfifo` makes.
@@ -590,12 +579,8 @@ async fn a_device_is_not_a_campaign() {
             .run(&["validate", device, "--out", "out.csv", "--overwrite"])
             .await;
 
-        assert_eq!(code(&output), 2, "{device}: {}", stderr(&output));
-        assert!(
-            stderr(&output).contains("not a regular file"),
-            "{}",
-            stderr(&output)
-        );
+        assert_exit!(output, 2, "{device}");
+        common::assert_has(&stderr(&output), "not a regular file");
     }
 }
 
@@ -604,17 +589,17 @@ async fn a_pipe_nobody_writes_to_gives_way_to_a_signal() {
     let work = Workspace::new();
     fifo(&work.path("campaign.csv"));
     let child = work.spawn(&["validate", "campaign.csv"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It opens the campaign before it logs its start, and waits there.
+    let pid = child.id().expect("still running");
+    child
+        .wait_until_ready("the run to wait for a writer", || waits_for_a_writer(pid))
+        .await;
 
     terminate(&child);
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("interrupted"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit!(output, 130);
+    common::assert_has(&stderr(&output), "interrupted");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -637,12 +622,7 @@ async fn a_pipe_without_a_header_line_is_refused_with_a_short_error() {
     let output = ended(child).await;
     writer.await.unwrap();
 
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("no line ends"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "no line ends");
     assert!(
         stderr(&output).len() < 2000,
         "a short error: {} bytes",
@@ -652,9 +632,8 @@ async fn a_pipe_without_a_header_line_is_refused_with_a_short_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pipe_that_never_ends_stops_being_read_on_a_signal() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"50/s\""));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings.set("pacing.rate", "\"50/s\""));
     let path = work.path("campaign.csv");
     fifo(&path);
     let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
@@ -670,13 +649,14 @@ async fn a_pipe_that_never_ends_stops_being_read_on_a_signal() {
             }
         }
     });
+    child.wait_for_start().await;
     wait_for("a few messages", || server.accepted() >= 3).await;
 
     terminate(&child);
     let output = ended(child).await;
     writer.await.unwrap();
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_exit!(output, 130);
     let results = work.results("campaign.results.csv");
     let sent = count(&results, "SENT");
     assert_eq!(
@@ -688,10 +668,8 @@ async fn a_pipe_that_never_ends_stops_being_read_on_a_signal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cells_are_written_as_excel_in_brazil_would_read_them_safely() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config =
-        work.config(&Config::fast(&server.base_url()).set("campaign.key_column", "\"id\""));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings.set("campaign.key_column", "\"id\""));
     // Rows 4 and 5 are INVALID (a bad phone), so their name is kept as written.
     work.write(
         "campaign.csv",
@@ -704,7 +682,7 @@ async fn cells_are_written_as_excel_in_brazil_would_read_them_safely() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let raw = std::fs::read_to_string(work.path("campaign.results.csv")).unwrap();
     assert!(raw.contains(",\"a;=1+1\","), "{raw}");
     assert!(raw.contains(",\"Ana;=1+1;x\","), "{raw}");
@@ -714,16 +692,15 @@ async fn cells_are_written_as_excel_in_brazil_would_read_them_safely() {
 
     // The keys match again: a resume finds the sent rows sent.
     let output = work.send(&config, &["--resume"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 2, "nothing sent twice");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_mid_run_is_a_halt_and_a_resume_accounts_for_every_row() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let config = work.config(
-        &Config::fast(&server.base_url())
+        &settings
             .set("pacing.rate", "\"5000/s\"")
             .set("pacing.concurrency", "8"),
     );
@@ -751,20 +728,15 @@ async fn a_full_disk_mid_run_is_a_halt_and_a_resume_accounts_for_every_row() {
 
     let output = common::finish(command).await;
 
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
-    assert!(stderr(&output).contains("--resume"), "{}", stderr(&output));
+    assert_exit!(output, 3);
+    common::assert_has(&stderr(&output), "--resume");
     let sent_before = server.accepted();
     assert!(sent_before > 0, "it did send before the disk filled");
 
     let output = work.send(&config, &["--resume"]).await;
 
     let results = work.results("campaign.results.csv");
-    assert_eq!(
-        code(&output),
-        common::exit_for(&results),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit!(output, common::exit_for(&results));
     assert_eq!(results.len(), rows, "every row has its line, once");
     let queued = common::queued_per_recipient(&server);
     assert!(
@@ -787,15 +759,12 @@ async fn a_header_of_a_hundred_thousand_columns_is_read_and_a_huge_one_named_bri
         ),
     );
 
-    let output = work.run(&["validate", "wide.csv"]).await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&["validate", "wide.csv"]).await;
     assert_eq!(work.results("wide.check.csv")[0]["status"], "VALID");
 
     // Ten megabytes of header and none of the columns needed: a short error.
     work.write("huge.csv", &format!("{}\nx\n", "h".repeat(10 << 20)));
-    let output = work.run(&["validate", "huge.csv"]).await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    let output = work.fails(&["validate", "huge.csv"], 2).await;
     assert!(
         stderr(&output).len() < 2000,
         "{} bytes of error",
@@ -812,9 +781,7 @@ async fn a_valid_number_the_api_cannot_take_is_invalid() {
         "to,contact_name,contact_phone\n+43 59804,Ana,551130034000\n11987654321,Bia,+43 59804\n",
     );
 
-    let output = work.run(&["validate", "campaign.csv"]).await;
-
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    work.fails(&["validate", "campaign.csv"], 1).await;
     for line in work.results("campaign.check.csv") {
         assert_eq!(line["status"], "INVALID", "{line:?}");
         assert!(line["error"].contains("the API takes 8 to 15"), "{line:?}");
@@ -823,9 +790,7 @@ async fn a_valid_number_the_api_cannot_take_is_invalid() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_resume_that_cannot_start_its_journal_keeps_the_old_one_whole() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(3));
     // What a run killed while sending row 2 leaves: a header, and a journal.
     let header = "row,key,to,contact_name,contact_phone,instance_id,status,api_status,message_id,\
@@ -839,7 +804,7 @@ async fn a_resume_that_cannot_start_its_journal_keeps_the_old_one_whole() {
 
     let output = work.send(&config, &["--resume"]).await;
 
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert_eq!(server.requests(), 0);
     let kept = std::fs::read_to_string(work.path("campaign.results.csv.journal")).unwrap();
     assert_eq!(kept, journal, "the old journal is whole");
@@ -847,7 +812,7 @@ async fn a_resume_that_cannot_start_its_journal_keeps_the_old_one_whole() {
     std::fs::remove_dir(work.path("campaign.results.csv.journal.new")).unwrap();
     let output = work.send(&config, &["--resume"]).await;
 
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
     assert_eq!(line(&results, 2)["status"], "UNKNOWN", "{results:?}");
     assert_eq!(server.accepted(), 2, "the row in flight is not sent again");
@@ -866,7 +831,7 @@ async fn a_refusal_that_echoes_the_key_past_its_cut_shows_none_of_it() {
     let refusal = ResponseTemplate::new(400).set_body_string(echo);
     let (output, results, _) = send_three_rows_to(refusal, &[]).await;
 
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     for line in &results {
         assert_eq!(line["status"], "FAILED", "{line:?}");
         assert!(!holds_part_of_the_key(&line["error"]), "{line:?}");
@@ -905,7 +870,7 @@ async fn a_config_that_is_a_device_a_fifo_or_huge_is_refused_at_once() {
             )
             .await;
         for output in [by_flag, by_env] {
-            assert_eq!(code(&output), 2, "{config}: {}", stderr(&output));
+            assert_exit!(output, 2, "{config}");
             assert!(
                 stderr(&output).contains(said),
                 "{config}: {}",
@@ -925,10 +890,8 @@ async fn a_config_others_can_change_draws_a_warning() {
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
 
     let output = work
-        .run(&["send", "campaign.csv", "--dry-run", "--config", &config])
+        .ok(&["send", "campaign.csv", "--dry-run", "--config", &config])
         .await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert!(
         stderr(&output).contains("can be changed by other users")
             && stderr(&output).contains("chmod go-w"),
@@ -945,9 +908,7 @@ async fn a_json_summary_is_printed_for_a_run_refused_for_its_flags() {
         let mut args = vec!["send", "campaign.csv", "--rate", "fast"];
         args.extend_from_slice(summary);
 
-        let output = work.run(&args).await;
-
-        assert_eq!(code(&output), 2, "{}", stderr(&output));
+        let output = work.fails(&args, 2).await;
         let line: serde_json::Value = serde_json::from_str(stdout(&output).trim())
             .unwrap_or_else(|_| panic!("one JSON line: {}", stdout(&output)));
         assert_eq!(line["exit_code"], 2, "{line}");
@@ -963,12 +924,8 @@ async fn a_json_summary_is_printed_for_a_run_refused_for_its_flags() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hard_links_at_the_tidy_and_lock_names_never_get_written_through() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(
-        &Config::fast(&server.base_url())
-            .set("ledger.url", &format!("{:?}", work.fresh_ledger("ledger"))),
-    );
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let config = work.config(&settings.ledger(&work.fresh_ledger("ledger")));
     let campaign = common::campaign(3);
     work.write("campaign.csv", &campaign);
     let unchanged = || std::fs::read_to_string(work.path("campaign.csv")).unwrap();
@@ -980,7 +937,7 @@ async fn hard_links_at_the_tidy_and_lock_names_never_get_written_through() {
     )
     .unwrap();
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(
         unchanged(),
         campaign,
@@ -1000,8 +957,7 @@ async fn hard_links_at_the_tidy_and_lock_names_never_get_written_through() {
             &["--out", "again.results.csv", "--campaign", "again"],
         )
         .await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
-    assert!(stderr(&output).contains("hard link"), "{}", stderr(&output));
+    common::assert_refused(&output, "hard link");
     assert_eq!(
         std::fs::read_to_string(work.path("notes.txt")).unwrap(),
         "the operator's notes\n"

@@ -27,7 +27,7 @@ async fn a_recipient_always_goes_through_the_same_instance() {
         let output = work
             .send(&config, &["--overwrite", "--ledger", &ledger])
             .await;
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert_exit!(output, 0);
         let by_recipient: HashMap<String, String> = work
             .results("campaign.results.csv")
             .into_iter()
@@ -52,17 +52,15 @@ async fn a_recipient_always_goes_through_the_same_instance() {
     }
 
     // A dry run shows the same assignment before anything is sent.
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--out",
-            "check.csv",
-        ])
-        .await;
-    assert_eq!(code(&output), 0);
+    work.ok(&[
+        "validate",
+        "campaign.csv",
+        "--config",
+        &config,
+        "--out",
+        "check.csv",
+    ])
+    .await;
     for line in work.results("check.csv") {
         assert_eq!(Some(&line["instance_id"]), seen_runs[0].get(&line["to"]));
     }
@@ -81,12 +79,7 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_wait_without_m
 
     let output = work.send(&config, &["--summary", "json"]).await;
 
-    assert_eq!(
-        code(&output),
-        1,
-        "the run goes on with two instances: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 1, "the run goes on with two instances");
     let summary = common::summary_json(&output);
     let why = summary["left_rotation"]["inst-b"]
         .as_str()
@@ -96,11 +89,7 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_wait_without_m
         "the summary says which left and why: {summary}"
     );
     assert!(summary["instances"]["inst-a"]["SENT"].as_u64().unwrap() > 0);
-    assert!(
-        stderr(&output).contains("out of rotation"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_has(&stderr(&output), "out of rotation");
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), 30);
     for line in &results {
@@ -121,11 +110,7 @@ async fn an_instance_that_is_refused_leaves_rotation_and_its_rows_wait_without_m
             _ => assert_eq!(line["status"], "SENT", "{line:?}"),
         }
     }
-    let requests_for_b = server
-        .received()
-        .iter()
-        .filter(|request| request.instance_id.as_deref() == Some("inst-b"))
-        .count();
+    let requests_for_b = common::requests_from(&server, "inst-b");
     // One refusal takes the instance out; only requests already in flight (4 at most) were sent.
     assert!(
         (1..=4).contains(&requests_for_b),
@@ -150,27 +135,21 @@ async fn the_run_halts_only_when_no_instance_is_left() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("no instance left"),
-        "{}",
-        stdout(&output)
-    );
+    assert_exit!(output, 3);
+    common::assert_has(&stdout(&output), "no instance left");
     assert_eq!(work.results("campaign.results.csv").len(), 30);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_can_be_given_as_repeated_flags() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(20));
 
     let output = work
         .send(&config, &["--instance", "x", "--instance", "y"])
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let instances: std::collections::HashSet<String> = server
         .received()
         .into_iter()

@@ -2,7 +2,7 @@
 //! refused, who may read it on disk, and one day per number whatever each
 //! run's zone.
 
-use crate::common::{self, code, embedded, stderr, stdout, Config, Store, Workspace};
+use crate::common::{self, embedded, stderr, stdout, Config, Store, Workspace};
 use crate::pg;
 use interacto_bulk::api::MockOptions;
 
@@ -31,13 +31,12 @@ const FIXTURE_DAY: &str = "@2026-11-30 22:06:00";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_earlier_release_s_ledger_is_upgraded_with_its_cards_counts_and_opt_outs() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     std::fs::write(work.path("ledger.db"), EARLIER_RELEASE).unwrap();
     let ledger = format!("sqlite://{}", work.path("ledger.db").display());
     let config = work.config(
-        &Config::fast(&server.base_url())
-            .set("ledger.url", &format!("{ledger:?}"))
+        &settings
+            .ledger(&ledger)
             .set("api.instance_id", "\"fixture-number\"")
             .set("schedule.daily_cap", "50")
             .set("schedule.timezone", "\"UTC\""),
@@ -47,7 +46,7 @@ async fn the_earlier_release_s_ledger_is_upgraded_with_its_cards_counts_and_opt_
     let output = work
         .run_later(FIXTURE_DAY, &["numbers", "--config", &config, "--json"])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(numbers[0]["instance_id"], "fixture-number", "{numbers}");
     assert_eq!(numbers[0]["first_day"], "2026-11-30", "{numbers}");
@@ -57,11 +56,7 @@ async fn the_earlier_release_s_ledger_is_upgraded_with_its_cards_counts_and_opt_
     let output = work
         .run_with_env(&["suppress", "list", "--config", &config], &[])
         .await;
-    assert!(
-        stdout(&output).contains("5541988887777,pediu para sair"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "5541988887777,pediu para sair");
 
     // Its cards: the same cards, within the day, do not go again.
     work.write("campaign.csv", FIXTURE_CAMPAIGN);
@@ -104,21 +99,19 @@ async fn made_newer(url: &str) {
 }
 
 async fn a_ledger_of_a_newer_version_is_refused_untouched(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = store.ledger(&work).await;
-    let config =
-        work.config(&Config::fast(&server.base_url()).set("ledger.url", &format!("{ledger:?}")));
+    let config = work.config(&settings.ledger(&ledger));
     work.write("campaign.csv", &common::campaign(3));
     let output = work
         .run_with_env(&["numbers", "--config", &config], &[])
         .await;
-    assert_eq!(code(&output), 0, "a new ledger: {}", stderr(&output));
+    assert_exit!(output, 0, "a new ledger");
     made_newer(&ledger).await;
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert_eq!(server.requests(), 0);
     let said = stderr(&output);
     assert!(
@@ -129,20 +122,18 @@ async fn a_ledger_of_a_newer_version_is_refused_untouched(store: Store) {
     let output = work
         .run_with_env(&["numbers", "--config", &config], &[])
         .await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
 }
 
 /// Two runs through one number, one in Kiritimati (UTC+14), one in UTC, at
 /// 12:00 UTC: 02:00 the next day for the first, noon for the second. The
 /// number's day is the one the ledger keeps for it, so they share its cap.
 async fn runs_in_zones_fourteen_hours_apart_share_one_day_of_the_cap(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
+    let (server, work, settings) = common::on_store(store).await;
     let in_zone = |zone: &str| {
         work.config(
-            &Config::fast(&server.base_url())
-                .set("ledger.url", &format!("{ledger:?}"))
+            &settings
+                .clone()
                 .set("schedule.daily_cap", "5")
                 .set("schedule.timezone", &format!("{zone:?}")),
         )
@@ -159,8 +150,8 @@ async fn runs_in_zones_fourteen_hours_apart_share_one_day_of_the_cap(store: Stor
         .run_later(noon, &["send", "second.csv", "--config", &utc])
         .await;
 
-    assert_eq!(code(&first), 5, "{}", stderr(&first));
-    assert_eq!(code(&second), 5, "{}", stderr(&second));
+    assert_exit!(first, 5);
+    assert_exit!(second, 5);
     assert_eq!(server.accepted(), 5, "one cap for the number's one day");
     let output = work
         .run_later(noon, &["numbers", "--config", &utc, "--json"])
@@ -179,25 +170,21 @@ fn mode_of(path: &std::path::Path) -> u32 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_default_ledger_is_its_owner_s_alone() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (_server, work, settings) = common::against(MockOptions::default()).await;
     // The default ledger, under the workspace's own XDG_STATE_HOME; a pace
     // slow enough to look at its WAL while it runs.
-    let config = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"4/s\""));
+    let config = work.config(&settings.set("pacing.rate", "\"4/s\""));
     work.write("campaign.csv", &common::campaign(6));
     let folder = work.path("home/state/interacto-bulk");
     let ledger = folder.join("ledger.db");
 
     let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
     let wal = folder.join("ledger.db-wal");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !wal.exists() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    common::wait_for("the ledger's WAL", || wal.exists()).await;
     let during = [&wal, &folder.join("ledger.db-shm")].map(|file| (file.exists(), mode_of(file)));
     let output = common::ended(run).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(mode_of(&folder), 0o700, "the folder");
     assert_eq!(mode_of(&ledger), 0o600, "the file");
     assert_eq!(
@@ -216,13 +203,13 @@ async fn a_ledger_others_can_read_draws_a_warning() {
     let url = format!("sqlite://{}", ledger.display());
     let numbers = ["numbers", "--ledger", &url];
     let output = work.run_with_env(&numbers, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(mode_of(&ledger), 0o600);
     std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o644)).unwrap();
 
     let output = work.run_with_env(&numbers, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let said = stderr(&output);
     assert!(
         said.contains("can be read by other users") && said.contains("chmod 600"),
@@ -236,17 +223,16 @@ async fn stats(work: &Workspace, config: &str) -> serde_json::Value {
     let output = work
         .run_with_env(&["ledger", "stats", "--json", "--config", config], &[])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     serde_json::from_str(&stdout(&output)).unwrap()
 }
 
 async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = store.ledger(&work).await;
     let config = work.config(
-        &Config::fast(&server.base_url())
-            .set("ledger.url", &format!("{ledger:?}"))
+        &settings
+            .ledger(&ledger)
             .set("ledger.keep", "\"30d\"")
             .set("schedule.daily_cap", "100"),
     );
@@ -257,14 +243,13 @@ async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Stor
         let output = work
             .run_later(shift, &["send", file, "--config", &config])
             .await;
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert_exit!(output, 0);
     }
     assert_eq!(stats(&work, &config).await["cards"], 7);
 
     // A run today prunes what is older than 30 days, before it sends.
     work.write("today.csv", &common::campaign_from(7, 2));
-    let output = work.run(&["send", "today.csv", "--config", &config]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&["send", "today.csv", "--config", &config]).await;
     let held = stats(&work, &config).await;
     assert_eq!(held["cards"], 5, "{held}");
     assert_eq!(held["recipients"], 5, "{held}");
@@ -277,10 +262,8 @@ async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Stor
     assert!(held["bytes"].as_u64().unwrap() > 0, "{held}");
     assert!(held["oldest"].as_str().unwrap() < held["newest"].as_str().unwrap());
     // The forgotten campaign's rows go again: its memory was pruned.
-    let output = work
-        .run(&["send", "old.csv", "--overwrite", "--config", &config])
+    work.ok(&["send", "old.csv", "--overwrite", "--config", &config])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(server.accepted(), 4 + 3 + 2 + 4);
 
     // On request, with another keep: the 20-day-old cards go too.
@@ -290,7 +273,7 @@ async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Stor
             &[],
         )
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert!(
         stdout(&output).starts_with("removed 3 cards"),
         "{}",
@@ -306,14 +289,10 @@ async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Stor
 }
 
 async fn a_forgotten_person_s_cards_are_gone_and_their_opt_out_stays(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = store.ledger(&work).await;
-    let config =
-        work.config(&Config::fast(&server.base_url()).set("ledger.url", &format!("{ledger:?}")));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("first.csv", &common::campaign_from(0, 3));
-    let output = work.run(&["send", "first.csv", "--config", &config]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&["send", "first.csv", "--config", &config]).await;
     let results = work.results("first.results.csv");
     let (kept, gone) = (results[0]["to"].clone(), results[1]["to"].clone());
     let opted_out = results[2]["to"].clone();
@@ -328,7 +307,7 @@ async fn a_forgotten_person_s_cards_are_gone_and_their_opt_out_stays(store: Stor
         }
     };
     let output = run(vec!["suppress", "add", &format!("+{opted_out}")]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
 
     let output = run(vec![
         "ledger",
@@ -338,7 +317,7 @@ async fn a_forgotten_person_s_cards_are_gone_and_their_opt_out_stays(store: Stor
     ])
     .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let said = stdout(&output);
     assert!(
         said.contains(&format!("{gone}: 1 cards forgotten\n")),
@@ -352,7 +331,7 @@ async fn a_forgotten_person_s_cards_are_gone_and_their_opt_out_stays(store: Stor
     );
     assert_eq!(stats(&work, &config).await["cards"], 1);
     let list = run(vec!["suppress", "list"]).await;
-    assert!(stdout(&list).contains(&opted_out), "{}", stdout(&list));
+    common::assert_has(&stdout(&list), &opted_out);
     // The same card the same day, in another campaign: the one forgotten
     // goes (nothing remembers it went), the one kept is still a repeat, the
     // one who opted out is still held back.
@@ -385,14 +364,14 @@ async fn a_keep_shorter_than_the_cooldown_is_refused() {
     ] {
         let config = work.config(
             &Config::fast("http://127.0.0.1:9")
-                .set("ledger.url", &format!("{url:?}"))
+                .ledger(&url)
                 .set("ledger.keep", keep)
                 .set("schedule.cooldown", cooldown),
         );
         let output = work
             .run_with_env(&["ledger", "stats", "--config", &config], &[])
             .await;
-        assert_eq!(code(&output), 2, "{keep}: {}", stderr(&output));
+        assert_exit!(output, 2, "{keep}");
         assert!(
             stderr(&output).contains("ledger.keep") && stderr(&output).contains(said),
             "{keep}: {}",
@@ -432,7 +411,7 @@ async fn a_postgres_that_never_answers_is_given_up_on_and_sigterm_ends_the_wait(
     let waiting = |seconds: &str| {
         work.config(
             &Config::fast(&server.base_url())
-                .set("ledger.url", &format!("{ledger:?}"))
+                .ledger(&ledger)
                 .set("ledger.connect_timeout", seconds),
         )
     };
@@ -440,12 +419,11 @@ async fn a_postgres_that_never_answers_is_given_up_on_and_sigterm_ends_the_wait(
     // Given up on after ledger.connect_timeout: nothing sent, exit 2.
     let started = std::time::Instant::now();
     let output = work.send(waiting("1"), &[]).await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    assert!(
-        stderr(&output).contains("no answer within 1 s (ledger.connect_timeout)"),
-        "{}",
-        stderr(&output)
+    common::assert_has(
+        &stderr(&output),
+        "no answer within 1 s (ledger.connect_timeout)",
     );
     assert!(!stderr(&output).contains("s3cret"));
     assert_eq!(server.requests(), 0);
@@ -454,12 +432,13 @@ async fn a_postgres_that_never_answers_is_given_up_on_and_sigterm_ends_the_wait(
     let before = taken.load(std::sync::atomic::Ordering::SeqCst);
     let config = waiting("600");
     let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
-    common::wait_for("the run to connect", || {
+    // It connects before it logs its start, and waits there for good.
+    run.wait_until_ready("the run to connect", || {
         taken.load(std::sync::atomic::Ordering::SeqCst) > before
     })
     .await;
     let output = ended_within_5_s_of_sigterm(run).await;
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_exit!(output, 130);
     assert_eq!(server.requests(), 0);
 }
 
@@ -502,13 +481,13 @@ async fn someone_waits_on_a_lock(url: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_sigterm() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = Store::Postgres.ledger(&work).await;
     let config = |lock_timeout: &str| {
         work.config(
-            &Config::fast(&server.base_url())
-                .set("ledger.url", &format!("{ledger:?}"))
+            &settings
+                .clone()
+                .ledger(&ledger)
                 .set("ledger.lock_timeout", lock_timeout),
         )
     };
@@ -517,34 +496,27 @@ async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_si
     let output = work
         .run_with_env(&["numbers", "--config", &config("1")], &[])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let holder = clocks_held(&ledger).await;
 
     let started = std::time::Instant::now();
     let output = work.send(config("1"), &[]).await;
 
-    assert_eq!(code(&output), 3, "halted: {}", stderr(&output));
+    assert_exit!(output, 3, "halted");
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
-    assert!(
-        stderr(&output).contains("lock timeout"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_has(&stderr(&output), "lock timeout");
     assert_eq!(server.requests(), 0);
 
     // Without a lock timeout to speak of, SIGTERM ends the wait.
     let long = config("600");
     let run = work.spawn(&["send", "campaign.csv", "--overwrite", "--config", &long]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !someone_waits_on_a_lock(&ledger).await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run waits on the lock"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    run.wait_for_start().await;
+    common::wait_until("the run to wait on the lock", || {
+        someone_waits_on_a_lock(&ledger)
+    })
+    .await;
     let output = ended_within_5_s_of_sigterm(run).await;
-    assert_ne!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 3);
     assert_eq!(server.requests(), 0);
     drop(holder);
 }
@@ -556,7 +528,7 @@ async fn a_ledger_path_relative_to_the_working_directory_is_said_with_its_whole_
         .run_with_env(&["numbers", "--ledger", "sqlite://here.db"], &[])
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let whole = work.path("here.db");
     assert!(whole.exists(), "made in the working directory");
     let said = stderr(&output);
@@ -580,7 +552,7 @@ async fn a_postgres_password_is_never_shown_however_it_is_written() {
     ] {
         let output = work.run_with_env(&["numbers", "--ledger", url], &[]).await;
 
-        assert_eq!(code(&output), 2, "{url}: {}", stderr(&output));
+        assert_exit!(output, 2, "{url}");
         let said = format!("{}{}", stdout(&output), stderr(&output));
         assert!(!said.contains("s3cr"), "{url}: {said}");
         assert!(said.contains("***") || said.contains("…"), "{url}: {said}");
@@ -589,7 +561,7 @@ async fn a_postgres_password_is_never_shown_however_it_is_written() {
 
 /// Sends `run` SIGTERM and waits for its end, which must come within 5 s
 /// whatever it was waiting for.
-async fn ended_within_5_s_of_sigterm(run: tokio::process::Child) -> std::process::Output {
+async fn ended_within_5_s_of_sigterm(run: common::Running) -> std::process::Output {
     let signalled = std::time::Instant::now();
     common::terminate(&run);
     let output = common::ended(run).await;

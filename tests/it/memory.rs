@@ -6,15 +6,16 @@
 //! counted, not what a file claims.
 
 use std::collections::HashMap;
-
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
+
 use crate::common::{
-    self, code, count, embedded, queued_per_recipient, statuses, stderr, stdout, summary_json,
-    wait_for, Config, Store, Workspace, API_KEY,
+    self, count, embedded, queued_per_recipient, statuses, stderr, stdout, summary_json, wait_for,
+    Config, Store, Workspace, API_KEY,
 };
 use crate::pg;
-use interacto_bulk::api::MockOptions;
+use interacto_bulk::api::{MockOptions, MockServer};
 
 on_both_stores!(
     two_results_files_of_one_campaign_never_send_a_card_twice_not_even_the_next_day,
@@ -27,11 +28,6 @@ on_both_stores!(
     a_campaign_is_sent_again_on_purpose_under_a_new_name,
     after_kill_9_at_concurrency_8_no_more_than_8_rows_are_in_doubt,
 );
-
-/// A quick config whose ledger is `url`.
-fn with_ledger(base_url: &str, url: &str) -> Config {
-    Config::fast(base_url).set("ledger.url", &format!("{url:?}"))
-}
 
 /// A day and an hour later, for the binary's clock.
 const NEXT_DAY: &str = "+25h";
@@ -48,16 +44,15 @@ fn sent_ids(results: &[HashMap<String, String>]) -> HashMap<String, String> {
 async fn two_results_files_of_one_campaign_never_send_a_card_twice_not_even_the_next_day(
     store: Store,
 ) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(2));
 
     let output = work.send(&config, &["--out", "a.csv"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     // A second cron line, or a new --out after a lost file: the same campaign.
     let output = work.send(&config, &["--out", "b.csv"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 2);
     let (a, b) = (work.results("a.csv"), work.results("b.csv"));
     assert_eq!(count(&b, "SENT"), 2, "{b:?}");
@@ -76,19 +71,18 @@ async fn two_results_files_of_one_campaign_never_send_a_card_twice_not_even_the_
         let mut args = vec!["send", "campaign.csv", "--config", &config, "--out", out];
         args.extend(resume);
         let output = work.run_later(NEXT_DAY, &args).await;
-        assert_eq!(code(&output), 0, "{out}: {}", stderr(&output));
+        assert_exit!(output, 0, "{out}");
         assert_eq!(sent_ids(&work.results(out)), sent_ids(&a));
     }
     assert_eq!(server.accepted(), 2, "two requests for two rows, ever");
 }
 
 async fn a_lost_results_file_is_rebuilt_and_the_next_day_nothing_is_sent_again(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(3));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let first = work.results("campaign.results.csv");
 
     std::fs::remove_file(work.path("campaign.results.csv")).unwrap();
@@ -106,7 +100,7 @@ async fn a_lost_results_file_is_rebuilt_and_the_next_day_nothing_is_sent_again(s
         )
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 3, "nothing sent again");
     let summary = summary_json(&output);
     assert_eq!(summary["counts"]["SKIPPED"], 3, "{summary}");
@@ -127,10 +121,9 @@ async fn a_lost_results_file_is_rebuilt_and_the_next_day_nothing_is_sent_again(s
 }
 
 async fn new_leads_on_top_of_a_re_export_each_get_their_own_line_and_nobody_gets_two(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::on_store(store).await;
     let config = work.config(
-        &with_ledger(&server.base_url(), &store.ledger(&work).await)
+        &settings
             .set("schedule.daily_cap", "6")
             .set("schedule.timezone", "\"UTC\""),
     );
@@ -144,7 +137,7 @@ async fn new_leads_on_top_of_a_re_export_each_get_their_own_line_and_nobody_gets
         &format!("{header}\n{}\n", old_leads.join("\n")),
     );
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 5, "stopped by the cap: {}", stderr(&output));
+    assert_exit!(output, 5, "stopped by the cap");
     assert_eq!(server.accepted(), 6);
     let first = sent_ids(&work.results("campaign.results.csv"));
 
@@ -161,14 +154,14 @@ async fn new_leads_on_top_of_a_re_export_each_get_their_own_line_and_nobody_gets
         )
         .await;
 
-    assert_eq!(code(&output), 5, "the next day's cap: {}", stderr(&output));
+    assert_exit!(output, 5, "the next day's cap");
     let output = work
         .run_later(
             "+49h",
             &["send", "campaign.csv", "--config", &config, "--resume"],
         )
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let queued = queued_per_recipient(&server);
     assert_eq!(queued.len(), 13, "every lead reached: {queued:?}");
     assert!(queued.values().all(|times| *times == 1), "{queued:?}");
@@ -198,12 +191,11 @@ async fn new_leads_on_top_of_a_re_export_each_get_their_own_line_and_nobody_gets
 }
 
 async fn a_results_file_saved_without_its_final_line_end_keeps_its_last_line(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(3));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let first = work.results("campaign.results.csv");
     // As Google Sheets' CSV download, or a script's "\n".join, saves it.
     let path = work.path("campaign.results.csv");
@@ -217,7 +209,7 @@ async fn a_results_file_saved_without_its_final_line_end_keeps_its_last_line(sto
                 &["send", "campaign.csv", "--config", &config, "--resume"],
             )
             .await;
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert_exit!(output, 0);
         assert!(
             !stderr(&output).contains("cut"),
             "a complete line is not a crash remnant: {}",
@@ -229,13 +221,12 @@ async fn a_results_file_saved_without_its_final_line_end_keeps_its_last_line(sto
 }
 
 async fn a_rehearsal_never_passes_for_the_real_send(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(4));
 
     let output = work.send(&config, &["--mock"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let rehearsal = std::fs::read_to_string(work.path("campaign.mock.csv")).unwrap();
     assert!(
         rehearsal.starts_with("rehearsal,row,key,"),
@@ -245,14 +236,14 @@ async fn a_rehearsal_never_passes_for_the_real_send(store: Store) {
 
     // The real send: the rehearsal entered nothing in the campaign's memory.
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 4, "every card really went");
 
     // A real run never carries on from a rehearsal's file.
     let output = work
         .send(&config, &["--resume", "--out", "campaign.mock.csv"])
         .await;
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert_exit!(output, 2);
     assert!(
         stderr(&output).contains("rehearsal"),
         "says why: {}",
@@ -267,16 +258,15 @@ async fn a_rehearsal_never_passes_for_the_real_send(store: Store) {
 }
 
 async fn rows_never_to_be_sent_complete_the_campaign_unless_strict(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     let output = work
         .run_with_env(
             &["suppress", "add", "+55 11 98000-0001", "--config", &config],
             &[],
         )
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     // Two to send, one opted out, one repeat of a row, one invalid phone.
     work.write(
         "campaign.csv",
@@ -288,7 +278,7 @@ async fn rows_never_to_be_sent_complete_the_campaign_unless_strict(store: Store)
 
     let output = work.send(&config, &["--summary", "json"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let summary = summary_json(&output);
     let state = &summary["state"];
     assert_eq!(state["complete"], true, "{summary}");
@@ -304,41 +294,39 @@ async fn rows_never_to_be_sent_complete_the_campaign_unless_strict(store: Store)
 
     // Every later run of it is complete too; with --strict, not.
     let output = work.send(&config, &["--resume"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let output = work.send(&config, &["--resume", "--strict"]).await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    assert_exit!(output, 1);
     assert_eq!(server.accepted(), 2);
 }
 
 async fn a_repeat_of_another_campaigns_card_is_never_sent_not_even_the_next_day(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(2));
     work.write("other.csv", &common::campaign(2));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
 
     let other = ["send", "other.csv", "--config", &config];
     let output = work.run(&other).await;
-    assert_eq!(code(&output), 0, "a repeat is final: {}", stderr(&output));
+    assert_exit!(output, 0, "a repeat is final");
     assert_eq!(count(&work.results("other.results.csv"), "DUPLICATE"), 2);
 
     // The next day the 24 hours are over, but the repeat stays a repeat.
     let resume = [&other[..], &["--resume"]].concat();
     let output = work.run_later(NEXT_DAY, &resume).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(count(&work.results("other.results.csv"), "DUPLICATE"), 2);
     assert_eq!(server.accepted(), 2);
 }
 
 async fn a_campaign_is_sent_again_on_purpose_under_a_new_name(store: Store) {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&with_ledger(&server.base_url(), &store.ledger(&work).await));
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(2));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
 
     let again = |name: &'static str| {
         [
@@ -354,10 +342,8 @@ async fn a_campaign_is_sent_again_on_purpose_under_a_new_name(store: Store) {
         ]
         .map(str::to_string)
     };
-    let output = work
-        .run(&again("campaign").each_ref().map(String::as_str))
+    work.ok(&again("campaign").each_ref().map(String::as_str))
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(server.accepted(), 2, "the same name: nothing goes again");
 
     let output = work
@@ -366,7 +352,7 @@ async fn a_campaign_is_sent_again_on_purpose_under_a_new_name(store: Store) {
             &again("campaign, again").each_ref().map(String::as_str),
         )
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(
         server.accepted(),
         4,
@@ -376,17 +362,15 @@ async fn a_campaign_is_sent_again_on_purpose_under_a_new_name(store: Store) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_campaigns_results_file_is_refused_and_left_alone() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(2));
     work.write("other.csv", &common::campaign(3));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let before = std::fs::read(work.path("campaign.results.csv")).unwrap();
 
-    let output = work
-        .run(&[
+    work.refuses(
+        &[
             "send",
             "other.csv",
             "--config",
@@ -394,15 +378,10 @@ async fn another_campaigns_results_file_is_refused_and_left_alone() {
             "--resume",
             "--out",
             "campaign.results.csv",
-        ])
-        .await;
-
-    assert_eq!(code(&output), 2, "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("the results file of the campaign `campaign`, not of `other`"),
-        "{}",
-        stderr(&output)
-    );
+        ],
+        "the results file of the campaign `campaign`, not of `other`",
+    )
+    .await;
     assert_eq!(
         std::fs::read(work.path("campaign.results.csv")).unwrap(),
         before
@@ -412,16 +391,12 @@ async fn another_campaigns_results_file_is_refused_and_left_alone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_campaign_named_after_a_dated_export_says_how_to_name_it() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (_server, work, config) = common::against_the_mock().await;
     work.write("leads-2026-11-30.csv", &common::campaign(1));
 
     let output = work
-        .run(&["validate", "leads-2026-11-30.csv", "--config", &config])
+        .ok(&["validate", "leads-2026-11-30.csv", "--config", &config])
         .await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     let said = stderr(&output);
     assert!(
         said.contains("ends in a date") && said.contains("--campaign NAME"),
@@ -454,7 +429,8 @@ async fn after_kill_9_at_concurrency_8_no_more_than_8_rows_are_in_doubt(store: S
     .await;
     let work = Workspace::new();
     let config = work.config(
-        &with_ledger(&server.base_url(), &store.ledger(&work).await)
+        &Config::fast(&server.base_url())
+            .ledger(&store.ledger(&work).await)
             .set("pacing.rate", "\"100000/s\"")
             .set("pacing.burst", "1000")
             .set("pacing.concurrency", "8"),
@@ -465,8 +441,7 @@ async fn after_kill_9_at_concurrency_8_no_more_than_8_rows_are_in_doubt(store: S
     wait_for("a couple of hundred messages", || server.accepted() >= 200).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    // Let the server answer what the killed run had in flight.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    common::all_handled(&server).await;
     let reached = server.accepted();
 
     let output = work.send(&config, &["--resume", "--summary", "json"]).await;
@@ -500,7 +475,7 @@ async fn after_kill_9_at_concurrency_8_no_more_than_8_rows_are_in_doubt(store: S
 
 /// What the ledger's loss mid-run must leave, once a resume has run: every
 /// card sent exactly once, none called a repeat of itself.
-fn every_card_went_once(server: &interacto_bulk::api::MockServer, work: &Workspace, rows: usize) {
+fn every_card_went_once(server: &MockServer, work: &Workspace, rows: usize) {
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), rows, "one line per row");
     assert_eq!(count(&results, "DUPLICATE"), 0, "no card is its own repeat");
@@ -513,74 +488,69 @@ fn every_card_went_once(server: &interacto_bulk::api::MockServer, work: &Workspa
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn postgres_lost_mid_run_then_a_resume_sends_every_card_once() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+/// The rows of the runs that lose their ledger.
+const ROWS: usize = 60;
+
+/// A run of [`ROWS`] rows at 50/s on a PostgreSQL ledger of its own, once
+/// it has sent a few: the mock, the workspace, the ledger, the config and
+/// the run.
+async fn sending_on_postgres() -> (MockServer, Workspace, String, String, common::Running) {
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let ledger = pg::database().await;
-    let config =
-        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"50/s\""));
-    let rows = 60;
-    work.write("campaign.csv", &common::campaign(rows));
+    let config = work.config(&settings.ledger(&ledger).set("pacing.rate", "\"50/s\""));
+    work.write("campaign.csv", &common::campaign(ROWS));
     let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
     wait_for("a few messages", || server.accepted() >= 10).await;
+    (server, work, ledger, config, run)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_lost_mid_run_then_a_resume_sends_every_card_once() {
+    let (server, work, ledger, config, run) = sending_on_postgres().await;
 
     // A server that goes away and stays away: the run's connection ends,
     // and connecting again fails.
     pg::refused(&ledger, true).await;
     let output = common::ended(run).await;
     pg::refused(&ledger, false).await;
-    assert_eq!(code(&output), 3, "the run halts: {}", stderr(&output));
+    assert_exit!(output, 3, "the run halts");
     let output = work.send(&config, &["--resume"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    every_card_went_once(&server, &work, rows);
+    assert_exit!(output, 0);
+    every_card_went_once(&server, &work, ROWS);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_postgres_connection_lost_once_is_made_again_and_the_run_goes_on() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = pg::database().await;
-    let config =
-        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"50/s\""));
-    let rows = 60;
-    work.write("campaign.csv", &common::campaign(rows));
-    let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
-    wait_for("a few messages", || server.accepted() >= 10).await;
+    let (server, work, ledger, _, run) = sending_on_postgres().await;
 
     // What a restart of the server does to the run: its connection ends.
     pg::cut_off(&ledger).await;
     let output = common::ended(run).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("connecting again"),
-        "{}",
-        stderr(&output)
-    );
-    every_card_went_once(&server, &work, rows);
+    assert_exit!(output, 0);
+    common::assert_has(&stderr(&output), "connecting again");
+    every_card_went_once(&server, &work, ROWS);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_out_of_space_mid_run_then_a_resume_sends_every_card_once() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let full = work.path("full");
     std::fs::create_dir(&full).unwrap();
     let ledger = format!("sqlite://{}/ledger.db", full.display());
-    let config =
-        work.config(&with_ledger(&server.base_url(), &ledger).set("pacing.rate", "\"50/s\""));
+    let config = work.config(&settings.ledger(&ledger).set("pacing.rate", "\"50/s\""));
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
     // In a mount namespace of its own, the ledger's folder is a small
-    // tmpfs; once a few lines are written it is filled to the last byte,
-    // then emptied again for the resume.
+    // tmpfs; once a few lines are written (the test says when, on its
+    // stdin) it is filled to the last byte, then emptied again for the
+    // resume.
     let script = format!(
         r#"set -u
         mount -t tmpfs -o size=4m tmpfs "{full}" || exit 97
         "{bin}" send campaign.csv --config "{config}" & run=$!
-        until [ "$(wc -l < campaign.results.csv 2>/dev/null || echo 0)" -ge 12 ]; do sleep 0.02; done
+        read written
         dd if=/dev/zero of="{full}/filler" bs=4k 2>/dev/null
         wait $run; echo "first=$?"
         rm "{full}/filler"
@@ -592,9 +562,20 @@ async fn sqlite_out_of_space_mid_run_then_a_resume_sends_every_card_once() {
     command
         .args(["--mount", "--map-root-user", "/bin/sh", "-c", &script])
         .env("INTERACTO_API_KEY", API_KEY)
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("unshare starts");
+    let results = work.path("campaign.results.csv");
+    common::wait_for("a few results lines", || {
+        std::fs::read_to_string(&results).is_ok_and(|text| text.matches('\n').count() >= 12)
+    })
+    .await;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(b"written\n").await.unwrap();
 
-    let output = common::finish(command).await;
+    let output = common::ended(child).await;
 
     let said = stdout(&output);
     assert!(
@@ -607,15 +588,13 @@ async fn sqlite_out_of_space_mid_run_then_a_resume_sends_every_card_once() {
         "the resume completes: {said}\n{}",
         stderr(&output)
     );
-    assert!(stderr(&output).contains("ledger"), "{}", stderr(&output));
+    common::assert_has(&stderr(&output), "ledger");
     every_card_went_once(&server, &work, rows);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_earlier_versions_results_file_is_remembered_even_when_overwritten() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     let mut campaign = String::from("to,contact_name,contact_phone\n");
     for row in 2..=4u64 {
         campaign.push_str(&format!("119876543{row:02},Pessoa {row},551130034000\n"));
@@ -640,7 +619,7 @@ async fn an_earlier_versions_results_file_is_remembered_even_when_overwritten() 
 
     let output = work.send(&config, &["--overwrite"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert!(
         stderr(&output).contains("embedded mock"),
         "the rehearsal's lines are named: {}",
@@ -657,5 +636,6 @@ async fn an_earlier_versions_results_file_is_remembered_even_when_overwritten() 
         common::line(&results, 2)["message_id"],
         "66b3c041eac929f51c6f0002"
     );
+    assert_eq!(results.len(), 3, "one line per row");
     assert!(results.iter().all(|line| line["campaign"] == "campaign"));
 }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::{code, stderr, Workspace};
+use crate::common::{stderr, Workspace};
 use interacto_bulk::api::{MockOptions, MockServer};
 
 fn body() -> Value {
@@ -189,7 +189,7 @@ async fn the_mock_server_refuses_every_rate_outside_zero_to_one() {
             let output = work
                 .run(&["mock-server", "--listen", "127.0.0.1:0", flag, value])
                 .await;
-            assert_eq!(code(&output), 2, "{flag} {value}");
+            assert_exit!(output, 2, "{flag} {value}");
             let error = stderr(&output);
             assert!(
                 error.contains(flag) && error.contains("between 0 and 1"),

@@ -6,9 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::common::{
-    self, code, embedded, stderr, stdout, summary_json, utc_window_from_now, Config, Workspace,
-};
+use crate::common::{self, stderr, stdout, utc_window_from_now, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 
 /// Brazil's 67 area codes.
@@ -64,18 +62,7 @@ async fn no_typo_of_a_brazilian_number_is_taken_for_a_foreign_one() {
     }
     work.write("campaign.csv", &text);
 
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--out",
-            "check.csv",
-            "--summary",
-            "json",
-        ])
-        .await;
-
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+    let check = work.validate(&["--out", "check.csv"], 1).await;
     let results = work.results("check.csv");
     assert_eq!(results.len(), typos);
     let foreign: Vec<_> = results
@@ -98,8 +85,7 @@ async fn no_typo_of_a_brazilian_number_is_taken_for_a_foreign_one() {
         refused_as_foreign > typos / 20,
         "{refused_as_foreign} of {typos}"
     );
-    let summary = summary_json(&output);
-    let problems = summary["check"]["problems"].as_array().unwrap();
+    let problems = check["problems"].as_array().unwrap();
     assert!(problems
         .iter()
         .any(|group| group["problem"] == "to: foreign number without +"));
@@ -138,11 +124,10 @@ async fn numbers_pasted_with_invisible_characters_and_dashes_are_read() {
     work.write("campaign.csv", &text);
 
     let output = work
-        .run(&["validate", "campaign.csv", "--out", "check.csv"])
+        .fails(&["validate", "campaign.csv", "--out", "check.csv"], 1)
         .await;
-
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
     let results = work.results("check.csv");
+    assert_eq!(results.len(), pasted.len() + 3);
     for (index, line) in results.iter().take(pasted.len()).enumerate() {
         assert_eq!(line["status"], "VALID", "{line:?}");
         assert_eq!(line["to"], format!("551198765432{}", index + 1));
@@ -173,9 +158,8 @@ async fn numbers_pasted_with_invisible_characters_and_dashes_are_read() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_card_set_once_goes_to_every_lead_of_a_file_with_portuguese_headers() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let fast = work.config(&Config::fast(&server.base_url()));
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let fast = work.config(&settings);
     let mut config = std::fs::read_to_string(&fast).unwrap();
     config.push_str(
         "[campaign.card]\nname = \"Loja Exemplo\"\nphone = \"(11) 3003-4000\"\n\
@@ -192,7 +176,7 @@ async fn a_card_set_once_goes_to_every_lead_of_a_file_with_portuguese_headers() 
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let report = stdout(&output);
     assert!(
         report.contains(
@@ -226,6 +210,7 @@ async fn a_card_set_once_goes_to_every_lead_of_a_file_with_portuguese_headers() 
         ]
     );
     let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 3);
     assert!(results
         .iter()
         .all(|line| line["status"] == "SENT" && line["contact_name"] == "Loja Exemplo"));
@@ -233,10 +218,9 @@ async fn a_card_set_once_goes_to_every_lead_of_a_file_with_portuguese_headers() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rows_own_card_columns_override_the_card_where_filled() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let config = work.config(
-        &Config::fast(&server.base_url())
+        &settings
             .set("campaign.card.name", "\"Loja Exemplo\"")
             .set("campaign.card.phone", "\"+55 11 3003-4000\""),
     );
@@ -250,7 +234,7 @@ async fn a_rows_own_card_columns_override_the_card_where_filled() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let cards: HashMap<String, (String, String)> = server
         .received()
         .into_iter()
@@ -285,12 +269,7 @@ async fn a_bad_card_or_an_unclear_phone_header_stops_before_anything_is_sent() {
             .set("campaign.card.phone", "\"(47) 9876-5432\""),
     );
     let output = work.send(&bad_card, &[]).await;
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("campaign.card.phone"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "campaign.card.phone");
 
     let card = work.config(
         &Config::fast(&server.uri())
@@ -298,7 +277,7 @@ async fn a_bad_card_or_an_unclear_phone_header_stops_before_anything_is_sent() {
             .set("campaign.card.phone", "\"+55 11 3003-4000\""),
     );
     let output = work.send(&card, &[]).await;
-    assert_eq!(code(&output), 2);
+    assert_exit!(output, 2);
     let error = stderr(&output);
     assert!(
         error.contains("the headers `telefone` and `celular` could each be the recipient's phone"),
@@ -310,12 +289,7 @@ async fn a_bad_card_or_an_unclear_phone_header_stops_before_anything_is_sent() {
     let output = work
         .send(work.config(&Config::fast(&server.uri())), &[])
         .await;
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("or set [campaign.card]"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "or set [campaign.card]");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -325,10 +299,8 @@ async fn a_to_column_wins_over_a_telefone_column() {
         "campaign.csv",
         "telefone,to,contact_name,contact_phone\n1133334444,11987654321,Ana,+55 11 3003-4000\n",
     );
-    let output = work
-        .run(&["validate", "campaign.csv", "--out", "check.csv"])
+    work.ok(&["validate", "campaign.csv", "--out", "check.csv"])
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     let check = work.results("check.csv");
     assert_eq!(check[0]["to"], "5511987654321");
     // The other phone column is not lost: the check carries it, as written.
@@ -349,20 +321,9 @@ async fn allowed_countries_and_where_recipients_are_in_the_dry_run_report() {
     let config = work
         .config(&Config::fast("http://127.0.0.1:9").set("campaign.countries", "[\"BR\", \"pt\"]"));
 
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--out",
-            "check.csv",
-            "--summary",
-            "json",
-        ])
+    let check = work
+        .validate(&["--config", &config, "--out", "check.csv"], 1)
         .await;
-
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
     let results = work.results("check.csv");
     let american = common::line(&results, 5);
     assert_eq!(american["status"], "INVALID");
@@ -370,22 +331,12 @@ async fn allowed_countries_and_where_recipients_are_in_the_dry_run_report() {
         american["error"],
         "to: `+1 212 555 0123` is a US number; campaign.countries allows only BR, PT"
     );
-    let check = &summary_json(&output)["check"];
     assert_eq!(check["countries"], serde_json::json!({"BR": 2, "PT": 1}));
     assert_eq!(check["landlines"], 1);
 
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--out",
-            "check.csv",
-            "--overwrite",
-        ])
+    let report = work
+        .report(&["--config", &config, "--out", "check.csv"], 1)
         .await;
-    let report = stdout(&output);
     assert!(
         report.contains("recipients by country: BR 2, PT 1"),
         "{report}"
@@ -402,17 +353,7 @@ async fn allowed_countries_and_where_recipients_are_in_the_dry_run_report() {
         "campaign.csv",
         "to,contact_name,contact_phone\n11987654321,Ana,+55 11 3003-4000\n",
     );
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--out",
-            "home.csv",
-            "--summary",
-            "json",
-        ])
-        .await;
-    let check = &summary_json(&output)["check"];
+    let check = work.validate(&["--out", "home.csv"], 0).await;
     assert!(check.get("countries").is_none(), "{check}");
     assert_eq!(check["landlines"], 0);
 }
@@ -437,20 +378,9 @@ async fn the_expected_time_is_the_busiest_instances_share_across_the_send_window
             .set("schedule.timezone", "\"UTC\""),
     );
 
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--out",
-            "check.csv",
-            "--summary",
-            "json",
-        ])
+    let check = work
+        .validate(&["--config", &config, "--out", "check.csv"], 0)
         .await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     let results = work.results("check.csv");
     let mut shares: HashMap<&str, u64> = HashMap::new();
     for line in &results {
@@ -458,7 +388,6 @@ async fn the_expected_time_is_the_busiest_instances_share_across_the_send_window
     }
     let busiest = *shares.values().max().unwrap();
     assert!(busiest < 60, "the rows are spread: {shares:?}");
-    let check = &summary_json(&output)["check"];
     assert_eq!(check["instances"], 3);
     assert_eq!(check["busiest_instance_messages"], busiest);
     assert_eq!(check["sending_seconds"], (busiest * 60) as f64);
@@ -471,18 +400,9 @@ async fn the_expected_time_is_the_busiest_instances_share_across_the_send_window
     );
     assert_eq!(check["window"], format!("{window} UTC"));
 
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--out",
-            "check.csv",
-            "--overwrite",
-        ])
+    let report = work
+        .report(&["--config", &config, "--out", "check.csv"], 0)
         .await;
-    let report = stdout(&output);
     assert!(
         report.contains(&format!(
             "(sending only {window} UTC): 60 messages at 1/min a number on 3 instances, the busiest with {busiest}"
@@ -506,35 +426,15 @@ async fn the_expected_time_says_how_many_days_a_daily_cap_spreads_it_over() {
             .set("schedule.daily_cap", "10")
             .set("schedule.warmup", "[5]"),
     );
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--out",
-            "check.csv",
-            "--summary",
-            "json",
-        ])
+    let check = work
+        .validate(&["--config", &config, "--out", "check.csv"], 0)
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let check = &summary_json(&output)["check"];
     let busiest = check["busiest_instance_messages"].as_u64().unwrap();
     assert_eq!(check["days_at_daily_cap"], busiest.div_ceil(10));
 
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--out",
-            "check.csv",
-            "--overwrite",
-        ])
+    let report = work
+        .report(&["--config", &config, "--out", "check.csv"], 0)
         .await;
-    let report = stdout(&output);
     assert!(
         report.contains(&format!(
             "the daily cap of 10 a number spreads it over at least {} days, more while a number warms up",
@@ -560,12 +460,11 @@ async fn the_check_names_the_rows_of_landlines() {
         ));
     }
     work.write("campaign.csv", &text);
-    let output = work.run(&["validate", "campaign.csv"]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let output = work.ok(&["validate", "campaign.csv"]).await;
     let rows: Vec<String> = (0..20).map(|n| (2 + 2 * n).to_string()).collect();
     let expected = format!(
         "25 messages to landlines, which receive WhatsApp only if they run WhatsApp Business: rows {} and 5 more",
         rows.join(", ")
     );
-    assert!(stdout(&output).contains(&expected), "{}", stdout(&output));
+    common::assert_has(&stdout(&output), &expected);
 }

@@ -6,9 +6,7 @@
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::common::{
-    self, code, embedded, ended, line, stderr, stdout, summary_json, Config, Workspace,
-};
+use crate::common::{self, embedded, ended, line, stderr, summary_json, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 
 const SAO_PAULO: &str = "America/Sao_Paulo";
@@ -74,15 +72,6 @@ fn in_recipients_zones(base_url: &str, window: &str) -> Config {
         .set("schedule.timezone", &format!("{SAO_PAULO:?}"))
 }
 
-/// The `to` of every request the server received, in the order they came.
-fn reached(server: &interacto_bulk::api::MockServer) -> Vec<String> {
-    server
-        .received()
-        .iter()
-        .map(|request| request.body["to"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// A minute to come, for the binary's clock to start `ahead` seconds
 /// before (libfaketime's shift), and when that minute comes on this test's
 /// own clock.
@@ -121,8 +110,8 @@ async fn sao_paulo_goes_while_acre_is_shut_and_acre_once_it_opens() {
         .send(&config, &["--no-wait", "--summary", "json"])
         .await;
 
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
-    let sent = reached(&server);
+    assert_exit!(output, 5);
+    let sent = common::recipients(&server);
     assert_eq!(sent.len(), 4, "{sent:?}");
     assert!(sent.iter().all(|to| to.starts_with("5511")), "{sent:?}");
     let results = work.results("campaign.results.csv");
@@ -154,8 +143,8 @@ async fn sao_paulo_goes_while_acre_is_shut_and_acre_once_it_opens() {
         )
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let sent = reached(&server);
+    assert_exit!(output, 0);
+    let sent = common::recipients(&server);
     assert_eq!(sent.len(), 8, "{sent:?}");
     assert!(
         sent[4..].iter().all(|to| to.starts_with("5568")),
@@ -174,8 +163,8 @@ async fn acre_goes_while_sao_paulo_is_shut() {
 
     let output = work.send(&config, &["--no-wait"]).await;
 
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
-    let sent = reached(&server);
+    assert_exit!(output, 5);
+    let sent = common::recipients(&server);
     assert_eq!(sent.len(), 3, "{sent:?}");
     assert!(sent.iter().all(|to| to.starts_with("5568")), "{sent:?}");
     // São Paulo opens when its clock reaches Acre's an hour ago: 21 hours on.
@@ -192,11 +181,13 @@ async fn acre_goes_while_sao_paulo_is_shut() {
         &in_recipients_zones(&server.base_url(), &window).set("schedule.window_in", "\"timezone\""),
     );
     work.write("other.csv", &campaign_of(&alternating(6)));
-    let output = work
-        .run(&["send", "other.csv", "--config", &config, "--no-wait"])
+    work.fails(&["send", "other.csv", "--config", &config, "--no-wait"], 5)
         .await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
-    assert_eq!(reached(&server).len(), 3, "nothing more was sent");
+    assert_eq!(
+        common::recipients(&server).len(),
+        3,
+        "nothing more was sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -219,8 +210,8 @@ async fn the_azores_wait_for_their_own_morning_and_a_number_of_either_zone_for_b
 
     let output = work.send(&config, &["--no-wait"]).await;
 
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
-    assert_eq!(reached(&server), ["351213456789"]);
+    assert_exit!(output, 5);
+    assert_eq!(common::recipients(&server), ["351213456789"]);
     let results = work.results("campaign.results.csv");
     let opens = minute_after(now, 30);
     let azores = line(&results, 3);
@@ -241,20 +232,10 @@ async fn the_azores_wait_for_their_own_morning_and_a_number_of_either_zone_for_b
     let narrow = window_around(now, LISBON, -30, 30);
     let config = work.config(&in_recipients_zones(&server.base_url(), &narrow));
     // (On a ledger of its own: this one's Lisbon card is sent already.)
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--ledger",
-            &work.fresh_ledger("check"),
-            "--summary",
-            "json",
-        ])
+    let ledger = work.fresh_ledger("check");
+    let check = work
+        .validate(&["--config", &config, "--ledger", &ledger], 0)
         .await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let check = &summary_json(&output)["check"];
     assert_eq!(check["never_in_window"], 1, "{check}");
     assert_eq!(check["time_zones"]["Europe/Lisbon"], 1, "{check}");
     assert_eq!(check["time_zones"]["Atlantic/Azores"], 1, "{check}");
@@ -263,15 +244,19 @@ async fn the_azores_wait_for_their_own_morning_and_a_number_of_either_zone_for_b
         "{check}"
     );
     work.write("again.csv", &campaign_of(&rows[2..]));
-    let output = work.run(&["send", "again.csv", "--config", &config]).await;
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    work.fails(&["send", "again.csv", "--config", &config], 5)
+        .await;
     let results = work.results("again.results.csv");
     assert_eq!(results[0]["status"], "DEFERRED");
     assert!(
         results[0]["error"].contains("never open in all of the number's time zones"),
         "{results:?}"
     );
-    assert_eq!(reached(&server).len(), 1, "nothing more was sent");
+    assert_eq!(
+        common::recipients(&server).len(),
+        1,
+        "nothing more was sent"
+    );
 }
 
 /// Without `--no-wait` the run sends the open recipients, waits for the
@@ -297,8 +282,8 @@ async fn alternating_rows_send_the_open_ones_and_wait_for_the_others() {
     let output = ended(child).await;
 
     let screen = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(code(&output), 0, "{screen}");
-    let sent = reached(&server);
+    assert_exit!(output, 0, "{screen}");
+    let sent = common::recipients(&server);
     assert_eq!(sent.len(), 150, "{sent:?}");
     assert!(
         sent[..75].iter().all(|to| to.starts_with("5511")),
@@ -332,6 +317,7 @@ async fn alternating_rows_send_the_open_ones_and_wait_for_the_others() {
         "{screen}"
     );
     let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 150);
     assert!(
         results.iter().all(|row| row["status"] == "SENT"),
         "{results:?}"
@@ -357,19 +343,7 @@ async fn the_estimate_sends_in_each_zones_own_hours() {
     let base = in_recipients_zones("http://127.0.0.1:9", &window).set("pacing.rate", "\"1/min\"");
     let config = work.config(&base);
 
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--summary",
-            "json",
-        ])
-        .await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
-    let check = &summary_json(&output)["check"];
+    let check = work.validate(&["--config", &config], 0).await;
     assert_eq!(check["time_zones"][SAO_PAULO], 58, "{check}");
     assert_eq!(check["time_zones"][ACRE], 60, "{check}");
     assert_eq!(
@@ -388,18 +362,9 @@ async fn the_estimate_sends_in_each_zones_own_hours() {
     );
     // In São Paulo's time for everyone, the second hour waits a day.
     let config = work.config(&base.clone().set("schedule.window_in", "\"timezone\""));
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &config,
-            "--summary",
-            "json",
-            "--overwrite",
-        ])
+    let check = work
+        .validate(&["--config", &config, "--overwrite"], 0)
         .await;
-    let check = &summary_json(&output)["check"];
     let expected = check["expected_seconds"].as_f64().unwrap();
     let next_day = 27.0 * 3600.0 - into_the_minute;
     assert!(
@@ -408,16 +373,7 @@ async fn the_estimate_sends_in_each_zones_own_hours() {
     );
     assert!(check.get("time_zones").is_none(), "{check}");
 
-    let output = work
-        .run(&[
-            "validate",
-            "campaign.csv",
-            "--config",
-            &work.config(&base),
-            "--overwrite",
-        ])
-        .await;
-    let report = stdout(&output);
+    let report = work.report(&["--config", &work.config(&base)], 0).await;
     assert!(
         report.contains(&format!(
             "recipients by time zone: {ACRE} 60, {SAO_PAULO} 58, unknown ({SAO_PAULO}) 2"
@@ -439,19 +395,14 @@ async fn window_in_without_a_window_is_refused() {
     let config =
         work.config(&Config::fast("http://127.0.0.1:9").set("schedule.window_in", "\"recipient\""));
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("schedule.window_in"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "schedule.window_in");
     let config = work.config(
         &Config::fast("http://127.0.0.1:9")
             .set("schedule.window", "\"08:00-20:00\"")
             .set("schedule.window_in", "\"sender\""),
     );
     let output = work.send(&config, &[]).await;
-    assert_eq!(code(&output), 2);
+    assert_exit!(output, 2);
     assert!(
         stderr(&output).contains("recipient"),
         "the choices are named: {}",
@@ -483,7 +434,7 @@ async fn no_card_leaves_after_the_window_shuts() {
         )
         .await;
 
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     let received = server.received();
     assert_eq!(received.len(), 1, "the first went while it was open");
     // (A card that passed the door just before the end may still be on
@@ -521,12 +472,13 @@ async fn more_rows_than_a_number_holds_for_their_window_do_not_hold_up_the_open_
     let config = work.config(&in_recipients_zones(&server.base_url(), &window));
 
     let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    child.wait_for_start().await;
     common::wait_for("São Paulo's 50 cards", || server.requests() >= 50).await;
     common::terminate(&child);
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
-    let sent = reached(&server);
+    assert_exit!(output, 130);
+    let sent = common::recipients(&server);
     assert_eq!(sent.len(), 50);
     assert!(sent.iter().all(|to| to.starts_with("5511")), "{sent:?}");
     let results = work.results("campaign.results.csv");
@@ -572,7 +524,7 @@ async fn a_retry_after_the_window_shut_waits_for_it() {
         )
         .await;
 
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
+    assert_exit!(output, 5);
     assert_eq!(
         server.requests(),
         1,

@@ -11,7 +11,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::{
-    self, accepted, code, embedded, ended, line, queued_per_recipient, statuses, stderr, stdout,
+    self, accepted, embedded, ended, line, queued_per_recipient, statuses, stderr, stdout,
     terminate, wait_for, Config, Workspace, API_KEY,
 };
 use interacto_bulk::api::MockOptions;
@@ -49,7 +49,7 @@ async fn transient_failures_are_retried_and_the_attempts_counted() {
 
     let (output, line) = send_one_row(&Config::fast(&server.uri())).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(
         (line["status"].as_str(), line["attempts"].as_str()),
         ("SENT", "3")
@@ -65,7 +65,7 @@ async fn retry_after_is_honoured_up_to_max_backoff() {
 
     let (output, line) = send_one_row(&config).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 2);
     assert_eq!(line["attempts"], "2");
@@ -100,7 +100,7 @@ async fn a_permanent_refusal_is_not_retried() {
 
     let (output, line) = send_one_row(&Config::fast(&server.uri())).await;
 
-    assert_eq!(code(&output), 1);
+    assert_exit!(output, 1);
     assert_eq!(
         (line["status"].as_str(), line["attempts"].as_str()),
         ("FAILED", "1")
@@ -121,8 +121,9 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 1);
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 2);
     assert!(results
         .iter()
         .all(|line| line["status"] == "UNKNOWN" && line["attempts"] == "1"));
@@ -139,8 +140,9 @@ async fn a_timeout_is_unknown_and_not_sent_again_unless_the_user_opts_in() {
     let output = work
         .send(&config, &["--out", "again.csv", "--ledger", &ledger])
         .await;
-    assert_eq!(code(&output), 1);
+    assert_exit!(output, 1);
     let results = work.results("again.csv");
+    assert_eq!(results.len(), 2);
     assert!(results
         .iter()
         .all(|line| line["status"] == "UNKNOWN" && line["attempts"] == "2"));
@@ -160,9 +162,9 @@ async fn a_401_halts_the_run_at_once_and_the_rest_is_deferred() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
-    assert!(stdout(&output).contains("halted"), "{}", stdout(&output));
-    assert!(stderr(&output).contains("401"), "{}", stderr(&output));
+    assert_exit!(output, 3);
+    common::assert_has(&stdout(&output), "halted");
+    common::assert_has(&stderr(&output), "401");
     assert_eq!(server.received().len(), 4, "no request after the 401");
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), 10, "every row has its line");
@@ -192,12 +194,8 @@ async fn too_many_failures_halt_the_run() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 3, "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("max_failure_ratio"),
-        "{}",
-        stdout(&output)
-    );
+    assert_exit!(output, 3);
+    common::assert_has(&stdout(&output), "max_failure_ratio");
     let counts = statuses(&work.results("campaign.results.csv"));
     assert_eq!(counts["FAILED"], 5);
     assert_eq!(counts["DEFERRED"], 25);
@@ -224,12 +222,7 @@ async fn a_fault_soak_ends_every_row_with_one_status_and_never_delivers_twice() 
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(
-        code(&output),
-        1,
-        "dropped answers leave rows UNKNOWN: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 1, "dropped answers leave rows UNKNOWN");
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), rows);
     let rows_seen: HashSet<&str> = results.iter().map(|line| line["row"].as_str()).collect();
@@ -259,9 +252,7 @@ async fn a_fault_soak_ends_every_row_with_one_status_and_never_delivers_twice() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
 
@@ -273,11 +264,12 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
         "--rate",
         "20/s",
     ]);
+    child.wait_for_start().await;
     wait_for("a few messages", || server.accepted() >= 5).await;
     terminate(&child);
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_exit!(output, 130);
     let first = work.results("campaign.results.csv");
     assert_eq!(
         first.len(),
@@ -305,12 +297,7 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
 
     let output = work.send(&config, &["--resume", "--summary", "json"]).await;
 
-    assert_eq!(
-        code(&output),
-        0,
-        "the resume completes the campaign: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 0, "the resume completes the campaign");
     let summary = common::summary_json(&output);
     assert_eq!(summary["counts"]["SKIPPED"], sent_first);
     assert_eq!(summary["state"]["complete"], true);
@@ -332,12 +319,7 @@ async fn sigterm_stops_cleanly_and_a_resume_completes_the_campaign() {
         .all(|count| *count == 1));
 
     let output = work.send(&config, &["--resume"]).await;
-    assert_eq!(
-        code(&output),
-        0,
-        "a complete campaign again: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 0, "a complete campaign again");
     assert_eq!(server.accepted() as usize, rows, "nothing more is sent");
     assert_eq!(work.results("campaign.results.csv"), all);
 }
@@ -362,55 +344,61 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
         "--rate",
         "40/s",
     ]);
-    wait_for("messages in flight", || server.accepted() >= 6).await;
+    let results = work.path("campaign.results.csv");
+    wait_for("messages in flight and a line SENT", || {
+        server.accepted() >= 6
+            && std::fs::read_to_string(&results).is_ok_and(|text| text.contains(",SENT,"))
+    })
+    .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     assert!(
         work.path("campaign.results.csv.journal").exists(),
         "the journal survives the kill"
     );
+    // The rows the killed run wrote SENT, in the lines it finished.
+    let text = std::fs::read_to_string(&results).unwrap();
+    work.write(
+        "killed.csv",
+        &text[..text.rfind('\n').map_or(0, |end| end + 1)],
+    );
+    let sent_before: HashMap<String, String> = work
+        .results("killed.csv")
+        .into_iter()
+        .filter(|line| line["status"] == "SENT")
+        .map(|line| (line["row"].clone(), line["message_id"].clone()))
+        .collect();
+    assert!(!sent_before.is_empty(), "the killed run sent a row");
 
     let output = work.send(&config, &["--resume", "--summary", "json"]).await;
 
-    assert_eq!(
-        code(&output),
-        1,
-        "rows in flight at the kill are UNKNOWN: {}",
-        stderr(&output)
-    );
+    assert_exit!(output, 1, "rows in flight at the kill are UNKNOWN");
     let summary = common::summary_json(&output);
     let next = summary["next_step"].as_str().unwrap();
     assert!(
         next.contains("UNKNOWN") && next.contains("--resend-unknown"),
         "{next}"
     );
-    // Let the handlers of the killed run's requests finish before counting.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    common::all_handled(&server).await;
     let queued = queued_per_recipient(&server);
     assert!(
         queued.values().all(|count| *count == 1),
         "a recipient was queued twice: {queued:?}"
     );
     let all = work.results("campaign.results.csv");
-    let sent_before: HashSet<String> = all
-        .iter()
-        .filter(|line| line["status"] == "SENT")
-        .map(|line| line["row"].clone())
-        .collect();
     assert_eq!(all.len(), rows, "one line per row after the resume");
-    let last_run = &all[..];
-    let rows_seen: HashSet<&str> = last_run.iter().map(|line| line["row"].as_str()).collect();
+    let rows_seen: HashSet<&str> = all.iter().map(|line| line["row"].as_str()).collect();
     assert_eq!(
         rows_seen.len(),
         rows,
         "the resume run accounts for every row"
     );
-    let counts = statuses(last_run);
+    let counts = statuses(&all);
     assert!(
         counts.get("UNKNOWN").copied().unwrap_or(0) > 0,
         "in-flight rows are UNKNOWN: {counts:?}"
     );
-    for line in last_run {
+    for line in &all {
         let times = queued.get(&line["to"]).copied().unwrap_or(0);
         match line["status"].as_str() {
             "SENT" | "SKIPPED" => assert_eq!(times, 1, "{line:?}"),
@@ -420,19 +408,22 @@ async fn after_kill_9_a_resume_never_sends_twice_and_accounts_for_every_row() {
             other => panic!("unexpected status {other}: {line:?}"),
         }
     }
-    assert!(
-        sent_before.len() >= rows - counts["UNKNOWN"],
-        "every row not UNKNOWN is sent once"
-    );
+    for (row, id) in &sent_before {
+        let kept = common::line(&all, row.parse().unwrap());
+        assert_eq!(
+            (kept["status"].as_str(), &kept["message_id"]),
+            ("SENT", id),
+            "what the killed run sent is kept"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(20));
     let first = work.spawn(&["send", "campaign.csv", "--config", &config, "--rate", "5/s"]);
+    first.wait_for_start().await;
     wait_for("the first run to start sending", || server.accepted() >= 1).await;
 
     // The second run sends as another instance, so its requests would show.
@@ -446,21 +437,20 @@ async fn a_second_run_on_the_same_results_exits_4_naming_the_holder() {
         )
         .await;
 
-    assert_eq!(code(&output), 4, "{}", stderr(&output));
+    assert_exit!(output, 4);
     assert!(
         stderr(&output).contains(&format!("pid {}", first.id().unwrap())),
         "{}",
         stderr(&output)
     );
-    let from_second = server
-        .received()
-        .into_iter()
-        .filter(|request| request.instance_id.as_deref() == Some("second-run"))
-        .count();
-    assert_eq!(from_second, 0, "the second run sent nothing");
+    assert_eq!(
+        common::requests_from(&server, "second-run"),
+        0,
+        "the second run sent nothing"
+    );
     terminate(&first);
     let output = ended(first).await;
-    assert_eq!(code(&output), 130);
+    assert_exit!(output, 130);
     let line_for_row_2 = line(&work.results("campaign.results.csv"), 2).clone();
     assert_eq!(line_for_row_2["status"], "SENT");
 }
@@ -477,19 +467,20 @@ async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
     work.write("campaign.csv", &common::campaign(50));
 
     let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    child.wait_for_start().await;
     wait_for("requests in flight", || server.requests() >= 4).await;
     terminate(&child);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.wait_for_log("stopping: no new messages").await;
     terminate(&child);
     let started = Instant::now();
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130, "{}", stderr(&output));
+    assert_exit!(output, 130);
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "it did not wait for the answers"
     );
-    assert!(stderr(&output).contains("aborting"), "{}", stderr(&output));
+    common::assert_has(&stderr(&output), "aborting");
     // Every line parses; the rows in flight have none, and the journal remembers them.
     let results = work.results("campaign.results.csv");
     assert!(results.iter().all(|line| line["status"] != "SENT"));
@@ -498,22 +489,24 @@ async fn a_second_signal_aborts_at_once_and_the_results_file_stays_valid() {
     // The resume talks to a quick server, to keep the test short.
     let quick = embedded(MockOptions::default()).await;
     let quick_config = work.config(&Config::fast(&quick.base_url()).set("pacing.concurrency", "4"));
-    let output = work
-        .run(&[
+    work.fails(
+        &[
             "send",
             "campaign.csv",
             "--config",
             &quick_config,
             "--resume",
-        ])
-        .await;
-    assert_eq!(code(&output), 1, "{}", stderr(&output));
+        ],
+        1,
+    )
+    .await;
     assert_eq!(quick.accepted(), 46);
     let all = work.results("campaign.results.csv");
-    let last_run = statuses(&all[all.len() - 50..]);
+    assert_eq!(all.len(), 50, "one line per row after the resume");
+    let counts = statuses(&all);
     assert_eq!(
-        last_run["UNKNOWN"], 4,
-        "the four in flight at the abort: {last_run:?}"
+        counts["UNKNOWN"], 4,
+        "the four in flight at the abort: {counts:?}"
     );
-    assert_eq!(last_run["SENT"], 46);
+    assert_eq!(counts["SENT"], 46);
 }

@@ -1,11 +1,7 @@
 //! Send windows and daily caps, for cron: what is held back is DEFERRED
 //! (exit 5), and a later `--resume` sends it.
 
-use std::time::Duration;
-
-use crate::common::{
-    self, code, count, embedded, ended, stderr, stdout, Config, Workspace, API_KEY,
-};
+use crate::common::{self, count, ended, stderr, stdout, Config, API_KEY};
 use interacto_bulk::api::MockOptions;
 
 /// A two-hour window open now and a one-hour window closed now, in UTC.
@@ -20,9 +16,10 @@ fn windows() -> (String, String) {
     )
 }
 
-/// A quick config with `[schedule]` in UTC and `key = value`.
-fn with_schedule(base_url: &str, key: &str, value: &str) -> Config {
-    Config::fast(base_url)
+/// `settings` with `[schedule]` in UTC and `key = value`.
+fn with_schedule(settings: &Config, key: &str, value: &str) -> Config {
+    settings
+        .clone()
         .set("schedule.timezone", "\"UTC\"")
         .set(&format!("schedule.{key}"), value)
 }
@@ -43,32 +40,24 @@ fn zone_at_noon() -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outside_the_window_no_wait_defers_everything_and_a_resume_inside_it_sends() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let (open, closed) = windows();
     work.write("campaign.csv", &common::campaign(8));
-    let closed_config = work.config(&with_schedule(
-        &server.base_url(),
-        "window",
-        &format!("{closed:?}"),
-    ));
+    let closed_config = work.config(&with_schedule(&settings, "window", &format!("{closed:?}")));
 
     let output = work
-        .run(&[
-            "send",
-            "campaign.csv",
-            "--config",
-            &closed_config,
-            "--no-wait",
-        ])
+        .fails(
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                &closed_config,
+                "--no-wait",
+            ],
+            5,
+        )
         .await;
-
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("outside the send window"),
-        "{}",
-        stdout(&output)
-    );
+    common::assert_has(&stdout(&output), "outside the send window");
     assert_eq!(server.requests(), 0);
     let results = work.results("campaign.results.csv");
     assert_eq!(results.len(), 8);
@@ -77,46 +66,32 @@ async fn outside_the_window_no_wait_defers_everything_and_a_resume_inside_it_sen
         "{results:?}"
     );
 
-    let open_config = work.config(&with_schedule(
-        &server.base_url(),
-        "window",
-        &format!("{open:?}"),
-    ));
-    let output = work
-        .run(&["send", "campaign.csv", "--config", &open_config, "--resume"])
+    let open_config = work.config(&with_schedule(&settings, "window", &format!("{open:?}")));
+    work.ok(&["send", "campaign.csv", "--config", &open_config, "--resume"])
         .await;
-
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
     assert_eq!(server.accepted(), 8);
     let all = work.results("campaign.results.csv");
-    assert!(all[8..].iter().all(|line| line["status"] == "SENT"));
+    assert_eq!(all.len(), 8, "one line per row after the resume");
+    assert!(all.iter().all(|line| line["status"] == "SENT"), "{all:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outside_the_window_the_run_waits_and_says_until_when() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let (_, closed) = windows();
     work.write("campaign.csv", &common::campaign(3));
-    let config = work.config(&with_schedule(
-        &server.base_url(),
-        "window",
-        &format!("{closed:?}"),
-    ));
+    let config = work.config(&with_schedule(&settings, "window", &format!("{closed:?}")));
     let child = work.spawn(&["send", "campaign.csv", "--config", &config]);
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.wait_for_start().await;
+    child.wait_for_log("waiting until").await;
     common::terminate(&child);
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 130);
+    assert_exit!(output, 130);
     assert_eq!(server.requests(), 0, "nothing is sent outside the window");
     let start = closed.split('-').next().unwrap();
-    assert!(
-        stderr(&output).contains("waiting until"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_has(&stderr(&output), "waiting until");
     assert!(
         stderr(&output).contains(start),
         "the log names the opening time: {}",
@@ -126,16 +101,12 @@ async fn outside_the_window_the_run_waits_and_says_until_when() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = format!(
-        "{:?}",
-        format!("sqlite://{}", work.path("ledger.db").display())
-    );
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let ledger = work.fresh_ledger("ledger");
     let config = work.config(
-        &with_schedule(&server.base_url(), "daily_cap", "5")
+        &with_schedule(&settings, "daily_cap", "5")
             .set("schedule.timezone", &format!("{:?}", zone_at_noon()))
-            .set("ledger.url", &ledger),
+            .ledger(&ledger),
     );
     work.write("first.csv", &common::campaign(3));
     let second: String = common::campaign(10)
@@ -148,17 +119,12 @@ async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
         &format!("to,contact_name,contact_phone\n{second}\n"),
     );
 
-    let output = work.run(&["send", "first.csv", "--config", &config]).await;
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    work.ok(&["send", "first.csv", "--config", &config]).await;
 
-    let output = work.run(&["send", "second.csv", "--config", &config]).await;
-
-    assert_eq!(code(&output), 5, "{}", stderr(&output));
-    assert!(
-        stdout(&output).contains("daily cap of 5"),
-        "{}",
-        stdout(&output)
-    );
+    let output = work
+        .fails(&["send", "second.csv", "--config", &config], 5)
+        .await;
+    common::assert_has(&stdout(&output), "daily cap of 5");
     let results = work.results("second.results.csv");
     assert_eq!(
         (count(&results, "SENT"), count(&results, "DEFERRED")),
@@ -170,17 +136,9 @@ async fn the_daily_cap_is_shared_by_two_runs_on_one_instance() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daily_cap_counts_one_day_whatever_tz_a_run_is_given() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let ledger = format!(
-        "{:?}",
-        format!("sqlite://{}", work.path("ledger.db").display())
-    );
-    let config = work.config(
-        &Config::fast(&server.base_url())
-            .set("schedule.daily_cap", "3")
-            .set("ledger.url", &ledger),
-    );
+    let (server, work, settings) = common::against(MockOptions::default()).await;
+    let ledger = work.fresh_ledger("ledger");
+    let config = work.config(&settings.set("schedule.daily_cap", "3").ledger(&ledger));
     work.write("campaign.csv", &common::campaign(6));
     // A zone on another date than UTC right now: Kiritimati (UTC+14) is a
     // day ahead from 10:00 UTC, Etc/GMT+12 (UTC-12) a day behind until 12:00.
@@ -199,7 +157,7 @@ async fn the_daily_cap_counts_one_day_whatever_tz_a_run_is_given() {
                 &[("INTERACTO_API_KEY", API_KEY), ("TZ", tz)],
             )
             .await;
-        assert_eq!(code(&output), 5, "{tz}: {}", stderr(&output));
+        assert_exit!(output, 5, "{tz}");
     }
     assert_eq!(server.accepted(), 3, "one cap for the day, not one per TZ");
 }

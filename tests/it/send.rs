@@ -38,7 +38,7 @@ async fn every_row_is_sent_once_with_the_headers_and_body_of_the_contract() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let mut bodies: Vec<Value> = server
         .received_requests()
         .await
@@ -73,10 +73,9 @@ async fn every_row_is_sent_once_with_the_headers_and_body_of_the_contract() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
+    let (server, work, settings) = common::against(MockOptions::default()).await;
     let config = work.config(
-        &Config::fast(&server.base_url())
+        &settings
             .set("pacing.min_delay", "4")
             .set("pacing.min_typing", "6")
             .set("pacing.default_delay", "5")
@@ -92,7 +91,7 @@ async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let timing = |to: &str| {
         let body = server
             .received()
@@ -124,9 +123,7 @@ async fn delay_and_typing_below_the_floors_are_raised_and_the_results_say_so() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_and_duplicate_rows_are_never_sent_and_are_reported() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write(
         "campaign.csv",
         "to,contact_name,contact_phone,delay\n\
@@ -140,17 +137,12 @@ async fn invalid_and_duplicate_rows_are_never_sent_and_are_reported() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(
-        code(&output),
+    assert_exit!(
+        output,
         0,
-        "rows never to be sent leave the campaign complete: {}",
-        stderr(&output)
+        "rows never to be sent leave the campaign complete"
     );
-    let sent: HashSet<String> = server
-        .received()
-        .into_iter()
-        .map(|r| r.body["to"].as_str().unwrap().to_string())
-        .collect();
+    let sent: HashSet<String> = common::recipients(&server).into_iter().collect();
     assert_eq!(
         sent,
         HashSet::from(["5511987654321".to_string(), "5511987654324".to_string()])
@@ -187,9 +179,8 @@ async fn a_dry_run_sends_nothing_and_marks_rows_valid() {
     ] {
         let mut args = args;
         args.extend(["--config", &config]);
-        let output = work.run(&args).await;
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
-        assert!(stdout(&output).contains("dry run"), "{}", stdout(&output));
+        let output = work.ok(&args).await;
+        common::assert_has(&stdout(&output), "dry run");
         let results = work.results("campaign.check.csv");
         assert_eq!(results.len(), 5);
         assert!(results
@@ -208,12 +199,7 @@ async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_se
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("--overwrite"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "--overwrite");
     assert_eq!(
         std::fs::read_to_string(work.path("campaign.results.csv")).unwrap(),
         "precious earlier results\n"
@@ -222,9 +208,7 @@ async fn an_existing_results_file_is_refused_without_overwrite_and_nothing_is_se
 
 #[tokio::test(flavor = "multi_thread")]
 async fn overwrite_replaces_the_results_file() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (_server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(2));
     work.write("out.csv", "old\n");
 
@@ -232,7 +216,7 @@ async fn overwrite_replaces_the_results_file() {
         .send(&config, &["--out", "out.csv", "--overwrite"])
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(work.results("out.csv").len(), 2);
 }
 
@@ -263,7 +247,7 @@ async fn refused_messages_are_failed_with_the_http_status_and_the_api_message() 
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 1);
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
     let refused = line(&results, 2);
     assert_eq!(
@@ -297,8 +281,9 @@ async fn an_api_that_cannot_be_reached_fails_the_rows_and_the_run_ends() {
 
     let output = work.send(&config, &[]).await;
 
-    assert_eq!(code(&output), 1);
+    assert_exit!(output, 1);
     let results = work.results("campaign.results.csv");
+    assert_eq!(results.len(), 2);
     assert!(results
         .iter()
         .all(|line| line["status"] == "FAILED" && line["error"].contains("cannot reach")));
@@ -317,7 +302,7 @@ async fn concurrency_bounds_the_requests_in_flight() {
 
     let output = work.send(&config, &["--concurrency", "3"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 12);
     assert!(
         server.most_in_flight() <= 3,
@@ -361,7 +346,7 @@ async fn the_api_key_appears_in_no_output_or_file_even_at_trace_level() {
     let lock = std::fs::read_to_string(work.path("campaign.results.csv.lock")).unwrap();
     let output = ended(child).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 3, "the key reached the server");
     assert!(
         journal.starts_with("run "),
@@ -397,7 +382,7 @@ async fn the_api_key_is_taken_from_the_config_file_when_the_environment_has_none
         .run_with_env(&["send", "campaign.csv", "--config", &config], &[])
         .await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(
         server.received()[0].authorization.as_deref(),
         Some("file-key")
@@ -416,25 +401,18 @@ async fn sending_without_credentials_stops_before_anything_is_written() {
         )
         .await;
 
-    assert_eq!(code(&output), 2);
-    assert!(
-        stderr(&output).contains("INTERACTO_API_KEY"),
-        "{}",
-        stderr(&output)
-    );
+    common::assert_refused(&output, "INTERACTO_API_KEY");
     assert!(!work.path("campaign.results.csv").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn limit_reads_only_the_first_rows() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     work.write("campaign.csv", &common::campaign(10));
 
     let output = work.send(&config, &["--limit", "4"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.accepted(), 4);
     let rows: Vec<String> = work
         .results("campaign.results.csv")
@@ -449,9 +427,7 @@ async fn limit_reads_only_the_first_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_campaign_can_come_from_standard_input() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (server, work, config) = common::against_the_mock().await;
     let campaign = work.write("campaign.csv", &common::campaign(3));
     let piped = |extra: &[&str]| {
         let mut args = vec!["send", "-", "--config", &config, "--out", "piped.csv"];
@@ -462,7 +438,7 @@ async fn the_campaign_can_come_from_standard_input() {
     };
 
     let output = piped(&[]).await;
-    assert_eq!(code(&output), 2, "standard input has no name to go by");
+    assert_exit!(output, 2, "standard input has no name to go by");
     assert!(
         stderr(&output).contains("needs a name") && stderr(&output).contains("--campaign NAME"),
         "{}",
@@ -472,7 +448,7 @@ async fn the_campaign_can_come_from_standard_input() {
 
     let output = piped(&["--campaign", "leads"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     let results = work.results("piped.csv");
     assert_eq!(results.len(), 3);
     assert!(results.iter().all(|line| line["campaign"] == "leads"));
@@ -480,9 +456,7 @@ async fn the_campaign_can_come_from_standard_input() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_json_summary_counts_every_status() {
-    let server = embedded(MockOptions::default()).await;
-    let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()));
+    let (_server, work, config) = common::against_the_mock().await;
     work.write(
         "campaign.csv",
         &format!("{}bad,X,551130034000\n", common::campaign(2)),
@@ -503,7 +477,7 @@ async fn the_json_summary_counts_every_status() {
         "{summary}"
     );
     assert_eq!(summary["results"], "campaign.results.csv");
-    assert_eq!(code(&output), 0);
+    assert_exit!(output, 0);
 }
 
 /// The API's documented 201 names instance `66a09db606fd14660c8fc1d0`
@@ -526,7 +500,7 @@ async fn the_vendors_own_answer_naming_another_instance_is_sent_and_said_once() 
     let work = Workspace::new();
     let config = work.config(
         &Config::fast(&server.uri())
-            .set("ledger.url", &format!("{:?}", work.fresh_ledger("ledger")))
+            .ledger(&work.fresh_ledger("ledger"))
             .set("pacing.rate", "\"1000/s\""),
     );
     // More rows than the failures that halt a run (20).
@@ -534,7 +508,7 @@ async fn the_vendors_own_answer_naming_another_instance_is_sent_and_said_once() 
 
     let output = work.send(&config, &["--summary", "json"]).await;
 
-    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert_exit!(output, 0);
     assert_eq!(server.received_requests().await.unwrap().len(), 25);
     let results = work.results("campaign.results.csv");
     assert_eq!(common::count(&results, "SENT"), 25, "{results:?}");
