@@ -11,8 +11,8 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::{
-    self, code, count, embedded, ended, line, stderr, stdout, terminate, wait_for, Config,
-    RawServer, Workspace, API_KEY,
+    self, count, embedded, ended, line, stderr, stdout, terminate, wait_for, Config, RawServer,
+    Workspace, API_KEY,
 };
 use interacto_bulk::api::MockOptions;
 

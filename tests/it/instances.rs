@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::common::{self, code, embedded, stderr, stdout, Config, Workspace};
+use crate::common::{self, embedded, stderr, stdout, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 
 /// A quick config with three instances (and no single `instance_id`).

@@ -9,8 +9,8 @@ use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::{
-    self, accepted, code, embedded, ended, finish, line, server_expecting_no_request, stderr,
-    stdout, wait_for, Config, Workspace, API_KEY,
+    self, accepted, embedded, ended, finish, line, server_expecting_no_request, stderr, stdout,
+    wait_for, Config, Workspace, API_KEY,
 };
 use interacto_bulk::api::MockOptions;
 
