@@ -132,9 +132,7 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
         attempts: 0,
         maybe_delivered: false,
     };
-    if !turns::spaced(job, lane, shared).await {
-        return not_sent(job, lane, control);
-    }
+    turns::spaced(job, lane, shared).await;
     let outcome = loop {
         tried.attempts += 1;
         let error = match shared.client.send(instance_id, &message).await {
@@ -240,7 +238,8 @@ async fn wait_to_try_again(
             tokio::time::sleep(wait).await;
             let turn = turns::book_turns(std::slice::from_ref(job), lane, shared, None).await?;
             turns::wait_for(turn[0], lane, shared).await;
-            turns::spaced(job, lane, shared).await.then_some(())
+            turns::spaced(job, lane, shared).await;
+            Some(())
         } => booked.is_none(),
     };
     if stopped {

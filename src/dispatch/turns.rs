@@ -142,25 +142,19 @@ impl Spacing {
 }
 
 /// Waits, if need be, until `job`'s request may leave after the lane's
-/// last at the pace ([`Spacing`]). `false` when the run or the number
-/// stopped first.
-pub(super) async fn spaced(job: &Job, lane: &LaneHealth, shared: &Shared) -> bool {
+/// last at the pace ([`Spacing`]). Not cut short when the run stops: a card
+/// the ledger let out goes (counted against the cap, recorded as leaving),
+/// and at most the request slots wait, a turn apart.
+pub(super) async fn spaced(job: &Job, lane: &LaneHealth, shared: &Shared) {
     let now = shared.clock.instant();
     let at = lane.spacing.book(shared.pace, job.timing.phone_time(), now);
-    if at <= now {
-        return true;
-    }
-    debug!(
-        row = job.recipient.row,
-        wait_ms = (at - now).as_millis() as u64,
-        "let out after its turn: waiting to keep the pace"
-    );
-    let control = &shared.control;
-    tokio::select! {
-        biased;
-        _ = control.stopping().cancelled() => false,
-        _ = lane.closed.cancelled() => false,
-        () = tokio::time::sleep_until(at) => true,
+    if at > now {
+        debug!(
+            row = job.recipient.row,
+            wait_ms = (at - now).as_millis() as u64,
+            "let out after its turn: waiting to keep the pace"
+        );
+        tokio::time::sleep_until(at).await;
     }
 }
 
