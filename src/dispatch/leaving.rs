@@ -155,53 +155,82 @@ async fn pass(
             return;
         }
     };
-    for (Leaving { job, permit, lane }, claimed) in leaving.drain(..).zip(decided) {
-        let outcome = match claimed {
-            Claimed::Granted { left_at, resending } => {
-                let granted = send::Granted { left_at, resending };
-                // No request leaves once the run or the number stopped.
-                if shared.control.stopping().is_cancelled() || lane.closed.is_cancelled() {
-                    let outcome = send::not_sent(&job, &lane, &shared.control);
-                    back.push(send::back(job, outcome, permit, granted));
-                    continue;
-                }
-                requests.spawn(send::send(job, permit, granted, lane, shared.clone()));
-                continue;
-            }
-            Claimed::Held(cause) => {
-                if let Cause::FirstContacts { cap, until } = cause {
-                    shared.control.held_back(Deferral {
-                        cause: Hold::FirstContacts,
-                        why: format!(
-                            "instance {} used up its first contacts for today \
-                             (schedule.daily_new_contacts = {cap}); the rows to new recipients wait",
-                            lane.instance_id
-                        ),
-                        until: until.and_then(|at| Timestamp::from_nanosecond(at.into()).ok()),
-                    });
-                }
-                Outcome::held(&job, &lane.instance_id, cause)
-            }
-            Claimed::CapReached { cap, until } => {
-                shared.control.defer(
-                    &lane,
-                    Deferral {
-                        cause: Hold::DailyCap,
-                        why: format!(
-                            "instance {} reached its daily cap of {cap} messages",
-                            lane.instance_id
-                        ),
-                        // The number's next day, in the zone the ledger
-                        // keeps its days in.
-                        until: until.and_then(|at| Timestamp::from_nanosecond(at.into()).ok()),
-                    },
-                );
-                send::not_sent(&job, &lane, &shared.control)
-            }
-        };
-        drop(permit);
-        written(outcome, shared).await;
+    for (card, claimed) in leaving.drain(..).zip(decided) {
+        carry_out(card, claimed, back, requests, shared).await;
     }
+}
+
+/// What the ledger decided for one card: its request starts (or, should
+/// the run or its number have stopped meanwhile, it comes back unsent); or
+/// it gets its line, held back or deferred, and its slot is freed.
+async fn carry_out(
+    Leaving { job, permit, lane }: Leaving,
+    claimed: Claimed,
+    back: &mut Vec<Back>,
+    requests: &mut JoinSet<Back>,
+    shared: &Arc<Shared>,
+) {
+    let outcome = match claimed {
+        Claimed::Granted { left_at, resending } => {
+            let granted = send::Granted { left_at, resending };
+            // No request leaves once the run or the number stopped.
+            if shared.control.stopping().is_cancelled() || lane.closed.is_cancelled() {
+                let outcome = send::not_sent(&job, &lane, &shared.control);
+                back.push(send::back(job, outcome, permit, granted));
+                return;
+            }
+            requests.spawn(send::send(job, permit, granted, lane, shared.clone()));
+            return;
+        }
+        Claimed::Held(cause) => {
+            if let Cause::FirstContacts { cap, until } = cause {
+                shared
+                    .control
+                    .held_back(first_contacts_used_up(&lane, cap, until));
+            }
+            Outcome::held(&job, &lane.instance_id, cause)
+        }
+        Claimed::CapReached { cap, until } => {
+            shared
+                .control
+                .defer(&lane, daily_cap_reached(&lane, cap, until));
+            send::not_sent(&job, &lane, &shared.control)
+        }
+    };
+    drop(permit);
+    written(outcome, shared).await;
+}
+
+/// Why a number's rows to new recipients wait: its first contacts for the
+/// day are used up, until its next day.
+fn first_contacts_used_up(lane: &LaneHealth, cap: u64, until: Option<i64>) -> Deferral {
+    Deferral {
+        cause: Hold::FirstContacts,
+        why: format!(
+            "instance {} used up its first contacts for today \
+             (schedule.daily_new_contacts = {cap}); the rows to new recipients wait",
+            lane.instance_id
+        ),
+        until: next_day(until),
+    }
+}
+
+/// Why a number sends no more today: it reached its daily cap.
+fn daily_cap_reached(lane: &LaneHealth, cap: u64, until: Option<i64>) -> Deferral {
+    Deferral {
+        cause: Hold::DailyCap,
+        why: format!(
+            "instance {} reached its daily cap of {cap} messages",
+            lane.instance_id
+        ),
+        until: next_day(until),
+    }
+}
+
+/// The number's next day, as the ledger tells it (nanoseconds since 1970,
+/// in the zone the ledger keeps its days in).
+fn next_day(until: Option<i64>) -> Option<Timestamp> {
+    until.and_then(|at| Timestamp::from_nanosecond(at.into()).ok())
 }
 
 /// What the ledger is asked of a card at the door: its facts as read go

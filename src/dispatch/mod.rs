@@ -94,36 +94,8 @@ const PIPELINE_DEPTH: usize = 4;
 /// run stops, the jobs still coming are `DEFERRED` for a later `--resume`.
 /// Returns when every request it started has its outcome sent on.
 pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
-    let Sending {
-        client,
-        instances,
-        pace,
-        concurrency,
-        ledger,
-        campaign,
-        rules,
-        outcomes,
-        control,
-        gates,
-        clock,
-    } = sending;
-    control.lanes_open.store(instances.len(), Ordering::SeqCst);
-    let shared = Arc::new(Shared {
-        gates,
-        client,
-        pace,
-        concurrency: concurrency.get(),
-        pipeline: Arc::new(Semaphore::new(
-            concurrency.get().saturating_mul(PIPELINE_DEPTH),
-        )),
-        ledger,
-        campaign: Arc::from(campaign),
-        rules,
-        outcomes: outcomes.clone(),
-        control: control.clone(),
-        clock: clock.clone(),
-    });
-    let ids: Vec<Arc<str>> = instances.iter().map(|id| Arc::from(id.as_str())).collect();
+    let (shared, ids) = Shared::of(sending);
+    shared.control.lanes_open.store(ids.len(), Ordering::SeqCst);
     let mut queues = Vec::new();
     let mut health = Vec::new();
     // One door for every lane: cards leaving together, and answers coming
@@ -132,7 +104,7 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     let door_task = tokio::spawn(leaving::run_door(at_the_door, shared.clone()));
     let lane_tasks = TaskTracker::new();
     for id in &ids {
-        health.push(Arc::new(LaneHealth::new(id.clone(), clock.clone())));
+        health.push(Arc::new(LaneHealth::new(id.clone(), shared.clock.clone())));
     }
     // A number paused or held in the ledger sends nothing from the start;
     // one held later, within a few seconds.
@@ -151,22 +123,7 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
     }
     lane_tasks.close();
 
-    // Jobs are taken from the reader a batch at a time: the reader then
-    // wakes once per batch, not once per job.
-    let mut batch = Vec::with_capacity(LANE_QUEUE);
-    while jobs.recv_many(&mut batch, LANE_QUEUE).await > 0 {
-        for job in batch.drain(..) {
-            let index = assign(&job.recipient.to, &ids);
-            let job = match queues[index].send(job).await {
-                Ok(()) => continue,
-                Err(refused) => refused.0,
-            };
-            // The lane has stopped (retired, or the run is stopping).
-            let _ = outcomes
-                .send(send::not_sent(&job, &health[index], &control))
-                .await;
-        }
-    }
+    route(&mut jobs, &queues, &ids, &health, &shared).await;
     drop(queues);
     drop(door);
     lane_tasks.wait().await;
@@ -179,6 +136,71 @@ pub async fn dispatch(mut jobs: mpsc::Receiver<Job>, sending: Sending) {
         if failed.is_panic() {
             std::panic::resume_unwind(failed.into_panic());
         }
+    }
+}
+
+/// Hands each job to the lane of the instance it is assigned to; a job
+/// whose lane has stopped gets its line, unsent.
+async fn route(
+    jobs: &mut mpsc::Receiver<Job>,
+    queues: &[mpsc::Sender<Job>],
+    ids: &[Arc<str>],
+    health: &[Arc<LaneHealth>],
+    shared: &Shared,
+) {
+    // Jobs are taken from the reader a batch at a time: the reader then
+    // wakes once per batch, not once per job.
+    let mut batch = Vec::with_capacity(LANE_QUEUE);
+    while jobs.recv_many(&mut batch, LANE_QUEUE).await > 0 {
+        for job in batch.drain(..) {
+            let index = assign(&job.recipient.to, ids);
+            let job = match queues[index].send(job).await {
+                Ok(()) => continue,
+                Err(refused) => refused.0,
+            };
+            // The lane has stopped (retired, or the run is stopping).
+            let _ = shared
+                .outcomes
+                .send(send::not_sent(&job, &health[index], &shared.control))
+                .await;
+        }
+    }
+}
+
+impl Shared {
+    /// What every lane shares, from what the dispatcher sends with; and the
+    /// instances' ids, one a lane.
+    fn of(sending: Sending) -> (Arc<Self>, Vec<Arc<str>>) {
+        let Sending {
+            client,
+            instances,
+            pace,
+            concurrency,
+            ledger,
+            campaign,
+            rules,
+            outcomes,
+            control,
+            gates,
+            clock,
+        } = sending;
+        let shared = Arc::new(Shared {
+            gates,
+            client,
+            pace,
+            concurrency: concurrency.get(),
+            pipeline: Arc::new(Semaphore::new(
+                concurrency.get().saturating_mul(PIPELINE_DEPTH),
+            )),
+            ledger,
+            campaign: Arc::from(campaign),
+            rules,
+            outcomes,
+            control,
+            clock,
+        });
+        let ids = instances.iter().map(|id| Arc::from(id.as_str())).collect();
+        (shared, ids)
     }
 }
 

@@ -51,113 +51,126 @@ impl Admitting {
     /// rows that were not held back.
     pub async fn admit(
         self,
-        mut rows: mpsc::Receiver<Vec<Row>>,
+        rows: mpsc::Receiver<Vec<Row>>,
         mut check: CheckReport,
     ) -> CheckReport {
         // Once the ledger cannot be read, the rest is written unchecked.
         let mut lost: Option<String> = None;
-        // Batches whose facts are asked for, oldest first: the ledger reads
-        // the next while this step admits one.
-        let mut asked: VecDeque<(Vec<Row>, Asking)> = VecDeque::new();
-        let mut rows_open = true;
-        loop {
-            if asked.is_empty() && rows_open {
-                match rows.recv().await {
-                    Some(batch) => asked.push_back(self.ask(batch)),
-                    None => rows_open = false,
-                }
-            }
-            while rows_open && asked.len() < ASKED_AHEAD {
-                match rows.try_recv() {
-                    Ok(batch) => asked.push_back(self.ask(batch)),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => rows_open = false,
-                }
-            }
-            let Some((mut batch, asking)) = asked.pop_front() else {
-                break;
-            };
+        let mut ahead = AskedAhead {
+            rows,
+            rows_open: true,
+            asked: VecDeque::new(),
+        };
+        while let Some((batch, asking)) = ahead.next(&self).await {
             let answer = asking.await.expect("asking the ledger does not panic");
-            let (facts, epoch) = match &lost {
-                Some(_) => (None, None),
-                None => match answer {
-                    Ok((facts, epoch)) => (Some(facts), epoch),
-                    Err(error) => {
-                        let control = &self.control;
-                        control.halt(format!("cannot read the ledger: {error}"));
-                        lost = Some(error.to_string());
-                        (None, None)
-                    }
-                },
-            };
-            let mut facts = facts.map(Vec::into_iter);
-            let now = self.ledger.clock().now_nanos();
-            let mut repeats = Vec::new();
-            for row in batch.drain(..) {
-                let mut job = match row {
-                    Row::Job(job) => job,
-                    Row::Rejected(rejected) => {
-                        check.add_rejected(&rejected);
-                        self.line(Outcome::rejected(rejected)).await;
-                        continue;
-                    }
-                };
-                let instance = dispatch::assign(&job.recipient.to, &self.instances);
-                let (admission, never_reached) = match facts.as_mut().and_then(Iterator::next) {
-                    Some(facts) => {
-                        let known_repeat = is_remembered_repeat(&facts);
-                        let never_reached = facts.last_reached.is_none();
-                        // Only the ledger the facts came from can tell at
-                        // the door whether they still hold.
-                        job.as_read = epoch.filter(|_| self.remembers).map(|epoch| {
-                            Box::new(AsRead {
-                                facts: facts.clone(),
-                                epoch,
-                            })
-                        });
-                        let admission = admission::admit(facts, &self.rules, now);
-                        if let (Admission::Held(Cause::SameCard { at }), false) =
-                            (&admission, known_repeat)
-                        {
-                            let recipient = &job.recipient;
-                            let repeat = Remembered::repeat(
-                                &recipient.to,
-                                &recipient.contact_phone,
-                                "",
-                                *at,
-                            );
-                            repeats.push((recipient.key.clone(), repeat));
-                        }
-                        (admission, never_reached)
-                    }
-                    None => {
-                        let why = lost.as_deref().unwrap_or("the ledger could not be read");
-                        self.line(self.unchecked(&job, instance, why)).await;
-                        continue;
-                    }
-                };
-                match admission {
-                    Admission::Held(cause) => {
-                        let outcome = Outcome::held(&job, self.instance_id(instance), cause);
-                        self.line(outcome).await;
-                    }
-                    Admission::Goes { .. } => {
-                        check.add_job(&job, instance);
-                        if never_reached && self.counts_first_contacts {
-                            check.add_first_contact(instance);
-                        }
-                        self.goes(job, instance).await;
-                    }
-                }
+            let (facts, epoch) = self.facts_of(answer, &mut lost);
+            self.admit_rows(batch, facts, epoch, lost.as_deref(), &mut check)
+                .await;
+        }
+        check
+    }
+
+    /// The facts of a batch and the ledger's epoch, as the ledger answered;
+    /// none once it could not answer: the run halts, and why is kept in
+    /// `lost` for the lines of the rows left.
+    fn facts_of(
+        &self,
+        answer: Result<(Vec<Facts>, Option<u64>), LedgerError>,
+        lost: &mut Option<String>,
+    ) -> (Option<Vec<Facts>>, Option<u64>) {
+        if lost.is_some() {
+            return (None, None);
+        }
+        match answer {
+            Ok((facts, epoch)) => (Some(facts), epoch),
+            Err(error) => {
+                let control = &self.control;
+                control.halt(format!("cannot read the ledger: {error}"));
+                *lost = Some(error.to_string());
+                (None, None)
             }
-            if self.remembers && !repeats.is_empty() {
-                if let Err(error) = self.ledger.remember(&self.campaign, repeats).await {
-                    let control = &self.control;
-                    control.halt(format!("cannot write to the ledger: {error}"));
+        }
+    }
+
+    /// Admits each row of `batch` on its facts (`None`: the ledger could
+    /// not be read, for the reason in `lost`): on to the dispatcher, or its
+    /// line; then remembers the repeats found.
+    async fn admit_rows(
+        &self,
+        mut batch: Vec<Row>,
+        facts: Option<Vec<Facts>>,
+        epoch: Option<u64>,
+        lost: Option<&str>,
+        check: &mut CheckReport,
+    ) {
+        let mut facts = facts.map(Vec::into_iter);
+        let now = self.ledger.clock().now_nanos();
+        let mut repeats = Vec::new();
+        for row in batch.drain(..) {
+            let mut job = match row {
+                Row::Job(job) => job,
+                Row::Rejected(rejected) => {
+                    check.add_rejected(&rejected);
+                    self.line(Outcome::rejected(rejected)).await;
+                    continue;
+                }
+            };
+            let instance = dispatch::assign(&job.recipient.to, &self.instances);
+            let Some(facts) = facts.as_mut().and_then(Iterator::next) else {
+                let why = lost.unwrap_or("the ledger could not be read");
+                self.line(self.unchecked(&job, instance, why)).await;
+                continue;
+            };
+            let never_reached = facts.last_reached.is_none();
+            match self.admit_job(&mut job, facts, epoch, now, &mut repeats) {
+                Admission::Held(cause) => {
+                    let outcome = Outcome::held(&job, self.instance_id(instance), cause);
+                    self.line(outcome).await;
+                }
+                Admission::Goes { .. } => {
+                    check.add_job(&job, instance);
+                    if never_reached && self.counts_first_contacts {
+                        check.add_first_contact(instance);
+                    }
+                    self.goes(job, instance).await;
                 }
             }
         }
-        check
+        if self.remembers && !repeats.is_empty() {
+            if let Err(error) = self.ledger.remember(&self.campaign, repeats).await {
+                let control = &self.control;
+                control.halt(format!("cannot write to the ledger: {error}"));
+            }
+        }
+    }
+
+    /// Whether `job` goes, as `admission` decides on its `facts`; the facts
+    /// go with it for the door to check again, and a repeat the campaign
+    /// does not remember yet joins `repeats`, to be remembered.
+    fn admit_job(
+        &self,
+        job: &mut Job,
+        facts: Facts,
+        epoch: Option<u64>,
+        now: i64,
+        repeats: &mut Vec<(String, Remembered)>,
+    ) -> Admission {
+        let known_repeat = is_remembered_repeat(&facts);
+        // Only the ledger the facts came from can tell at the door whether
+        // they still hold.
+        job.as_read = epoch.filter(|_| self.remembers).map(|epoch| {
+            Box::new(AsRead {
+                facts: facts.clone(),
+                epoch,
+            })
+        });
+        let admission = admission::admit(facts, &self.rules, now);
+        if let (Admission::Held(Cause::SameCard { at }), false) = (&admission, known_repeat) {
+            let recipient = &job.recipient;
+            let repeat = Remembered::repeat(&recipient.to, &recipient.contact_phone, "", *at);
+            repeats.push((recipient.key.clone(), repeat));
+        }
+        admission
     }
 
     /// Asks the ledger what it knows of each job of `batch`; the answer
@@ -226,6 +239,36 @@ impl Admitting {
         // The writer goes away early only when it cannot write, which
         // halts the run: the line has nowhere to go.
         let _ = self.outcomes.send(outcome).await;
+    }
+}
+
+/// The batches of rows, each with the ledger's answer to come, oldest
+/// first: the ledger reads the next while the step admits one.
+struct AskedAhead {
+    rows: mpsc::Receiver<Vec<Row>>,
+    rows_open: bool,
+    asked: VecDeque<(Vec<Row>, Asking)>,
+}
+
+impl AskedAhead {
+    /// The oldest batch asked about, once up to `ASKED_AHEAD` are asked
+    /// about (waiting for a batch only when none is); `None` once the rows
+    /// are done.
+    async fn next(&mut self, admitting: &Admitting) -> Option<(Vec<Row>, Asking)> {
+        if self.asked.is_empty() && self.rows_open {
+            match self.rows.recv().await {
+                Some(batch) => self.asked.push_back(admitting.ask(batch)),
+                None => self.rows_open = false,
+            }
+        }
+        while self.rows_open && self.asked.len() < ASKED_AHEAD {
+            match self.rows.try_recv() {
+                Ok(batch) => self.asked.push_back(admitting.ask(batch)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => self.rows_open = false,
+            }
+        }
+        self.asked.pop_front()
     }
 }
 

@@ -28,7 +28,7 @@ use crate::ledger::{Ledger, PRUNE_BATCH};
 use crate::pacing::{Estimate, Pace};
 use crate::report::{CheckReport, Finished, Progress, Summary};
 use crate::results::{self, Dialect, Journal, Kind, ResultsError, RunLock, WriteGate, Written};
-use crate::types::{nanos_of, Job, Row};
+use crate::types::{nanos_of, Job, Outcome, Row};
 use admitting::Admitting;
 use reading::Reading;
 use target::Target;
@@ -143,21 +143,7 @@ async fn prepare(
         None => settings.api.senders(),
     };
 
-    // Ledger: shared with every run that points at it; without it nothing
-    // is sent. What it knows (the campaign's memory, the suppression list,
-    // recent cards) holds for every run, rehearsals too; but a rehearsal
-    // lets its cards out through a throwaway ledger, which spends nothing
-    // of the real numbers and enters nothing in the campaign's memory.
-    // A signal while the ledger is being opened ends the run at once.
-    let ledger = tokio::select! {
-        biased;
-        ledger = Ledger::open(&settings.ledger, shutdown, request.clock.clone()) => Arc::new(ledger?),
-        () = shutdown.cancelled() => return Err(RunError::Interrupted),
-    };
-    let door_ledger = match kind {
-        Kind::Send => ledger.clone(),
-        _ => Arc::new(Ledger::throwaway(request.clock.clone()).await?),
-    };
+    let (ledger, door_ledger) = open_ledgers(settings, request, shutdown).await?;
 
     // Open: the campaign, the lock, the results file (this campaign's, of
     // this kind); these read and write files, so off the async workers. A
@@ -183,6 +169,31 @@ async fn prepare(
         door_ledger,
         opened,
     })
+}
+
+/// The ledger, and the one this run's cards leave through: the ledger
+/// itself, or for a rehearsal a throwaway one.
+async fn open_ledgers(
+    settings: &Settings,
+    request: &RunRequest,
+    shutdown: &CancellationToken,
+) -> Result<(Arc<Ledger>, Arc<Ledger>), RunError> {
+    // Ledger: shared with every run that points at it; without it nothing
+    // is sent. What it knows (the campaign's memory, the suppression list,
+    // recent cards) holds for every run, rehearsals too; but a rehearsal
+    // lets its cards out through a throwaway ledger, which spends nothing
+    // of the real numbers and enters nothing in the campaign's memory.
+    // A signal while the ledger is being opened ends the run at once.
+    let ledger = tokio::select! {
+        biased;
+        ledger = Ledger::open(&settings.ledger, shutdown, request.clock.clone()) => Arc::new(ledger?),
+        () = shutdown.cancelled() => return Err(RunError::Interrupted),
+    };
+    let door_ledger = match request.kind() {
+        Kind::Send => ledger.clone(),
+        _ => Arc::new(Ledger::throwaway(request.clock.clone()).await?),
+    };
+    Ok((ledger, door_ledger))
 }
 
 /// The run's first log line: what it runs, where to, at what pace.
@@ -305,61 +316,37 @@ async fn send_every_row(
         true => Progress::hidden(),
         false => Progress::new(progress_area, opened.total_rows),
     };
-    let (outcomes, writer) = {
-        let progress = progress.clone();
-        results::spawn_writer(
-            opened.results.writer,
-            opened.results.lines,
-            request.results_path.clone(),
-            move |tally| progress.show(tally),
-            request.results_gate.clone(),
-        )
-    };
+    let results = (opened.results.writer, opened.results.lines);
+    let (outcomes, writer) = start_writing(request, results, &progress);
     let check = check_report(settings, &opened.campaign, &instances, &ledger).await?;
     let control = RunControl::new(shutdown, settings.retry, settings.schedule.quarantine.0);
     let (reader, read_rows) = start_reading(request, opened.campaign, &control);
 
-    let rules = Rules::new(
-        settings.schedule.cooldown,
-        request.resend_unknown,
-        (settings.retry).longest_in_flight(settings.api.timeout, settings.pacing.longest_turn()),
-    );
     let (jobs, queued) = mpsc::channel::<Job>(256);
-    let admitter = {
-        let admitting = Admitting {
-            ledger: ledger.clone(),
-            remembers: kind == Kind::Send,
-            campaign: campaign_name.clone(),
-            rules,
-            instances,
-            jobs: (kind != Kind::Check).then_some(jobs),
-            outcomes: outcomes.clone(),
-            control: control.clone(),
-            counts_first_contacts: settings.schedule.daily_new_contacts.is_some(),
-        };
-        tokio::spawn(admitting.admit(read_rows, check))
+    let admitting = Admitting {
+        ledger: ledger.clone(),
+        remembers: kind == Kind::Send,
+        campaign: campaign_name.clone(),
+        rules: rules(settings, request),
+        instances,
+        jobs: (kind != Kind::Check).then_some(jobs),
+        outcomes: outcomes.clone(),
+        control: control.clone(),
+        counts_first_contacts: settings.schedule.daily_new_contacts.is_some(),
     };
-
-    match &target {
-        Some(target) => {
-            let sending = Sending {
-                client: target.client.clone(),
-                instances: target.instances.clone(),
-                pace: match request.at_speed() {
-                    true => Pace::UNTHROTTLED,
-                    false => Pace::of(&settings.pacing),
-                },
-                concurrency: settings.pacing.concurrency,
-                ledger: door_ledger,
-                campaign: campaign_name.clone(),
-                rules,
-                outcomes: outcomes.clone(),
-                control: control.clone(),
-                gates: gates(settings, request, &progress),
-                clock: request.clock.clone(),
-            };
-            dispatch::dispatch(queued, sending).await;
-        }
+    let sending = target.as_ref().map(|target| {
+        sending_by(
+            target,
+            settings,
+            request,
+            door_ledger,
+            &progress,
+            &admitting,
+        )
+    });
+    let admitter = tokio::spawn(admitting.admit(read_rows, check));
+    match sending {
+        Some(sending) => dispatch::dispatch(queued, sending).await,
         None => drop(queued),
     }
     let read = reader.await;
@@ -378,6 +365,65 @@ async fn send_every_row(
         results_from: opened.results.results_from,
         campaign_name,
     })
+}
+
+/// The results writer, on a thread of its own: every line goes to it, and
+/// it moves the progress bar.
+fn start_writing(
+    request: &RunRequest,
+    (writer, lines): (results::ResultsWriter, results::LineFormat),
+    progress: &Progress,
+) -> (
+    mpsc::Sender<Outcome>,
+    crate::threads::Finished<Result<Written, ResultsError>>,
+) {
+    let progress = progress.clone();
+    results::spawn_writer(
+        writer,
+        lines,
+        request.results_path.clone(),
+        move |tally| progress.show(tally),
+        request.results_gate.clone(),
+    )
+}
+
+/// How the admission step, and the door again, admit rows: the cooldown,
+/// whether `UNKNOWN` rows go again, and how long a card may be in flight.
+fn rules(settings: &Settings, request: &RunRequest) -> Rules {
+    Rules::new(
+        settings.schedule.cooldown,
+        request.resend_unknown,
+        (settings.retry).longest_in_flight(settings.api.timeout, settings.pacing.longest_turn()),
+    )
+}
+
+/// What the dispatcher sends with: the target's numbers, at the pace the
+/// settings ask (or at speed), through `door_ledger`; the campaign, its
+/// rules, where lines go and the run's control as the admission step has them.
+fn sending_by(
+    target: &Target,
+    settings: &Settings,
+    request: &RunRequest,
+    door_ledger: Arc<Ledger>,
+    progress: &Progress,
+    admitting: &Admitting,
+) -> Sending {
+    Sending {
+        client: target.client.clone(),
+        instances: target.instances.clone(),
+        pace: match request.at_speed() {
+            true => Pace::UNTHROTTLED,
+            false => Pace::of(&settings.pacing),
+        },
+        concurrency: settings.pacing.concurrency,
+        ledger: door_ledger,
+        campaign: admitting.campaign.clone(),
+        rules: admitting.rules,
+        outcomes: admitting.outcomes.clone(),
+        control: admitting.control.clone(),
+        gates: gates(settings, request, progress),
+        clock: request.clock.clone(),
+    }
 }
 
 /// The rows, read and checked on a blocking thread, in file order.

@@ -70,7 +70,31 @@ pub async fn recover(
         imported,
     } = found?;
 
-    // Answers the results file holds settle the cards they answer.
+    let answered = settle_answered(ledger, campaign, &unsettled, &answers).await?;
+    report_in_doubt(unsettled.len(), answered);
+
+    remember_in_doubt(ledger, campaign, journal_keys, &answered_since_journal).await?;
+    // Only now, with what the file knew remembered, is the campaign known.
+    ledger.meet(campaign).await?;
+    if imported > 0 {
+        info!(
+            rows = imported,
+            results = %earlier_path(path),
+            "the ledger had no memory of this campaign; the rows its results file shows SENT \
+             or UNKNOWN are remembered now, and never sent again"
+        );
+    }
+    Ok(())
+}
+
+/// Answers the results file holds settle the cards they answer, in one
+/// pass of the ledger; returns how many.
+async fn settle_answered(
+    ledger: &Ledger,
+    campaign: &str,
+    unsettled: &HashMap<String, Remembered>,
+    answers: &HashMap<String, EarlierLine>,
+) -> Result<usize, RunError> {
     let settled: Vec<Settled> = answers
         .iter()
         .filter_map(|(key, line)| {
@@ -102,20 +126,7 @@ pub async fn recover(
         };
         ledger.pass(campaign, passing).await?;
     }
-    report_in_doubt(unsettled.len(), answered);
-
-    remember_in_doubt(ledger, campaign, journal_keys, &answered_since_journal).await?;
-    // Only now, with what the file knew remembered, is the campaign known.
-    ledger.meet(campaign).await?;
-    if imported > 0 {
-        info!(
-            rows = imported,
-            results = %earlier_path(path),
-            "the ledger had no memory of this campaign; the rows its results file shows SENT \
-             or UNKNOWN are remembered now, and never sent again"
-        );
-    }
-    Ok(())
+    Ok(answered)
 }
 
 /// Remembers the keys an earlier version's journal was sending, with no
@@ -225,15 +236,7 @@ impl Scan {
         if let Some(error) = failed {
             return Err(error.into());
         }
-        if mock_like > 0 {
-            warn!(
-                rows = mock_like,
-                results = %path.display(),
-                "SENT lines whose message ids are the embedded mock's: a --mock rehearsal an \
-                 earlier version wrote into this file? They are not taken as sent, and the real \
-                 run sends those rows; stop it now if they were sent for real"
-            );
-        }
+        report_mock_like(mock_like, &path);
         Ok(Found {
             unsettled,
             answers,
@@ -316,6 +319,21 @@ fn report_in_doubt(unsettled: usize, answered: usize) {
         "a run of this campaign let cards out and recorded no answer (it was stopped, lost the \
          ledger, or is still running); those the results file does not answer may have been \
          delivered and are UNKNOWN (--resume --resend-unknown sends them again)"
+    );
+}
+
+/// Says how many SENT lines of the results file look like a rehearsal's
+/// (and were not taken as sent).
+fn report_mock_like(rows: usize, path: &Path) {
+    if rows == 0 {
+        return;
+    }
+    warn!(
+        rows,
+        results = %path.display(),
+        "SENT lines whose message ids are the embedded mock's: a --mock rehearsal an \
+         earlier version wrote into this file? They are not taken as sent, and the real \
+         run sends those rows; stop it now if they were sent for real"
     );
 }
 
