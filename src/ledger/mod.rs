@@ -26,7 +26,7 @@ use crate::admission::{self, Admission, Card, Rules};
 use crate::clock::Clock;
 use crate::pacing::{Booking, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{AsRead, Cause, Facts, Fate, NumberHold, Remembered, Suppression};
+use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, NumberHold, Remembered, Suppression};
 
 pub use settings::{Keep, LedgerSettings, LedgerUrl};
 
@@ -788,6 +788,18 @@ struct CapTaken {
     cap: u64,
     /// When the number's next day begins, nanoseconds since 1970.
     until: Option<i64>,
+}
+
+impl CapTaken {
+    /// The same, until the day after `now` (nanoseconds since 1970) begins
+    /// for the number whose `cap` it is.
+    fn until_next_day(self, cap: &DailyCap, now: i64) -> CapTaken {
+        let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
+        CapTaken {
+            until: cap.next_day(at).map(nanos_of),
+            ..self
+        }
+    }
 }
 
 /// How many of `wanted` messages a number with `sent` today and `cap` may

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{nanos_of, Cause, Facts, Fate, HoldKind, NumberHold, Remembered, Suppression};
+use crate::types::{Cause, Facts, Fate, HoldKind, NumberHold, Remembered, Suppression};
 
 /// A statement's parameters with their PostgreSQL types: a statement so
 /// typed goes in one round trip (`query_typed`), without a prepare first.
@@ -1148,6 +1148,20 @@ async fn number_day(
     Ok((first_day, cap, day))
 }
 
+/// A count of `instance`'s `day` that `select` reads, the day's row
+/// locked (`FOR UPDATE`): runs at once take from it one after the other.
+async fn locked_day_count(
+    transaction: &Transaction<'_>,
+    select: &str,
+    instance: &str,
+    day: &str,
+) -> Result<i64, tokio_postgres::Error> {
+    Ok(transaction
+        .query_typed_one(select, typed![&instance, &day])
+        .await?
+        .get(0))
+}
+
 /// Takes up to `wanted` messages from `instance`'s cap for the day of
 /// `now`; the day's row locked, so runs at once take one after the other.
 async fn take_from_cap(
@@ -1158,13 +1172,13 @@ async fn take_from_cap(
     wanted: u64,
 ) -> Result<CapTaken, tokio_postgres::Error> {
     let (first_day, cap, day) = number_day(transaction, instance, cap, now).await?;
-    let sent: i64 = transaction
-        .query_typed_one(
-            "SELECT sent FROM daily_counts WHERE instance_id = $1 AND day = $2 FOR UPDATE",
-            typed![&instance, &day],
-        )
-        .await?
-        .get(0);
+    let sent = locked_day_count(
+        transaction,
+        "SELECT sent FROM daily_counts WHERE instance_id = $1 AND day = $2 FOR UPDATE",
+        instance,
+        &day,
+    )
+    .await?;
     let today = cap_for(&cap, &first_day, day.parse().unwrap_or_default());
     let allowed = within_cap(sent, today, wanted);
     if allowed.taken > 0 {
@@ -1176,11 +1190,7 @@ async fn take_from_cap(
             )
             .await?;
     }
-    let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
-    Ok(CapTaken {
-        until: cap.next_day(at).map(nanos_of),
-        ..allowed
-    })
+    Ok(allowed.until_next_day(&cap, now))
 }
 
 /// How many of `wanted` first contacts `instance`'s limit for the day of
@@ -1194,18 +1204,14 @@ async fn first_contacts_left(
     wanted: u64,
 ) -> Result<CapTaken, tokio_postgres::Error> {
     let (_, cap, day) = number_day(transaction, instance, cap, now).await?;
-    let made: i64 = transaction
-        .query_typed_one(
-            "SELECT new_contacts FROM daily_counts WHERE instance_id = $1 AND day = $2 FOR UPDATE",
-            typed![&instance, &day],
-        )
-        .await?
-        .get(0);
-    let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
-    Ok(CapTaken {
-        until: cap.next_day(at).map(nanos_of),
-        ..within_cap(made, cap.new_contacts, wanted)
-    })
+    let made = locked_day_count(
+        transaction,
+        "SELECT new_contacts FROM daily_counts WHERE instance_id = $1 AND day = $2 FOR UPDATE",
+        instance,
+        &day,
+    )
+    .await?;
+    Ok(within_cap(made, cap.new_contacts, wanted).until_next_day(&cap, now))
 }
 
 /// Counts `made` first contacts of `instance` on the day of `now`.

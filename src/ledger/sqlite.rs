@@ -25,9 +25,7 @@ use crate::admission::Rules;
 use crate::clock::Clock;
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{
-    nanos_of, AsRead, Cause, Facts, Fate, HoldKind, NumberHold, Remembered, Suppression,
-};
+use crate::types::{AsRead, Cause, Facts, Fate, HoldKind, NumberHold, Remembered, Suppression};
 
 /// The columns of a row of `sends`, in [`found_from`]'s order: a macro, so
 /// that the statements that read them are constant text (a statement is
@@ -219,31 +217,22 @@ impl Store for SqliteLedger {
 
     async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
         self.call_mut(move |connection| {
-            let transaction = connection.transaction()?;
-            let mut added = 0;
-            for entry in &entries {
-                added += transaction.execute(
+            rows_changed_by_each(connection, &entries, |transaction, entry| {
+                transaction.execute(
                     "INSERT INTO suppressed (phone, reason, added_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT (phone) DO NOTHING",
                     params![entry.phone, entry.reason, entry.added_at],
-                )?;
-            }
-            transaction.commit()?;
-            Ok(added)
+                )
+            })
         })
         .await
     }
 
     async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
         self.call_mut(move |connection| {
-            let transaction = connection.transaction()?;
-            let mut removed = 0;
-            for phone in &phones {
-                removed += transaction
-                    .execute("DELETE FROM suppressed WHERE phone = ?1", params![phone])?;
-            }
-            transaction.commit()?;
-            Ok(removed)
+            rows_changed_by_each(connection, &phones, |transaction, phone| {
+                transaction.execute("DELETE FROM suppressed WHERE phone = ?1", params![phone])
+            })
         })
         .await
     }
@@ -938,6 +927,37 @@ fn number_day(
     Ok((first_day, cap, day))
 }
 
+/// The rows changed by `change` applied to each of `items`, all in one
+/// transaction.
+fn rows_changed_by_each<T>(
+    connection: &mut Connection,
+    items: &[T],
+    change: impl Fn(&rusqlite::Transaction<'_>, &T) -> rusqlite::Result<usize>,
+) -> rusqlite::Result<usize> {
+    let transaction = connection.transaction()?;
+    let mut changed = 0;
+    for item in items {
+        changed += change(&transaction, item)?;
+    }
+    transaction.commit()?;
+    Ok(changed)
+}
+
+/// A count of `instance`'s `day` that `select` reads (0 before the day's
+/// first message).
+fn day_count(
+    connection: &Connection,
+    select: &str,
+    instance: &str,
+    day: &str,
+) -> rusqlite::Result<i64> {
+    Ok(connection
+        .prepare_cached(select)?
+        .query_row(params![instance, day], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
 /// Takes up to `wanted` messages from `instance`'s cap for the day of
 /// `now`. The pass's write transaction keeps other runs out between the
 /// read and the write.
@@ -949,11 +969,12 @@ fn take_from_cap(
     wanted: u64,
 ) -> rusqlite::Result<CapTaken> {
     let (first_day, cap, day) = number_day(connection, instance, cap, now)?;
-    let sent: i64 = connection
-        .prepare_cached("SELECT sent FROM daily_counts WHERE instance_id = ?1 AND day = ?2")?
-        .query_row(params![instance, day], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0);
+    let sent = day_count(
+        connection,
+        "SELECT sent FROM daily_counts WHERE instance_id = ?1 AND day = ?2",
+        instance,
+        &day,
+    )?;
     let today = cap_for(&cap, &first_day, day.parse().unwrap_or_default());
     let allowed = within_cap(sent, today, wanted);
     if allowed.taken > 0 {
@@ -968,11 +989,7 @@ fn take_from_cap(
                 sent.saturating_add(i64::try_from(allowed.taken).unwrap_or(i64::MAX))
             ])?;
     }
-    let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
-    Ok(CapTaken {
-        until: cap.next_day(at).map(nanos_of),
-        ..allowed
-    })
+    Ok(allowed.until_next_day(&cap, now))
 }
 
 /// How many of `wanted` first contacts `instance`'s limit for the day of
@@ -986,18 +1003,13 @@ fn first_contacts_left(
     wanted: u64,
 ) -> rusqlite::Result<CapTaken> {
     let (_, cap, day) = number_day(connection, instance, cap, now)?;
-    let made: i64 = connection
-        .prepare_cached(
-            "SELECT new_contacts FROM daily_counts WHERE instance_id = ?1 AND day = ?2",
-        )?
-        .query_row(params![instance, day], |row| row.get(0))
-        .optional()?
-        .unwrap_or(0);
-    let at = jiff::Timestamp::from_nanosecond(i128::from(now)).unwrap_or_default();
-    Ok(CapTaken {
-        until: cap.next_day(at).map(nanos_of),
-        ..within_cap(made, cap.new_contacts, wanted)
-    })
+    let made = day_count(
+        connection,
+        "SELECT new_contacts FROM daily_counts WHERE instance_id = ?1 AND day = ?2",
+        instance,
+        &day,
+    )?;
+    Ok(within_cap(made, cap.new_contacts, wanted).until_next_day(&cap, now))
 }
 
 /// Counts `made` first contacts of `instance` on the day of `now`.
