@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::types::nanos_of;
 
 /// Where a run reads the time.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Clock {
     /// `None`: the machine's clock.
     following: Option<Arc<Following>>,
@@ -69,7 +69,8 @@ impl Clock {
         nanos_of(self.now())
     }
 
-    /// tokio's instant now, which waits are measured against.
+    /// tokio's instant now, which waits are measured against; read on the
+    /// run's runtime (its tasks), where a paused clock is seen.
     pub fn instant(&self) -> Instant {
         Instant::now()
     }

@@ -2,7 +2,9 @@
 //! results — on a named thread of its own. tokio's blocking pool is for
 //! short calls; a task there for the whole run would hold one of its
 //! threads, and keep a test's paused clock from moving (tokio does not jump
-//! its paused clock ahead while a blocking task runs).
+//! its paused clock ahead while a blocking task runs). The threads are
+//! detached: the run awaits their end ([`Finished`]); a runtime shut down
+//! without it does not stop them.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -50,7 +50,7 @@ pub async fn keep_ledger(
         }
         LedgerTask::Prune { keep } => {
             let keep = keep.unwrap_or(settings.ledger.keep);
-            let before = keep.cutoff();
+            let before = keep.cutoff(ledger.clock().now());
             let pruned = ledger.prune(nanos_of(before), None).await?;
             let text = format!(
                 "removed {} cards that left before {} and {} daily counts (kept: {keep})\n",

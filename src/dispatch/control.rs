@@ -226,7 +226,7 @@ impl LaneHealth {
     pub(super) fn new(instance_id: Arc<str>, clock: Clock) -> Self {
         LaneHealth {
             instance_id,
-            spacing: Spacing::new(clock.instant()),
+            spacing: Spacing::new(),
             clock,
             closed: CancellationToken::new(),
             closed_for: Mutex::new(None),

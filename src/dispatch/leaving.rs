@@ -1,6 +1,9 @@
 //! The door every card leaves by and comes back through, one for the whole
 //! run. A card whose turn has come waits at the door for a request slot
-//! (`pacing.concurrency` of them). In each pass the ledger, in one
+//! (`pacing.concurrency` of them), and, if it came late (it waited for a
+//! slot past its turn), until its number's last request is a turn behind
+//! (`turns::Spacing`): it never leaves on top of the next card's turn. In
+//! each pass the ledger, in one
 //! transaction, records the answers of the cards that came back, then
 //! admits the cards the freed and free slots let out, against every run
 //! sharing it (the campaign's memory, the suppression list, the same card
@@ -61,7 +64,13 @@ pub(super) async fn run_door(mut door: mpsc::UnboundedReceiver<Leaving>, shared:
     let mut lanes_open = true;
     // Until every lane is done, and every card back, recorded and written.
     while lanes_open || !requests.is_empty() || !waiting.is_empty() || !back.is_empty() {
-        let room = shared.concurrency > requests.len() && !waiting.is_empty();
+        let slot_free = shared.concurrency > requests.len();
+        // When the first card waiting may leave, by its number's pace.
+        let ready = match slot_free {
+            true => waiting.iter().map(|card| card.ready_at(&shared)).min(),
+            false => None,
+        };
+        let now = shared.clock.instant();
         tokio::select! {
             biased;
             Some(answered) = requests.join_next(), if !requests.is_empty() => {
@@ -72,7 +81,9 @@ pub(super) async fn run_door(mut door: mpsc::UnboundedReceiver<Leaving>, shared:
             }
             // Cards waiting with a slot free, or back with nothing else to
             // wait for.
-            () = std::future::ready(()), if room || !back.is_empty() => {}
+            () = std::future::ready(()), if ready.is_some_and(|at| at <= now) || !back.is_empty() => {}
+            // A card's number ready again.
+            () = tokio::time::sleep_until(ready.unwrap_or(now)), if ready.is_some() => {}
         }
         // At a fast pace, the requests that are ready finish first: a pass
         // costs the ledger a commit, worth sharing among many cards.
@@ -98,10 +109,37 @@ pub(super) async fn run_door(mut door: mpsc::UnboundedReceiver<Leaving>, shared:
         // The slots of the cards back are free again once this pass records
         // their answers: the cards let out in it may take them.
         let free = shared.concurrency.saturating_sub(requests.len());
-        let mut leaving: Vec<Leaving> = waiting
-            .drain(..free.min(waiting.len()).min(MOST_AT_ONCE))
-            .collect();
+        let mut leaving = let_out(&mut waiting, free.min(MOST_AT_ONCE), &shared);
         pass(&mut leaving, &mut back, &mut requests, &shared).await;
+    }
+}
+
+/// Up to `most` of the cards `waiting`, in the order they came, whose
+/// numbers' pace lets them leave now ([`super::turns::Spacing`]); the rest
+/// wait on, with no slot and no record.
+fn let_out(waiting: &mut VecDeque<Leaving>, most: usize, shared: &Shared) -> Vec<Leaving> {
+    let now = shared.clock.instant();
+    let mut leaving = Vec::new();
+    let mut kept = VecDeque::with_capacity(waiting.len());
+    for card in waiting.drain(..) {
+        let phone_time = card.job.timing.phone_time();
+        match leaving.len() < most && card.lane.spacing.leave(shared.pace, phone_time, now) {
+            true => leaving.push(card),
+            false => kept.push_back(card),
+        }
+    }
+    *waiting = kept;
+    leaving
+}
+
+impl Leaving {
+    /// When its number's pace lets it leave (now, if it says nothing).
+    fn ready_at(&self, shared: &Shared) -> tokio::time::Instant {
+        let now = shared.clock.instant();
+        self.lane
+            .spacing
+            .ready_at(shared.pace)
+            .map_or(now, |at| at.max(now))
     }
 }
 

@@ -132,7 +132,6 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
         attempts: 0,
         maybe_delivered: false,
     };
-    turns::spaced(job, lane, shared).await;
     let outcome = loop {
         tried.attempts += 1;
         let error = match shared.client.send(instance_id, &message).await {

@@ -12,9 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::control::{LaneHealth, Told};
 use super::{Shared, NOTEWORTHY_WAIT};
-use crate::pacing::{
-    nanos, Booking, ClockState, Corrected, HeldBy, Pace, BOOKED_AHEAD, RUNS_QUEUED_MOST,
-};
+use crate::pacing::{nanos, Booking, Corrected, HeldBy, Pace, BOOKED_AHEAD, RUNS_QUEUED_MOST};
 use crate::report::WaitShown;
 use crate::types::Job;
 
@@ -110,51 +108,72 @@ fn on_this_machine(booking: Booking, now: Instant) -> impl Iterator<Item = Turn>
         })
 }
 
-/// The requests of one lane as they really leave, kept to the pace on a
-/// clock of the lane's own: a card let out after its turn (it waited at the
-/// door for a request slot) would otherwise go on top of the next card's
-/// turn. Cards that leave at their turns never wait here.
-pub(super) struct Spacing {
-    left: Mutex<ClockState>,
-    /// Where the lane's clock starts (its times are nanoseconds since).
-    since: Instant,
+/// A number's requests as they really leave this run, kept to the pace on
+/// the lane's own clock (tokio's instant): a card that waited at the door
+/// for a request slot past its turn would otherwise leave on top of the
+/// next card's turn. The door lets a card out only once its number's last
+/// request is a turn behind (a card on time waits then too, for as long as
+/// the one before it was late: the lag ends once the number has a turn to
+/// spare). At a fast pace, where turns go in batches, it keeps no watch.
+pub(super) struct Spacing(Mutex<Departures>);
+
+/// GCRA on the times requests left (as [`crate::pacing::ClockState`] books
+/// turns, without its care for clocks set back: this one is monotonic).
+#[derive(Default)]
+struct Departures {
+    /// The next turn by the rate; `None` before the first request.
+    next_at: Option<Instant>,
+    /// When the phone is free of the last message (`pace_by_message`).
+    phone_free_at: Option<Instant>,
 }
 
 impl Spacing {
-    pub(super) fn new(since: Instant) -> Spacing {
-        Spacing {
-            left: Mutex::new(ClockState::default()),
-            since,
-        }
+    pub(super) fn new() -> Spacing {
+        Spacing(Mutex::new(Departures::default()))
     }
 
-    /// When a request whose phone takes `phone_time` may leave, asked at
-    /// `now`; noted as leaving then.
-    fn book(&self, pace: Pace, phone_time: Duration, now: Instant) -> Instant {
-        let mut left = self
-            .left
-            .lock()
-            .expect("no booking panics holding the lock");
-        let now_nanos = nanos(now.saturating_duration_since(self.since));
-        let at = left.book(pace, now_nanos, &[nanos(phone_time)]).turns[0];
-        now + Duration::from_nanos(u64::try_from(at - now_nanos).unwrap_or(0))
+    /// When the number's next request may leave at `pace`.
+    pub(super) fn ready_at(&self, pace: Pace) -> Option<Instant> {
+        if pace.is_fast() {
+            return None;
+        }
+        let departures = self.0.lock().expect("no spacing panics holding the lock");
+        let tolerance = Duration::from_nanos(
+            u64::try_from(pace.interval).unwrap_or(0) * u64::from(pace.burst.max(1) - 1),
+        );
+        let by_rate = departures
+            .next_at
+            .map(|next| next.checked_sub(tolerance).unwrap_or(next));
+        let by_phone = departures.phone_free_at.filter(|_| pace.pace_by_message);
+        by_rate.max(by_phone)
+    }
+
+    /// Notes a request of the number leaving at `now`, whose phone takes
+    /// `phone_time`, if the pace allows it now; whether it does.
+    pub(super) fn leave(&self, pace: Pace, phone_time: Duration, now: Instant) -> bool {
+        if self.ready_at(pace).is_some_and(|ready| ready > now) {
+            return false;
+        }
+        let mut departures = self.0.lock().expect("no spacing panics holding the lock");
+        let interval = Duration::from_nanos(u64::try_from(pace.interval).unwrap_or(0));
+        let from = departures.next_at.map_or(now, |next| next.max(now));
+        departures.next_at = Some(from + interval);
+        departures.phone_free_at = Some(now + phone_time);
+        true
     }
 }
 
-/// Waits, if need be, until `job`'s request may leave after the lane's
-/// last at the pace ([`Spacing`]). Not cut short when the run stops: a card
-/// the ledger let out goes (counted against the cap, recorded as leaving),
-/// and at most the request slots wait, a turn apart.
+/// Waits until `job`'s retry may leave after its number's last request at
+/// the pace ([`Spacing`]), and notes it leaving.
 pub(super) async fn spaced(job: &Job, lane: &LaneHealth, shared: &Shared) {
-    let now = shared.clock.instant();
-    let at = lane.spacing.book(shared.pace, job.timing.phone_time(), now);
-    if at > now {
-        debug!(
-            row = job.recipient.row,
-            wait_ms = (at - now).as_millis() as u64,
-            "let out after its turn: waiting to keep the pace"
-        );
-        tokio::time::sleep_until(at).await;
+    let phone_time = job.timing.phone_time();
+    while !lane
+        .spacing
+        .leave(shared.pace, phone_time, shared.clock.instant())
+    {
+        if let Some(ready) = lane.spacing.ready_at(shared.pace) {
+            tokio::time::sleep_until(ready).await;
+        }
     }
 }
 
@@ -228,5 +247,61 @@ fn tell_corrected(correction: Corrected, instance: &str) {
             words(horizon),
             words(horizon)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: i64 = 1_000_000_000;
+
+    fn pace(interval_seconds: i64, burst: u32, pace_by_message: bool) -> Pace {
+        Pace {
+            interval: interval_seconds * SECOND,
+            burst,
+            pace_by_message,
+            phone_time: 0,
+        }
+    }
+
+    #[test]
+    fn a_request_waits_a_turn_after_the_last_one_left() {
+        let (spacing, now) = (Spacing::new(), Instant::now());
+        let pace = pace(3, 1, false);
+        assert!(spacing.leave(pace, Duration::ZERO, now));
+        assert!(!spacing.leave(pace, Duration::ZERO, now + Duration::from_millis(2999)));
+        assert_eq!(spacing.ready_at(pace), Some(now + Duration::from_secs(3)));
+        assert!(spacing.leave(pace, Duration::ZERO, now + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_burst_lets_that_many_go_together() {
+        let (spacing, now) = (Spacing::new(), Instant::now());
+        let pace = pace(3, 2, false);
+        assert!(spacing.leave(pace, Duration::ZERO, now));
+        assert!(spacing.leave(pace, Duration::ZERO, now));
+        assert!(!spacing.leave(pace, Duration::ZERO, now + Duration::from_secs(2)));
+        assert!(spacing.leave(pace, Duration::ZERO, now + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn paced_by_message_a_request_waits_for_the_phone() {
+        let (spacing, now) = (Spacing::new(), Instant::now());
+        let pace = pace(1, 1, true);
+        assert!(spacing.leave(pace, Duration::from_secs(7), now));
+        assert_eq!(spacing.ready_at(pace), Some(now + Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn at_a_fast_pace_it_keeps_no_watch() {
+        let (spacing, now) = (Spacing::new(), Instant::now());
+        let fast = Pace {
+            interval: SECOND / 100,
+            ..pace(0, 1, false)
+        };
+        for _ in 0..3 {
+            assert!(spacing.leave(fast, Duration::ZERO, now));
+        }
     }
 }

@@ -196,7 +196,7 @@ impl PostgresLedger {
         }
     }
 
-    pub async fn book_turns(
+    async fn book_turns_once(
         &self,
         instance: &str,
         pace: Pace,
@@ -261,7 +261,7 @@ impl PostgresLedger {
         Ok(booking)
     }
 
-    pub async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
+    async fn numbers_once(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
         let client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let first_days = client
@@ -291,7 +291,7 @@ impl PostgresLedger {
         Ok(assemble(first_days, clocks, counts))
     }
 
-    pub async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
+    async fn suppress_once(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
         let mut client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let transaction = client.transaction().await.map_err(failed)?;
@@ -310,7 +310,7 @@ impl PostgresLedger {
         Ok(usize::try_from(added).unwrap_or(usize::MAX))
     }
 
-    pub async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
+    async fn unsuppress_once(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
         let client = self.client.lock().await;
         let removed = client
             .execute("DELETE FROM suppressed WHERE phone = ANY($1)", &[&phones])
@@ -319,7 +319,7 @@ impl PostgresLedger {
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 
-    pub async fn hold_number(
+    async fn hold_number_once(
         &self,
         hold: NumberHold,
         by_operator: bool,
@@ -375,7 +375,7 @@ impl PostgresLedger {
         Ok(true)
     }
 
-    pub async fn release_number(&self, instance: &str) -> Result<bool, LedgerError> {
+    async fn release_number_once(&self, instance: &str) -> Result<bool, LedgerError> {
         let client = self.client.lock().await;
         let released = client
             .execute_typed(
@@ -387,7 +387,7 @@ impl PostgresLedger {
         Ok(released > 0)
     }
 
-    pub async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError> {
+    async fn holds_once(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError> {
         let client = self.client.lock().await;
         let rows = client
             .query_typed(
@@ -400,7 +400,7 @@ impl PostgresLedger {
         Ok(rows.iter().map(number_hold).collect())
     }
 
-    pub async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
+    async fn suppressed_once(&self) -> Result<Vec<Suppression>, LedgerError> {
         let client = self.client.lock().await;
         let rows = client
             .query(
@@ -419,7 +419,7 @@ impl PostgresLedger {
             .collect())
     }
 
-    pub async fn facts(
+    async fn facts_once(
         &self,
         campaign: &str,
         lookups: Vec<Lookup>,
@@ -446,7 +446,7 @@ impl PostgresLedger {
         Ok(facts)
     }
 
-    pub async fn pass(
+    async fn pass_once(
         &self,
         campaign: &str,
         passing: Passing,
@@ -573,7 +573,7 @@ impl PostgresLedger {
         Ok(decided)
     }
 
-    pub async fn remember(
+    async fn remember_once(
         &self,
         campaign: &str,
         records: Vec<(String, Remembered)>,
@@ -587,7 +587,7 @@ impl PostgresLedger {
         transaction.commit().await.map_err(failed)
     }
 
-    pub async fn unsettled(
+    async fn unsettled_once(
         &self,
         campaign: &str,
     ) -> Result<Vec<(String, Remembered)>, LedgerError> {
@@ -608,7 +608,7 @@ impl PostgresLedger {
             .collect())
     }
 
-    pub async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
+    async fn knows_once(&self, campaign: &str) -> Result<bool, LedgerError> {
         let client = self.client.lock().await;
         let row = client
             .query_one(
@@ -620,7 +620,7 @@ impl PostgresLedger {
         Ok(row.get(0))
     }
 
-    pub async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
+    async fn meet_once(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
         let client = self.client.lock().await;
         client
             .execute(
@@ -633,7 +633,7 @@ impl PostgresLedger {
         Ok(())
     }
 
-    pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
+    async fn sent_on_once(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
         let client = self.client.lock().await;
         let sent = client
             .query_opt(
@@ -646,7 +646,7 @@ impl PostgresLedger {
         Ok(u64::try_from(sent).unwrap_or(0))
     }
 
-    pub async fn prune(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
+    async fn prune_once(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
         let mut client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let most = i64::try_from(most).unwrap_or(i64::MAX);
@@ -675,7 +675,7 @@ impl PostgresLedger {
         })
     }
 
-    pub async fn stats(&self) -> Result<LedgerStats, LedgerError> {
+    async fn stats_once(&self) -> Result<LedgerStats, LedgerError> {
         let client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let row = client
@@ -707,7 +707,7 @@ impl PostgresLedger {
         })
     }
 
-    pub async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
+    async fn forget_once(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
         let mut client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let transaction = client.transaction().await.map_err(failed)?;
@@ -749,14 +749,14 @@ impl Store for PostgresLedger {
         with_cooldown: bool,
     ) -> Result<(Vec<Facts>, Option<u64>), LedgerError> {
         let facts = self
-            .patiently(|| PostgresLedger::facts(self, campaign, lookups.clone(), with_cooldown))
+            .patiently(|| self.facts_once(campaign, lookups.clone(), with_cooldown))
             .await?;
         // No epoch: every pass reads the facts again.
         Ok((facts, None))
     }
 
     async fn pass(&self, campaign: &str, passing: Passing) -> Result<Vec<Claimed>, LedgerError> {
-        self.patiently(|| PostgresLedger::pass(self, campaign, passing.clone()))
+        self.patiently(|| self.pass_once(campaign, passing.clone()))
             .await
     }
 
@@ -765,23 +765,20 @@ impl Store for PostgresLedger {
         campaign: &str,
         records: Vec<(String, Remembered)>,
     ) -> Result<(), LedgerError> {
-        self.patiently(|| PostgresLedger::remember(self, campaign, records.clone()))
+        self.patiently(|| self.remember_once(campaign, records.clone()))
             .await
     }
 
     async fn unsettled(&self, campaign: &str) -> Result<Vec<(String, Remembered)>, LedgerError> {
-        self.patiently(|| PostgresLedger::unsettled(self, campaign))
-            .await
+        self.patiently(|| self.unsettled_once(campaign)).await
     }
 
     async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
-        self.patiently(|| PostgresLedger::knows(self, campaign))
-            .await
+        self.patiently(|| self.knows_once(campaign)).await
     }
 
     async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
-        self.patiently(|| PostgresLedger::meet(self, campaign, now))
-            .await
+        self.patiently(|| self.meet_once(campaign, now)).await
     }
 
     /// On the server's clock, not the run's.
@@ -791,27 +788,25 @@ impl Store for PostgresLedger {
         pace: Pace,
         phone_times: Vec<i64>,
     ) -> Result<Booking, LedgerError> {
-        self.patiently(|| PostgresLedger::book_turns(self, instance, pace, phone_times.clone()))
+        self.patiently(|| self.book_turns_once(instance, pace, phone_times.clone()))
             .await
     }
 
     async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
-        self.patiently(|| PostgresLedger::numbers(self, since))
-            .await
+        self.patiently(|| self.numbers_once(since)).await
     }
 
     async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
-        self.patiently(|| PostgresLedger::suppress(self, entries.clone()))
-            .await
+        self.patiently(|| self.suppress_once(entries.clone())).await
     }
 
     async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
-        self.patiently(|| PostgresLedger::unsuppress(self, phones.clone()))
+        self.patiently(|| self.unsuppress_once(phones.clone()))
             .await
     }
 
     async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError> {
-        self.patiently(|| PostgresLedger::suppressed(self)).await
+        self.patiently(|| self.suppressed_once()).await
     }
 
     async fn hold_number(
@@ -820,36 +815,32 @@ impl Store for PostgresLedger {
         by_operator: bool,
         now: i64,
     ) -> Result<bool, LedgerError> {
-        self.patiently(|| PostgresLedger::hold_number(self, hold.clone(), by_operator, now))
+        self.patiently(|| self.hold_number_once(hold.clone(), by_operator, now))
             .await
     }
 
     async fn release_number(&self, instance: &str) -> Result<bool, LedgerError> {
-        self.patiently(|| PostgresLedger::release_number(self, instance))
-            .await
+        self.patiently(|| self.release_number_once(instance)).await
     }
 
     async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError> {
-        self.patiently(|| PostgresLedger::holds(self, now)).await
+        self.patiently(|| self.holds_once(now)).await
     }
 
     async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
-        self.patiently(|| PostgresLedger::sent_on(self, instance, day))
-            .await
+        self.patiently(|| self.sent_on_once(instance, day)).await
     }
 
     async fn prune(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
-        self.patiently(|| PostgresLedger::prune(self, before, day, most))
-            .await
+        self.patiently(|| self.prune_once(before, day, most)).await
     }
 
     async fn stats(&self) -> Result<LedgerStats, LedgerError> {
-        self.patiently(|| PostgresLedger::stats(self)).await
+        self.patiently(|| self.stats_once()).await
     }
 
     async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
-        self.patiently(|| PostgresLedger::forget(self, phones.clone()))
-            .await
+        self.patiently(|| self.forget_once(phones.clone())).await
     }
 }
 

@@ -51,12 +51,10 @@ impl Default for LedgerSettings {
 pub struct Keep(pub Duration);
 
 impl Keep {
-    /// The moment before which cards are older than this.
-    pub fn cutoff(self) -> jiff::Timestamp {
+    /// The moment before which cards are older than this, at `now`.
+    pub fn cutoff(self, now: jiff::Timestamp) -> jiff::Timestamp {
         let keep = jiff::SignedDuration::try_from(self.0).unwrap_or(jiff::SignedDuration::MAX);
-        jiff::Timestamp::now()
-            .checked_sub(keep)
-            .unwrap_or(jiff::Timestamp::MIN)
+        now.checked_sub(keep).unwrap_or(jiff::Timestamp::MIN)
     }
 
     /// The least: the same card's 24 hours, and a card in flight, must

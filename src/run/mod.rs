@@ -254,7 +254,7 @@ async fn recover(
         .await?;
         // Keep: cards older than `ledger.keep` go, a bounded few each run,
         // so that no run pays for years of history.
-        let before = nanos_of(settings.ledger.keep.cutoff());
+        let before = nanos_of(settings.ledger.keep.cutoff(request.clock.now()));
         let pruned = ledger.prune(before, Some(PRUNE_BATCH)).await?;
         if pruned.cards + pruned.daily_counts > 0 {
             info!(
@@ -426,7 +426,7 @@ fn sending_by(
     }
 }
 
-/// The rows, read and checked on a blocking thread, in file order.
+/// The rows, read and checked on a thread of their own, in file order.
 fn start_reading(
     request: &RunRequest,
     campaign: Campaign,
