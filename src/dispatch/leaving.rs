@@ -24,6 +24,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
 
 use super::control::LaneHealth;
 use super::{send, Shared};
@@ -64,13 +65,12 @@ pub(super) async fn run_door(mut door: mpsc::UnboundedReceiver<Leaving>, shared:
     let mut lanes_open = true;
     // Until every lane is done, and every card back, recorded and written.
     while lanes_open || !requests.is_empty() || !waiting.is_empty() || !back.is_empty() {
-        let slot_free = shared.concurrency > requests.len();
-        // When the first card waiting may leave, by its number's pace.
-        let ready = match slot_free {
-            true => waiting.iter().map(|card| card.ready_at(&shared)).min(),
+        let now = shared.clock.instant();
+        // When the first card waiting may leave, with a slot free.
+        let ready = match shared.concurrency > requests.len() {
+            true => first_ready(&waiting, &shared, now),
             false => None,
         };
-        let now = shared.clock.instant();
         tokio::select! {
             biased;
             Some(answered) = requests.join_next(), if !requests.is_empty() => {
@@ -132,15 +132,18 @@ fn let_out(waiting: &mut VecDeque<Leaving>, most: usize, shared: &Shared) -> Vec
     leaving
 }
 
-impl Leaving {
-    /// When its number's pace lets it leave (now, if it says nothing).
-    fn ready_at(&self, shared: &Shared) -> tokio::time::Instant {
-        let now = shared.clock.instant();
-        self.lane
-            .spacing
-            .ready_at(shared.pace)
-            .map_or(now, |at| at.max(now))
+/// When the first of the cards `waiting` may leave by its number's pace
+/// (`now` as soon as one may); `None` when none waits.
+fn first_ready(waiting: &VecDeque<Leaving>, shared: &Shared, now: Instant) -> Option<Instant> {
+    let mut first = None;
+    for card in waiting {
+        let at = card.lane.spacing.ready_at(shared.pace).unwrap_or(now);
+        if at <= now {
+            return Some(now);
+        }
+        first = Some(first.map_or(at, |first: Instant| first.min(at)));
     }
+    first
 }
 
 /// A card's way back; a request that panicked is a bug, and stops the run
