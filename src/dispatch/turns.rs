@@ -134,32 +134,43 @@ impl Spacing {
 
     /// When the number's next request may leave at `pace`.
     pub(super) fn ready_at(&self, pace: Pace) -> Option<Instant> {
-        if pace.is_fast() {
-            return None;
-        }
         let departures = self.0.lock().expect("no spacing panics holding the lock");
-        let tolerance = Duration::from_nanos(
-            u64::try_from(pace.interval).unwrap_or(0) * u64::from(pace.burst.max(1) - 1),
-        );
-        let by_rate = departures
-            .next_at
-            .map(|next| next.checked_sub(tolerance).unwrap_or(next));
-        let by_phone = departures.phone_free_at.filter(|_| pace.pace_by_message);
-        by_rate.max(by_phone)
+        departures.next_allowed(pace)
     }
 
     /// Notes a request of the number leaving at `now`, whose phone takes
-    /// `phone_time`, if the pace allows it now; whether it does.
+    /// `phone_time`, if the pace allows it now; whether it does. (Asked and
+    /// noted under one lock: a retry may ask while the door does.)
     pub(super) fn leave(&self, pace: Pace, phone_time: Duration, now: Instant) -> bool {
-        if self.ready_at(pace).is_some_and(|ready| ready > now) {
+        let mut departures = self.0.lock().expect("no spacing panics holding the lock");
+        if departures
+            .next_allowed(pace)
+            .is_some_and(|ready| ready > now)
+        {
             return false;
         }
-        let mut departures = self.0.lock().expect("no spacing panics holding the lock");
         let interval = Duration::from_nanos(u64::try_from(pace.interval).unwrap_or(0));
         let from = departures.next_at.map_or(now, |next| next.max(now));
         departures.next_at = Some(from + interval);
         departures.phone_free_at = Some(now + phone_time);
         true
+    }
+}
+
+impl Departures {
+    /// The earliest the next request may leave at `pace` (`None`: at once).
+    fn next_allowed(&self, pace: Pace) -> Option<Instant> {
+        if pace.is_fast() {
+            return None;
+        }
+        let tolerance = Duration::from_nanos(
+            u64::try_from(pace.interval).unwrap_or(0) * u64::from(pace.burst.max(1) - 1),
+        );
+        let by_rate = self
+            .next_at
+            .map(|next| next.checked_sub(tolerance).unwrap_or(next));
+        let by_phone = self.phone_free_at.filter(|_| pace.pace_by_message);
+        by_rate.max(by_phone)
     }
 }
 
