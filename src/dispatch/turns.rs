@@ -164,7 +164,9 @@ impl Departures {
             return None;
         }
         let tolerance = Duration::from_nanos(
-            u64::try_from(pace.interval).unwrap_or(0) * u64::from(pace.burst.max(1) - 1),
+            u64::try_from(pace.interval)
+                .unwrap_or(0)
+                .saturating_mul(u64::from(pace.burst.max(1) - 1)),
         );
         let by_rate = self
             .next_at
