@@ -119,7 +119,7 @@ async fn two_campaigns_through_one_number_at_once_keep_its_pace_together(store: 
     }
     for run in runs {
         let output = common::ended(run).await;
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert_exit!(output, 0);
     }
 
     let mut arrivals: Vec<_> = server
@@ -147,12 +147,7 @@ async fn a_run_killed_holding_its_turns_leaves_the_pace_whole(store: Store) {
     let output = work.send(&config, &["--resume"]).await;
 
     let results = work.results("campaign.results.csv");
-    assert_eq!(
-        code(&output),
-        common::exit_for(&results),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit!(output, common::exit_for(&results));
     let mut arrivals: Vec<_> = server
         .received()
         .into_iter()
@@ -235,7 +230,7 @@ async fn machines_whose_clocks_differ_keep_one_pace_on_postgres() {
     }
     for run in runs {
         let output = common::ended(run).await;
-        assert_eq!(code(&output), 0, "{}", stderr(&output));
+        assert_exit!(output, 0);
     }
     let mut arrivals: Vec<_> = server
         .received()
