@@ -56,8 +56,15 @@ impl RunControl {
         &self.stop
     }
 
-    /// Stops the run: every further message would fail (exit 3).
+    /// Stops the run: every further message would fail (exit 3). Once the
+    /// run was asked to stop (a signal), what fails then (a wait for the
+    /// ledger cut short) is said, and the run ends as interrupted (130).
     pub fn halt(&self, reason: String) {
+        if self.signal.is_cancelled() {
+            warn!("while stopping: {reason}");
+            self.stop.cancel();
+            return;
+        }
         error!("halting: {reason}");
         self.stop_for(StopReason::Halted(reason));
     }

@@ -516,7 +516,7 @@ async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_si
     })
     .await;
     let output = ended_within_5_s_of_sigterm(run).await;
-    assert_exit!(output, 3);
+    assert_exit!(output, 130, "asked to stop, not halted");
     assert_eq!(server.requests(), 0);
     drop(holder);
 }
