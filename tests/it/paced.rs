@@ -53,7 +53,7 @@ async fn the_default_pace_spaces_requests_three_seconds_apart() {
     let summary = send_here(&work, &config).await;
 
     assert_eq!(summary.counts.get("SENT"), Some(&12), "{}", summary.text());
-    let mut arrivals = arrivals_by_instance(&server).remove("inst-1").unwrap();
+    let mut arrivals = common::arrival_times(&server);
     assert_eq!(arrivals.len(), 12);
     assert_spaced(&mut arrivals, Duration::from_secs(3), "20/min");
     assert!(
@@ -92,7 +92,7 @@ async fn pace_by_message_waits_for_each_message_delay_and_typing() {
     let summary = send_here(&work, &config).await;
 
     assert_eq!(summary.counts.get("SENT"), Some(&5), "{}", summary.text());
-    let mut arrivals = arrivals_by_instance(&server).remove("inst-1").unwrap();
+    let mut arrivals = common::arrival_times(&server);
     // Each message takes 4 s of delay and 3 s of typing on the phone.
     assert_spaced(&mut arrivals, Duration::from_secs(7), "pace_by_message");
 }
@@ -120,8 +120,7 @@ async fn each_instance_keeps_its_own_rate() {
 }
 
 /// A retry waits for its number's turn like any message: with half the
-/// requests failing, the tries together keep the pace: never three within
-/// one turn.
+/// requests failing, the tries together keep the pace.
 #[tokio::test(start_paused = true)]
 async fn retries_wait_for_the_instances_clock() {
     let server = embedded(MockOptions {
@@ -138,7 +137,7 @@ async fn retries_wait_for_the_instances_clock() {
 
     let summary = send_here(&work, &config).await;
 
-    let mut arrivals = arrivals_by_instance(&server).remove("inst-1").unwrap();
+    let mut arrivals = common::arrival_times(&server);
     assert!(
         arrivals.len() > 10,
         "some first tries failed and were retried: {}",
@@ -166,7 +165,7 @@ async fn a_card_that_waited_for_a_slot_keeps_the_pace() {
     let summary = send_here(&work, &config).await;
 
     assert_eq!(summary.counts.get("SENT"), Some(&4), "{}", summary.text());
-    let mut arrivals = arrivals_by_instance(&server).remove("inst-1").unwrap();
+    let mut arrivals = common::arrival_times(&server);
     assert_eq!(arrivals.len(), 5, "the first card tried twice");
     assert_spaced(&mut arrivals, Duration::from_secs(3), "20/min, one slot");
 }
