@@ -114,7 +114,8 @@ fn results_lines(c: &mut Criterion) {
             },
             |(writer, lines)| {
                 for job in &jobs {
-                    let outcome = Outcome::for_job(job, "instance-a", Status::Valid);
+                    let outcome =
+                        Outcome::for_job(job, "instance-a", Status::Valid, jiff::Timestamp::now());
                     lines.write(&outcome, writer).unwrap();
                 }
             },

@@ -295,7 +295,8 @@ async fn defer_for_window(
         window: window.in_zones(zones),
         opens: opens.map(nanos_of),
     };
-    written(Outcome::held(&job, &lane.instance_id, cause), shared).await;
+    let line = Outcome::held(&job, &lane.instance_id, cause, shared.clock.now());
+    written(line, shared).await;
 }
 
 /// Jobs whose recipient's window is shut, by when it opens, in the order

@@ -229,7 +229,7 @@ async fn carry_out(
                     .control
                     .held_back(first_contacts_used_up(&lane, cap, until));
             }
-            Outcome::held(&job, &lane.instance_id, cause)
+            Outcome::held(&job, &lane.instance_id, cause, shared.clock.now())
         }
         Claimed::CapReached { cap, until } => {
             shared

@@ -35,9 +35,7 @@ pub(super) async fn send(
     lane: Arc<LaneHealth>,
     shared: Arc<Shared>,
 ) -> Back {
-    let mut outcome = send_with_retries(&shared, &job, &lane).await;
-    // Its answer's time on the run's clock, as the ledger's other times are.
-    outcome.finished_at = shared.clock.now();
+    let outcome = send_with_retries(&shared, &job, &lane).await;
     match outcome.status {
         Status::Sent => {
             debug!(row = job.recipient.row, message_id = %outcome.message_id, attempts = outcome.attempts, "sent")
@@ -117,7 +115,8 @@ pub(super) fn not_sent(job: &Job, lane: &LaneHealth, control: &RunControl) -> Ou
             .map(|reason| reason.why())
             .unwrap_or_default(),
     };
-    let mut outcome = Outcome::for_job(job, &lane.instance_id, Status::Deferred);
+    let at = lane.clock.now();
+    let mut outcome = Outcome::for_job(job, &lane.instance_id, Status::Deferred, at);
     outcome.add_error(format!("not sent: {why}; --resume sends it"));
     outcome
 }
@@ -139,14 +138,14 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
                 if let Some(other) = &queued.other_instance {
                     control.answered_for(instance_id, other);
                 }
-                break accepted_line(job, instance_id, queued, tried);
+                break accepted_line(job, lane, queued, tried);
             }
             Err(error) => error,
         };
         tried.maybe_delivered |= matches!(error, SendError::Ambiguous { .. });
         let wait = match next_step(&error, tried, &control.retry) {
             Next::Retry(wait) => wait,
-            Next::GiveUp(status) => break refused_line(job, instance_id, status, &error, tried),
+            Next::GiveUp(status) => break refused_line(job, lane, status, &error, tried),
             Next::RetireNumber => {
                 lane.hold_for_every_run(
                     HoldKind::Paused,
@@ -154,18 +153,18 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
                     None,
                 );
                 control.retire(lane, format!("the API refused the credentials: {error}"));
-                break refused_line(job, instance_id, Status::Failed, &error, tried);
+                break refused_line(job, lane, Status::Failed, &error, tried);
             }
             Next::HoldNumber { wait, status } => {
                 let why = hold_number(wait, lane, control);
-                let mut outcome = refused_line(job, instance_id, status, &error, tried);
+                let mut outcome = refused_line(job, lane, status, &error, tried);
                 outcome.add_error(format!("not sent again: {why}"));
                 break outcome;
             }
         };
         if let Some(why) = wait_to_try_again(wait, &error, job, lane, shared).await {
             let status = tried.not_tried_again();
-            let mut outcome = refused_line(job, instance_id, status, &error, tried);
+            let mut outcome = refused_line(job, lane, status, &error, tried);
             outcome.add_error(why);
             break outcome;
         }
@@ -262,8 +261,10 @@ fn after(wait: Duration, clock: &Clock) -> String {
 }
 
 /// The line of a message the API queued.
-fn accepted_line(job: &Job, instance_id: &str, queued: Queued, tried: Tried) -> Outcome {
-    let mut outcome = Outcome::for_job(job, instance_id, Status::Sent);
+fn accepted_line(job: &Job, lane: &LaneHealth, queued: Queued, tried: Tried) -> Outcome {
+    let instance_id = &*lane.instance_id;
+    let at = lane.clock.now();
+    let mut outcome = Outcome::for_job(job, instance_id, Status::Sent, at);
     outcome.attempts = tried.attempts;
     outcome.http_status = Some(queued.http_status);
     outcome.api_status = queued.api_status;
@@ -283,12 +284,13 @@ fn accepted_line(job: &Job, instance_id: &str, queued: Queued, tried: Tried) -> 
 /// The line of a message not accepted, after its tries, ending in `error`.
 fn refused_line(
     job: &Job,
-    instance_id: &str,
+    lane: &LaneHealth,
     status: Status,
     error: &SendError,
     tried: Tried,
 ) -> Outcome {
-    let mut outcome = Outcome::for_job(job, instance_id, status);
+    let at = lane.clock.now();
+    let mut outcome = Outcome::for_job(job, &lane.instance_id, status, at);
     outcome.attempts = tried.attempts;
     outcome.http_status = error.http_status();
     outcome.add_error(error.to_string());

@@ -282,11 +282,12 @@ mod tests {
             ("", Status::Invalid),
             ("a", Status::Sent),
         ] {
-            let mut outcome = Outcome::rejected(Rejected {
+            let rejected = Rejected {
                 recipient: Recipient::default(),
                 status,
                 problems: Vec::new(),
-            });
+            };
+            let mut outcome = Outcome::rejected(rejected, jiff::Timestamp::now());
             outcome.instance_id = instance.to_string();
             written.add(&outcome);
         }

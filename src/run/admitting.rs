@@ -111,7 +111,8 @@ impl Admitting {
                 Row::Job(job) => job,
                 Row::Rejected(rejected) => {
                     check.add_rejected(&rejected);
-                    self.line(Outcome::rejected(rejected)).await;
+                    self.line(Outcome::rejected(rejected, self.ledger.clock().now()))
+                        .await;
                     continue;
                 }
             };
@@ -124,7 +125,8 @@ impl Admitting {
             let never_reached = facts.last_reached.is_none();
             match self.admit_job(&mut job, facts, epoch, now, &mut repeats) {
                 Admission::Held(cause) => {
-                    let outcome = Outcome::held(&job, self.instance_id(instance), cause);
+                    let at = self.ledger.clock().now();
+                    let outcome = Outcome::held(&job, self.instance_id(instance), cause, at);
                     self.line(outcome).await;
                 }
                 Admission::Goes { .. } => {
@@ -212,7 +214,8 @@ impl Admitting {
                 }
             }
             None => {
-                let valid = Outcome::valid(job, self.instance_id(instance));
+                let at = self.ledger.clock().now();
+                let valid = Outcome::valid(job, self.instance_id(instance), at);
                 self.line(valid).await;
             }
         }
@@ -220,7 +223,8 @@ impl Admitting {
 
     /// The line of a job not admitted because the run could not go on.
     fn unchecked(&self, job: &Job, instance: usize, why: &str) -> Outcome {
-        let mut outcome = Outcome::for_job(job, self.instance_id(instance), Status::Deferred);
+        let at = self.ledger.clock().now();
+        let mut outcome = Outcome::for_job(job, self.instance_id(instance), Status::Deferred, at);
         outcome.add_error(format!("not sent: {why}; --resume sends it"));
         outcome
     }

@@ -26,25 +26,26 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// A row that failed validation or repeats an earlier one.
-    pub fn rejected(rejected: Rejected) -> Self {
+    /// A row that failed validation or repeats an earlier one, found so
+    /// `at` (each constructor takes its line's time from the run's clock).
+    pub fn rejected(rejected: Rejected, at: Timestamp) -> Self {
         let error = rejected.error();
         Outcome {
             error,
-            ..Outcome::blank(rejected.recipient, rejected.status)
+            ..Outcome::blank(rejected.recipient, rejected.status, at)
         }
     }
 
     /// A job with no answer yet: the base of a send's line.
-    pub fn for_job(job: &Job, instance_id: &str, status: Status) -> Self {
-        Outcome::of(job.recipient.clone(), &job.timing, instance_id, status)
+    pub fn for_job(job: &Job, instance_id: &str, status: Status, at: Timestamp) -> Self {
+        Outcome::of(job.recipient.clone(), &job.timing, instance_id, status, at)
     }
 
     /// The line of a job held back for `cause`: its status and words come
     /// from the cause, and a card an earlier run sent or may have sent keeps
     /// that run's number, message id and time.
-    pub fn held(job: &Job, instance_id: &str, cause: Cause) -> Self {
-        let mut outcome = Outcome::for_job(job, instance_id, cause.status());
+    pub fn held(job: &Job, instance_id: &str, cause: Cause, at: Timestamp) -> Self {
+        let mut outcome = Outcome::for_job(job, instance_id, cause.status(), at);
         let words = cause.words(&job.recipient);
         let earlier = match cause {
             Cause::SentEarlier(earlier)
@@ -90,22 +91,28 @@ impl Outcome {
     }
 
     /// A dry run's `VALID` line, taking the job's strings rather than copying them.
-    pub fn valid(job: Job, instance_id: &str) -> Self {
-        Outcome::of(job.recipient, &job.timing, instance_id, Status::Valid)
+    pub fn valid(job: Job, instance_id: &str, at: Timestamp) -> Self {
+        Outcome::of(job.recipient, &job.timing, instance_id, Status::Valid, at)
     }
 
-    fn of(recipient: Recipient, timing: &Timing, instance_id: &str, status: Status) -> Self {
+    fn of(
+        recipient: Recipient,
+        timing: &Timing,
+        instance_id: &str,
+        status: Status,
+        at: Timestamp,
+    ) -> Self {
         Outcome {
             instance_id: instance_id.to_string(),
             delay: Some(timing.delay),
             typing: Some(timing.typing),
             error: timing.note.clone().unwrap_or_default(),
-            ..Outcome::blank(recipient, status)
+            ..Outcome::blank(recipient, status, at)
         }
     }
 
     /// A line with nothing but the row and its status.
-    fn blank(recipient: Recipient, status: Status) -> Self {
+    fn blank(recipient: Recipient, status: Status, at: Timestamp) -> Self {
         Outcome {
             recipient,
             instance_id: String::new(),
@@ -117,7 +124,7 @@ impl Outcome {
             delay: None,
             typing: None,
             error: String::new(),
-            finished_at: Timestamp::now(),
+            finished_at: at,
             sent_earlier: false,
         }
     }
