@@ -19,16 +19,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use indicatif::{MultiProgress, ProgressDrawTarget};
-use tokio_util::sync::CancellationToken;
-
 use interacto_bulk::api::{MockOptions, MockServer};
-use interacto_bulk::campaign::Source;
-use interacto_bulk::clock::Clock;
-use interacto_bulk::config::{Environment, Overrides, Settings};
-use interacto_bulk::report::Summary;
-use interacto_bulk::results::WriteGate;
-use interacto_bulk::RunRequest;
 
 pub const API_KEY: &str = "test-key-5f2c9a81d0e4";
 
@@ -843,53 +834,4 @@ impl RawServer {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
-}
-
-/// How a run in this process starts: its wall time follows tokio's clock
-/// (paused in these tests) from `start`.
-pub struct InProcess {
-    pub start: jiff::Timestamp,
-    pub no_wait: bool,
-}
-
-impl InProcess {
-    pub fn now() -> Self {
-        InProcess {
-            start: jiff::Timestamp::now(),
-            no_wait: false,
-        }
-    }
-}
-
-/// Sends `work`'s `campaign.csv` with `config` in this process (as
-/// mini-redis's tests run its server), through a ledger of its own in
-/// `work`: on tokio's paused clock, minutes of pacing pass in no time.
-pub async fn send_in_process(work: &Workspace, config: &Config, how: InProcess) -> Summary {
-    let config = work.config(config);
-    let environment = Environment {
-        api_key: Some(API_KEY.to_string()),
-        ledger_url: Some(format!("sqlite://{}", work.path("ledger.db").display())),
-        ..Environment::default()
-    };
-    let settings = Settings::load(Some(Path::new(&config)), environment, Overrides::default())
-        .expect("the test's settings are good");
-    let request = RunRequest {
-        source: Source::from_arg(&work.path("campaign.csv")),
-        results_path: work.path("campaign.results.csv"),
-        overwrite: false,
-        resume: false,
-        resend_unknown: false,
-        dry_run: false,
-        mock: false,
-        real_pace: false,
-        no_wait: how.no_wait,
-        limit: None,
-        strict: false,
-        results_gate: WriteGate::default(),
-        clock: Clock::following_tokio(how.start),
-    };
-    let hidden = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
-    interacto_bulk::run(settings, request, &hidden, CancellationToken::new())
-        .await
-        .expect("the run ends")
 }

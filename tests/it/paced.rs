@@ -5,16 +5,50 @@
 //! the requests are counted, and timed, where they reach the server.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{self, embedded, Config, InProcess, Workspace};
-use interacto_bulk::api::{MockOptions, MockServer};
-use interacto_bulk::report::Summary;
+use indicatif::{MultiProgress, ProgressDrawTarget};
+use tokio_util::sync::CancellationToken;
 
-/// Sends `work`'s `campaign.csv` with `config` in this process, its clock
-/// following tokio's from now.
+use crate::common::{self, embedded, Config, Workspace, API_KEY};
+use interacto_bulk::api::{MockOptions, MockServer};
+use interacto_bulk::clock::Clock;
+use interacto_bulk::config::{Environment, Overrides, Settings};
+use interacto_bulk::report::Summary;
+use interacto_bulk::results::WriteGate;
+use interacto_bulk::{campaign::Source, RunRequest};
+
+/// Sends `work`'s `campaign.csv` with `config` in this process, on a clock
+/// that follows tokio's, through a ledger of its own in `work`.
 async fn send_here(work: &Workspace, config: &Config) -> Summary {
-    common::send_in_process(work, config, InProcess::now()).await
+    let config = work.config(config);
+    let environment = Environment {
+        api_key: Some(API_KEY.to_string()),
+        ledger_url: Some(format!("sqlite://{}", work.path("ledger.db").display())),
+        ..Environment::default()
+    };
+    let settings = Settings::load(Some(Path::new(&config)), environment, Overrides::default())
+        .expect("the test's settings are good");
+    let request = RunRequest {
+        source: Source::from_arg(&work.path("campaign.csv")),
+        results_path: work.path("campaign.results.csv"),
+        overwrite: false,
+        resume: false,
+        resend_unknown: false,
+        dry_run: false,
+        mock: false,
+        real_pace: false,
+        no_wait: false,
+        limit: None,
+        strict: false,
+        results_gate: WriteGate::default(),
+        clock: Clock::following_tokio(jiff::Timestamp::now()),
+    };
+    let hidden = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+    interacto_bulk::run(settings, request, &hidden, CancellationToken::new())
+        .await
+        .expect("the run ends")
 }
 
 /// When each request reached `server`, by the instance it came through.

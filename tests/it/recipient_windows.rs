@@ -6,9 +6,7 @@
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::common::{
-    self, embedded, ended, line, stderr, summary_json, Config, InProcess, Workspace,
-};
+use crate::common::{self, embedded, ended, line, stderr, summary_json, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 
 const SAO_PAULO: &str = "America/Sao_Paulo";
@@ -493,37 +491,40 @@ async fn more_rows_than_a_number_holds_for_their_window_do_not_hold_up_the_open_
     assert_eq!(common::count(&results, "DEFERRED"), PARKED_MOST + 50);
 }
 
-/// A try again after a wait is judged anew: the API asks to wait 20
-/// minutes, by then the window has shut, and the card waits for it
-/// (DEFERRED with `--no-wait`) instead of going late. In process, on tokio's
-/// paused clock, the run starting 10 minutes before the window shuts:
-/// whatever the machine's load, the first try is in it and the second not.
-#[tokio::test(start_paused = true)]
+/// A try again after a wait is judged anew: the API asks to wait 3 s, by
+/// then the window has shut, and the card waits for it (DEFERRED with
+/// `--no-wait`) instead of going late.
+#[tokio::test(flavor = "multi_thread")]
 async fn a_retry_after_the_window_shut_waits_for_it() {
     let server = embedded(MockOptions {
         throttle_rate: 1.0,
-        retry_after: 1200,
+        retry_after: 3,
         ..MockOptions::default()
     })
     .await;
     let work = Workspace::new();
     work.write("campaign.csv", &campaign_of(&alternating(1)));
-    let closing: Timestamp = "2026-12-01T15:00:00Z".parse().unwrap();
-    let window = window_around(closing, SAO_PAULO, -60, 0);
-    let config = in_recipients_zones(&server.base_url(), &window).set("retry.max_backoff", "1800");
-    let start = closing - SignedDuration::from_mins(10);
+    let closing = moment_in(1);
+    let window = window_around(closing.at, SAO_PAULO, -60, 0);
+    let config = work
+        .config(&in_recipients_zones(&server.base_url(), &window).set("retry.max_backoff", "5"));
 
-    let summary = common::send_in_process(
-        &work,
-        &config,
-        InProcess {
-            start,
-            no_wait: true,
-        },
-    )
-    .await;
+    let output = work
+        .run_later(
+            &closing.shift,
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                &config,
+                "--no-wait",
+                "--summary",
+                "json",
+            ],
+        )
+        .await;
 
-    assert_eq!(summary.exit_code, 5, "{}", summary.text());
+    assert_exit!(output, 5);
     assert_eq!(
         server.requests(),
         1,
@@ -531,9 +532,11 @@ async fn a_retry_after_the_window_shut_waits_for_it() {
     );
     let results = work.results("campaign.results.csv");
     assert_eq!(results[0]["status"], "DEFERRED");
-    common::assert_has(
-        &results[0]["error"],
-        &format!("not tried again: outside the send window {window} in {SAO_PAULO}"),
+    assert!(
+        results[0]["error"].contains(&format!(
+            "not tried again: outside the send window {window} in {SAO_PAULO}"
+        )),
+        "{results:?}"
     );
-    assert_eq!(summary.stop_reason, Some("window"));
+    assert_eq!(summary_json(&output)["stop_reason"], "window");
 }
