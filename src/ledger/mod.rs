@@ -231,12 +231,6 @@ impl Ledger {
         self.store.unsettled(campaign).await
     }
 
-    /// Whether `campaign` sent through this ledger before: a campaign new to
-    /// the ledger learns what it sent from its results file, then meets it.
-    pub async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
-        self.store.knows(campaign).await
-    }
-
     /// Notes that `campaign` sends through this ledger.
     pub async fn meet(&self, campaign: &str) -> Result<(), LedgerError> {
         self.store.meet(campaign, self.clock.now_nanos()).await
@@ -363,7 +357,6 @@ trait Store: Send + Sync {
         records: Vec<(String, Remembered)>,
     ) -> Result<(), LedgerError>;
     async fn unsettled(&self, campaign: &str) -> Result<Vec<(String, Remembered)>, LedgerError>;
-    async fn knows(&self, campaign: &str) -> Result<bool, LedgerError>;
     async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError>;
     /// Books on the run's clock (SQLite, read inside the transaction) or on
     /// the server's (PostgreSQL: one for every machine).

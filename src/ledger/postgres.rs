@@ -608,18 +608,6 @@ impl PostgresLedger {
             .collect())
     }
 
-    async fn knows_once(&self, campaign: &str) -> Result<bool, LedgerError> {
-        let client = self.client.lock().await;
-        let row = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM campaigns WHERE name = $1)",
-                &[&campaign],
-            )
-            .await
-            .map_err(|error| self.failed(&error))?;
-        Ok(row.get(0))
-    }
-
     async fn meet_once(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
         let client = self.client.lock().await;
         client
@@ -771,10 +759,6 @@ impl Store for PostgresLedger {
 
     async fn unsettled(&self, campaign: &str) -> Result<Vec<(String, Remembered)>, LedgerError> {
         self.patiently(|| self.unsettled_once(campaign)).await
-    }
-
-    async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
-        self.patiently(|| self.knows_once(campaign)).await
     }
 
     async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {

@@ -405,18 +405,6 @@ impl Store for SqliteLedger {
         .await
     }
 
-    async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
-        let campaign = campaign.to_string();
-        self.call(move |connection| {
-            connection.query_row(
-                "SELECT EXISTS (SELECT 1 FROM campaigns WHERE name = ?1)",
-                params![campaign],
-                |row| row.get(0),
-            )
-        })
-        .await
-    }
-
     async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
         let campaign = campaign.to_string();
         self.call(move |connection| {

@@ -318,6 +318,8 @@ fn cut_partial_line(file: &mut File) -> io::Result<u64> {
 /// One line an earlier run wrote, as far as the ledger may need it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EarlierLine {
+    /// The row of the campaign it answers (0 when the cell is not a number).
+    pub row: u64,
     pub key: String,
     pub to: String,
     pub contact_phone: String,
@@ -360,8 +362,9 @@ pub fn earlier_lines(
             header.strip_prefix("\u{feff}".as_bytes()).unwrap_or(header) == name.as_bytes()
         })
     };
-    let [key, to, phone, instance, status, api_status, message_id, http_status, attempts, finished_at] =
+    let [row, key, to, phone, instance, status, api_status, message_id, http_status, attempts, finished_at] =
         [
+            "row",
             "key",
             "to",
             "contact_phone",
@@ -387,6 +390,7 @@ pub fn earlier_lines(
             super::cell_value(at.and_then(|at| record.get(at)).unwrap_or_default()).to_string()
         };
         visit(EarlierLine {
+            row: cell(row).parse().unwrap_or(0),
             key: cell(key),
             to: cell(to),
             contact_phone: cell(phone),

@@ -1,30 +1,34 @@
-//! Before anything is sent, what the campaign's memory in the ledger lacks
-//! is filled in from what earlier runs left: the answers of cards a run let
-//! out but could not record (it was killed, or lost the ledger), which its
-//! results file holds; and, the first time a campaign meets a ledger (after
-//! an upgrade, or a move to another ledger), what its results file and an
-//! earlier version's journal knew was sent.
+//! Before anything is sent, the campaign's memory in the ledger is made
+//! whole from the other memories a run has: the results file it carries on
+//! (and the journal a killed run left). Every line of the file is compared
+//! with the ledger: a row the file shows `SENT` or `UNKNOWN` that the ledger
+//! does not hold as gone (a ledger restored from a backup, a new ledger, a
+//! trial run that made the campaign known to it) is remembered from the
+//! file, so it never goes again; a row the ledger holds as gone that the
+//! file shows otherwise keeps the ledger's word. Either way the run says how
+//! many. The answers of cards a run let out but could not record (it was
+//! killed, or lost the ledger) are taken from the file too.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::admission::Rules;
 use crate::exit::RunError;
-use crate::ledger::{Ledger, Passing, Settled};
+use crate::ledger::{Ledger, LedgerError, Lookup, Passing, Settled};
 use crate::results::{self, Earlier, EarlierLine, Left};
-use crate::types::{nanos_of, Fate, Remembered, Status};
+use crate::types::{nanos_of, Facts, Fate, Remembered, Status};
 
-/// Records imported from a results file are handed to the ledger this many
-/// at a time, so a big file is never held in memory.
-const IMPORT_BATCH: usize = 10_000;
+/// Lines of a results file compared with the ledger at once: one question
+/// to the ledger each, and never the whole file in memory.
+const COMPARED_AT_ONCE: usize = 1_024;
 
-/// Fills in the memory of `campaign` from the results file at `path`, as it
-/// was before this run (`earlier`; its lines end at `until`), and from the
-/// journal a killed run `left`.
+/// Makes the memory of `campaign` whole from the results file at `path`, as
+/// it was before this run (`earlier`; its lines end at `until`), and from
+/// the journal a killed run `left`.
 pub async fn recover(
     ledger: &Arc<Ledger>,
     campaign: &str,
@@ -36,18 +40,11 @@ pub async fn recover(
     let unsettled: HashMap<String, Remembered> =
         ledger.unsettled(campaign).await?.into_iter().collect();
     let journal_keys = left.map_or(&[][..], |left| left.keys.as_slice());
-    let known = ledger.knows(campaign).await?;
     let Some(earlier) = earlier else {
         report_in_doubt(unsettled.len(), 0);
         remember_in_doubt(ledger, campaign, journal_keys, &HashSet::new()).await?;
         return Ok(ledger.meet(campaign).await?);
     };
-    // What a results file shows sent is remembered from it the first time
-    // the campaign meets the ledger, and from an earlier version's file.
-    let imports = !known || earlier.upgraded;
-    if unsettled.is_empty() && journal_keys.is_empty() && !imports {
-        return Ok(());
-    }
 
     let scan = Scan {
         ledger: ledger.clone(),
@@ -55,7 +52,7 @@ pub async fn recover(
         path: path.to_path_buf(),
         unsettled,
         journal_from: left.map(|left| left.results_from),
-        imports,
+        upgraded: earlier.upgraded,
     };
     let found = {
         let earlier = earlier.clone();
@@ -67,23 +64,15 @@ pub async fn recover(
         unsettled,
         answers,
         answered_since_journal,
-        imported,
+        compared,
     } = found?;
 
     let answered = settle_answered(ledger, campaign, &unsettled, &answers).await?;
     report_in_doubt(unsettled.len(), answered);
 
     remember_in_doubt(ledger, campaign, journal_keys, &answered_since_journal).await?;
-    // Only now, with what the file knew remembered, is the campaign known.
     ledger.meet(campaign).await?;
-    if imported > 0 {
-        info!(
-            rows = imported,
-            results = %earlier_path(path),
-            "the ledger had no memory of this campaign; the rows its results file shows SENT \
-             or UNKNOWN are remembered now, and never sent again"
-        );
-    }
+    compared.report(path);
     Ok(())
 }
 
@@ -163,8 +152,8 @@ struct Scan {
     unsettled: HashMap<String, Remembered>,
     /// Where the lines of the run an earlier version's journal speaks of start.
     journal_from: Option<u64>,
-    /// Whether to import the rows the file shows sent.
-    imports: bool,
+    /// It is an earlier version's file, which may hold a rehearsal's lines.
+    upgraded: bool,
 }
 
 /// What reading the results file found.
@@ -174,75 +163,212 @@ struct Found {
     answers: HashMap<String, EarlierLine>,
     /// Keys with a line from the run an earlier version's journal speaks of.
     answered_since_journal: HashSet<String>,
-    /// How many records were imported.
-    imported: usize,
+    /// Where the file and the ledger disagreed.
+    compared: Compared,
 }
 
 impl Scan {
-    /// Reads the file's lines (on a blocking thread: imports are handed to
-    /// the ledger from here, a batch at a time).
+    /// Reads the file's lines on a blocking thread, comparing them with the
+    /// ledger a batch at a time.
     fn read(self, earlier: &Earlier, until: u64) -> Result<Found, RunError> {
-        let Scan {
-            ledger,
-            campaign,
-            path,
-            unsettled,
-            journal_from,
-            imports,
-        } = self;
         let mut answers: HashMap<String, EarlierLine> = HashMap::new();
         let mut answered_since_journal = HashSet::new();
-        let mut batch = Vec::new();
-        let mut imported = 0;
-        let mut failed = None;
-        let runtime = tokio::runtime::Handle::current();
-        let mut import = |batch: &mut Vec<(String, Remembered)>| {
-            if failed.is_none() && !batch.is_empty() {
-                imported += batch.len();
-                let records = std::mem::take(batch);
-                failed = runtime.block_on(ledger.remember(&campaign, records)).err();
-            }
+        let mut comparing = Comparing {
+            ledger: &self.ledger,
+            campaign: &self.campaign,
+            runtime: tokio::runtime::Handle::current(),
+            upgraded: self.upgraded,
+            lines: Vec::with_capacity(COMPARED_AT_ONCE),
+            compared: Compared::default(),
+            failed: None,
         };
-        let mut mock_like = 0;
-        results::earlier_lines(&path, earlier, until, |line| {
-            if let Some(leaving) = unsettled.get(&line.key) {
+        results::earlier_lines(&self.path, earlier, until, |line| {
+            if let Some(leaving) = self.unsettled.get(&line.key) {
                 if answers_leaving(&line, leaving) {
                     answers.insert(line.key.clone(), line.clone());
                 }
             }
-            if journal_from.is_some_and(|from| line.offset >= from) {
+            if self.journal_from.is_some_and(|from| line.offset >= from) {
                 answered_since_journal.insert(line.key.clone());
             }
-            if imports {
-                let left_at = line.finished_at.map_or(0, nanos_of);
-                let fate = match line.status {
-                    Some(Status::Sent) => Some(Fate::Sent),
-                    Some(Status::Unknown) => Some(Fate::Unknown),
-                    _ => None,
-                };
-                // An earlier version wrote a --mock rehearsal's lines where a
-                // send's go: those are no cards that went.
-                let rehearsed = fate == Some(Fate::Sent) && mock_message_id(&line.message_id);
-                mock_like += usize::from(rehearsed);
-                if let Some(fate) = fate.filter(|_| !rehearsed) {
-                    batch.push((line.key.clone(), remembered(&line, fate, left_at)));
-                    if batch.len() >= IMPORT_BATCH {
-                        import(&mut batch);
-                    }
-                }
-            }
+            comparing.add(line);
         })?;
-        import(&mut batch);
-        if let Some(error) = failed {
-            return Err(error.into());
-        }
-        report_mock_like(mock_like, &path);
+        let compared = comparing.finish()?;
         Ok(Found {
-            unsettled,
+            unsettled: self.unsettled,
             answers,
             answered_since_journal,
-            imported,
+            compared,
         })
+    }
+}
+
+/// The lines of the results file on their way to be compared with the
+/// ledger, a batch at a time; what is compared so far.
+struct Comparing<'a> {
+    ledger: &'a Ledger,
+    campaign: &'a str,
+    /// The run's runtime, which the ledger's calls are made on from this
+    /// blocking thread.
+    runtime: tokio::runtime::Handle,
+    upgraded: bool,
+    lines: Vec<EarlierLine>,
+    compared: Compared,
+    /// The ledger could not be read or written: the rest is not compared.
+    failed: Option<LedgerError>,
+}
+
+impl Comparing<'_> {
+    fn add(&mut self, line: EarlierLine) {
+        // A row that never had a recipient (INVALID) is nobody's card.
+        if line.to.is_empty() {
+            return;
+        }
+        self.lines.push(line);
+        if self.lines.len() >= COMPARED_AT_ONCE {
+            self.compare();
+        }
+    }
+
+    /// Compares the lines so far with what the ledger holds of their rows,
+    /// and remembers the cards only the file knew went.
+    fn compare(&mut self) {
+        let lines = std::mem::take(&mut self.lines);
+        if self.failed.is_some() || lines.is_empty() {
+            return;
+        }
+        let lookups = lines
+            .iter()
+            .map(|line| Lookup {
+                key: line.key.clone(),
+                to: line.to.clone(),
+                card_phone: line.contact_phone.clone(),
+            })
+            .collect();
+        let asked = self.ledger.facts(self.campaign, lookups, false);
+        let facts = match self.runtime.block_on(asked) {
+            Ok((facts, _)) => facts,
+            Err(error) => {
+                self.failed = Some(error);
+                return;
+            }
+        };
+        let mut healed = Vec::new();
+        for (line, facts) in lines.iter().zip(facts) {
+            if let Some(record) = self.compared.note(line, &facts, self.upgraded) {
+                healed.push((line.key.clone(), record));
+            }
+        }
+        if healed.is_empty() {
+            return;
+        }
+        let remembering = self.ledger.remember(self.campaign, healed);
+        self.failed = self.runtime.block_on(remembering).err();
+    }
+
+    fn finish(mut self) -> Result<Compared, RunError> {
+        self.compare();
+        match self.failed {
+            Some(error) => Err(error.into()),
+            None => Ok(self.compared),
+        }
+    }
+}
+
+/// Where the results file and the ledger disagreed, row by row.
+#[derive(Debug, Default)]
+struct Compared {
+    /// Rows the file shows `SENT` or `UNKNOWN` that the ledger did not hold
+    /// as gone: remembered from the file.
+    healed: Rows,
+    /// Rows the ledger holds as gone that the file shows not sent (`FAILED`,
+    /// `DEFERRED`, `SUPPRESSED`): the ledger's word is kept.
+    ledger_kept: Rows,
+    /// `SENT` lines of an earlier version's file with the embedded mock's
+    /// message ids: a rehearsal's, not taken as sent.
+    mock_like: usize,
+}
+
+/// Rows counted, with the first few for the log.
+#[derive(Debug, Default)]
+struct Rows {
+    count: u64,
+    first: Vec<u64>,
+}
+
+impl Rows {
+    const SHOWN: usize = 5;
+
+    fn note(&mut self, row: u64) {
+        self.count += 1;
+        if self.first.len() < Self::SHOWN {
+            self.first.push(row);
+        }
+    }
+
+    /// `rows 2, 5, 9 and 4 more`.
+    fn shown(&self) -> String {
+        let rows: Vec<String> = self.first.iter().map(u64::to_string).collect();
+        let more = self.count - self.first.len() as u64;
+        match more {
+            0 => format!("rows {}", rows.join(", ")),
+            more => format!("rows {} and {more} more", rows.join(", ")),
+        }
+    }
+}
+
+impl Compared {
+    /// Compares one line with what the ledger holds of its row; returns the
+    /// record to remember when only the file knew the card went.
+    fn note(&mut self, line: &EarlierLine, facts: &Facts, upgraded: bool) -> Option<Remembered> {
+        let held = facts.remembered.as_ref().map(|record| record.fate);
+        let ledger_holds = held.is_some_and(|fate| fate != Fate::Failed);
+        let by_file = match line.status {
+            Some(Status::Sent) => Some(Fate::Sent),
+            Some(Status::Unknown) => Some(Fate::Unknown),
+            Some(Status::Failed | Status::Deferred | Status::Suppressed) => {
+                if held.is_some_and(|fate| matches!(fate, Fate::Sent | Fate::Unknown)) {
+                    self.ledger_kept.note(line.row);
+                }
+                None
+            }
+            _ => None,
+        };
+        // An earlier version wrote a --mock rehearsal's lines where a send's
+        // go: those are no cards that went.
+        let rehearsed =
+            upgraded && by_file == Some(Fate::Sent) && mock_message_id(&line.message_id);
+        self.mock_like += usize::from(rehearsed);
+        let fate = by_file.filter(|_| !rehearsed && !ledger_holds)?;
+        self.healed.note(line.row);
+        let left_at = line.finished_at.map_or(0, nanos_of);
+        Some(remembered(line, fate, left_at))
+    }
+
+    /// Says where the file and the ledger disagreed, and which won.
+    fn report(&self, path: &Path) {
+        let results = path.display();
+        if self.healed.count > 0 {
+            warn!(
+                rows = self.healed.count,
+                %results,
+                "the results file shows {} SENT or UNKNOWN that the ledger did not remember (a \
+                 ledger restored from a backup, a new ledger?): remembered now from the file, \
+                 and never sent again",
+                self.healed.shown()
+            );
+        }
+        if self.ledger_kept.count > 0 {
+            warn!(
+                rows = self.ledger_kept.count,
+                %results,
+                "the ledger remembers {} as sent (or maybe sent) though the results file shows \
+                 them not sent (an edited file?): they are not sent again, and their lines say \
+                 what the ledger remembers",
+                self.ledger_kept.shown()
+            );
+        }
+        report_mock_like(self.mock_like, path);
     }
 }
 
@@ -335,8 +461,4 @@ fn report_mock_like(rows: usize, path: &Path) {
          earlier version wrote into this file? They are not taken as sent, and the real \
          run sends those rows; stop it now if they were sent for real"
     );
-}
-
-fn earlier_path(path: &Path) -> String {
-    path.display().to_string()
 }

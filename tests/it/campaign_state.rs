@@ -159,7 +159,9 @@ async fn every_exit_prints_one_json_summary() {
             )
             .set("schedule.timezone", "\"UTC\""),
     );
-    let no_wait = ["--no-wait", "--overwrite"];
+    // A results file of its own: the campaign's file shows its rows SENT,
+    // and a run carrying it on would remember them.
+    let no_wait = ["--no-wait", "--out", "closed.csv"];
     let summary = summary_of_send(&work, &closed, &ledgers[3], &no_wait, 5).await;
     assert_eq!(summary["stop_reason"], "window");
     assert!(summary["resume_after"].is_string(), "{summary}");
@@ -171,7 +173,7 @@ async fn every_exit_prints_one_json_summary() {
     })
     .await;
     let refused = work.config(&Config::fast(&refusing.base_url()));
-    let summary = summary_of_send(&work, &refused, &ledgers[4], &["--overwrite"], 3).await;
+    let summary = summary_of_send(&work, &refused, &ledgers[4], &["--out", "refused.csv"], 3).await;
     assert_eq!(summary["stop_reason"], "halted");
     assert!(
         summary["next_step"].as_str().unwrap().contains("--resume"),
@@ -187,7 +189,8 @@ async fn every_exit_prints_one_json_summary() {
         "campaign.csv",
         "--config",
         &slow,
-        "--overwrite",
+        "--out",
+        "stopped.csv",
         "--summary",
         "json",
         "--ledger",

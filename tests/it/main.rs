@@ -6,6 +6,7 @@
 mod common;
 mod contract;
 mod documentation;
+mod every_memory;
 mod finish;
 mod health;
 mod hostile;
