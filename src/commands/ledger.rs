@@ -9,8 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::exit::{ExitCode, RunError};
-use crate::ledger::{Keep, Ledger, LedgerStats};
-use crate::types::nanos_of;
+use crate::ledger::{Keep, Ledger, LedgerStats, Pruned};
 
 use super::suppress::{normalised, read_phones, unread_text};
 
@@ -50,15 +49,9 @@ pub async fn keep_ledger(
         }
         LedgerTask::Prune { keep } => {
             let keep = keep.unwrap_or(settings.ledger.keep);
-            let before = keep.cutoff(ledger.clock().now());
-            let pruned = ledger.prune(nanos_of(before), None).await?;
-            let text = format!(
-                "removed {} cards that left before {} and {} daily counts (kept: {keep})\n",
-                pruned.cards,
-                before.strftime("%Y-%m-%d %H:%M UTC"),
-                pruned.daily_counts
-            );
-            Ok((text, ExitCode::Success))
+            refuse_shorter_than_the_cooldown(keep, settings)?;
+            let pruned = ledger.prune(keep, None).await?;
+            Ok((pruned_text(&pruned, keep), ExitCode::Success))
         }
         LedgerTask::Forget { phones, from } => {
             let region = settings.campaign.default_region;
@@ -95,6 +88,39 @@ pub async fn keep_ledger(
             Ok((text, exit))
         }
     }
+}
+
+/// A `--keep` the cooldown would outlast: the ledger must remember a
+/// recipient as long as the cooldown holds them back (as `ledger.keep`).
+fn refuse_shorter_than_the_cooldown(keep: Keep, settings: &Settings) -> Result<(), RunError> {
+    match settings.schedule.cooldown {
+        Some(cooldown) if cooldown > keep.0 => Err(RunError::Usage(format!(
+            "--keep {keep} is shorter than schedule.cooldown ({} days): the ledger must \
+             remember a recipient as long as the cooldown holds them back; keep at least that",
+            cooldown.as_secs().div_ceil(86_400)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What `ledger prune` did, for people.
+fn pruned_text(pruned: &Pruned, keep: Keep) -> String {
+    let before = pruned
+        .before
+        .and_then(|before| jiff::Timestamp::from_nanosecond(i128::from(before)).ok());
+    let mut text = match before {
+        Some(before) => format!(
+            "removed {} cards that left before {} and {} daily counts (kept: {keep})\n",
+            pruned.cards,
+            before.strftime("%Y-%m-%d %H:%M UTC"),
+            pruned.daily_counts
+        ),
+        None => "the ledger holds no card: nothing to remove\n".to_string(),
+    };
+    if let Some(clocks) = pruned.clock_ahead {
+        text.push_str(&format!("{}\n", clocks.held_back()));
+    }
+    text
 }
 
 /// `ledger stats` for people.

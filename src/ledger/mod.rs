@@ -297,25 +297,43 @@ impl Ledger {
         self.store.sent_on(instance, day).await
     }
 
-    /// Removes the cards that left before `before` (nanoseconds since 1970)
-    /// and the daily counts of days before `before`'s, oldest first, at most
-    /// `most` cards (`None`: all, a transaction for each [`PRUNE_BATCH`]).
-    /// The suppression list is never pruned.
-    pub async fn prune(&self, before: i64, most: Option<u64>) -> Result<Pruned, LedgerError> {
+    /// Removes the cards older than `keep` and the daily counts of their
+    /// days, oldest first, at most `most` cards (`None`: all, a transaction
+    /// for each [`PRUNE_BATCH`]). Older by a clock the ledger can trust:
+    /// never past `keep` before its own newest card, whatever this run's
+    /// clock says (one a year ahead would forget every card), and with
+    /// PostgreSQL by the server's clock. The suppression list is never
+    /// pruned.
+    pub async fn prune(&self, keep: Keep, most: Option<u64>) -> Result<Pruned, LedgerError> {
+        let clocks = self.store.pruning_clocks(self.clock.now_nanos()).await?;
+        let Some(before) = clocks.trusted().map(|trusted| keep.cutoff_nanos(trusted)) else {
+            return Ok(Pruned::default());
+        };
         let day = jiff::Timestamp::from_nanosecond(i128::from(before))
             .unwrap_or_default()
             .to_zoned_datetime(jiff::tz::TimeZone::UTC)
             .date();
-        let mut pruned = Pruned::default();
+        let mut pruned = Pruned {
+            before: Some(before),
+            ..Pruned::default()
+        };
         loop {
             let batch = most.map_or(PRUNE_BATCH, |most| (most - pruned.cards).min(PRUNE_BATCH));
             let done = self.store.prune(before, day, batch).await?;
             pruned.cards += done.cards;
             pruned.daily_counts += done.daily_counts;
             if done.cards < batch || most.is_some_and(|most| pruned.cards >= most) {
-                return Ok(pruned);
+                break;
             }
         }
+        // Said only when this clock would have forgotten more.
+        if clocks.ahead_of_newest() {
+            let by_this_clock = keep.cutoff_nanos(clocks.now);
+            if self.store.any_card_before(by_this_clock).await? {
+                pruned.clock_ahead = Some(clocks);
+            }
+        }
+        Ok(pruned)
     }
 
     /// What the ledger holds.
@@ -379,8 +397,13 @@ trait Store: Send + Sync {
     async fn release_number(&self, instance: &str) -> Result<bool, LedgerError>;
     async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError>;
     async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError>;
+    /// The clock pruning goes by (`run_now`, or the server's), and when the
+    /// newest card left.
+    async fn pruning_clocks(&self, run_now: i64) -> Result<PruningClocks, LedgerError>;
     /// At most `most` cards, in one transaction.
     async fn prune(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError>;
+    /// Whether any card left before `before`.
+    async fn any_card_before(&self, before: i64) -> Result<bool, LedgerError>;
     async fn stats(&self) -> Result<LedgerStats, LedgerError>;
     async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError>;
 }
@@ -390,10 +413,63 @@ trait Store: Send + Sync {
 pub const PRUNE_BATCH: u64 = 10_000;
 
 /// What a prune removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub cards: u64,
     pub daily_counts: u64,
+    /// What left before this was removed (nanoseconds since 1970); `None`
+    /// when the ledger holds no card to go by.
+    pub before: Option<i64>,
+    /// The clock went past the newest card by more than a day, and by it
+    /// more would have been removed: not removed.
+    pub clock_ahead: Option<PruningClocks>,
+}
+
+/// The clocks a prune goes by, nanoseconds since 1970.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruningClocks {
+    /// The run's clock, or PostgreSQL's.
+    pub now: i64,
+    /// When the newest card in the ledger left, if it holds any.
+    pub newest: Option<i64>,
+}
+
+impl PruningClocks {
+    /// The latest moment the ledger's own records vouch for: its newest
+    /// card, or the clock where that is earlier.
+    fn trusted(&self) -> Option<i64> {
+        self.newest.map(|newest| newest.min(self.now))
+    }
+
+    /// Why a prune removed less than its clock asked, in words.
+    pub fn held_back(&self) -> String {
+        let shown = |nanos: i64| {
+            jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or_else(
+                |_| nanos.to_string(),
+                |at| at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+            )
+        };
+        let newest = self.newest.unwrap_or(self.now);
+        const DAY: i64 = 86_400 * 1_000_000_000;
+        let days = (self.now.saturating_sub(newest) + DAY / 2) / DAY;
+        format!(
+            "the clock pruning goes by says {}, {days} days after the ledger's newest card \
+             ({}): nothing was pruned that is not older than ledger.keep before that card. If \
+             that clock runs ahead (a container, a VM restored from a snapshot), set it right: \
+             by it every card would have been forgotten, and sent again; if nothing was sent \
+             for {days} days, all is well",
+            shown(self.now),
+            shown(newest)
+        )
+    }
+
+    /// Whether the clock is more than a day past the newest card: it runs
+    /// ahead, or nothing was sent for a while.
+    pub fn ahead_of_newest(&self) -> bool {
+        const DAY: i64 = 86_400 * 1_000_000_000;
+        self.newest
+            .is_some_and(|newest| self.now > newest.saturating_add(DAY))
+    }
 }
 
 /// What a ledger holds, for `ledger stats`.

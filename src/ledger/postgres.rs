@@ -19,7 +19,7 @@ use super::Store;
 use super::{
     assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, Admitted,
     CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
-    NumberRecord, Passing, Pruned, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
+    NumberRecord, Passing, Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
 };
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
@@ -233,10 +233,7 @@ impl PostgresLedger {
         // The server's clock, read once the row is ours: every machine's
         // turns are on it, so machines whose clocks differ keep one pace.
         let now: i64 = transaction
-            .query_typed_one(
-                "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000)::BIGINT",
-                &[],
-            )
+            .query_typed_one(&format!("SELECT {SERVER_NOW}"), &[])
             .await
             .map_err(|error| self.failed(&error))?
             .get(0);
@@ -660,7 +657,36 @@ impl PostgresLedger {
         Ok(Pruned {
             cards,
             daily_counts,
+            ..Pruned::default()
         })
+    }
+
+    /// On the server's clock: one for every machine.
+    async fn pruning_clocks_once(&self) -> Result<PruningClocks, LedgerError> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_typed_one(
+                &format!("SELECT {SERVER_NOW}, (SELECT MAX(left_at) FROM sends)"),
+                &[],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(PruningClocks {
+            now: row.get(0),
+            newest: row.get(1),
+        })
+    }
+
+    async fn any_card_before_once(&self, before: i64) -> Result<bool, LedgerError> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_typed_one(
+                "SELECT EXISTS (SELECT 1 FROM sends WHERE left_at < $1)",
+                typed![&before],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(row.get(0))
     }
 
     async fn stats_once(&self) -> Result<LedgerStats, LedgerError> {
@@ -815,8 +841,16 @@ impl Store for PostgresLedger {
         self.patiently(|| self.sent_on_once(instance, day)).await
     }
 
+    async fn pruning_clocks(&self, _run_now: i64) -> Result<PruningClocks, LedgerError> {
+        self.patiently(|| self.pruning_clocks_once()).await
+    }
+
     async fn prune(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
         self.patiently(|| self.prune_once(before, day, most)).await
+    }
+
+    async fn any_card_before(&self, before: i64) -> Result<bool, LedgerError> {
+        self.patiently(|| self.any_card_before_once(before)).await
     }
 
     async fn stats(&self) -> Result<LedgerStats, LedgerError> {
@@ -827,6 +861,9 @@ impl Store for PostgresLedger {
         self.patiently(|| self.forget_once(phones.clone())).await
     }
 }
+
+/// The server's clock, nanoseconds since 1970.
+const SERVER_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000)::BIGINT";
 
 /// The columns of a row of `sends`, in [`found_from`]'s order.
 const SENDS: &str = "recipient, card_phone, campaign, key, fate, instance_id, message_id, \

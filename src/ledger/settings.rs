@@ -57,6 +57,11 @@ impl Keep {
         now.checked_sub(keep).unwrap_or(jiff::Timestamp::MIN)
     }
 
+    /// [`Keep::cutoff`] in nanoseconds since 1970.
+    pub fn cutoff_nanos(self, now: i64) -> i64 {
+        now.saturating_sub(crate::pacing::nanos(self.0))
+    }
+
     /// The least: the same card's 24 hours, and a card in flight, must
     /// outlive any prune.
     const LEAST_DAYS: u64 = 2;

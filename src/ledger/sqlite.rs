@@ -19,7 +19,7 @@ use super::Store;
 use super::{
     assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, Admitted,
     CapTaken, Claim, Claimed, Found, LedgerError, LedgerStats, Lookup, NumberRecord, Passing,
-    Pruned, Settled, MIGRATIONS, SCHEMA_VERSION,
+    Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::admission::Rules;
 use crate::clock::Clock;
@@ -451,7 +451,31 @@ impl Store for SqliteLedger {
             Ok(Pruned {
                 cards: cards as u64,
                 daily_counts: daily_counts as u64,
+                ..Pruned::default()
             })
+        })
+        .await
+    }
+
+    async fn pruning_clocks(&self, run_now: i64) -> Result<PruningClocks, LedgerError> {
+        self.call(move |connection| {
+            let newest =
+                connection.query_row("SELECT MAX(left_at) FROM sends", [], |row| row.get(0))?;
+            Ok(PruningClocks {
+                now: run_now,
+                newest,
+            })
+        })
+        .await
+    }
+
+    async fn any_card_before(&self, before: i64) -> Result<bool, LedgerError> {
+        self.call(move |connection| {
+            connection.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sends WHERE left_at < ?1)",
+                params![before],
+                |row| row.get(0),
+            )
         })
         .await
     }

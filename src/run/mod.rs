@@ -28,7 +28,7 @@ use crate::ledger::{Ledger, PRUNE_BATCH};
 use crate::pacing::{Estimate, Pace};
 use crate::report::{CheckReport, Finished, Progress, Summary};
 use crate::results::{self, Dialect, Journal, Kind, ResultsError, RunLock, WriteGate, Written};
-use crate::types::{nanos_of, Job, Outcome, Row};
+use crate::types::{Job, Outcome, Row};
 use admitting::Admitting;
 use reading::Reading;
 use target::Target;
@@ -226,9 +226,11 @@ fn say_starting(
     }
 }
 
-/// Recover: what earlier runs of the campaign left that its memory lacks;
-/// the ledger kept to `ledger.keep`. Then this run's journal: until it is
-/// gone, a crash is known. A dry run has none of these.
+/// Recover: the ledger kept to `ledger.keep`, then what the campaign's
+/// other memories hold that the ledger lacks (after the prune, so that a
+/// card its results file shows sent stays remembered for this run, however
+/// old). Then this run's journal: until it is gone, a crash is known. A dry
+/// run has none of these.
 async fn recover(
     settings: &Settings,
     request: &RunRequest,
@@ -242,6 +244,7 @@ async fn recover(
         return Ok(None);
     }
     if kind == Kind::Send {
+        prune(ledger, settings.ledger.keep).await?;
         let (earlier, left) = (opened.results.earlier.as_ref(), opened.left.as_ref());
         recovery::recover(
             ledger,
@@ -252,18 +255,6 @@ async fn recover(
             results_from,
         )
         .await?;
-        // Keep: cards older than `ledger.keep` go, a bounded few each run,
-        // so that no run pays for years of history.
-        let before = nanos_of(settings.ledger.keep.cutoff(request.clock.now()));
-        let pruned = ledger.prune(before, Some(PRUNE_BATCH)).await?;
-        if pruned.cards + pruned.daily_counts > 0 {
-            info!(
-                cards = pruned.cards,
-                daily_counts = pruned.daily_counts,
-                "the ledger forgot what is older than ledger.keep ({})",
-                settings.ledger.keep
-            );
-        }
     }
     let started = tokio::task::spawn_blocking(move || Journal::start(&results_path, results_from));
     let journal = started.await.expect("starting the journal does not panic");
@@ -274,6 +265,23 @@ async fn recover(
             source,
         })
         .map_err(RunError::from)
+}
+
+/// Keep: cards older than `ledger.keep` go, a bounded few each run, so that
+/// no run pays for years of history.
+async fn prune(ledger: &Ledger, keep: crate::ledger::Keep) -> Result<(), RunError> {
+    let pruned = ledger.prune(keep, Some(PRUNE_BATCH)).await?;
+    if let Some(clocks) = pruned.clock_ahead {
+        warn!("{}", clocks.held_back());
+    }
+    if pruned.cards + pruned.daily_counts > 0 {
+        info!(
+            cards = pruned.cards,
+            daily_counts = pruned.daily_counts,
+            "the ledger forgot what is older than ledger.keep ({keep})"
+        );
+    }
+    Ok(())
 }
 
 /// What the pipeline left for the end of the run.

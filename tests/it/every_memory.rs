@@ -12,6 +12,7 @@ use crate::pg;
 on_both_stores!(
     a_ledger_restored_from_a_backup_sends_nothing_the_results_file_shows_sent,
     a_new_ledger_after_a_trial_run_takes_what_the_results_file_shows_sent,
+    a_run_whose_clock_is_a_year_ahead_prunes_nothing_the_others_need,
 );
 
 /// A day and an hour later, for the binary's clock.
@@ -147,4 +148,73 @@ async fn a_new_ledger_after_a_trial_run_takes_what_the_results_file_shows_sent(s
     assert_has(&stderr(&output), "remembered now from the file");
     let results = work.results("real.csv");
     assert_eq!(common::count(&results, "SENT"), 10, "{results:?}");
+}
+
+async fn a_run_whose_clock_is_a_year_ahead_prunes_nothing_the_others_need(store: Store) {
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
+    work.write("campaign.csv", &common::campaign_from(0, 3));
+    work.write("other.csv", &common::campaign_from(3, 1));
+    let output = work.send(&config, &[]).await;
+    assert_exit!(output, 0);
+
+    // A container whose clock is 401 days ahead, past ledger.keep (400d)
+    // for every card, sends another campaign, and is asked to prune.
+    let ahead = "+401d";
+    let output = work
+        .run_later(ahead, &["send", "other.csv", "--config", &config])
+        .await;
+    assert_exit!(output, 0);
+    assert_eq!(server.accepted(), 4);
+    let said = stderr(&output);
+    assert!(!said.contains("the ledger forgot"), "{said}");
+    if store == Store::Sqlite {
+        // Its clock is the ledger's clock: it says what it would have done.
+        assert_has(&said, "401 days after the ledger's newest card");
+    }
+
+    // Back on time, the campaign carries on: nothing goes twice.
+    let output = work.send(&config, &["--resume"]).await;
+    assert_exit!(output, 0);
+    assert_eq!(server.accepted(), 4, "{}", stderr(&output));
+    let output = work
+        .run_with_env(&["ledger", "stats", "--json", "--config", &config], &[])
+        .await;
+    let stats: serde_json::Value = serde_json::from_str(&common::stdout(&output)).unwrap();
+    assert_eq!(stats["cards"], 4, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prune_below_the_cooldown_is_refused_as_the_key_is() {
+    let (server, work, settings) = common::against(Default::default()).await;
+    let config = work.config(&settings.set("schedule.cooldown", "\"7d\""));
+    work.write("campaign.csv", &common::campaign(2));
+    work.ok(&["send", "campaign.csv", "--config", &config])
+        .await;
+
+    let output = work
+        .run_later(
+            "+3d",
+            &["ledger", "prune", "--keep", "2d", "--config", &config],
+        )
+        .await;
+
+    assert_exit!(output, 2);
+    assert_has(
+        &stderr(&output),
+        "--keep 2d is shorter than schedule.cooldown (7 days)",
+    );
+    // The cards are still there: another campaign within the cooldown
+    // holds its recipients back.
+    work.write(
+        "next.csv",
+        &common::campaign(2).replace("3003-4000", "3003-4001"),
+    );
+    let output = work
+        .run_later("+3d", &["send", "next.csv", "--config", &config])
+        .await;
+    assert_exit!(output, 1);
+    assert_eq!(server.accepted(), 2, "{}", stderr(&output));
+    let results = work.results("next.results.csv");
+    assert_eq!(common::count(&results, "DEFERRED"), 2, "{results:?}");
 }

@@ -247,9 +247,19 @@ async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Stor
     }
     assert_eq!(stats(&work, &config).await["cards"], 7);
 
-    // A run today prunes what is older than 30 days, before it sends.
+    // A run today, twenty days after the ledger's newest card, prunes
+    // nothing past that card's keep: its clock might run ahead.
     work.write("today.csv", &common::campaign_from(7, 2));
-    work.ok(&["send", "today.csv", "--config", &config]).await;
+    let output = work.ok(&["send", "today.csv", "--config", &config]).await;
+    common::assert_has(&stderr(&output), "20 days after the ledger's newest card");
+    assert_eq!(stats(&work, &config).await["cards"], 9);
+    // Once it sent, the ledger vouches for today: what is older than 30
+    // days goes.
+    let output = work
+        .run_with_env(&["ledger", "prune", "--config", &config], &[])
+        .await;
+    assert_exit!(output, 0);
+    common::assert_has(&stdout(&output), "removed 4 cards");
     let held = stats(&work, &config).await;
     assert_eq!(held["cards"], 5, "{held}");
     assert_eq!(held["recipients"], 5, "{held}");
@@ -261,8 +271,9 @@ async fn cards_older_than_the_keep_are_pruned_by_runs_and_on_request(store: Stor
     );
     assert!(held["bytes"].as_u64().unwrap() > 0, "{held}");
     assert!(held["oldest"].as_str().unwrap() < held["newest"].as_str().unwrap());
-    // The forgotten campaign's rows go again: its memory was pruned.
-    work.ok(&["send", "old.csv", "--overwrite", "--config", &config])
+    // The forgotten campaign's rows go again, in a run that carries on no
+    // results file of it (its file still shows them sent).
+    work.ok(&["send", "old.csv", "--out", "again.csv", "--config", &config])
         .await;
     assert_eq!(server.accepted(), 4 + 3 + 2 + 4);
 
