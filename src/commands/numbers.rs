@@ -56,7 +56,7 @@ pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError>
             let hold = holds
                 .iter()
                 .find(|hold| hold.instance_id == record.instance_id);
-            NumberReport::new(record, hold, today, cap.as_ref(), pace, now)
+            NumberReport::new(record, hold, today, &cap, pace, now)
         })
         .collect())
 }

@@ -22,7 +22,8 @@ use crate::types::{Deferral, Hold, Job};
 #[derive(Clone)]
 pub struct Gates {
     pub window: Option<SendWindow>,
-    pub daily_cap: Option<DailyCap>,
+    /// Each number's day and caps: every card let out is counted.
+    pub daily_cap: DailyCap,
     /// Outside the window, rows are DEFERRED instead of waiting for it.
     pub no_wait: bool,
     /// Where a wait for the window is shown.

@@ -105,8 +105,8 @@ pub struct Passing {
     /// The run's clock at the pass, nanoseconds since 1970: when the cards
     /// let out leave.
     pub now: i64,
-    /// Counts each card let out against its number's cap for the day.
-    pub daily_cap: Option<DailyCap>,
+    /// Counts each card let out in its number's day, against its caps.
+    pub daily_cap: DailyCap,
 }
 
 /// What the ledger said of a card about to leave.
@@ -886,6 +886,30 @@ fn within_cap(sent: i64, cap: Option<u64>, wanted: u64) -> CapTaken {
             cap: 0,
             until: None,
         },
+    }
+}
+
+/// The zone to keep for a number whose days the ledger keeps in `kept`,
+/// counted now by a run in `ours` (an IANA name, '' for none): ours, the
+/// first time a run with a named zone counts the number, or in place of
+/// `localtime`, which earlier versions kept and each machine read as its
+/// own (two machines twelve hours apart each took the whole cap).
+fn zone_to_keep<'a>(kept: &str, ours: &'a str, instance: &str) -> Option<&'a str> {
+    if ours.is_empty() {
+        return None;
+    }
+    match kept {
+        "" => Some(ours),
+        "localtime" => {
+            tracing::warn!(
+                instance,
+                "the ledger counted this number's days in `localtime`, which each machine reads \
+                 as its own zone: from now on they are counted in {ours}, this machine's zone \
+                 (schedule.timezone sets it)"
+            );
+            Some(ours)
+        }
+        _ => None,
     }
 }
 

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Store;
 use super::{
-    assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, Admitted,
-    CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
+    assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, zone_to_keep,
+    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
     NumberRecord, Passing, Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
 };
 use crate::pacing::{Booking, ClockState, Pace};
@@ -521,7 +521,9 @@ impl PostgresLedger {
     }
 
     /// Which claims of a pass go: admitted on their facts, then within the
-    /// first contacts and the daily cap each number has left, both counted.
+    /// first contacts and the daily cap each number has left. Both are
+    /// counted whether or not a cap is set: a run with a cap counts what
+    /// runs without one sent.
     async fn decide(
         transaction: &Transaction<'_>,
         passing: &Passing,
@@ -531,21 +533,17 @@ impl PostgresLedger {
             claims,
             rules,
             now,
-            daily_cap,
+            daily_cap: cap,
             ..
         } = passing;
         let mut admitted = Admitted::new(claims, facts, rules, *now);
         // Every number of the pass locked first, in one order: two passes
         // never wait for each other's numbers.
-        if let Some(cap) = daily_cap {
-            for instance in admitted.wanted(claims).keys() {
-                number_day(transaction, instance, cap, *now).await?;
-            }
+        for instance in admitted.wanted(claims).keys() {
+            number_day(transaction, instance, cap, *now).await?;
         }
-        let first_contacts_cap = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some());
-        let mut new = Vec::new();
-        if let Some(cap) = first_contacts_cap {
-            new = first_contacts(transaction, claims, &admitted).await?;
+        let new = first_contacts(transaction, claims, &admitted).await?;
+        if cap.new_contacts.is_some() {
             let mut allowed = BTreeMap::new();
             for (instance, wanted) in Admitted::wanted_new(claims, &new) {
                 let left = first_contacts_left(transaction, instance, cap, *now, wanted).await?;
@@ -555,17 +553,12 @@ impl PostgresLedger {
         }
         let mut allowed = BTreeMap::new();
         for (instance, wanted) in admitted.wanted(claims) {
-            let taken = match daily_cap {
-                Some(cap) => take_from_cap(transaction, instance, cap, *now, wanted).await?,
-                None => within_cap(0, None, wanted),
-            };
+            let taken = take_from_cap(transaction, instance, cap, *now, wanted).await?;
             allowed.insert(instance, taken);
         }
         let decided = admitted.grant(claims, allowed, *now);
-        if let Some(cap) = first_contacts_cap {
-            for (instance, made) in Admitted::first_contacts_made(claims, &new, &decided) {
-                count_first_contacts(transaction, instance, cap, *now, made).await?;
-            }
+        for (instance, made) in Admitted::first_contacts_made(claims, &new, &decided) {
+            count_first_contacts(transaction, instance, cap, *now, made).await?;
         }
         Ok(decided)
     }
@@ -1139,14 +1132,15 @@ async fn number_day(
             typed![&instance],
         )
         .await?;
-    let (first_day, kept_zone): (String, String) = (row.get(0), row.get(1));
-    if kept_zone.is_empty() && !cap.zone_name().is_empty() {
+    let (first_day, mut kept_zone): (String, String) = (row.get(0), row.get(1));
+    if let Some(zone) = zone_to_keep(&kept_zone, cap.zone_name(), instance) {
         transaction
             .execute_typed(
                 "UPDATE numbers SET timezone = $2 WHERE instance_id = $1",
-                typed![&instance, &cap.zone_name()],
+                typed![&instance, &zone],
             )
             .await?;
+        kept_zone = zone.to_string();
     }
     let cap = cap.in_zone(&kept_zone);
     let day = cap.day(at).to_string();
@@ -1247,24 +1241,46 @@ async fn count_first_contacts(
 }
 
 /// Which of the cards that go are first contacts: to a recipient their
-/// number never reached (as far as the ledger remembers).
+/// number never reached (as far as the ledger remembers), in one statement.
+/// A recipient met twice in one pass is a first contact once.
 async fn first_contacts(
     transaction: &Transaction<'_>,
     claims: &[Claim],
     admitted: &Admitted,
 ) -> Result<Vec<bool>, tokio_postgres::Error> {
     let mut new = vec![false; claims.len()];
-    for index in admitted.going().collect::<Vec<_>>() {
-        let claim = &claims[index];
-        let known: bool = transaction
-            .query_typed_one(
-                "SELECT EXISTS (SELECT 1 FROM sends WHERE recipient = $1 AND instance_id = $2
-                     AND fate IN ('LEAVING', 'SENT', 'UNKNOWN'))",
-                typed![&claim.to, &claim.instance_id],
-            )
-            .await?
-            .get(0);
-        new[index] = !known;
+    let mut asked = std::collections::HashSet::new();
+    let going: Vec<usize> = admitted
+        .going()
+        .filter(|index| {
+            let claim = &claims[*index];
+            asked.insert((claim.instance_id.as_str(), claim.to.as_str()))
+        })
+        .collect();
+    if going.is_empty() {
+        return Ok(new);
+    }
+    let recipients: Vec<&str> = going.iter().map(|i| claims[*i].to.as_str()).collect();
+    let instances: Vec<&str> = going
+        .iter()
+        .map(|i| claims[*i].instance_id.as_str())
+        .collect();
+    let never_reached = transaction
+        .query_typed(
+            &format!(
+                "SELECT u.i FROM unnest($1::text[], $2::text[])
+                     WITH ORDINALITY AS u(recipient, instance_id, i)
+                 WHERE NOT EXISTS (SELECT 1 FROM sends s WHERE s.recipient = u.recipient
+                     AND s.instance_id = u.instance_id AND s.{WENT})"
+            ),
+            typed![&recipients, &instances],
+        )
+        .await?;
+    for row in never_reached {
+        let ordinal = usize::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        if let Some(index) = ordinal.checked_sub(1).and_then(|at| going.get(at)) {
+            new[*index] = true;
+        }
     }
     Ok(new)
 }

@@ -17,9 +17,9 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::Store;
 use super::{
-    assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, Admitted,
-    CapTaken, Claim, Claimed, Found, LedgerError, LedgerStats, Lookup, NumberRecord, Passing,
-    Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION,
+    assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, zone_to_keep,
+    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerStats, Lookup, NumberRecord,
+    Passing, Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::admission::Rules;
 use crate::clock::Clock;
@@ -579,7 +579,9 @@ impl SqliteLedger {
     }
 
     /// Which claims of a pass go: admitted on their facts, then within the
-    /// first contacts and the daily cap each number has left, both counted.
+    /// first contacts and the daily cap each number has left. Both are
+    /// counted whether or not a cap is set: a run with a cap counts what
+    /// runs without one sent.
     fn decide(
         transaction: &Connection,
         passing: &Passing,
@@ -589,14 +591,12 @@ impl SqliteLedger {
             claims,
             rules,
             now,
-            daily_cap,
+            daily_cap: cap,
             ..
         } = passing;
         let mut admitted = Admitted::new(claims, facts, rules, *now);
-        let first_contacts_cap = daily_cap.as_ref().filter(|cap| cap.new_contacts.is_some());
-        let mut new = Vec::new();
-        if let Some(cap) = first_contacts_cap {
-            new = first_contacts(transaction, claims, &admitted)?;
+        let new = first_contacts(transaction, claims, &admitted)?;
+        if cap.new_contacts.is_some() {
             let mut allowed = BTreeMap::new();
             for (instance, wanted) in Admitted::wanted_new(claims, &new) {
                 let left = first_contacts_left(transaction, instance, cap, *now, wanted)?;
@@ -606,17 +606,12 @@ impl SqliteLedger {
         }
         let mut allowed = BTreeMap::new();
         for (instance, wanted) in admitted.wanted(claims) {
-            let taken = match daily_cap {
-                Some(cap) => take_from_cap(transaction, instance, cap, *now, wanted)?,
-                None => within_cap(0, None, wanted),
-            };
+            let taken = take_from_cap(transaction, instance, cap, *now, wanted)?;
             allowed.insert(instance, taken);
         }
         let decided = admitted.grant(claims, allowed, *now);
-        if let Some(cap) = first_contacts_cap {
-            for (instance, made) in Admitted::first_contacts_made(claims, &new, &decided) {
-                count_first_contacts(transaction, instance, cap, *now, made)?;
-            }
+        for (instance, made) in Admitted::first_contacts_made(claims, &new, &decided) {
+            count_first_contacts(transaction, instance, cap, *now, made)?;
         }
         Ok(decided)
     }
@@ -926,13 +921,14 @@ fn number_day(
              ON CONFLICT (instance_id) DO NOTHING",
         )?
         .execute(params![instance, cap.day(at).to_string(), cap.zone_name()])?;
-    let (first_day, kept_zone): (String, String) = connection
+    let (first_day, mut kept_zone): (String, String) = connection
         .prepare_cached("SELECT first_day, timezone FROM numbers WHERE instance_id = ?1")?
         .query_row(params![instance], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    if kept_zone.is_empty() && !cap.zone_name().is_empty() {
+    if let Some(zone) = zone_to_keep(&kept_zone, cap.zone_name(), instance) {
         connection
             .prepare_cached("UPDATE numbers SET timezone = ?2 WHERE instance_id = ?1")?
-            .execute(params![instance, cap.zone_name()])?;
+            .execute(params![instance, zone])?;
+        kept_zone = zone.to_string();
     }
     let cap = cap.in_zone(&kept_zone);
     let day = cap.day(at).to_string();
@@ -1389,7 +1385,7 @@ mod tests {
             }],
             rules: crate::admission::Rules::default(),
             now: i64::try_from(noon.as_nanosecond()).unwrap(),
-            daily_cap: Some(cap.clone()),
+            daily_cap: cap.clone(),
         };
         match &ledger.pass("c", passing).await.unwrap()[..] {
             [Claimed::Granted { .. }] => true,

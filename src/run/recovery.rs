@@ -111,7 +111,7 @@ async fn settle_answered(
             claims: Vec::new(),
             rules: Rules::default(),
             now: ledger.clock().now_nanos(),
-            daily_cap: None,
+            daily_cap: Default::default(),
         };
         ledger.pass(campaign, passing).await?;
     }

@@ -19,6 +19,18 @@ pub struct DailyCap {
     pub timezone: TimeZone,
 }
 
+/// Days counted in UTC, with no cap.
+impl Default for DailyCap {
+    fn default() -> Self {
+        DailyCap {
+            cap: None,
+            warmup: Vec::new(),
+            new_contacts: None,
+            timezone: TimeZone::UTC,
+        }
+    }
+}
+
 impl DailyCap {
     /// The cap of a number's day of sending `day_index` (0 for its first).
     pub fn cap_on(&self, day_index: i64) -> Option<u64> {
@@ -51,6 +63,11 @@ impl DailyCap {
     /// ('' for a zone without an IANA name, which the next run names).
     pub fn zone_name(&self) -> &str {
         self.timezone.iana_name().unwrap_or("")
+    }
+
+    /// Whether any cap is set: without one, the days are only counted.
+    pub fn caps(&self) -> bool {
+        self.cap.is_some() || !self.warmup.is_empty() || self.new_contacts.is_some()
     }
 
     /// When the day after `now`'s begins: a capped number sends again.

@@ -122,28 +122,92 @@ impl ScheduleSettings {
         })
     }
 
-    /// The daily cap, when one (or a warm-up) is set.
-    pub fn daily_cap(&self) -> Option<DailyCap> {
-        let counted = self.daily_cap.is_some()
-            || !self.warmup.is_empty()
-            || self.daily_new_contacts.is_some();
-        counted.then(|| DailyCap {
+    /// Each number's day and its caps: the counts are kept by every run
+    /// that sends, whether or not it sets a cap (a run with a cap counts
+    /// what the others sent).
+    pub fn daily_cap(&self) -> DailyCap {
+        DailyCap {
             cap: self.daily_cap,
             warmup: self.warmup.clone(),
             new_contacts: self.daily_new_contacts,
             timezone: self.time_zone(),
-        })
+        }
     }
 }
 
-/// The machine's own time zone, from `/etc/localtime`, else UTC. Not the
-/// `TZ` of whoever started the run: two cron lines with different `TZ` must
-/// count one day, or a daily cap would allow twice its number.
+/// The machine's own time zone, by its IANA name, found once: the ledger
+/// keeps each number's zone by that name, the same on every machine. Not
+/// the `TZ` of whoever started the run: two cron lines with different `TZ`
+/// must count one day, or a daily cap would allow twice its number. No
+/// `/etc/localtime` is UTC, as for the C library.
 fn machine_zone() -> TimeZone {
-    std::fs::read("/etc/localtime")
+    static ZONE: std::sync::OnceLock<TimeZone> = std::sync::OnceLock::new();
+    ZONE.get_or_init(|| machine_zone_at(std::path::Path::new("/etc")))
+        .clone()
+}
+
+/// The zone `etc/localtime` sets: by the name its link names
+/// (`…/zoneinfo/America/Sao_Paulo`), else `etc/timezone`'s (Debian), else
+/// the name of the system's zone file it is a copy of; a zone no name is
+/// found for keeps its rules, unnamed (the ledger then keeps no zone for
+/// it, and says so).
+fn machine_zone_at(etc: &std::path::Path) -> TimeZone {
+    let localtime = etc.join("localtime");
+    let linked = std::fs::read_link(&localtime)
         .ok()
-        .and_then(|data| TimeZone::tzif("localtime", &data).ok())
-        .unwrap_or(TimeZone::UTC)
+        .and_then(|target| name_after_zoneinfo(&target));
+    let named = || {
+        let text = std::fs::read_to_string(etc.join("timezone")).ok()?;
+        Some(text.trim().to_string())
+    };
+    if let Some(zone) = linked
+        .or_else(named)
+        .and_then(|name| TimeZone::get(&name).ok())
+    {
+        return zone;
+    }
+    let Ok(data) = std::fs::read(&localtime) else {
+        return TimeZone::UTC;
+    };
+    if let Some(zone) = copy_of_a_system_zone(&data) {
+        return zone;
+    }
+    tracing::warn!(
+        "the machine's time zone ({}) has no name this tool can find: set schedule.timezone \
+         (say \"America/Sao_Paulo\"), or each machine sharing the ledger may count a number's \
+         day in its own zone",
+        localtime.display()
+    );
+    TimeZone::tzif("", &data).unwrap_or(TimeZone::UTC)
+}
+
+/// `America/Sao_Paulo` from a path such as
+/// `/usr/share/zoneinfo/America/Sao_Paulo` (or `../usr/share/zoneinfo/…`).
+fn name_after_zoneinfo(target: &std::path::Path) -> Option<String> {
+    let text = target.to_str()?;
+    let (_, name) = text.rsplit_once("zoneinfo/")?;
+    // posix/ and right/ hold the same zones under the same names.
+    let name = name
+        .strip_prefix("posix/")
+        .or_else(|| name.strip_prefix("right/"))
+        .unwrap_or(name);
+    Some(name.to_string())
+}
+
+/// The system zone whose file holds the same bytes as `data`, from the
+/// names jiff knows, looked up in `/usr/share/zoneinfo`.
+fn copy_of_a_system_zone(data: &[u8]) -> Option<TimeZone> {
+    let zoneinfo = std::path::Path::new("/usr/share/zoneinfo");
+    let mut names: Vec<String> = jiff::tz::db()
+        .available()
+        .map(|name| name.to_string())
+        .collect();
+    // Canonical names (`America/Sao_Paulo`) before links (`Brazil/East`).
+    names.sort_by_key(|name| (!name.contains('/'), name.starts_with("Etc/"), name.clone()));
+    names
+        .iter()
+        .find(|name| std::fs::read(zoneinfo.join(name)).is_ok_and(|file| file == data))
+        .and_then(|name| TimeZone::get(name).ok())
 }
 
 /// `7d`, `12h`, `30m` or `45s`: a cooldown.
@@ -209,5 +273,26 @@ mod tests {
         ] {
             assert!(parse_span(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_machine_s_zone_is_found_by_its_name() {
+        let etc = tempfile::tempdir().unwrap();
+        let name_of = |etc: &std::path::Path| machine_zone_at(etc).iana_name().map(String::from);
+        assert_eq!(name_of(etc.path()).as_deref(), Some("UTC"), "no localtime");
+
+        let link = etc.path().join("localtime");
+        std::os::unix::fs::symlink("../usr/share/zoneinfo/America/Sao_Paulo", &link).unwrap();
+        assert_eq!(name_of(etc.path()).as_deref(), Some("America/Sao_Paulo"));
+
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink("/usr/share/zoneinfo/posix/Asia/Tokyo", &link).unwrap();
+        assert_eq!(name_of(etc.path()).as_deref(), Some("Asia/Tokyo"));
+
+        // A link that names nothing known, and Debian's /etc/timezone.
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink("/nowhere/localtime", &link).unwrap();
+        std::fs::write(etc.path().join("timezone"), "Europe/Lisbon\n").unwrap();
+        assert_eq!(name_of(etc.path()).as_deref(), Some("Europe/Lisbon"));
     }
 }

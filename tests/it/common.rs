@@ -377,6 +377,44 @@ impl Workspace {
         command
     }
 
+    /// Runs the binary here with the test key, as [`Workspace::run`] does,
+    /// on a machine whose own time zone is `zone` (`Etc/GMT+12`): in a
+    /// mount namespace of its own, `/etc` is this machine's (a link to each
+    /// of its entries) but for `localtime`, which links to `zone`'s file, as
+    /// `timedatectl set-timezone` leaves it. `unshare` (util-linux) makes the
+    /// namespace.
+    pub async fn run_on_a_machine_in(&self, zone: &str, args: &[&str]) -> Output {
+        let script = r#"set -eu
+            zone=$1; shift
+            real=$(mktemp -d); fake=$(mktemp -d)
+            mount --bind /etc "$real"
+            for entry in "$real"/* "$real"/.[!.]*; do
+                if [ -e "$entry" ] || [ -L "$entry" ]; then ln -s "$entry" "$fake/"; fi
+            done
+            rm -f "$fake/localtime" "$fake/timezone"
+            ln -s "/usr/share/zoneinfo/$zone" "$fake/localtime"
+            mount --bind "$fake" /etc
+            exec "$@""#;
+        let mut command = self.sealed("/usr/bin/unshare");
+        command
+            .args([
+                "--mount",
+                "--map-root-user",
+                "/bin/sh",
+                "-c",
+                script,
+                "sh",
+                zone,
+            ])
+            .arg(env!("CARGO_BIN_EXE_interacto-bulk"))
+            .args(args)
+            .env("PATH", "/usr/bin:/bin")
+            .env("TMPDIR", self.path(""))
+            .env("NO_COLOR", "1")
+            .env("INTERACTO_API_KEY", API_KEY);
+        finish(command).await
+    }
+
     /// Runs `send campaign.csv --config <config>` with `extra` flags.
     pub async fn send(&self, config: impl AsRef<Path>, extra: &[&str]) -> Output {
         let config = config.as_ref().to_str().expect("test paths are UTF-8");

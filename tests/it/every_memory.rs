@@ -13,6 +13,9 @@ on_both_stores!(
     a_ledger_restored_from_a_backup_sends_nothing_the_results_file_shows_sent,
     a_new_ledger_after_a_trial_run_takes_what_the_results_file_shows_sent,
     a_run_whose_clock_is_a_year_ahead_prunes_nothing_the_others_need,
+    counts_are_kept_by_every_run_that_sends_cap_or_not,
+    machines_fourteen_hours_apart_with_no_zone_set_share_one_cap,
+    a_number_counted_in_localtime_by_the_release_before_is_given_a_zone_s_name,
 );
 
 /// A day and an hour later, for the binary's clock.
@@ -217,4 +220,116 @@ async fn a_prune_below_the_cooldown_is_refused_as_the_key_is() {
     assert_eq!(server.accepted(), 2, "{}", stderr(&output));
     let results = work.results("next.results.csv");
     assert_eq!(common::count(&results, "DEFERRED"), 2, "{results:?}");
+}
+
+/// What `numbers --json` says of the first number, with `config`.
+async fn first_number(work: &Workspace, config: &str) -> serde_json::Value {
+    let output = work
+        .run_with_env(&["numbers", "--json", "--config", config], &[])
+        .await;
+    assert_exit!(output, 0);
+    let numbers: serde_json::Value = serde_json::from_str(&common::stdout(&output)).unwrap();
+    numbers[0].clone()
+}
+
+async fn counts_are_kept_by_every_run_that_sends_cap_or_not(store: Store) {
+    let (server, work, settings) = common::on_store(store).await;
+    let uncapped = work.config(&settings);
+    work.write("first.csv", &common::campaign_from(0, 5));
+    work.ok(&["send", "first.csv", "--config", &uncapped]).await;
+    let number = first_number(&work, &uncapped).await;
+    assert_eq!(number["sent_today"], 5, "{number}");
+    assert_eq!(number["first_contacts_today"], 5, "{number}");
+    assert!(number["first_day"].is_string(), "{number}");
+
+    // A run with a limit of 8 first contacts a day counts the 5 made.
+    let limited = work.config(&settings.set("schedule.daily_new_contacts", "8"));
+    work.write("second.csv", &common::campaign_from(5, 5));
+    let output = work
+        .run(&["send", "second.csv", "--config", &limited])
+        .await;
+
+    assert_exit!(output, 5);
+    assert_eq!(server.accepted(), 5 + 3, "{}", stderr(&output));
+    let results = work.results("second.results.csv");
+    assert_eq!(common::count(&results, "DEFERRED"), 2, "{results:?}");
+    let number = first_number(&work, &limited).await;
+    assert_eq!(number["first_contacts_today"], 8, "{number}");
+    assert_eq!(number["sent_today"], 8, "{number}");
+}
+
+async fn machines_fourteen_hours_apart_with_no_zone_set_share_one_cap(store: Store) {
+    let (server, work, settings) = common::on_store(store).await;
+    // No schedule.timezone: each machine's own zone, which the ledger
+    // keeps by name for the number the first time one counts it.
+    let config = work.config(&settings.set("schedule.daily_cap", "5"));
+    work.write("first.csv", &common::campaign_from(0, 10));
+    work.write("second.csv", &common::campaign_from(10, 10));
+    let send = |file| ["send", file, "--config", &config];
+
+    let first = work
+        .run_on_a_machine_in("Etc/GMT+12", &send("first.csv"))
+        .await;
+    let second = work
+        .run_on_a_machine_in("Etc/GMT-14", &send("second.csv"))
+        .await;
+
+    assert_exit!(first, 5);
+    assert_exit!(second, 5);
+    assert_eq!(server.accepted(), 5, "one cap for the number's one day");
+    let number = first_number(&work, &config).await;
+    assert_eq!(number["timezone"], "Etc/GMT+12", "{number}");
+}
+
+/// A ledger the release before wrote (schema 16, commit fe4dab9), on
+/// `store`: campaign `promoção` named in NFD after its file, three cards
+/// sent through `fixture-number` under `daily_cap = 50` on 2026-12-07 at
+/// 21:09 UTC, with no schedule.timezone (the number's zone kept as
+/// `localtime`). Returns its URL.
+pub async fn the_release_before_s_ledger(store: Store, work: &Workspace) -> String {
+    match store {
+        Store::Sqlite => {
+            let path = work.path("ledger.db");
+            std::fs::write(&path, include_bytes!("../fixtures/ledger-v16.db")).unwrap();
+            format!("sqlite://{}", path.display())
+        }
+        Store::Postgres => {
+            let url = pg::database().await;
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            let dump = include_str!("../fixtures/ledger-v16.pg.sql");
+            client.batch_execute(dump).await.unwrap();
+            url
+        }
+    }
+}
+
+async fn a_number_counted_in_localtime_by_the_release_before_is_given_a_zone_s_name(store: Store) {
+    let (server, work, settings) = common::against(Default::default()).await;
+    let url = the_release_before_s_ledger(store, &work).await;
+    let config = work.config(
+        &settings
+            .ledger(&url)
+            .set("api.instance_id", "\"fixture-number\"")
+            .set("schedule.daily_cap", "50"),
+    );
+    work.write("campaign.csv", &common::campaign(2));
+
+    let output = work
+        .run_on_a_machine_in(
+            "America/Sao_Paulo",
+            &["send", "campaign.csv", "--config", &config],
+        )
+        .await;
+
+    assert_exit!(output, 0);
+    assert_eq!(server.accepted(), 2);
+    assert_has(
+        &stderr(&output),
+        "counted this number's days in `localtime`",
+    );
+    let number = first_number(&work, &config).await;
+    assert_eq!(number["timezone"], "America/Sao_Paulo", "{number}");
 }
