@@ -66,8 +66,11 @@ pub fn admit(facts: Facts, rules: &Rules, now: i64) -> Admission {
     let mut resending = false;
     if let Some(earlier) = remembered {
         // A card another run may still be sending is not resent: its
-        // answer may yet come.
-        let until = earlier.left_at.saturating_add(rules.in_flight_at_most);
+        // answer may yet come. How long is that run's to say.
+        let until = match earlier.in_flight_until {
+            0 => earlier.left_at.saturating_add(rules.in_flight_at_most),
+            until => until,
+        };
         match earlier.fate {
             Fate::Sent => return Admission::Held(Cause::SentEarlier(earlier)),
             Fate::Unknown if rules.resend_unknown => resending = true,
@@ -170,6 +173,7 @@ mod tests {
             attempts: 1,
             left_at,
             finished_at: left_at,
+            in_flight_until: 0,
         })
     }
 
@@ -249,6 +253,30 @@ mod tests {
         );
         assert_eq!(
             admit(leaving(NOW - 2 * HOUR), &rules, NOW),
+            Admission::Goes { resending: true }
+        );
+    }
+
+    #[test]
+    fn a_card_in_flight_is_judged_by_the_bound_its_own_run_recorded() {
+        // This run would give up on a card after a minute; the run that let
+        // it out said it may send it for an hour.
+        let rules = Rules {
+            resend_unknown: true,
+            in_flight_at_most: HOUR / 60,
+            ..rules()
+        };
+        let mut facts = Facts {
+            remembered: remembered(Fate::Leaving, NOW - HOUR / 2),
+            ..Facts::default()
+        };
+        facts.remembered.as_mut().unwrap().in_flight_until = NOW + HOUR / 2;
+        assert_eq!(
+            held_status(&admit(facts.clone(), &rules, NOW)),
+            Some(crate::types::Status::Unknown)
+        );
+        assert_eq!(
+            admit(facts, &rules, NOW + HOUR),
             Admission::Goes { resending: true }
         );
     }

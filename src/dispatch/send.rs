@@ -97,6 +97,7 @@ fn answer_of(outcome: &Outcome, granted: Granted) -> Option<Remembered> {
         attempts: outcome.attempts,
         left_at: granted.left_at,
         finished_at: nanos_of(outcome.finished_at),
+        in_flight_until: 0,
     })
 }
 

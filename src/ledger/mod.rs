@@ -602,6 +602,11 @@ const MIGRATIONS: &[&str] = &[
     // 16: each number's first contacts a day (schedule.daily_new_contacts):
     //     cards to recipients it never reached before.
     "ALTER TABLE daily_counts ADD COLUMN new_contacts BIGINT NOT NULL DEFAULT 0",
+    // 17: until when the run that let a card out may still send it (its own
+    //     retries, waits and timeouts), nanoseconds since 1970; 0 where no
+    //     run said. Another run judges the card in doubt by it, not by its
+    //     own settings.
+    "ALTER TABLE sends ADD COLUMN in_flight_until BIGINT NOT NULL DEFAULT 0",
 ];
 
 /// The schema this build writes. `ledger_version` holds it, one row, for

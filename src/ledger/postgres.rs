@@ -461,7 +461,8 @@ impl PostgresLedger {
         let decided = Self::decide(&transaction, &passing, facts)
             .await
             .map_err(failed)?;
-        record(&transaction, campaign, &passing.claims, &decided)
+        let in_flight = passing.rules.in_flight_at_most;
+        record(&transaction, campaign, &passing.claims, &decided, in_flight)
             .await
             .map_err(failed)?;
         transaction.commit().await.map_err(failed)?;
@@ -860,7 +861,7 @@ const SERVER_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000)::
 
 /// The columns of a row of `sends`, in [`found_from`]'s order.
 const SENDS: &str = "recipient, card_phone, campaign, key, fate, instance_id, message_id, \
-                     api_status, http_status, attempts, left_at, finished_at";
+                     api_status, http_status, attempts, left_at, finished_at, in_flight_until";
 
 /// A row of `sends` from its [`SENDS`] columns, from column `first` on.
 fn found_from(row: &Row, first: usize) -> Found {
@@ -881,6 +882,7 @@ fn found_from(row: &Row, first: usize) -> Found {
             attempts: u32::try_from(row.get::<_, i64>(first + 9)).unwrap_or(u32::MAX),
             left_at: row.get(first + 10),
             finished_at: row.get(first + 11),
+            in_flight_until: row.get(first + 12),
         },
     }
 }
@@ -1286,13 +1288,14 @@ async fn first_contacts(
 }
 
 /// Records what a pass decided: the cards let out are their campaign's
-/// `Leaving` rows; repeats are remembered, so that the campaign never tries
-/// them again.
+/// `Leaving` rows, in flight for at most `in_flight` nanoseconds; repeats
+/// are remembered, so that the campaign never tries them again.
 async fn record(
     transaction: &Transaction<'_>,
     campaign: &str,
     claims: &[Claim],
     decided: &[Claimed],
+    in_flight: i64,
 ) -> Result<(), tokio_postgres::Error> {
     let mut leaving: Vec<&Claim> = Vec::new();
     let mut left_at = 0;
@@ -1342,16 +1345,26 @@ async fn record(
         transaction
             .execute_typed(
                 "INSERT INTO sends (recipient, card_phone, campaign, key, fate, instance_id,
-                     message_id, api_status, http_status, attempts, left_at, finished_at)
+                     message_id, api_status, http_status, attempts, left_at, finished_at,
+                     in_flight_until)
                  SELECT u.recipient, u.card_phone, $1, u.key, 'LEAVING', u.instance_id, '', '',
-                     NULL, 0, $6, 0
+                     NULL, 0, $6, 0, $7
                  FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
                      AS u(recipient, card_phone, key, instance_id)
                  ON CONFLICT (recipient, card_phone, campaign, key) DO UPDATE SET
                      fate = 'LEAVING', instance_id = excluded.instance_id, message_id = '',
                      api_status = '', http_status = NULL, attempts = 0,
-                     left_at = excluded.left_at, finished_at = 0",
-                typed![&campaign, &recipients, &phones, &keys, &instances, &left_at],
+                     left_at = excluded.left_at, finished_at = 0,
+                     in_flight_until = excluded.in_flight_until",
+                typed![
+                    &campaign,
+                    &recipients,
+                    &phones,
+                    &keys,
+                    &instances,
+                    &left_at,
+                    &left_at.saturating_add(in_flight)
+                ],
             )
             .await?;
     }

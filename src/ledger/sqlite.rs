@@ -33,7 +33,7 @@ use crate::types::{AsRead, Cause, Facts, Fate, HoldKind, NumberHold, Remembered,
 macro_rules! sends {
     () => {
         "recipient, card_phone, campaign, key, fate, instance_id, message_id, api_status, \
-         http_status, attempts, left_at, finished_at"
+         http_status, attempts, left_at, finished_at, in_flight_until"
     };
 }
 
@@ -361,8 +361,9 @@ impl Store for SqliteLedger {
             }
             let facts = Self::facts_of_claims(&transaction, &campaign, &passing, epoch)?;
             let decided = Self::decide(&transaction, &passing, facts)?;
+            let in_flight = passing.rules.in_flight_at_most;
             for (claim, claimed) in passing.claims.iter().zip(&decided) {
-                record(&transaction, &campaign, claim, claimed)?;
+                record(&transaction, &campaign, claim, claimed, in_flight)?;
             }
             transaction.commit()?;
             Ok(decided)
@@ -728,6 +729,7 @@ fn found_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Found> {
             attempts: u32::try_from(row.get::<_, i64>(first + 9)?).unwrap_or(u32::MAX),
             left_at: row.get(first + 10)?,
             finished_at: row.get(first + 11)?,
+            in_flight_until: row.get(first + 12)?,
         },
     })
 }
@@ -1070,13 +1072,14 @@ fn first_contacts(
 }
 
 /// Records what a pass decided of one claim: a card let out is its
-/// campaign's `Leaving` row; a repeat is remembered, so that the campaign
-/// never tries it again.
+/// campaign's `Leaving` row, in flight for at most `in_flight` nanoseconds;
+/// a repeat is remembered, so that the campaign never tries it again.
 fn record(
     connection: &Connection,
     campaign: &str,
     claim: &Claim,
     claimed: &Claimed,
+    in_flight: i64,
 ) -> rusqlite::Result<()> {
     match claimed {
         Claimed::Granted { left_at, .. } => {
@@ -1094,12 +1097,14 @@ fn record(
             connection
                 .prepare_cached(
                     "INSERT INTO sends (recipient, card_phone, campaign, key, fate, instance_id,
-                         message_id, api_status, http_status, attempts, left_at, finished_at)
-                     VALUES (?1, ?2, ?3, ?4, 'LEAVING', ?5, '', '', NULL, 0, ?6, 0)
+                         message_id, api_status, http_status, attempts, left_at, finished_at,
+                         in_flight_until)
+                     VALUES (?1, ?2, ?3, ?4, 'LEAVING', ?5, '', '', NULL, 0, ?6, 0, ?7)
                      ON CONFLICT (recipient, card_phone, campaign, key) DO UPDATE SET
                          fate = 'LEAVING', instance_id = excluded.instance_id, message_id = '',
                          api_status = '', http_status = NULL, attempts = 0,
-                         left_at = excluded.left_at, finished_at = 0",
+                         left_at = excluded.left_at, finished_at = 0,
+                         in_flight_until = excluded.in_flight_until",
                 )?
                 .execute(params![
                     claim.to,
@@ -1107,7 +1112,8 @@ fn record(
                     campaign,
                     stored,
                     claim.instance_id,
-                    left_at
+                    left_at,
+                    left_at.saturating_add(in_flight)
                 ])?;
         }
         Claimed::Held(Cause::SameCard { at }) => {

@@ -405,6 +405,7 @@ fn remembered(line: &EarlierLine, fate: Fate, left_at: i64) -> Remembered {
         attempts: line.attempts,
         left_at,
         finished_at: line.finished_at.map_or(left_at, nanos_of),
+        in_flight_until: 0,
     }
 }
 
@@ -428,6 +429,7 @@ fn in_doubt_since_upgrade(key: &str, now: i64) -> Remembered {
         attempts: 1,
         left_at: now,
         finished_at: now,
+        in_flight_until: 0,
     }
 }
 

@@ -67,6 +67,10 @@ pub struct Remembered {
     pub left_at: i64,
     /// When its answer came (0 while `Leaving`).
     pub finished_at: i64,
+    /// While `Leaving`: until when the run that let it out may still send
+    /// it, by that run's own retries, waits and timeouts (nanoseconds
+    /// since 1970); 0 where no run said (an earlier version's record).
+    pub in_flight_until: i64,
 }
 
 impl Remembered {
@@ -84,6 +88,7 @@ impl Remembered {
             attempts: 0,
             left_at: at,
             finished_at: at,
+            in_flight_until: 0,
         }
     }
 }

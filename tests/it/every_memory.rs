@@ -333,3 +333,78 @@ async fn a_number_counted_in_localtime_by_the_release_before_is_given_a_zone_s_n
     let number = first_number(&work, &config).await;
     assert_eq!(number["timezone"], "America/Sao_Paulo", "{number}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_another_run_is_retrying_is_not_resent_by_a_run_with_shorter_settings() {
+    // The API throttles the first try (Retry-After: 5 s), then accepts.
+    let api = wiremock::MockServer::start().await;
+    let throttled = wiremock::ResponseTemplate::new(429)
+        .insert_header("Retry-After", "5")
+        .set_body_json(serde_json::json!({"statusCode": 429, "message": "slow down"}));
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(throttled)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&api)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(common::accepted("m-1"))
+        .mount(&api)
+        .await;
+    let work = Workspace::new();
+    let ledger = work.fresh_ledger("ledger");
+    let patient = Config::fast(&api.uri())
+        .ledger(&ledger)
+        .set("retry.max_backoff", "10");
+    // Machine B's own config: one try, a second's timeout.
+    let hasty = patient
+        .clone()
+        .set("retry.max_attempts", "1")
+        .set("retry.max_backoff", "0.05")
+        .set("api.timeout", "1");
+    let (patient, hasty) = (work.config(&patient), work.config(&hasty));
+    work.write("campaign.csv", &common::campaign(1));
+
+    // Machine A sends, is told to wait, and waits to try again.
+    let a = work.spawn(&[
+        "send",
+        "campaign.csv",
+        "--config",
+        &patient,
+        "--out",
+        "a.csv",
+    ]);
+    common::wait_until("machine A's first try", || async {
+        api.received_requests().await.unwrap_or_default().len() == 1
+    })
+    .await;
+    // Machine B, its clock a few seconds on (past what its own settings
+    // would allow a card in flight), sends the cards in doubt again.
+    let b = work
+        .run_later(
+            "+3s",
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                &hasty,
+                "--out",
+                "b.csv",
+                "--resume",
+                "--resend-unknown",
+            ],
+        )
+        .await;
+    let a = common::ended(a).await;
+
+    assert_exit!(a, 0);
+    assert_exit!(b, 1);
+    let requests = api.received_requests().await.unwrap();
+    assert_eq!(
+        requests.len(),
+        2,
+        "A's two tries, and nothing from B: {}",
+        stderr(&b)
+    );
+    assert_eq!(common::count(&work.results("b.csv"), "UNKNOWN"), 1);
+}
