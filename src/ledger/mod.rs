@@ -28,7 +28,7 @@ use crate::pacing::{Booking, Pace};
 use crate::schedule::DailyCap;
 use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, NumberHold, Remembered, Suppression};
 
-pub use settings::{Keep, LedgerSettings, LedgerUrl};
+pub use settings::{Keep, LedgerSettings, LedgerUrl, UrlOrigin};
 
 /// The ledger of a run: the shared one, or a throwaway one for rehearsals.
 pub struct Ledger {
