@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{self, ApiKey, ApiSettings};
 use crate::campaign::CampaignSettings;
-use crate::ledger::LedgerSettings;
+use crate::ledger::{LedgerSettings, UrlOrigin};
 use crate::pacing::{PacingSettings, Rate};
 use crate::results::ResultsSettings;
 use crate::retry::RetrySettings;
@@ -231,10 +231,15 @@ impl Settings {
         }
         let deserializer = toml::de::Deserializer::parse(text)
             .map_err(|error| file_error(error, String::new()))?;
-        serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let key = error.path().to_string();
-            file_error(error.into_inner(), key)
-        })
+        let mut settings: Settings =
+            serde_path_to_error::deserialize(deserializer).map_err(|error| {
+                let key = error.path().to_string();
+                file_error(error.into_inner(), key)
+            })?;
+        if settings.ledger.url.is_some() {
+            settings.ledger.url_origin = UrlOrigin::ConfigFile(PathBuf::from(path));
+        }
+        Ok(settings)
     }
 
     fn override_with(&mut self, env: Environment, flags: Overrides) -> Result<(), InvalidSetting> {
@@ -271,11 +276,13 @@ impl Settings {
                 .parse()
                 .map_err(|problem| invalid("--ledger", problem))?;
             self.ledger.url = Some(url);
+            self.ledger.url_origin = UrlOrigin::Flag;
         } else if let Some(url) = env.ledger_url {
             let url = url
                 .parse()
                 .map_err(|problem| invalid("INTERACTO_LEDGER_URL", problem))?;
             self.ledger.url = Some(url);
+            self.ledger.url_origin = UrlOrigin::Environment;
         }
         Ok(())
     }
@@ -526,6 +533,11 @@ mod tests {
             from_env.ledger.url.unwrap().to_string(),
             "sqlite:///env/ledger.db"
         );
+        assert_eq!(from_env.ledger.url_origin, UrlOrigin::Environment);
+        assert_eq!(
+            file.ledger.url_origin,
+            UrlOrigin::ConfigFile(PathBuf::from("test.toml"))
+        );
         let flags = Overrides {
             ledger: Some("sqlite:///flag/ledger.db".parse().unwrap()),
             ..Overrides::default()
@@ -535,6 +547,9 @@ mod tests {
             from_flag.ledger.url.unwrap().to_string(),
             "sqlite:///flag/ledger.db"
         );
+        assert_eq!(from_flag.ledger.url_origin, UrlOrigin::Flag);
+        let nothing_set = parse("").unwrap();
+        assert_eq!(nothing_set.ledger.url_origin, UrlOrigin::Default);
         let error = parse("[ledger]\nurl = \"mysql://x\"\n")
             .unwrap_err()
             .to_string();

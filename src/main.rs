@@ -12,6 +12,7 @@ use interacto_bulk::cli::{
     Cli, Command, ConfigAction, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersAction,
     NumbersArgs, PacingArgs, ReportArgs, RunArgs, SendArgs, SummaryFormat, SuppressArgs,
 };
+use interacto_bulk::commands::IfNew;
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
 use interacto_bulk::report::page::Lang;
@@ -148,7 +149,7 @@ async fn write_report(args: ReportArgs) -> Result<ExitCode, RunError> {
     let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
     // What the ledger knows of the numbers now, when it is named.
     let numbers = match with_ledger {
-        true => interacto_bulk::commands::numbers(&settings).await?,
+        true => interacto_bulk::commands::numbers(&settings, IfNew::RefuseOnly).await?,
         false => Vec::new(),
     };
     let lang = match args.lang.as_deref() {
@@ -406,7 +407,8 @@ fn run_request(args: &RunArgs, mode: &Mode, results_gate: WriteGate) -> RunReque
 /// cannot be written is said, and the run's exit stands.
 async fn write_campaign_report(results_path: &Path, page: &Path, settings: &Settings) {
     let lang = Lang::from_env(std::env::var("LANG").ok().as_deref());
-    let numbers = interacto_bulk::commands::numbers(settings)
+    // The send made the ledger, if it was not there.
+    let numbers = interacto_bulk::commands::numbers(settings, IfNew::RefuseOnly)
         .await
         .unwrap_or_default();
     match interacto_bulk::report::page::write_report(results_path, page, lang, settings, numbers) {
@@ -433,6 +435,7 @@ fn ledger_settings(
 
 async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
     let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
+    let if_new = IfNew::create(args.create);
     match args.action {
         Some(NumbersAction::Pause {
             instance,
@@ -444,19 +447,21 @@ async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
                 &instance,
                 &reason,
                 until.as_deref(),
+                if_new,
             )
             .await?;
             print_out(&format!("{said}\n"));
             return Ok(());
         }
         Some(NumbersAction::Resume { instance }) => {
-            let said = interacto_bulk::commands::resume_number(&settings, &instance).await?;
+            let said =
+                interacto_bulk::commands::resume_number(&settings, &instance, if_new).await?;
             print_out(&format!("{said}\n"));
             return Ok(());
         }
         None => {}
     }
-    let numbers = interacto_bulk::commands::numbers(&settings).await?;
+    let numbers = interacto_bulk::commands::numbers(&settings, if_new).await?;
     match args.json {
         true => print_out(&format!(
             "{}\n",
@@ -469,14 +474,18 @@ async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
 
 async fn keep_ledger(args: LedgerArgs) -> Result<ExitCode, RunError> {
     let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
-    let (text, exit) = interacto_bulk::commands::keep_ledger(&settings, args.action.into()).await?;
+    let if_new = IfNew::create(args.create);
+    let (text, exit) =
+        interacto_bulk::commands::keep_ledger(&settings, args.action.into(), if_new).await?;
     print_out(&text);
     Ok(exit)
 }
 
 async fn suppress(args: SuppressArgs) -> Result<ExitCode, RunError> {
     let settings = ledger_settings(args.config.as_deref(), args.ledger)?;
-    let (text, exit) = interacto_bulk::commands::suppress(&settings, args.action.into()).await?;
+    let if_new = IfNew::create(args.create);
+    let (text, exit) =
+        interacto_bulk::commands::suppress(&settings, args.action.into(), if_new).await?;
     print_out(&text);
     Ok(exit)
 }

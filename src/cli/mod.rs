@@ -126,6 +126,11 @@ pub struct SuppressArgs {
     /// line shows in `ps`]
     #[arg(long, value_name = "URL", global = true)]
     pub ledger: Option<String>,
+
+    /// If there is no ledger yet where the URL points, start a new, empty one; without it the
+    /// command refuses (exit 2) and creates nothing (`send` and `validate` start theirs unasked)
+    #[arg(long, global = true)]
+    pub create: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +178,11 @@ pub struct LedgerArgs {
     /// line shows in `ps`]
     #[arg(long, value_name = "URL", global = true)]
     pub ledger: Option<String>,
+
+    /// If there is no ledger yet where the URL points, start a new, empty one; without it the
+    /// command refuses (exit 2) and creates nothing (`send` and `validate` start theirs unasked)
+    #[arg(long, global = true)]
+    pub create: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,6 +249,11 @@ pub struct NumbersArgs {
     /// line shows in `ps`]
     #[arg(long, value_name = "URL", global = true)]
     pub ledger: Option<String>,
+
+    /// If there is no ledger yet where the URL points, start a new, empty one; without it the
+    /// command refuses (exit 2) and creates nothing (`send` and `validate` start theirs unasked)
+    #[arg(long, global = true)]
+    pub create: bool,
 
     /// One JSON array on stdout instead of a line a number
     #[arg(long)]

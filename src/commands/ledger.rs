@@ -4,14 +4,12 @@
 
 use std::path::PathBuf;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::clock::Clock;
 use crate::config::Settings;
 use crate::exit::{ExitCode, RunError};
-use crate::ledger::{Keep, Ledger, LedgerStats, Pruned};
+use crate::ledger::{Keep, LedgerStats, Pruned};
 
 use super::suppress::{normalised, read_phones, unread_text};
+use super::{open_ledger, IfNew};
 
 /// What `ledger` is asked to do.
 #[derive(Debug, Clone)]
@@ -28,13 +26,14 @@ pub enum LedgerTask {
     },
 }
 
-/// Carries out `task`; returns what to print on stdout and the exit code.
+/// Carries out `task` on the ledger `settings` name (`if_new`: when it is
+/// not there yet); returns what to print on stdout and the exit code.
 pub async fn keep_ledger(
     settings: &Settings,
     task: LedgerTask,
+    if_new: IfNew,
 ) -> Result<(String, ExitCode), RunError> {
-    // A command of a moment: nothing to stop it but the server's answer.
-    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new(), Clock::system()).await?;
+    let ledger = open_ledger(settings, if_new).await?;
     match task {
         LedgerTask::Stats { json } => {
             let stats = ledger.stats().await?;

@@ -4,22 +4,21 @@
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::clock::Clock;
 use crate::config::Settings;
 use crate::exit::RunError;
-use crate::ledger::{Ledger, NumberRecord};
+use crate::ledger::NumberRecord;
 use crate::pacing::Pace;
 use crate::report::NumberReport;
 use crate::types::{nanos_of, HoldKind, NumberHold};
 
+use super::{open_ledger, IfNew};
+
 /// Every number the ledger knows, with today's count and cap (the warm-up
 /// included) at the configured schedule and pace; "today" in the zone the
-/// ledger counts the number's days in.
-pub async fn numbers(settings: &Settings) -> Result<Vec<NumberReport>, RunError> {
-    // A command of a moment: nothing to stop it but the server's answer.
-    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new(), Clock::system()).await?;
+/// ledger counts the number's days in. `if_new`: when the ledger is not
+/// there yet.
+pub async fn numbers(settings: &Settings, if_new: IfNew) -> Result<Vec<NumberReport>, RunError> {
+    let ledger = open_ledger(settings, if_new).await?;
     let cap = settings.schedule.daily_cap();
     let timezone = settings.schedule.time_zone();
     let now = Timestamp::now();
@@ -69,13 +68,14 @@ pub async fn pause_number(
     instance: &str,
     reason: &str,
     until: Option<&str>,
+    if_new: IfNew,
 ) -> Result<String, RunError> {
     let now = Timestamp::now();
     let until = until
         .map(|text| until_of(text, now, &settings.schedule.time_zone()))
         .transpose()
         .map_err(RunError::Usage)?;
-    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new(), Clock::system()).await?;
+    let ledger = open_ledger(settings, if_new).await?;
     let hold = NumberHold {
         instance_id: instance.to_string(),
         kind: HoldKind::Paused,
@@ -86,19 +86,23 @@ pub async fn pause_number(
     ledger.hold_number(hold, true).await?;
     Ok(match until {
         Some(at) => format!(
-            "{instance} paused until {}: every run sharing the ledger defers its rows",
+            "{instance} paused until {}: every run sharing the ledger {ledger} defers its rows",
             at.strftime("%Y-%m-%d %H:%M:%S UTC")
         ),
         None => format!(
             "{instance} paused until `numbers resume {instance}`: every run sharing the ledger \
-             defers its rows"
+             {ledger} defers its rows"
         ),
     })
 }
 
 /// `numbers resume`: lets the number send again.
-pub async fn resume_number(settings: &Settings, instance: &str) -> Result<String, RunError> {
-    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new(), Clock::system()).await?;
+pub async fn resume_number(
+    settings: &Settings,
+    instance: &str,
+    if_new: IfNew,
+) -> Result<String, RunError> {
+    let ledger = open_ledger(settings, if_new).await?;
     Ok(match ledger.release_number(instance).await? {
         true => format!("{instance} may send again"),
         false => format!("{instance} was neither paused nor held"),

@@ -9,13 +9,11 @@ use crate::campaign::columns::{match_key, TO_ALIASES};
 use crate::campaign::input::{self, DelimiterChoice, EncodingChoice, TextEncoding};
 use crate::campaign::phone::{self, Region};
 use crate::campaign::Source;
-use tokio_util::sync::CancellationToken;
-
-use crate::clock::Clock;
 use crate::config::Settings;
 use crate::exit::{ExitCode, RunError};
-use crate::ledger::Ledger;
 use crate::types::Suppression;
+
+use super::{open_ledger, IfNew};
 
 /// Headers an imported file's phone column may have (matched like campaign headers).
 /// The headers a suppression file's phone column may have: those a
@@ -44,13 +42,14 @@ pub enum SuppressTask {
     List,
 }
 
-/// Carries out `task`; returns what to print on stdout and the exit code.
+/// Carries out `task` on the ledger `settings` name (`if_new`: when it is
+/// not there yet); returns what to print on stdout and the exit code.
 pub async fn suppress(
     settings: &Settings,
     task: SuppressTask,
+    if_new: IfNew,
 ) -> Result<(String, ExitCode), RunError> {
-    // A command of a moment: nothing to stop it but the server's answer.
-    let ledger = Ledger::open(&settings.ledger, &CancellationToken::new(), Clock::system()).await?;
+    let ledger = open_ledger(settings, if_new).await?;
     let region = settings.campaign.default_region;
     let added_at = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let why = |reason: Option<String>| reason.unwrap_or_default();
@@ -61,7 +60,10 @@ pub async fn suppress(
             let entries = entries(phones, &reason, &added_at);
             let count = entries.len();
             let added = ledger.suppress(entries).await?;
-            let text = format!("{added} added, {} already on the list\n", count - added);
+            let text = format!(
+                "{added} added, {} already on the list of {ledger}\n",
+                count - added
+            );
             Ok((text, ExitCode::Success))
         }
         SuppressTask::Import { file, reason } => {
@@ -70,7 +72,7 @@ pub async fn suppress(
             let count = phones.len();
             let added = ledger.suppress(entries(phones, &reason, &added_at)).await?;
             let mut text = format!(
-                "{}: {added} added, {} already on the list\n",
+                "{}: {added} added, {} already on the list of {ledger}\n",
                 file.display(),
                 count - added
             );
@@ -90,7 +92,7 @@ pub async fn suppress(
             let count = phones.len();
             let removed = ledger.unsuppress(phones).await?;
             let text = format!(
-                "{removed} removed, {} were not on the list\n",
+                "{removed} removed, {} were not on the list of {ledger}\n",
                 count - removed
             );
             Ok((text, ExitCode::Success))

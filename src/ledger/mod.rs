@@ -28,7 +28,7 @@ use crate::pacing::{Booking, Pace};
 use crate::schedule::DailyCap;
 use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, NumberHold, Remembered, Suppression};
 
-pub use settings::{Keep, LedgerSettings, LedgerUrl};
+pub use settings::{Keep, LedgerSettings, LedgerUrl, UrlOrigin};
 
 /// The ledger of a run: the shared one, or a throwaway one for rehearsals.
 pub struct Ledger {
@@ -133,31 +133,23 @@ impl Ledger {
         stop: &CancellationToken,
         clock: Clock,
     ) -> Result<Ledger, LedgerError> {
-        let url = settings
-            .url_or_default()
-            .expect("checked with the settings");
-        let store: Box<dyn Store> = match &url {
-            LedgerUrl::Sqlite(path) => {
-                // A path relative to the working directory: cron lines in
-                // different folders would each get a ledger of their own.
-                let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-                if path.is_relative() {
-                    tracing::warn!(
-                        "the ledger {url} is relative to the working directory: this run uses {}; \
-                         runs started in another folder would use another ledger (write \
-                         sqlite://{} to name this one)",
-                        absolute.display(),
-                        absolute.display()
-                    );
-                }
-                Box::new(sqlite::SqliteLedger::open(Some(absolute), clock.clone()).await?)
-            }
-            LedgerUrl::Postgres(text) => Box::new(
-                postgres::PostgresLedger::open(text, url.to_string(), settings, stop.clone())
-                    .await?,
-            ),
-        };
+        let store = open_store(settings, Opening::MayCreate, stop, &clock)
+            .await?
+            .expect("a ledger that may be created is there once opened");
         Ok(Ledger { store, clock })
+    }
+
+    /// [`Ledger::open`], but only a ledger that is there already: `None`,
+    /// having created nothing, where there is none yet (no SQLite file; a
+    /// PostgreSQL database without the ledger's tables). A command that
+    /// started a new, empty ledger would be working on one no run reads.
+    pub async fn open_existing(
+        settings: &LedgerSettings,
+        stop: &CancellationToken,
+        clock: Clock,
+    ) -> Result<Option<Ledger>, LedgerError> {
+        let store = open_store(settings, Opening::Existing, stop, &clock).await?;
+        Ok(store.map(|store| Ledger { store, clock }))
     }
 
     /// A ledger in memory, gone with the run: rehearsals (`--mock`, dry
@@ -506,6 +498,56 @@ impl fmt::Debug for Ledger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Ledger({})", self.store.shown())
     }
+}
+
+/// Whether opening a ledger may start a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    MayCreate,
+    Existing,
+}
+
+/// The store of the ledger `settings` name; `None` when it is not there
+/// and may not be created.
+async fn open_store(
+    settings: &LedgerSettings,
+    opening: Opening,
+    stop: &CancellationToken,
+    clock: &Clock,
+) -> Result<Option<Box<dyn Store>>, LedgerError> {
+    let url = settings
+        .url_or_default()
+        .expect("checked with the settings");
+    Ok(match &url {
+        LedgerUrl::Sqlite(path) => {
+            // A path relative to the working directory: cron lines in
+            // different folders would each get a ledger of their own.
+            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            if path.is_relative() {
+                tracing::warn!(
+                    "the ledger {url} is relative to the working directory: this run uses {}; \
+                     runs started in another folder would use another ledger (write \
+                     sqlite://{} to name this one)",
+                    absolute.display(),
+                    absolute.display()
+                );
+            }
+            // A file that cannot be looked at is opened, to say why.
+            let missing = matches!(absolute.try_exists(), Ok(false));
+            match opening == Opening::Existing && missing {
+                true => None,
+                false => Some(Box::new(
+                    sqlite::SqliteLedger::open(Some(absolute), clock.clone()).await?,
+                )),
+            }
+        }
+        LedgerUrl::Postgres(text) => {
+            let shown = url.to_string();
+            postgres::PostgresLedger::open(text, shown, settings, opening, stop.clone())
+                .await?
+                .map(|ledger| Box::new(ledger) as Box<dyn Store>)
+        }
+    })
 }
 
 /// The schema, one step a version: a ledger at version N gets steps N+1… on

@@ -19,7 +19,8 @@ use super::Store;
 use super::{
     assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, zone_to_keep,
     Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
-    NumberRecord, Passing, Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
+    NumberRecord, Opening, Passing, Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION,
+    WENT,
 };
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
@@ -93,12 +94,17 @@ const PROBE_PATIENCE: Duration = Duration::from_secs(2);
 const STOPPING_PATIENCE: Duration = Duration::from_secs(3);
 
 impl PostgresLedger {
+    /// Connects to the database at `url` (`shown` in messages) and brings
+    /// the ledger's schema to the newest version; `None`, having created no
+    /// table, when the database holds no ledger and `opening` may not
+    /// create one.
     pub async fn open(
         url: &str,
         shown: String,
         settings: &LedgerSettings,
+        opening: Opening,
         stop: CancellationToken,
-    ) -> Result<Self, LedgerError> {
+    ) -> Result<Option<Self>, LedgerError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|error| LedgerError {
             url: shown.clone(),
             problem: describe(&error),
@@ -125,13 +131,16 @@ impl PostgresLedger {
             stop,
             shown,
         };
-        ledger
+        let there = ledger
             .within(async {
                 let mut client = ledger.client.lock().await;
-                migrate(&mut client, &ledger.shown).await
+                if opening == Opening::Existing && !holds_a_ledger(&client, &ledger.shown).await? {
+                    return Ok(false);
+                }
+                migrate(&mut client, &ledger.shown).await.map(|()| true)
             })
             .await?;
-        Ok(ledger)
+        Ok(there.then_some(ledger))
     }
 
     /// Runs `work` within the ledger's patience; when it failed because the
@@ -1622,6 +1631,18 @@ async fn connect(
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// Whether the database holds a ledger: its `ledger_version` table.
+async fn holds_a_ledger(client: &Client, shown: &str) -> Result<bool, LedgerError> {
+    client
+        .query_one("SELECT to_regclass('ledger_version') IS NOT NULL", &[])
+        .await
+        .map(|row| row.get(0))
+        .map_err(|error| LedgerError {
+            url: shown.to_string(),
+            problem: describe(&error),
+        })
 }
 
 /// Brings the schema to the newest version, under an advisory lock: two

@@ -16,6 +16,9 @@ pub struct LedgerSettings {
     /// `sqlite://PATH`; `None`: `$XDG_STATE_HOME/interacto-bulk/ledger.db`.
     #[serde(deserialize_with = "setting::optional_from_text")]
     pub url: Option<LedgerUrl>,
+    /// Where `url` came from, for saying which ledger a command uses.
+    #[serde(skip)]
+    pub url_origin: UrlOrigin,
     /// How long the ledger remembers a card.
     #[serde(deserialize_with = "setting::from_text")]
     pub keep: Keep,
@@ -36,6 +39,7 @@ impl Default for LedgerSettings {
     fn default() -> Self {
         LedgerSettings {
             url: None,
+            url_origin: UrlOrigin::Default,
             keep: Keep::default(),
             connect_timeout: Duration::from_secs(10),
             lock_timeout: Duration::from_secs(10),
@@ -139,6 +143,34 @@ impl LedgerSettings {
                 dir.join("interacto-bulk").join("ledger.db"),
             ))
         })
+    }
+}
+
+/// Where the ledger's URL came from: an operator who finds a command
+/// working on another ledger than the runs' needs to know why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UrlOrigin {
+    /// Nothing named one: the default file.
+    #[default]
+    Default,
+    /// `ledger.url` in this config file.
+    ConfigFile(PathBuf),
+    /// `INTERACTO_LEDGER_URL`.
+    Environment,
+    /// `--ledger`.
+    Flag,
+}
+
+impl fmt::Display for UrlOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlOrigin::Default => {
+                f.write_str("the default: no --ledger, INTERACTO_LEDGER_URL or ledger.url")
+            }
+            UrlOrigin::ConfigFile(path) => write!(f, "ledger.url in {}", path.display()),
+            UrlOrigin::Environment => f.write_str("INTERACTO_LEDGER_URL"),
+            UrlOrigin::Flag => f.write_str("--ledger"),
+        }
     }
 }
 

@@ -41,6 +41,7 @@ async fn a_pause_from_one_machine_defers_the_others_run_before_it_starts(store: 
             "a warning on the phone",
             "--until",
             "2h",
+            "--create",
             "--config",
             &mine,
         ])

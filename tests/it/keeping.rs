@@ -104,7 +104,7 @@ async fn a_ledger_of_a_newer_version_is_refused_untouched(store: Store) {
     let config = work.config(&settings.ledger(&ledger));
     work.write("campaign.csv", &common::campaign(3));
     let output = work
-        .run_with_env(&["numbers", "--config", &config], &[])
+        .run_with_env(&["numbers", "--create", "--config", &config], &[])
         .await;
     assert_exit!(output, 0, "a new ledger");
     made_newer(&ledger).await;
@@ -202,7 +202,9 @@ async fn a_ledger_others_can_read_draws_a_warning() {
     let ledger = work.path("shared/ledger.db");
     let url = format!("sqlite://{}", ledger.display());
     let numbers = ["numbers", "--ledger", &url];
-    let output = work.run_with_env(&numbers, &[]).await;
+    let output = work
+        .run_with_env(&[&numbers[..], &["--create"]].concat(), &[])
+        .await;
     assert_exit!(output, 0);
     assert_eq!(mode_of(&ledger), 0o600);
     std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -505,7 +507,7 @@ async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_si
     work.write("campaign.csv", &common::campaign(3));
     // The tables, made by a first look.
     let output = work
-        .run_with_env(&["numbers", "--config", &config("1")], &[])
+        .run_with_env(&["numbers", "--create", "--config", &config("1")], &[])
         .await;
     assert_exit!(output, 0);
     let holder = clocks_held(&ledger).await;
@@ -536,7 +538,10 @@ async fn a_row_lock_held_elsewhere_halts_the_run_after_the_lock_timeout_or_at_si
 async fn a_ledger_path_relative_to_the_working_directory_is_said_with_its_whole_path() {
     let work = Workspace::new();
     let output = work
-        .run_with_env(&["numbers", "--ledger", "sqlite://here.db"], &[])
+        .run_with_env(
+            &["numbers", "--create", "--ledger", "sqlite://here.db"],
+            &[],
+        )
         .await;
 
     assert_exit!(output, 0);

@@ -30,3 +30,4 @@ mod reliability;
 mod report_page;
 mod schedule;
 mod send;
+mod which_ledger;

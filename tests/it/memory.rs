@@ -262,7 +262,14 @@ async fn rows_never_to_be_sent_complete_the_campaign_unless_strict(store: Store)
     let config = work.config(&settings);
     let output = work
         .run_with_env(
-            &["suppress", "add", "+55 11 98000-0001", "--config", &config],
+            &[
+                "suppress",
+                "add",
+                "+55 11 98000-0001",
+                "--create",
+                "--config",
+                &config,
+            ],
             &[],
         )
         .await;

@@ -4,11 +4,12 @@
 use crate::common::{self, stderr, stdout, Config, Workspace};
 use interacto_bulk::api::MockOptions;
 
-/// Runs `suppress ARGS… --config CONFIG` in `work`.
+/// Runs `suppress ARGS… --config CONFIG` in `work`, starting the ledger
+/// if it is new.
 async fn suppress(work: &Workspace, config: &str, args: &[&str]) -> std::process::Output {
     let mut all = vec!["suppress"];
     all.extend_from_slice(args);
-    all.extend(["--config", config]);
+    all.extend(["--create", "--config", config]);
     work.run_with_env(&all, &[]).await
 }
 
