@@ -58,6 +58,7 @@ pub enum Admission {
 pub fn admit(facts: Facts, rules: &Rules, now: i64) -> Admission {
     let Facts {
         remembered,
+        forgotten,
         campaign_card_at,
         suppressed,
         same_card_at,
@@ -84,6 +85,11 @@ pub fn admit(facts: Facts, rules: &Rules, now: i64) -> Admission {
             }
             Fate::Failed => {}
         }
+    }
+    // Its recipient forgotten on request, the campaign still knows the
+    // card went (a newer record, above, decides first).
+    if let Some(forgotten) = forgotten.filter(|_| !resending) {
+        return Admission::Held(Cause::Forgotten(forgotten));
     }
     if let Some(entry) = suppressed {
         return Admission::Held(Cause::Suppressed(entry));

@@ -201,8 +201,9 @@ pub enum LedgerAction {
         #[arg(long, value_name = "DAYS")]
         keep: Option<Keep>,
     },
-    /// Erase every card sent to (or carrying) these phones, as a person's request under
-    /// the LGPD asks; an opt-out stays on the suppression list, so it is still honoured
+    /// Erase every card sent to these phones, as a person's request under the LGPD asks: the
+    /// ledger keeps that each card went (a digest, not the phone), so no campaign sends it
+    /// again; an opt-out stays on the suppression list, so it is still honoured
     Forget {
         /// Phones, written as in a campaign (normalised the same way)
         #[arg(value_name = "PHONE", required_unless_present = "from")]
@@ -210,6 +211,10 @@ pub enum LedgerAction {
         /// A CSV file of phones, read like `suppress import`'s
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
+        /// Forget the cards that carry these phones as the card's phone too (a phone that is
+        /// only on cards is refused without it: the business's own number, most likely)
+        #[arg(long)]
+        as_card: bool,
     },
 }
 
@@ -229,7 +234,15 @@ impl From<LedgerAction> for LedgerTask {
         match action {
             LedgerAction::Stats { json } => LedgerTask::Stats { json },
             LedgerAction::Prune { keep } => LedgerTask::Prune { keep },
-            LedgerAction::Forget { phones, from } => LedgerTask::Forget { phones, from },
+            LedgerAction::Forget {
+                phones,
+                from,
+                as_card,
+            } => LedgerTask::Forget {
+                phones,
+                from,
+                as_card,
+            },
         }
     }
 }

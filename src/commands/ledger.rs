@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::config::Settings;
 use crate::exit::{ExitCode, RunError};
-use crate::ledger::{Keep, LedgerStats, Pruned};
+use crate::ledger::{Keep, Ledger, LedgerStats, Pruned};
 
 use super::suppress::{normalised, read_phones, unread_text};
 use super::{open_ledger, IfNew};
@@ -18,11 +18,12 @@ pub enum LedgerTask {
     Stats { json: bool },
     /// Remove every card older than `keep` (else `ledger.keep`).
     Prune { keep: Option<Keep> },
-    /// Erase every card sent to or carrying these phones, and those of a
-    /// CSV file's phone column.
+    /// Erase every card sent to these phones, and those of a CSV file's
+    /// phone column; with `as_card`, the cards carrying them too.
     Forget {
         phones: Vec<String>,
         from: Option<PathBuf>,
+        as_card: bool,
     },
 }
 
@@ -52,41 +53,84 @@ pub async fn keep_ledger(
             let pruned = ledger.prune(keep, None).await?;
             Ok((pruned_text(&pruned, keep), ExitCode::Success))
         }
-        LedgerTask::Forget { phones, from } => {
-            let region = settings.campaign.default_region;
-            let mut wanted = normalised(&phones, region)?;
-            let mut unread = Vec::new();
-            if let Some(file) = &from {
-                let (read, bad) = read_phones(file, region)?;
-                wanted.extend(read);
-                unread = bad;
-            }
-            wanted.sort();
-            wanted.dedup();
-            let suppressed = ledger.suppressed().await?;
-            let forgotten = ledger.forget(wanted).await?;
-            let mut text = String::new();
-            for (phone, cards) in &forgotten {
-                let opted_out = suppressed.iter().any(|entry| &entry.phone == phone);
-                text.push_str(&format!(
-                    "{phone}: {cards} cards forgotten{}\n",
-                    match opted_out {
-                        true => "; their opt-out stays on the suppression list",
-                        false => "",
-                    }
-                ));
-            }
-            let exit = match (&from, unread.is_empty()) {
-                (Some(file), false) => {
-                    text.push_str(&unread_text(file, &unread));
-                    text.push_str("nothing was forgotten for those rows\n");
-                    ExitCode::NotAllSent
-                }
-                _ => ExitCode::Success,
-            };
-            Ok((text, exit))
-        }
+        LedgerTask::Forget {
+            phones,
+            from,
+            as_card,
+        } => forget(&ledger, settings, (phones, from), as_card).await,
     }
+}
+
+/// `ledger forget`: erases what the ledger holds of each phone, said phone
+/// by phone. A phone only on others' cards (the business's own number) is
+/// refused unless `as_card`: forgetting it erases the records of every
+/// card carrying it.
+async fn forget(
+    ledger: &Ledger,
+    settings: &Settings,
+    (phones, from): (Vec<String>, Option<PathBuf>),
+    as_card: bool,
+) -> Result<(String, ExitCode), RunError> {
+    let region = settings.campaign.default_region;
+    let mut wanted = normalised(&phones, region)?;
+    let mut unread = Vec::new();
+    if let Some(file) = &from {
+        let (read, bad) = read_phones(file, region)?;
+        wanted.extend(read);
+        unread = bad;
+    }
+    wanted.sort();
+    wanted.dedup();
+    let uses = ledger.phone_uses(wanted.clone()).await?;
+    let only_on_cards: Vec<String> = wanted
+        .iter()
+        .zip(&uses)
+        .filter(|(_, uses)| uses.as_recipient == 0 && uses.on_cards > 0)
+        .map(|(phone, uses)| format!("{phone} is on {} cards as the card's phone", uses.on_cards))
+        .collect();
+    if !as_card && !only_on_cards.is_empty() {
+        return Err(RunError::Usage(format!(
+            "{}, and no card went to it: forgetting it would erase the records of every card \
+             that carries it (their recipients stay remembered, without it); --as-card says that \
+             is what you want. Nothing was forgotten",
+            only_on_cards.join("; ")
+        )));
+    }
+    let suppressed = ledger.suppressed().await?;
+    let forgot = ledger.forget(wanted, as_card).await?;
+    let mut text = String::new();
+    for ((phone, cards), uses) in forgot.cards.iter().zip(&uses) {
+        let opted_out = suppressed.iter().any(|entry| &entry.phone == phone);
+        text.push_str(&format!(
+            "{phone}: {cards} cards forgotten (the ledger keeps that they went, not to whom){}{}\n",
+            match opted_out {
+                true => "; their opt-out stays on the suppression list",
+                false => "",
+            },
+            match (as_card, uses.on_cards) {
+                (false, 1..) => format!(
+                    "; also on {} cards to others as the card's phone, kept (--as-card forgets those)",
+                    uses.on_cards
+                ),
+                _ => String::new(),
+            }
+        ));
+    }
+    if let Some(remains) = &forgot.remains {
+        text.push_str(&format!("{remains}\n"));
+    }
+    text.push_str(
+        "results files, and backups of the ledger, made before now still hold these phones\n",
+    );
+    let exit = match (&from, unread.is_empty()) {
+        (Some(file), false) => {
+            text.push_str(&unread_text(file, &unread));
+            text.push_str("nothing was forgotten for those rows\n");
+            ExitCode::NotAllSent
+        }
+        _ => ExitCode::Success,
+    };
+    Ok((text, exit))
 }
 
 /// A `--keep` the cooldown would outlast: the ledger must remember a

@@ -12,6 +12,7 @@
 //! It fails closed: a ledger that cannot be opened stops the run before
 //! anything is sent, and one lost mid-run halts it.
 
+mod erasure;
 mod postgres;
 mod settings;
 mod sqlite;
@@ -28,7 +29,10 @@ use crate::pacing::{Booking, Pace};
 use crate::schedule::DailyCap;
 use crate::types::{nanos_of, AsRead, Cause, Facts, Fate, NumberHold, Remembered, Suppression};
 
+pub use erasure::{Forgot, PhoneUses};
 pub use settings::{Keep, LedgerSettings, LedgerUrl, UrlOrigin};
+
+use erasure::{Erased, ForgottenOf, Secret};
 
 /// The ledger of a run: the shared one, or a throwaway one for rehearsals.
 pub struct Ledger {
@@ -333,11 +337,20 @@ impl Ledger {
         self.store.stats().await
     }
 
-    /// Erases every card to or carrying each of `phones` (normalised), in
-    /// one transaction; their entries on the suppression list stay. Returns
-    /// how many cards went for each phone.
-    pub async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
-        self.store.forget(phones).await
+    /// How the ledger knows each of `phones` (normalised): as a recipient,
+    /// or as the phone on others' cards.
+    pub async fn phone_uses(&self, phones: Vec<String>) -> Result<Vec<PhoneUses>, LedgerError> {
+        self.store.phone_uses(phones).await
+    }
+
+    /// Erases every card sent to each of `phones` (normalised) and, with
+    /// `as_card`, every card carrying it as the card's phone, in one
+    /// transaction, keeping only what the campaigns must know of them as
+    /// digests ([`erasure`]); their entries on the suppression list stay.
+    /// Then the store is made to hold nothing more of them on disk, as far
+    /// as it can. Returns how many cards went for each phone.
+    pub async fn forget(&self, phones: Vec<String>, as_card: bool) -> Result<Forgot, LedgerError> {
+        self.store.forget(phones, as_card).await
     }
 
     /// The clock the ledger's times are read on: the run's.
@@ -397,7 +410,8 @@ trait Store: Send + Sync {
     /// Whether any card left before `before`.
     async fn any_card_before(&self, before: i64) -> Result<bool, LedgerError>;
     async fn stats(&self) -> Result<LedgerStats, LedgerError>;
-    async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError>;
+    async fn phone_uses(&self, phones: Vec<String>) -> Result<Vec<PhoneUses>, LedgerError>;
+    async fn forget(&self, phones: Vec<String>, as_card: bool) -> Result<Forgot, LedgerError>;
 }
 
 /// The most cards one prune transaction removes: other runs wait for a
@@ -649,7 +663,37 @@ const MIGRATIONS: &[&str] = &[
     //     run said. Another run judges the card in doubt by it, not by its
     //     own settings.
     "ALTER TABLE sends ADD COLUMN in_flight_until BIGINT NOT NULL DEFAULT 0",
+    // 18: the cards of people forgotten on request (ledger::erasure), each
+    //     by a keyed digest of what it stands for, never by phone: what
+    //     became of it, and when it left (nanoseconds since 1970).
+    "CREATE TABLE forgotten (
+         digest TEXT NOT NULL PRIMARY KEY,
+         fate TEXT NOT NULL,
+         left_at BIGINT NOT NULL
+     )",
+    // 19: the key of those digests, one row, made at random with the ledger.
+    "CREATE TABLE ledger_secret (secret TEXT NOT NULL PRIMARY KEY)",
+    "INSERT INTO ledger_secret (secret) VALUES ('{SECRET}')",
 ];
+
+/// A step of the schema as a store runs it: a new secret where it says
+/// `{SECRET}`.
+fn filled_in(step: &str) -> Result<String, String> {
+    if !step.contains("{SECRET}") {
+        return Ok(step.to_string());
+    }
+    let secret =
+        Secret::new().map_err(|error| format!("cannot make the ledger's secret: {error}"))?;
+    Ok(step.replace("{SECRET}", &secret.to_hex()))
+}
+
+/// The ledger's secret as a store read it (`SELECT secret FROM
+/// ledger_secret`).
+fn secret_of(text: Option<String>) -> Result<Secret, String> {
+    text.as_deref()
+        .and_then(Secret::from_hex)
+        .ok_or_else(|| "its secret (ledger_secret) is missing or damaged".to_string())
+}
 
 /// The schema this build writes. `ledger_version` holds it, one row, for
 /// monitoring (`SELECT version FROM ledger_version`).
@@ -706,14 +750,14 @@ struct Found {
 /// The facts of one row of `campaign` (its key as `sends` keeps it) from
 /// what a store found: the rows of its card, every campaign's; with a key
 /// column, the row of its key; the recipient's suppression entry, and
-/// their last card (with a cooldown).
+/// their last card (with a cooldown); what the forgotten cards say of it.
 fn facts_of(
     campaign: &str,
     key: &str,
-    card_rows: Vec<Found>,
-    key_row: Option<Found>,
+    (card_rows, key_row): (Vec<Found>, Option<Found>),
     suppressed: Option<Suppression>,
     last_reached: Option<i64>,
+    forgotten: ForgottenOf,
 ) -> Facts {
     let mut remembered = key_row.map(|row| row.record);
     let mut campaign_card_at: Option<i64> = None;
@@ -730,10 +774,11 @@ fn facts_of(
     }
     Facts {
         remembered,
+        forgotten: forgotten.campaign,
         campaign_card_at,
         suppressed,
-        same_card_at,
-        last_reached,
+        same_card_at: same_card_at.max(forgotten.same_card_at),
+        last_reached: last_reached.max(forgotten.reached_at),
     }
 }
 

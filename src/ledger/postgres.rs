@@ -15,16 +15,17 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use super::erasure::{self, ForgottenOf, Secret};
 use super::Store;
 use super::{
-    assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, zone_to_keep,
-    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
-    NumberRecord, Opening, Passing, Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION,
-    WENT,
+    assemble, cap_for, facts_of, filled_in, key_of, secret_of, stats_time, stored_key, too_new,
+    within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased, Forgot, Found,
+    LedgerError, LedgerSettings, LedgerStats, Lookup, NumberRecord, Opening, Passing, PhoneUses,
+    Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
 };
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{Cause, Facts, Fate, HoldKind, NumberHold, Remembered, Suppression};
+use crate::types::{Cause, Facts, Fate, Forgotten, HoldKind, NumberHold, Remembered, Suppression};
 
 /// A statement's parameters with their PostgreSQL types: a statement so
 /// typed goes in one round trip (`query_typed`), without a prepare first.
@@ -83,6 +84,9 @@ pub struct PostgresLedger {
     stop: CancellationToken,
     /// Where it is, the password hidden.
     shown: String,
+    /// The key of the forgotten cards' digests, read once the schema is
+    /// the newest.
+    secret: std::sync::OnceLock<Secret>,
 }
 
 /// How long a live server takes to answer `SELECT 1`, at most.
@@ -130,17 +134,34 @@ impl PostgresLedger {
             patience: settings.statement_timeout + Duration::from_secs(5),
             stop,
             shown,
+            secret: std::sync::OnceLock::new(),
         };
-        let there = ledger
+        let secret = ledger
             .within(async {
                 let mut client = ledger.client.lock().await;
                 if opening == Opening::Existing && !holds_a_ledger(&client, &ledger.shown).await? {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                migrate(&mut client, &ledger.shown).await.map(|()| true)
+                migrate(&mut client, &ledger.shown).await?;
+                let secret = client
+                    .query_opt("SELECT secret FROM ledger_secret", &[])
+                    .await
+                    .map_err(|error| ledger.failed(&error))?
+                    .map(|row| row.get(0));
+                secret_of(secret)
+                    .map(Some)
+                    .map_err(|problem| ledger.problem(problem))
             })
             .await?;
-        Ok(there.then_some(ledger))
+        Ok(secret.map(|secret| {
+            let _ = ledger.secret.set(secret);
+            ledger
+        }))
+    }
+
+    /// The key of the forgotten cards' digests.
+    fn secret(&self) -> &Secret {
+        self.secret.get().expect("read as the ledger is opened")
     }
 
     /// Runs `work` within the ledger's patience; when it failed because the
@@ -445,7 +466,7 @@ impl PostgresLedger {
             .iter()
             .map(|row| (row.key.as_str(), row.to.as_str(), row.card_phone.as_str()))
             .collect();
-        let facts = read_facts(&transaction, campaign, &rows, with_cooldown)
+        let facts = read_facts(&transaction, campaign, &rows, with_cooldown, self.secret())
             .await
             .map_err(failed)?;
         transaction.commit().await.map_err(failed)?;
@@ -460,7 +481,7 @@ impl PostgresLedger {
         let mut client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let transaction = client.transaction().await.map_err(failed)?;
-        let facts = Self::lock_settle_and_read(&transaction, campaign, &passing)
+        let facts = Self::lock_settle_and_read(&transaction, campaign, &passing, self.secret())
             .await
             .map_err(failed)?;
         if passing.claims.is_empty() {
@@ -484,6 +505,7 @@ impl PostgresLedger {
         transaction: &Transaction<'_>,
         campaign: &str,
         passing: &Passing,
+        secret: &Secret,
     ) -> Result<Vec<Facts>, tokio_postgres::Error> {
         // The locks first, every one the pass needs, in one order.
         let cards = passing
@@ -522,7 +544,8 @@ impl PostgresLedger {
                 match rows.is_empty() {
                     true => Ok(Vec::new()),
                     false => {
-                        read_facts(transaction, campaign, &rows, rules.cooldown.is_some()).await
+                        let cooldown = rules.cooldown.is_some();
+                        read_facts(transaction, campaign, &rows, cooldown, secret).await
                     }
                 }
             },
@@ -656,6 +679,10 @@ impl PostgresLedger {
             )
             .await
             .map_err(failed)?;
+        transaction
+            .execute("DELETE FROM forgotten WHERE left_at < $1", &[&before])
+            .await
+            .map_err(failed)?;
         transaction.commit().await.map_err(failed)?;
         Ok(Pruned {
             cards,
@@ -724,16 +751,50 @@ impl PostgresLedger {
         })
     }
 
-    async fn forget_once(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
+    async fn phone_uses_once(&self, phones: Vec<String>) -> Result<Vec<PhoneUses>, LedgerError> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query_typed(
+                "SELECT (SELECT COUNT(*) FROM sends WHERE recipient = p.phone),
+                        (SELECT COUNT(*) FROM sends
+                         WHERE card_phone = p.phone AND recipient <> p.phone)
+                 FROM unnest($1::text[]) WITH ORDINALITY AS p(phone, i) ORDER BY p.i",
+                typed![&phones.iter().map(String::as_str).collect::<Vec<_>>()],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        let count = |row: &Row, at: usize| u64::try_from(row.get::<_, i64>(at)).unwrap_or(0);
+        Ok(rows
+            .iter()
+            .map(|row| PhoneUses {
+                as_recipient: count(row, 0),
+                on_cards: count(row, 1),
+            })
+            .collect())
+    }
+
+    async fn forget_once(
+        &self,
+        phones: Vec<String>,
+        as_card: bool,
+    ) -> Result<Vec<(String, u64)>, LedgerError> {
         let mut client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
         let transaction = client.transaction().await.map_err(failed)?;
         let mut forgotten = Vec::with_capacity(phones.len());
         for phone in phones {
+            let erased = erased_rows(&transaction, &phone, as_card)
+                .await
+                .map_err(failed)?;
+            for (digest, (kind, card)) in erasure::digests_of(self.secret(), &erased) {
+                keep_forgotten(&transaction, &digest, kind, card)
+                    .await
+                    .map_err(failed)?;
+            }
             let cards = transaction
-                .execute(
-                    "DELETE FROM sends WHERE recipient = $1 OR card_phone = $1",
-                    &[&phone],
+                .execute_typed(
+                    "DELETE FROM sends WHERE recipient = $1 OR ($2 AND card_phone = $1)",
+                    &[(&phone, Type::TEXT), (&as_card, Type::BOOL)],
                 )
                 .await
                 .map_err(failed)?;
@@ -741,6 +802,16 @@ impl PostgresLedger {
         }
         transaction.commit().await.map_err(failed)?;
         Ok(forgotten)
+    }
+
+    /// The space of the deleted rows made free for the next ones (outside
+    /// any transaction, as VACUUM must be).
+    async fn vacuum_once(&self) -> Result<(), LedgerError> {
+        let client = self.client.lock().await;
+        client
+            .batch_execute("VACUUM sends, forgotten")
+            .await
+            .map_err(|error| self.failed(&error))
     }
 
     fn failed(&self, error: &tokio_postgres::Error) -> LedgerError {
@@ -860,8 +931,26 @@ impl Store for PostgresLedger {
         self.patiently(|| self.stats_once()).await
     }
 
-    async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
-        self.patiently(|| self.forget_once(phones.clone())).await
+    async fn phone_uses(&self, phones: Vec<String>) -> Result<Vec<PhoneUses>, LedgerError> {
+        self.patiently(|| self.phone_uses_once(phones.clone()))
+            .await
+    }
+
+    async fn forget(&self, phones: Vec<String>, as_card: bool) -> Result<Forgot, LedgerError> {
+        let cards = self
+            .patiently(|| self.forget_once(phones.clone(), as_card))
+            .await?;
+        self.patiently(|| self.vacuum_once()).await?;
+        Ok(Forgot {
+            cards,
+            remains: Some(
+                "PostgreSQL: the cards' rows are deleted and the tables vacuumed, so their space \
+                 goes to the next rows; until it does their bytes stay in the database's files, \
+                 and they stay in its write-ahead log, its replicas and its backups \
+                 (`VACUUM FULL sends` rewrites the table at once, and locks it while it runs)"
+                    .to_string(),
+            ),
+        })
     }
 }
 
@@ -899,15 +988,17 @@ fn found_from(row: &Row, first: usize) -> Found {
 /// What the ledger holds that bears on each of `rows` (key, recipient,
 /// card phone), a query each, whatever their number, sent together (one
 /// round trip): the rows of each card (every campaign's), with a key column
-/// the row of each key, the suppression list, and with a cooldown the
-/// recipients' last cards.
+/// the row of each key, the suppression list, with a cooldown the
+/// recipients' last cards, and the forgotten cards (by their digests,
+/// keyed with `secret`).
 async fn read_facts(
     transaction: &Transaction<'_>,
     campaign: &str,
     rows: &[(&str, &str, &str)],
     with_cooldown: bool,
+    secret: &Secret,
 ) -> Result<Vec<Facts>, tokio_postgres::Error> {
-    let lookups = LookupColumns::of(rows);
+    let lookups = LookupColumns::of(rows, campaign, secret);
     let found = FactRows::query(transaction, campaign, &lookups, with_cooldown).await?;
     Ok(found.facts(campaign, &lookups.stored))
 }
@@ -919,17 +1010,28 @@ struct LookupColumns<'a> {
     phones: Vec<&'a str>,
     /// The keys as `sends` stores them.
     stored: Vec<&'a str>,
+    /// Each row's digests among the forgotten, [`erasure::Kind::ALL`] a row.
+    digests: Vec<String>,
 }
 
 impl<'a> LookupColumns<'a> {
-    fn of(rows: &[(&'a str, &'a str, &'a str)]) -> Self {
+    fn of(rows: &[(&'a str, &'a str, &'a str)], campaign: &str, secret: &Secret) -> Self {
+        let stored: Vec<&str> = rows
+            .iter()
+            .map(|(key, to, phone)| stored_key(key, to, phone))
+            .collect();
+        let digests = rows
+            .iter()
+            .zip(&stored)
+            .flat_map(|((_, to, phone), key)| {
+                erasure::row_digests(secret, campaign, key, to, phone)
+            })
+            .collect();
         LookupColumns {
             recipients: rows.iter().map(|row| row.1).collect(),
             phones: rows.iter().map(|row| row.2).collect(),
-            stored: rows
-                .iter()
-                .map(|(key, to, phone)| stored_key(key, to, phone))
-                .collect(),
+            stored,
+            digests,
         }
     }
 }
@@ -945,10 +1047,12 @@ struct FactRows {
     suppressions: Vec<Row>,
     /// With a cooldown, when each recipient was last reached.
     last: Vec<Row>,
+    /// The forgotten cards found by each digest (its ordinal, from 1).
+    forgotten: Vec<Row>,
 }
 
 impl FactRows {
-    /// The four queries, sent together: one round trip.
+    /// The five queries, sent together: one round trip.
     async fn query(
         transaction: &Transaction<'_>,
         campaign: &str,
@@ -959,6 +1063,7 @@ impl FactRows {
             recipients,
             phones,
             stored,
+            digests,
         } = lookups;
         let cards_sql = format!(
             "SELECT c.i, {} FROM unnest($1::text[], $2::text[])
@@ -978,7 +1083,8 @@ impl FactRows {
              FROM unnest($1::text[]) WITH ORDINALITY AS c(recipient, i)"
         );
         let with_keys = stored.iter().any(|key| !key.is_empty());
-        let (cards, keys, suppressions, last) = tokio::try_join!(
+        let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
+        let (cards, keys, suppressions, last, forgotten) = tokio::try_join!(
             async {
                 transaction
                     .query_typed(&cards_sql, typed![recipients, phones])
@@ -1010,12 +1116,23 @@ impl FactRows {
                     false => Ok(Vec::new()),
                 }
             },
+            async {
+                transaction
+                    .query_typed(
+                        "SELECT d.i, f.fate, f.left_at
+                         FROM unnest($1::text[]) WITH ORDINALITY AS d(digest, i)
+                         JOIN forgotten f ON f.digest = d.digest",
+                        typed![&digests],
+                    )
+                    .await
+            },
         )?;
         Ok(FactRows {
             cards,
             keys,
             suppressions,
             last,
+            forgotten,
         })
     }
 
@@ -1053,14 +1170,28 @@ impl FactRows {
                 *reached = row.get(1);
             }
         }
+        let mut forgotten = vec![ForgottenOf::default(); lookups];
+        let kinds = erasure::Kind::ALL.len();
+        for row in &self.forgotten {
+            let at = place(row);
+            if let Some(of) = forgotten.get_mut(at / kinds) {
+                let fate: String = row.get(1);
+                let card = Forgotten {
+                    fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
+                    left_at: row.get(2),
+                };
+                of.found(erasure::Kind::ALL[at % kinds], card);
+            }
+        }
         card_rows
             .into_iter()
             .zip(key_rows)
             .zip(suppressed)
             .zip(last_reached)
+            .zip(forgotten)
             .zip(stored)
-            .map(|((((card, key), suppressed), last), stored)| {
-                facts_of(campaign, stored, card, key, suppressed, last)
+            .map(|(((((card, key), suppressed), last), forgotten), stored)| {
+                facts_of(campaign, stored, (card, key), suppressed, last, forgotten)
             })
             .collect()
     }
@@ -1294,6 +1425,62 @@ async fn first_contacts(
         }
     }
     Ok(new)
+}
+
+/// The rows of `sends` to `phone`, and with `as_card` those carrying it as
+/// the card's phone.
+async fn erased_rows(
+    transaction: &Transaction<'_>,
+    phone: &str,
+    as_card: bool,
+) -> Result<Vec<Erased>, tokio_postgres::Error> {
+    let rows = transaction
+        .query_typed(
+            "SELECT campaign, key, recipient, card_phone, fate, left_at FROM sends
+             WHERE recipient = $1 OR ($2 AND card_phone = $1)",
+            &[(&phone, Type::TEXT), (&as_card, Type::BOOL)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Erased {
+            campaign: row.get(0),
+            stored_key: row.get(1),
+            to: row.get(2),
+            card_phone: row.get(3),
+            fate: Fate::parse(row.get(4)).unwrap_or(Fate::Unknown),
+            left_at: row.get(5),
+        })
+        .collect())
+}
+
+/// Keeps `forgotten` under `digest`, with what the ledger already kept
+/// there (as `kind` merges them); the digest's row locked meanwhile.
+async fn keep_forgotten(
+    transaction: &Transaction<'_>,
+    digest: &str,
+    kind: erasure::Kind,
+    forgotten: Forgotten,
+) -> Result<(), tokio_postgres::Error> {
+    let held = transaction
+        .query_typed_opt(
+            "SELECT fate, left_at FROM forgotten WHERE digest = $1 FOR UPDATE",
+            typed![&digest],
+        )
+        .await?
+        .map(|row| Forgotten {
+            fate: Fate::parse(row.get(0)).unwrap_or(Fate::Unknown),
+            left_at: row.get(1),
+        });
+    let kept = held.map_or(forgotten, |held| kind.merged(held, forgotten));
+    transaction
+        .execute_typed(
+            "INSERT INTO forgotten (digest, fate, left_at) VALUES ($1, $2, $3)
+             ON CONFLICT (digest) DO UPDATE SET fate = excluded.fate, left_at = excluded.left_at",
+            typed![&digest, &kept.fate.as_str(), &kept.left_at],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Records what a pass decided: the cards let out are their campaign's
@@ -1680,7 +1867,11 @@ async fn migrate(client: &mut Client, shown: &str) -> Result<(), LedgerError> {
         return Ok(());
     }
     for step in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
-        transaction.batch_execute(step).await.map_err(failed)?;
+        let step = filled_in(step).map_err(|problem| LedgerError {
+            url: shown.to_string(),
+            problem,
+        })?;
+        transaction.batch_execute(&step).await.map_err(failed)?;
     }
     transaction
         .batch_execute(&format!(

@@ -15,17 +15,21 @@ use std::time::Duration;
 use jiff::civil::Date;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::erasure::{self, ForgottenOf, Secret};
 use super::Store;
 use super::{
-    assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, zone_to_keep,
-    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerStats, Lookup, NumberRecord,
-    Passing, Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION,
+    assemble, cap_for, facts_of, filled_in, key_of, secret_of, stats_time, stored_key, too_new,
+    within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased, Forgot, Found,
+    LedgerError, LedgerStats, Lookup, NumberRecord, Passing, PhoneUses, Pruned, PruningClocks,
+    Settled, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::admission::Rules;
 use crate::clock::Clock;
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{AsRead, Cause, Facts, Fate, HoldKind, NumberHold, Remembered, Suppression};
+use crate::types::{
+    AsRead, Cause, Facts, Fate, Forgotten, HoldKind, NumberHold, Remembered, Suppression,
+};
 
 /// The columns of a row of `sends`, in [`found_from`]'s order: a macro, so
 /// that the statements that read them are constant text (a statement is
@@ -49,6 +53,8 @@ pub struct SqliteLedger {
     shown: String,
     /// The run's clock: bookings are on it.
     clock: Clock,
+    /// The key of the forgotten cards' digests.
+    secret: Secret,
 }
 
 /// Other runs' writes, as the writing connection sees them: SQLite's
@@ -108,12 +114,26 @@ impl SqliteLedger {
             url: shown.clone(),
             problem,
         };
+        // The writer migrates the ledger, then reads its secret.
+        let (secret_read, secret) = std::sync::mpsc::channel();
         let writer = {
             let path = path.clone();
-            Worker::start("ledger", move || open_patiently(path))
-                .await
-                .map_err(failed)?
+            Worker::start("ledger", move || {
+                let connection = open_patiently(path)?;
+                let secret: rusqlite::Result<Option<String>> = connection
+                    .query_row("SELECT secret FROM ledger_secret", [], |row| row.get(0))
+                    .optional();
+                let _ = secret_read.send(secret.map_err(|error| error.to_string()));
+                Ok(connection)
+            })
+            .await
+            .map_err(failed)?
         };
+        let secret = secret
+            .recv()
+            .map_err(|_| "the ledger's thread stopped".to_string())
+            .and_then(|secret| secret_of(secret?))
+            .map_err(failed)?;
         let reader = match path {
             Some(path) => Some(
                 Worker::start("ledger-reader", move || open_reader(&path))
@@ -128,6 +148,7 @@ impl SqliteLedger {
             others: Arc::default(),
             shown,
             clock,
+            secret,
         };
         // The epoch starts at the version the writer sees now.
         let others = ledger.others.clone();
@@ -327,6 +348,7 @@ impl Store for SqliteLedger {
         with_cooldown: bool,
     ) -> Result<(Vec<Facts>, Option<u64>), LedgerError> {
         let campaign = campaign.to_string();
+        let secret = self.secret.clone();
         let worker = self.reader.as_ref().unwrap_or(&self.writer);
         // The epoch before the read: a write of another run during it moves
         // the epoch on, and the door reads the facts again.
@@ -335,7 +357,7 @@ impl Store for SqliteLedger {
             .on(worker, move |connection| {
                 // One read transaction: every row is read as of one moment.
                 let transaction = connection.transaction()?;
-                let asked = (any_suppressed(&transaction)?, with_cooldown);
+                let asked = Looking::at(&transaction, with_cooldown, &secret)?;
                 let rows: Vec<(&str, &str, &str)> = lookups
                     .iter()
                     .map(|row| (row.key.as_str(), row.to.as_str(), row.card_phone.as_str()))
@@ -351,6 +373,7 @@ impl Store for SqliteLedger {
     async fn pass(&self, campaign: &str, passing: Passing) -> Result<Vec<Claimed>, LedgerError> {
         let campaign = campaign.to_string();
         let others = self.others.clone();
+        let secret = self.secret.clone();
         self.call_mut(move |connection| {
             // One write transaction: another run's pass waits for this one.
             let transaction =
@@ -359,7 +382,7 @@ impl Store for SqliteLedger {
             for settled in &passing.settled {
                 settle(&transaction, &campaign, settled)?;
             }
-            let facts = Self::facts_of_claims(&transaction, &campaign, &passing, epoch)?;
+            let facts = Self::facts_of_claims(&transaction, &campaign, &passing, (epoch, &secret))?;
             let decided = Self::decide(&transaction, &passing, facts)?;
             let in_flight = passing.rules.in_flight_at_most;
             for (claim, claimed) in passing.claims.iter().zip(&decided) {
@@ -448,6 +471,7 @@ impl Store for SqliteLedger {
             )?;
             let daily_counts =
                 transaction.execute("DELETE FROM daily_counts WHERE day < ?1", params![day])?;
+            transaction.execute("DELETE FROM forgotten WHERE left_at < ?1", params![before])?;
             transaction.commit()?;
             Ok(Pruned {
                 cards: cards as u64,
@@ -524,19 +548,56 @@ impl Store for SqliteLedger {
         .await
     }
 
-    async fn forget(&self, phones: Vec<String>) -> Result<Vec<(String, u64)>, LedgerError> {
+    async fn phone_uses(&self, phones: Vec<String>) -> Result<Vec<PhoneUses>, LedgerError> {
+        self.call(move |connection| {
+            let count = |sql: &str, phone: &str| -> rusqlite::Result<u64> {
+                let count: i64 = connection
+                    .prepare_cached(sql)?
+                    .query_row(params![phone], |row| row.get(0))?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            };
+            phones
+                .iter()
+                .map(|phone| {
+                    Ok(PhoneUses {
+                        as_recipient: count(
+                            "SELECT COUNT(*) FROM sends WHERE recipient = ?1",
+                            phone,
+                        )?,
+                        on_cards: count(
+                            "SELECT COUNT(*) FROM sends WHERE card_phone = ?1 AND recipient <> ?1",
+                            phone,
+                        )?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn forget(&self, phones: Vec<String>, as_card: bool) -> Result<Forgot, LedgerError> {
+        let secret = self.secret.clone();
         self.call_mut(move |connection| {
+            // What is deleted is overwritten, not just let go.
+            connection.pragma_update(None, "secure_delete", true)?;
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut forgotten = Vec::with_capacity(phones.len());
-            for phone in phones {
-                let cards = transaction
-                    .prepare_cached("DELETE FROM sends WHERE recipient = ?1 OR card_phone = ?1")?
-                    .execute(params![phone])?;
-                forgotten.push((phone, cards as u64));
+            let mut cards = Vec::with_capacity(phones.len());
+            for phone in &phones {
+                let erased = erased_rows(&transaction, phone, as_card)?;
+                for (digest, (kind, forgotten)) in erasure::digests_of(&secret, &erased) {
+                    keep_forgotten(&transaction, &digest, kind, forgotten)?;
+                }
+                let deleted = transaction
+                    .prepare_cached(
+                        "DELETE FROM sends WHERE recipient = ?1 OR (?2 AND card_phone = ?1)",
+                    )?
+                    .execute(params![phone, as_card])?;
+                cards.push((phone.clone(), deleted as u64));
             }
             transaction.commit()?;
-            Ok(forgotten)
+            let remains = rewrite_without_old_copies(connection)?;
+            Ok(Forgot { cards, remains })
         })
         .await
     }
@@ -549,7 +610,7 @@ impl SqliteLedger {
         transaction: &Connection,
         campaign: &str,
         passing: &Passing,
-        epoch: u64,
+        (epoch, secret): (u64, &Secret),
     ) -> rusqlite::Result<Vec<Facts>> {
         let Passing { claims, rules, .. } = passing;
         // The facts of the claims whose facts as read do not hold, read
@@ -566,8 +627,8 @@ impl SqliteLedger {
             })
             .collect();
         let asked = match unread.is_empty() {
-            true => (false, false),
-            false => (any_suppressed(transaction)?, rules.cooldown.is_some()),
+            true => Looking::default(),
+            false => Looking::at(transaction, rules.cooldown.is_some(), secret)?,
         };
         let mut read = read_facts(transaction, campaign, &unread, asked)?.into_iter();
         Ok(claims
@@ -745,24 +806,43 @@ fn still_true<'a>(claim: &'a Claim, epoch: u64, rules: &Rules) -> Option<&'a AsR
         .filter(|read| read.epoch == epoch && rules.cooldown.is_none())
 }
 
-/// Whether anyone is on the suppression list: the lookup a row at a time
-/// is skipped when no one is.
-fn any_suppressed(connection: &Connection) -> rusqlite::Result<bool> {
-    connection
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM suppressed)")?
-        .query_row([], |row| row.get(0))
+/// What [`read_facts`] looks up beside each row's cards: what no one would
+/// be found in is not looked up.
+#[derive(Default)]
+struct Looking {
+    /// Anyone is on the suppression list.
+    suppressed: bool,
+    /// The recipients' last card (a cooldown, or the first contacts).
+    last_reached: bool,
+    /// Anyone was forgotten: the ledger's secret, for the digests.
+    forgotten: Option<Secret>,
+}
+
+impl Looking {
+    fn at(connection: &Connection, last_reached: bool, secret: &Secret) -> rusqlite::Result<Self> {
+        let any = |table: &str| -> rusqlite::Result<bool> {
+            connection
+                .prepare_cached(&format!("SELECT EXISTS (SELECT 1 FROM {table})"))?
+                .query_row([], |row| row.get(0))
+        };
+        Ok(Looking {
+            suppressed: any("suppressed")?,
+            last_reached,
+            forgotten: any("forgotten")?.then(|| secret.clone()),
+        })
+    }
 }
 
 /// What the ledger holds that bears on each of `rows` (key, recipient, card
 /// phone): the rows of its card (every campaign's), with a key column the
-/// row of its key, the suppression list (`asked.0`: anyone is on it), and
-/// with a cooldown (`asked.1`) the recipient's last card. A statement each
-/// for all the rows, each row looked up by its key in the index.
+/// row of its key, and as `asked`, the suppression list, the recipient's
+/// last card, the forgotten cards. A statement each for all the rows, each
+/// row looked up by its key in the index.
 fn read_facts(
     connection: &Connection,
     campaign: &str,
     rows: &[(&str, &str, &str)],
-    asked: (bool, bool),
+    asked: Looking,
 ) -> rusqlite::Result<Vec<Facts>> {
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -789,7 +869,7 @@ fn read_facts(
     }
     let recipients = || rows.iter().map(|(_, to, _)| to);
     let mut suppressed: Vec<Option<Suppression>> = vec![None; rows.len()];
-    if asked.0 {
+    if asked.suppressed {
         let sql = sql_for(Asked::Suppressed, rows.len());
         let mut statement = connection.prepare_cached(&sql)?;
         let mut found = statement.query(rusqlite::params_from_iter(recipients()))?;
@@ -802,7 +882,7 @@ fn read_facts(
         }
     }
     let mut last_reached: Vec<Option<i64>> = vec![None; rows.len()];
-    if asked.1 {
+    if asked.last_reached {
         let sql = sql_for(Asked::LastReached, rows.len());
         let mut statement = connection.prepare_cached(&sql)?;
         let mut found = statement.query(rusqlite::params_from_iter(recipients()))?;
@@ -810,16 +890,51 @@ fn read_facts(
             last_reached[ordinal(row)?] = row.get(1)?;
         }
     }
+    let mut forgotten = vec![ForgottenOf::default(); rows.len()];
+    if let Some(secret) = &asked.forgotten {
+        read_forgotten(connection, campaign, rows, &stored, secret, &mut forgotten)?;
+    }
     Ok(card_rows
         .into_iter()
         .zip(key_rows)
         .zip(suppressed)
         .zip(last_reached)
+        .zip(forgotten)
         .zip(stored)
-        .map(|((((card, key), suppressed), last), stored)| {
-            facts_of(campaign, stored, card, key, suppressed, last)
+        .map(|(((((card, key), suppressed), last), forgotten), stored)| {
+            facts_of(campaign, stored, (card, key), suppressed, last, forgotten)
         })
         .collect())
+}
+
+/// What the forgotten cards say of each of `rows`, by their digests.
+fn read_forgotten(
+    connection: &Connection,
+    campaign: &str,
+    rows: &[(&str, &str, &str)],
+    stored: &[&str],
+    secret: &Secret,
+    forgotten: &mut [ForgottenOf],
+) -> rusqlite::Result<()> {
+    let digests: Vec<String> = rows
+        .iter()
+        .zip(stored)
+        .flat_map(|((_, to, phone), key)| erasure::row_digests(secret, campaign, key, to, phone))
+        .collect();
+    let sql = sql_for(Asked::Forgotten, digests.len());
+    let mut statement = connection.prepare_cached(&sql)?;
+    let mut found = statement.query(rusqlite::params_from_iter(&digests))?;
+    while let Some(row) = found.next()? {
+        let at = ordinal(row)?;
+        let kind = erasure::Kind::ALL[at % erasure::Kind::ALL.len()];
+        let fate: String = row.get(1)?;
+        let card = Forgotten {
+            fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
+            left_at: row.get(2)?,
+        };
+        forgotten[at / erasure::Kind::ALL.len()].found(kind, card);
+    }
+    Ok(())
 }
 
 /// What [`read_facts`] looks up, a statement each.
@@ -829,6 +944,8 @@ enum Asked {
     Keys,
     Suppressed,
     LastReached,
+    /// By digest, not by row: `rows` is the number of digests.
+    Forgotten,
 }
 
 /// The text of the statement that looks `asked` up for `rows` rows, made
@@ -862,6 +979,12 @@ fn sql_for(asked: Asked, rows: usize) -> std::rc::Rc<str> {
                         "WITH v(i, phone) AS (VALUES {})
                          SELECT v.i, s.phone, s.reason, s.added_at FROM v CROSS JOIN suppressed s
                              ON s.phone = v.phone",
+                        values(rows, 1, 1)
+                    ),
+                    Asked::Forgotten => format!(
+                        "WITH v(i, digest) AS (VALUES {})
+                         SELECT v.i, f.fate, f.left_at FROM v CROSS JOIN forgotten f
+                             ON f.digest = v.digest",
                         values(rows, 1, 1)
                     ),
                     Asked::LastReached => format!(
@@ -1162,6 +1285,75 @@ fn remember(
     Ok(())
 }
 
+/// The rows of `sends` to `phone`, and with `as_card` those carrying it as
+/// the card's phone.
+fn erased_rows(
+    connection: &Connection,
+    phone: &str,
+    as_card: bool,
+) -> rusqlite::Result<Vec<Erased>> {
+    connection
+        .prepare_cached(
+            "SELECT campaign, key, recipient, card_phone, fate, left_at FROM sends
+             WHERE recipient = ?1 OR (?2 AND card_phone = ?1)",
+        )?
+        .query_map(params![phone, as_card], |row| {
+            let fate: String = row.get(4)?;
+            Ok(Erased {
+                campaign: row.get(0)?,
+                stored_key: row.get(1)?,
+                to: row.get(2)?,
+                card_phone: row.get(3)?,
+                fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
+                left_at: row.get(5)?,
+            })
+        })?
+        .collect()
+}
+
+/// Keeps `forgotten` under `digest`, with what the ledger already kept
+/// there (as `kind` merges them).
+fn keep_forgotten(
+    connection: &Connection,
+    digest: &str,
+    kind: erasure::Kind,
+    forgotten: Forgotten,
+) -> rusqlite::Result<()> {
+    let held = connection
+        .prepare_cached("SELECT fate, left_at FROM forgotten WHERE digest = ?1")?
+        .query_row(params![digest], |row| {
+            let fate: String = row.get(0)?;
+            Ok(Forgotten {
+                fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
+                left_at: row.get(1)?,
+            })
+        })
+        .optional()?;
+    let kept = held.map_or(forgotten, |held| kind.merged(held, forgotten));
+    connection
+        .prepare_cached(
+            "INSERT INTO forgotten (digest, fate, left_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (digest) DO UPDATE SET fate = excluded.fate, left_at = excluded.left_at",
+        )?
+        .execute(params![digest, kept.fate.as_str(), kept.left_at])?;
+    Ok(())
+}
+
+/// Rewrites the file from what it holds now (`VACUUM`), so that no page
+/// keeps an old copy of a row (an update moves a row and leaves its old
+/// bytes behind), then empties the WAL into it. Returns what may remain on
+/// disk, when another run's reading kept the WAL from being emptied.
+fn rewrite_without_old_copies(connection: &Connection) -> rusqlite::Result<Option<String>> {
+    connection.execute_batch("VACUUM")?;
+    let busy: i64 =
+        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    Ok((busy != 0).then(|| {
+        "another run was reading the ledger, so its WAL file (ledger.db-wal) may still hold \
+         the erased cards until that run ends: run the same `ledger forget` again then"
+            .to_string()
+    }))
+}
+
 /// Records the answer of a card let out at `settled.left_at`, if its row
 /// is still that one's; a card that never left is forgotten.
 fn settle(connection: &Connection, campaign: &str, settled: &Settled) -> rusqlite::Result<()> {
@@ -1326,7 +1518,7 @@ fn migrate(connection: &mut Connection) -> Result<(), String> {
     }
     for step in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
         transaction
-            .execute_batch(&sqlite_step(step))
+            .execute_batch(&sqlite_step(&filled_in(step)?))
             .map_err(text)?;
     }
     transaction

@@ -321,7 +321,10 @@ impl Compared {
     /// Compares one line with what the ledger holds of its row; returns the
     /// record to remember when only the file knew the card went.
     fn note(&mut self, line: &EarlierLine, facts: &Facts, upgraded: bool) -> Option<Remembered> {
-        let held = facts.remembered.as_ref().map(|record| record.fate);
+        // A forgotten card is held by its digest: its phone never goes
+        // back into the ledger.
+        let held = (facts.remembered.as_ref().map(|record| record.fate))
+            .or(facts.forgotten.map(|forgotten| forgotten.fate));
         let ledger_holds = held.is_some_and(|fate| fate != Fate::Failed);
         let by_file = match line.status {
             Some(Status::Sent) => Some(Fate::Sent),

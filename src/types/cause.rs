@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 
-use super::{Recipient, Remembered, Status, Suppression};
+use super::{Fate, Forgotten, Recipient, Remembered, Status, Suppression};
 
 /// Why a row is held back instead of sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub enum Cause {
     /// still be sending it, or was stopped. No run can be sending it after
     /// `until`.
     InFlight { earlier: Remembered, until: i64 },
+    /// A run of this campaign sent it, or may have, to a recipient since
+    /// forgotten on request: the ledger keeps that it went, not to whom.
+    Forgotten(Forgotten),
     /// The recipient is on the suppression list.
     Suppressed(Suppression),
     /// The same card went to this recipient at `at` (nanoseconds since
@@ -41,6 +44,11 @@ impl Cause {
         match self {
             Cause::SentEarlier(_) => Status::Sent,
             Cause::InDoubt(_) | Cause::InFlight { .. } => Status::Unknown,
+            Cause::Forgotten(forgotten) => match forgotten.fate {
+                Fate::Sent => Status::Sent,
+                Fate::Duplicate => Status::Duplicate,
+                _ => Status::Unknown,
+            },
             Cause::Suppressed(_) => Status::Suppressed,
             Cause::SameCard { .. } => Status::Duplicate,
             Cause::CoolingDown { .. }
@@ -70,6 +78,16 @@ impl Cause {
                 "an earlier run of this campaign may have delivered it at {}; not sent again \
                  (--resume --resend-unknown sends it)",
                 at_text(earlier.left_at)
+            ),
+            Cause::Forgotten(forgotten) => format!(
+                "{} by a run of this campaign at {}; the ledger keeps no more of it, its \
+                 recipient forgotten on request (ledger forget): never sent again",
+                match forgotten.fate {
+                    Fate::Sent => "sent",
+                    Fate::Duplicate => "found a repeat",
+                    _ => "maybe delivered",
+                },
+                at_text(forgotten.left_at)
             ),
             Cause::Suppressed(entry) => match entry.reason.is_empty() {
                 true => format!(

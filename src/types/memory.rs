@@ -93,6 +93,16 @@ impl Remembered {
     }
 }
 
+/// A card of a person forgotten on request (`ledger forget`): what became
+/// of it and when, kept without who it went to, so that its campaign never
+/// sends it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    pub fate: Fate,
+    /// When it left, nanoseconds since 1970.
+    pub left_at: i64,
+}
+
 /// A recipient on the suppression list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suppression {
@@ -108,6 +118,9 @@ pub struct Suppression {
 pub struct Facts {
     /// The campaign's record of the row's key.
     pub remembered: Option<Remembered>,
+    /// The campaign's card of the row, its recipient forgotten on request:
+    /// it went (or may have), and to whom the ledger no longer says.
+    pub forgotten: Option<Forgotten>,
     /// When the campaign sent the same card to the recipient under another
     /// key (a campaign with a key column), nanoseconds since 1970.
     pub campaign_card_at: Option<i64>,

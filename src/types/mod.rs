@@ -13,7 +13,7 @@ mod stop;
 mod tally;
 
 pub use cause::{at_text, nanos_of, Cause};
-pub use memory::{AsRead, Facts, Fate, Remembered, Suppression};
+pub use memory::{AsRead, Facts, Fate, Forgotten, Remembered, Suppression};
 pub use outcome::Outcome;
 pub use problem::Problem;
 pub use row::{Destination, Job, KeptCells, Recipient, Rejected, Row, Timing};

@@ -51,6 +51,16 @@ impl Outcome {
             Cause::SentEarlier(earlier)
             | Cause::InDoubt(earlier)
             | Cause::InFlight { earlier, .. } => earlier,
+            // A card that went, or may have, of which the ledger keeps
+            // nothing more (its recipient was forgotten on request).
+            Cause::Forgotten(forgotten) => {
+                outcome.add_error(words);
+                outcome.sent_earlier = outcome.status == Status::Sent;
+                if let Ok(at) = Timestamp::from_nanosecond(i128::from(forgotten.left_at)) {
+                    outcome.finished_at = at;
+                }
+                return outcome;
+            }
             // A card that does not go has no delay or typing (nor a note
             // about them).
             _ => {

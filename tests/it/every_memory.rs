@@ -16,6 +16,9 @@ on_both_stores!(
     counts_are_kept_by_every_run_that_sends_cap_or_not,
     machines_fourteen_hours_apart_with_no_zone_set_share_one_cap,
     a_number_counted_in_localtime_by_the_release_before_is_given_a_zone_s_name,
+    a_person_forgotten_on_request_is_not_sent_the_card_again,
+    forgetting_the_card_s_own_phone_is_refused_unless_asked_and_resends_nobody,
+    a_forgotten_phone_is_in_no_record_of_the_ledger,
 );
 
 /// A day and an hour later, for the binary's clock.
@@ -407,4 +410,163 @@ async fn a_card_another_run_is_retrying_is_not_resent_by_a_run_with_shorter_sett
         stderr(&b)
     );
     assert_eq!(common::count(&work.results("b.csv"), "UNKNOWN"), 1);
+}
+
+/// `ledger forget` with `args` and `config`.
+async fn forget(work: &Workspace, config: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["ledger", "forget"];
+    all.extend_from_slice(args);
+    all.extend(["--config", config]);
+    work.run_with_env(&all, &[]).await
+}
+
+async fn a_person_forgotten_on_request_is_not_sent_the_card_again(store: Store) {
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
+    work.write("campaign.csv", &common::campaign(3));
+    work.ok(&["send", "campaign.csv", "--config", &config])
+        .await;
+    let forgotten = work.results("campaign.results.csv")[1]["to"].clone();
+
+    let output = forget(&work, &config, &[&format!("+{forgotten}")]).await;
+    assert_exit!(output, 0);
+    assert_has(
+        &common::stdout(&output),
+        &format!("{forgotten}: 1 cards forgotten"),
+    );
+    // The campaign carries on (its results file still shows the card), and
+    // runs again the next day (from another results file, which does not).
+    let output = work.send(&config, &["--resume"]).await;
+    assert_exit!(output, 0);
+    let output = work
+        .run_with_env(&["ledger", "stats", "--json", "--config", &config], &[])
+        .await;
+    let stats: serde_json::Value = serde_json::from_str(&common::stdout(&output)).unwrap();
+    assert_eq!(
+        stats["cards"], 2,
+        "the results file put no phone back: {stats}"
+    );
+    let output = work
+        .run_later(
+            NEXT_DAY,
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                &config,
+                "--out",
+                "again.csv",
+            ],
+        )
+        .await;
+
+    assert_exit!(output, 0);
+    assert_eq!(server.accepted(), 3, "{}", stderr(&output));
+    let line = common::line(&work.results("again.csv"), 3).clone();
+    assert_eq!(line["status"], "SENT", "{line:?}");
+    assert_has(&line["error"], "forgotten on request");
+}
+
+async fn forgetting_the_card_s_own_phone_is_refused_unless_asked_and_resends_nobody(store: Store) {
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
+    work.write("campaign.csv", &common::campaign(3));
+    work.ok(&["send", "campaign.csv", "--config", &config])
+        .await;
+    // The business's own number, printed on every card.
+    let card_phone = "+55 11 3003-4000";
+
+    let output = forget(&work, &config, &[card_phone]).await;
+    assert_exit!(output, 2);
+    assert_has(
+        &stderr(&output),
+        "551130034000 is on 3 cards as the card's phone",
+    );
+    assert_has(&stderr(&output), "--as-card");
+    let output = forget(&work, &config, &[card_phone, "--as-card"]).await;
+    assert_exit!(output, 0);
+    assert_has(&common::stdout(&output), "551130034000: 3 cards forgotten");
+
+    let output = work
+        .run_later(
+            NEXT_DAY,
+            &["send", "campaign.csv", "--config", &config, "--resume"],
+        )
+        .await;
+    assert_exit!(output, 0);
+    assert_eq!(
+        server.accepted(),
+        3,
+        "nobody sent again: {}",
+        stderr(&output)
+    );
+}
+
+async fn a_forgotten_phone_is_in_no_record_of_the_ledger(store: Store) {
+    let (_server, work, settings) = common::on_store(store).await;
+    let url = store.ledger(&work).await;
+    let config = work.config(&settings.ledger(&url));
+    work.write("campaign.csv", &common::campaign(40));
+    work.ok(&["send", "campaign.csv", "--config", &config])
+        .await;
+    let line = common::line(&work.results("campaign.results.csv"), 20).clone();
+    let (phone, message_id) = (line["to"].clone(), line["message_id"].clone());
+
+    let output = forget(&work, &config, &[&format!("+{phone}")]).await;
+
+    assert_exit!(output, 0);
+    let said = common::stdout(&output);
+    match url.strip_prefix("sqlite://") {
+        // Not in a record, and not in the file's free space either: what
+        // `strings ledger.db*` would find, byte for byte.
+        Some(path) => {
+            assert!(!said.contains("WAL file"), "{said}");
+            for end in ["", "-wal", "-shm", "-journal"] {
+                let Ok(bytes) = std::fs::read(format!("{path}{end}")) else {
+                    continue;
+                };
+                for gone in [&phone, &message_id] {
+                    let found = bytes
+                        .windows(gone.len())
+                        .any(|window| window == gone.as_bytes());
+                    assert!(!found, "{gone} is still in ledger.db{end}");
+                }
+                let kept = common::line(&work.results("campaign.results.csv"), 21)["to"].clone();
+                if end.is_empty() {
+                    assert!(
+                        bytes.windows(kept.len()).any(|w| w == kept.as_bytes()),
+                        "the others stay"
+                    );
+                }
+            }
+        }
+        // Not in a row of any table; what PostgreSQL's files may keep is said.
+        None => {
+            assert_has(&said, "VACUUM FULL");
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            for table in [
+                "sends",
+                "forgotten",
+                "campaigns",
+                "numbers",
+                "daily_counts",
+                "clocks",
+            ] {
+                let rows = client
+                    .query(&format!("SELECT t::text FROM {table} t"), &[])
+                    .await
+                    .unwrap();
+                for row in rows {
+                    let text: String = row.get(0);
+                    assert!(
+                        !text.contains(&phone) && !text.contains(&message_id),
+                        "{table}: {text}"
+                    );
+                }
+            }
+        }
+    }
 }
