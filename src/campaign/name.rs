@@ -1,9 +1,11 @@
 //! A campaign's name: what its memory in the ledger goes by, so that every
 //! run of it — whatever its results file, on whatever machine — knows what
 //! the others sent. `campaign.name` or `--campaign` sets it; otherwise it is
-//! the campaign file's name without its extension.
+//! the campaign file's name without its extension. Every name is kept in
+//! Unicode NFC, however it came.
 
 use super::Source;
+use crate::types::in_nfc;
 
 /// The longest name taken; a name is a label, not a document.
 const LONGEST: usize = 200;
@@ -13,7 +15,7 @@ const LONGEST: usize = 200;
 pub fn name_of(set: Option<&str>, source: &Source) -> Result<Named, String> {
     if let Some(name) = set {
         return Ok(Named {
-            name: name.trim().to_string(),
+            name: in_nfc(name.trim()),
             from_file: false,
         });
     }
@@ -21,7 +23,7 @@ pub fn name_of(set: Option<&str>, source: &Source) -> Result<Named, String> {
         Source::Stdin => None,
         Source::File(path) => path
             .file_stem()
-            .map(|stem| stem.to_string_lossy().trim().to_string()),
+            .map(|stem| in_nfc(stem.to_string_lossy().trim())),
     };
     match stem.filter(|stem| !stem.is_empty()) {
         Some(name) => Ok(Named {
@@ -133,6 +135,13 @@ mod tests {
         }
         let named = name_of(Some("leads-2026-11-30"), &Source::Stdin).unwrap();
         assert!(!named.looks_dated(), "a name set on purpose is the user's");
+    }
+
+    #[test]
+    fn a_name_is_kept_in_nfc_wherever_it_comes_from() {
+        let (nfd, nfc) = ("promoc\u{327}a\u{303}o", "promo\u{e7}\u{e3}o");
+        assert_eq!(from_file(&format!("{nfd}.csv")).name, nfc);
+        assert_eq!(name_of(Some(nfd), &Source::Stdin).unwrap().name, nfc);
     }
 
     #[test]
