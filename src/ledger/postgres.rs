@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Store;
 use super::{
-    assemble, cap_for, facts_of, key_of, stats_time, stored_key, too_new, within_cap, Admitted,
-    CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
+    assemble, cap_for, facts_of, key_of, spell_nfc, stats_time, stored_key, too_new, within_cap,
+    Admitted, CapTaken, Claim, Claimed, Found, LedgerError, LedgerSettings, LedgerStats, Lookup,
     NumberRecord, Passing, Pruned, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
 };
 use crate::pacing::{Booking, ClockState, Pace};
@@ -1609,7 +1609,10 @@ async fn migrate(client: &mut Client, shown: &str) -> Result<(), LedgerError> {
         return Ok(());
     }
     for step in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
-        transaction.batch_execute(step).await.map_err(failed)?;
+        transaction
+            .batch_execute(&postgres_step(step))
+            .await
+            .map_err(failed)?;
     }
     transaction
         .batch_execute(&format!(
@@ -1619,6 +1622,13 @@ async fn migrate(client: &mut Client, shown: &str) -> Result<(), LedgerError> {
         .map_err(failed)?;
     transaction.commit().await.map_err(failed)
 }
+
+/// A step of the schema as PostgreSQL runs it: a text in NFC is its own
+/// `normalize` (PostgreSQL 13 and later, in a UTF8 database).
+fn postgres_step(step: &str) -> String {
+    spell_nfc(step, |text| format!("normalize({text}, NFC)"))
+}
+
 /// A row of `number_holds`.
 fn number_hold(row: &tokio_postgres::Row) -> NumberHold {
     NumberHold {
