@@ -1,15 +1,17 @@
 //! One name for one campaign, on both stores: a name typed and the same
-//! name from a macOS file name (Unicode NFC and NFD) are one campaign; a
-//! ledger of the release before keeps its campaigns' memory under the names
-//! in NFC, both forms of one name merged. What reached the server is counted.
+//! name from a macOS file name (Unicode NFC and NFD), and a nightly export's
+//! dated file names, are each one campaign; a ledger of the release before
+//! keeps its campaigns' memory under the names in NFC, both forms of one
+//! name merged. What reached the server is counted.
 
-use crate::common::{self, queued_per_recipient, stderr, summary_json, Store, Workspace};
+use crate::common::{self, queued_per_recipient, stderr, stdout, summary_json, Store, Workspace};
 use crate::keeping::FIXTURE_CAMPAIGN;
 use crate::pg;
 use interacto_bulk::api::MockOptions;
 
 on_both_stores!(
     a_name_typed_and_the_same_name_from_a_macos_file_name_are_one_campaign,
+    two_dated_exports_two_days_apart_are_one_campaign,
     the_release_before_s_campaign_named_in_nfd_is_the_one_typed_in_nfc,
     both_forms_of_a_name_in_a_ledger_merge_keeping_the_surer_record,
 );
@@ -150,6 +152,53 @@ async fn a_name_typed_and_the_same_name_from_a_macos_file_name_are_one_campaign(
     each_queued_once(&server, 3);
     let lines = work.results(&results);
     assert_eq!(common::count(&lines, "SENT"), 3, "{lines:?}");
+}
+
+async fn two_dated_exports_two_days_apart_are_one_campaign(store: Store) {
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings);
+    work.write("leads-2026-12-07.csv", &common::campaign(3));
+    work.write("leads-2026-12-09.csv", &common::campaign(3));
+
+    let output = work
+        .run(&["send", "leads-2026-12-07.csv", "--config", &config])
+        .await;
+    assert_exit!(output, 0);
+    let summary = stdout(&output);
+    common::assert_has(&summary, "campaign `leads` complete");
+    common::assert_has(
+        &summary,
+        "named after leads-2026-12-07.csv without its date; --campaign or campaign.name names it \
+         otherwise",
+    );
+
+    let later = [
+        "send",
+        "leads-2026-12-09.csv",
+        "--config",
+        &config,
+        "--summary",
+        "json",
+    ];
+    let output = work.run_later("+49h", &later).await;
+    assert_exit!(output, 0);
+    each_queued_once(&server, 3);
+    let log = stderr(&output);
+    let starting = log
+        .lines()
+        .find(|line| line.contains(" starting "))
+        .unwrap_or_else(|| panic!("no `starting` line: {log}"));
+    common::assert_has(starting, "campaign=leads ");
+    common::assert_has(starting, "leads-2026-12-09.csv without its date");
+    assert!(!log.contains("ends in a date"), "no warning: {log}");
+    let summary = summary_json(&output);
+    assert_eq!(summary["campaign_name"], "leads", "{summary}");
+    assert_eq!(summary["campaign_name_from"], "file_without_date");
+    assert_eq!(summary["counts"]["SKIPPED"], 3, "{summary}");
+    assert!(
+        work.path("leads-2026-12-09.results.csv").exists(),
+        "the results file is still the file's own"
+    );
 }
 
 async fn the_release_before_s_campaign_named_in_nfd_is_the_one_typed_in_nfc(store: Store) {
