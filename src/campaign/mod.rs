@@ -23,7 +23,7 @@ pub use checking::BATCH_ROWS;
 pub use columns::{Column, Layout, LayoutError};
 pub use fields::Card;
 pub use input::{DelimiterChoice, EncodingChoice, TextEncoding};
-pub use name::{check_name, name_of, Named};
+pub use name::{check_name, name_of, NameFrom, Named};
 pub use settings::{CampaignSettings, CardSettings};
 pub use source::Source;
 

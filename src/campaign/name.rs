@@ -1,33 +1,39 @@
 //! A campaign's name: what its memory in the ledger goes by, so that every
 //! run of it — whatever its results file, on whatever machine — knows what
 //! the others sent. `campaign.name` or `--campaign` sets it; otherwise it is
-//! the campaign file's name without its extension.
+//! the campaign file's name without its extension, and without the date it
+//! ends in (a nightly export's `leads-2026-12-07.csv` is `leads`, every
+//! night). Every name is kept in Unicode NFC, however it came.
+
+use serde::Serialize;
 
 use super::Source;
+use crate::types::in_nfc;
 
 /// The longest name taken; a name is a label, not a document.
 const LONGEST: usize = 200;
 
-/// The campaign's name: the one set, else the file's stem. Standard input
-/// has no file name, so it needs one set.
+/// What may stand between a name and the date it ends in, and between the
+/// date's parts.
+const SEPARATORS: &str = "-_. ";
+
+/// The campaign's name: the one set, else the file's stem without the date
+/// it ends in. Standard input has no file name, so it needs one set.
 pub fn name_of(set: Option<&str>, source: &Source) -> Result<Named, String> {
     if let Some(name) = set {
         return Ok(Named {
-            name: name.trim().to_string(),
-            from_file: false,
+            name: in_nfc(name.trim()),
+            from: NameFrom::Set,
         });
     }
     let stem = match source {
         Source::Stdin => None,
         Source::File(path) => path
             .file_stem()
-            .map(|stem| stem.to_string_lossy().trim().to_string()),
+            .map(|stem| in_nfc(stem.to_string_lossy().trim())),
     };
     match stem.filter(|stem| !stem.is_empty()) {
-        Some(name) => Ok(Named {
-            name,
-            from_file: true,
-        }),
+        Some(stem) => Ok(named_after_file(stem)),
         None => Err(
             "a campaign read from standard input needs a name, which its memory in the ledger \
              goes by (what each run sent, so that no run sends it again): give one with \
@@ -37,19 +43,68 @@ pub fn name_of(set: Option<&str>, source: &Source) -> Result<Named, String> {
     }
 }
 
-/// A campaign's name, and whether it came from the file's name.
+/// A campaign named after its file's `stem`: without the date it ends in,
+/// unless that leaves nothing (a file named only a date keeps its name).
+fn named_after_file(stem: String) -> Named {
+    let undated = date_starts_at(&stem)
+        .map(|at| stem[..at].trim_end_matches(|c| SEPARATORS.contains(c)))
+        .filter(|undated| !undated.is_empty());
+    match undated {
+        Some(undated) => Named {
+            name: undated.to_string(),
+            from: NameFrom::FileWithoutDate,
+        },
+        None => Named {
+            name: stem,
+            from: NameFrom::File,
+        },
+    }
+}
+
+/// A campaign's name, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Named {
     pub name: String,
-    pub from_file: bool,
+    pub from: NameFrom,
+}
+
+/// Where a campaign's name came from, as the summary's
+/// `campaign_name_from` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameFrom {
+    /// `campaign.name` or `--campaign`.
+    Set,
+    /// The campaign file's name without its extension.
+    File,
+    /// The campaign file's name without its extension and the date it ended
+    /// in: every night's dated export is one campaign.
+    FileWithoutDate,
+}
+
+impl NameFrom {
+    /// How a campaign read from `file` came by a name that is not the file's
+    /// as it reads, in words (`after leads-2026-12-07.csv without its date;
+    /// …`); `None` where nothing needs saying.
+    pub fn in_words(self, file: &str) -> Option<String> {
+        let file = std::path::Path::new(file)
+            .file_name()
+            .map_or_else(|| file.into(), |name| name.to_string_lossy());
+        match self {
+            NameFrom::FileWithoutDate => Some(format!(
+                "after {file} without its date; --campaign or campaign.name names it otherwise"
+            )),
+            NameFrom::Set | NameFrom::File => None,
+        }
+    }
 }
 
 impl Named {
-    /// Whether a name taken from the file ends in a date (`leads-2026-11-30`,
-    /// `export_20261130`): a dated export gets a new name every night,
-    /// which would make every night a new campaign.
+    /// Whether a name taken from the file is only a date (`2026-11-30`): a
+    /// dated export gets a new name every night, which would make every
+    /// night a new campaign.
     pub fn looks_dated(&self) -> bool {
-        self.from_file && ends_in_a_date(&self.name)
+        self.from == NameFrom::File && date_starts_at(&self.name).is_some()
     }
 }
 
@@ -73,24 +128,40 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `name` ends in a date: its trailing digits and separators read
-/// as year, month and day (either way round), or year and month, with a
-/// year of this century.
-fn ends_in_a_date(name: &str) -> bool {
-    let kept = name.trim_end_matches(|c: char| c.is_ascii_digit() || "-_. ".contains(c));
-    let groups: Vec<&str> = name[kept.len()..]
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|group| !group.is_empty())
-        .collect();
+/// Where the date `name` ends in starts (a byte index), if it ends in one:
+/// its trailing digits and separators read as year, month and day (either
+/// way round), or year and month, with a year of this century.
+fn date_starts_at(name: &str) -> Option<usize> {
+    let kept = name.trim_end_matches(|c: char| c.is_ascii_digit() || SEPARATORS.contains(c));
+    let groups = digit_groups(&name[kept.len()..]);
+    let texts: Vec<&str> = groups.iter().map(|(_, group)| *group).collect();
     let year = |group: &str| group.len() == 4 && group.starts_with("20");
     let short = |group: &str| (1..=2).contains(&group.len());
-    match groups.as_slice() {
-        [.., y, m, d] if year(y) && short(m) && short(d) => true,
-        [.., d, m, y] if short(d) && short(m) && year(y) => true,
-        [y, m] | [m, y] if year(y) && short(m) => true,
-        [.., packed] if packed.len() == 8 => year(&packed[..4]) || year(&packed[4..]),
-        _ => false,
+    let parts = match texts.as_slice() {
+        [.., y, m, d] if year(y) && short(m) && short(d) => 3,
+        [.., d, m, y] if short(d) && short(m) && year(y) => 3,
+        [y, m] | [m, y] if year(y) && short(m) => 2,
+        [.., packed] if packed.len() == 8 && (year(&packed[..4]) || year(&packed[4..])) => 1,
+        _ => return None,
+    };
+    Some(kept.len() + groups[groups.len() - parts].0)
+}
+
+/// The runs of ASCII digits in `text`, each with where it starts.
+fn digit_groups(text: &str) -> Vec<(usize, &str)> {
+    let mut groups = Vec::new();
+    let mut start = None;
+    for (at, c) in text.char_indices().chain([(text.len(), ' ')]) {
+        match (c.is_ascii_digit(), start) {
+            (true, None) => start = Some(at),
+            (false, Some(from)) => {
+                groups.push((from, &text[from..at]));
+                start = None;
+            }
+            _ => {}
+        }
     }
+    groups
 }
 
 #[cfg(test)]
@@ -106,22 +177,26 @@ mod tests {
     fn a_campaign_is_named_after_its_file_unless_named() {
         assert_eq!(from_file("exports/leads.csv").name, "leads");
         let set = name_of(Some(" leads "), &Source::Stdin).unwrap();
-        assert_eq!((set.name.as_str(), set.from_file), ("leads", false));
+        assert_eq!((set.name.as_str(), set.from), ("leads", NameFrom::Set));
         let error = name_of(None, &Source::Stdin).unwrap_err();
         assert!(error.contains("--campaign"), "{error}");
     }
 
     #[test]
-    fn a_dated_export_is_noticed() {
+    fn a_file_named_only_a_date_is_noticed() {
         for dated in [
-            "leads-2026-11-30.csv",
-            "leads-2026-11.csv",
-            "leads_20261130.csv",
-            "export 30.11.2026.csv",
-            "leads-30-11-2026.csv",
             "2026-11-30.csv",
+            "2026-11.csv",
+            "20261130.csv",
+            "30.11.2026.csv",
         ] {
-            assert!(from_file(dated).looks_dated(), "{dated}");
+            let named = from_file(dated);
+            assert_eq!(
+                named.name,
+                dated.trim_end_matches(".csv"),
+                "its name as it is"
+            );
+            assert!(named.looks_dated(), "{dated}");
         }
         for plain in [
             "leads.csv",
@@ -131,8 +206,43 @@ mod tests {
         ] {
             assert!(!from_file(plain).looks_dated(), "{plain}");
         }
-        let named = name_of(Some("leads-2026-11-30"), &Source::Stdin).unwrap();
+        let named = name_of(Some("2026-11-30"), &Source::Stdin).unwrap();
         assert!(!named.looks_dated(), "a name set on purpose is the user's");
+    }
+
+    #[test]
+    fn a_dated_exports_campaign_is_named_after_its_file_without_the_date() {
+        for (file, name) in [
+            ("leads-2026-12-07.csv", "leads"),
+            ("leads_20261207.csv", "leads"),
+            ("leads 07-12-2026.csv", "leads"),
+            ("leads-2026-12.csv", "leads"),
+            ("export 30.11.2026.csv", "export"),
+            ("leads - 2026-12-07.csv", "leads"),
+            ("top-100-2026-12-07.csv", "top-100"),
+            ("leads2026-12-07.csv", "leads"),
+        ] {
+            assert_eq!(from_file(file).name, name, "{file}");
+            assert!(!from_file(file).looks_dated(), "{file}: nothing to warn of");
+        }
+        for plain in [
+            "leads.csv",
+            "leads-v2.csv",
+            "top-100.csv",
+            "campaign-2026.csv",
+        ] {
+            assert_eq!(from_file(plain).name, plain.trim_end_matches(".csv"));
+        }
+        let set = name_of(Some("leads-2026-12-07"), &Source::Stdin).unwrap();
+        assert_eq!(set.name, "leads-2026-12-07", "a name set keeps its date");
+    }
+
+    #[test]
+    fn a_name_is_kept_in_nfc_wherever_it_comes_from() {
+        let (nfd, nfc) = ("promoc\u{327}a\u{303}o", "promo\u{e7}\u{e3}o");
+        assert_eq!(from_file(&format!("{nfd}.csv")).name, nfc);
+        assert_eq!(from_file(&format!("{nfd}-2026-12-07.csv")).name, nfc);
+        assert_eq!(name_of(Some(nfd), &Source::Stdin).unwrap().name, nfc);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::setting::{self, invalid, InvalidSetting};
 #[serde(default, deny_unknown_fields)]
 pub struct CampaignSettings {
     /// What the campaign's memory in the ledger goes by; `None`: the
-    /// campaign file's name without its extension.
+    /// campaign file's name without its extension and a date it ends in.
     #[serde(deserialize_with = "setting::non_blank")]
     pub name: Option<String>,
     /// The country of numbers written without a country code.

@@ -425,7 +425,8 @@ pub struct RunArgs {
 
     /// The campaign's name, which its memory in the ledger goes by: no run of a campaign
     /// sends a row its runs sent; a new name sends the cards again [config: campaign.name;
-    /// default: the campaign file's name without its extension; required for `-`]
+    /// default: the campaign file's name without its extension and a date it ends in
+    /// (leads-2026-12-07.csv: leads); required for `-`]
     #[arg(long = "campaign", id = "campaign_name", value_name = "NAME")]
     pub name: Option<String>,
 

@@ -658,12 +658,48 @@ const MIGRATIONS: &[&str] = &[
     // 16: each number's first contacts a day (schedule.daily_new_contacts):
     //     cards to recipients it never reached before.
     "ALTER TABLE daily_counts ADD COLUMN new_contacts BIGINT NOT NULL DEFAULT 0",
-    // 17: until when the run that let a card out may still send it (its own
+    // 17: campaign names in Unicode NFC (types::in_nfc), as runs now give
+    //     them: earlier versions kept a name as it came, so `promoção` from a
+    //     macOS file name (NFD) and typed (NFC) were two campaigns. A name
+    //     there in several forms keeps the first run of any.
+    "DELETE FROM campaigns
+     WHERE name IN (
+         SELECT name FROM (
+             SELECT name, ROW_NUMBER() OVER (
+                 PARTITION BY {nfc}(name) ORDER BY first_run_at, name
+             ) AS place
+             FROM campaigns
+         ) AS forms
+         WHERE place > 1
+     );
+     UPDATE campaigns SET name = {nfc}(name) WHERE name <> {nfc}(name)",
+    // 18: each campaign's memory under its name in Unicode NFC, as step 17
+    //     puts `campaigns`: a card's rows under several forms of one name
+    //     become one, the surest (as `surety` ranks fates; of two as sure,
+    //     the latest answered).
+    "DELETE FROM sends
+     WHERE (recipient, card_phone, campaign, key) IN (
+         SELECT recipient, card_phone, campaign, key FROM (
+             SELECT recipient, card_phone, campaign, key, ROW_NUMBER() OVER (
+                 PARTITION BY recipient, card_phone, {nfc}(campaign), key
+                 ORDER BY CASE fate WHEN 'SENT' THEN 4 WHEN 'UNKNOWN' THEN 3
+                     WHEN 'LEAVING' THEN 3 WHEN 'DUPLICATE' THEN 2 ELSE 1 END DESC,
+                     finished_at DESC, left_at DESC, campaign
+             ) AS place
+             FROM sends
+             WHERE {nfc}(campaign) IN (
+                 SELECT {nfc}(campaign) FROM sends WHERE campaign <> {nfc}(campaign)
+             )
+         ) AS forms
+         WHERE place > 1
+     );
+     UPDATE sends SET campaign = {nfc}(campaign) WHERE campaign <> {nfc}(campaign)",
+    // 19: until when the run that let a card out may still send it (its own
     //     retries, waits and timeouts), nanoseconds since 1970; 0 where no
     //     run said. Another run judges the card in doubt by it, not by its
     //     own settings.
     "ALTER TABLE sends ADD COLUMN in_flight_until BIGINT NOT NULL DEFAULT 0",
-    // 18: the cards of people forgotten on request (ledger::erasure), each
+    // 20: the cards of people forgotten on request (ledger::erasure), each
     //     by a keyed digest of what it stands for, never by phone: what
     //     became of it, and when it left (nanoseconds since 1970).
     "CREATE TABLE forgotten (
@@ -671,10 +707,33 @@ const MIGRATIONS: &[&str] = &[
          fate TEXT NOT NULL,
          left_at BIGINT NOT NULL
      )",
-    // 19: the key of those digests, one row, made at random with the ledger.
+    // 21, 22: the key of those digests, one row, made at random with the
+    //     ledger.
     "CREATE TABLE ledger_secret (secret TEXT NOT NULL PRIMARY KEY)",
     "INSERT INTO ledger_secret (secret) VALUES ('{SECRET}')",
 ];
+
+/// How a migration step asks for a text in Unicode NFC: `{nfc}(x)`, `x` a
+/// column. The stores spell it apart (SQLite has none: its connection is
+/// given one), each with [`spell_nfc`].
+const NFC_CALL: &str = "{nfc}(";
+
+/// `step` with each `{nfc}(x)` spelled as `spelling(x)` gives it.
+fn spell_nfc(step: &str, spelling: impl Fn(&str) -> String) -> String {
+    let mut spelled = String::with_capacity(step.len());
+    let mut rest = step;
+    while let Some(at) = rest.find(NFC_CALL) {
+        spelled.push_str(&rest[..at]);
+        let argument = &rest[at + NFC_CALL.len()..];
+        let end = argument
+            .find(')')
+            .expect("a migration step closes each {nfc}(");
+        spelled.push_str(&spelling(&argument[..end]));
+        rest = &argument[end + 1..];
+    }
+    spelled.push_str(rest);
+    spelled
+}
 
 /// A step of the schema as a store runs it: a new secret where it says
 /// `{SECRET}`.

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use super::erasure::{self, ForgottenOf, Secret};
 use super::Store;
 use super::{
-    assemble, cap_for, facts_of, filled_in, key_of, secret_of, stats_time, stored_key, too_new,
-    within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased, Forgot, Found,
+    assemble, cap_for, facts_of, filled_in, key_of, secret_of, spell_nfc, stats_time, stored_key,
+    too_new, within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased, Forgot, Found,
     LedgerError, LedgerSettings, LedgerStats, Lookup, NumberRecord, Opening, Passing, PhoneUses,
     Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
 };
@@ -1871,7 +1871,10 @@ async fn migrate(client: &mut Client, shown: &str) -> Result<(), LedgerError> {
             url: shown.to_string(),
             problem,
         })?;
-        transaction.batch_execute(&step).await.map_err(failed)?;
+        transaction
+            .batch_execute(&postgres_step(&step))
+            .await
+            .map_err(failed)?;
     }
     transaction
         .batch_execute(&format!(
@@ -1881,6 +1884,13 @@ async fn migrate(client: &mut Client, shown: &str) -> Result<(), LedgerError> {
         .map_err(failed)?;
     transaction.commit().await.map_err(failed)
 }
+
+/// A step of the schema as PostgreSQL runs it: a text in NFC is its own
+/// `normalize` (PostgreSQL 13 and later, in a UTF8 database).
+fn postgres_step(step: &str) -> String {
+    spell_nfc(step, |text| format!("normalize({text}, NFC)"))
+}
+
 /// A row of `number_holds`.
 fn number_hold(row: &tokio_postgres::Row) -> NumberHold {
     NumberHold {

@@ -18,8 +18,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::erasure::{self, ForgottenOf, Secret};
 use super::Store;
 use super::{
-    assemble, cap_for, facts_of, filled_in, key_of, secret_of, stats_time, stored_key, too_new,
-    within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased, Forgot, Found,
+    assemble, cap_for, facts_of, filled_in, key_of, secret_of, spell_nfc, stats_time, stored_key,
+    too_new, within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased, Forgot, Found,
     LedgerError, LedgerStats, Lookup, NumberRecord, Passing, PhoneUses, Pruned, PruningClocks,
     Settled, MIGRATIONS, SCHEMA_VERSION,
 };
@@ -1444,8 +1444,20 @@ fn open_and_migrate(path: Option<PathBuf>) -> Result<Connection, String> {
         Ok(())
     };
     setup().map_err(|error| error.to_string())?;
+    with_nfc(&connection).map_err(|error| error.to_string())?;
     migrate(&mut connection)?;
     Ok(connection)
+}
+
+/// Gives the connection `nfc(text)`: the text in Unicode NFC
+/// (types::in_nfc), which SQLite lacks and migrations ask for.
+fn with_nfc(connection: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    connection.create_scalar_function("nfc", 1, flags, |context| {
+        let text: String = context.get(0)?;
+        Ok(crate::types::in_nfc(&text))
+    })
 }
 
 /// The ledger at `path` as only its owner may read it: it holds people's
@@ -1532,10 +1544,12 @@ fn migrate(connection: &mut Connection) -> Result<(), String> {
 /// A step of the schema as SQLite runs it: every table of the ledger has a
 /// primary key, and SQLite keeps a table's rows in that key's order alone,
 /// without a hidden rowid tree beside it (half the writes for each card).
+/// A text in NFC is the connection's own `nfc` ([`with_nfc`]).
 fn sqlite_step(step: &str) -> String {
+    let step = spell_nfc(step, |text| format!("nfc({text})"));
     match step.trim_start().starts_with("CREATE TABLE") {
         true => format!("{step} WITHOUT ROWID"),
-        false => step.to_string(),
+        false => step,
     }
 }
 

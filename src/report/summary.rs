@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::check::{counted, first_rows, View};
 use super::CheckReport;
+use crate::campaign::NameFrom;
 use crate::exit::{Ending, ExitCode};
 use crate::types::{FailureGroup, Failures, Status, StopReason, Tally};
 
@@ -22,6 +23,10 @@ pub struct Summary {
     /// The campaign's name, which its memory in the ledger goes by (`None`
     /// for a run that could not start before it was known).
     pub campaign_name: Option<String>,
+    /// Where the name came from: `set` (`campaign.name` or `--campaign`),
+    /// `file` (the file's name without its extension) or `file_without_date`
+    /// (and without the date it ended in).
+    pub campaign_name_from: Option<NameFrom>,
     pub results: String,
     pub dry_run: bool,
     /// A `--mock` rehearsal that did not wait for the pace (`--real-pace`
@@ -87,6 +92,7 @@ pub struct CampaignState {
 pub struct Finished {
     pub campaign: String,
     pub campaign_name: String,
+    pub campaign_name_from: NameFrom,
     pub results: String,
     pub dry_run: bool,
     /// A rehearsal that did not wait for the pace.
@@ -112,6 +118,7 @@ impl Summary {
         let Finished {
             campaign,
             campaign_name,
+            campaign_name_from,
             results,
             dry_run,
             at_speed,
@@ -146,6 +153,7 @@ impl Summary {
             version: env!("CARGO_PKG_VERSION"),
             campaign,
             campaign_name: Some(campaign_name),
+            campaign_name_from: Some(campaign_name_from),
             results,
             dry_run,
             at_speed,
@@ -200,6 +208,7 @@ impl Summary {
             version: env!("CARGO_PKG_VERSION"),
             campaign,
             campaign_name: None,
+            campaign_name_from: None,
             results,
             dry_run,
             at_speed: false,
@@ -247,6 +256,9 @@ impl Summary {
             "{}: {rows} {what} in {:.1} s{file}\n  {counts}\n",
             self.campaign, self.elapsed_seconds,
         );
+        if let Some(named) = self.named_line() {
+            text.push_str(&named);
+        }
         if let Some(state) = &self.state {
             text.push_str(&self.state_line(state));
         }
@@ -281,6 +293,14 @@ impl Summary {
         }
         text.push_str(&format!("results: {}\n", self.results));
         text
+    }
+
+    /// `campaign `leads` named after leads-2026-12-07.csv without its date;
+    /// …`, where the name is not the file's as it reads.
+    fn named_line(&self) -> Option<String> {
+        let name = self.campaign_name.as_deref()?;
+        let after = self.campaign_name_from?.in_words(&self.campaign)?;
+        Some(format!("campaign `{name}` named {after}\n"))
     }
 
     /// `campaign `leads` complete: 8 of 10 rows SENT (3 by earlier runs), 2
@@ -452,6 +472,7 @@ mod tests {
         Finished {
             campaign: "c.csv".into(),
             campaign_name: "c".into(),
+            campaign_name_from: NameFrom::File,
             results: "c.results.csv".into(),
             dry_run: false,
             at_speed: false,

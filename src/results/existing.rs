@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::journal;
 use super::{paths, Dialect, Header, Kind, LineFormat, ResultsError, ResultsWriter};
-use crate::types::Status;
+use crate::types::{same_name, Status};
 
 /// A results file opened for a run: where its lines go, and what the file
 /// held when the run began.
@@ -254,7 +254,9 @@ fn check_is_ours(
     let mut record = csv::StringRecord::new();
     if lines.read_record(&mut record).unwrap_or(false) {
         let named = super::cell_value(record.get(0).unwrap_or_default());
-        if named != campaign {
+        // An earlier version wrote the name as it came (a macOS file name's
+        // is NFD); it is the same campaign.
+        if !same_name(named, campaign) {
             return Err(ResultsError::OtherCampaign {
                 path: path.to_path_buf(),
                 found: named.to_string(),
@@ -497,6 +499,18 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_file_an_earlier_version_wrote_under_the_name_in_nfd_is_the_nfc_names_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (nfd, nfc) = ("promoc\u{327}a\u{303}o", "promo\u{e7}\u{e3}o");
+        let path = results_file(dir.path(), &COLUMNS.join(","), &line(nfd, "a", "SENT"));
+
+        let opened = open_existing(&path, Dialect::Plain, Kind::Send, nfc, &[]);
+
+        assert!(opened.is_ok(), "{:?}", opened.err());
+        assert!(is_ours(&path, Kind::Send, nfc));
     }
 
     #[test]

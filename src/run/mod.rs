@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::admission::Rules;
-use crate::campaign::{self, Campaign, CampaignError, Source};
+use crate::campaign::{self, Campaign, CampaignError, NameFrom, Source};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::dispatch::{self, Gates, RunControl, Sending};
@@ -99,6 +99,8 @@ pub async fn run(
 /// it sends, the ledger, and its files opened.
 struct Prepared {
     campaign_name: String,
+    /// Where the campaign's name came from.
+    name_from: NameFrom,
     /// The API or the embedded mock; `None` in a dry run.
     target: Option<Target>,
     instances: Vec<String>,
@@ -123,14 +125,14 @@ async fn prepare(
         .map_err(CampaignError::Unnamed)?;
     if named.looks_dated() {
         warn!(
-            "the campaign is named `{name}` after its file, which ends in a date: a dated export \
+            "the campaign is named `{name}` after its file, which is only a date: a dated export \
              gets a new name every night, and every night would be a new campaign that sends \
              everyone the card again; name the campaign (--campaign NAME, or campaign.name in \
              the config) so that every night's file is the same campaign",
             name = named.name
         );
     }
-    let campaign_name = named.name;
+    let (campaign_name, name_from) = (named.name, named.from);
 
     // Target: the API or the embedded mock; nowhere in a dry run. Missing
     // credentials stop the run here, before any file is touched.
@@ -160,9 +162,17 @@ async fn prepare(
             () = shutdown.cancelled() => return Err(RunError::Interrupted),
         }
     };
-    say_starting(settings, request, &campaign_name, target.is_some(), &ledger);
+    let sends = target.is_some();
+    say_starting(
+        settings,
+        request,
+        (&campaign_name, name_from),
+        sends,
+        &ledger,
+    );
     Ok(Prepared {
         campaign_name,
+        name_from,
         target,
         instances,
         ledger,
@@ -200,13 +210,15 @@ async fn open_ledgers(
 fn say_starting(
     settings: &Settings,
     request: &RunRequest,
-    campaign_name: &str,
+    (campaign_name, name_from): (&str, NameFrom),
     sends: bool,
     ledger: &Ledger,
 ) {
+    let file = request.source.describe();
     info!(
         campaign = %campaign_name,
-        file = %request.source.describe(),
+        named = name_from.in_words(&file),
+        file = %file,
         results = %request.results_path.display(),
         dry_run = request.dry_run,
         rehearsal = request.mock,
@@ -296,6 +308,7 @@ struct Ran {
     results_path: PathBuf,
     results_from: u64,
     campaign_name: String,
+    name_from: NameFrom,
 }
 
 /// Send: one thread writes every line (and moves the progress bar), one
@@ -314,6 +327,7 @@ async fn send_every_row(
     let kind = request.kind();
     let Prepared {
         campaign_name,
+        name_from,
         target,
         instances,
         ledger,
@@ -372,6 +386,7 @@ async fn send_every_row(
         results_path: opened.results_path,
         results_from: opened.results.results_from,
         campaign_name,
+        name_from,
     })
 }
 
@@ -554,6 +569,7 @@ async fn finish(
     Ok(Summary::new(Finished {
         campaign: request.source.describe(),
         campaign_name: ran.campaign_name,
+        campaign_name_from: ran.name_from,
         results: request.results_path.display().to_string(),
         dry_run: request.dry_run,
         at_speed: request.at_speed(),

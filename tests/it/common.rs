@@ -40,6 +40,33 @@ impl Store {
     }
 }
 
+/// A ledger written by the release before the campaign memory's second
+/// round (schema 16, commit fe4dab9), on `store`, as its URL: campaign
+/// `promoção` named in NFD after its file, three cards (to `+55 11
+/// 98765-4321`, `+55 21 99876-5432` and `+55 31 97654-3210`, each `Loja`,
+/// `+55 11 3003-4000`) sent through `fixture-number` under `daily_cap = 50`
+/// on 2026-12-07 at 21:09 UTC, with no schedule.timezone (the number's zone
+/// kept as `localtime`).
+pub async fn release_before(store: Store, work: &Workspace) -> String {
+    match store {
+        Store::Sqlite => {
+            let path = work.path("ledger.db");
+            std::fs::write(&path, include_bytes!("../fixtures/ledger-v16.db")).unwrap();
+            format!("sqlite://{}", path.display())
+        }
+        Store::Postgres => {
+            let url = crate::pg::database().await;
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("the tests' PostgreSQL answers");
+            tokio::spawn(connection);
+            let dump = include_str!("../fixtures/ledger-v16.pg.sql");
+            client.batch_execute(dump).await.expect("the dump loads");
+            url
+        }
+    }
+}
+
 /// A test against the embedded mock with `options`: the mock, a
 /// workspace, and a quick config that sends to the mock.
 pub async fn against(options: MockOptions) -> (MockServer, Workspace, Config) {

@@ -284,34 +284,9 @@ async fn machines_fourteen_hours_apart_with_no_zone_set_share_one_cap(store: Sto
     assert_eq!(number["timezone"], "Etc/GMT+12", "{number}");
 }
 
-/// A ledger the release before wrote (schema 16, commit fe4dab9), on
-/// `store`: campaign `promoção` named in NFD after its file, three cards
-/// sent through `fixture-number` under `daily_cap = 50` on 2026-12-07 at
-/// 21:09 UTC, with no schedule.timezone (the number's zone kept as
-/// `localtime`). Returns its URL.
-pub async fn the_release_before_s_ledger(store: Store, work: &Workspace) -> String {
-    match store {
-        Store::Sqlite => {
-            let path = work.path("ledger.db");
-            std::fs::write(&path, include_bytes!("../fixtures/ledger-v16.db")).unwrap();
-            format!("sqlite://{}", path.display())
-        }
-        Store::Postgres => {
-            let url = pg::database().await;
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            let dump = include_str!("../fixtures/ledger-v16.pg.sql");
-            client.batch_execute(dump).await.unwrap();
-            url
-        }
-    }
-}
-
 async fn a_number_counted_in_localtime_by_the_release_before_is_given_a_zone_s_name(store: Store) {
     let (server, work, settings) = common::against(Default::default()).await;
-    let url = the_release_before_s_ledger(store, &work).await;
+    let url = common::release_before(store, &work).await;
     let config = work.config(
         &settings
             .ledger(&url)

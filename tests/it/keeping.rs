@@ -19,8 +19,9 @@ on_both_stores!(
 /// `+55 41 98888-7777` suppressed ("pediu para sair").
 const EARLIER_RELEASE: &[u8] = include_bytes!("../fixtures/ledger-v5.db");
 
-/// The fixture's campaign, as it was sent.
-const FIXTURE_CAMPAIGN: &str = "to,contact_name,contact_phone
+/// The campaign of either fixture (this one, and names.rs's of schema 16), as
+/// it was sent.
+pub const FIXTURE_CAMPAIGN: &str = "to,contact_name,contact_phone
 +55 11 98765-4321,Loja,+55 11 3003-4000
 +55 21 99876-5432,Loja,+55 11 3003-4000
 +55 31 97654-3210,Loja,+55 11 3003-4000

@@ -20,6 +20,7 @@ mod keeping;
 mod ledger;
 mod memory;
 mod mock_api;
+mod names;
 mod optouts;
 mod paced;
 mod pg;

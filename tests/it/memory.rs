@@ -397,22 +397,22 @@ async fn another_campaigns_results_file_is_refused_and_left_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_campaign_named_after_a_dated_export_says_how_to_name_it() {
+async fn a_campaign_named_after_a_file_that_is_only_a_date_says_how_to_name_it() {
     let (_server, work, config) = common::against_the_mock().await;
-    work.write("leads-2026-11-30.csv", &common::campaign(1));
+    work.write("2026-11-30.csv", &common::campaign(1));
 
     let output = work
-        .ok(&["validate", "leads-2026-11-30.csv", "--config", &config])
+        .ok(&["validate", "2026-11-30.csv", "--config", &config])
         .await;
     let said = stderr(&output);
     assert!(
-        said.contains("ends in a date") && said.contains("--campaign NAME"),
+        said.contains("is only a date") && said.contains("--campaign NAME"),
         "{said}"
     );
     let output = work
         .run(&[
             "validate",
-            "leads-2026-11-30.csv",
+            "2026-11-30.csv",
             "--config",
             &config,
             "--campaign",
@@ -421,7 +421,7 @@ async fn a_campaign_named_after_a_dated_export_says_how_to_name_it() {
         ])
         .await;
     assert!(
-        !stderr(&output).contains("ends in a date"),
+        !stderr(&output).contains("is only a date"),
         "{}",
         stderr(&output)
     );

@@ -72,6 +72,9 @@ fn start() -> Result<Cluster, String> {
         .arg("-D")
         .arg(&data)
         .args(["-U", ROLE, "--auth=scram-sha-256", "--no-sync"])
+        // As a ledger's database must be (Unicode normalisation needs it);
+        // the C locale would make it SQL_ASCII.
+        .arg("--encoding=UTF8")
         .arg(format!("--pwfile={}", password_file.display()))
         .output()
         .map_err(|e| format!("initdb: {e}"))?;
