@@ -179,7 +179,13 @@ impl Scan {
             runtime: tokio::runtime::Handle::current(),
             upgraded: self.upgraded,
             lines: Vec::with_capacity(COMPARED_AT_ONCE),
-            compared: Compared::default(),
+            compared: Compared {
+                // After a crash the file holds every run's lines since its
+                // last tidying: a row's DEFERRED line may come before its
+                // SENT one.
+                one_line_a_row: self.journal_from.is_none(),
+                ..Compared::default()
+            },
             failed: None,
         };
         results::earlier_lines(&self.path, earlier, until, |line| {
@@ -287,6 +293,9 @@ struct Compared {
     /// `SENT` lines of an earlier version's file with the embedded mock's
     /// message ids: a rehearsal's, not taken as sent.
     mock_like: usize,
+    /// The file holds one line a row (it was tidied at the end of its last
+    /// run), so a line that says a row was not sent is the file's last word.
+    one_line_a_row: bool,
 }
 
 /// Rows counted, with the first few for the log.
@@ -306,13 +315,14 @@ impl Rows {
         }
     }
 
-    /// `rows 2, 5, 9 and 4 more`.
+    /// `row 2`, `rows 2, 5, 9 and 4 more`.
     fn shown(&self) -> String {
         let rows: Vec<String> = self.first.iter().map(u64::to_string).collect();
         let more = self.count - self.first.len() as u64;
-        match more {
-            0 => format!("rows {}", rows.join(", ")),
-            more => format!("rows {} and {more} more", rows.join(", ")),
+        match (self.count, more) {
+            (1, _) => format!("row {}", rows.join("")),
+            (_, 0) => format!("rows {}", rows.join(", ")),
+            (_, more) => format!("rows {} and {more} more", rows.join(", ")),
         }
     }
 }
@@ -330,7 +340,8 @@ impl Compared {
             Some(Status::Sent) => Some(Fate::Sent),
             Some(Status::Unknown) => Some(Fate::Unknown),
             Some(Status::Failed | Status::Deferred | Status::Suppressed) => {
-                if held.is_some_and(|fate| matches!(fate, Fate::Sent | Fate::Unknown)) {
+                let gone = held.is_some_and(|fate| matches!(fate, Fate::Sent | Fate::Unknown));
+                if gone && self.one_line_a_row {
                     self.ledger_kept.note(line.row);
                 }
                 None

@@ -545,3 +545,27 @@ async fn a_forgotten_phone_is_in_no_record_of_the_ledger(store: Store) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_results_file_edited_to_say_not_sent_keeps_the_ledger_s_word() {
+    let (server, work, config) = common::against_the_mock().await;
+    work.write("campaign.csv", &common::campaign(3));
+    work.ok(&["send", "campaign.csv", "--config", &config])
+        .await;
+    // Someone marks row 3 FAILED in a spreadsheet.
+    let path = work.path("campaign.results.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let third = text.lines().nth(2).unwrap().to_string();
+    std::fs::write(
+        &path,
+        text.replace(&third, &third.replace(",SENT,", ",FAILED,")),
+    )
+    .unwrap();
+
+    let output = work.send(&config, &["--resume"]).await;
+
+    assert_exit!(output, 0);
+    assert_eq!(server.accepted(), 3, "{}", stderr(&output));
+    assert_has(&stderr(&output), "the ledger remembers row 3 as sent");
+    assert_eq!(work.results("campaign.results.csv")[1]["status"], "SENT");
+}
