@@ -596,7 +596,15 @@ impl Store for SqliteLedger {
                 cards.push((phone.clone(), deleted as u64));
             }
             transaction.commit()?;
-            let remains = rewrite_without_old_copies(connection)?;
+            // Forgotten now; what follows only cleans the disk, and says
+            // what it could not.
+            let remains = rewrite_without_old_copies(connection).unwrap_or_else(|error| {
+                Some(format!(
+                    "the ledger file could not be rewritten ({error}): the erased cards' bytes \
+                     may remain in its free space until it is; run the same `ledger forget` \
+                     again when no run is using the ledger"
+                ))
+            });
             Ok(Forgot { cards, remains })
         })
         .await
