@@ -522,6 +522,16 @@ async fn a_forgotten_phone_is_in_no_record_of_the_ledger(store: Store) {
                 .await
                 .unwrap();
             tokio::spawn(connection);
+            // The deleted rows' space was vacuumed, so it goes to new rows.
+            let vacuumed: bool = client
+                .query_one(
+                    "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'sends'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(vacuumed, "sends was vacuumed");
             for table in [
                 "sends",
                 "forgotten",
