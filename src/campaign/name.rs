@@ -24,6 +24,7 @@ pub fn name_of(set: Option<&str>, source: &Source) -> Result<Named, String> {
         return Ok(Named {
             name: in_nfc(name.trim()),
             from: NameFrom::Set,
+            with_date: None,
         });
     }
     let stem = match source {
@@ -53,10 +54,12 @@ fn named_after_file(stem: String) -> Named {
         Some(undated) => Named {
             name: undated.to_string(),
             from: NameFrom::FileWithoutDate,
+            with_date: Some(stem.clone()),
         },
         None => Named {
             name: stem,
             from: NameFrom::File,
+            with_date: None,
         },
     }
 }
@@ -66,6 +69,9 @@ fn named_after_file(stem: String) -> Named {
 pub struct Named {
     pub name: String,
     pub from: NameFrom,
+    /// The file's stem, date and all, where the name is without its date:
+    /// what an earlier version named the campaign.
+    pub with_date: Option<String>,
 }
 
 /// Where a campaign's name came from, as the summary's

@@ -64,7 +64,7 @@ impl std::fmt::Debug for Secret {
 
 /// What a digest of a row stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Kind {
+pub(super) enum DigestKind {
     /// The campaign's card to the person: the row's record.
     CampaignCard,
     /// The campaign's row of a key column: the row's record too.
@@ -75,28 +75,28 @@ pub(super) enum Kind {
     Recipient,
 }
 
-impl Kind {
-    pub const ALL: [Kind; 4] = [
-        Kind::CampaignCard,
-        Kind::CampaignKey,
-        Kind::Card,
-        Kind::Recipient,
+impl DigestKind {
+    pub const ALL: [DigestKind; 4] = [
+        DigestKind::CampaignCard,
+        DigestKind::CampaignKey,
+        DigestKind::Card,
+        DigestKind::Recipient,
     ];
 
     /// Of two records of one digest of this kind, the one to keep: of the
     /// campaign's card, the surer; of a card or a person, the later.
     pub fn merged(self, held: Forgotten, new: Forgotten) -> Forgotten {
         match self {
-            Kind::CampaignCard | Kind::CampaignKey => surer(held, new),
-            Kind::Card | Kind::Recipient if new.left_at > held.left_at => new,
-            Kind::Card | Kind::Recipient => held,
+            DigestKind::CampaignCard | DigestKind::CampaignKey => surer(held, new),
+            DigestKind::Card | DigestKind::Recipient if new.left_at > held.left_at => new,
+            DigestKind::Card | DigestKind::Recipient => held,
         }
     }
 }
 
 /// The digests a row of `campaign` (its key as `sends` keeps it, '' for the
 /// default; its recipient and card phone) is found by among the forgotten,
-/// in [`Kind::ALL`]'s order; '' where a row has none of a kind (no key
+/// in [`DigestKind::ALL`]'s order; '' where a row has none of a kind (no key
 /// column).
 pub(super) fn row_digests(
     secret: &Secret,
@@ -105,12 +105,12 @@ pub(super) fn row_digests(
     to: &str,
     card_phone: &str,
 ) -> [String; 4] {
-    Kind::ALL.map(|kind| match kind {
-        Kind::CampaignCard => secret.digest(&["campaign card", campaign, to, card_phone]),
-        Kind::CampaignKey if stored_key.is_empty() => String::new(),
-        Kind::CampaignKey => secret.digest(&["campaign key", campaign, stored_key]),
-        Kind::Card => secret.digest(&["card", to, card_phone]),
-        Kind::Recipient => secret.digest(&["recipient", to]),
+    DigestKind::ALL.map(|kind| match kind {
+        DigestKind::CampaignCard => secret.digest(&["campaign card", campaign, to, card_phone]),
+        DigestKind::CampaignKey if stored_key.is_empty() => String::new(),
+        DigestKind::CampaignKey => secret.digest(&["campaign key", campaign, stored_key]),
+        DigestKind::Card => secret.digest(&["card", to, card_phone]),
+        DigestKind::Recipient => secret.digest(&["recipient", to]),
     })
 }
 
@@ -127,17 +127,26 @@ pub(super) struct ForgottenOf {
 
 impl ForgottenOf {
     /// Adds what one digest of the row, of `kind`, found.
-    pub fn found(&mut self, kind: Kind, found: Forgotten) {
+    pub fn found(&mut self, kind: DigestKind, found: Forgotten) {
         match kind {
-            Kind::CampaignCard | Kind::CampaignKey => {
+            DigestKind::CampaignCard | DigestKind::CampaignKey => {
                 self.campaign = Some(match self.campaign {
                     Some(held) => kind.merged(held, found),
                     None => found,
                 })
             }
-            Kind::Card => self.same_card_at = self.same_card_at.max(Some(found.left_at)),
-            Kind::Recipient => self.reached_at = self.reached_at.max(Some(found.left_at)),
+            DigestKind::Card => self.same_card_at = self.same_card_at.max(Some(found.left_at)),
+            DigestKind::Recipient => self.reached_at = self.reached_at.max(Some(found.left_at)),
         }
+    }
+}
+
+/// Adds what the digest at `at` found to its row's, the digests being each
+/// row's [`row_digests`] in turn.
+pub(super) fn found_by_digest(rows: &mut [ForgottenOf], at: usize, found: Forgotten) {
+    let kinds = DigestKind::ALL.len();
+    if let Some(row) = rows.get_mut(at / kinds) {
+        row.found(DigestKind::ALL[at % kinds], found);
     }
 }
 
@@ -171,8 +180,8 @@ pub(super) struct Erased {
 pub(super) fn digests_of(
     secret: &Secret,
     erased: &[Erased],
-) -> BTreeMap<String, (Kind, Forgotten)> {
-    let mut kept: BTreeMap<String, (Kind, Forgotten)> = BTreeMap::new();
+) -> BTreeMap<String, (DigestKind, Forgotten)> {
+    let mut kept: BTreeMap<String, (DigestKind, Forgotten)> = BTreeMap::new();
     for row in erased.iter().filter(|row| row.fate != Fate::Failed) {
         let digests = row_digests(
             secret,
@@ -185,10 +194,10 @@ pub(super) fn digests_of(
             fate: row.fate,
             left_at: row.left_at,
         };
-        for (kind, digest) in Kind::ALL.into_iter().zip(digests) {
+        for (kind, digest) in DigestKind::ALL.into_iter().zip(digests) {
             let counts = match kind {
-                Kind::CampaignCard | Kind::CampaignKey => !digest.is_empty(),
-                Kind::Card | Kind::Recipient => row.fate.went(),
+                DigestKind::CampaignCard | DigestKind::CampaignKey => !digest.is_empty(),
+                DigestKind::Card | DigestKind::Recipient => row.fate.went(),
             };
             if counts {
                 kept.entry(digest)

@@ -192,9 +192,9 @@ impl Ledger {
     }
 
     /// Remembers fates of `campaign`'s rows decided without a pass (a
-    /// repeat found as rows are read; what an earlier version's results
-    /// file or journal knew): a row's record is only filled in where it has
-    /// none or a `Failed` one.
+    /// repeat found as rows are read; what a results file or an earlier
+    /// version's journal knew): a row's record is only filled in where it
+    /// has none or a `Failed` one, or made `Sent` where it was `Unknown`.
     pub async fn remember(
         &self,
         campaign: &str,
@@ -225,6 +225,11 @@ impl Ledger {
         campaign: &str,
     ) -> Result<Vec<(String, Remembered)>, LedgerError> {
         self.store.unsettled(campaign).await
+    }
+
+    /// Whether a run of `campaign` sent through this ledger.
+    pub async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
+        self.store.knows(campaign).await
     }
 
     /// Notes that `campaign` sends through this ledger.
@@ -380,6 +385,7 @@ trait Store: Send + Sync {
         records: Vec<(String, Remembered)>,
     ) -> Result<(), LedgerError>;
     async fn unsettled(&self, campaign: &str) -> Result<Vec<(String, Remembered)>, LedgerError>;
+    async fn knows(&self, campaign: &str) -> Result<bool, LedgerError>;
     async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError>;
     /// Books on the run's clock (SQLite, read inside the transaction) or on
     /// the server's (PostgreSQL: one for every machine).
@@ -707,11 +713,15 @@ const MIGRATIONS: &[&str] = &[
          fate TEXT NOT NULL,
          left_at BIGINT NOT NULL
      )",
-    // 21, 22: the key of those digests, one row, made at random with the
-    //     ledger.
+    // 21: the key of those digests, one row, made at random with the ledger
+    //     (by the migration that makes the table: [`new_secret`]).
     "CREATE TABLE ledger_secret (secret TEXT NOT NULL PRIMARY KEY)",
-    "INSERT INTO ledger_secret (secret) VALUES ('{SECRET}')",
 ];
+
+/// The statement that gives a ledger its secret, if it has none, at the end
+/// of a migration; a parameter, not text, so that no server log shows it.
+const SECRET_IF_NONE: &str =
+    "INSERT INTO ledger_secret (secret) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM ledger_secret)";
 
 /// How a migration step asks for a text in Unicode NFC: `{nfc}(x)`, `x` a
 /// column. The stores spell it apart (SQLite has none: its connection is
@@ -735,15 +745,11 @@ fn spell_nfc(step: &str, spelling: impl Fn(&str) -> String) -> String {
     spelled
 }
 
-/// A step of the schema as a store runs it: a new secret where it says
-/// `{SECRET}`.
-fn filled_in(step: &str) -> Result<String, String> {
-    if !step.contains("{SECRET}") {
-        return Ok(step.to_string());
-    }
-    let secret =
-        Secret::new().map_err(|error| format!("cannot make the ledger's secret: {error}"))?;
-    Ok(step.replace("{SECRET}", &secret.to_hex()))
+/// A new ledger's secret, as `ledger_secret` keeps it.
+fn new_secret() -> Result<String, String> {
+    Secret::new()
+        .map(|secret| secret.to_hex())
+        .map_err(|error| format!("cannot make the ledger's secret: {error}"))
 }
 
 /// The ledger's secret as a store read it (`SELECT secret FROM
@@ -823,7 +829,7 @@ fn facts_of(
     let mut same_card_at: Option<i64> = None;
     for row in card_rows {
         if row.campaign == campaign && row.key == key {
-            remembered = Some(row.record);
+            remembered = Some(surer_record(remembered, row.record));
         } else if row.record.fate.went() {
             if row.campaign == campaign {
                 campaign_card_at = campaign_card_at.max(Some(row.record.left_at));
@@ -988,6 +994,24 @@ impl Admitted {
     }
 }
 
+/// Of the record a key has and another found for it, the surer. A key has
+/// one record, but two forms of a campaign's name merged by the migration
+/// may have left it one under each of two phones.
+fn surer_record(held: Option<Remembered>, found: Remembered) -> Remembered {
+    match held {
+        Some(held) if surety(held.fate) >= surety(found.fate) => held,
+        _ => found,
+    }
+}
+
+/// [`surer_record`] of two rows of `sends` of one key.
+fn surer_found(held: Option<Found>, found: Found) -> Found {
+    match held {
+        Some(held) if surety(held.record.fate) >= surety(found.record.fate) => held,
+        _ => found,
+    }
+}
+
 /// How sure a fate is that the card went: of two records of one key, the
 /// surer is kept.
 fn surety(fate: Fate) -> u8 {
@@ -1134,6 +1158,34 @@ mod tests {
             instance_id: instance.into(),
             as_read: None,
         }
+    }
+
+    fn found(to: &str, key: &str, fate: Fate) -> Found {
+        Found {
+            campaign: "leads".into(),
+            key: key.into(),
+            record: Remembered {
+                fate,
+                ..Remembered::repeat(to, "551130034000", "x", 1)
+            },
+        }
+    }
+
+    #[test]
+    fn a_key_with_two_records_is_held_by_the_surer() {
+        // The forms of one campaign's name merged: key L-1 was sent to its
+        // old phone under one form, and failed to its new one under the other.
+        let sent_to_old = found("5511900000001", "L-1", Fate::Sent);
+        let failed_to_new = found("5511900000002", "L-1", Fate::Failed);
+        let facts = facts_of(
+            "leads",
+            "L-1",
+            (vec![failed_to_new], Some(sent_to_old)),
+            None,
+            None,
+            ForgottenOf::default(),
+        );
+        assert_eq!(facts.remembered.map(|record| record.fate), Some(Fate::Sent));
     }
 
     #[test]

@@ -18,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 use super::erasure::{self, ForgottenOf, Secret};
 use super::Store;
 use super::{
-    assemble, cap_for, facts_of, filled_in, key_of, secret_of, spell_nfc, stats_time, stored_key,
-    too_new, within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased, Forgot, Found,
-    LedgerError, LedgerSettings, LedgerStats, Lookup, NumberRecord, Opening, Passing, PhoneUses,
-    Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION, WENT,
+    assemble, cap_for, facts_of, key_of, new_secret, secret_of, spell_nfc, stats_time, stored_key,
+    surer_found, too_new, within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased,
+    Forgot, Found, LedgerError, LedgerSettings, LedgerStats, Lookup, NumberRecord, Opening,
+    Passing, PhoneUses, Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION, SECRET_IF_NONE,
+    WENT,
 };
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
@@ -89,6 +90,10 @@ pub struct PostgresLedger {
     secret: std::sync::OnceLock<Secret>,
 }
 
+/// How long opening a ledger may take when it migrates the schema: on a
+/// ledger of millions of cards a step may take minutes.
+const MIGRATION_PATIENCE: Duration = Duration::from_secs(30 * 60);
+
 /// How long a live server takes to answer `SELECT 1`, at most.
 const PROBE_PATIENCE: Duration = Duration::from_secs(2);
 
@@ -136,8 +141,10 @@ impl PostgresLedger {
             shown,
             secret: std::sync::OnceLock::new(),
         };
+        // A migration of a big ledger may take minutes; SIGTERM still ends
+        // the wait within seconds.
         let secret = ledger
-            .within(async {
+            .within_for(MIGRATION_PATIENCE, async {
                 let mut client = ledger.client.lock().await;
                 if opening == Opening::Existing && !holds_a_ledger(&client, &ledger.shown).await? {
                     return Ok(None);
@@ -202,15 +209,24 @@ impl PostgresLedger {
         &self,
         work: impl Future<Output = Result<T, LedgerError>>,
     ) -> Result<T, LedgerError> {
+        self.within_for(self.patience, work).await
+    }
+
+    /// [`PostgresLedger::within`] with a patience of its own.
+    async fn within_for<T>(
+        &self,
+        patience: Duration,
+        work: impl Future<Output = Result<T, LedgerError>>,
+    ) -> Result<T, LedgerError> {
         let stopping = async {
             self.stop.cancelled().await;
             tokio::time::sleep(STOPPING_PATIENCE).await;
         };
         tokio::select! {
-            done = tokio::time::timeout(self.patience, work) => done.unwrap_or_else(|_| {
+            done = tokio::time::timeout(patience, work) => done.unwrap_or_else(|_| {
                 Err(self.problem(format!(
                     "the server did not answer within {} s",
-                    self.patience.as_secs()
+                    patience.as_secs()
                 )))
             }),
             () = stopping => Err(self.problem(
@@ -631,6 +647,18 @@ impl PostgresLedger {
             .collect())
     }
 
+    async fn knows_once(&self, campaign: &str) -> Result<bool, LedgerError> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_typed_one(
+                "SELECT EXISTS (SELECT 1 FROM campaigns WHERE name = $1)",
+                typed![&campaign],
+            )
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(row.get(0))
+    }
+
     async fn meet_once(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
         let client = self.client.lock().await;
         client
@@ -783,7 +811,7 @@ impl PostgresLedger {
         let transaction = client.transaction().await.map_err(failed)?;
         let mut forgotten = Vec::with_capacity(phones.len());
         for phone in phones {
-            let erased = erased_rows(&transaction, &phone, as_card)
+            let erased = erase_rows(&transaction, &phone, as_card)
                 .await
                 .map_err(failed)?;
             for (digest, (kind, card)) in erasure::digests_of(self.secret(), &erased) {
@@ -791,14 +819,7 @@ impl PostgresLedger {
                     .await
                     .map_err(failed)?;
             }
-            let cards = transaction
-                .execute_typed(
-                    "DELETE FROM sends WHERE recipient = $1 OR ($2 AND card_phone = $1)",
-                    &[(&phone, Type::TEXT), (&as_card, Type::BOOL)],
-                )
-                .await
-                .map_err(failed)?;
-            forgotten.push((phone, cards));
+            forgotten.push((phone, erased.len() as u64));
         }
         transaction.commit().await.map_err(failed)?;
         Ok(forgotten)
@@ -859,6 +880,10 @@ impl Store for PostgresLedger {
 
     async fn unsettled(&self, campaign: &str) -> Result<Vec<(String, Remembered)>, LedgerError> {
         self.patiently(|| self.unsettled_once(campaign)).await
+    }
+
+    async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
+        self.patiently(|| self.knows_once(campaign)).await
     }
 
     async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
@@ -1014,7 +1039,7 @@ struct LookupColumns<'a> {
     phones: Vec<&'a str>,
     /// The keys as `sends` stores them.
     stored: Vec<&'a str>,
-    /// Each row's digests among the forgotten, [`erasure::Kind::ALL`] a row.
+    /// Each row's digests among the forgotten, [`erasure::DigestKind::ALL`] a row.
     digests: Vec<String>,
 }
 
@@ -1155,7 +1180,7 @@ impl FactRows {
         let mut key_rows: Vec<Option<Found>> = vec![None; lookups];
         for row in &self.keys {
             if let Some(found) = key_rows.get_mut(place(row)) {
-                *found = Some(found_from(row, 1));
+                *found = Some(surer_found(found.take(), found_from(row, 1)));
             }
         }
         let mut suppressed: Vec<Option<Suppression>> = vec![None; lookups];
@@ -1175,17 +1200,13 @@ impl FactRows {
             }
         }
         let mut forgotten = vec![ForgottenOf::default(); lookups];
-        let kinds = erasure::Kind::ALL.len();
         for row in &self.forgotten {
-            let at = place(row);
-            if let Some(of) = forgotten.get_mut(at / kinds) {
-                let fate: String = row.get(1);
-                let card = Forgotten {
-                    fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
-                    left_at: row.get(2),
-                };
-                of.found(erasure::Kind::ALL[at % kinds], card);
-            }
+            let fate: String = row.get(1);
+            let card = Forgotten {
+                fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
+                left_at: row.get(2),
+            };
+            erasure::found_by_digest(&mut forgotten, place(row), card);
         }
         card_rows
             .into_iter()
@@ -1431,20 +1452,26 @@ async fn first_contacts(
     Ok(new)
 }
 
-/// The rows of `sends` to `phone`, and with `as_card` those carrying it as
-/// the card's phone.
-async fn erased_rows(
+/// Deletes the rows of `sends` to `phone` (found by the index), and with
+/// `as_card` those carrying it as the card's phone; returns them. One
+/// statement: a card let out meanwhile is deleted with its digests kept, or
+/// not at all.
+async fn erase_rows(
     transaction: &Transaction<'_>,
     phone: &str,
     as_card: bool,
 ) -> Result<Vec<Erased>, tokio_postgres::Error> {
-    let rows = transaction
-        .query_typed(
-            "SELECT campaign, key, recipient, card_phone, fate, left_at FROM sends
-             WHERE recipient = $1 OR ($2 AND card_phone = $1)",
-            &[(&phone, Type::TEXT), (&as_card, Type::BOOL)],
-        )
-        .await?;
+    let sql = match as_card {
+        false => {
+            "DELETE FROM sends WHERE recipient = $1
+             RETURNING campaign, key, recipient, card_phone, fate, left_at"
+        }
+        true => {
+            "DELETE FROM sends WHERE recipient = $1 OR card_phone = $1
+             RETURNING campaign, key, recipient, card_phone, fate, left_at"
+        }
+    };
+    let rows = transaction.query_typed(sql, typed![&phone]).await?;
     Ok(rows
         .iter()
         .map(|row| Erased {
@@ -1463,7 +1490,7 @@ async fn erased_rows(
 async fn keep_forgotten(
     transaction: &Transaction<'_>,
     digest: &str,
-    kind: erasure::Kind,
+    kind: erasure::DigestKind,
     forgotten: Forgotten,
 ) -> Result<(), tokio_postgres::Error> {
     let held = transaction
@@ -1623,7 +1650,7 @@ async fn remember(
                  message_id = excluded.message_id, api_status = excluded.api_status,
                  http_status = excluded.http_status, attempts = excluded.attempts,
                  left_at = excluded.left_at, finished_at = excluded.finished_at
-             WHERE sends.fate = 'FAILED'",
+             WHERE sends.fate = 'FAILED' OR (sends.fate = 'UNKNOWN' AND excluded.fate = 'SENT')",
             &[
                 &campaign,
                 &recipients,
@@ -1659,7 +1686,7 @@ async fn settle(
     // sends with them.
     tokio::try_join!(
         record_answers(transaction, campaign, &answered),
-        forget_never_left(transaction, campaign, &never_left),
+        drop_never_left(transaction, campaign, &never_left),
     )
     .map(drop)
 }
@@ -1759,7 +1786,7 @@ async fn record_answers(
 
 /// Deletes the rows of cards that never left, each if its row is still
 /// that one's.
-async fn forget_never_left(
+async fn drop_never_left(
     transaction: &Transaction<'_>,
     campaign: &str,
     never_left: &[&Settled],
@@ -1844,6 +1871,12 @@ async fn migrate(client: &mut Client, shown: &str) -> Result<(), LedgerError> {
         problem: describe(&error),
     };
     let transaction = client.transaction().await.map_err(failed)?;
+    // A migration may take longer than a run's statements may, and waits
+    // for another machine's migration however long it takes.
+    transaction
+        .batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+        .await
+        .map_err(failed)?;
     // An arbitrary key of this tool's own, held to the end of the transaction.
     transaction
         .execute("SELECT pg_advisory_xact_lock(7234019871)", &[])
@@ -1871,15 +1904,19 @@ async fn migrate(client: &mut Client, shown: &str) -> Result<(), LedgerError> {
         return Ok(());
     }
     for step in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
-        let step = filled_in(step).map_err(|problem| LedgerError {
-            url: shown.to_string(),
-            problem,
-        })?;
         transaction
-            .batch_execute(&postgres_step(&step))
+            .batch_execute(&postgres_step(step))
             .await
             .map_err(failed)?;
     }
+    let secret = new_secret().map_err(|problem| LedgerError {
+        url: shown.to_string(),
+        problem,
+    })?;
+    transaction
+        .execute_typed(SECRET_IF_NONE, typed![&secret])
+        .await
+        .map_err(failed)?;
     transaction
         .batch_execute(&format!(
             "DELETE FROM ledger_version; INSERT INTO ledger_version (version) VALUES ({SCHEMA_VERSION})"

@@ -18,10 +18,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::erasure::{self, ForgottenOf, Secret};
 use super::Store;
 use super::{
-    assemble, cap_for, facts_of, filled_in, key_of, secret_of, spell_nfc, stats_time, stored_key,
-    too_new, within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased, Forgot, Found,
-    LedgerError, LedgerStats, Lookup, NumberRecord, Passing, PhoneUses, Pruned, PruningClocks,
-    Settled, MIGRATIONS, SCHEMA_VERSION,
+    assemble, cap_for, facts_of, key_of, new_secret, secret_of, spell_nfc, stats_time, stored_key,
+    surer_found, too_new, within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased,
+    Forgot, Found, LedgerError, LedgerStats, Lookup, NumberRecord, Passing, PhoneUses, Pruned,
+    PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION, SECRET_IF_NONE,
 };
 use crate::admission::Rules;
 use crate::clock::Clock;
@@ -429,6 +429,19 @@ impl Store for SqliteLedger {
         .await
     }
 
+    async fn knows(&self, campaign: &str) -> Result<bool, LedgerError> {
+        let campaign = campaign.to_string();
+        let worker = self.reader.as_ref().unwrap_or(&self.writer);
+        self.on(worker, move |connection| {
+            connection.query_row(
+                "SELECT EXISTS (SELECT 1 FROM campaigns WHERE name = ?1)",
+                params![campaign],
+                |row| row.get(0),
+            )
+        })
+        .await
+    }
+
     async fn meet(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
         let campaign = campaign.to_string();
         self.call(move |connection| {
@@ -584,16 +597,11 @@ impl Store for SqliteLedger {
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut cards = Vec::with_capacity(phones.len());
             for phone in &phones {
-                let erased = erased_rows(&transaction, phone, as_card)?;
+                let erased = erase_rows(&transaction, phone, as_card)?;
                 for (digest, (kind, forgotten)) in erasure::digests_of(&secret, &erased) {
                     keep_forgotten(&transaction, &digest, kind, forgotten)?;
                 }
-                let deleted = transaction
-                    .prepare_cached(
-                        "DELETE FROM sends WHERE recipient = ?1 OR (?2 AND card_phone = ?1)",
-                    )?
-                    .execute(params![phone, as_card])?;
-                cards.push((phone.clone(), deleted as u64));
+                cards.push((phone.clone(), erased.len() as u64));
             }
             transaction.commit()?;
             // Forgotten now; what follows only cleans the disk, and says
@@ -872,7 +880,8 @@ fn read_facts(
         let mut statement = connection.prepare_cached(&sql_for(Asked::Keys, rows.len()))?;
         let mut found = statement.query(rusqlite::params_from_iter(keys))?;
         while let Some(row) = found.next()? {
-            key_rows[ordinal(row)?] = Some(found_at(row, 1)?);
+            let at = ordinal(row)?;
+            key_rows[at] = Some(surer_found(key_rows[at].take(), found_at(row, 1)?));
         }
     }
     let recipients = || rows.iter().map(|(_, to, _)| to);
@@ -933,14 +942,12 @@ fn read_forgotten(
     let mut statement = connection.prepare_cached(&sql)?;
     let mut found = statement.query(rusqlite::params_from_iter(&digests))?;
     while let Some(row) = found.next()? {
-        let at = ordinal(row)?;
-        let kind = erasure::Kind::ALL[at % erasure::Kind::ALL.len()];
         let fate: String = row.get(1)?;
         let card = Forgotten {
             fate: Fate::parse(&fate).unwrap_or(Fate::Unknown),
             left_at: row.get(2)?,
         };
-        forgotten[at / erasure::Kind::ALL.len()].found(kind, card);
+        erasure::found_by_digest(forgotten, ordinal(row)?, card);
     }
     Ok(())
 }
@@ -1274,7 +1281,7 @@ fn remember(
                  message_id = excluded.message_id, api_status = excluded.api_status,
                  http_status = excluded.http_status, attempts = excluded.attempts,
                  left_at = excluded.left_at, finished_at = excluded.finished_at
-             WHERE sends.fate = 'FAILED'",
+             WHERE sends.fate = 'FAILED' OR (sends.fate = 'UNKNOWN' AND excluded.fate = 'SENT')",
         )?
         .execute(params![
             record.to,
@@ -1293,19 +1300,26 @@ fn remember(
     Ok(())
 }
 
-/// The rows of `sends` to `phone`, and with `as_card` those carrying it as
-/// the card's phone.
-fn erased_rows(
+/// Deletes the rows of `sends` to `phone` (found by the index), and with
+/// `as_card` those carrying it as the card's phone; returns them.
+fn erase_rows(
     connection: &Connection,
     phone: &str,
     as_card: bool,
 ) -> rusqlite::Result<Vec<Erased>> {
+    let sql = match as_card {
+        false => {
+            "DELETE FROM sends WHERE recipient = ?1
+             RETURNING campaign, key, recipient, card_phone, fate, left_at"
+        }
+        true => {
+            "DELETE FROM sends WHERE recipient = ?1 OR card_phone = ?1
+             RETURNING campaign, key, recipient, card_phone, fate, left_at"
+        }
+    };
     connection
-        .prepare_cached(
-            "SELECT campaign, key, recipient, card_phone, fate, left_at FROM sends
-             WHERE recipient = ?1 OR (?2 AND card_phone = ?1)",
-        )?
-        .query_map(params![phone, as_card], |row| {
+        .prepare_cached(sql)?
+        .query_map(params![phone], |row| {
             let fate: String = row.get(4)?;
             Ok(Erased {
                 campaign: row.get(0)?,
@@ -1324,7 +1338,7 @@ fn erased_rows(
 fn keep_forgotten(
     connection: &Connection,
     digest: &str,
-    kind: erasure::Kind,
+    kind: erasure::DigestKind,
     forgotten: Forgotten,
 ) -> rusqlite::Result<()> {
     let held = connection
@@ -1538,9 +1552,12 @@ fn migrate(connection: &mut Connection) -> Result<(), String> {
     }
     for step in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
         transaction
-            .execute_batch(&sqlite_step(&filled_in(step)?))
+            .execute_batch(&sqlite_step(step))
             .map_err(text)?;
     }
+    transaction
+        .execute(SECRET_IF_NONE, params![new_secret()?])
+        .map_err(text)?;
     transaction
         .execute_batch(&format!(
             "DELETE FROM ledger_version; INSERT INTO ledger_version (version) VALUES ({SCHEMA_VERSION})"

@@ -132,7 +132,6 @@ async fn prepare(
             name = named.name
         );
     }
-    let (campaign_name, name_from) = (named.name, named.from);
 
     // Target: the API or the embedded mock; nowhere in a dry run. Missing
     // credentials stop the run here, before any file is touched.
@@ -146,6 +145,7 @@ async fn prepare(
     };
 
     let (ledger, door_ledger) = open_ledgers(settings, request, shutdown).await?;
+    let (campaign_name, name_from) = name_known_to(named, &ledger).await?;
 
     // Open: the campaign, the lock, the results file (this campaign's, of
     // this kind); these read and write files, so off the async workers. A
@@ -179,6 +179,29 @@ async fn prepare(
         door_ledger,
         opened,
     })
+}
+
+/// The campaign's name, and where it came from: a dated file's name without
+/// its date, unless the ledger knows the campaign by the name with it (an
+/// earlier version's, before names dropped their dates) and not without:
+/// its memory is under that name, and so its results file.
+async fn name_known_to(
+    named: campaign::Named,
+    ledger: &Ledger,
+) -> Result<(String, campaign::NameFrom), RunError> {
+    let Some(with_date) = named.with_date else {
+        return Ok((named.name, named.from));
+    };
+    if ledger.knows(&named.name).await? || !ledger.knows(&with_date).await? {
+        return Ok((named.name, named.from));
+    }
+    warn!(
+        "the campaign keeps the name `{with_date}`, date and all, which the ledger knows it by \
+         (an earlier version named it so); a dated file's campaign is named without its date \
+         now, `{name}`: --campaign {name} makes it so, as a new campaign",
+        name = named.name
+    );
+    Ok((with_date, campaign::NameFrom::File))
 }
 
 /// The ledger, and the one this run's cards leave through: the ledger

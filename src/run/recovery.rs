@@ -260,9 +260,15 @@ impl Comparing<'_> {
             }
         };
         let mut healed = Vec::new();
+        let now = self.ledger.clock().now_nanos();
         for (line, facts) in lines.iter().zip(facts) {
-            if let Some(record) = self.compared.note(line, &facts, self.upgraded) {
-                healed.push((line.key.clone(), record));
+            let verdict = judge(line, &facts, self.upgraded);
+            self.compared.note(line, verdict);
+            if let Verdict::Heal(fate) = verdict {
+                // A time a spreadsheet mangled is now's: never the oldest
+                // card, pruned first.
+                let left_at = line.finished_at.map_or(now, nanos_of);
+                healed.push((line.key.clone(), remembered(line, fate, left_at)));
             }
         }
         if healed.is_empty() {
@@ -294,7 +300,7 @@ struct Compared {
     /// message ids: a rehearsal's, not taken as sent.
     mock_like: usize,
     /// The file holds one line a row (it was tidied at the end of its last
-    /// run), so a line that says a row was not sent is the file's last word.
+    /// run), so a line that says a row was not sent is its last word.
     one_line_a_row: bool,
 }
 
@@ -327,36 +333,67 @@ impl Rows {
     }
 }
 
-impl Compared {
-    /// Compares one line with what the ledger holds of its row; returns the
-    /// record to remember when only the file knew the card went.
-    fn note(&mut self, line: &EarlierLine, facts: &Facts, upgraded: bool) -> Option<Remembered> {
-        // A forgotten card is held by its digest: its phone never goes
-        // back into the ledger.
-        let held = (facts.remembered.as_ref().map(|record| record.fate))
-            .or(facts.forgotten.map(|forgotten| forgotten.fate));
-        let ledger_holds = held.is_some_and(|fate| fate != Fate::Failed);
-        let by_file = match line.status {
-            Some(Status::Sent) => Some(Fate::Sent),
-            Some(Status::Unknown) => Some(Fate::Unknown),
-            Some(Status::Failed | Status::Deferred | Status::Suppressed) => {
-                let gone = held.is_some_and(|fate| matches!(fate, Fate::Sent | Fate::Unknown));
-                if gone && self.one_line_a_row {
-                    self.ledger_kept.note(line.row);
-                }
-                None
+/// What one line of the results file says against what the ledger holds
+/// of its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The file knows the card went (or may have), more surely than the
+    /// ledger: remembered from the file.
+    Heal(Fate),
+    /// The ledger holds the card as gone; the file says it was not sent.
+    LedgerKept,
+    /// A `SENT` line of an earlier version's file with the embedded mock's
+    /// message id: a rehearsal's.
+    Rehearsed,
+    /// Nothing to do.
+    Agree,
+}
+
+/// Judges one line against the facts of its row.
+fn judge(line: &EarlierLine, facts: &Facts, upgraded: bool) -> Verdict {
+    // A forgotten card is held by its digests: its phone never goes back
+    // into the ledger.
+    if facts.forgotten.is_some() {
+        return Verdict::Agree;
+    }
+    let held = facts.remembered.as_ref().map(|record| record.fate);
+    let by_file = match line.status {
+        Some(Status::Sent) => Fate::Sent,
+        // A line with no try of its own only repeats another run's doubt
+        // (the card was in flight there): no memory of a send.
+        Some(Status::Unknown) if line.attempts > 0 => Fate::Unknown,
+        Some(Status::Failed | Status::Deferred | Status::Suppressed) => {
+            return match held {
+                Some(Fate::Sent | Fate::Unknown) => Verdict::LedgerKept,
+                _ => Verdict::Agree,
             }
-            _ => None,
-        };
-        // An earlier version wrote a --mock rehearsal's lines where a send's
-        // go: those are no cards that went.
-        let rehearsed =
-            upgraded && by_file == Some(Fate::Sent) && mock_message_id(&line.message_id);
-        self.mock_like += usize::from(rehearsed);
-        let fate = by_file.filter(|_| !rehearsed && !ledger_holds)?;
-        self.healed.note(line.row);
-        let left_at = line.finished_at.map_or(0, nanos_of);
-        Some(remembered(line, fate, left_at))
+        }
+        _ => return Verdict::Agree,
+    };
+    // An earlier version wrote a --mock rehearsal's lines where a send's
+    // go: those are no cards that went.
+    if upgraded && by_file == Fate::Sent && mock_message_id(&line.message_id) {
+        return Verdict::Rehearsed;
+    }
+    match (held, by_file) {
+        (None | Some(Fate::Failed), _) | (Some(Fate::Unknown), Fate::Sent) => {
+            Verdict::Heal(by_file)
+        }
+        _ => Verdict::Agree,
+    }
+}
+
+impl Compared {
+    /// Counts what `verdict` said of `line`.
+    fn note(&mut self, line: &EarlierLine, verdict: Verdict) {
+        match verdict {
+            Verdict::Heal(_) => self.healed.note(line.row),
+            // Only the last word of a file of one line a row: after a
+            // crash, a row's DEFERRED line may come before its SENT one.
+            Verdict::LedgerKept if self.one_line_a_row => self.ledger_kept.note(line.row),
+            Verdict::Rehearsed => self.mock_like += 1,
+            Verdict::LedgerKept | Verdict::Agree => {}
+        }
     }
 
     /// Says where the file and the ledger disagreed, and which won.
@@ -477,4 +514,104 @@ fn report_mock_like(rows: usize, path: &Path) {
          earlier version wrote into this file? They are not taken as sent, and the real \
          run sends those rows; stop it now if they were sent for real"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(status: Status, attempts: u32) -> EarlierLine {
+        EarlierLine {
+            row: 2,
+            key: "5511987654321:551130034000".into(),
+            to: "5511987654321".into(),
+            contact_phone: "551130034000".into(),
+            status: Some(status),
+            attempts,
+            message_id: "6b1720940f3a9c2e11aa0001".into(),
+            ..EarlierLine::default()
+        }
+    }
+
+    /// The facts of a row the ledger holds as `fate` (or not at all).
+    fn holding(fate: Option<Fate>) -> Facts {
+        let record = |fate| Remembered {
+            fate,
+            ..Remembered::repeat("5511987654321", "551130034000", "", 1)
+        };
+        Facts {
+            remembered: fate.map(record),
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn the_side_that_says_the_card_went_wins() {
+        let cases = [
+            (Status::Sent, 1, None, Verdict::Heal(Fate::Sent)),
+            (
+                Status::Sent,
+                1,
+                Some(Fate::Failed),
+                Verdict::Heal(Fate::Sent),
+            ),
+            (
+                Status::Sent,
+                1,
+                Some(Fate::Unknown),
+                Verdict::Heal(Fate::Sent),
+            ),
+            (Status::Unknown, 1, None, Verdict::Heal(Fate::Unknown)),
+            (Status::Unknown, 1, Some(Fate::Sent), Verdict::Agree),
+            (Status::Sent, 1, Some(Fate::Leaving), Verdict::Agree),
+            (Status::Sent, 1, Some(Fate::Duplicate), Verdict::Agree),
+            (Status::Failed, 1, Some(Fate::Sent), Verdict::LedgerKept),
+            (
+                Status::Deferred,
+                0,
+                Some(Fate::Unknown),
+                Verdict::LedgerKept,
+            ),
+            (Status::Deferred, 0, None, Verdict::Agree),
+        ];
+        for (status, attempts, held, verdict) in cases {
+            let facts = holding(held);
+            assert_eq!(
+                judge(&line(status, attempts), &facts, false),
+                verdict,
+                "{status:?} {held:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_that_only_repeats_another_run_s_doubt_is_no_memory_of_a_send() {
+        assert_eq!(
+            judge(&line(Status::Unknown, 0), &holding(None), false),
+            Verdict::Agree
+        );
+    }
+
+    #[test]
+    fn a_forgotten_card_never_puts_its_phone_back() {
+        let facts = Facts {
+            forgotten: Some(crate::types::Forgotten {
+                fate: Fate::Unknown,
+                left_at: 1,
+            }),
+            ..Facts::default()
+        };
+        assert_eq!(judge(&line(Status::Sent, 1), &facts, false), Verdict::Agree);
+    }
+
+    #[test]
+    fn a_rehearsal_s_line_in_an_earlier_version_s_file_is_no_send() {
+        let mut rehearsed = line(Status::Sent, 1);
+        rehearsed.message_id = "6b17209400000000000000a1".into();
+        assert_eq!(judge(&rehearsed, &holding(None), true), Verdict::Rehearsed);
+        assert_eq!(
+            judge(&rehearsed, &holding(None), false),
+            Verdict::Heal(Fate::Sent)
+        );
+    }
 }

@@ -147,29 +147,24 @@ fn machine_zone() -> TimeZone {
 }
 
 /// The zone `etc/localtime` sets: by the name its link names
-/// (`…/zoneinfo/America/Sao_Paulo`), else `etc/timezone`'s (Debian), else
-/// the name of the system's zone file it is a copy of; a zone no name is
-/// found for keeps its rules, unnamed (the ledger then keeps no zone for
-/// it, and says so).
+/// (`…/zoneinfo/America/Sao_Paulo`), else the name of the system's zone
+/// file it is a copy of (`etc/timezone`'s, Debian's, tried first: it may be
+/// stale); a zone no name is found for keeps its rules, unnamed (the ledger
+/// then keeps no zone for it, and says so).
 fn machine_zone_at(etc: &std::path::Path) -> TimeZone {
     let localtime = etc.join("localtime");
     let linked = std::fs::read_link(&localtime)
         .ok()
-        .and_then(|target| name_after_zoneinfo(&target));
-    let named = || {
-        let text = std::fs::read_to_string(etc.join("timezone")).ok()?;
-        Some(text.trim().to_string())
-    };
-    if let Some(zone) = linked
-        .or_else(named)
-        .and_then(|name| TimeZone::get(&name).ok())
-    {
+        .and_then(|target| name_after_zoneinfo(&target))
+        .and_then(|name| TimeZone::get(&name).ok());
+    if let Some(zone) = linked {
         return zone;
     }
     let Ok(data) = std::fs::read(&localtime) else {
         return TimeZone::UTC;
     };
-    if let Some(zone) = copy_of_a_system_zone(&data) {
+    let named = std::fs::read_to_string(etc.join("timezone")).ok();
+    if let Some(zone) = copy_of_a_system_zone(&data, named.as_deref().map(str::trim)) {
         return zone;
     }
     tracing::warn!(
@@ -194,9 +189,9 @@ fn name_after_zoneinfo(target: &std::path::Path) -> Option<String> {
     Some(name.to_string())
 }
 
-/// The system zone whose file holds the same bytes as `data`, from the
-/// names jiff knows, looked up in `/usr/share/zoneinfo`.
-fn copy_of_a_system_zone(data: &[u8]) -> Option<TimeZone> {
+/// The system zone whose file holds the same bytes as `data`: `likely`
+/// first, then the names jiff knows, looked up in `/usr/share/zoneinfo`.
+fn copy_of_a_system_zone(data: &[u8], likely: Option<&str>) -> Option<TimeZone> {
     let zoneinfo = std::path::Path::new("/usr/share/zoneinfo");
     let mut names: Vec<String> = jiff::tz::db()
         .available()
@@ -204,10 +199,11 @@ fn copy_of_a_system_zone(data: &[u8]) -> Option<TimeZone> {
         .collect();
     // Canonical names (`America/Sao_Paulo`) before links (`Brazil/East`).
     names.sort_by_key(|name| (!name.contains('/'), name.starts_with("Etc/"), name.clone()));
-    names
-        .iter()
+    let candidates = likely.map(str::to_string).into_iter().chain(names);
+    candidates
+        .filter(|name| !name.is_empty() && !name.contains(".."))
         .find(|name| std::fs::read(zoneinfo.join(name)).is_ok_and(|file| file == data))
-        .and_then(|name| TimeZone::get(name).ok())
+        .and_then(|name| TimeZone::get(&name).ok())
 }
 
 /// `7d`, `12h`, `30m` or `45s`: a cooldown.
@@ -289,10 +285,17 @@ mod tests {
         std::os::unix::fs::symlink("/usr/share/zoneinfo/posix/Asia/Tokyo", &link).unwrap();
         assert_eq!(name_of(etc.path()).as_deref(), Some("Asia/Tokyo"));
 
-        // A link that names nothing known, and Debian's /etc/timezone.
+        // A copy of a system zone file, with Debian's /etc/timezone stale:
+        // the copy's own zone (.ci/run installs tzdata where missing).
         std::fs::remove_file(&link).unwrap();
-        std::os::unix::fs::symlink("/nowhere/localtime", &link).unwrap();
+        std::fs::copy("/usr/share/zoneinfo/America/Sao_Paulo", &link).unwrap();
         std::fs::write(etc.path().join("timezone"), "Europe/Lisbon\n").unwrap();
-        assert_eq!(name_of(etc.path()).as_deref(), Some("Europe/Lisbon"));
+        assert_eq!(name_of(etc.path()).as_deref(), Some("America/Sao_Paulo"));
+        std::fs::write(etc.path().join("timezone"), "Brazil/East\n").unwrap();
+        assert_eq!(
+            name_of(etc.path()).as_deref(),
+            Some("Brazil/East"),
+            "the name it gives, when it names that file"
+        );
     }
 }

@@ -19,6 +19,7 @@ on_both_stores!(
     a_person_forgotten_on_request_is_not_sent_the_card_again,
     forgetting_the_card_s_own_phone_is_refused_unless_asked_and_resends_nobody,
     a_forgotten_phone_is_in_no_record_of_the_ledger,
+    a_card_another_run_is_retrying_is_not_resent_by_a_run_with_shorter_settings,
 );
 
 /// A day and an hour later, for the binary's clock.
@@ -312,8 +313,7 @@ async fn a_number_counted_in_localtime_by_the_release_before_is_given_a_zone_s_n
     assert_eq!(number["timezone"], "America/Sao_Paulo", "{number}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_card_another_run_is_retrying_is_not_resent_by_a_run_with_shorter_settings() {
+async fn a_card_another_run_is_retrying_is_not_resent_by_a_run_with_shorter_settings(store: Store) {
     // The API throttles the first try (Retry-After: 5 s), then accepts.
     let api = wiremock::MockServer::start().await;
     let throttled = wiremock::ResponseTemplate::new(429)
@@ -330,7 +330,7 @@ async fn a_card_another_run_is_retrying_is_not_resent_by_a_run_with_shorter_sett
         .mount(&api)
         .await;
     let work = Workspace::new();
-    let ledger = work.fresh_ledger("ledger");
+    let ledger = store.ledger(&work).await;
     let patient = Config::fast(&api.uri())
         .ledger(&ledger)
         .set("retry.max_backoff", "10");
@@ -462,10 +462,19 @@ async fn forgetting_the_card_s_own_phone_is_refused_unless_asked_and_resends_nob
     assert_exit!(output, 0);
     assert_has(&common::stdout(&output), "551130034000: 3 cards forgotten");
 
+    // The next day, into a results file of its own: only the digests
+    // remember.
     let output = work
         .run_later(
             NEXT_DAY,
-            &["send", "campaign.csv", "--config", &config, "--resume"],
+            &[
+                "send",
+                "campaign.csv",
+                "--config",
+                &config,
+                "--out",
+                "fresh.csv",
+            ],
         )
         .await;
     assert_exit!(output, 0);
@@ -578,4 +587,36 @@ async fn a_results_file_edited_to_say_not_sent_keeps_the_ledger_s_word() {
     assert_eq!(server.accepted(), 3, "{}", stderr(&output));
     assert_has(&stderr(&output), "the ledger remembers row 3 as sent");
     assert_eq!(work.results("campaign.results.csv")[1]["status"], "SENT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dated_file_an_earlier_version_named_with_its_date_keeps_that_name() {
+    let (server, work, config) = common::against_the_mock().await;
+    work.write("leads-2026-12-07.csv", &common::campaign(3));
+    // As an earlier version named it: after the file, date and all.
+    let as_before = ["--campaign", "leads-2026-12-07", "--limit", "2"];
+    let mut args = vec!["send", "leads-2026-12-07.csv", "--config", &config];
+    args.extend(as_before);
+    work.ok(&args).await;
+
+    let output = work
+        .run(&[
+            "send",
+            "leads-2026-12-07.csv",
+            "--config",
+            &config,
+            "--resume",
+        ])
+        .await;
+
+    assert_exit!(output, 0);
+    assert_has(&stderr(&output), "keeps the name `leads-2026-12-07`");
+    assert_eq!(
+        server.accepted(),
+        3,
+        "the third row only: {}",
+        stderr(&output)
+    );
+    let results = work.results("leads-2026-12-07.results.csv");
+    assert_eq!(common::count(&results, "SENT"), 3, "{results:?}");
 }

@@ -124,6 +124,20 @@ async fn a_name_typed_and_the_same_name_from_a_macos_file_name_are_one_campaign(
         .run_later(NEXT_DAY, &["send", &file, "--config", &config, "--resume"])
         .await;
     assert_exit!(output, 0, "the file again, the next day");
+    // And typed into a results file of its own: the ledger alone
+    // remembers, by the one name.
+    let fresh = [
+        "send",
+        "x.csv",
+        "--config",
+        &config,
+        "--campaign",
+        NFC,
+        "--out",
+        "fresh.csv",
+    ];
+    let output = work.run_later(NEXT_DAY, &fresh).await;
+    assert_exit!(output, 0, "the name typed, its own file, the next day");
 
     each_queued_once(&server, 3);
     let lines = work.results(&results);
