@@ -462,8 +462,7 @@ impl PruningClocks {
             )
         };
         let newest = self.newest.unwrap_or(self.now);
-        const DAY: i64 = 86_400 * 1_000_000_000;
-        let days = (self.now.saturating_sub(newest) + DAY / 2) / DAY;
+        let days = (self.now.saturating_sub(newest) + DAY_NANOS / 2) / DAY_NANOS;
         format!(
             "the clock pruning goes by says {}, {days} days after the ledger's newest card \
              ({}): nothing was pruned that is not older than ledger.keep before that card. If \
@@ -478,11 +477,13 @@ impl PruningClocks {
     /// Whether the clock is more than a day past the newest card: it runs
     /// ahead, or nothing was sent for a while.
     pub fn ahead_of_newest(&self) -> bool {
-        const DAY: i64 = 86_400 * 1_000_000_000;
         self.newest
-            .is_some_and(|newest| self.now > newest.saturating_add(DAY))
+            .is_some_and(|newest| self.now > newest.saturating_add(DAY_NANOS))
     }
 }
+
+/// A day in nanoseconds.
+const DAY_NANOS: i64 = 86_400 * 1_000_000_000;
 
 /// What a ledger holds, for `ledger stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
