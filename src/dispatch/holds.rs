@@ -56,7 +56,12 @@ pub(super) async fn watch(
             _ = tokio::time::sleep(HOLDS_POLL) => {}
         }
         write_verdicts(&lanes, &shared).await;
-        close_held(&lanes, &shared).await;
+        // A run that is stopping lets nothing more out: a hold would close
+        // nothing, and the read would only add a wait (on PostgreSQL, behind
+        // the call the stop cut short) to the stop.
+        if !shared.control.stopping().is_cancelled() {
+            close_held(&lanes, &shared).await;
+        }
     }
     write_verdicts(&lanes, &shared).await;
 }
