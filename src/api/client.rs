@@ -11,6 +11,7 @@ use tracing::trace;
 
 use super::wire::{Accepted, ApiError, ContactMessage};
 use super::ApiKey;
+use crate::types::printable;
 
 /// Why a message was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -139,11 +140,12 @@ impl ApiClient {
         Err(SendError::Refused {
             http_status,
             // Taken out before the message is cut: a cut may keep part of it.
-            message: error_message(
+            message: printable(&error_message(
                 status,
                 self.redact(String::from_utf8_lossy(&body).into_owned())
                     .as_bytes(),
-            ),
+            ))
+            .into_owned(),
             retry_after,
         })
     }
@@ -184,7 +186,8 @@ impl ApiClient {
             return Err(SendError::Refused {
                 http_status,
                 message: self.redact(format!(
-                    "the API redirected to {location}; redirects are not followed"
+                    "the API redirected to {}; redirects are not followed",
+                    printable(location)
                 )),
                 retry_after: None,
             });
@@ -210,7 +213,7 @@ impl ApiClient {
         let http_status = status.as_u16();
         let ambiguous = |detail: String| SendError::Ambiguous {
             http_status: Some(http_status),
-            detail: self.redact(format!("HTTP {status} {detail}")),
+            detail: printable(&self.redact(format!("HTTP {status} {detail}"))).into_owned(),
         };
         if cut_short {
             return Err(ambiguous(format!(
@@ -223,11 +226,13 @@ impl ApiClient {
         if data.id.trim().is_empty() {
             return Err(ambiguous("without a message id".to_string()));
         }
+        // What the answer says is written to the results file and shown.
+        let said = |text: String| printable(&text).into_owned();
         Ok(Queued {
             http_status,
-            message_id: data.id,
-            api_status: data.status,
-            other_instance: data.instance_id.filter(|id| id != instance_id),
+            message_id: said(data.id),
+            api_status: said(data.status),
+            other_instance: (data.instance_id.filter(|id| id != instance_id)).map(said),
         })
     }
 

@@ -9,7 +9,7 @@ use crate::exit::RunError;
 use crate::ledger::NumberRecord;
 use crate::pacing::Pace;
 use crate::report::NumberReport;
-use crate::types::{nanos_of, HoldKind, NumberHold};
+use crate::types::{nanos_of, printable, HoldKind, NumberHold};
 
 use super::{open_ledger, IfNew};
 
@@ -79,7 +79,7 @@ pub async fn pause_number(
     let hold = NumberHold {
         instance_id: instance.to_string(),
         kind: HoldKind::Paused,
-        reason: reason.to_string(),
+        reason: printable(reason).into_owned(),
         since: nanos_of(now),
         until: until.map(nanos_of),
     };

@@ -11,7 +11,7 @@ use crate::campaign::phone::{self, Region};
 use crate::campaign::Source;
 use crate::config::Settings;
 use crate::exit::{ExitCode, RunError};
-use crate::types::Suppression;
+use crate::types::{printable, Suppression};
 
 use super::{open_ledger, IfNew};
 
@@ -106,7 +106,8 @@ pub async fn suppress(
             };
             write(&mut writer, ["phone", "reason", "added_at"]);
             for entry in ledger.suppressed().await? {
-                write(&mut writer, [&entry.phone, &entry.reason, &entry.added_at]);
+                let reason = printable(&entry.reason);
+                write(&mut writer, [&entry.phone, &reason, &entry.added_at]);
             }
             let bytes = writer.into_inner().expect("writing to memory cannot fail");
             Ok((
@@ -117,7 +118,9 @@ pub async fn suppress(
     }
 }
 
+/// The list's entries for `phones`, the reason as it may be shown.
 fn entries(phones: Vec<String>, reason: &str, added_at: &str) -> Vec<Suppression> {
+    let reason = printable(reason);
     phones
         .into_iter()
         .map(|phone| Suppression {

@@ -26,7 +26,9 @@ use super::{
 };
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
-use crate::types::{Cause, Facts, Fate, Forgotten, HoldKind, NumberHold, Remembered, Suppression};
+use crate::types::{
+    printable, Cause, Facts, Fate, Forgotten, HoldKind, NumberHold, Remembered, Suppression,
+};
 
 /// A statement's parameters with their PostgreSQL types: a statement so
 /// typed goes in one round trip (`query_typed`), without a prepare first.
@@ -1937,7 +1939,9 @@ fn number_hold(row: &tokio_postgres::Row) -> NumberHold {
     NumberHold {
         instance_id: row.get(0),
         kind: HoldKind::stored(row.get(1)),
-        reason: row.get(2),
+        // Shown by every run and `numbers`: an earlier version kept an
+        // API's answer here as it came.
+        reason: printable(row.get(2)).into_owned(),
         since: row.get(3),
         until: row.get(4),
     }

@@ -28,7 +28,7 @@ use crate::clock::Clock;
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
 use crate::types::{
-    AsRead, Cause, Facts, Fate, Forgotten, HoldKind, NumberHold, Remembered, Suppression,
+    printable, AsRead, Cause, Facts, Fate, Forgotten, HoldKind, NumberHold, Remembered, Suppression,
 };
 
 /// The columns of a row of `sends`, in [`found_from`]'s order: a macro, so
@@ -1583,7 +1583,9 @@ fn number_hold(row: &rusqlite::Row) -> rusqlite::Result<NumberHold> {
     Ok(NumberHold {
         instance_id: row.get(0)?,
         kind: HoldKind::stored(&row.get::<_, String>(1)?),
-        reason: row.get(2)?,
+        // Shown by every run and `numbers`: an earlier version kept an
+        // API's answer here as it came.
+        reason: printable(&row.get::<_, String>(2)?).into_owned(),
         since: row.get(3)?,
         until: row.get(4)?,
     })

@@ -96,7 +96,8 @@ impl Cause {
                 ),
                 false => format!(
                     "on the suppression list since {} ({}); never sent",
-                    entry.added_at, entry.reason
+                    entry.added_at,
+                    super::printable(&entry.reason)
                 ),
             },
             Cause::SameCard { at } => format!(

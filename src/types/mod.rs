@@ -12,6 +12,7 @@ mod row;
 mod status;
 mod stop;
 mod tally;
+mod text;
 
 pub use campaign_name::{in_nfc, same_name};
 pub use cause::{at_text, nanos_of, Cause};
@@ -22,3 +23,4 @@ pub use row::{Destination, Job, KeptCells, Recipient, Rejected, Row, Timing};
 pub use status::Status;
 pub use stop::{Deferral, Hold, HoldKind, NumberHold, StopReason};
 pub use tally::{FailureGroup, Failures, Tally};
+pub use text::printable;

@@ -31,4 +31,5 @@ mod reliability;
 mod report_page;
 mod schedule;
 mod send;
+mod told_the_truth;
 mod which_ledger;
