@@ -41,15 +41,19 @@ pub enum RunError {
 #[repr(u8)]
 pub enum ExitCode {
     /// The campaign is complete: every row SENT, or never to be sent
-    /// (INVALID, SUPPRESSED, DUPLICATE); with `--strict`, every row SENT.
-    /// In a dry run, every row VALID (or sent before).
+    /// (INVALID, SUPPRESSED, DUPLICATE, UNSENDABLE); with `--strict`, every
+    /// row SENT. In a dry run, every row VALID (or sent before), a
+    /// DUPLICATE or SUPPRESSED.
     Success = 0,
     /// The run finished, but rows are left that a later run could send
-    /// (FAILED, DEFERRED), or may have been delivered (UNKNOWN).
+    /// (FAILED, DEFERRED, rows past `--limit`), or may have been delivered
+    /// (UNKNOWN).
     NotAllSent = 1,
     /// Usage, config or campaign-file error: nothing was sent.
     Usage = 2,
-    /// Halted: the API refused the credentials, or too many messages failed.
+    /// Halted: the API refused the credentials, or too many messages
+    /// failed; or nothing more was sent because the API refused the numbers
+    /// earlier (only `numbers resume` lets them send again).
     Halted = 3,
     /// Another run holds the lock on the results file.
     Locked = 4,
@@ -66,6 +70,8 @@ impl ExitCode {
     pub fn of_run(stopped: Option<&StopReason>, rows: &Tally, ending: Ending) -> Self {
         match stopped {
             Some(StopReason::Halted(_)) => ExitCode::Halted,
+            // Numbers only a person can let send again: an alert each run.
+            Some(StopReason::Deferred(deferral)) if deferral.needs_a_person() => ExitCode::Halted,
             Some(StopReason::Interrupted) => ExitCode::Interrupted,
             Some(StopReason::Deferred(_)) => ExitCode::Deferred,
             None if rows.rows_where(|status| ending.done(status)) == rows.rows() => {
@@ -102,7 +108,9 @@ pub enum Ending {
     Complete,
     /// `--strict`: every row SENT.
     Strict,
-    /// A dry run: every row would go (or went before).
+    /// A dry run: every row would go (or went before), or is one that no
+    /// fix of the file would send: a repeat (of a row, or of a card the
+    /// person had within a day), an opted-out recipient.
     Check,
 }
 
@@ -111,7 +119,14 @@ impl Ending {
         match self {
             Ending::Complete => status.is_final(),
             Ending::Strict => matches!(status, Status::Sent | Status::Skipped),
-            Ending::Check => matches!(status, Status::Valid | Status::Sent | Status::Skipped),
+            Ending::Check => matches!(
+                status,
+                Status::Valid
+                    | Status::Sent
+                    | Status::Skipped
+                    | Status::Duplicate
+                    | Status::Suppressed
+            ),
         }
     }
 }
@@ -155,7 +170,7 @@ mod tests {
                 "{left:?}"
             );
         }
-        let dry_run = tally(&[Status::Valid, Status::Sent]);
+        let dry_run = tally(&[Status::Valid, Status::Sent, Status::Duplicate]);
         assert_eq!(
             ExitCode::of_run(None, &dry_run, Ending::Check),
             ExitCode::Success

@@ -99,6 +99,11 @@ pub struct Campaign {
     read_all: bool,
     read_error: Option<CampaignError>,
     rows_left: u64,
+    /// The rows `--limit` left unread: a file's counted; of standard input
+    /// only whether there is one (the rest may never come).
+    unread: u64,
+    /// Whether the source is a file, whose rest can be counted.
+    countable: bool,
     /// The jobs (and keys) seen so far, with the row each was first on.
     seen: SeenJobs,
 }
@@ -181,6 +186,8 @@ impl Campaign {
             read_all: false,
             read_error: None,
             rows_left: limit.unwrap_or(u64::MAX),
+            unread: 0,
+            countable: source.is_regular_file(),
             seen: SeenJobs::default(),
         })
     }
@@ -206,6 +213,12 @@ impl Campaign {
     /// The field separator (detected, or set in the config).
     pub fn delimiter(&self) -> u8 {
         self.delimiter
+    }
+
+    /// The rows `--limit` left for a later run (known once the rows are all
+    /// out): a file's all counted, standard input's 1 if it had more.
+    pub fn unread(&self) -> u64 {
+        self.unread
     }
 
     /// The next data row, checked; `None` at the end of the file (or of `--limit`).
@@ -238,6 +251,7 @@ impl Campaign {
     fn read_into(&mut self, batch: &mut Batch) {
         while let Some((place, record)) = batch.next_slot() {
             if self.rows_left == 0 {
+                self.unread = self.count_unread(record);
                 self.read_all = true;
                 return;
             }
@@ -259,6 +273,19 @@ impl Campaign {
             batch.commit_slot();
             self.rows_left -= 1;
         }
+    }
+
+    /// Past `--limit`: the records left, unchecked (a line that is no row
+    /// counts too: a later run says what it is).
+    fn count_unread(&mut self, scratch: &mut ByteRecord) -> u64 {
+        let mut unread = 0;
+        while let Ok(Some(_)) = self.records.next(scratch) {
+            unread += 1;
+            if !self.countable {
+                break;
+            }
+        }
+        unread
     }
 }
 

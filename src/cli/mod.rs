@@ -33,14 +33,18 @@ pub const ENVIRONMENT: &str = "  INTERACTO_API_KEY      the API key (never a fla
 /// The exit codes, as `--help` and the manual page list them.
 pub const EXIT_CODES: &str =
     "  0    the campaign is complete: every row SENT, or never to be sent (INVALID,
-       SUPPRESSED, DUPLICATE); with --strict, every row SENT (VALID in a dry run)
-  1    finished, rows left: FAILED or DEFERRED (a later run sends them), UNKNOWN
-       (the summary says what to do)
+       SUPPRESSED, DUPLICATE, UNSENDABLE); with --strict, every row SENT; in a
+       dry run, every row VALID, DUPLICATE or SUPPRESSED (nothing to fix)
+  1    finished, rows left: FAILED or DEFERRED, rows past --limit (a later run
+       sends them), UNKNOWN (the summary says what to do)
   2    usage, config or campaign-file error; nothing sent
-  3    halted (credentials refused, too many failures, disk full); --resume later
+  3    a person is needed: halted (credentials refused, too many failures, disk
+       full; then --resume), or a number the API refused, which sends nothing
+       until `numbers resume ID` (every run says so)
   4    another run holds the lock on the results file
   5    stopped by the send window (--no-wait), a daily cap or first-contact
-       limit, or a number paused or held in the ledger; --resume later
+       limit, or a number an operator paused or a run held for a while;
+       --resume later
   130  interrupted by a signal; --resume carries on";
 
 /// `--help`'s end: where to start, the environment and the exit codes.
@@ -351,7 +355,7 @@ pub struct SendArgs {
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
 
-    /// Exit 1 unless every row is SENT (by default INVALID, SUPPRESSED and DUPLICATE rows,
+    /// Exit 1 unless every row is SENT (by default INVALID, SUPPRESSED, DUPLICATE and UNSENDABLE rows,
     /// which no later run would send, complete a campaign)
     #[arg(long)]
     pub strict: bool,
@@ -448,7 +452,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub ledger: Option<String>,
 
-    /// Read only the first N data rows of the campaign
+    /// Read only the first N data rows of the campaign (a send that leaves rows past them is
+    /// not complete: exit 1)
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
 

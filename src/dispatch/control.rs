@@ -29,6 +29,9 @@ pub struct RunControl {
     /// Instances whose accepted messages the API's answers said were for
     /// another instance, and which.
     answered_for: Mutex<BTreeMap<String, String>>,
+    /// Numbers that send no more until a person resumes them: the API
+    /// refused them.
+    refused: Mutex<std::collections::BTreeSet<String>>,
     pub(super) retry: RetrySettings,
     /// How long a number retired for its failures is held for every run.
     quarantine: Duration,
@@ -46,6 +49,7 @@ impl RunControl {
             capped: Mutex::new(None),
             left: Mutex::new(BTreeMap::new()),
             answered_for: Mutex::new(BTreeMap::new()),
+            refused: Mutex::new(std::collections::BTreeSet::new()),
             retry,
             lanes_open: AtomicUsize::new(usize::MAX),
         })
@@ -187,14 +191,43 @@ impl RunControl {
         if lane.close(&deferral.why) {
             warn!(instance = %lane.instance_id, "{}", deferral.why);
             self.left_rotation(lane, &deferral.why);
-            self.capped
-                .lock()
-                .expect("no cap panics holding the lock")
-                .get_or_insert(deferral.clone());
+            if deferral.needs_a_person() {
+                self.needs_a_person(lane);
+            }
+            // The first reason stays, unless a later one needs a person:
+            // the run then ends as one that does (exit 3).
+            let stop = {
+                let mut capped = self.capped.lock().expect("no cap panics holding the lock");
+                let outranks = capped
+                    .as_ref()
+                    .is_none_or(|held| deferral.needs_a_person() && !held.needs_a_person());
+                if outranks {
+                    *capped = Some(deferral.clone());
+                }
+                capped.clone().unwrap_or(deferral)
+            };
             if self.lanes_open.fetch_sub(1, Ordering::SeqCst) == 1 {
-                self.hold(deferral);
+                self.hold(stop);
             }
         }
+    }
+
+    /// Notes that `lane`'s number sends no more until a person resumes it
+    /// (the API refused it): the summary's next step names it.
+    pub(super) fn needs_a_person(&self, lane: &LaneHealth) {
+        self.refused
+            .lock()
+            .expect("no note panics holding the lock")
+            .insert(lane.instance_id.to_string());
+    }
+
+    /// The numbers that send no more until a person resumes them.
+    pub fn refused(&self) -> Vec<String> {
+        let refused = self
+            .refused
+            .lock()
+            .expect("no note panics holding the lock");
+        refused.iter().cloned().collect()
     }
 }
 

@@ -267,8 +267,9 @@ fn stop_until_open(window: &SendWindow, shut: WindowState, shared: &Shared) {
 }
 
 /// A job whose recipient's window is shut (with `--no-wait`, or `parked_full`),
-/// or never open in all their zones: `DEFERRED`, while the run goes on with
-/// the others.
+/// `DEFERRED`, or never open in all their zones: `UNSENDABLE` (no later run
+/// sends it under these settings, so the run is not deferred for it); the
+/// run goes on with the others.
 async fn defer_for_window(
     job: Job,
     window: &SendWindow,
@@ -283,14 +284,16 @@ async fn defer_for_window(
         true => format!(" and more rows than a number holds ({PARKED_MOST}) wait for theirs"),
         false => String::new(),
     };
-    shared.control.held_back(Deferral {
-        cause: Hold::Window,
-        why: format!(
-            "rows wait for their recipient's send window ({} in each one's time zone){full}",
-            window.window
-        ),
-        until: opens,
-    });
+    if shut != WindowState::Never {
+        shared.control.held_back(Deferral {
+            cause: Hold::Window,
+            why: format!(
+                "rows wait for their recipient's send window ({} in each one's time zone){full}",
+                window.window
+            ),
+            until: opens,
+        });
+    }
     let cause = Cause::OutsideWindow {
         window: window.in_zones(zones),
         opens: opens.map(nanos_of),

@@ -149,10 +149,11 @@ async fn send_with_retries(shared: &Shared, job: &Job, lane: &LaneHealth) -> Out
             Next::GiveUp(status) => break refused_line(job, lane, status, &error, tried),
             Next::RetireNumber => {
                 lane.hold_for_every_run(
-                    HoldKind::Paused,
+                    HoldKind::Refused,
                     format!("refused by the API: {error}"),
                     None,
                 );
+                control.needs_a_person(lane);
                 control.retire(lane, format!("the API refused the credentials: {error}"));
                 break refused_line(job, lane, Status::Failed, &error, tried);
             }

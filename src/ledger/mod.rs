@@ -717,6 +717,11 @@ const MIGRATIONS: &[&str] = &[
     // 21: the key of those digests, one row, made at random with the ledger
     //     (by the migration that makes the table: [`new_secret`]).
     "CREATE TABLE ledger_secret (secret TEXT NOT NULL PRIMARY KEY)",
+    // 22: a number the API refused is `refused`, apart from an operator's
+    //     pause: only a person lets it send again, and each run it stops
+    //     says so (exit 3). Earlier versions kept it as `paused`.
+    "UPDATE number_holds SET kind = 'refused'
+     WHERE kind = 'paused' AND reason LIKE 'refused by the API:%'",
 ];
 
 /// The statement that gives a ledger its secret, if it has none, at the end

@@ -370,6 +370,7 @@ fn colour(status: Status) -> &'static str {
         Status::Invalid => "#6a1b9a",
         Status::Duplicate => "#757575",
         Status::Suppressed => "#37474f",
+        Status::Unsendable => "#4e342e",
         Status::Valid => "#558b2f",
         Status::Skipped => "#9e9d24",
     }

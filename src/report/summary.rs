@@ -78,11 +78,16 @@ pub struct Summary {
 pub struct CampaignState {
     pub rows: u64,
     pub sent: u64,
-    /// Rows that will never be sent: `INVALID`, `SUPPRESSED`, `DUPLICATE`.
+    /// Rows that will never be sent: `INVALID`, `SUPPRESSED`, `DUPLICATE`,
+    /// `UNSENDABLE`.
     pub never: u64,
-    /// Rows a later run could still send (`FAILED`, `DEFERRED`), or that may
-    /// have been delivered (`UNKNOWN`): neither sent nor never to be.
+    /// Rows a later run could still send (`FAILED`, `DEFERRED`, those
+    /// `--limit` left unread), or that may have been delivered (`UNKNOWN`):
+    /// neither sent nor never to be.
     pub pending: u64,
+    /// Rows past `--limit`, not read by the run (no line in the results
+    /// file): a file's counted, standard input's 1 if it had any.
+    pub unread: u64,
     /// Nothing is left that a later run could send.
     pub complete: bool,
     pub counts: BTreeMap<&'static str, u64>,
@@ -106,8 +111,13 @@ pub struct Finished {
     pub left_rotation: BTreeMap<String, String>,
     /// Instances whose accepted messages the API said were another's.
     pub answered_for: BTreeMap<String, String>,
+    /// Numbers the API refused, which send no more until a person resumes
+    /// them (`numbers resume`).
+    pub refused: Vec<String>,
     /// The results file's rows after the run, once it is one line a row.
     pub state: Option<Tally>,
+    /// The rows `--limit` left unread.
+    pub unread: u64,
     pub check: CheckReport,
     pub failures: Failures,
     pub stopped: Option<StopReason>,
@@ -129,7 +139,9 @@ impl Summary {
             by_instance,
             left_rotation,
             answered_for,
+            refused,
             state,
+            unread,
             mut check,
             failures,
             stopped,
@@ -147,8 +159,20 @@ impl Summary {
             (false, true) => Ending::Strict,
             (false, false) => Ending::Complete,
         };
-        let exit = ExitCode::of_run(stopped.as_ref(), rows, ending);
-        let next_step = next_step(exit, rows, ending);
+        // A send `--limit` cut short is never done: rows are left.
+        let unread = if dry_run { 0 } else { unread };
+        let exit = match ExitCode::of_run(stopped.as_ref(), rows, ending) {
+            ExitCode::Success if unread > 0 => ExitCode::NotAllSent,
+            exit => exit,
+        };
+        let mut next_step = next_step(exit, rows, ending, &refused);
+        if unread > 0 {
+            let rest = format!(
+                "{unread} rows past --limit: --resume with a larger --limit (or none) sends \
+                 them"
+            );
+            next_step = Some(next_step.map_or(rest.clone(), |steps| format!("{steps}; {rest}")));
+        }
         Summary {
             version: env!("CARGO_PKG_VERSION"),
             campaign,
@@ -173,11 +197,12 @@ impl Summary {
                 let sent = state.get(Status::Sent) + state.get(Status::Skipped);
                 let done = state.rows_where(Status::is_final);
                 CampaignState {
-                    rows: state.rows(),
+                    rows: state.rows() + unread,
                     sent,
                     never: done - sent,
-                    pending: state.rows() - done,
-                    complete: done == state.rows(),
+                    pending: state.rows() - done + unread,
+                    unread,
+                    complete: done == state.rows() && unread == 0,
                     counts: counts(&state),
                 }
             }),
@@ -320,13 +345,17 @@ impl Summary {
                 "campaign `{name}` complete: {} of {} rows SENT{earlier}",
                 state.sent, state.rows
             ),
-            (false, _) => format!(
-                "campaign `{name}`: {} of {} rows SENT{earlier}, {} not yet ({})",
-                state.sent,
-                state.rows,
-                state.pending,
-                self.state_counts(|status| !status.is_final())
-            ),
+            (false, _) => {
+                let mut left = self.state_counts(|status| !status.is_final());
+                if state.unread > 0 {
+                    let sep = if left.is_empty() { "" } else { " · " };
+                    left.push_str(&format!("{sep}past --limit {}", state.unread));
+                }
+                format!(
+                    "campaign `{name}`: {} of {} rows SENT{earlier}, {} not yet ({left})",
+                    state.sent, state.rows, state.pending,
+                )
+            }
         };
         if state.never > 0 {
             let never = |status: Status| status.is_final() && status != Status::Sent;
@@ -377,6 +406,9 @@ fn stopped_in_words(reason: &StopReason) -> String {
     match reason {
         StopReason::Halted(why) => format!("halted: {why}"),
         StopReason::Interrupted => "interrupted: run again with --resume to carry on".to_string(),
+        StopReason::Deferred(deferral) if deferral.needs_a_person() => {
+            format!("halted: {}", deferral.why)
+        }
         StopReason::Deferred(deferral) => format!(
             "deferred: {}; --resume sends the DEFERRED rows",
             deferral.why
@@ -384,11 +416,28 @@ fn stopped_in_words(reason: &StopReason) -> String {
     }
 }
 
+/// The step only a person can take, first: the numbers the API refused,
+/// which no run sends through again until they are resumed.
+fn numbers_to_resume(refused: &[String]) -> Option<String> {
+    let resume: Vec<String> = refused
+        .iter()
+        .map(|id| format!("interacto-bulk numbers resume {id}"))
+        .collect();
+    (!refused.is_empty()).then(|| {
+        format!(
+            "the API refused {}: mend its key or connection, then `{}` (until then every run \
+             exits 3 and sends nothing through it), then --resume",
+            refused.join(", "),
+            resume.join("`, `")
+        )
+    })
+}
+
 /// The next step for a campaign whose results file holds `rows`, in the
 /// summary's words (for the report page).
 pub fn next_step_of(rows: &Tally) -> Option<String> {
     let exit = ExitCode::of_run(None, rows, Ending::Complete);
-    next_step(exit, rows, Ending::Complete)
+    next_step(exit, rows, Ending::Complete, &[])
 }
 
 /// The kinds of failure a summary shows, the commonest first.
@@ -422,13 +471,18 @@ fn failures_text(failures: &[FailureGroup]) -> String {
     text
 }
 
-/// What to do after a run, in words: for rows left (exits 1 and 3), and for
+/// What to do after a run, in words: for numbers the API `refused` (only a
+/// person lets them send again), for rows left (exits 1 and 3), and for
 /// `INVALID` rows, which only a fixed campaign file sends.
-fn next_step(exit: ExitCode, rows: &Tally, ending: Ending) -> Option<String> {
+fn next_step(exit: ExitCode, rows: &Tally, ending: Ending, refused: &[String]) -> Option<String> {
     let count = |status| rows.get(status);
     let mut steps = Vec::new();
-    if exit == ExitCode::Halted {
-        steps.push("fix what halted the run (above), then run again with --resume".to_string());
+    match numbers_to_resume(refused) {
+        Some(resume) => steps.push(resume),
+        None if exit == ExitCode::Halted => {
+            steps.push("fix what halted the run (above), then run again with --resume".to_string())
+        }
+        None => {}
     }
     if exit == ExitCode::NotAllSent || exit == ExitCode::Halted {
         if count(Status::Failed) + count(Status::Deferred) > 0 {
@@ -450,6 +504,14 @@ fn next_step(exit: ExitCode, rows: &Tally, ending: Ending) -> Option<String> {
         if !never.is_empty() {
             steps.push(format!("--strict: not SENT, and never will be: {never}"));
         }
+    }
+    if count(Status::Unsendable) > 0 {
+        steps.push(format!(
+            "{} UNSENDABLE: no run sends them under these settings (the error column says \
+             which: a send window never open in all of the recipient's zones); change them, \
+             then --resume sends them",
+            count(Status::Unsendable)
+        ));
     }
     if count(Status::Invalid) > 0 {
         let then = match ending {
@@ -483,7 +545,9 @@ mod tests {
             by_instance: BTreeMap::new(),
             left_rotation: BTreeMap::new(),
             answered_for: BTreeMap::new(),
+            refused: Vec::new(),
             state,
+            unread: 0,
             check: CheckReport::at_20_a_minute(),
             failures: Failures::default(),
             stopped: None,

@@ -322,7 +322,8 @@ async fn prune(ledger: &Ledger, keep: crate::ledger::Keep) -> Result<(), RunErro
 /// What the pipeline left for the end of the run.
 struct Ran {
     sends: bool,
-    read: Result<(), CampaignError>,
+    /// The rows `--limit` left unread, or why the campaign could not be read.
+    read: Result<u64, CampaignError>,
     check: CheckReport,
     written: Result<Written, ResultsError>,
     control: Arc<RunControl>,
@@ -478,7 +479,7 @@ fn start_reading(
     campaign: Campaign,
     control: &RunControl,
 ) -> (
-    crate::threads::Finished<Result<(), CampaignError>>,
+    crate::threads::Finished<Result<u64, CampaignError>>,
     mpsc::Receiver<Vec<Row>>,
 ) {
     let (rows, read_rows) = mpsc::channel::<Vec<Row>>(4);
@@ -587,7 +588,7 @@ async fn finish(
     })
     .await
     .expect("tidying the results file does not panic");
-    ran.read?;
+    let unread = ran.read?;
 
     Ok(Summary::new(Finished {
         campaign: request.source.describe(),
@@ -603,8 +604,10 @@ async fn finish(
         by_instance: written.by_instance,
         failures: written.failures,
         left_rotation: ran.control.left(),
+        refused: ran.control.refused(),
         answered_for: ran.control.answered_for_others(),
         state,
+        unread,
         check: ran.check,
         stopped: ran.control.reason(),
     }))

@@ -19,7 +19,8 @@ pub struct Reading {
 }
 
 impl Reading {
-    pub fn read(self, mut campaign: Campaign) -> Result<(), CampaignError> {
+    /// Returns the rows `--limit` left unread ([`Campaign::unread`]).
+    pub fn read(self, mut campaign: Campaign) -> Result<u64, CampaignError> {
         let mut batch = Vec::with_capacity(BATCH_ROWS);
         for row in &mut campaign {
             batch.push(row?);
@@ -27,13 +28,13 @@ impl Reading {
             if batch.len() == BATCH_ROWS || stopping {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
                 if self.rows.blocking_send(full).is_err() || stopping {
-                    return Ok(());
+                    return Ok(campaign.unread());
                 }
             }
         }
         if !batch.is_empty() {
             let _ = self.rows.blocking_send(batch);
         }
-        Ok(())
+        Ok(campaign.unread())
     }
 }

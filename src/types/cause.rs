@@ -51,6 +51,7 @@ impl Cause {
             },
             Cause::Suppressed(_) => Status::Suppressed,
             Cause::SameCard { .. } => Status::Duplicate,
+            Cause::OutsideWindow { opens: None, .. } => Status::Unsendable,
             Cause::CoolingDown { .. }
             | Cause::FirstContacts { .. }
             | Cause::OutsideWindow { .. } => Status::Deferred,
@@ -130,7 +131,8 @@ impl Cause {
                 opens: None,
             } => format!(
                 "the send window {window} is never open in all of the number's time zones at \
-                 once; a wider schedule.window (or window_in = \"timezone\") sends it"
+                 once; a wider schedule.window (or window_in = \"timezone\"), then --resume, \
+                 sends it"
             ),
         }
     }

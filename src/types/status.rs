@@ -22,10 +22,13 @@ pub enum Status {
     Valid,
     /// The recipient is on the suppression list (opted out); never sent.
     Suppressed,
+    /// It cannot go under the run's settings (a send window never open in
+    /// all of the recipient's zones at once): final until they change.
+    Unsendable,
 }
 
 impl Status {
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 10] = [
         Status::Sent,
         Status::Failed,
         Status::Invalid,
@@ -35,6 +38,7 @@ impl Status {
         Status::Deferred,
         Status::Valid,
         Status::Suppressed,
+        Status::Unsendable,
     ];
 
     /// What the status says of a row, in a line (the manual page's list).
@@ -49,6 +53,7 @@ impl Status {
             Status::Deferred => "not sent yet: the run stopped first (window, cap, signal, cooldown); --resume sends it",
             Status::Valid => "a dry run's verdict: the row would be sent",
             Status::Suppressed => "the recipient opted out (the suppression list); never sent",
+            Status::Unsendable => "it cannot go under the settings (a send window never open in all the recipient's zones; the error column says which); once they change, --resume sends it",
         }
     }
 
@@ -59,7 +64,8 @@ impl Status {
     }
 
     /// Nothing a later run of the campaign could send is left for the row:
-    /// it was sent, or never will be (invalid, opted out, a repeat).
+    /// it was sent, or never will be (invalid, opted out, a repeat, not
+    /// sendable under the settings).
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -68,6 +74,7 @@ impl Status {
                 | Status::Invalid
                 | Status::Suppressed
                 | Status::Duplicate
+                | Status::Unsendable
         )
     }
 
@@ -82,6 +89,7 @@ impl Status {
             Status::Deferred => "DEFERRED",
             Status::Valid => "VALID",
             Status::Suppressed => "SUPPRESSED",
+            Status::Unsendable => "UNSENDABLE",
         }
     }
 

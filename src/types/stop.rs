@@ -14,6 +14,13 @@ pub enum StopReason {
     Deferred(Deferral),
 }
 
+impl Deferral {
+    /// Only a person can lift it: a number the API refused.
+    pub fn needs_a_person(&self) -> bool {
+        self.cause == Hold::Number(HoldKind::Refused)
+    }
+}
+
 /// A stop until later, and when later is, where known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deferral {
@@ -52,9 +59,12 @@ pub struct NumberHold {
 /// Why a number is kept from sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldKind {
-    /// By an operator (`numbers pause`), or by the API refusing it
-    /// (401/403): until resumed, or its `until`.
+    /// By an operator (`numbers pause`): until resumed, or its `until`.
     Paused,
+    /// By the API refusing its credentials (401/403): until a person mends
+    /// them and resumes it (`numbers resume`); every run stopped by it needs
+    /// that person, and says so (exit 3).
+    Refused,
     /// For a while, by what a run saw: too many failures (quarantine), or
     /// the API asking to wait (`Retry-After`).
     Held,
@@ -64,6 +74,7 @@ impl HoldKind {
     pub fn as_str(self) -> &'static str {
         match self {
             HoldKind::Paused => "paused",
+            HoldKind::Refused => "refused",
             HoldKind::Held => "held",
         }
     }
@@ -72,6 +83,7 @@ impl HoldKind {
     pub fn stored(text: &str) -> Self {
         match text {
             "held" => HoldKind::Held,
+            "refused" => HoldKind::Refused,
             _ => HoldKind::Paused,
         }
     }
@@ -102,12 +114,17 @@ impl NumberHold {
             Some(at) => when(at),
             None => format!("`numbers resume {instance}`"),
         };
+        let why = match self.kind {
+            // Its reason says who refused it: "refused by the API: …".
+            HoldKind::Refused => format!("instance {instance} is {reason}, until {until_words}"),
+            kind => format!(
+                "instance {instance} is {} ({reason}) until {until_words}",
+                kind.as_str()
+            ),
+        };
         Deferral {
             cause: Hold::Number(self.kind),
-            why: format!(
-                "instance {instance} is {} ({reason}) until {until_words}",
-                self.kind.as_str()
-            ),
+            why,
             until,
         }
     }
@@ -129,7 +146,8 @@ impl StopReason {
     }
 
     /// The same for a machine: `interrupted`, `halted`, `window`,
-    /// `daily_cap`, `api_wait`, `paused`, `held`, `first_contacts`.
+    /// `daily_cap`, `api_wait`, `paused`, `refused`, `held`,
+    /// `first_contacts`.
     pub fn code(&self) -> &'static str {
         match self {
             StopReason::Interrupted => "interrupted",

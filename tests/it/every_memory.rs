@@ -83,7 +83,7 @@ async fn a_ledger_restored_from_a_backup_sends_nothing_the_results_file_shows_se
     let config = work.config(&settings);
     work.write("campaign.csv", &common::campaign(4));
     let output = work.send(&config, &["--limit", "2"]).await;
-    assert_exit!(output, 0);
+    assert_exit!(output, 1);
     let backup = back_up(&url, &work).await;
     let output = work.send(&config, &["--resume"]).await;
     assert_exit!(output, 0);
@@ -139,7 +139,7 @@ async fn a_new_ledger_after_a_trial_run_takes_what_the_results_file_shows_sent(s
     let output = work
         .send(&config, &["--out", "try.csv", "--limit", "1"])
         .await;
-    assert_exit!(output, 0);
+    assert_exit!(output, 1);
     assert_eq!(server.accepted(), 11);
 
     // The nightly run carries on the real results file.
@@ -597,7 +597,7 @@ async fn a_dated_file_an_earlier_version_named_with_its_date_keeps_that_name() {
     let as_before = ["--campaign", "leads-2026-12-07", "--limit", "2"];
     let mut args = vec!["send", "leads-2026-12-07.csv", "--config", &config];
     args.extend(as_before);
-    work.ok(&args).await;
+    work.fails(&args, 1).await;
 
     let output = work
         .run(&[

@@ -228,7 +228,8 @@ async fn the_azores_wait_for_their_own_morning_and_a_number_of_either_zone_for_b
     );
 
     // An hour wide, the window is never open in both zones at once: the
-    // mobile is DEFERRED with that reason, and the check says so.
+    // mobile is UNSENDABLE with that reason (no later run sends it under
+    // these settings: the campaign is complete), and the check says so.
     let narrow = window_around(now, LISBON, -30, 30);
     let config = work.config(&in_recipients_zones(&server.base_url(), &narrow));
     // (On a ledger of its own: this one's Lisbon card is sent already.)
@@ -244,10 +245,33 @@ async fn the_azores_wait_for_their_own_morning_and_a_number_of_either_zone_for_b
         "{check}"
     );
     work.write("again.csv", &campaign_of(&rows[2..]));
-    work.fails(&["send", "again.csv", "--config", &config], 5)
+    let output = work
+        .fails(
+            &[
+                "send",
+                "again.csv",
+                "--config",
+                &config,
+                "--summary",
+                "json",
+            ],
+            0,
+        )
         .await;
+    let summary = summary_json(&output);
+    assert_eq!(summary["state"]["never"], 1, "{summary}");
+    assert_eq!(summary["state"]["complete"], true, "{summary}");
+    assert_eq!(
+        summary["resume_after"],
+        serde_json::Value::Null,
+        "{summary}"
+    );
+    common::assert_has(
+        summary["next_step"].as_str().unwrap_or_default(),
+        "1 UNSENDABLE",
+    );
     let results = work.results("again.results.csv");
-    assert_eq!(results[0]["status"], "DEFERRED");
+    assert_eq!(results[0]["status"], "UNSENDABLE");
     assert!(
         results[0]["error"].contains("never open in all of the number's time zones"),
         "{results:?}"
@@ -257,6 +281,13 @@ async fn the_azores_wait_for_their_own_morning_and_a_number_of_either_zone_for_b
         1,
         "nothing more was sent"
     );
+
+    // A window that opens in both zones sends it on --resume.
+    let wide = work.config(&in_recipients_zones(&server.base_url(), "00:00-23:59"));
+    work.fails(&["send", "again.csv", "--config", &wide, "--resume"], 0)
+        .await;
+    assert_eq!(common::recipients(&server).len(), 2);
+    assert_eq!(work.results("again.results.csv")[0]["status"], "SENT");
 }
 
 /// Without `--no-wait` the run sends the open recipients, waits for the

@@ -412,7 +412,8 @@ async fn limit_reads_only_the_first_rows() {
 
     let output = work.send(&config, &["--limit", "4"]).await;
 
-    assert_exit!(output, 0);
+    // Rows are left past --limit: not complete.
+    assert_exit!(output, 1);
     assert_eq!(server.accepted(), 4);
     let rows: Vec<String> = work
         .results("campaign.results.csv")

@@ -104,3 +104,133 @@ async fn a_number_paused_by_the_api_s_refusal_shows_its_words_without_their_esca
     assert!(!holds_a_control(&again.stdout), "{}", stdout(&again));
     assert!(!holds_a_control(&again.stderr), "{}", stderr(&again));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_number_the_api_refused_alerts_every_run_until_a_person_resumes_it() {
+    let refusing = interacto_bulk::api::MockOptions {
+        revoked_instances: vec!["inst-1".to_string()],
+        ..Default::default()
+    };
+    let (server, work, settings) = common::against(refusing).await;
+    let config = work.config(&settings.ledger(&work.fresh_ledger("l")));
+    work.write("campaign.csv", &common::campaign(3));
+
+    // The refusal, then the cron runs after it: each needs a person, and
+    // only the first asks anything of the API.
+    let mut tried = 0;
+    for run in 0..3 {
+        let output = work
+            .run(&[
+                "send",
+                "campaign.csv",
+                "--config",
+                &config,
+                "--resume",
+                "--summary",
+                "json",
+            ])
+            .await;
+        assert_exit!(output, 3, "run {run}");
+        let summary = common::summary_json(&output);
+        let next = summary["next_step"].as_str().unwrap_or_default();
+        common::assert_has(next, "interacto-bulk numbers resume inst-1");
+        if run == 0 {
+            tried = server.requests();
+            assert!(tried >= 1);
+        }
+    }
+    assert_eq!(server.requests(), tried, "only the first run tried");
+    let numbers = work
+        .run_with_env(&["numbers", "--json", "--config", &config], &[])
+        .await;
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&numbers)).unwrap();
+    assert_eq!(numbers[0]["state"], "refused", "{numbers}");
+
+    // An operator's own pause is theirs to lift: no alert.
+    let output = work
+        .run_with_env(&["numbers", "resume", "inst-1", "--config", &config], &[])
+        .await;
+    assert_exit!(output, 0);
+    let output = work
+        .run_with_env(&["numbers", "pause", "inst-1", "--config", &config], &[])
+        .await;
+    assert_exit!(output, 0);
+    let output = work
+        .run(&["send", "campaign.csv", "--config", &config, "--resume"])
+        .await;
+    assert_exit!(output, 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limited_run_leaves_the_rest_pending_and_is_not_complete() {
+    let (server, work, config) = common::against_the_mock().await;
+    work.write("campaign.csv", &common::campaign(10));
+
+    let output = work
+        .send(&config, &["--limit", "4", "--summary", "json"])
+        .await;
+    assert_exit!(output, 1);
+    assert_eq!(server.accepted(), 4);
+    let summary = common::summary_json(&output);
+    let state = &summary["state"];
+    assert_eq!(state["complete"], false, "{summary}");
+    assert_eq!(state["rows"], 10, "{summary}");
+    assert_eq!(state["pending"], 6, "{summary}");
+    assert_eq!(state["unread"], 6, "{summary}");
+    common::assert_has(
+        summary["next_step"].as_str().unwrap_or_default(),
+        "6 rows past --limit",
+    );
+
+    // In words too; a larger --limit sends more, none the rest.
+    let output = work.send(&config, &["--resume", "--limit", "8"]).await;
+    assert_exit!(output, 1);
+    common::assert_has(&stdout(&output), "8 of 10 rows SENT");
+    common::assert_has(&stdout(&output), "past --limit 2");
+    let output = work.send(&config, &["--resume", "--summary", "json"]).await;
+    assert_exit!(output, 0);
+    assert_eq!(common::summary_json(&output)["state"]["complete"], true);
+    assert_eq!(server.accepted(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_whose_only_unsendable_rows_repeat_others_passes() {
+    let work = Workspace::new();
+    let mut campaign = common::campaign(3);
+    let first = campaign.lines().nth(1).unwrap().to_string();
+    campaign.push_str(&format!("{first}\n"));
+    work.write("campaign.csv", &campaign);
+    let config = work.config(&Config::fast("http://127.0.0.1:9"));
+
+    let output = work
+        .fails(
+            &[
+                "validate",
+                "campaign.csv",
+                "--config",
+                &config,
+                "--summary",
+                "json",
+            ],
+            0,
+        )
+        .await;
+    let summary = common::summary_json(&output);
+    assert_eq!(summary["counts"]["DUPLICATE"], 1, "{summary}");
+    assert_eq!(summary["counts"]["VALID"], 3, "{summary}");
+
+    // A row to fix still fails the check.
+    campaign.push_str("not a phone,Someone,+55 11 3003-4000\n");
+    work.write("campaign.csv", &campaign);
+    work.fails(
+        &[
+            "validate",
+            "campaign.csv",
+            "--config",
+            &config,
+            "--overwrite",
+        ],
+        1,
+    )
+    .await;
+}
