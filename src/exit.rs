@@ -34,6 +34,13 @@ pub enum RunError {
     /// A signal came before the run could start.
     #[error("interrupted before anything was sent")]
     Interrupted,
+    /// A signal stopped a command of a moment (`numbers`, `suppress`,
+    /// `ledger`, `report`) before it finished.
+    #[error(
+        "interrupted: `{0}` stopped before it finished (a change to the ledger it had not \
+         committed is not kept)"
+    )]
+    Stopped(&'static str),
 }
 
 /// How a run ended, as the process exit code (the README's table).
@@ -85,7 +92,7 @@ impl ExitCode {
     pub fn of_error(error: &RunError) -> Self {
         match error {
             RunError::Results(ResultsError::Lock(LockError::Held { .. })) => ExitCode::Locked,
-            RunError::Interrupted => ExitCode::Interrupted,
+            RunError::Interrupted | RunError::Stopped(_) => ExitCode::Interrupted,
             RunError::Halted(_) => ExitCode::Halted,
             _ => ExitCode::Usage,
         }

@@ -35,7 +35,15 @@ fn main() -> std::process::ExitCode {
         let shutdown = CancellationToken::new();
         let gate = WriteGate::default();
         let words = SignalWords::of(&cli.command);
-        tokio::spawn(watch_signals(shutdown.clone(), gate.clone(), words));
+        // Watched from here on, before the command does anything a signal
+        // should cut short.
+        let signals = Signals::watch();
+        tokio::spawn(watch_signals(
+            signals,
+            shutdown.clone(),
+            gate.clone(),
+            words,
+        ));
         run_command(cli.command, &progress_area, shutdown, gate).await
     });
     // A blocking read that never returns (a FIFO nobody writes to) must not
@@ -98,10 +106,12 @@ async fn run_command(
             .await
         }
         Command::MockServer(args) => serve_mock(args, shutdown).await.map(|()| ExitCode::Success),
-        Command::Numbers(args) => show_numbers(args).await.map(|()| ExitCode::Success),
-        Command::Suppress(args) => suppress(args).await,
-        Command::Ledger(args) => keep_ledger(args).await,
-        Command::Report(args) => write_report(args).await,
+        Command::Numbers(args) => until_a_signal("numbers", show_numbers(args), &shutdown)
+            .await
+            .map(|()| ExitCode::Success),
+        Command::Suppress(args) => until_a_signal("suppress", suppress(args), &shutdown).await,
+        Command::Ledger(args) => until_a_signal("ledger", keep_ledger(args), &shutdown).await,
+        Command::Report(args) => until_a_signal("report", write_report(args), &shutdown).await,
         Command::Completions { shell } => {
             print_completions(shell);
             Ok(ExitCode::Success)
@@ -113,6 +123,23 @@ async fn run_command(
             print_out(CONFIG_EXAMPLE);
             Ok(ExitCode::Success)
         }
+    }
+}
+
+/// A command of a moment (`numbers`, `suppress`, `ledger`, `report`), or
+/// `None` for a run at once if a signal comes first, whatever the command
+/// waits on (a PostgreSQL that never answers, a FIFO nobody writes to): it
+/// has nothing to finish. A change to the ledger not yet committed is
+/// rolled back by the store; a report not yet written is not written.
+async fn until_a_signal<T>(
+    command: &'static str,
+    work: impl std::future::Future<Output = Result<T, RunError>>,
+    shutdown: &CancellationToken,
+) -> Result<T, RunError> {
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => Err(RunError::Stopped(command)),
+        done = work => done,
     }
 }
 
@@ -160,9 +187,15 @@ async fn write_report(args: ReportArgs) -> Result<ExitCode, RunError> {
     let out = args
         .out
         .unwrap_or_else(|| args.results.with_extension("html"));
-    let bytes =
-        interacto_bulk::report::page::write_report(&args.results, &out, lang, &settings, numbers)
-            .map_err(|error| RunError::Usage(error.to_string()))?;
+    // On a thread of its own: a results file may be a FIFO that never
+    // ends, and a signal must still stop the command.
+    let (results, written_to) = (args.results.clone(), out.clone());
+    let bytes = tokio::task::spawn_blocking(move || {
+        interacto_bulk::report::page::write_report(&results, &written_to, lang, &settings, numbers)
+    })
+    .await
+    .expect("writing the report does not panic")
+    .map_err(|error| RunError::Usage(error.to_string()))?;
     print_out(&format!(
         "{} ({} KB)\n",
         out.display(),
@@ -231,6 +264,12 @@ impl SignalWords {
                 stopping: "mock server: stopping (signal again to stop at once)",
                 aborting: "mock server: stopping at once",
             },
+            Command::Numbers(_) | Command::Suppress(_) | Command::Ledger(_) | Command::Report(_) => {
+                SignalWords {
+                    stopping: "stopping at once",
+                    aborting: "stopping at once",
+                }
+            }
             _ => SignalWords {
                 stopping: "stopping: no new messages; those in flight get their answer (signal again to abort at once)",
                 aborting: "aborting; the results file stays valid and --resume carries on",
@@ -242,31 +281,60 @@ impl SignalWords {
 /// The first SIGINT, SIGTERM or SIGHUP (a closed terminal) stops the run
 /// taking rows; the second aborts at once, after any results line being
 /// written is whole.
-async fn watch_signals(shutdown: CancellationToken, gate: WriteGate, words: SignalWords) {
-    signal_received().await;
+async fn watch_signals(
+    mut signals: Signals,
+    shutdown: CancellationToken,
+    gate: WriteGate,
+    words: SignalWords,
+) {
+    signals.received().await;
     tracing::warn!("{}", words.stopping);
     shutdown.cancel();
-    signal_received().await;
+    signals.received().await;
     tracing::error!("{}", words.aborting);
     let _whole_lines = gate.hold();
     std::process::exit(ExitCode::of_abort().code().into());
 }
 
-#[cfg(unix)]
-async fn signal_received() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM can be watched");
-    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP can be watched");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-        _ = hangup.recv() => {}
-    }
+/// The signals that stop a command: SIGINT (Ctrl-C), SIGTERM, SIGHUP.
+struct Signals {
+    #[cfg(unix)]
+    watched: [tokio::signal::unix::Signal; 3],
 }
 
-#[cfg(not(unix))]
-async fn signal_received() {
-    let _ = tokio::signal::ctrl_c().await;
+impl Signals {
+    /// Watches them from now on (a signal before this kills the process).
+    #[cfg(unix)]
+    fn watch() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watched = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ]
+        .map(|kind| signal(kind).expect("SIGINT, SIGTERM and SIGHUP can be watched"));
+        Signals { watched }
+    }
+
+    #[cfg(not(unix))]
+    fn watch() -> Signals {
+        Signals {}
+    }
+
+    #[cfg(unix)]
+    async fn received(&mut self) {
+        let [interrupt, terminate, hangup] = &mut self.watched;
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn received(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// `send --dry-run`, `validate` and `send --mock` differ only in these.

@@ -234,3 +234,103 @@ async fn a_check_whose_only_unsendable_rows_repeat_others_passes() {
     )
     .await;
 }
+
+/// A PostgreSQL that accepts connections and never answers; how many came.
+async fn silent_postgres() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let came = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = came.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (addr, came)
+}
+
+/// Signals `run`, once `ready`, and waits for its end: within 5 s, exit
+/// 130, saying it was interrupted.
+async fn stops_on_a_signal(run: common::Running, signal: libc::c_int, what: &str) {
+    common::signal(&run, signal);
+    let signalled = std::time::Instant::now();
+    let output = common::ended(run).await;
+    let took = signalled.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "{what}: {took:?} after the signal"
+    );
+    assert_exit!(output, 130, "{what}");
+    common::assert_has(&stderr(&output), "interrupted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_ledger_command_stops_on_a_signal_while_postgresql_never_answers() {
+    use std::sync::atomic::Ordering;
+    let (addr, came) = silent_postgres().await;
+    let url = format!("postgres://tester@{addr}/ledger");
+    let work = Workspace::new();
+    let commands: [&[&str]; 8] = [
+        &["numbers"],
+        &["numbers", "pause", "inst-1"],
+        &["numbers", "resume", "inst-1"],
+        &["suppress", "add", "+55 11 98000-0001"],
+        &["suppress", "list"],
+        &["ledger", "stats"],
+        &["ledger", "prune"],
+        &["ledger", "forget", "+55 11 98000-0001"],
+    ];
+    for (n, command) in commands.into_iter().enumerate() {
+        let mut args = command.to_vec();
+        args.extend(["--ledger", &url]);
+        let run = work.spawn(&args);
+        run.wait_until_ready("the command's connection", || {
+            came.load(Ordering::SeqCst) > n
+        })
+        .await;
+        // SIGTERM as systemd sends it; Ctrl-C for the emergency pause.
+        let signal = match command.starts_with(&["numbers", "pause"]) {
+            true => libc::SIGINT,
+            false => libc::SIGTERM,
+        };
+        stops_on_a_signal(run, signal, &command.join(" ")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_of_a_fifo_nobody_writes_to_stops_on_a_signal() {
+    let work = Workspace::new();
+    let fifo = work.path("stalled.csv");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path in the test's folder.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let run = work.spawn(&["report", "stalled.csv", "--out", "stalled.html"]);
+    // A writer that opens the FIFO (once the report opened it to read), says
+    // half a header, and stalls.
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (done, until_done) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let (fifo, opened) = (fifo.clone(), opened.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            let _ = pipe.write_all(b"campaign,row,key,to");
+            opened.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = until_done.recv_timeout(std::time::Duration::from_secs(30));
+        })
+    };
+    run.wait_until_ready("the report reading the FIFO", || {
+        opened.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    stops_on_a_signal(run, libc::SIGTERM, "report of a FIFO").await;
+    assert!(!work.path("stalled.html").exists(), "no report written");
+    done.send(()).unwrap();
+    writer.join().unwrap();
+}
