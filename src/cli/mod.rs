@@ -37,7 +37,8 @@ pub const EXIT_CODES: &str =
   1    finished, rows left: FAILED or DEFERRED (a later run sends them), UNKNOWN
        (the summary says what to do)
   2    usage, config or campaign-file error; nothing sent
-  3    halted (credentials refused, too many failures, disk full); --resume later
+  3    halted (credentials refused, too many failures, disk full); --resume later;
+       or the --report page could not be written (the summary says how to write it)
   4    another run holds the lock on the results file
   5    stopped by the send window (--no-wait), a daily cap or first-contact
        limit, or a number paused or held in the ledger; --resume later
@@ -279,7 +280,9 @@ pub struct ReportArgs {
     #[arg(value_name = "RESULTS.csv")]
     pub results: PathBuf,
 
-    /// Where the page goes [default: the results file's name with .html]
+    /// Where the page goes [default: the results file's name with .html]. It replaces only an
+    /// earlier report: never the results file, a results, rehearsal or check file, or anything
+    /// through a symbolic link (exit 2)
     #[arg(long, value_name = "FILE.html")]
     pub out: Option<PathBuf>,
 
@@ -347,7 +350,11 @@ pub struct SendArgs {
     #[arg(long, requires = "mock")]
     pub real_pace: bool,
 
-    /// At the end, write the campaign's report (one HTML file) here, in LANG's language
+    /// At the end, write the campaign's report (one HTML file) here, in LANG's language.
+    /// Checked before the first card goes (exit 2, nothing sent): its folder must exist, and
+    /// it replaces only an earlier report, never the results file, the campaign file, a
+    /// results, rehearsal or check file, or anything through a symbolic link. A page that
+    /// cannot be written at the end makes the run exit 3
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
 
