@@ -103,6 +103,12 @@ impl ExitCode {
         ExitCode::Interrupted
     }
 
+    /// A run whose `--report` page could not be written at its end, however
+    /// it ended otherwise: only a person can write it, so an alert.
+    pub fn of_unwritten_report() -> Self {
+        ExitCode::Halted
+    }
+
     pub fn code(self) -> u8 {
         self as u8
     }

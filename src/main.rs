@@ -16,7 +16,7 @@ use interacto_bulk::commands::IfNew;
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
 use interacto_bulk::report::page::Lang;
-use interacto_bulk::report::{self, LogWriter, Summary};
+use interacto_bulk::report::{self, Destination, LogWriter, Summary};
 use interacto_bulk::results::{Kind, WriteGate};
 use interacto_bulk::RunRequest;
 
@@ -189,9 +189,14 @@ async fn write_report(args: ReportArgs) -> Result<ExitCode, RunError> {
         .unwrap_or_else(|| args.results.with_extension("html"));
     // On a thread of its own: a results file may be a FIFO that never
     // ends, and a signal must still stop the command.
-    let (results, written_to) = (args.results.clone(), out.clone());
+    let (results, page) = (args.results.clone(), out.clone());
     let bytes = tokio::task::spawn_blocking(move || {
-        interacto_bulk::report::page::write_report(&results, &written_to, lang, &settings, numbers)
+        let to = Destination {
+            page: &page,
+            results: &results,
+            campaign: None,
+        };
+        interacto_bulk::report::page::write_report(to, lang, &settings, numbers)
     })
     .await
     .expect("writing the report does not panic")
@@ -408,16 +413,31 @@ async fn run_campaign(
         request.results_path.display().to_string(),
     );
     let results_path = request.results_path.clone();
+    let campaign_file = match &request.source {
+        Source::File(path) => Some(path.clone()),
+        _ => None,
+    };
+    let report_to = mode.report.as_deref().map(|page| Destination {
+        page,
+        results: &results_path,
+        campaign: campaign_file.as_deref(),
+    });
     let run = async {
         let settings = Settings::load(
             args.config.as_deref(),
             Environment::from_process(),
             overrides,
         )?;
-        let summary =
+        // A page that would replace a file it must not is refused before
+        // the first card goes, not found out after the last.
+        if let Some(to) = report_to {
+            to.check()
+                .map_err(|error| RunError::Usage(format!("{error}; nothing was sent")))?;
+        }
+        let mut summary =
             interacto_bulk::run(settings.clone(), request, progress_area, shutdown).await?;
-        if let Some(page) = &mode.report {
-            write_campaign_report(&results_path, page, &settings).await;
+        if let Some(to) = report_to {
+            write_campaign_report(to, &settings, &mut summary).await;
         }
         Ok(summary)
     };
@@ -472,16 +492,24 @@ fn run_request(args: &RunArgs, mode: &Mode, results_gate: WriteGate) -> RunReque
 }
 
 /// The report of the campaign as the run left it (`--report`); one that
-/// cannot be written is said, and the run's exit stands.
-async fn write_campaign_report(results_path: &Path, page: &Path, settings: &Settings) {
+/// cannot be written is said, and the run exits 3 ([`Summary::report_not_written`]).
+async fn write_campaign_report(to: Destination<'_>, settings: &Settings, summary: &mut Summary) {
     let lang = Lang::from_env(std::env::var("LANG").ok().as_deref());
     // The send made the ledger, if it was not there.
     let numbers = interacto_bulk::commands::numbers(settings, IfNew::RefuseOnly)
         .await
         .unwrap_or_default();
-    match interacto_bulk::report::page::write_report(results_path, page, lang, settings, numbers) {
-        Ok(_) => tracing::info!(report = %page.display(), "wrote the campaign's report"),
-        Err(error) => tracing::warn!("cannot write the report: {error}"),
+    match interacto_bulk::report::page::write_report(to, lang, settings, numbers) {
+        Ok(_) => tracing::info!(report = %to.page.display(), "wrote the campaign's report"),
+        Err(error) => {
+            tracing::error!("{error}");
+            let again = format!(
+                "interacto-bulk report {} --out {}",
+                to.results.display(),
+                to.page.display()
+            );
+            summary.report_not_written(error.to_string(), &again);
+        }
     }
 }
 

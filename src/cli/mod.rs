@@ -40,7 +40,8 @@ pub const EXIT_CODES: &str =
   2    usage, config or campaign-file error; nothing sent
   3    a person is needed: halted (credentials refused, too many failures, disk
        full; then --resume), or a number the API refused, which sends nothing
-       until `numbers resume ID` (every run says so)
+       until `numbers resume ID` (every run says so), or the --report page could
+       not be written (the summary says how to write it)
   4    another run holds the lock on the results file
   5    stopped by the send window (--no-wait), a daily cap or first-contact
        limit, or a number an operator paused or a run held for a while;
@@ -283,7 +284,9 @@ pub struct ReportArgs {
     #[arg(value_name = "RESULTS.csv")]
     pub results: PathBuf,
 
-    /// Where the page goes [default: the results file's name with .html]
+    /// Where the page goes [default: the results file's name with .html]. It replaces only an
+    /// earlier report: never the results file, a results, rehearsal or check file, or anything
+    /// through a symbolic link (exit 2)
     #[arg(long, value_name = "FILE.html")]
     pub out: Option<PathBuf>,
 
@@ -351,7 +354,11 @@ pub struct SendArgs {
     #[arg(long, requires = "mock")]
     pub real_pace: bool,
 
-    /// At the end, write the campaign's report (one HTML file) here, in LANG's language
+    /// At the end, write the campaign's report (one HTML file) here, in LANG's language.
+    /// Checked before the first card goes (exit 2, nothing sent): its folder must exist, and
+    /// it replaces only an earlier report, never the results file, the campaign file, a
+    /// results, rehearsal or check file, or anything through a symbolic link. A page that
+    /// cannot be written at the end makes the run exit 3
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
 

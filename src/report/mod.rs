@@ -2,6 +2,7 @@
 //! dry-run report, the summary and the numbers' report on stdout.
 
 mod check;
+mod destination;
 mod log;
 mod numbers;
 pub mod page;
@@ -9,6 +10,7 @@ mod progress;
 mod summary;
 
 pub use check::{human_duration, CheckReport, ProblemGroup};
+pub use destination::{Destination, DestinationError};
 pub use log::{LogLine, LogWriter};
 pub use numbers::{numbers_text, DaySent, NumberReport};
 pub use progress::{progress_area, Progress, WaitShown};

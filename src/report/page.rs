@@ -31,11 +31,16 @@ impl Lang {
     }
 }
 
-/// A results file that cannot be read as one.
+/// Why a page was not made: a results file that cannot be read as one, or
+/// a page that may not, or could not, be written where it was asked for.
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
     #[error("cannot read the results file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Destination(#[from] super::DestinationError),
+    #[error("cannot write the report {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
     #[error("{0} is not a results file of this tool (its header differs)")]
     NotResults(PathBuf),
     #[error("{path}, line {line}: {problem}")]
@@ -724,16 +729,18 @@ fn countries_section(page: &mut String, aggregates: &Aggregates, words: &Words) 
     );
 }
 
-/// Writes the report of the results file `results` to `out`, in `lang`,
-/// with the pace of `settings`; returns the page's size in bytes.
+/// Writes the report of the results file `to.results` to `to.page`, in
+/// `lang`, with the pace of `settings`; returns the page's size in bytes.
+/// A page that would replace a file it must not is refused before the
+/// results file is read.
 pub fn write_report(
-    results: &Path,
-    out: &Path,
+    to: super::Destination<'_>,
     lang: Lang,
     settings: &crate::config::Settings,
     numbers: Vec<super::NumberReport>,
 ) -> Result<usize, PageError> {
-    let aggregates = read(results)?;
+    to.check()?;
+    let aggregates = read(to.results)?;
     let one_turn = crate::pacing::Pace::of(&settings.pacing).one_turn();
     let context = Context {
         lang,
@@ -742,9 +749,10 @@ pub fn write_report(
         numbers,
     };
     let page = render(&aggregates, &context);
-    std::fs::write(out, &page).map_err(|source| PageError::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    to.write(page.as_bytes())
+        .map_err(|source| PageError::Write {
+            path: to.page.to_path_buf(),
+            source,
+        })?;
     Ok(page.len())
 }

@@ -54,7 +54,8 @@ pub struct Summary {
     /// The same, for the process.
     #[serde(skip)]
     pub exit: ExitCode,
-    /// Why the run could not start (exits 2 and 4).
+    /// Why the run could not start (exits 2 and 4), or why the report page
+    /// `--report` asked for was not written at its end (exit 3).
     pub error: Option<String>,
     /// Why the run stopped before the end, in words.
     pub stopped: Option<String>,
@@ -261,6 +262,21 @@ impl Summary {
         }
     }
 
+    /// The report page asked for could not be written at the end of the
+    /// run (`error` says why): the run exits 3, as when the results file
+    /// cannot be written; `again` is the command that writes the page from
+    /// the results file.
+    pub fn report_not_written(&mut self, error: String, again: &str) {
+        self.exit = ExitCode::of_unwritten_report();
+        self.exit_code = self.exit.code();
+        let step = format!("the report was not written: fix what kept it (above), then `{again}`");
+        self.next_step = Some(match self.next_step.take() {
+            Some(rest) => format!("{step}; {rest}"),
+            None => step,
+        });
+        self.error = Some(error);
+    }
+
     pub fn text(&self) -> String {
         let counts = self.tally.line();
         let what = if self.dry_run {
@@ -312,6 +328,9 @@ impl Summary {
         }
         if let Some(why) = &self.stopped {
             text.push_str(&format!("STOPPED, {why}\n"));
+        }
+        if let Some(error) = &self.error {
+            text.push_str(&format!("ERROR: {error}\n"));
         }
         if let Some(next) = &self.next_step {
             text.push_str(&format!("next: {next}\n"));

@@ -5,10 +5,10 @@
 //! so earlier runs' lines, whose row numbers may name other people since,
 //! are left out.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{paths, Dialect, Header, ResultsError};
 use crate::types::{Status, Tally};
@@ -37,25 +37,11 @@ pub fn compact(path: &Path, from: u64) -> Result<Tally, ResultsError> {
     };
     let file = paths::no_follow(read_only()).open(path).map_err(io_error)?;
     let (header, chosen) = choose_lines(&file, path, from)?;
-
-    let temporary = temporary_path(path);
-    let written = write_chosen(&file, &header, &chosen, &temporary)
-        .and_then(|tally| {
-            fs::rename(&temporary, path)?;
-            sync_folder(path)?;
-            Ok(tally)
-        })
-        .map_err(io_error);
-    if written.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    written
-}
-
-/// `.campaign.results.csv.tidy`, beside the results file.
-fn temporary_path(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.tidy"))
+    // Written as `.campaign.results.csv.tidy`, beside the results file.
+    paths::replace_file(path, "tidy", |out| {
+        write_chosen(&file, &header, &chosen, out)
+    })
+    .map_err(io_error)
 }
 
 fn read_only() -> OpenOptions {
@@ -138,23 +124,9 @@ fn choose_lines(
     Ok((header, chosen))
 }
 
-/// Writes the header and each row's chosen line to `temporary`, and flushes
-/// it to disk; returns the counts of the lines written.
-fn write_chosen(
-    file: &File,
-    header: &[u8],
-    chosen: &[Chosen],
-    temporary: &Path,
-) -> io::Result<Tally> {
-    // Made new: whatever is at that name (a run's leftover, or a hard link
-    // to another file) is unlinked, never written through.
-    match fs::remove_file(temporary) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    let out = paths::no_follow(options).open(temporary)?;
+/// Writes the header and each row's chosen line to `out`; returns the
+/// counts of the lines written.
+fn write_chosen(file: &File, header: &[u8], chosen: &[Chosen], out: &File) -> io::Result<Tally> {
     // Phone numbers: whoever could not read the old file cannot read the new.
     out.set_permissions(file.metadata()?.permissions())?;
     let mut out = BufWriter::with_capacity(1 << 16, out);
@@ -169,15 +141,6 @@ fn write_chosen(
             tally.add(status);
         }
     }
-    let out = out.into_inner().map_err(|error| error.into_error())?;
-    out.sync_all()?;
+    out.flush()?;
     Ok(tally)
-}
-
-/// Makes the rename itself durable.
-fn sync_folder(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(folder) if !folder.as_os_str().is_empty() => File::open(folder)?.sync_all(),
-        _ => File::open(".")?.sync_all(),
-    }
 }

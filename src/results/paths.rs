@@ -1,6 +1,7 @@
 //! Which files a run writes: the results file by its real path, its lock and
 //! journal beside it, never the campaign it reads, and never through a
-//! symbolic link someone left where one of them should be.
+//! symbolic link someone left where one of them should be; and how a file is
+//! replaced whole ([`replace_file`]).
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
@@ -45,12 +46,8 @@ pub fn refuse_campaign(campaign: &Path, results: &Path) -> Result<(), ResultsErr
     let Ok(campaign_file) = fs::metadata(campaign) else {
         return Ok(());
     };
-    for path in [
-        results.to_path_buf(),
-        lock_path(results),
-        journal_path(results),
-    ] {
-        if fs::metadata(&path).is_ok_and(|file| same_file(&file, &campaign_file)) {
+    for path in files_of_a_run(results) {
+        if fs::metadata(&path).is_ok_and(|file| same_inode(&file, &campaign_file)) {
             return Err(ResultsError::IsCampaign {
                 path,
                 campaign: campaign.to_path_buf(),
@@ -60,14 +57,33 @@ pub fn refuse_campaign(campaign: &Path, results: &Path) -> Result<(), ResultsErr
     Ok(())
 }
 
+/// The files a run on the results file `results` writes: the results
+/// file itself, then its lock and its journal.
+pub fn files_of_a_run(results: &Path) -> [PathBuf; 3] {
+    [
+        results.to_path_buf(),
+        lock_path(results),
+        journal_path(results),
+    ]
+}
+
+/// Whether `a` and `b` are one file, under whatever names (`./`, a
+/// symbolic link, a hard link); `false` when either is missing.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => same_inode(&a, &b),
+        _ => false,
+    }
+}
+
 #[cfg(unix)]
-fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+fn same_inode(a: &fs::Metadata, b: &fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
     a.dev() == b.dev() && a.ino() == b.ino()
 }
 
 #[cfg(not(unix))]
-fn same_file(_: &fs::Metadata, _: &fs::Metadata) -> bool {
+fn same_inode(_: &fs::Metadata, _: &fs::Metadata) -> bool {
     false
 }
 
@@ -79,6 +95,45 @@ pub fn no_follow(mut options: OpenOptions) -> OpenOptions {
         options.custom_flags(libc::O_NOFOLLOW);
     }
     options
+}
+
+/// Writes `path` anew: `write` fills `.<name>.<suffix>` beside it, made
+/// new (whatever is at that name, a link or a hard link included, is
+/// unlinked, never written through), which is flushed to disk and renamed
+/// over `path`. A crash leaves the old file or the new one whole, and a link
+/// at `path` is replaced, never followed.
+pub fn replace_file<T>(
+    path: &Path,
+    suffix: &str,
+    write: impl FnOnce(&File) -> io::Result<T>,
+) -> io::Result<T> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = path.with_file_name(format!(".{name}.{suffix}"));
+    match fs::remove_file(&temporary) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    let written = no_follow(options).open(&temporary).and_then(|out| {
+        let value = write(&out)?;
+        out.sync_all()?;
+        fs::rename(&temporary, path)?;
+        sync_folder(path)?;
+        Ok(value)
+    });
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// Makes a rename in the folder of `path` durable.
+fn sync_folder(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => File::open(folder)?.sync_all(),
+        _ => File::open(".")?.sync_all(),
+    }
 }
 
 /// Locks the results file itself, so that two runs writing one file under

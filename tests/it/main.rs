@@ -28,6 +28,7 @@ mod phones;
 mod properties;
 mod recipient_windows;
 mod reliability;
+mod report_files;
 mod report_page;
 mod schedule;
 mod send;
