@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::results::{cell_value, Dialect, Header};
+use crate::results::{cell_value, Dialect, Header, Kind};
 use crate::types::{FailureGroup, Failures, Status, Tally};
 
 /// The language of the page's words.
@@ -54,6 +54,11 @@ pub enum PageError {
 /// What a results file says, summed up.
 #[derive(Debug, Default)]
 pub struct Aggregates {
+    /// A send's file, a rehearsal's or a check's.
+    pub kind: Kind,
+    /// Rows before the file's last with no line: a run stopped before it
+    /// finished them (in flight, or not reached).
+    pub without_line: u64,
     pub campaign: String,
     pub rows: u64,
     pub tally: Tally,
@@ -77,8 +82,67 @@ pub struct Aggregates {
     pub landline_rows: Vec<u64>,
 }
 
-/// Reads the results file at `path` into its aggregates.
+/// Reads the results file at `path` into its aggregates: one line a row,
+/// its last (a file a run was stopped in before it tidied it holds each
+/// run's lines, as `--resume` reads it). A file read twice for that; a
+/// pipe, which cannot be, once, every line as it comes.
 pub fn read(path: &Path) -> Result<Aggregates, PageError> {
+    let mut aggregates = Aggregates::default();
+    let last_lines = match std::fs::metadata(path).map(|meta| meta.is_file()) {
+        Ok(true) => {
+            let mut last: Vec<u64> = Vec::new();
+            read_lines(path, |line| {
+                let index = usize::try_from(line.row - 2).unwrap_or(usize::MAX);
+                if index >= last.len() {
+                    last.resize(index.saturating_add(1), 0);
+                }
+                last[index] = line.number;
+            })?;
+            Some(last)
+        }
+        _ => None,
+    };
+    let kind = read_lines(path, |line| {
+        let index = usize::try_from(line.row - 2).unwrap_or(usize::MAX);
+        let last = last_lines.as_ref().and_then(|last| last.get(index));
+        if last.is_some_and(|last| *last != line.number) {
+            return;
+        }
+        if aggregates.campaign.is_empty() {
+            aggregates.campaign = line.campaign.to_string();
+        }
+        aggregates.add(
+            line.row,
+            line.status,
+            line.instance,
+            line.to,
+            line.error,
+            line.finished_at,
+        );
+    })?;
+    aggregates.kind = kind;
+    aggregates.without_line = last_lines.map_or(0, |last| {
+        last.iter().filter(|number| **number == 0).count() as u64
+    });
+    Ok(aggregates)
+}
+
+/// One line of a results file, as the report reads it.
+struct Line<'a> {
+    /// Its line number in the file (the header is 1).
+    number: u64,
+    row: u64,
+    status: Status,
+    campaign: &'a str,
+    instance: &'a str,
+    to: &'a str,
+    error: &'a str,
+    finished_at: &'a str,
+}
+
+/// Reads every line of the results file at `path`, in file order, into
+/// `visit`; returns what kind of file it is.
+fn read_lines(path: &Path, mut visit: impl FnMut(Line<'_>)) -> Result<Kind, PageError> {
     let io_error = |source| PageError::Io {
         path: path.to_path_buf(),
         source,
@@ -86,8 +150,9 @@ pub fn read(path: &Path) -> Result<Aggregates, PageError> {
     let mut reader = BufReader::with_capacity(1 << 16, File::open(path).map_err(io_error)?);
     let mut header = Vec::new();
     reader.read_until(b'\n', &mut header).map_err(io_error)?;
-    let Some((dialect, Header::Of(_))) = Dialect::of_header(&header) else {
-        return Err(PageError::NotResults(path.to_path_buf()));
+    let (dialect, kind) = match Dialect::of_header(&header) {
+        Some((dialect, Header::Of(kind))) => (dialect, kind),
+        _ => return Err(PageError::NotResults(path.to_path_buf())),
     };
     let names: Vec<String> = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -114,7 +179,6 @@ pub fn read(path: &Path) -> Result<Aggregates, PageError> {
         .flexible(true)
         .delimiter(dialect.delimiter())
         .from_reader(reader);
-    let mut aggregates = Aggregates::default();
     let mut record = csv::StringRecord::new();
     loop {
         let more = records
@@ -127,10 +191,10 @@ pub fn read(path: &Path) -> Result<Aggregates, PageError> {
         if !more {
             break;
         }
-        let line = record.position().map_or(0, |at| at.line() + 1);
+        let number = record.position().map_or(0, |at| at.line() + 1);
         let bad = |problem: String| PageError::Line {
             path: path.to_path_buf(),
-            line,
+            line: number,
             problem,
         };
         let cell = |at: Option<usize>| {
@@ -138,24 +202,25 @@ pub fn read(path: &Path) -> Result<Aggregates, PageError> {
                 .map(cell_value)
                 .unwrap_or("")
         };
-        if aggregates.campaign.is_empty() {
-            aggregates.campaign = cell_value(record.get(0).unwrap_or("")).to_string();
-        }
         let row: u64 = cell(Some(row_at))
             .parse()
-            .map_err(|_| bad(format!("`{}` is not a row number", cell(Some(row_at)))))?;
+            .ok()
+            .filter(|row| *row >= 2)
+            .ok_or_else(|| bad(format!("`{}` is not a row number", cell(Some(row_at)))))?;
         let status = Status::parse(cell(Some(status_at)))
             .ok_or_else(|| bad(format!("`{}` is not a status", cell(Some(status_at)))))?;
-        aggregates.add(
+        visit(Line {
+            number,
             row,
             status,
-            cell(instance_at),
-            cell(to_at),
-            cell(error_at),
-            cell(finished_at),
-        );
+            campaign: cell_value(record.get(0).unwrap_or("")),
+            instance: cell(instance_at),
+            to: cell(to_at),
+            error: cell(error_at),
+            finished_at: cell(finished_at),
+        });
     }
-    Ok(aggregates)
+    Ok(kind)
 }
 
 impl Aggregates {
@@ -299,6 +364,13 @@ struct Words {
     landlines: &'static str,
     none: &'static str,
     made: &'static str,
+    rehearsal: &'static str,
+    check: &'static str,
+    running: &'static str,
+    stopped_run: &'static str,
+    without_line: &'static str,
+    rehearsal_state: &'static str,
+    check_state: &'static str,
 }
 
 const EN: Words = Words {
@@ -325,6 +397,17 @@ const EN: Words = Words {
     landlines: "messages to landlines, which receive WhatsApp only with WhatsApp Business; rows",
     none: "none",
     made: "Made by interacto-bulk",
+    rehearsal: "REHEARSAL (--mock): no message in this file went to anyone. The statuses are what \
+                the embedded mock API answered; SENT here means nothing on WhatsApp.",
+    check: "CHECK (a dry run): nothing was sent. VALID means a send would send the row.",
+    running: "A RUN IS SENDING THIS CAMPAIGN NOW",
+    stopped_run: "THE LAST RUN WAS STOPPED BEFORE IT FINISHED (killed, or its machine went down): \
+                  each row shows its last line; rows it had in flight have none yet. The same \
+                  command with --resume settles them (a card in doubt as UNKNOWN), then this \
+                  page is whole.",
+    without_line: "rows with no line yet (in flight when the run stopped, or not reached)",
+    rehearsal_state: "A rehearsal: nothing was sent.",
+    check_state: "A check: nothing was sent.",
 };
 
 const PT_BR: Words = Words {
@@ -352,6 +435,18 @@ const PT_BR: Words = Words {
         "mensagens para telefones fixos, que só recebem WhatsApp com o WhatsApp Business; linhas",
     none: "nenhuma",
     made: "Gerado pelo interacto-bulk",
+    rehearsal: "ENSAIO (--mock): nenhuma mensagem deste arquivo foi para ninguém. Os status são \
+                o que a API simulada respondeu; SENT aqui não significa nada no WhatsApp.",
+    check: "VERIFICAÇÃO (simulação): nada foi enviado. VALID quer dizer que um envio enviaria a \
+            linha.",
+    running: "UMA EXECUÇÃO ESTÁ ENVIANDO ESTA CAMPANHA AGORA",
+    stopped_run: "A ÚLTIMA EXECUÇÃO FOI INTERROMPIDA ANTES DE TERMINAR (encerrada à força, ou a \
+                  máquina caiu): cada linha mostra seu último registro; as que estavam em envio \
+                  ainda não têm nenhum. O mesmo comando com --resume as resolve (um cartão em \
+                  dúvida como UNKNOWN), e então esta página fica completa.",
+    without_line: "linhas ainda sem registro (em envio quando a execução parou, ou não lidas)",
+    rehearsal_state: "Um ensaio: nada foi enviado.",
+    check_state: "Uma verificação: nada foi enviado.",
 };
 
 /// What the page says besides the file's own aggregates.
@@ -363,6 +458,30 @@ pub struct Context {
     pub next_step: Option<String>,
     /// What the ledger knows of the numbers now, when it was asked.
     pub numbers: Vec<super::NumberReport>,
+    /// Whether a run is at work on the file, or was stopped in it.
+    pub run: RunOnFile,
+}
+
+/// A run at work on the results file, as its lock and journal say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOnFile {
+    /// None: the last one finished and tidied the file.
+    Finished,
+    /// One holds the lock now (`held by pid … since …`).
+    Going(String),
+    /// One left its journal and holds no lock: killed before it finished.
+    Stopped,
+}
+
+impl RunOnFile {
+    /// The results file at `path`'s, now.
+    pub fn of(path: &Path) -> RunOnFile {
+        match crate::results::holder(path) {
+            Some(holder) => RunOnFile::Going(crate::types::printable(&holder).into_owned()),
+            None if matches!(crate::results::read_left(path), Ok(Some(_))) => RunOnFile::Stopped,
+            None => RunOnFile::Finished,
+        }
+    }
 }
 
 /// Colours of the statuses, the same in every chart.
@@ -402,7 +521,8 @@ h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}table{border-co
 td,th{padding:.25rem .6rem;text-align:right;border-bottom:1px solid #eee}\
 td:first-child,th:first-child{text-align:left}.status{display:inline-block;margin:.2rem .8rem .2rem 0}\
 .swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}\
-.big{font-size:1.4rem;font-weight:600}footer{margin-top:3rem;color:#757575;font-size:.8rem}";
+.big{font-size:1.4rem;font-weight:600}\
+.banner{background:#fff3e0;border-left:.4rem solid #ef6c00;padding:.6rem 1rem;font-weight:600}footer{margin-top:3rem;color:#757575;font-size:.8rem}";
 
 /// The page, in `context.lang`.
 pub fn render(aggregates: &Aggregates, context: &Context) -> String {
@@ -423,6 +543,7 @@ pub fn render(aggregates: &Aggregates, context: &Context) -> String {
          <h1>{} — {campaign}</h1>",
         words.title, words.title
     );
+    banners(&mut page, aggregates, context, words);
     state_section(&mut page, aggregates, context, words);
     hourly_section(&mut page, aggregates, context, words);
     numbers_section(&mut page, aggregates, words);
@@ -450,6 +571,28 @@ pub fn render(aggregates: &Aggregates, context: &Context) -> String {
     page
 }
 
+/// What a reader must know before any count: a file of no real send, a
+/// run at work on it, a run stopped in it.
+fn banners(page: &mut String, aggregates: &Aggregates, context: &Context, words: &Words) {
+    let mut banner = |id: &str, text: &str| {
+        let _ = write!(
+            page,
+            "<p class=\"banner\" id=\"{id}\" role=\"alert\">{}</p>",
+            escape(text)
+        );
+    };
+    match aggregates.kind {
+        Kind::Rehearsal => banner("rehearsal", words.rehearsal),
+        Kind::Check => banner("check", words.check),
+        Kind::Send => {}
+    }
+    match &context.run {
+        RunOnFile::Going(holder) => banner("running", &format!("{} ({holder})", words.running)),
+        RunOnFile::Stopped => banner("stopped", words.stopped_run),
+        RunOnFile::Finished => {}
+    }
+}
+
 fn state_section(page: &mut String, aggregates: &Aggregates, context: &Context, words: &Words) {
     let _ = write!(
         page,
@@ -472,10 +615,19 @@ fn state_section(page: &mut String, aggregates: &Aggregates, context: &Context, 
         .iter()
         .map(|status| aggregates.tally.get(*status))
         .sum::<u64>();
-    let state = if pending == 0 {
-        words.complete
-    } else {
-        words.not_complete
+    if aggregates.without_line > 0 {
+        let _ = write!(
+            page,
+            "<span class=\"status\" id=\"without-line\">{} <b>{}</b></span>",
+            words.without_line, aggregates.without_line
+        );
+    }
+    let finished = context.run == RunOnFile::Finished && aggregates.without_line == 0;
+    let state = match aggregates.kind {
+        Kind::Rehearsal => words.rehearsal_state,
+        Kind::Check => words.check_state,
+        Kind::Send if pending == 0 && finished => words.complete,
+        Kind::Send => words.not_complete,
     };
     let _ = write!(page, "</p><p id=\"state\">{state}</p>");
     if let Some(next) = &context.next_step {
@@ -747,6 +899,7 @@ pub fn write_report(
         pace_per_hour: (one_turn > 0).then(|| 3600e9 / one_turn as f64),
         next_step: super::next_step_of(&aggregates.tally),
         numbers,
+        run: RunOnFile::of(to.results),
     };
     let page = render(&aggregates, &context);
     to.write(page.as_bytes())

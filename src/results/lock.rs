@@ -81,6 +81,28 @@ impl Drop for RunLock {
     }
 }
 
+/// Who holds the lock on the results file at `results_path` now (its
+/// `held by pid … since …`), if a run does: for a report made while it
+/// runs. Asked with a shared lock taken and let go at once, never kept.
+pub fn holder(results_path: &Path) -> Option<String> {
+    let path = lock_path(results_path);
+    let mut options = OpenOptions::new();
+    options.read(true);
+    let file = no_follow(options).open(&path).ok()?;
+    match file.try_lock_shared() {
+        // Left by a run that was killed: nobody holds it.
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            Some(match holder.trim() {
+                "" => "holder unknown".to_string(),
+                holder => holder.to_string(),
+            })
+        }
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
 pub fn lock_path(results_path: &Path) -> PathBuf {
     let mut name = results_path.as_os_str().to_owned();
     name.push(".lock");

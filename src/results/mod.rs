@@ -25,7 +25,7 @@ pub use existing::{
 };
 pub use journal::{read_left, Journal, Left};
 pub use line::{cell_value, line_writer, LineFormat};
-pub use lock::{LockError, RunLock};
+pub use lock::{holder, LockError, RunLock};
 pub use paths::{files_of_a_run, no_follow, refuse_campaign, replace_file, resolve, same_file};
 pub use settings::{Dialect, Header, Kind, ResultsSettings};
 

@@ -146,9 +146,10 @@ impl Dialect {
 
 /// What a results file records: its first column's header says so, and
 /// each line's first cell names the campaign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Kind {
     /// A send's report: what became of each row.
+    #[default]
     Send,
     /// A `--mock` rehearsal's: nothing in it went to WhatsApp.
     Rehearsal,

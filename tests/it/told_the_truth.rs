@@ -334,3 +334,137 @@ async fn a_report_of_a_fifo_nobody_writes_to_stops_on_a_signal() {
     done.send(()).unwrap();
     writer.join().unwrap();
 }
+
+/// The page's text of the element `selector` picks, or `None`.
+fn on_the_page(page: &str, selector: &str) -> Option<String> {
+    let html = scraper::Html::parse_document(page);
+    let selector = scraper::Selector::parse(selector).unwrap();
+    html.select(&selector)
+        .next()
+        .map(|element| element.text().collect::<String>())
+}
+
+/// The page's count of rows.
+fn rows_on_the_page(page: &str) -> u64 {
+    let rows = on_the_page(page, "#rows").expect("the page counts rows");
+    rows.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_after_kill_9_counts_each_row_once_and_says_the_run_was_stopped() {
+    let server = common::embedded(interacto_bulk::api::MockOptions {
+        latency: std::time::Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"50/s\""));
+    let rows = 60;
+    work.write("campaign.csv", &common::campaign(rows));
+    // A first run sends 20; the second writes their lines again (SENT, by
+    // an earlier run) and is killed half-way through the rest.
+    work.fails(
+        &["send", "campaign.csv", "--config", &config, "--limit", "20"],
+        1,
+    )
+    .await;
+    let mut child = work.spawn(&["send", "campaign.csv", "--config", &config, "--resume"]);
+    common::wait_for("ten more cards", || server.accepted() >= 30).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let lines = std::fs::read_to_string(work.path("campaign.results.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    assert!(lines > 40, "the file holds both runs' lines: {lines}");
+
+    let output = work
+        .run(&["report", "campaign.results.csv", "--out", "killed.html"])
+        .await;
+    assert_exit!(output, 0);
+    let page = std::fs::read_to_string(work.path("killed.html")).unwrap();
+    let shown = rows_on_the_page(&page);
+    assert!(
+        shown <= rows as u64 && shown >= 30,
+        "{shown} rows of a {rows}-row campaign"
+    );
+    let sent: u64 = on_the_page(&page, "[data-status=SENT] b")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        sent <= server.accepted(),
+        "{sent} SENT, {} reached",
+        server.accepted()
+    );
+    assert!(
+        on_the_page(&page, "#stopped").is_some(),
+        "no banner: {page}"
+    );
+    assert!(!on_the_page(&page, "#state")
+        .unwrap()
+        .starts_with("Complete"));
+
+    // Once --resume settles it (a card in flight at the kill UNKNOWN:
+    // exit 1), the page is whole and says nothing more.
+    let output = work
+        .run(&["send", "campaign.csv", "--config", &config, "--resume"])
+        .await;
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{output:?}");
+    work.ok(&["report", "campaign.results.csv", "--out", "settled.html"])
+        .await;
+    let page = std::fs::read_to_string(work.path("settled.html")).unwrap();
+    assert_eq!(rows_on_the_page(&page), rows as u64);
+    assert!(on_the_page(&page, "#stopped").is_none());
+    assert!(on_the_page(&page, "#without-line").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_made_during_a_run_says_a_run_is_sending() {
+    let server = common::embedded(interacto_bulk::api::MockOptions::default()).await;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"5/s\""));
+    work.write("campaign.csv", &common::campaign(40));
+    let run = work.spawn(&["send", "campaign.csv", "--config", &config]);
+    run.wait_for_start().await;
+    common::wait_for("a few cards", || server.accepted() >= 3).await;
+
+    let output = work
+        .run(&["report", "campaign.results.csv", "--out", "now.html"])
+        .await;
+    assert_exit!(output, 0);
+    let page = std::fs::read_to_string(work.path("now.html")).unwrap();
+    let running = on_the_page(&page, "#running").expect("a banner: a run is sending");
+    common::assert_has(&running, &format!("pid {}", run.id().unwrap()));
+    assert!(rows_on_the_page(&page) <= 40);
+    assert!(!on_the_page(&page, "#state")
+        .unwrap()
+        .starts_with("Complete"));
+    common::terminate(&run);
+    common::ended(run).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rehearsal_s_report_and_a_check_s_say_so_at_the_top() {
+    let work = Workspace::new();
+    work.write("campaign.csv", &common::campaign(2));
+    let config = work.config(&Config::fast("http://127.0.0.1:9"));
+    work.ok(&["send", "campaign.csv", "--config", &config, "--mock"])
+        .await;
+    work.ok(&["validate", "campaign.csv", "--config", &config])
+        .await;
+
+    for (file, banner, state) in [
+        ("campaign.mock.csv", "#rehearsal", "A rehearsal"),
+        ("campaign.check.csv", "#check", "A check"),
+    ] {
+        let output = work.run(&["report", file, "--out", "page.html"]).await;
+        assert_exit!(output, 0, "{file}");
+        let page = std::fs::read_to_string(work.path("page.html")).unwrap();
+        let said = on_the_page(&page, banner).unwrap_or_else(|| panic!("{file}: {page}"));
+        common::assert_has(&said, "nothing");
+        assert!(on_the_page(&page, "#state").unwrap().starts_with(state));
+        std::fs::remove_file(work.path("page.html")).unwrap();
+    }
+}
