@@ -12,7 +12,7 @@ use interacto_bulk::cli::{
     Cli, Command, ConfigAction, LedgerArgs, LogArgs, LogFormat, MockServerArgs, NumbersAction,
     NumbersArgs, PacingArgs, ReportArgs, RunArgs, SendArgs, SummaryFormat, SuppressArgs,
 };
-use interacto_bulk::commands::IfNew;
+use interacto_bulk::commands::{IfNew, Pause};
 use interacto_bulk::config::{Environment, Overrides, Settings};
 use interacto_bulk::exit::{ExitCode, RunError};
 use interacto_bulk::report::page::Lang;
@@ -537,15 +537,15 @@ async fn show_numbers(args: NumbersArgs) -> Result<(), RunError> {
             instance,
             reason,
             until,
+            new,
         }) => {
-            let said = interacto_bulk::commands::pause_number(
-                &settings,
-                &instance,
-                &reason,
-                until.as_deref(),
-                if_new,
-            )
-            .await?;
+            let pause = Pause {
+                instance,
+                reason,
+                until,
+                new,
+            };
+            let said = interacto_bulk::commands::pause_number(&settings, &pause, if_new).await?;
             print_out(&format!("{said}\n"));
             return Ok(());
         }

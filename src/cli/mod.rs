@@ -308,10 +308,13 @@ pub struct ReportArgs {
 #[derive(Debug, Subcommand)]
 pub enum NumbersAction {
     /// Send nothing through the number, in every run sharing the ledger, on any machine
-    /// (a run in progress stops within a few seconds): its rows are DEFERRED, exit 5
+    /// (a run in progress stops within a few seconds): its rows are DEFERRED, exit 5. Only a
+    /// number the ledger knows, by its exact id: any other is refused (exit 2, nothing paused),
+    /// naming the closest ids it knows, unless --new
     Pause {
-        /// The instance id
-        #[arg(value_name = "ID")]
+        /// The instance id, exactly as the ledger knows it (case and spaces count; `numbers`
+        /// lists them)
+        #[arg(value_name = "ID", value_parser = instance_id)]
         instance: String,
         /// Why, for the rows it defers and for `numbers`
         #[arg(long, value_name = "TEXT", default_value = "paused by an operator")]
@@ -320,13 +323,35 @@ pub enum NumbersAction {
         /// a while (30m, 12h, 2d); without it, until `numbers resume`
         #[arg(long, value_name = "TIME|DURATION")]
         until: Option<String>,
+        /// The number has not sent yet, so the ledger does not know it: pause it before it is
+        /// put into service. Still refused for an id the ledger knows in another case or with
+        /// spaces around it (that is a typo of a number that sends)
+        #[arg(long)]
+        new: bool,
     },
-    /// Let a paused or held number send again
+    /// Let a paused or held number send again. Only a number the ledger knows, by its exact
+    /// id: any other is refused (exit 2), naming the closest ids it knows (one paused with
+    /// `pause --new` is known)
     Resume {
-        /// The instance id
-        #[arg(value_name = "ID")]
+        /// The instance id, exactly as the ledger knows it (`numbers` lists them)
+        #[arg(value_name = "ID", value_parser = instance_id)]
         instance: String,
     },
+}
+
+/// `numbers pause|resume ID`: an id a config could name (`api.instance_id`'s
+/// rule), so that an empty one is refused before any ledger is opened.
+/// Spaces around it are left for the command to refuse, naming the id meant.
+fn instance_id(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err(
+            "an id empty or only spaces names no number (`numbers` lists the ids the ledger \
+             knows)"
+                .into(),
+        );
+    }
+    crate::api::check_instances("ID", &[text.to_string()]).map_err(|invalid| invalid.problem)?;
+    Ok(text.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ mod numbers;
 mod suppress;
 
 pub use ledger::{keep_ledger, LedgerTask};
-pub use numbers::{numbers, pause_number, resume_number};
+pub use numbers::{numbers, pause_number, resume_number, Pause};
 pub use suppress::{suppress, SuppressTask};
 
 use tokio_util::sync::CancellationToken;

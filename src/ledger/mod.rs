@@ -255,6 +255,18 @@ impl Ledger {
         self.store.numbers(since).await
     }
 
+    /// The id of every number the ledger knows, in order: each that booked
+    /// a turn or was counted (it has sent, or was about to), and each paused
+    /// or held now. `numbers` lists these, and `numbers pause` and `resume`
+    /// take no other without being told it is new.
+    pub async fn number_ids(&self) -> Result<Vec<String>, LedgerError> {
+        let mut ids = self.store.number_ids(self.clock.now_nanos()).await?;
+        // In Rust's order, whatever the store's collation.
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// Adds recipients to the suppression list; returns how many were not
     /// on it already (those keep their first reason and date).
     pub async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
@@ -396,6 +408,8 @@ trait Store: Send + Sync {
         phone_times: Vec<i64>,
     ) -> Result<Booking, LedgerError>;
     async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError>;
+    /// [`NUMBER_IDS`], its holds those in force at `now`.
+    async fn number_ids(&self, now: i64) -> Result<Vec<String>, LedgerError>;
     async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError>;
     async fn unsuppress(&self, phones: Vec<String>) -> Result<usize, LedgerError>;
     async fn suppressed(&self) -> Result<Vec<Suppression>, LedgerError>;
@@ -782,6 +796,14 @@ fn too_new(version: i64) -> Option<String> {
         )
     })
 }
+
+/// The ids of the numbers the ledger knows ([`Ledger::number_ids`]), in no
+/// order; `$1`: now, nanoseconds since 1970, for the holds in force. One
+/// text for both stores (SQLite reads `$1` as the first parameter).
+const NUMBER_IDS: &str = "SELECT instance_id FROM numbers
+     UNION SELECT instance_id FROM clocks
+     UNION SELECT instance_id FROM daily_counts
+     UNION SELECT instance_id FROM number_holds WHERE until IS NULL OR until > $1";
 
 /// [`Fate::went`] as SQL. (SQLite's statements write it out, to keep their
 /// text constant.)

@@ -21,8 +21,8 @@ use super::{
     assemble, cap_for, facts_of, key_of, new_secret, secret_of, spell_nfc, stats_time, stored_key,
     surer_found, too_new, within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased,
     Forgot, Found, LedgerError, LedgerSettings, LedgerStats, Lookup, NumberRecord, Opening,
-    Passing, PhoneUses, Pruned, PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION, SECRET_IF_NONE,
-    WENT,
+    Passing, PhoneUses, Pruned, PruningClocks, Settled, MIGRATIONS, NUMBER_IDS, SCHEMA_VERSION,
+    SECRET_IF_NONE, WENT,
 };
 use crate::pacing::{Booking, ClockState, Pace};
 use crate::schedule::DailyCap;
@@ -334,6 +334,15 @@ impl PostgresLedger {
             .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
             .collect();
         Ok(assemble(first_days, clocks, counts))
+    }
+
+    async fn number_ids_once(&self, now: i64) -> Result<Vec<String>, LedgerError> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query_typed(NUMBER_IDS, typed![&now])
+            .await
+            .map_err(|error| self.failed(&error))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     async fn suppress_once(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
@@ -905,6 +914,10 @@ impl Store for PostgresLedger {
 
     async fn numbers(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
         self.patiently(|| self.numbers_once(since)).await
+    }
+
+    async fn number_ids(&self, now: i64) -> Result<Vec<String>, LedgerError> {
+        self.patiently(|| self.number_ids_once(now)).await
     }
 
     async fn suppress(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {

@@ -21,7 +21,7 @@ use super::{
     assemble, cap_for, facts_of, key_of, new_secret, secret_of, spell_nfc, stats_time, stored_key,
     surer_found, too_new, within_cap, zone_to_keep, Admitted, CapTaken, Claim, Claimed, Erased,
     Forgot, Found, LedgerError, LedgerStats, Lookup, NumberRecord, Passing, PhoneUses, Pruned,
-    PruningClocks, Settled, MIGRATIONS, SCHEMA_VERSION, SECRET_IF_NONE,
+    PruningClocks, Settled, MIGRATIONS, NUMBER_IDS, SCHEMA_VERSION, SECRET_IF_NONE,
 };
 use crate::admission::Rules;
 use crate::clock::Clock;
@@ -232,6 +232,16 @@ impl Store for SqliteLedger {
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(assemble(first_days, clocks, counts))
+        })
+        .await
+    }
+
+    async fn number_ids(&self, now: i64) -> Result<Vec<String>, LedgerError> {
+        self.call(move |connection| {
+            connection
+                .prepare(NUMBER_IDS)?
+                .query_map(params![now], |row| row.get(0))?
+                .collect()
         })
         .await
     }

@@ -2,12 +2,13 @@
 //! stops the other's runs (before they start, and mid-run); the API's
 //! verdict on a number (401) outlasts its run, on every machine, until an
 //! operator resumes it; a hold for too many failures ends by itself (the
-//! binary's clock moved with libfaketime). Two "machines" are two
+//! binary's clock moved with libfaketime); a pause or resume names a number
+//! the ledger knows exactly, or does nothing. Two "machines" are two
 //! workspaces, each its own home, sharing one ledger; what reached the
 //! server is counted.
 
 use crate::common::{self, embedded, stderr, stdout, summary_json, Config, Store, Workspace};
-use interacto_bulk::api::MockOptions;
+use interacto_bulk::api::{MockOptions, MockServer};
 
 on_both_stores!(
     a_pause_from_one_machine_defers_the_others_run_before_it_starts,
@@ -17,6 +18,10 @@ on_both_stores!(
     first_contacts_are_capped_apart_from_people_the_number_knows,
     a_long_retry_after_holds_the_number_for_every_run_until_then,
     a_recipient_is_one_first_contact_however_many_cards_go_to_them,
+    a_pause_names_a_number_the_ledger_knows_exactly_or_pauses_nothing,
+    resuming_a_number_the_ledger_does_not_know_is_refused,
+    a_number_not_used_yet_is_paused_with_new_and_sends_nothing,
+    the_ledger_knows_a_number_by_its_sends_or_a_pause_in_force,
 );
 
 /// Two machines' configs on one ledger, through `inst-1`.
@@ -41,6 +46,7 @@ async fn a_pause_from_one_machine_defers_the_others_run_before_it_starts(store: 
             "a warning on the phone",
             "--until",
             "2h",
+            "--new",
             "--create",
             "--config",
             &mine,
@@ -298,4 +304,190 @@ async fn a_recipient_is_one_first_contact_however_many_cards_go_to_them(store: S
     let output = work.run(&["numbers", "--json", "--config", &config]).await;
     let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(numbers[0]["first_contacts_today"], 1, "{numbers}");
+}
+
+/// A workspace whose ledger (on `store`) knows `inst-A` from a send
+/// through it against the embedded mock (two cards), and its config.
+async fn a_ledger_that_knows_inst_a(store: Store) -> (MockServer, Workspace, String) {
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings.set("api.instance_id", "\"inst-A\""));
+    work.write("campaign.csv", &common::campaign(2));
+    assert_exit!(work.send(&config, &[]).await, 0);
+    (server, work, config)
+}
+
+/// `inst-a` (its case) and ` inst-A` (a stray space) are refused naming
+/// `inst-A`, with `--new` too (a number not used yet is not one the ledger
+/// knows by another case), and pause nothing: `inst-A`'s next cards go.
+async fn a_pause_names_a_number_the_ledger_knows_exactly_or_pauses_nothing(store: Store) {
+    let (server, work, config) = a_ledger_that_knows_inst_a(store).await;
+
+    for typo in ["inst-a", " inst-A", "inst-A "] {
+        for new in [&[][..], &["--new"]] {
+            let args = [&["numbers", "pause", typo, "--config", &config][..], new].concat();
+            let output = work.refuses(&args, "did you mean `inst-A`?").await;
+            common::assert_has(&stderr(&output), &format!("no number `{typo}`"));
+            common::assert_has(&stderr(&output), "nothing was paused");
+        }
+    }
+
+    let output = work.ok(&["numbers", "--json", "--config", &config]).await;
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(numbers.as_array().unwrap().len(), 1, "{numbers}");
+    assert_eq!(numbers[0]["instance_id"], "inst-A", "{numbers}");
+    assert_eq!(numbers[0]["state"], "active", "{numbers}");
+    work.write("more.csv", &common::campaign_from(2, 3));
+    let output = work.run(&["send", "more.csv", "--config", &config]).await;
+    assert_exit!(output, 0);
+    assert_eq!(
+        common::requests_from(&server, "inst-A"),
+        5,
+        "inst-A was not paused"
+    );
+
+    // Its exact id pauses it.
+    let output = work
+        .ok(&["numbers", "pause", "inst-A", "--config", &config])
+        .await;
+    common::assert_has(
+        &stdout(&output),
+        "inst-A paused until `numbers resume inst-A`",
+    );
+    work.write("last.csv", &common::campaign_from(5, 1));
+    let output = work.run(&["send", "last.csv", "--config", &config]).await;
+    assert_exit!(output, 5);
+    assert_eq!(common::requests_from(&server, "inst-A"), 5);
+}
+
+/// Resuming an id the ledger does not know resumes nothing: refused,
+/// naming the closest it knows; `--new` means nothing there.
+async fn resuming_a_number_the_ledger_does_not_know_is_refused(store: Store) {
+    let (_server, work, config) = a_ledger_that_knows_inst_a(store).await;
+    let output = work
+        .refuses(
+            &["numbers", "resume", "nosuch", "--config", &config],
+            "no number `nosuch`",
+        )
+        .await;
+    common::assert_has(&stderr(&output), "the closest it knows: `inst-A`");
+    common::assert_has(&stderr(&output), "nothing was resumed");
+    work.refuses(
+        &["numbers", "resume", "inst-a", "--config", &config],
+        "did you mean `inst-A`?",
+    )
+    .await;
+    work.refuses(
+        &["numbers", "resume", "nosuch", "--new", "--config", &config],
+        "--new",
+    )
+    .await;
+}
+
+/// A number that has not sent yet is unknown to the ledger: `--new` pauses
+/// it, a send through it then defers its rows, and the ledger knows it from
+/// then on: `numbers resume` lets it send.
+async fn a_number_not_used_yet_is_paused_with_new_and_sends_nothing(store: Store) {
+    let (server, work, settings) = common::on_store(store).await;
+    let config = work.config(&settings.set("api.instance_id", "\"new-number\""));
+    let pause = [
+        "numbers",
+        "pause",
+        "new-number",
+        "--create",
+        "--config",
+        &config,
+    ];
+    let output = work.refuses(&pause, "--new").await;
+    common::assert_has(&stderr(&output), "no number `new-number`");
+    common::assert_has(&stderr(&output), "knows no number yet");
+    let output = work.ok(&[&pause[..], &["--new"]].concat()).await;
+    common::assert_has(&stdout(&output), "new-number paused until");
+
+    work.write("campaign.csv", &common::campaign(3));
+    let output = work.send(&config, &[]).await;
+    assert_exit!(output, 5);
+    assert_eq!(server.requests(), 0);
+    for line in work.results("campaign.results.csv") {
+        assert_eq!(line["status"], "DEFERRED", "{line:?}");
+    }
+
+    let output = work
+        .ok(&["numbers", "resume", "new-number", "--config", &config])
+        .await;
+    common::assert_has(&stdout(&output), "new-number may send again");
+    assert_exit!(work.send(&config, &["--resume"]).await, 0);
+    assert_eq!(common::requests_from(&server, "new-number"), 3);
+}
+
+/// The numbers `numbers` lists, by `instance_id`.
+async fn listed(work: &Workspace, ledger: &str) -> Vec<String> {
+    let output = work.ok(&["numbers", "--json", "--ledger", ledger]).await;
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    numbers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|number| number["instance_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// What the ledger knows a number by: an earlier release's ledger knows
+/// `fixture-number` by its counts and clock once upgraded; a number not
+/// used yet, paused with `--new` for two hours, is known while the pause
+/// lasts (resumed without `--new`), and no more once it has ended.
+async fn the_ledger_knows_a_number_by_its_sends_or_a_pause_in_force(store: Store) {
+    let work = Workspace::new();
+    let ledger = common::release_before(store, &work).await;
+    let pause = |id: &'static str| ["numbers", "pause", id, "--until", "2h", "--ledger", &ledger];
+
+    work.refuses(&pause("Fixture-Number"), "did you mean `fixture-number`?")
+        .await;
+    let output = work.ok(&pause("fixture-number")).await;
+    common::assert_has(&stdout(&output), "fixture-number paused until");
+    let resume = ["numbers", "resume", "fixture-number", "--ledger", &ledger];
+    let output = work.ok(&resume).await;
+    common::assert_has(&stdout(&output), "fixture-number may send again");
+
+    work.ok(&[&pause("spare")[..], &["--new"]].concat()).await;
+    assert_eq!(listed(&work, &ledger).await, ["fixture-number", "spare"]);
+    let output = work.ok(&pause("spare")).await;
+    common::assert_has(&stdout(&output), "spare paused until");
+
+    let output = work.run_later("+3h", &pause("spare")).await;
+    assert_exit!(output, 2);
+    common::assert_has(&stderr(&output), "no number `spare`");
+    common::assert_has(&stderr(&output), "the closest it knows: `fixture-number`");
+    let resume = ["numbers", "resume", "spare", "--ledger", &ledger];
+    let output = work.run_later("+3h", &resume).await;
+    assert_exit!(output, 2);
+    common::assert_has(&stderr(&output), "no number `spare`");
+}
+
+/// An empty or blank id names no number: refused before any ledger is
+/// opened, whatever the flags, storing nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_or_blank_id_is_refused_whatever_the_flags() {
+    let (_server, work, config) = common::against_the_mock().await;
+    work.write("campaign.csv", &common::campaign(1));
+    assert_exit!(work.send(&config, &[]).await, 0);
+    for id in ["", "  ", "\t"] {
+        for args in [
+            &["numbers", "pause", id][..],
+            &["numbers", "pause", id, "--new", "--create"],
+            &["numbers", "resume", id],
+        ] {
+            work.refuses(&[args, &["--config", &config]].concat(), "empty")
+                .await;
+        }
+    }
+    let output = work.ok(&["numbers", "--json", "--config", &config]).await;
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let ids: Vec<&str> = numbers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|number| number["instance_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["inst-1"], "{numbers}");
+    assert_eq!(numbers[0]["state"], "active", "{numbers}");
 }
