@@ -500,10 +500,11 @@ fn colour(status: Status) -> &'static str {
     }
 }
 
-/// `<`, `>`, `&`, `"` made text.
+/// `<`, `>`, `&`, `"` made text, and each control character spelled out
+/// (a results file may have been edited since the run cleaned its cells).
 fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
+    for c in crate::types::printable(text).chars() {
         match c {
             '<' => escaped.push_str("&lt;"),
             '>' => escaped.push_str("&gt;"),

@@ -468,3 +468,51 @@ async fn a_rehearsal_s_report_and_a_check_s_say_so_at_the_top() {
         std::fs::remove_file(work.path("page.html")).unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_an_earlier_version_kept_as_a_pause_needs_a_person_after_the_upgrade() {
+    let work = Workspace::new();
+    let url = common::release_before(common::Store::Sqlite, &work).await;
+    // As the release before kept the API's refusal: a pause.
+    let path = url.trim_start_matches("sqlite://");
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute(
+        "INSERT INTO number_holds (instance_id, kind, reason, since, until)
+         VALUES ('fixture-number', 'paused', 'refused by the API: HTTP 401 Unauthorized', 0, NULL)",
+        [],
+    )
+    .unwrap();
+    drop(db);
+
+    let output = work
+        .run_with_env(&["numbers", "--json", "--ledger", &url], &[])
+        .await;
+    assert_exit!(output, 0);
+    let numbers: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(numbers[0]["instance_id"], "fixture-number", "{numbers}");
+    assert_eq!(numbers[0]["state"], "refused", "{numbers}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_results_file_edited_with_escapes_makes_a_page_without_them() {
+    let work = Workspace::new();
+    let header = interacto_bulk::results::COLUMNS.join(",");
+    // campaign,row,key,to,contact_name,contact_phone,instance_id,status,
+    // api_status,message_id,http_status,attempts,delay,typing,error,finished_at
+    let line = format!(
+        "c,2,,5511980000000,Loja,5511300340000,inst-1,FAILED,,,500,1,2,1,HTTP 500 {ESCAPES},\
+         2026-12-07T10:00:00.000Z"
+    );
+    work.write("c.results.csv", &format!("{header}\n{line}\n"));
+    let output = work
+        .run(&["report", "c.results.csv", "--out", "c.html"])
+        .await;
+    assert_exit!(output, 0);
+    let page = std::fs::read(work.path("c.html")).unwrap();
+    assert!(
+        !holds_a_control(&page),
+        "{}",
+        String::from_utf8_lossy(&page)
+    );
+    common::assert_has(&String::from_utf8_lossy(&page), "HTTP 500 \\u{1b}[2J");
+}
