@@ -160,9 +160,16 @@ impl Summary {
             (false, true) => Ending::Strict,
             (false, false) => Ending::Complete,
         };
-        // A send `--limit` cut short is never done: rows are left.
         let unread = if dry_run { 0 } else { unread };
         let exit = match ExitCode::of_run(stopped.as_ref(), rows, ending) {
+            // A number the API refused sends nothing until a person resumes
+            // it, whatever the others did: an alert, every run.
+            ExitCode::Success | ExitCode::NotAllSent | ExitCode::Deferred
+                if !refused.is_empty() =>
+            {
+                ExitCode::Halted
+            }
+            // A send `--limit` cut short is never done: rows are left.
             ExitCode::Success if unread > 0 => ExitCode::NotAllSent,
             exit => exit,
         };

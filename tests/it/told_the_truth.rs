@@ -516,3 +516,31 @@ async fn a_results_file_edited_with_escapes_makes_a_page_without_them() {
     );
     common::assert_has(&String::from_utf8_lossy(&page), "HTTP 500 \\u{1b}[2J");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_number_refused_among_two_alerts_each_run_while_the_other_sends() {
+    let server = common::embedded(interacto_bulk::api::MockOptions {
+        revoked_instances: vec!["inst-b".to_string()],
+        ..Default::default()
+    })
+    .await;
+    let work = Workspace::new();
+    let config = work.config(
+        &Config::fast(&server.base_url())
+            .unset("api.instance_id")
+            .set("api.instances", "[\"inst-a\", \"inst-b\"]"),
+    );
+    work.write("campaign.csv", &common::campaign(20));
+    for run in 0..2 {
+        let output = work.send(&config, &["--resume", "--summary", "json"]).await;
+        assert_exit!(output, 3, "run {run}");
+        let summary = common::summary_json(&output);
+        common::assert_has(
+            summary["next_step"].as_str().unwrap_or_default(),
+            "numbers resume inst-b",
+        );
+    }
+    let through_a = common::requests_from(&server, "inst-a");
+    assert!(through_a > 0, "the other number sent");
+    assert_eq!(server.accepted() as usize, through_a);
+}
