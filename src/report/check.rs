@@ -553,7 +553,7 @@ impl CheckReport {
         if let Some(never) = self.never_in_window.filter(|never| *never > 0) {
             text.push_str(&format!(
                 "{} to recipients whose send window is never open in all of their number's time \
-                 zones at once: they would be DEFERRED\n",
+                 zones at once: they would be UNSENDABLE (a wider window sends them)\n",
                 counted(never, "message")
             ));
         }
