@@ -37,8 +37,9 @@ pub enum RunError {
     /// A signal stopped a command of a moment (`numbers`, `suppress`,
     /// `ledger`, `report`) before it finished.
     #[error(
-        "interrupted: `{0}` stopped before it finished (a change to the ledger it had not \
-         committed is not kept)"
+        "interrupted: `{0}` stopped before it said it was done; a change to the ledger it was \
+         making may or may not have been made (`numbers`, `suppress list` or `ledger stats` \
+         shows which)"
     )]
     Stopped(&'static str),
 }
@@ -85,6 +86,27 @@ impl ExitCode {
                 ExitCode::Success
             }
             None => ExitCode::NotAllSent,
+        }
+    }
+
+    /// A send or a check at its end: [`ExitCode::of_run`], then what its
+    /// rows do not show. A number the API refused (`refused_numbers`) sends
+    /// nothing until a person resumes it, whatever the others did: an alert,
+    /// every run. Rows `--limit` left (`past_limit`) keep a campaign from
+    /// being done.
+    pub fn of_finished(
+        stopped: Option<&StopReason>,
+        rows: &Tally,
+        ending: Ending,
+        refused_numbers: bool,
+        past_limit: bool,
+    ) -> Self {
+        match ExitCode::of_run(stopped, rows, ending) {
+            ExitCode::Success | ExitCode::NotAllSent | ExitCode::Deferred if refused_numbers => {
+                ExitCode::Halted
+            }
+            ExitCode::Success if past_limit => ExitCode::NotAllSent,
+            exit => exit,
         }
     }
 
@@ -192,6 +214,25 @@ mod tests {
         assert_eq!(
             ExitCode::of_run(None, &dry_run, Ending::Check),
             ExitCode::NotAllSent
+        );
+    }
+
+    #[test]
+    fn a_refused_number_alerts_and_rows_past_the_limit_are_left() {
+        let done = tally(&[Status::Sent]);
+        let left = tally(&[Status::Sent, Status::Deferred]);
+        let finished = |rows: &Tally, refused, past_limit| {
+            ExitCode::of_finished(None, rows, Ending::Complete, refused, past_limit)
+        };
+        assert_eq!(finished(&done, false, false), ExitCode::Success);
+        assert_eq!(finished(&done, true, false), ExitCode::Halted);
+        assert_eq!(finished(&left, true, false), ExitCode::Halted);
+        assert_eq!(finished(&done, false, true), ExitCode::NotAllSent);
+        assert_eq!(finished(&left, false, true), ExitCode::NotAllSent);
+        let interrupted = Some(&StopReason::Interrupted);
+        assert_eq!(
+            ExitCode::of_finished(interrupted, &done, Ending::Complete, true, true),
+            ExitCode::Interrupted
         );
     }
 

@@ -126,11 +126,12 @@ async fn run_command(
     }
 }
 
-/// A command of a moment (`numbers`, `suppress`, `ledger`, `report`), or
-/// `None` for a run at once if a signal comes first, whatever the command
+/// A command of a moment (`numbers`, `suppress`, `ledger`, `report`),
+/// stopped with [`RunError::Stopped`] as soon as a signal comes, whatever it
 /// waits on (a PostgreSQL that never answers, a FIFO nobody writes to): it
-/// has nothing to finish. A change to the ledger not yet committed is
-/// rolled back by the store; a report not yet written is not written.
+/// has nothing in flight to finish. A change to the ledger the store had
+/// not committed is rolled back; one it was committing may have gone
+/// through (the message says to look).
 async fn until_a_signal<T>(
     command: &'static str,
     work: impl std::future::Future<Output = Result<T, RunError>>,
@@ -187,20 +188,15 @@ async fn write_report(args: ReportArgs) -> Result<ExitCode, RunError> {
     let out = args
         .out
         .unwrap_or_else(|| args.results.with_extension("html"));
-    // On a thread of its own: a results file may be a FIFO that never
-    // ends, and a signal must still stop the command.
-    let (results, page) = (args.results.clone(), out.clone());
-    let bytes = tokio::task::spawn_blocking(move || {
-        let to = Destination {
-            page: &page,
-            results: &results,
-            campaign: None,
-        };
-        interacto_bulk::report::page::write_report(to, lang, &settings, numbers)
-    })
-    .await
-    .expect("writing the report does not panic")
-    .map_err(|error| RunError::Usage(error.to_string()))?;
+    let to = Destination {
+        page: &out,
+        results: &args.results,
+        campaign: None,
+    };
+    // Rows past a run's --limit are not in the file: only its summary knows.
+    let bytes = report_page(to, lang, &settings, numbers, false)
+        .await
+        .map_err(|error| RunError::Usage(error.to_string()))?;
     print_out(&format!(
         "{} ({} KB)\n",
         out.display(),
@@ -499,7 +495,11 @@ async fn write_campaign_report(to: Destination<'_>, settings: &Settings, summary
     let numbers = interacto_bulk::commands::numbers(settings, IfNew::RefuseOnly)
         .await
         .unwrap_or_default();
-    match interacto_bulk::report::page::write_report(to, lang, settings, numbers) {
+    let past_limit = summary
+        .state
+        .as_ref()
+        .is_some_and(|state| state.unread != Some(0));
+    match report_page(to, lang, settings, numbers, past_limit).await {
         Ok(_) => tracing::info!(report = %to.page.display(), "wrote the campaign's report"),
         Err(error) => {
             tracing::error!("{error}");
@@ -511,6 +511,31 @@ async fn write_campaign_report(to: Destination<'_>, settings: &Settings, summary
             summary.report_not_written(error.to_string(), &again);
         }
     }
+}
+
+/// Writes the report page `to` says, on a thread of its own: the results
+/// file is read whole (a FIFO may never end, and a signal must still stop
+/// the command), and the page written to disk.
+async fn report_page(
+    to: Destination<'_>,
+    lang: Lang,
+    settings: &Settings,
+    numbers: Vec<interacto_bulk::report::NumberReport>,
+    past_limit: bool,
+) -> Result<usize, interacto_bulk::report::page::PageError> {
+    let (page, results) = (to.page.to_path_buf(), to.results.to_path_buf());
+    let campaign = to.campaign.map(Path::to_path_buf);
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || {
+        let to = Destination {
+            page: &page,
+            results: &results,
+            campaign: campaign.as_deref(),
+        };
+        interacto_bulk::report::page::write_report(to, lang, &settings, numbers, past_limit)
+    })
+    .await
+    .expect("writing the report does not panic")
 }
 
 /// The settings of a command that only reads or writes the ledger.

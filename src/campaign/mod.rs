@@ -99,9 +99,9 @@ pub struct Campaign {
     read_all: bool,
     read_error: Option<CampaignError>,
     rows_left: u64,
-    /// The rows `--limit` left unread: a file's counted; of standard input
-    /// only whether there is one (the rest may never come).
-    unread: u64,
+    /// The rows `--limit` left unread: a file's counted; `None` for a pipe
+    /// that reached it, whose rest is not read (it may never end).
+    unread: Option<u64>,
     /// Whether the source is a file, whose rest can be counted.
     countable: bool,
     /// The jobs (and keys) seen so far, with the row each was first on.
@@ -186,7 +186,7 @@ impl Campaign {
             read_all: false,
             read_error: None,
             rows_left: limit.unwrap_or(u64::MAX),
-            unread: 0,
+            unread: Some(0),
             countable: source.is_regular_file(),
             seen: SeenJobs::default(),
         })
@@ -216,8 +216,9 @@ impl Campaign {
     }
 
     /// The rows `--limit` left for a later run (known once the rows are all
-    /// out): a file's all counted, standard input's 1 if it had more.
-    pub fn unread(&self) -> u64 {
+    /// out): a file's all counted; `None` when a pipe reached the limit (its
+    /// rest, if any, is not read: it may never end).
+    pub fn unread(&self) -> Option<u64> {
         self.unread
     }
 
@@ -275,17 +276,17 @@ impl Campaign {
         }
     }
 
-    /// Past `--limit`: the records left, unchecked (a line that is no row
-    /// counts too: a later run says what it is).
-    fn count_unread(&mut self, scratch: &mut ByteRecord) -> u64 {
+    /// Past `--limit`: a file's records left, unchecked (a line that is no
+    /// row counts too: a later run says what it is); a pipe's not read.
+    fn count_unread(&mut self, scratch: &mut ByteRecord) -> Option<u64> {
+        if !self.countable {
+            return None;
+        }
         let mut unread = 0;
         while let Ok(Some(_)) = self.records.next(scratch) {
             unread += 1;
-            if !self.countable {
-                break;
-            }
         }
-        unread
+        Some(unread)
     }
 }
 

@@ -34,7 +34,7 @@ pub const ENVIRONMENT: &str = "  INTERACTO_API_KEY      the API key (never a fla
 pub const EXIT_CODES: &str =
     "  0    the campaign is complete: every row SENT, or never to be sent (INVALID,
        SUPPRESSED, DUPLICATE, UNSENDABLE); with --strict, every row SENT; in a
-       dry run, every row VALID, DUPLICATE or SUPPRESSED (nothing to fix)
+       dry run, every row VALID (or sent before), DUPLICATE or SUPPRESSED
   1    finished, rows left: FAILED or DEFERRED, rows past --limit (a later run
        sends them), UNKNOWN (the summary says what to do)
   2    usage, config or campaign-file error; nothing sent

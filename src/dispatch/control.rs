@@ -175,6 +175,8 @@ impl RunControl {
                 warn!("{}", deferral.why);
                 *capped = Some(deferral);
             }
+            // A number only a person can let send again: no time lifts it.
+            Some(held) if held.needs_a_person() => {}
             // The first reason stays; the run may go on at the earliest.
             Some(held) => {
                 if let Some(until) = deferral.until {

@@ -109,8 +109,8 @@ impl InHand {
     }
 
     /// Holds a job whose window is shut: parked until it opens, or
-    /// `DEFERRED` with `--no-wait`, when it never opens in all its zones,
-    /// or when the lane has parked [`PARKED_MOST`]. With the window in the
+    /// `DEFERRED` with `--no-wait` or when the lane has parked
+    /// [`PARKED_MOST`]; `UNSENDABLE` when it never opens in all its zones. With the window in the
     /// sender's zone and `--no-wait`, the run stops until it opens (the job
     /// kept in hand for its line).
     async fn hold(

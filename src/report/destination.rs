@@ -5,7 +5,7 @@
 //! rewrite is ([`crate::results::replace_file`]).
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::results::{self, Dialect, Header};
@@ -139,11 +139,12 @@ impl Destination<'_> {
             let campaign = campaign.to_path_buf();
             return Err(DestinationError::Campaign { page, campaign });
         }
-        let first_line = first_line(self.page).map_err(|source| DestinationError::Io {
+        let start = start_of(self.page).map_err(|source| DestinationError::Io {
             path: page.clone(),
             source,
         })?;
-        match Dialect::of_header(&first_line) {
+        let first_line = start.split_inclusive(|byte| *byte == b'\n').next();
+        match Dialect::of_header(first_line.unwrap_or_default()) {
             Some((_, Header::Of(kind))) => Err(DestinationError::ToolFile {
                 page,
                 what: kind.describe(),
@@ -152,7 +153,7 @@ impl Destination<'_> {
                 page,
                 what: "the results file of an earlier version of this tool",
             }),
-            None if is_a_page(&first_line) => Ok(()),
+            None if is_a_page(&start) => Ok(()),
             None => Err(DestinationError::NotAPage(page)),
         }
     }
@@ -173,23 +174,25 @@ impl Destination<'_> {
     }
 }
 
-/// The first line of the file at `path` (at most [`FIRST_LINE_AT_MOST`]
-/// bytes of it), read without following a link.
-fn first_line(path: &Path) -> io::Result<Vec<u8>> {
+/// The start of the file at `path` (at most [`FIRST_LINE_AT_MOST`] bytes),
+/// read without following a link.
+fn start_of(path: &Path) -> io::Result<Vec<u8>> {
     let mut options = OpenOptions::new();
     options.read(true);
     let file = results::no_follow(options).open(path)?;
-    let mut line = Vec::new();
-    BufReader::new(file.take(FIRST_LINE_AT_MOST)).read_until(b'\n', &mut line)?;
-    Ok(line)
+    let mut start = Vec::new();
+    file.take(FIRST_LINE_AT_MOST).read_to_end(&mut start)?;
+    Ok(start)
 }
 
 /// Whether a file that starts with `start` is an HTML page (an earlier
-/// report, of this version or another) or empty.
+/// report, of this version or another; blank lines before it or not) or
+/// empty. Blank lines before anything else are no page: a lead list may
+/// start so.
 fn is_a_page(start: &[u8]) -> bool {
-    let start = start.strip_prefix("\u{feff}".as_bytes()).unwrap_or(start);
-    let start = start.trim_ascii_start().to_ascii_lowercase();
-    start.is_empty() || start.starts_with(b"<!doctype html") || start.starts_with(b"<html")
+    let text = start.strip_prefix("\u{feff}".as_bytes()).unwrap_or(start);
+    let text = text.trim_ascii_start().to_ascii_lowercase();
+    start.is_empty() || text.starts_with(b"<!doctype html") || text.starts_with(b"<html")
 }
 
 #[cfg(test)]
@@ -201,6 +204,9 @@ mod tests {
         assert!(is_a_page(b"<!DOCTYPE html><html lang=\"en\">"));
         assert!(is_a_page(b"\xef\xbb\xbf  <html>\n"));
         assert!(is_a_page(b""));
+        assert!(is_a_page(b"\n\n<!doctype html>"));
+        assert!(!is_a_page(b"\n"));
+        assert!(!is_a_page(b"\nto,contact_name,contact_phone\n"));
         assert!(!is_a_page(b"to,contact_name,contact_phone\n"));
         assert!(!is_a_page(b"%PDF-1.7\n"));
     }

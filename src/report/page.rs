@@ -180,6 +180,7 @@ fn read_lines(path: &Path, mut visit: impl FnMut(Line<'_>)) -> Result<Kind, Page
         .delimiter(dialect.delimiter())
         .from_reader(reader);
     let mut record = csv::StringRecord::new();
+    let mut highest = 0;
     loop {
         let more = records
             .read_record(&mut record)
@@ -207,6 +208,12 @@ fn read_lines(path: &Path, mut visit: impl FnMut(Line<'_>)) -> Result<Kind, Page
             .ok()
             .filter(|row| *row >= 2)
             .ok_or_else(|| bad(format!("`{}` is not a row number", cell(Some(row_at)))))?;
+        // A row far past every row so far is an edit or corruption, and
+        // must not make the reading's table claim gigabytes.
+        if !crate::results::a_row_after(highest, row) {
+            return Err(bad(format!("{row} is a row number no campaign has")));
+        }
+        highest = highest.max(row);
         let status = Status::parse(cell(Some(status_at)))
             .ok_or_else(|| bad(format!("`{}` is not a status", cell(Some(status_at)))))?;
         visit(Line {
@@ -460,6 +467,9 @@ pub struct Context {
     pub numbers: Vec<super::NumberReport>,
     /// Whether a run is at work on the file, or was stopped in it.
     pub run: RunOnFile,
+    /// The run that wrote the file left rows past its `--limit` unread:
+    /// they have no line, and the campaign is not done.
+    pub past_limit: bool,
 }
 
 /// A run at work on the results file, as its lock and journal say.
@@ -616,14 +626,16 @@ fn state_section(page: &mut String, aggregates: &Aggregates, context: &Context, 
         .iter()
         .map(|status| aggregates.tally.get(*status))
         .sum::<u64>();
-    if aggregates.without_line > 0 {
+    // Blank rows of a campaign have no line either: counted only for a
+    // run stopped in the file.
+    if context.run == RunOnFile::Stopped && aggregates.without_line > 0 {
         let _ = write!(
             page,
             "<span class=\"status\" id=\"without-line\">{} <b>{}</b></span>",
             words.without_line, aggregates.without_line
         );
     }
-    let finished = context.run == RunOnFile::Finished && aggregates.without_line == 0;
+    let finished = context.run == RunOnFile::Finished && !context.past_limit;
     let state = match aggregates.kind {
         Kind::Rehearsal => words.rehearsal_state,
         Kind::Check => words.check_state,
@@ -882,6 +894,16 @@ fn countries_section(page: &mut String, aggregates: &Aggregates, words: &Words) 
     );
 }
 
+/// The numbers the API refused, as the ledger knows them now.
+fn refused(numbers: &[super::NumberReport]) -> Vec<String> {
+    let refused = crate::types::HoldKind::Refused.as_str();
+    numbers
+        .iter()
+        .filter(|number| number.state == refused)
+        .map(|number| number.instance_id.clone())
+        .collect()
+}
+
 /// Writes the report of the results file `to.results` to `to.page`, in
 /// `lang`, with the pace of `settings`; returns the page's size in bytes.
 /// A page that would replace a file it must not is refused before the
@@ -891,6 +913,7 @@ pub fn write_report(
     lang: Lang,
     settings: &crate::config::Settings,
     numbers: Vec<super::NumberReport>,
+    past_limit: bool,
 ) -> Result<usize, PageError> {
     to.check()?;
     let aggregates = read(to.results)?;
@@ -898,9 +921,10 @@ pub fn write_report(
     let context = Context {
         lang,
         pace_per_hour: (one_turn > 0).then(|| 3600e9 / one_turn as f64),
-        next_step: super::next_step_of(&aggregates.tally),
+        next_step: super::next_step_of(&aggregates.tally, &refused(&numbers)),
         numbers,
         run: RunOnFile::of(to.results),
+        past_limit,
     };
     let page = render(&aggregates, &context);
     to.write(page.as_bytes())

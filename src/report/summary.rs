@@ -87,8 +87,9 @@ pub struct CampaignState {
     /// neither sent nor never to be.
     pub pending: u64,
     /// Rows past `--limit`, not read by the run (no line in the results
-    /// file): a file's counted, standard input's 1 if it had any.
-    pub unread: u64,
+    /// file): a file's counted; `null` when standard input reached the
+    /// limit (its rest is not read: it may never end).
+    pub unread: Option<u64>,
     /// Nothing is left that a later run could send.
     pub complete: bool,
     pub counts: BTreeMap<&'static str, u64>,
@@ -117,8 +118,8 @@ pub struct Finished {
     pub refused: Vec<String>,
     /// The results file's rows after the run, once it is one line a row.
     pub state: Option<Tally>,
-    /// The rows `--limit` left unread.
-    pub unread: u64,
+    /// The rows `--limit` left unread ([`crate::campaign::Campaign::unread`]).
+    pub unread: Option<u64>,
     pub check: CheckReport,
     pub failures: Failures,
     pub stopped: Option<StopReason>,
@@ -160,25 +161,21 @@ impl Summary {
             (false, true) => Ending::Strict,
             (false, false) => Ending::Complete,
         };
-        let unread = if dry_run { 0 } else { unread };
-        let exit = match ExitCode::of_run(stopped.as_ref(), rows, ending) {
-            // A number the API refused sends nothing until a person resumes
-            // it, whatever the others did: an alert, every run.
-            ExitCode::Success | ExitCode::NotAllSent | ExitCode::Deferred
-                if !refused.is_empty() =>
-            {
-                ExitCode::Halted
-            }
-            // A send `--limit` cut short is never done: rows are left.
-            ExitCode::Success if unread > 0 => ExitCode::NotAllSent,
-            exit => exit,
-        };
+        // A dry run checks the rows it read; a send cut short is not done.
+        let unread = if dry_run { Some(0) } else { unread };
+        let past_limit = unread != Some(0);
+        let exit = ExitCode::of_finished(
+            stopped.as_ref(),
+            rows,
+            ending,
+            !refused.is_empty(),
+            past_limit,
+        );
         let mut next_step = next_step(exit, rows, ending, &refused);
-        if unread > 0 {
-            let rest = format!(
-                "{unread} rows past --limit: --resume with a larger --limit (or none) sends \
-                 them"
-            );
+        if past_limit {
+            let rows = unread.map_or("rows may be left".to_string(), |n| format!("{n} rows"));
+            let rest =
+                format!("{rows} past --limit: --resume with a larger --limit (or none) sends them");
             next_step = Some(next_step.map_or(rest.clone(), |steps| format!("{steps}; {rest}")));
         }
         Summary {
@@ -205,12 +202,12 @@ impl Summary {
                 let sent = state.get(Status::Sent) + state.get(Status::Skipped);
                 let done = state.rows_where(Status::is_final);
                 CampaignState {
-                    rows: state.rows() + unread,
+                    rows: state.rows() + unread.unwrap_or(0),
                     sent,
                     never: done - sent,
-                    pending: state.rows() - done + unread,
+                    pending: state.rows() - done + unread.unwrap_or(0),
                     unread,
-                    complete: done == state.rows() && unread == 0,
+                    complete: done == state.rows() && !past_limit,
                     counts: counts(&state),
                 }
             }),
@@ -373,9 +370,10 @@ impl Summary {
             ),
             (false, _) => {
                 let mut left = self.state_counts(|status| !status.is_final());
-                if state.unread > 0 {
+                if state.unread != Some(0) {
                     let sep = if left.is_empty() { "" } else { " · " };
-                    left.push_str(&format!("{sep}past --limit {}", state.unread));
+                    let count = state.unread.map_or("some".to_string(), |n| n.to_string());
+                    left.push_str(&format!("{sep}past --limit {count}"));
                 }
                 format!(
                     "campaign `{name}`: {} of {} rows SENT{earlier}, {} not yet ({left})",
@@ -461,9 +459,9 @@ fn numbers_to_resume(refused: &[String]) -> Option<String> {
 
 /// The next step for a campaign whose results file holds `rows`, in the
 /// summary's words (for the report page).
-pub fn next_step_of(rows: &Tally) -> Option<String> {
-    let exit = ExitCode::of_run(None, rows, Ending::Complete);
-    next_step(exit, rows, Ending::Complete, &[])
+pub fn next_step_of(rows: &Tally, refused: &[String]) -> Option<String> {
+    let exit = ExitCode::of_finished(None, rows, Ending::Complete, !refused.is_empty(), false);
+    next_step(exit, rows, Ending::Complete, refused)
 }
 
 /// The kinds of failure a summary shows, the commonest first.
@@ -573,7 +571,7 @@ mod tests {
             answered_for: BTreeMap::new(),
             refused: Vec::new(),
             state,
-            unread: 0,
+            unread: Some(0),
             check: CheckReport::at_20_a_minute(),
             failures: Failures::default(),
             stopped: None,

@@ -44,6 +44,13 @@ pub fn compact(path: &Path, from: u64) -> Result<Tally, ResultsError> {
     .map_err(io_error)
 }
 
+/// Whether `row` may follow a file whose rows so far reach `highest`
+/// (blank lines are rows, but not millions at once): a row number far past
+/// it is corruption or an edit, never a campaign's.
+pub fn a_row_after(highest: u64, row: u64) -> bool {
+    row <= 2 + 4 * (highest + 1_000_000)
+}
+
 fn read_only() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.read(true);
@@ -99,10 +106,9 @@ fn choose_lines(
             .and_then(|row| row.parse().ok())
             .filter(|row| *row >= 2)
             .ok_or_else(|| unreadable("no row number"))?;
-        // A row number far past every row so far (blank lines are rows,
-        // but not millions at once) is corruption, and must not make the
-        // table below claim gigabytes.
-        if row > 2 + 4 * (chosen.len() + 1_000_000) {
+        // A row number far past every row so far is corruption, and must
+        // not make the table below claim gigabytes.
+        if !a_row_after(chosen.len() as u64, row as u64) {
             return Err(unreadable("a row number no campaign has"));
         }
         let status = std::str::from_utf8(record.get(status_at).unwrap_or_default())

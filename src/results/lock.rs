@@ -31,6 +31,9 @@ impl RunLock {
             path: path.clone(),
             source,
         };
+        // A report asking who holds it ([`holder`]) holds it for a moment:
+        // a run that meets it then tries again before it gives way.
+        let mut tries_left = 5;
         loop {
             let mut options = OpenOptions::new();
             options.read(true).write(true).create(true).truncate(false);
@@ -38,6 +41,11 @@ impl RunLock {
             let mut file = no_follow(options).open(&path).map_err(io_error)?;
             match file.try_lock() {
                 Ok(()) => {}
+                Err(TryLockError::WouldBlock) if tries_left > 0 => {
+                    tries_left -= 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                }
                 Err(TryLockError::WouldBlock) => {
                     let holder = fs::read_to_string(&path).unwrap_or_default();
                     let holder = if holder.trim().is_empty() {

@@ -19,7 +19,7 @@ mod lock;
 mod paths;
 mod settings;
 
-pub use compact::compact;
+pub use compact::{a_row_after, compact};
 pub use existing::{
     earlier_lines, is_ours, is_ours_or_refused, open_existing, Earlier, EarlierLine, Opened,
 };

@@ -323,7 +323,7 @@ async fn prune(ledger: &Ledger, keep: crate::ledger::Keep) -> Result<(), RunErro
 struct Ran {
     sends: bool,
     /// The rows `--limit` left unread, or why the campaign could not be read.
-    read: Result<u64, CampaignError>,
+    read: Read,
     check: CheckReport,
     written: Result<Written, ResultsError>,
     control: Arc<RunControl>,
@@ -473,15 +473,16 @@ fn sending_by(
     }
 }
 
+/// What the reading came to: the rows `--limit` left unread
+/// ([`Campaign::unread`]), or why the campaign could not be read.
+type Read = Result<Option<u64>, CampaignError>;
+
 /// The rows, read and checked on a thread of their own, in file order.
 fn start_reading(
     request: &RunRequest,
     campaign: Campaign,
     control: &RunControl,
-) -> (
-    crate::threads::Finished<Result<u64, CampaignError>>,
-    mpsc::Receiver<Vec<Row>>,
-) {
+) -> (crate::threads::Finished<Read>, mpsc::Receiver<Vec<Row>>) {
     let (rows, read_rows) = mpsc::channel::<Vec<Row>>(4);
     let reading = Reading {
         rows,

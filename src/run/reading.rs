@@ -20,7 +20,7 @@ pub struct Reading {
 
 impl Reading {
     /// Returns the rows `--limit` left unread ([`Campaign::unread`]).
-    pub fn read(self, mut campaign: Campaign) -> Result<u64, CampaignError> {
+    pub fn read(self, mut campaign: Campaign) -> Result<Option<u64>, CampaignError> {
         let mut batch = Vec::with_capacity(BATCH_ROWS);
         for row in &mut campaign {
             batch.push(row?);

@@ -167,10 +167,23 @@ async fn a_limited_run_leaves_the_rest_pending_and_is_not_complete() {
     work.write("campaign.csv", &common::campaign(10));
 
     let output = work
-        .send(&config, &["--limit", "4", "--summary", "json"])
+        .send(
+            &config,
+            &[
+                "--limit",
+                "4",
+                "--summary",
+                "json",
+                "--report",
+                "limited.html",
+            ],
+        )
         .await;
     assert_exit!(output, 1);
     assert_eq!(server.accepted(), 4);
+    let page = std::fs::read_to_string(work.path("limited.html")).unwrap();
+    let state = on_the_page(&page, "#state").unwrap();
+    assert!(!state.starts_with("Complete"), "{state}");
     let summary = common::summary_json(&output);
     let state = &summary["state"];
     assert_eq!(state["complete"], false, "{summary}");
@@ -543,4 +556,74 @@ async fn one_number_refused_among_two_alerts_each_run_while_the_other_sends() {
     let through_a = common::requests_from(&server, "inst-a");
     assert!(through_a > 0, "the other number sent");
     assert_eq!(server.accepted() as usize, through_a);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limited_check_of_a_pipe_left_open_ends_at_the_limit() {
+    use tokio::io::AsyncWriteExt;
+    let work = Workspace::new();
+    let config = work.config(&Config::fast("http://127.0.0.1:9"));
+    // More than the first MiB the encoding is told from, then nothing more
+    // while the writer stays: the check must not wait for a row past it.
+    let rows = 25_000;
+    let campaign = common::campaign(rows);
+    assert!(campaign.len() > 1 << 20);
+    let limit = rows.to_string();
+    let mut command = work.command(
+        &[
+            "validate",
+            "-",
+            "--campaign",
+            "piped",
+            "--config",
+            &config,
+            "--limit",
+            &limit,
+        ],
+        &[],
+    );
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(campaign.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    let output = common::ended(child).await;
+    drop(stdin);
+    assert_exit!(output, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_never_replaces_a_file_that_starts_with_a_blank_line() {
+    let (_server, work, config) = common::against_the_mock().await;
+    work.write("campaign.csv", &common::campaign(2));
+    work.ok(&["send", "campaign.csv", "--config", &config])
+        .await;
+    let leads = "\nto,contact_name,contact_phone\n+55 11 98000-0001,Ana,+55 11 3003-4000\n";
+    work.write("leads.csv", leads);
+
+    let output = work
+        .run(&["report", "campaign.results.csv", "--out", "leads.csv"])
+        .await;
+    assert_exit!(output, 2);
+    assert_eq!(
+        std::fs::read_to_string(work.path("leads.csv")).unwrap(),
+        leads
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_of_a_file_edited_to_an_absurd_row_number_names_the_line() {
+    let work = Workspace::new();
+    let header = interacto_bulk::results::COLUMNS.join(",");
+    let line = "c,999999999999,,5511980000000,Loja,5511300340000,inst-1,SENT,QUEUED,x,201,1,2,1,,\
+                2026-12-07T10:00:00.000Z";
+    work.write("c.results.csv", &format!("{header}\n{line}\n"));
+    let output = work
+        .run(&["report", "c.results.csv", "--out", "c.html"])
+        .await;
+    assert_exit!(output, 2);
+    common::assert_has(&stderr(&output), "c.results.csv, line 2");
 }
