@@ -90,13 +90,14 @@ pub fn read(path: &Path) -> Result<Aggregates, PageError> {
     let mut aggregates = Aggregates::default();
     let last_lines = match std::fs::metadata(path).map(|meta| meta.is_file()) {
         Ok(true) => {
-            let mut last: Vec<u64> = Vec::new();
+            // 4 bytes a row: a line number past 4 billion is no campaign's.
+            let mut last: Vec<u32> = Vec::new();
             read_lines(path, |line| {
                 let index = usize::try_from(line.row - 2).unwrap_or(usize::MAX);
                 if index >= last.len() {
                     last.resize(index.saturating_add(1), 0);
                 }
-                last[index] = line.number;
+                last[index] = u32::try_from(line.number).unwrap_or(u32::MAX);
             })?;
             Some(last)
         }
@@ -105,7 +106,7 @@ pub fn read(path: &Path) -> Result<Aggregates, PageError> {
     let kind = read_lines(path, |line| {
         let index = usize::try_from(line.row - 2).unwrap_or(usize::MAX);
         let last = last_lines.as_ref().and_then(|last| last.get(index));
-        if last.is_some_and(|last| *last != line.number) {
+        if last.is_some_and(|last| u64::from(*last) != line.number) {
             return;
         }
         if aggregates.campaign.is_empty() {
