@@ -119,7 +119,7 @@ impl SqliteLedger {
         let writer = {
             let path = path.clone();
             Worker::start("ledger", move || {
-                let connection = open_patiently(path)?;
+                let connection = open_patiently(path).map_err(|error| error.to_string())?;
                 let secret: rusqlite::Result<Option<String>> = connection
                     .query_row("SELECT secret FROM ledger_secret", [], |row| row.get(0))
                     .optional();
@@ -136,9 +136,11 @@ impl SqliteLedger {
             .map_err(failed)?;
         let reader = match path {
             Some(path) => Some(
-                Worker::start("ledger-reader", move || open_reader(&path))
-                    .await
-                    .map_err(failed)?,
+                Worker::start("ledger-reader", move || {
+                    open_reader(&path).map_err(|error| error.to_string())
+                })
+                .await
+                .map_err(failed)?,
             ),
             None => None,
         };
@@ -1424,27 +1426,52 @@ fn settle(connection: &Connection, campaign: &str, settled: &Settled) -> rusqlit
     Ok(())
 }
 
+/// Why the file could not be opened as a ledger: SQLite's own error, or
+/// the store's words (a folder it cannot create, a ledger too new).
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<String> for OpenError {
+    fn from(problem: String) -> Self {
+        OpenError::Refused(problem)
+    }
+}
+
+impl OpenError {
+    /// Another connection holds the file (SQLITE_BUSY, SQLITE_LOCKED):
+    /// worth another try.
+    fn is_busy(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        matches!(
+            self,
+            OpenError::Sqlite(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(failure.code, DatabaseBusy | DatabaseLocked)
+        )
+    }
+}
+
 /// A second connection to the ledger at `path`, which only reads.
-fn open_reader(path: &Path) -> Result<Connection, String> {
-    let connection = Connection::open(path).map_err(|error| error.to_string())?;
-    let setup = || -> rusqlite::Result<()> {
-        connection.busy_timeout(BUSY_TIMEOUT)?;
-        connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
-        connection.pragma_update(None, "query_only", true)?;
-        Ok(())
-    };
-    setup().map_err(|error| error.to_string())?;
+fn open_reader(path: &Path) -> Result<Connection, OpenError> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
+    connection.pragma_update(None, "query_only", true)?;
     Ok(connection)
 }
 
 /// [`open_and_migrate`], again while another run is creating the same new
 /// ledger: switching a new file to WAL can fail at once on a lock, without
 /// the busy timeout.
-fn open_patiently(path: Option<PathBuf>) -> Result<Connection, String> {
+fn open_patiently(path: Option<PathBuf>) -> Result<Connection, OpenError> {
     let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
     loop {
         match open_and_migrate(path.clone()) {
-            Err(error) if error.contains("locked") && std::time::Instant::now() < deadline => {
+            Err(error) if error.is_busy() && std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20 + u64::from(fastrand::u8(..)) / 4));
             }
             opened => return opened,
@@ -1452,31 +1479,25 @@ fn open_patiently(path: Option<PathBuf>) -> Result<Connection, String> {
     }
 }
 
-fn open_and_migrate(path: Option<PathBuf>) -> Result<Connection, String> {
+fn open_and_migrate(path: Option<PathBuf>) -> Result<Connection, OpenError> {
     let mut connection = match &path {
         Some(path) => {
             kept_private(path)?;
-            Connection::open(path)
+            Connection::open(path)?
         }
-        None => Connection::open_in_memory(),
-    }
-    .map_err(|error| error.to_string())?;
-    let setup = || -> rusqlite::Result<()> {
-        connection.busy_timeout(BUSY_TIMEOUT)?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
-        // Negative means KiB. The default 2 MiB held pages a run reads
-        // once; the operating system caches the file anyway.
-        connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
-        // A checkpoint copies each page the WAL holds back into the file,
-        // and a card's row is written twice in a few milliseconds (as it
-        // leaves, as it is answered): fewer, larger checkpoints copy each
-        // such page once.
-        connection.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)?;
-        Ok(())
+        None => Connection::open_in_memory()?,
     };
-    setup().map_err(|error| error.to_string())?;
-    with_nfc(&connection).map_err(|error| error.to_string())?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    // Negative means KiB. The default 2 MiB held pages a run reads once;
+    // the operating system caches the file anyway.
+    connection.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
+    // A checkpoint copies each page the WAL holds back into the file, and a
+    // card's row is written twice in a few milliseconds (as it leaves, as it
+    // is answered): fewer, larger checkpoints copy each such page once.
+    connection.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)?;
+    with_nfc(&connection)?;
     migrate(&mut connection)?;
     Ok(connection)
 }
@@ -1536,44 +1557,31 @@ fn kept_private(path: &Path) -> Result<(), String> {
 /// Brings the schema to the newest version, in one transaction that other
 /// runs wait for: two runs opening a new ledger at once migrate it once. A
 /// ledger of a newer version is refused, untouched.
-fn migrate(connection: &mut Connection) -> Result<(), String> {
-    let text = |error: rusqlite::Error| error.to_string();
-    let transaction = connection
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(text)?;
-    transaction
-        .execute(
-            "CREATE TABLE IF NOT EXISTS ledger_version (version BIGINT NOT NULL)",
-            [],
-        )
-        .map_err(text)?;
-    let version: i64 = transaction
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM ledger_version",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(text)?;
+fn migrate(connection: &mut Connection) -> Result<(), OpenError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    transaction.execute(
+        "CREATE TABLE IF NOT EXISTS ledger_version (version BIGINT NOT NULL)",
+        [],
+    )?;
+    let version: i64 = transaction.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM ledger_version",
+        [],
+        |row| row.get(0),
+    )?;
     if let Some(problem) = too_new(version) {
-        return Err(problem);
+        return Err(OpenError::Refused(problem));
     }
     if version == SCHEMA_VERSION {
         return Ok(());
     }
     for step in &MIGRATIONS[usize::try_from(version).unwrap_or(0)..] {
-        transaction
-            .execute_batch(&sqlite_step(step))
-            .map_err(text)?;
+        transaction.execute_batch(&sqlite_step(step))?;
     }
-    transaction
-        .execute(SECRET_IF_NONE, params![new_secret()?])
-        .map_err(text)?;
-    transaction
-        .execute_batch(&format!(
-            "DELETE FROM ledger_version; INSERT INTO ledger_version (version) VALUES ({SCHEMA_VERSION})"
-        ))
-        .map_err(text)?;
-    transaction.commit().map_err(text)
+    transaction.execute(SECRET_IF_NONE, params![new_secret()?])?;
+    transaction.execute_batch(&format!(
+        "DELETE FROM ledger_version; INSERT INTO ledger_version (version) VALUES ({SCHEMA_VERSION})"
+    ))?;
+    Ok(transaction.commit()?)
 }
 
 /// A step of the schema as SQLite runs it: every table of the ledger has a
@@ -1723,6 +1731,33 @@ mod tests {
         }
         let other = second.book_turns("b", pace, vec![0]).await.unwrap().turns;
         assert!(other[0] < turns[1], "another number has its own clock");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn runs_creating_one_new_ledger_at_once_all_open_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let opening: Vec<_> = (0..6)
+            .map(|_| tokio::spawn(SqliteLedger::open(Some(path.clone()), Clock::system())))
+            .collect();
+        for opened in opening {
+            opened.await.unwrap().expect("each run opens the new ledger");
+        }
+    }
+
+    #[test]
+    fn a_busy_or_locked_file_is_worth_another_try_and_nothing_else_is() {
+        let failure = |code| {
+            OpenError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        assert!(failure(rusqlite::ffi::SQLITE_BUSY).is_busy());
+        assert!(failure(rusqlite::ffi::SQLITE_LOCKED).is_busy());
+        assert!(!failure(rusqlite::ffi::SQLITE_CORRUPT).is_busy());
+        // Words that speak of a lock are not a lock.
+        assert!(!OpenError::Refused("the file is locked away".to_string()).is_busy());
     }
 
     #[tokio::test]
