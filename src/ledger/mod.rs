@@ -305,11 +305,6 @@ impl Ledger {
         self.store.holds(self.clock.now_nanos()).await
     }
 
-    /// How many messages `instance` sent on `day`, for reports and tests.
-    pub async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
-        self.store.sent_on(instance, day).await
-    }
-
     /// Removes the cards older than `keep` and the daily counts of their
     /// days, oldest first, at most `most` cards (`None`: all, a transaction
     /// for each [`PRUNE_BATCH`]). Older by a clock the ledger can trust:
@@ -421,7 +416,6 @@ trait Store: Send + Sync {
     ) -> Result<bool, LedgerError>;
     async fn release_number(&self, instance: &str) -> Result<bool, LedgerError>;
     async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError>;
-    async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError>;
     /// The clock pruning goes by (`run_now`, or the server's), and when the
     /// newest card left.
     async fn pruning_clocks(&self, run_now: i64) -> Result<PruningClocks, LedgerError>;

@@ -683,19 +683,6 @@ impl PostgresLedger {
         Ok(())
     }
 
-    async fn sent_on_once(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
-        let client = self.client.lock().await;
-        let sent = client
-            .query_opt(
-                "SELECT sent FROM daily_counts WHERE instance_id = $1 AND day = $2",
-                &[&instance, &day.to_string()],
-            )
-            .await
-            .map_err(|error| self.failed(&error))?
-            .map_or(0, |row| row.get::<_, i64>(0));
-        Ok(u64::try_from(sent).unwrap_or(0))
-    }
-
     async fn prune_once(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
         let mut client = self.client.lock().await;
         let failed = |error: tokio_postgres::Error| self.failed(&error);
@@ -949,10 +936,6 @@ impl Store for PostgresLedger {
 
     async fn holds(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError> {
         self.patiently(|| self.holds_once(now)).await
-    }
-
-    async fn sent_on(&self, instance: &str, day: Date) -> Result<u64, LedgerError> {
-        self.patiently(|| self.sent_on_once(instance, day)).await
     }
 
     async fn pruning_clocks(&self, _run_now: i64) -> Result<PruningClocks, LedgerError> {
