@@ -104,6 +104,29 @@ const PROBE_PATIENCE: Duration = Duration::from_secs(2);
 /// operator's `kill` gives.
 const STOPPING_PATIENCE: Duration = Duration::from_secs(3);
 
+/// What one try of a store method comes to ([`PostgresLedger::patiently`]
+/// puts a failure into words, and tries again on a lost connection).
+type Once<T> = Result<T, Failed>;
+
+/// Why a try failed: the server's error, or the store's own.
+#[derive(Debug)]
+enum Failed {
+    Server(tokio_postgres::Error),
+    Ledger(LedgerError),
+}
+
+impl From<tokio_postgres::Error> for Failed {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Failed::Server(error)
+    }
+}
+
+impl From<LedgerError> for Failed {
+    fn from(error: LedgerError) -> Self {
+        Failed::Ledger(error)
+    }
+}
+
 impl PostgresLedger {
     /// Connects to the database at `url` (`shown` in messages) and brings
     /// the ledger's schema to the newest version; `None`, having created no
@@ -175,20 +198,29 @@ impl PostgresLedger {
 
     /// Runs `work` within the ledger's patience; when it failed because the
     /// connection was lost, connects again and runs it once more.
-    pub async fn patiently<T, Work>(&self, work: impl Fn() -> Work) -> Result<T, LedgerError>
+    async fn patiently<T, Work>(&self, work: impl Fn() -> Work) -> Result<T, LedgerError>
     where
-        Work: Future<Output = Result<T, LedgerError>>,
+        Work: Future<Output = Once<T>>,
     {
-        match self.within(work()).await {
+        let once = || async { work().await.map_err(|failed| self.in_words(failed)) };
+        match self.within(once()).await {
             Err(error) if self.lost().await => {
                 tracing::warn!("{error}; connecting again");
                 let client = self
                     .within(connect(&self.config, &self.shown, self.patience))
                     .await?;
                 *self.client.lock().await = client;
-                self.within(work()).await
+                self.within(once()).await
             }
             done => done,
+        }
+    }
+
+    /// A try's failure as the ledger's error.
+    fn in_words(&self, failed: Failed) -> LedgerError {
+        match failed {
+            Failed::Server(error) => self.failed(&error),
+            Failed::Ledger(error) => error,
         }
     }
 
@@ -249,12 +281,9 @@ impl PostgresLedger {
         instance: &str,
         pace: Pace,
         phone_times: Vec<i64>,
-    ) -> Result<Booking, LedgerError> {
+    ) -> Once<Booking> {
         let mut client = self.client.lock().await;
-        let transaction = client
-            .transaction()
-            .await
-            .map_err(|error| self.failed(&error))?;
+        let transaction = client.transaction().await?;
         // The row first (if new), then locked: another run's booking of
         // this number waits here until this one commits.
         transaction
@@ -263,16 +292,14 @@ impl PostgresLedger {
                  ON CONFLICT (instance_id) DO NOTHING",
                 typed![&instance],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         let row = transaction
             .query_typed_one(
                 "SELECT next_at, phone_free_at, booked_at FROM clocks
                  WHERE instance_id = $1 FOR UPDATE",
                 typed![&instance],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         let mut clock = ClockState {
             next_at: row.get(0),
             phone_free_at: row.get(1),
@@ -282,8 +309,7 @@ impl PostgresLedger {
         // turns are on it, so machines whose clocks differ keep one pace.
         let now: i64 = transaction
             .query_typed_one(&format!("SELECT {SERVER_NOW}"), &[])
-            .await
-            .map_err(|error| self.failed(&error))?
+            .await?
             .get(0);
         let booking = clock.book(pace, now, &phone_times);
         transaction
@@ -297,29 +323,22 @@ impl PostgresLedger {
                     &clock.booked_at
                 ],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
-        transaction
-            .commit()
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
+        transaction.commit().await?;
         Ok(booking)
     }
 
-    async fn numbers_once(&self, since: Date) -> Result<Vec<NumberRecord>, LedgerError> {
+    async fn numbers_once(&self, since: Date) -> Once<Vec<NumberRecord>> {
         let client = self.client.lock().await;
-        let failed = |error: tokio_postgres::Error| self.failed(&error);
         let first_days = client
             .query("SELECT instance_id, first_day, timezone FROM numbers", &[])
-            .await
-            .map_err(failed)?
+            .await?
             .iter()
             .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect();
         let clocks = client
             .query("SELECT instance_id, next_at FROM clocks", &[])
-            .await
-            .map_err(failed)?
+            .await?
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
@@ -328,27 +347,22 @@ impl PostgresLedger {
                 "SELECT instance_id, day, sent, new_contacts FROM daily_counts WHERE day >= $1",
                 &[&since.to_string()],
             )
-            .await
-            .map_err(failed)?
+            .await?
             .iter()
             .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
             .collect();
         Ok(assemble(first_days, clocks, counts))
     }
 
-    async fn number_ids_once(&self, now: i64) -> Result<Vec<String>, LedgerError> {
+    async fn number_ids_once(&self, now: i64) -> Once<Vec<String>> {
         let client = self.client.lock().await;
-        let rows = client
-            .query_typed(NUMBER_IDS, typed![&now])
-            .await
-            .map_err(|error| self.failed(&error))?;
+        let rows = client.query_typed(NUMBER_IDS, typed![&now]).await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
-    async fn suppress_once(&self, entries: Vec<Suppression>) -> Result<usize, LedgerError> {
+    async fn suppress_once(&self, entries: Vec<Suppression>) -> Once<usize> {
         let mut client = self.client.lock().await;
-        let failed = |error: tokio_postgres::Error| self.failed(&error);
-        let transaction = client.transaction().await.map_err(failed)?;
+        let transaction = client.transaction().await?;
         let mut added = 0;
         for entry in &entries {
             added += transaction
@@ -357,33 +371,23 @@ impl PostgresLedger {
                      ON CONFLICT (phone) DO NOTHING",
                     &[&entry.phone, &entry.reason, &entry.added_at],
                 )
-                .await
-                .map_err(failed)?;
+                .await?;
         }
-        transaction.commit().await.map_err(failed)?;
+        transaction.commit().await?;
         Ok(usize::try_from(added).unwrap_or(usize::MAX))
     }
 
-    async fn unsuppress_once(&self, phones: Vec<String>) -> Result<usize, LedgerError> {
+    async fn unsuppress_once(&self, phones: Vec<String>) -> Once<usize> {
         let client = self.client.lock().await;
         let removed = client
             .execute("DELETE FROM suppressed WHERE phone = ANY($1)", &[&phones])
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 
-    async fn hold_number_once(
-        &self,
-        hold: NumberHold,
-        by_operator: bool,
-        now: i64,
-    ) -> Result<bool, LedgerError> {
+    async fn hold_number_once(&self, hold: NumberHold, by_operator: bool, now: i64) -> Once<bool> {
         let mut client = self.client.lock().await;
-        let transaction = client
-            .transaction()
-            .await
-            .map_err(|error| self.failed(&error))?;
+        let transaction = client.transaction().await?;
         // The number's holds locked, whether or not it has one yet: another
         // run's verdict on it, or an operator's pause, waits for this one.
         transaction
@@ -391,16 +395,14 @@ impl PostgresLedger {
                 "SELECT pg_advisory_xact_lock(7, hashtext($1))",
                 typed![&hold.instance_id],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         let held = transaction
             .query_typed_opt(
                 "SELECT instance_id, kind, reason, since, until FROM number_holds
                  WHERE instance_id = $1",
                 typed![&hold.instance_id],
             )
-            .await
-            .map_err(|error| self.failed(&error))?
+            .await?
             .map(|row| number_hold(&row));
         if !by_operator && held.is_some_and(|held| !hold.outlasts(&held, now)) {
             return Ok(false);
@@ -420,28 +422,23 @@ impl PostgresLedger {
                     &hold.until
                 ],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
-        transaction
-            .commit()
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
+        transaction.commit().await?;
         Ok(true)
     }
 
-    async fn release_number_once(&self, instance: &str) -> Result<bool, LedgerError> {
+    async fn release_number_once(&self, instance: &str) -> Once<bool> {
         let client = self.client.lock().await;
         let released = client
             .execute_typed(
                 "DELETE FROM number_holds WHERE instance_id = $1",
                 typed![&instance],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         Ok(released > 0)
     }
 
-    async fn holds_once(&self, now: i64) -> Result<Vec<NumberHold>, LedgerError> {
+    async fn holds_once(&self, now: i64) -> Once<Vec<NumberHold>> {
         let client = self.client.lock().await;
         let rows = client
             .query_typed(
@@ -449,20 +446,18 @@ impl PostgresLedger {
                  WHERE until IS NULL OR until > $1 ORDER BY instance_id",
                 typed![&now],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         Ok(rows.iter().map(number_hold).collect())
     }
 
-    async fn suppressed_once(&self) -> Result<Vec<Suppression>, LedgerError> {
+    async fn suppressed_once(&self) -> Once<Vec<Suppression>> {
         let client = self.client.lock().await;
         let rows = client
             .query(
                 "SELECT phone, reason, added_at FROM suppressed ORDER BY phone",
                 &[],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         Ok(rows
             .iter()
             .map(|row| Suppression {
@@ -478,51 +473,37 @@ impl PostgresLedger {
         campaign: &str,
         lookups: Vec<Lookup>,
         with_cooldown: bool,
-    ) -> Result<Vec<Facts>, LedgerError> {
+    ) -> Once<Vec<Facts>> {
         let mut client = self.client.lock().await;
-        let failed = |error: tokio_postgres::Error| self.failed(&error);
         // A transaction of its own, so that every row is read as of one moment.
         let transaction = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()
-            .await
-            .map_err(failed)?;
+            .await?;
         let rows: Vec<(&str, &str, &str)> = lookups
             .iter()
             .map(|row| (row.key.as_str(), row.to.as_str(), row.card_phone.as_str()))
             .collect();
-        let facts = read_facts(&transaction, campaign, &rows, with_cooldown, self.secret())
-            .await
-            .map_err(failed)?;
-        transaction.commit().await.map_err(failed)?;
+        let facts = read_facts(&transaction, campaign, &rows, with_cooldown, self.secret()).await?;
+        transaction.commit().await?;
         Ok(facts)
     }
 
-    async fn pass_once(
-        &self,
-        campaign: &str,
-        passing: Passing,
-    ) -> Result<Vec<Claimed>, LedgerError> {
+    async fn pass_once(&self, campaign: &str, passing: Passing) -> Once<Vec<Claimed>> {
         let mut client = self.client.lock().await;
-        let failed = |error: tokio_postgres::Error| self.failed(&error);
-        let transaction = client.transaction().await.map_err(failed)?;
-        let facts = Self::lock_settle_and_read(&transaction, campaign, &passing, self.secret())
-            .await
-            .map_err(failed)?;
+        let transaction = client.transaction().await?;
+        let facts =
+            Self::lock_settle_and_read(&transaction, campaign, &passing, self.secret()).await?;
         if passing.claims.is_empty() {
-            transaction.commit().await.map_err(failed)?;
+            transaction.commit().await?;
             return Ok(Vec::new());
         }
-        let decided = Self::decide(&transaction, &passing, facts)
-            .await
-            .map_err(failed)?;
+        let decided = Self::decide(&transaction, &passing, facts).await?;
         let in_flight = passing.rules.in_flight_at_most;
-        record(&transaction, campaign, &passing.claims, &decided, in_flight)
-            .await
-            .map_err(failed)?;
-        transaction.commit().await.map_err(failed)?;
+        record(&transaction, campaign, &passing.claims, &decided, in_flight).await?;
+        transaction.commit().await?;
         Ok(decided)
     }
 
@@ -623,32 +604,21 @@ impl PostgresLedger {
         Ok(decided)
     }
 
-    async fn remember_once(
-        &self,
-        campaign: &str,
-        records: Vec<(String, Remembered)>,
-    ) -> Result<(), LedgerError> {
+    async fn remember_once(&self, campaign: &str, records: Vec<(String, Remembered)>) -> Once<()> {
         let mut client = self.client.lock().await;
-        let failed = |error: tokio_postgres::Error| self.failed(&error);
-        let transaction = client.transaction().await.map_err(failed)?;
-        remember(&transaction, campaign, &records)
-            .await
-            .map_err(failed)?;
-        transaction.commit().await.map_err(failed)
+        let transaction = client.transaction().await?;
+        remember(&transaction, campaign, &records).await?;
+        Ok(transaction.commit().await?)
     }
 
-    async fn unsettled_once(
-        &self,
-        campaign: &str,
-    ) -> Result<Vec<(String, Remembered)>, LedgerError> {
+    async fn unsettled_once(&self, campaign: &str) -> Once<Vec<(String, Remembered)>> {
         let client = self.client.lock().await;
         let rows = client
             .query(
                 &format!("SELECT {SENDS} FROM sends WHERE campaign = $1 AND fate = 'LEAVING'"),
                 &[&campaign],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         Ok(rows
             .iter()
             .map(|row| {
@@ -658,19 +628,18 @@ impl PostgresLedger {
             .collect())
     }
 
-    async fn knows_once(&self, campaign: &str) -> Result<bool, LedgerError> {
+    async fn knows_once(&self, campaign: &str) -> Once<bool> {
         let client = self.client.lock().await;
         let row = client
             .query_typed_one(
                 "SELECT EXISTS (SELECT 1 FROM campaigns WHERE name = $1)",
                 typed![&campaign],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         Ok(row.get(0))
     }
 
-    async fn meet_once(&self, campaign: &str, now: i64) -> Result<(), LedgerError> {
+    async fn meet_once(&self, campaign: &str, now: i64) -> Once<()> {
         let client = self.client.lock().await;
         client
             .execute(
@@ -678,16 +647,14 @@ impl PostgresLedger {
                  ON CONFLICT (name) DO NOTHING",
                 &[&campaign, &now],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         Ok(())
     }
 
-    async fn prune_once(&self, before: i64, day: Date, most: u64) -> Result<Pruned, LedgerError> {
+    async fn prune_once(&self, before: i64, day: Date, most: u64) -> Once<Pruned> {
         let mut client = self.client.lock().await;
-        let failed = |error: tokio_postgres::Error| self.failed(&error);
         let most = i64::try_from(most).unwrap_or(i64::MAX);
-        let transaction = client.transaction().await.map_err(failed)?;
+        let transaction = client.transaction().await?;
         // Oldest first, by the time index: the rest is never read.
         let cards = transaction
             .execute(
@@ -696,20 +663,17 @@ impl PostgresLedger {
                      WHERE left_at < $1 ORDER BY left_at LIMIT $2)",
                 &[&before, &most],
             )
-            .await
-            .map_err(failed)?;
+            .await?;
         let daily_counts = transaction
             .execute(
                 "DELETE FROM daily_counts WHERE day < $1",
                 &[&day.to_string()],
             )
-            .await
-            .map_err(failed)?;
+            .await?;
         transaction
             .execute("DELETE FROM forgotten WHERE left_at < $1", &[&before])
-            .await
-            .map_err(failed)?;
-        transaction.commit().await.map_err(failed)?;
+            .await?;
+        transaction.commit().await?;
         Ok(Pruned {
             cards,
             daily_counts,
@@ -718,36 +682,33 @@ impl PostgresLedger {
     }
 
     /// On the server's clock: one for every machine.
-    async fn pruning_clocks_once(&self) -> Result<PruningClocks, LedgerError> {
+    async fn pruning_clocks_once(&self) -> Once<PruningClocks> {
         let client = self.client.lock().await;
         let row = client
             .query_typed_one(
                 &format!("SELECT {SERVER_NOW}, (SELECT MAX(left_at) FROM sends)"),
                 &[],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         Ok(PruningClocks {
             now: row.get(0),
             newest: row.get(1),
         })
     }
 
-    async fn any_card_before_once(&self, before: i64) -> Result<bool, LedgerError> {
+    async fn any_card_before_once(&self, before: i64) -> Once<bool> {
         let client = self.client.lock().await;
         let row = client
             .query_typed_one(
                 "SELECT EXISTS (SELECT 1 FROM sends WHERE left_at < $1)",
                 typed![&before],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         Ok(row.get(0))
     }
 
-    async fn stats_once(&self) -> Result<LedgerStats, LedgerError> {
+    async fn stats_once(&self) -> Once<LedgerStats> {
         let client = self.client.lock().await;
-        let failed = |error: tokio_postgres::Error| self.failed(&error);
         let row = client
             .query_one(
                 "SELECT (SELECT COUNT(*) FROM sends),
@@ -761,8 +722,7 @@ impl PostgresLedger {
                         pg_database_size(current_database())",
                 &[],
             )
-            .await
-            .map_err(failed)?;
+            .await?;
         let count = |index: usize| u64::try_from(row.get::<_, i64>(index)).unwrap_or(0);
         Ok(LedgerStats {
             cards: count(0),
@@ -777,7 +737,7 @@ impl PostgresLedger {
         })
     }
 
-    async fn phone_uses_once(&self, phones: Vec<String>) -> Result<Vec<PhoneUses>, LedgerError> {
+    async fn phone_uses_once(&self, phones: Vec<String>) -> Once<Vec<PhoneUses>> {
         let client = self.client.lock().await;
         let rows = client
             .query_typed(
@@ -787,8 +747,7 @@ impl PostgresLedger {
                  FROM unnest($1::text[]) WITH ORDINALITY AS p(phone, i) ORDER BY p.i",
                 typed![&phones.iter().map(String::as_str).collect::<Vec<_>>()],
             )
-            .await
-            .map_err(|error| self.failed(&error))?;
+            .await?;
         let count = |row: &Row, at: usize| u64::try_from(row.get::<_, i64>(at)).unwrap_or(0);
         Ok(rows
             .iter()
@@ -799,38 +758,27 @@ impl PostgresLedger {
             .collect())
     }
 
-    async fn forget_once(
-        &self,
-        phones: Vec<String>,
-        as_card: bool,
-    ) -> Result<Vec<(String, u64)>, LedgerError> {
+    async fn forget_once(&self, phones: Vec<String>, as_card: bool) -> Once<Vec<(String, u64)>> {
         let mut client = self.client.lock().await;
-        let failed = |error: tokio_postgres::Error| self.failed(&error);
-        let transaction = client.transaction().await.map_err(failed)?;
+        let transaction = client.transaction().await?;
         let mut forgotten = Vec::with_capacity(phones.len());
         for phone in phones {
-            let erased = erase_rows(&transaction, &phone, as_card)
-                .await
-                .map_err(failed)?;
+            let erased = erase_rows(&transaction, &phone, as_card).await?;
             for (digest, (kind, card)) in erasure::digests_of(self.secret(), &erased) {
-                keep_forgotten(&transaction, &digest, kind, card)
-                    .await
-                    .map_err(failed)?;
+                keep_forgotten(&transaction, &digest, kind, card).await?;
             }
             forgotten.push((phone, erased.len() as u64));
         }
-        transaction.commit().await.map_err(failed)?;
+        transaction.commit().await?;
         Ok(forgotten)
     }
 
     /// The space of the deleted rows made free for the next ones (outside
     /// any transaction, as VACUUM must be).
-    async fn vacuum_once(&self) -> Result<(), LedgerError> {
+    async fn vacuum_once(&self) -> Once<()> {
         let client = self.client.lock().await;
-        client
-            .batch_execute("VACUUM sends, forgotten")
-            .await
-            .map_err(|error| self.failed(&error))
+        client.batch_execute("VACUUM sends, forgotten").await?;
+        Ok(())
     }
 
     fn failed(&self, error: &tokio_postgres::Error) -> LedgerError {
