@@ -173,9 +173,12 @@ impl Summary {
         );
         let mut next_step = next_step(exit, rows, ending, &refused);
         if past_limit {
-            let rows = unread.map_or("rows may be left".to_string(), |n| format!("{n} rows"));
-            let rest =
-                format!("{rows} past --limit: --resume with a larger --limit (or none) sends them");
+            let rows = unread.map_or("rows may be left".to_string(), |n| {
+                super::check::counted(n, "row")
+            });
+            let rest = format!(
+                "{rows} past --limit: --resume with a larger --limit (or none) sends the rest"
+            );
             next_step = Some(next_step.map_or(rest.clone(), |steps| format!("{steps}; {rest}")));
         }
         Summary {
