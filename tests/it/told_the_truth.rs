@@ -371,7 +371,9 @@ async fn a_report_after_kill_9_counts_each_row_once_and_says_the_run_was_stopped
     })
     .await;
     let work = Workspace::new();
-    let config = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"50/s\""));
+    // Slow enough that the kill comes well before the last row (40 rows
+    // after the first run's 20 take two seconds).
+    let config = work.config(&Config::fast(&server.base_url()).set("pacing.rate", "\"20/s\""));
     let rows = 60;
     work.write("campaign.csv", &common::campaign(rows));
     // A first run sends 20; the second writes their lines again (SENT, by
