@@ -2,7 +2,7 @@
 //! call, and the health of each instance, which leaves rotation when it
 //! fails too often.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +31,7 @@ pub struct RunControl {
     answered_for: Mutex<BTreeMap<String, String>>,
     /// Numbers that send no more until a person resumes them: the API
     /// refused them.
-    refused: Mutex<std::collections::BTreeSet<String>>,
+    refused: Mutex<BTreeSet<String>>,
     pub(super) retry: RetrySettings,
     /// How long a number retired for its failures is held for every run.
     quarantine: Duration,
@@ -49,7 +49,7 @@ impl RunControl {
             capped: Mutex::new(None),
             left: Mutex::new(BTreeMap::new()),
             answered_for: Mutex::new(BTreeMap::new()),
-            refused: Mutex::new(std::collections::BTreeSet::new()),
+            refused: Mutex::new(BTreeSet::new()),
             retry,
             lanes_open: AtomicUsize::new(usize::MAX),
         })
