@@ -399,9 +399,11 @@ async fn a_report_after_kill_9_counts_each_row_once_and_says_the_run_was_stopped
         .await;
     assert_exit!(output, 0);
     let page = std::fs::read_to_string(work.path("killed.html")).unwrap();
+    // Each row once: at most the campaign's, at least the first run's 20
+    // (the killed run's own lines may lag the cards the server took).
     let shown = rows_on_the_page(&page);
     assert!(
-        shown <= rows as u64 && shown >= 30,
+        shown <= rows as u64 && shown >= 20,
         "{shown} rows of a {rows}-row campaign"
     );
     let sent: u64 = on_the_page(&page, "[data-status=SENT] b")
