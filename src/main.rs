@@ -189,12 +189,12 @@ async fn write_report(args: ReportArgs) -> Result<ExitCode, RunError> {
         .out
         .unwrap_or_else(|| args.results.with_extension("html"));
     let to = Destination {
-        page: &out,
-        results: &args.results,
+        page: out.clone(),
+        results: args.results.clone(),
         campaign: None,
     };
     // Rows past a run's --limit are not in the file: only its summary knows.
-    let bytes = report_page(to, lang, &settings, numbers, false)
+    let bytes = report_page(&to, lang, &settings, numbers, false)
         .await
         .map_err(|error| RunError::Usage(error.to_string()))?;
     print_out(&format!(
@@ -413,10 +413,10 @@ async fn run_campaign(
         Source::File(path) => Some(path.clone()),
         _ => None,
     };
-    let report_to = mode.report.as_deref().map(|page| Destination {
+    let report_to = mode.report.clone().map(|page| Destination {
         page,
-        results: &results_path,
-        campaign: campaign_file.as_deref(),
+        results: results_path.clone(),
+        campaign: campaign_file,
     });
     let run = async {
         let settings = Settings::load(
@@ -426,13 +426,13 @@ async fn run_campaign(
         )?;
         // A page that would replace a file it must not is refused before
         // the first card goes, not found out after the last.
-        if let Some(to) = report_to {
+        if let Some(to) = &report_to {
             to.check()
                 .map_err(|error| RunError::Usage(format!("{error}; nothing was sent")))?;
         }
         let mut summary =
             interacto_bulk::run(settings.clone(), request, progress_area, shutdown).await?;
-        if let Some(to) = report_to {
+        if let Some(to) = &report_to {
             write_campaign_report(to, &settings, &mut summary).await;
         }
         Ok(summary)
@@ -489,7 +489,7 @@ fn run_request(args: &RunArgs, mode: &Mode, results_gate: WriteGate) -> RunReque
 
 /// The report of the campaign as the run left it (`--report`); one that
 /// cannot be written is said, and the run exits 3 ([`Summary::report_not_written`]).
-async fn write_campaign_report(to: Destination<'_>, settings: &Settings, summary: &mut Summary) {
+async fn write_campaign_report(to: &Destination, settings: &Settings, summary: &mut Summary) {
     let lang = Lang::from_env(std::env::var("LANG").ok().as_deref());
     // The send made the ledger, if it was not there.
     let numbers = interacto_bulk::commands::numbers(settings, IfNew::RefuseOnly)
@@ -517,22 +517,15 @@ async fn write_campaign_report(to: Destination<'_>, settings: &Settings, summary
 /// file is read whole (a FIFO may never end, and a signal must still stop
 /// the command), and the page written to disk.
 async fn report_page(
-    to: Destination<'_>,
+    to: &Destination,
     lang: Lang,
     settings: &Settings,
     numbers: Vec<interacto_bulk::report::NumberReport>,
     past_limit: bool,
 ) -> Result<usize, interacto_bulk::report::page::PageError> {
-    let (page, results) = (to.page.to_path_buf(), to.results.to_path_buf());
-    let campaign = to.campaign.map(Path::to_path_buf);
-    let settings = settings.clone();
+    let (to, settings) = (to.clone(), settings.clone());
     tokio::task::spawn_blocking(move || {
-        let to = Destination {
-            page: &page,
-            results: &results,
-            campaign: campaign.as_deref(),
-        };
-        interacto_bulk::report::page::write_report(to, lang, &settings, numbers, past_limit)
+        interacto_bulk::report::page::write_report(&to, lang, &settings, numbers, past_limit)
     })
     .await
     .expect("writing the report does not panic")

@@ -12,14 +12,14 @@ use crate::results::{self, Dialect, Header};
 
 /// A report page's file, and the files it is made from and must never
 /// replace.
-#[derive(Debug, Clone, Copy)]
-pub struct Destination<'a> {
+#[derive(Debug, Clone)]
+pub struct Destination {
     /// Where the page goes.
-    pub page: &'a Path,
+    pub page: PathBuf,
     /// The results file it reports on.
-    pub results: &'a Path,
+    pub results: PathBuf,
     /// The campaign file, when a send writes the page.
-    pub campaign: Option<&'a Path>,
+    pub campaign: Option<PathBuf>,
 }
 
 /// Why a report page may not be written where it was asked for.
@@ -75,12 +75,12 @@ pub enum DestinationError {
 /// file's header, the campaign's columns included, is far shorter.
 const FIRST_LINE_AT_MOST: u64 = 64 * 1024;
 
-impl Destination<'_> {
+impl Destination {
     /// Refuses a page that would replace a file it must not, or be written
     /// through a link, or into a folder that is not there.
     pub fn check(&self) -> Result<(), DestinationError> {
-        let page = self.page.to_path_buf();
-        let there = match fs::symlink_metadata(self.page) {
+        let page = self.page.clone();
+        let there = match fs::symlink_metadata(&self.page) {
             Ok(meta) if meta.file_type().is_symlink() => return Err(DestinationError::Link(page)),
             Ok(meta) if !meta.is_file() => return Err(DestinationError::NotAFile(page)),
             Ok(_) => true,
@@ -109,12 +109,12 @@ impl Destination<'_> {
     /// starts), or as one file under another name.
     fn refuse_the_runs_files(&self) -> Result<(), DestinationError> {
         let real = |path: &Path| results::resolve(path, false).ok();
-        let page_real = real(self.page);
+        let page_real = real(&self.page);
         let is_page = |file: &Path| {
-            results::same_file(self.page, file) || (page_real.is_some() && real(file) == page_real)
+            results::same_file(&self.page, file) || (page_real.is_some() && real(file) == page_real)
         };
-        let [results_file, lock_and_journal @ ..] = results::files_of_a_run(self.results);
-        let (page, results) = (self.page.to_path_buf(), self.results.to_path_buf());
+        let [results_file, lock_and_journal @ ..] = results::files_of_a_run(&self.results);
+        let (page, results) = (self.page.clone(), self.results.clone());
         if is_page(&results_file) {
             return Err(DestinationError::Results { page, results });
         }
@@ -131,15 +131,16 @@ impl Destination<'_> {
     /// An existing regular file at the page's name: never the campaign, and
     /// otherwise only an earlier page (or an empty file) is replaced.
     fn check_existing(&self) -> Result<(), DestinationError> {
-        let page = self.page.to_path_buf();
+        let page = self.page.clone();
         if let Some(campaign) = self
             .campaign
-            .filter(|campaign| results::same_file(self.page, campaign))
+            .as_deref()
+            .filter(|campaign| results::same_file(&self.page, campaign))
         {
             let campaign = campaign.to_path_buf();
             return Err(DestinationError::Campaign { page, campaign });
         }
-        let start = start_of(self.page).map_err(|source| DestinationError::Io {
+        let start = start_of(&self.page).map_err(|source| DestinationError::Io {
             path: page.clone(),
             source,
         })?;
@@ -162,9 +163,9 @@ impl Destination<'_> {
     /// a crash leaves the earlier page or the new one, and a link put there
     /// since the check is replaced, not written through.
     pub fn write(&self, page: &[u8]) -> io::Result<()> {
-        results::replace_file(self.page, "new", |mut out| {
+        results::replace_file(&self.page, "new", |mut out| {
             // Whoever could read the earlier page can read the new one.
-            if let Ok(earlier) = fs::symlink_metadata(self.page) {
+            if let Ok(earlier) = fs::symlink_metadata(&self.page) {
                 if earlier.is_file() {
                     out.set_permissions(earlier.permissions())?;
                 }

@@ -910,27 +910,27 @@ fn refused(numbers: &[super::NumberReport]) -> Vec<String> {
 /// A page that would replace a file it must not is refused before the
 /// results file is read.
 pub fn write_report(
-    to: super::Destination<'_>,
+    to: &super::Destination,
     lang: Lang,
     settings: &crate::config::Settings,
     numbers: Vec<super::NumberReport>,
     past_limit: bool,
 ) -> Result<usize, PageError> {
     to.check()?;
-    let aggregates = read(to.results)?;
+    let aggregates = read(&to.results)?;
     let one_turn = crate::pacing::Pace::of(&settings.pacing).one_turn();
     let context = Context {
         lang,
         pace_per_hour: (one_turn > 0).then(|| 3600e9 / one_turn as f64),
         next_step: super::next_step_of(&aggregates.tally, &refused(&numbers)),
         numbers,
-        run: RunOnFile::of(to.results),
+        run: RunOnFile::of(&to.results),
         past_limit,
     };
     let page = render(&aggregates, &context);
     to.write(page.as_bytes())
         .map_err(|source| PageError::Write {
-            path: to.page.to_path_buf(),
+            path: to.page.clone(),
             source,
         })?;
     Ok(page.len())

@@ -171,16 +171,7 @@ impl Summary {
             !refused.is_empty(),
             past_limit,
         );
-        let mut next_step = next_step(exit, rows, ending, &refused);
-        if past_limit {
-            let rows = unread.map_or("rows may be left".to_string(), |n| {
-                super::check::counted(n, "row")
-            });
-            let rest = format!(
-                "{rows} past --limit: --resume with a larger --limit (or none) sends the rest"
-            );
-            next_step = Some(next_step.map_or(rest.clone(), |steps| format!("{steps}; {rest}")));
-        }
+        let next_step = next_step(exit, rows, ending, &refused, unread);
         Summary {
             version: env!("CARGO_PKG_VERSION"),
             campaign,
@@ -464,7 +455,7 @@ fn numbers_to_resume(refused: &[String]) -> Option<String> {
 /// summary's words (for the report page).
 pub fn next_step_of(rows: &Tally, refused: &[String]) -> Option<String> {
     let exit = ExitCode::of_finished(None, rows, Ending::Complete, !refused.is_empty(), false);
-    next_step(exit, rows, Ending::Complete, refused)
+    next_step(exit, rows, Ending::Complete, refused, Some(0))
 }
 
 /// The kinds of failure a summary shows, the commonest first.
@@ -499,9 +490,16 @@ fn failures_text(failures: &[FailureGroup]) -> String {
 }
 
 /// What to do after a run, in words: for numbers the API `refused` (only a
-/// person lets them send again), for rows left (exits 1 and 3), and for
-/// `INVALID` rows, which only a fixed campaign file sends.
-fn next_step(exit: ExitCode, rows: &Tally, ending: Ending, refused: &[String]) -> Option<String> {
+/// person lets them send again), for rows left (exits 1 and 3), for
+/// `INVALID` rows, which only a fixed campaign file sends, and for the rows
+/// `--limit` left `unread` (`None`: standard input's, not counted).
+fn next_step(
+    exit: ExitCode,
+    rows: &Tally,
+    ending: Ending,
+    refused: &[String],
+    unread: Option<u64>,
+) -> Option<String> {
     let count = |status| rows.get(status);
     let mut steps = Vec::new();
     match numbers_to_resume(refused) {
@@ -548,6 +546,14 @@ fn next_step(exit: ExitCode, rows: &Tally, ending: Ending, refused: &[String]) -
         steps.push(format!(
             "{} INVALID: fix those rows in the campaign file (the error column says how), {then}",
             count(Status::Invalid)
+        ));
+    }
+    if unread != Some(0) {
+        let left = unread.map_or("rows may be left".to_string(), |n| {
+            super::check::counted(n, "row")
+        });
+        steps.push(format!(
+            "{left} past --limit: --resume with a larger --limit (or none) sends the rest"
         ));
     }
     (!steps.is_empty()).then(|| steps.join("; "))

@@ -47,12 +47,7 @@ impl RunLock {
                     continue;
                 }
                 Err(TryLockError::WouldBlock) => {
-                    let holder = fs::read_to_string(&path).unwrap_or_default();
-                    let holder = if holder.trim().is_empty() {
-                        "holder unknown".to_string()
-                    } else {
-                        holder.trim().to_string()
-                    };
+                    let holder = said_by(&path);
                     return Err(LockError::Held { path, holder });
                 }
                 Err(TryLockError::Error(error)) => return Err(io_error(error)),
@@ -100,14 +95,17 @@ pub fn holder(results_path: &Path) -> Option<String> {
     match file.try_lock_shared() {
         // Left by a run that was killed: nobody holds it.
         Ok(()) => None,
-        Err(TryLockError::WouldBlock) => {
-            let holder = fs::read_to_string(&path).unwrap_or_default();
-            Some(match holder.trim() {
-                "" => "holder unknown".to_string(),
-                holder => holder.to_string(),
-            })
-        }
+        Err(TryLockError::WouldBlock) => Some(said_by(&path)),
         Err(TryLockError::Error(_)) => None,
+    }
+}
+
+/// Who the lock file at `path` says holds it (`held by pid … since …`).
+fn said_by(path: &Path) -> String {
+    let holder = fs::read_to_string(path).unwrap_or_default();
+    match holder.trim() {
+        "" => "holder unknown".to_string(),
+        holder => holder.to_string(),
     }
 }
 
